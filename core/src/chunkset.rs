@@ -1,0 +1,143 @@
+//! A fixed-length set of chunk indices (a bitfield), as sent to the tracker and kept per file.
+//! Its length is the file's chunk count; decoding validates the length against the manifest.
+
+use serde::{Deserialize, Serialize};
+
+/// Which chunks of one file are present, one bit per chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkSet {
+    len: u32,
+    bits: Vec<u64>,
+}
+
+impl ChunkSet {
+    pub fn empty(len: u32) -> Self {
+        ChunkSet {
+            len,
+            bits: vec![0; words_for(len)],
+        }
+    }
+
+    pub fn full(len: u32) -> Self {
+        let mut set = ChunkSet::empty(len);
+        for i in 0..len {
+            set.insert(i);
+        }
+        set
+    }
+
+    pub fn from_indices(len: u32, indices: impl IntoIterator<Item = u32>) -> Self {
+        let mut set = ChunkSet::empty(len);
+        for i in indices {
+            set.insert(i);
+        }
+        set
+    }
+
+    /// The number of chunks the set ranges over (not how many are present).
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// Whether the encoding is self-consistent: right word count, no bits past `len`.
+    /// Sets decoded from the wire must pass this before use.
+    pub fn is_well_formed(&self) -> bool {
+        if self.bits.len() != words_for(self.len) {
+            return false;
+        }
+        let tail = self.len % 64;
+        match self.bits.last() {
+            Some(last) if tail != 0 => last >> tail == 0,
+            _ => true,
+        }
+    }
+
+    pub fn contains(&self, i: u32) -> bool {
+        i < self.len
+            && self
+                .bits
+                .get((i / 64) as usize)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Adds `i`; returns whether it was newly added. Indices past the end are ignored.
+    pub fn insert(&mut self, i: u32) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        match self.bits.get_mut((i / 64) as usize) {
+            Some(w) => {
+                let was = *w & (1 << (i % 64)) != 0;
+                *w |= 1 << (i % 64);
+                !was
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove(&mut self, i: u32) {
+        if let Some(w) = self.bits.get_mut((i / 64) as usize) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.bits.iter().map(|w| w.count_ones()).sum()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count() == self.len
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(move |&i| self.contains(i))
+    }
+
+    /// Whether every chunk of `self` is also in `other`.
+    pub fn is_subset(&self, other: &ChunkSet) -> bool {
+        self.len == other.len && self.bits.iter().zip(&other.bits).all(|(a, b)| a & !b == 0)
+    }
+}
+
+fn words_for(len: u32) -> usize {
+    len.div_ceil(64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_contains_count() {
+        let mut s = ChunkSet::empty(130);
+        assert!(s.insert(0));
+        assert!(s.insert(129));
+        assert!(!s.insert(129));
+        assert!(!s.insert(130));
+        assert_eq!(s.count(), 2);
+        assert!(s.contains(129) && !s.contains(128) && !s.contains(500));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 129]);
+        assert!(s.is_well_formed());
+        assert!(ChunkSet::full(130).is_full());
+        assert!(s.is_subset(&ChunkSet::full(130)));
+    }
+
+    #[test]
+    fn malformed_sets_are_detected() {
+        let bad_words = ChunkSet {
+            len: 10,
+            bits: vec![0, 0],
+        };
+        assert!(!bad_words.is_well_formed());
+        let stray_bit = ChunkSet {
+            len: 10,
+            bits: vec![1 << 12],
+        };
+        assert!(!stray_bit.is_well_formed());
+        assert!(ChunkSet::empty(0).is_well_formed());
+    }
+}

@@ -1,0 +1,36 @@
+//! Every bound Drizzle enforces, in one place, so that SECURITY-relevant numbers are easy to
+//! audit. Anything a remote sends is checked against these before it is allocated or stored.
+
+/// Largest frame (length prefix excluded) accepted once the hello is done.
+pub const MAX_FRAME_BYTES: usize = MAX_CHUNK_SIZE as usize + 64 * 1024;
+/// Largest frame accepted before the hello: a stranger gets no big buffer.
+pub const MAX_HELLO_FRAME_BYTES: usize = 256;
+
+/// Chunk sizes a manifest may declare.
+pub const MIN_CHUNK_SIZE: u32 = 64;
+pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
+/// Chunks one file may have (with 1 MiB chunks, 256 GiB).
+pub const MAX_CHUNKS_PER_FILE: u32 = 256 * 1024;
+
+/// Bytes in a file name (a relative `/`-separated path) and in one of its components.
+pub const MAX_NAME_BYTES: usize = 1024;
+pub const MAX_NAME_COMPONENT_BYTES: usize = 255;
+
+/// Files one register message may carry, and files a tracker records in all.
+pub const MAX_FILES_PER_REGISTER: usize = 4096;
+pub const MAX_TRACKER_FILES: usize = 100_000;
+/// Holders a locate answer samples at most.
+pub const MAX_LOCATE_HOLDERS: usize = 50;
+/// Length of a human-readable reason sent over the wire.
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// Chunk requests a downloader keeps outstanding to one holder, and for one download.
+pub const MAX_REQUESTS_PER_HOLDER: usize = 16;
+pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
+/// Chunk requests a server queues for one connection before refusing more.
+pub const MAX_QUEUED_REQUESTS_PER_CONN: usize = 64;
+/// Chunk loads a server has outstanding for one connection (bounds its send buffer).
+pub const MAX_LOADS_PER_CONN: usize = 2;
+/// Outbound peer connections a peer keeps at once.
+pub const MAX_PEER_CONNECTIONS: usize = 64;

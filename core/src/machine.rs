@@ -1,0 +1,235 @@
+//! The driver-facing face of every machine: what goes in ([`Input`]), what comes out
+//! ([`Output`], [`Event`]) and the one trait ([`Machine`]) that lets a single mio loop or
+//! simulator loop drive a tracker and a peer alike.
+
+use crate::manifest::{FileName, Root};
+use crate::time::Timestamp;
+use crate::wire::{FileSummary, LocatedHolder, Refusal};
+use serde::Serialize;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A connection, named by whoever created it: the driver names the ones it accepts
+/// (`Inbound`), the machine names the ones it asks for (`Outbound`), so the two never clash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnId {
+    Inbound(u64),
+    Outbound(u64),
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnId::Inbound(n) => write!(f, "in#{n}"),
+            ConnId::Outbound(n) => write!(f, "out#{n}"),
+        }
+    }
+}
+
+/// Names one storage request so its completion can be matched to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoId(pub u64);
+
+/// Which bytes a storage request is about: a finished (or shared) file, or the `.part` file
+/// of a download in progress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StorageKey {
+    pub name: FileName,
+    pub partial: bool,
+}
+
+/// Everything a driver feeds a machine, besides commands and timeouts.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// The driver accepted a connection and named it.
+    Accepted { conn: ConnId, remote: SocketAddr },
+    /// An outbound connection the machine asked for is established.
+    Connected { conn: ConnId },
+    /// An outbound connection could not be established.
+    ConnectFailed { conn: ConnId, reason: String },
+    /// Bytes arrived, split anywhere.
+    Received { conn: ConnId, data: &'a [u8] },
+    /// The connection is gone (remote close, reset, or the driver dropped it).
+    Closed { conn: ConnId },
+    /// A [`Output::Load`] finished.
+    Loaded {
+        io: IoId,
+        result: Result<Vec<u8>, String>,
+    },
+    /// A [`Output::Store`] or [`Output::Commit`] or [`Output::Discard`] finished.
+    Stored {
+        io: IoId,
+        result: Result<(), String>,
+    },
+}
+
+/// Everything a machine asks of its driver. Drain with `poll_output` until `None` after
+/// every call that mutates the machine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    Send {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// Flush what was sent, then close.
+    Close {
+        conn: ConnId,
+    },
+    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`].
+    Load {
+        io: IoId,
+        key: StorageKey,
+        offset: u64,
+        len: u32,
+    },
+    /// Write verified bytes into the `.part` file (created at `size` bytes if missing);
+    /// answer with [`Input::Stored`].
+    Store {
+        io: IoId,
+        name: FileName,
+        size: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// Every chunk is verified and stored: sync the `.part` file and rename it into place;
+    /// answer with [`Input::Stored`].
+    Commit {
+        io: IoId,
+        name: FileName,
+    },
+    /// Remove the `.part` file of a rejected download; answer with [`Input::Stored`].
+    Discard {
+        io: IoId,
+        name: FileName,
+    },
+    Event(Event),
+}
+
+/// Why a download ended without its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// The tracker has no such file.
+    NotFound,
+    /// The tracker's manifest is not the one the user expected (`--expect`).
+    RootMismatch,
+    /// Some chunk has no reachable holder, or the tracker cannot be reached.
+    Unavailable,
+    /// Local storage failed.
+    Storage,
+    /// The request does not fit the file (a chunk index past its end).
+    BadRequest,
+}
+
+/// What happened, for people (logs, progress) and programs (`--json`, sim checkers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Tracker side: a peer registered files.
+    PeerRegistered {
+        peer: SocketAddr,
+        accepted: u32,
+        refused: Vec<Refusal>,
+    },
+    /// Tracker side: a peer's session closed; its holdings are forgotten.
+    PeerLeft {
+        peer: SocketAddr,
+    },
+    /// Peer side: the tracker session is up and everything held was registered.
+    TrackerConnected {
+        tracker: SocketAddr,
+    },
+    /// Peer side: the tracker session is down; it is retried after `retry_in_ms`.
+    TrackerLost {
+        tracker: SocketAddr,
+        retry_in_ms: u64,
+    },
+    /// The tracker recorded a shared file.
+    Shared {
+        name: FileName,
+    },
+    /// The tracker refused a shared file.
+    ShareRefused {
+        name: FileName,
+        reason: String,
+    },
+    FileList {
+        files: Vec<FileSummary>,
+    },
+    /// A download learned its manifest and holders.
+    Located {
+        name: FileName,
+        root: Root,
+        chunks: u32,
+        holders: Vec<LocatedHolder>,
+    },
+    Requested {
+        name: FileName,
+        chunk: u32,
+        peer: SocketAddr,
+    },
+    Verified {
+        name: FileName,
+        chunk: u32,
+        peer: SocketAddr,
+        have: u32,
+        want: u32,
+    },
+    Mismatch {
+        name: FileName,
+        chunk: u32,
+        peer: SocketAddr,
+    },
+    /// A holder stopped being used for a while (connection failed, closed or timed out).
+    HolderLost {
+        name: FileName,
+        peer: SocketAddr,
+        reason: String,
+    },
+    Done {
+        name: FileName,
+        root: Root,
+        bytes: u64,
+        /// False when only some chunks were asked for.
+        complete: bool,
+    },
+    /// Hash mismatches left some chunk with no good holder: the file is refused.
+    Rejected {
+        name: FileName,
+        reason: String,
+        chunks: Vec<u32>,
+    },
+    Failed {
+        name: FileName,
+        kind: FailKind,
+        reason: String,
+    },
+    /// Served a chunk to another peer.
+    Served {
+        root: Root,
+        chunk: u32,
+        to: SocketAddr,
+    },
+    /// A remote broke the protocol; its connection was closed.
+    ProtocolViolation {
+        remote: SocketAddr,
+        reason: String,
+    },
+}
+
+/// The one driver-facing interface of trackers and peers (quinn-proto's shape: inputs in,
+/// outputs drained, timers inside).
+pub trait Machine {
+    /// Feeds one input. Remote misbehaviour never errors: it becomes a close and an event.
+    fn handle(&mut self, now: Timestamp, input: Input<'_>);
+    /// The next output, or `None` when drained.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// When `handle_timeout` next wants to run.
+    fn poll_timeout(&self) -> Option<Timestamp>;
+    /// Runs every timer due at `now`; an early or repeated call is a no-op.
+    fn handle_timeout(&mut self, now: Timestamp);
+}

@@ -1,0 +1,266 @@
+//! One download's state once its manifest is known: what is wanted, held, in flight, who
+//! holds what, and who proved bad. Deciding the next request and whether the download is
+//! stuck are pure functions of this state (plus an RNG), so they are testable alone.
+
+use super::picker;
+use crate::chunkset::ChunkSet;
+use crate::manifest::{Manifest, Root};
+use crate::time::Timestamp;
+use crate::wire::LocatedHolder;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// A chunk may be requested from at most this many holders at once (endgame duplicates).
+const MAX_COPIES_IN_FLIGHT: usize = 2;
+/// Endgame starts when every missing chunk is in flight and at most this many are missing:
+/// duplicating earlier would waste bandwidth on chunks that are merely queued.
+const ENDGAME_MAX_MISSING: usize = 4;
+
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub root: Root,
+    pub manifest: Manifest,
+    /// Chunks the user asked for (all of them unless `--chunks`).
+    pub want: ChunkSet,
+    /// Verified and stored.
+    pub have: ChunkSet,
+    /// Verified, being written.
+    pub storing: BTreeSet<u32>,
+    pub holders: BTreeMap<SocketAddr, ChunkSet>,
+    /// Holders that sent a chunk that failed verification: never asked again for this file.
+    pub bad: BTreeSet<SocketAddr>,
+    /// Holders whose connection failed, unused until the time given.
+    pub cooldown: BTreeMap<SocketAddr, Timestamp>,
+    pub in_flight: BTreeMap<u32, Vec<SocketAddr>>,
+    pub mismatched: BTreeSet<u32>,
+    /// When a download that cannot progress gives up (armed while it waits).
+    pub give_up_at: Option<Timestamp>,
+    pub next_refresh: Timestamp,
+    pub committing: bool,
+}
+
+/// What to do with a download that has nothing in flight.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Requests can still be made (or are being made).
+    Proceed,
+    /// Some wanted chunk is held only by holders that sent bad data: reject the file.
+    Reject,
+    /// Some wanted chunk has no usable holder now; wait for the chunk map to change.
+    Wait,
+}
+
+impl Active {
+    pub fn new(
+        root: Root,
+        manifest: Manifest,
+        want: ChunkSet,
+        have: ChunkSet,
+        now: Timestamp,
+    ) -> Active {
+        Active {
+            root,
+            manifest,
+            want,
+            have,
+            storing: BTreeSet::new(),
+            holders: BTreeMap::new(),
+            bad: BTreeSet::new(),
+            cooldown: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            mismatched: BTreeSet::new(),
+            give_up_at: None,
+            next_refresh: now,
+            committing: false,
+        }
+    }
+
+    /// Replaces the chunk map with a fresh locate answer (bad marks and cooldowns stay).
+    pub fn set_holders(&mut self, holders: Vec<LocatedHolder>) {
+        let count = self.manifest.chunk_count();
+        self.holders = holders
+            .into_iter()
+            .filter(|h| h.have.len() == count && h.have.is_well_formed())
+            .map(|h| (h.addr, h.have))
+            .collect();
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.want.is_subset(&self.have)
+    }
+
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.values().map(Vec::len).sum()
+    }
+
+    /// Wanted chunks neither held nor being stored.
+    fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        self.want
+            .iter()
+            .filter(|c| !self.have.contains(*c) && !self.storing.contains(c))
+    }
+
+    /// Holders of `chunk` not known bad.
+    fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.holders
+            .iter()
+            .filter(move |(addr, have)| have.contains(chunk) && !self.bad.contains(addr))
+            .map(|(addr, _)| *addr)
+    }
+
+    fn cooling(&self, addr: SocketAddr, now: Timestamp) -> bool {
+        self.cooldown.get(&addr).is_some_and(|until| *until > now)
+    }
+
+    /// Whether some missing chunk has holders, all of them bad.
+    fn hopeless(&self) -> bool {
+        !self.mismatched.is_empty()
+            && self.missing().any(|c| {
+                self.good_holders(c).next().is_none()
+                    && self.holders.values().any(|h| h.contains(c))
+            })
+    }
+
+    /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
+    /// holder that has a free slot, then a random such holder; when every missing chunk is
+    /// in flight (endgame), a straggler duplicated to another holder.
+    pub fn next_request(
+        &self,
+        now: Timestamp,
+        has_slot: &dyn Fn(SocketAddr) -> bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
+        if self.hopeless() {
+            return None;
+        }
+        let usable = |chunk: u32, exclude: &[SocketAddr]| -> Vec<SocketAddr> {
+            self.good_holders(chunk)
+                .filter(|a| !self.cooling(*a, now) && !exclude.contains(a) && has_slot(*a))
+                .collect()
+        };
+        let fresh = self.missing().filter(|c| !self.in_flight.contains_key(c));
+        let mut options: BTreeMap<u32, Vec<SocketAddr>> = fresh
+            .map(|c| (c, usable(c, &[])))
+            .filter(|(_, u)| !u.is_empty())
+            .collect();
+        let endgame = options.is_empty()
+            && self.missing().count() <= ENDGAME_MAX_MISSING
+            && self.missing().all(|c| self.in_flight.contains_key(&c));
+        if endgame {
+            options = self
+                .missing()
+                .filter_map(|c| Some((c, self.in_flight.get(&c)?)))
+                .filter(|(_, asked)| asked.len() < MAX_COPIES_IN_FLIGHT)
+                .map(|(c, asked)| (c, usable(c, asked)))
+                .filter(|(_, u)| !u.is_empty())
+                .collect();
+        }
+        let rarity = options.keys().map(|c| (*c, self.good_holders(*c).count()));
+        let chunk = picker::rarest(rarity, rng)?;
+        let holder = picker::random_holder(options.get(&chunk)?, rng)?;
+        Some((chunk, holder))
+    }
+
+    /// Judges a download with nothing in flight and nothing being stored.
+    pub fn verdict(&self, now: Timestamp) -> Verdict {
+        if self.hopeless() {
+            return Verdict::Reject;
+        }
+        let blocked = self
+            .missing()
+            .any(|c| self.good_holders(c).all(|a| self.cooling(a, now)));
+        if blocked {
+            Verdict::Wait
+        } else {
+            Verdict::Proceed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, n], 7000))
+    }
+
+    fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
+        let manifest = Manifest {
+            size: u64::from(chunks) * 64,
+            chunk_size: 64,
+            hashes: vec![[0; 32]; chunks as usize],
+        };
+        let mut a = Active::new(
+            manifest.root(),
+            manifest,
+            ChunkSet::full(chunks),
+            ChunkSet::empty(chunks),
+            Timestamp::ZERO,
+        );
+        a.set_holders(
+            holders
+                .iter()
+                .map(|(n, have)| LocatedHolder {
+                    addr: addr(*n),
+                    have: ChunkSet::from_indices(chunks, have.iter().copied()),
+                })
+                .collect(),
+        );
+        a
+    }
+
+    #[test]
+    fn rare_chunks_come_first() {
+        let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (chunk, holder) = a
+            .next_request(Timestamp::ZERO, &|_| true, &mut rng)
+            .unwrap();
+        assert!(chunk == 0 || chunk == 2);
+        assert_eq!(holder, addr(1));
+    }
+
+    #[test]
+    fn verified_chunks_are_never_requested_again() {
+        let mut a = active(2, &[(1, &[0, 1]), (2, &[0, 1])]);
+        a.have.insert(0);
+        a.in_flight.insert(1, vec![addr(1)]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..20 {
+            let next = a.next_request(Timestamp::ZERO, &|_| true, &mut rng);
+            assert_eq!(next, Some((1, addr(2))));
+        }
+    }
+
+    #[test]
+    fn endgame_duplicates_to_another_holder() {
+        let mut a = active(1, &[(1, &[0]), (2, &[0])]);
+        a.in_flight.insert(0, vec![addr(1)]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let next = a.next_request(Timestamp::ZERO, &|_| true, &mut rng);
+        assert_eq!(next, Some((0, addr(2))));
+        a.in_flight.insert(0, vec![addr(1), addr(2)]);
+        assert_eq!(a.next_request(Timestamp::ZERO, &|_| true, &mut rng), None);
+    }
+
+    #[test]
+    fn only_bad_holders_means_reject() {
+        let mut a = active(2, &[(1, &[0, 1])]);
+        a.bad.insert(addr(1));
+        a.mismatched.insert(0);
+        assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(a.next_request(Timestamp::ZERO, &|_| true, &mut rng), None);
+    }
+
+    #[test]
+    fn cooling_holders_mean_wait() {
+        let mut a = active(1, &[(1, &[0])]);
+        a.cooldown.insert(addr(1), Timestamp(500));
+        assert_eq!(a.verdict(Timestamp(10)), Verdict::Wait);
+        assert_eq!(a.verdict(Timestamp(500)), Verdict::Proceed);
+    }
+}

@@ -1,0 +1,1157 @@
+//! The peer machine: shares files, keeps a session with the tracker, downloads files chunk
+//! by chunk from other peers (rarest first, random holder, pipelined, verified) and serves
+//! the chunks it holds. Downloading logic is in `download`, pure choices in `picker`,
+//! serving in `serve`.
+
+mod download;
+pub mod picker;
+mod serve;
+
+use crate::chunkset::ChunkSet;
+use crate::limits::{
+    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+};
+use crate::link::{clip, Link};
+use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
+use crate::manifest::{FileName, Manifest, Root};
+use crate::time::Timestamp;
+use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use download::{Active, Verdict};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serve::InLink;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+/// How a peer behaves; times in milliseconds.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub tracker: SocketAddr,
+    /// Where this peer accepts other peers (`0.0.0.0:p` lets the tracker fill in the IP).
+    pub listen: SocketAddr,
+    /// Seeds the peer's RNG; the real driver draws it from the OS and logs it.
+    pub seed: u64,
+    /// A holder that sends nothing for this long while owing chunks is dropped.
+    pub request_timeout_ms: u64,
+    /// How often a download asks the tracker for a fresh chunk map.
+    pub refresh_interval_ms: u64,
+    /// A download that cannot progress for this long fails as unavailable.
+    pub unavailable_after_ms: u64,
+    /// A holder whose connection failed is left alone this long.
+    pub holder_retry_ms: u64,
+    /// Tracker reconnect backoff: first delay and cap (each jittered).
+    pub reconnect_base_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl PeerConfig {
+    pub fn new(tracker: SocketAddr, listen: SocketAddr, seed: u64) -> PeerConfig {
+        PeerConfig {
+            tracker,
+            listen,
+            seed,
+            request_timeout_ms: 20_000,
+            refresh_interval_ms: 5_000,
+            unavailable_after_ms: 30_000,
+            holder_retry_ms: 2_000,
+            reconnect_base_ms: 200,
+            reconnect_max_ms: 10_000,
+        }
+    }
+}
+
+/// What the user asks a peer to fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadRequest {
+    pub name: FileName,
+    /// Refuse the file unless the tracker's manifest has this root.
+    pub expect: Option<Root>,
+    /// Only these chunks (`--chunks`); `None` for the whole file.
+    pub only: Option<Vec<u32>>,
+    /// Chunks already verified in the `.part` file of an interrupted download of `root`.
+    pub resume: Option<(Root, Vec<u32>)>,
+}
+
+impl DownloadRequest {
+    pub fn whole(name: FileName) -> DownloadRequest {
+        DownloadRequest {
+            name,
+            expect: None,
+            only: None,
+            resume: None,
+        }
+    }
+}
+
+/// Commands from the local user (through the driver).
+#[derive(Clone, Debug)]
+pub enum PeerCommand {
+    /// Share a file; `have: None` means every chunk, stored under its final name.
+    Share {
+        name: FileName,
+        manifest: Manifest,
+        have: Option<ChunkSet>,
+    },
+    /// Ask the tracker for its file list (answered by [`Event::FileList`]).
+    List,
+    Download(DownloadRequest),
+}
+
+/// Mistakes in a command: the caller's fault, not the network's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0} is already being downloaded")]
+    AlreadyDownloading(FileName),
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    #[error("chunk set does not match the manifest")]
+    ChunkSet,
+}
+
+/// A file this peer can serve.
+#[derive(Debug)]
+struct LocalFile {
+    manifest: Manifest,
+    have: ChunkSet,
+    /// Stored in the `.part` file (a download in progress, or `--chunks`).
+    partial: bool,
+}
+
+#[derive(Debug)]
+struct Download {
+    request: DownloadRequest,
+    started: Timestamp,
+    /// `None` while locating.
+    active: Option<Active>,
+}
+
+/// An outbound connection to a holder.
+#[derive(Debug)]
+struct OutLink {
+    link: Link,
+    /// Chunks requested on this link and not yet answered, oldest first.
+    requests: Vec<(Root, u32)>,
+    last_activity: Timestamp,
+}
+
+#[derive(Debug)]
+enum Conn {
+    Tracker(Link),
+    Out(OutLink),
+    In(InLink),
+}
+
+#[derive(Debug)]
+enum TrackerState {
+    Down { retry_at: Timestamp },
+    Up { conn: ConnId },
+}
+
+/// What a storage request was for.
+#[derive(Debug)]
+enum Io {
+    Serve {
+        conn: ConnId,
+        root: Root,
+        chunk: u32,
+    },
+    Store {
+        name: FileName,
+        chunk: u32,
+        peer: SocketAddr,
+    },
+    Commit {
+        name: FileName,
+    },
+    Discard,
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    config: PeerConfig,
+    rng: ChaCha8Rng,
+    peer_id: u64,
+    tracker: TrackerState,
+    reconnect_attempts: u32,
+    list_pending: Option<u32>,
+    files: BTreeMap<FileName, LocalFile>,
+    by_root: BTreeMap<Root, FileName>,
+    downloads: BTreeMap<FileName, Download>,
+    conns: BTreeMap<ConnId, Conn>,
+    holder_conns: BTreeMap<SocketAddr, ConnId>,
+    ios: BTreeMap<IoId, Io>,
+    next_conn: u64,
+    next_io: u64,
+    next_req: u32,
+    /// Pending tracker requests: request id → file name (`None` for a list).
+    tracker_reqs: BTreeMap<u32, Option<FileName>>,
+    out: VecDeque<Output>,
+}
+
+impl Peer {
+    pub fn new(config: PeerConfig) -> Peer {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let peer_id = rng.gen();
+        Peer {
+            config,
+            rng,
+            peer_id,
+            tracker: TrackerState::Down {
+                retry_at: Timestamp::ZERO,
+            },
+            reconnect_attempts: 0,
+            list_pending: None,
+            files: BTreeMap::new(),
+            by_root: BTreeMap::new(),
+            downloads: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            holder_conns: BTreeMap::new(),
+            ios: BTreeMap::new(),
+            next_conn: 0,
+            next_io: 0,
+            next_req: 0,
+            tracker_reqs: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn peer_id(&self) -> u64 {
+        self.peer_id
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.config.listen
+    }
+
+    /// Chunks held (verified and stored) of the file with this root.
+    pub fn have(&self, root: &Root) -> Option<&ChunkSet> {
+        let name = self.by_root.get(root)?;
+        self.files.get(name).map(|f| &f.have)
+    }
+
+    pub fn is_downloading(&self) -> bool {
+        !self.downloads.is_empty()
+    }
+
+    /// Chunk requests outstanding, per holder (for limit checkers).
+    pub fn requests_per_holder(&self) -> BTreeMap<SocketAddr, usize> {
+        self.conns
+            .values()
+            .filter_map(|c| match c {
+                Conn::Out(o) => Some((o.link.remote, o.requests.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Chunk requests outstanding, per download.
+    pub fn requests_per_download(&self) -> Vec<usize> {
+        self.downloads
+            .values()
+            .filter_map(|d| d.active.as_ref().map(Active::requests_in_flight))
+            .collect()
+    }
+
+    // ---- commands ----
+
+    pub fn command(&mut self, now: Timestamp, cmd: PeerCommand) -> Result<(), CommandError> {
+        match cmd {
+            PeerCommand::Share {
+                name,
+                manifest,
+                have,
+            } => self.share(name, manifest, have),
+            PeerCommand::List => {
+                let req = self.next_req();
+                self.list_pending = Some(req);
+                self.tracker_reqs.insert(req, None);
+                self.send_tracker(&Message::ListFiles { req });
+                Ok(())
+            }
+            PeerCommand::Download(request) => {
+                if self.downloads.contains_key(&request.name) {
+                    return Err(CommandError::AlreadyDownloading(request.name));
+                }
+                let name = request.name.clone();
+                self.downloads.insert(
+                    name.clone(),
+                    Download {
+                        request,
+                        started: now,
+                        active: None,
+                    },
+                );
+                self.send_locate(name);
+                Ok(())
+            }
+        }
+    }
+
+    fn share(
+        &mut self,
+        name: FileName,
+        manifest: Manifest,
+        have: Option<ChunkSet>,
+    ) -> Result<(), CommandError> {
+        manifest
+            .validate()
+            .map_err(|e| CommandError::Manifest(e.to_string()))?;
+        let count = manifest.chunk_count();
+        let partial = have.is_some();
+        let have = have.unwrap_or_else(|| ChunkSet::full(count));
+        if have.len() != count || !have.is_well_formed() {
+            return Err(CommandError::ChunkSet);
+        }
+        let root = manifest.root();
+        let file = SharedFile {
+            name: name.clone(),
+            manifest: manifest.clone(),
+            have: have.clone(),
+        };
+        self.insert_file(name, manifest, root, have, partial);
+        if self.tracker_up() {
+            self.send_register(vec![file]);
+        }
+        Ok(())
+    }
+
+    fn insert_file(
+        &mut self,
+        name: FileName,
+        manifest: Manifest,
+        root: Root,
+        have: ChunkSet,
+        partial: bool,
+    ) {
+        self.by_root.entry(root).or_insert_with(|| name.clone());
+        self.files.insert(
+            name,
+            LocalFile {
+                manifest,
+                have,
+                partial,
+            },
+        );
+    }
+
+    // ---- tracker session ----
+
+    fn tracker_up(&self) -> bool {
+        matches!(self.tracker, TrackerState::Up { .. })
+    }
+
+    fn connect_tracker(&mut self, now: Timestamp) {
+        let conn = self.new_conn();
+        let tracker = self.config.tracker;
+        self.tracker = TrackerState::Up { conn };
+        self.conns
+            .insert(conn, Conn::Tracker(Link::new(tracker, Role::Tracker)));
+        self.out.push_back(Output::Connect {
+            conn,
+            addr: tracker,
+        });
+        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+        let files: Vec<SharedFile> = self
+            .files
+            .iter()
+            .map(|(name, f)| SharedFile {
+                name: name.clone(),
+                manifest: f.manifest.clone(),
+                have: f.have.clone(),
+            })
+            .collect();
+        // Registering even with no files tells the tracker where this peer listens.
+        self.send_register(files);
+        // Everything asked of the previous session is asked again.
+        self.tracker_reqs.clear();
+        if let Some(_old) = self.list_pending.take() {
+            let req = self.next_req();
+            self.list_pending = Some(req);
+            self.tracker_reqs.insert(req, None);
+            self.send(conn, &Message::ListFiles { req });
+        }
+        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
+        for name in names {
+            self.send_locate(name);
+        }
+        for d in self.downloads.values_mut() {
+            if let Some(a) = d.active.as_mut() {
+                a.next_refresh = now.plus_ms(self.config.refresh_interval_ms);
+            }
+        }
+    }
+
+    /// Sends register messages, split so that each stays well inside the frame limit.
+    fn send_register(&mut self, files: Vec<SharedFile>) {
+        let budget = MAX_FRAME_BYTES / 2;
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for file in files {
+            let cost = file.manifest.hashes.len() * 33 + file.have.len() as usize / 8 + 1100;
+            if !batch.is_empty()
+                && (size + cost > budget || batch.len() >= crate::limits::MAX_FILES_PER_REGISTER)
+            {
+                self.register_batch(std::mem::take(&mut batch));
+                size = 0;
+            }
+            size += cost;
+            batch.push(file);
+        }
+        if !batch.is_empty() || size == 0 {
+            self.register_batch(batch);
+        }
+    }
+
+    fn register_batch(&mut self, files: Vec<SharedFile>) {
+        self.send_tracker(&Message::Register {
+            peer_id: self.peer_id,
+            listen: self.config.listen,
+            files,
+        });
+    }
+
+    fn tracker_lost(&mut self, now: Timestamp) {
+        let delay = backoff_ms(
+            self.config.reconnect_base_ms,
+            self.config.reconnect_max_ms,
+            self.reconnect_attempts,
+            &mut self.rng,
+        );
+        self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
+        self.tracker = TrackerState::Down {
+            retry_at: now.plus_ms(delay),
+        };
+        self.emit(Event::TrackerLost {
+            tracker: self.config.tracker,
+            retry_in_ms: delay,
+        });
+    }
+
+    fn send_tracker(&mut self, msg: &Message) {
+        if let TrackerState::Up { conn } = self.tracker {
+            self.send(conn, msg);
+        }
+    }
+
+    fn send_locate(&mut self, name: FileName) {
+        if !self.tracker_up() {
+            return; // asked again on reconnect
+        }
+        let req = self.next_req();
+        self.tracker_reqs.insert(req, Some(name.clone()));
+        self.send_tracker(&Message::Locate { req, name });
+    }
+
+    fn handle_tracker_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        match msg {
+            Message::Registered { accepted, refused } => {
+                self.reconnect_attempts = 0;
+                for name in accepted {
+                    self.emit(Event::Shared { name });
+                }
+                for Refusal { name, reason } in refused {
+                    self.emit(Event::ShareRefused {
+                        name,
+                        reason: clip(&reason),
+                    });
+                }
+            }
+            Message::FileList { req, files } if self.list_pending == Some(req) => {
+                self.list_pending = None;
+                self.tracker_reqs.remove(&req);
+                self.emit(Event::FileList { files });
+            }
+            Message::Located {
+                req,
+                name,
+                manifest,
+                holders,
+            } => {
+                if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
+                    self.handle_located(now, name, manifest, holders);
+                }
+            }
+            Message::NotFound { req, name } => {
+                if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
+                    let located = self
+                        .downloads
+                        .get(&name)
+                        .is_some_and(|d| d.active.is_some());
+                    if !located {
+                        self.fail(
+                            name.clone(),
+                            FailKind::NotFound,
+                            format!("the tracker has no file {name}"),
+                        );
+                    }
+                }
+            }
+            Message::FileList { .. } => {}
+            Message::Error { reason } => {
+                log::warn!("tracker closed the session: {}", clip(&reason));
+                self.close_conn(now, conn);
+            }
+            other => self.violation(
+                now,
+                conn,
+                format!("unexpected {} from the tracker", other.kind()),
+            ),
+        }
+    }
+
+    // ---- downloading ----
+
+    fn handle_located(
+        &mut self,
+        now: Timestamp,
+        name: FileName,
+        manifest: Manifest,
+        holders: Vec<LocatedHolder>,
+    ) {
+        let Some(download) = self.downloads.get(&name) else {
+            return;
+        };
+        if let Err(e) = manifest.validate() {
+            let reason = format!("the tracker sent an invalid manifest: {e}");
+            return self.fail(name, FailKind::Unavailable, reason);
+        }
+        let root = manifest.root();
+        if let Some(active) = &download.active {
+            if active.root == root {
+                let interval = self.config.refresh_interval_ms;
+                if let Some(a) = self.active_mut(&name) {
+                    a.set_holders(holders);
+                    a.next_refresh = now.plus_ms(interval);
+                }
+                self.pump(now, &name);
+            }
+            return;
+        }
+        if let Some(expect) = download.request.expect {
+            if expect != root {
+                let reason = format!("tracker serves root {root}, expected {expect}");
+                return self.fail(name, FailKind::RootMismatch, reason);
+            }
+        }
+        let count = manifest.chunk_count();
+        let want = match &download.request.only {
+            Some(only) => match only.iter().find(|c| **c >= count) {
+                Some(bad) => {
+                    let reason = format!("chunk {bad} is past the end ({name} has {count} chunks)");
+                    return self.fail(name, FailKind::BadRequest, reason);
+                }
+                None => ChunkSet::from_indices(count, only.iter().copied()),
+            },
+            None => ChunkSet::full(count),
+        };
+        let have = match &download.request.resume {
+            Some((r, chunks)) if *r == root => {
+                ChunkSet::from_indices(count, chunks.iter().copied())
+            }
+            _ => ChunkSet::empty(count),
+        };
+        self.emit(Event::Located {
+            name: name.clone(),
+            root,
+            chunks: count,
+            holders: holders.clone(),
+        });
+        let mut active = Active::new(root, manifest.clone(), want, have.clone(), now);
+        active.set_holders(holders);
+        active.next_refresh = now.plus_ms(self.config.refresh_interval_ms);
+        if let Some(d) = self.downloads.get_mut(&name) {
+            d.active = Some(active);
+        }
+        self.insert_file(name.clone(), manifest, root, have, true);
+        self.pump(now, &name);
+    }
+
+    fn active_mut(&mut self, name: &FileName) -> Option<&mut Active> {
+        self.downloads.get_mut(name)?.active.as_mut()
+    }
+
+    /// Sends as many requests as the limits allow, then finishes the download if it is
+    /// complete, rejected or stuck.
+    fn pump(&mut self, now: Timestamp, name: &FileName) {
+        loop {
+            let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
+                return;
+            };
+            if active.committing || active.requests_in_flight() >= MAX_REQUESTS_PER_DOWNLOAD {
+                break;
+            }
+            let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, addr);
+            let Some((chunk, holder)) = active.next_request(now, &has_slot, &mut self.rng) else {
+                break;
+            };
+            let root = active.root;
+            self.request_chunk(now, name, root, chunk, holder);
+        }
+        self.settle(now, name);
+    }
+
+    fn request_chunk(
+        &mut self,
+        now: Timestamp,
+        name: &FileName,
+        root: Root,
+        chunk: u32,
+        holder: SocketAddr,
+    ) {
+        let conn = match self.holder_conns.get(&holder) {
+            Some(conn) => *conn,
+            None => self.connect_holder(now, holder),
+        };
+        if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
+            if o.requests.is_empty() {
+                o.last_activity = now;
+            }
+            o.requests.push((root, chunk));
+        }
+        if let Some(a) = self.active_mut(name) {
+            a.in_flight.entry(chunk).or_default().push(holder);
+        }
+        self.send(conn, &Message::GetChunk { root, chunk });
+        self.emit(Event::Requested {
+            name: name.clone(),
+            chunk,
+            peer: holder,
+        });
+    }
+
+    fn connect_holder(&mut self, now: Timestamp, addr: SocketAddr) -> ConnId {
+        let conn = self.new_conn();
+        self.out.push_back(Output::Connect { conn, addr });
+        self.conns.insert(
+            conn,
+            Conn::Out(OutLink {
+                link: Link::new(addr, Role::Peer),
+                requests: Vec::new(),
+                last_activity: now,
+            }),
+        );
+        self.holder_conns.insert(addr, conn);
+        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+        conn
+    }
+
+    fn handle_holder_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        let (root, chunk) = match &msg {
+            Message::ChunkData { root, chunk, .. } | Message::ChunkRefused { root, chunk, .. } => {
+                (*root, *chunk)
+            }
+            other => {
+                let reason = format!("unexpected {} from a holder", other.kind());
+                return self.violation(now, conn, reason);
+            }
+        };
+        let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(pos) = o.requests.iter().position(|r| *r == (root, chunk)) else {
+            return self.violation(now, conn, format!("chunk {chunk} was not requested"));
+        };
+        o.requests.remove(pos);
+        o.last_activity = now;
+        let holder = o.link.remote;
+        let Some(name) = self.download_of(&root) else {
+            return; // finished or abandoned meanwhile
+        };
+        if let Some(a) = self.active_mut(&name) {
+            if let Some(asked) = a.in_flight.get_mut(&chunk) {
+                asked.retain(|h| *h != holder);
+                if asked.is_empty() {
+                    a.in_flight.remove(&chunk);
+                }
+            }
+        }
+        match msg {
+            Message::ChunkData { data, .. } => self.handle_chunk(&name, chunk, holder, data),
+            Message::ChunkRefused { reason, .. } => {
+                log::info!(
+                    "{holder} refused chunk {chunk} of {name}: {}",
+                    clip(&reason)
+                );
+                if let Some(a) = self.active_mut(&name) {
+                    if let Some(h) = a.holders.get_mut(&holder) {
+                        h.remove(chunk);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.pump(now, &name);
+    }
+
+    fn handle_chunk(&mut self, name: &FileName, chunk: u32, holder: SocketAddr, data: Vec<u8>) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.have.contains(chunk) || a.storing.contains(&chunk) {
+            return; // an endgame duplicate
+        }
+        if !a.manifest.verify_chunk(chunk, &data) {
+            a.mismatched.insert(chunk);
+            a.bad.insert(holder);
+            log::error!("hash mismatch for chunk {chunk} of {name} from {holder}");
+            return self.emit(Event::Mismatch {
+                name: name.clone(),
+                chunk,
+                peer: holder,
+            });
+        }
+        a.storing.insert(chunk);
+        // Duplicates still owed by other holders are ignored when they land.
+        a.in_flight.remove(&chunk);
+        let (offset, size) = (
+            a.manifest.chunk_range(chunk).map_or(0, |(o, _)| o),
+            a.manifest.size,
+        );
+        let io = self.new_io(Io::Store {
+            name: name.clone(),
+            chunk,
+            peer: holder,
+        });
+        self.out.push_back(Output::Store {
+            io,
+            name: name.clone(),
+            size,
+            offset,
+            data,
+        });
+    }
+
+    fn handle_stored(&mut self, now: Timestamp, name: FileName, chunk: u32, peer: SocketAddr) {
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        a.storing.remove(&chunk);
+        a.have.insert(chunk);
+        let (root, have, want) = (a.root, a.have.count(), a.want.count());
+        if let Some(f) = self.files.get_mut(&name) {
+            f.have.insert(chunk);
+        }
+        self.send_tracker(&Message::HaveChunk { root, chunk });
+        self.emit(Event::Verified {
+            name: name.clone(),
+            chunk,
+            peer,
+            have,
+            want,
+        });
+        self.pump(now, &name);
+    }
+
+    /// Ends the download when it is complete, hopeless or starved.
+    fn settle(&mut self, now: Timestamp, name: &FileName) {
+        let unavailable_after = self.config.unavailable_after_ms;
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() {
+            a.give_up_at = None;
+            return;
+        }
+        if a.is_complete() {
+            return self.complete(name);
+        }
+        match a.verdict(now) {
+            Verdict::Proceed => a.give_up_at = None,
+            Verdict::Reject => {
+                let chunks: Vec<u32> = a.mismatched.iter().copied().collect();
+                let reason = format!(
+                    "hash mismatch in {} chunk(s) and no good holder left for them",
+                    chunks.len()
+                );
+                self.emit(Event::Rejected {
+                    name: name.clone(),
+                    reason,
+                    chunks,
+                });
+                self.abandon(name);
+                let io = self.new_io(Io::Discard);
+                self.out.push_back(Output::Discard {
+                    io,
+                    name: name.clone(),
+                });
+            }
+            Verdict::Wait => match a.give_up_at {
+                None => a.give_up_at = Some(now.plus_ms(unavailable_after)),
+                Some(t) if t <= now => {
+                    let stuck = a.want.iter().find(|c| !a.have.contains(*c)).unwrap_or(0);
+                    let reason = format!("no reachable holder for chunk {stuck} of {name}");
+                    self.fail(name.clone(), FailKind::Unavailable, reason);
+                }
+                Some(_) => {}
+            },
+        }
+    }
+
+    fn complete(&mut self, name: &FileName) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.want.is_full() {
+            a.committing = true;
+            let io = self.new_io(Io::Commit { name: name.clone() });
+            self.out.push_back(Output::Commit {
+                io,
+                name: name.clone(),
+            });
+        } else {
+            self.finish(name, false);
+        }
+    }
+
+    fn finish(&mut self, name: &FileName, complete: bool) {
+        let Some(d) = self.downloads.remove(name) else {
+            return;
+        };
+        let Some(a) = d.active else {
+            return;
+        };
+        if complete {
+            if let Some(f) = self.files.get_mut(name) {
+                f.partial = false;
+            }
+        }
+        let bytes = a
+            .have
+            .iter()
+            .filter_map(|c| a.manifest.chunk_range(c))
+            .map(|(_, len)| u64::from(len))
+            .sum();
+        self.emit(Event::Done {
+            name: name.clone(),
+            root: a.root,
+            bytes,
+            complete,
+        });
+    }
+
+    fn fail(&mut self, name: FileName, kind: FailKind, reason: String) {
+        self.abandon(&name);
+        self.emit(Event::Failed { name, kind, reason });
+    }
+
+    /// Drops a download; what it verified stays in the `.part` file but is no longer served
+    /// unless shared again.
+    fn abandon(&mut self, name: &FileName) {
+        let Some(d) = self.downloads.remove(name) else {
+            return;
+        };
+        if let Some(a) = d.active {
+            if self.files.get(name).is_some_and(|f| f.partial) {
+                self.files.remove(name);
+                if self.by_root.get(&a.root) == Some(name) {
+                    self.by_root.remove(&a.root);
+                }
+                self.send_tracker(&Message::Unshare { root: a.root });
+            }
+        }
+    }
+
+    fn download_of(&self, root: &Root) -> Option<FileName> {
+        self.downloads
+            .iter()
+            .find(|(_, d)| d.active.as_ref().is_some_and(|a| a.root == *root))
+            .map(|(name, _)| name.clone())
+    }
+
+    // ---- connections ----
+
+    fn handle_received(&mut self, now: Timestamp, conn: ConnId, data: &[u8]) {
+        match self.conns.get_mut(&conn) {
+            Some(Conn::Tracker(link)) => link.push(data),
+            Some(Conn::Out(o)) => {
+                o.link.push(data);
+                o.last_activity = now;
+            }
+            Some(Conn::In(i)) => i.link.push(data),
+            None => return,
+        }
+        loop {
+            let next = match self.conns.get_mut(&conn) {
+                Some(Conn::Tracker(link)) => link.next_message(),
+                Some(Conn::Out(o)) => o.link.next_message(),
+                Some(Conn::In(i)) => i.link.next_message(),
+                None => return,
+            };
+            match next {
+                Ok(Some(msg)) => self.dispatch(now, conn, msg),
+                Ok(None) => return,
+                Err(reason) => return self.violation(now, conn, reason),
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        match self.conns.get(&conn) {
+            Some(Conn::Tracker(_)) => self.handle_tracker_message(now, conn, msg),
+            Some(Conn::Out(_)) => self.handle_holder_message(now, conn, msg),
+            Some(Conn::In(_)) => self.handle_request(now, conn, msg),
+            None => {}
+        }
+    }
+
+    /// Closes a connection whose remote broke the protocol, telling it why.
+    fn violation(&mut self, now: Timestamp, conn: ConnId, reason: String) {
+        let remote = match self.conns.get(&conn) {
+            Some(Conn::Tracker(l)) => l.remote,
+            Some(Conn::Out(o)) => o.link.remote,
+            Some(Conn::In(i)) => i.link.remote,
+            None => return,
+        };
+        log::warn!("closing {remote}: {reason}");
+        self.send(
+            conn,
+            &Message::Error {
+                reason: reason.clone(),
+            },
+        );
+        self.out.push_back(Output::Close { conn });
+        self.emit(Event::ProtocolViolation { remote, reason });
+        self.close_conn(now, conn);
+    }
+
+    /// Forgets a connection that closed (or that we closed) and recovers what it owed.
+    fn close_conn(&mut self, now: Timestamp, conn: ConnId) {
+        match self.conns.remove(&conn) {
+            Some(Conn::Tracker(_)) => {
+                if matches!(self.tracker, TrackerState::Up { conn: c } if c == conn) {
+                    self.tracker_lost(now);
+                }
+            }
+            Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
+            Some(Conn::In(_)) | None => {}
+        }
+    }
+
+    fn holder_lost(&mut self, now: Timestamp, conn: ConnId, o: OutLink, reason: &str) {
+        let holder = o.link.remote;
+        if self.holder_conns.get(&holder) == Some(&conn) {
+            self.holder_conns.remove(&holder);
+        }
+        let retry_at = now.plus_ms(self.config.holder_retry_ms);
+        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
+        for name in &names {
+            let Some(a) = self.active_mut(name) else {
+                continue;
+            };
+            let owed = o.requests.iter().any(|(r, _)| *r == a.root);
+            for asked in a.in_flight.values_mut() {
+                asked.retain(|h| *h != holder);
+            }
+            a.in_flight.retain(|_, asked| !asked.is_empty());
+            if owed || a.holders.contains_key(&holder) {
+                a.cooldown.insert(holder, retry_at);
+            }
+            if owed {
+                self.emit(Event::HolderLost {
+                    name: name.clone(),
+                    peer: holder,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        for name in &names {
+            self.pump(now, name);
+        }
+    }
+
+    // ---- helpers ----
+
+    fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId::Outbound(self.next_conn)
+    }
+
+    fn new_io(&mut self, io: Io) -> IoId {
+        self.next_io += 1;
+        let id = IoId(self.next_io);
+        self.ios.insert(id, io);
+        id
+    }
+
+    fn next_req(&mut self) -> u32 {
+        self.next_req = self.next_req.wrapping_add(1);
+        self.next_req
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &Message) {
+        self.out.push_back(Output::Send {
+            conn,
+            bytes: encode(msg),
+        });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn handle_io(&mut self, now: Timestamp, io: IoId, result: Result<Option<Vec<u8>>, String>) {
+        let Some(purpose) = self.ios.remove(&io) else {
+            return;
+        };
+        match (purpose, result) {
+            (Io::Serve { conn, root, chunk }, result) => {
+                self.handle_loaded(now, conn, root, chunk, result)
+            }
+            (Io::Store { name, chunk, peer }, Ok(_)) => self.handle_stored(now, name, chunk, peer),
+            (Io::Commit { name }, Ok(_)) => self.finish(&name, true),
+            (Io::Store { name, .. } | Io::Commit { name }, Err(e)) => {
+                let reason = format!("cannot write {name}: {e}");
+                self.fail(name, FailKind::Storage, reason);
+            }
+            (Io::Discard, Ok(_)) => {}
+            (Io::Discard, Err(e)) => log::warn!("cannot remove a rejected download: {e}"),
+        }
+    }
+}
+
+/// Whether one more request may go to `addr`: its connection has a free pipeline slot, or
+/// there is room for a new connection.
+fn holder_has_slot(
+    conns: &BTreeMap<ConnId, Conn>,
+    holder_conns: &BTreeMap<SocketAddr, ConnId>,
+    addr: SocketAddr,
+) -> bool {
+    match holder_conns.get(&addr).and_then(|c| conns.get(c)) {
+        Some(Conn::Out(o)) => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
+        _ => holder_conns.len() < MAX_PEER_CONNECTIONS,
+    }
+}
+
+/// Capped exponential backoff with jitter: uniform in [d/2, d] for d = base·2^attempt.
+fn backoff_ms(base_ms: u64, max_ms: u64, attempt: u32, rng: &mut ChaCha8Rng) -> u64 {
+    let d = base_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms)
+        .max(2);
+    rng.gen_range(d / 2..=d)
+}
+
+impl Machine for Peer {
+    fn handle(&mut self, now: Timestamp, input: Input<'_>) {
+        match input {
+            Input::Accepted { conn, remote } => {
+                self.conns.insert(conn, Conn::In(InLink::new(remote)));
+                self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+            }
+            Input::Connected { conn } => {
+                if matches!(self.tracker, TrackerState::Up { conn: c } if c == conn) {
+                    self.emit(Event::TrackerConnected {
+                        tracker: self.config.tracker,
+                    });
+                }
+            }
+            Input::ConnectFailed { conn, reason } => {
+                log::debug!("connection {conn} failed: {reason}");
+                self.close_conn(now, conn);
+            }
+            Input::Received { conn, data } => self.handle_received(now, conn, data),
+            Input::Closed { conn } => self.close_conn(now, conn),
+            Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
+            Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        if let TrackerState::Down { retry_at } = self.tracker {
+            consider(retry_at);
+        }
+        for c in self.conns.values() {
+            if let Conn::Out(o) = c {
+                if !o.requests.is_empty() {
+                    consider(o.last_activity.plus_ms(self.config.request_timeout_ms));
+                }
+            }
+        }
+        for d in self.downloads.values() {
+            match &d.active {
+                Some(a) => {
+                    consider(a.next_refresh);
+                    if let Some(t) = a.cooldown.values().min() {
+                        consider(*t);
+                    }
+                    if let Some(t) = a.give_up_at {
+                        consider(t);
+                    }
+                }
+                None => consider(d.started.plus_ms(self.config.unavailable_after_ms)),
+            }
+        }
+        next
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        if let TrackerState::Down { retry_at } = self.tracker {
+            if retry_at <= now {
+                self.connect_tracker(now);
+            }
+        }
+        let timeout = self.config.request_timeout_ms;
+        let stalled: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match c {
+                Conn::Out(o)
+                    if !o.requests.is_empty() && now.since_ms(o.last_activity) >= timeout =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        for conn in stalled {
+            self.out.push_back(Output::Close { conn });
+            if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+                self.holder_lost(now, conn, o, "timed out");
+            }
+        }
+        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
+        for name in names {
+            self.download_timers(now, &name);
+        }
+    }
+}
+
+impl Peer {
+    fn download_timers(&mut self, now: Timestamp, name: &FileName) {
+        let unavailable_after = self.config.unavailable_after_ms;
+        let interval = self.config.refresh_interval_ms;
+        let Some(d) = self.downloads.get_mut(name) else {
+            return;
+        };
+        let Some(a) = d.active.as_mut() else {
+            if now.since_ms(d.started) >= unavailable_after {
+                let reason = format!("could not locate {name}: tracker unreachable");
+                self.fail(name.clone(), FailKind::Unavailable, reason);
+            }
+            return;
+        };
+        a.cooldown.retain(|_, until| *until > now);
+        if a.next_refresh <= now {
+            a.next_refresh = now.plus_ms(interval);
+            self.send_locate(name.clone());
+        }
+        self.pump(now, name);
+    }
+}
+
+/// A summary of a file list entry, for logs.
+pub fn describe(file: &FileSummary) -> String {
+    format!(
+        "{} ({} bytes, {} chunks, {} peers)",
+        file.name, file.size, file.chunks, file.peers
+    )
+}

@@ -1,0 +1,411 @@
+//! The tracker machine: who is online, which files exist (pinned by the first manifest
+//! registered for each name), and which peer holds which chunks. A peer's holdings live
+//! exactly as long as its session; peers re-register after a tracker restart.
+
+use crate::chunkset::ChunkSet;
+use crate::limits::{MAX_FILES_PER_REGISTER, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES};
+use crate::link::{clip, Link};
+use crate::machine::{ConnId, Event, Input, Machine, Output};
+use crate::manifest::{FileName, Manifest, Root};
+use crate::time::Timestamp;
+use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Seeds the tracker's RNG (holder sampling); the real driver draws it from the OS.
+    pub seed: u64,
+}
+
+/// A registered peer: its session is the connection it registered on.
+#[derive(Debug)]
+struct Session {
+    peer_id: u64,
+    listen: SocketAddr,
+    roots: BTreeSet<Root>,
+}
+
+/// Everything known about one content root.
+#[derive(Debug)]
+struct Swarm {
+    manifest: Manifest,
+    holders: BTreeMap<ConnId, ChunkSet>,
+}
+
+#[derive(Debug)]
+pub struct Tracker {
+    rng: ChaCha8Rng,
+    links: BTreeMap<ConnId, Link>,
+    sessions: BTreeMap<ConnId, Session>,
+    names: BTreeMap<FileName, Root>,
+    swarms: BTreeMap<Root, Swarm>,
+    out: VecDeque<Output>,
+}
+
+/// One (peer, file) holding, as the tracker records it; for checkers and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    pub peer_id: u64,
+    pub listen: SocketAddr,
+    pub root: Root,
+    pub have: ChunkSet,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Tracker {
+        Tracker {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            links: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            names: BTreeMap::new(),
+            swarms: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The file list as `list` shows it: files with at least one holder.
+    pub fn files(&self) -> Vec<FileSummary> {
+        self.names
+            .iter()
+            .filter_map(|(name, root)| {
+                let swarm = self.swarms.get(root)?;
+                let peers = swarm.holders.values().filter(|h| !h.is_empty()).count();
+                (peers > 0).then(|| FileSummary {
+                    name: name.clone(),
+                    size: swarm.manifest.size,
+                    chunk_size: swarm.manifest.chunk_size,
+                    chunks: swarm.manifest.chunk_count(),
+                    root: *root,
+                    peers: peers as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Every recorded holding, in a stable order.
+    pub fn holdings(&self) -> Vec<Holding> {
+        let mut all = Vec::new();
+        for (root, swarm) in &self.swarms {
+            for (conn, have) in &swarm.holders {
+                if let Some(s) = self.sessions.get(conn) {
+                    all.push(Holding {
+                        peer_id: s.peer_id,
+                        listen: s.listen,
+                        root: *root,
+                        have: have.clone(),
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.links.len()
+    }
+
+    // ---- input handling ----
+
+    fn handle_received(&mut self, conn: ConnId, data: &[u8]) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        link.push(data);
+        loop {
+            let Some(link) = self.links.get_mut(&conn) else {
+                return;
+            };
+            match link.next_message() {
+                Ok(Some(msg)) => self.handle_message(conn, msg),
+                Ok(None) => return,
+                Err(reason) => return self.drop_link(conn, reason),
+            }
+        }
+    }
+
+    fn handle_message(&mut self, conn: ConnId, msg: Message) {
+        match msg {
+            Message::Register {
+                peer_id,
+                listen,
+                files,
+            } => self.handle_register(conn, peer_id, listen, files),
+            Message::ListFiles { req } => {
+                let files = self.files();
+                self.send(conn, &Message::FileList { req, files });
+            }
+            Message::Locate { req, name } => self.handle_locate(conn, req, name),
+            Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
+            Message::Unshare { root } => {
+                if let Some(swarm) = self.swarms.get_mut(&root) {
+                    swarm.holders.remove(&conn);
+                }
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    s.roots.remove(&root);
+                }
+            }
+            Message::Error { reason } => {
+                log::info!("peer {conn} closed with: {}", clip(&reason));
+                self.forget(conn);
+            }
+            other => self.drop_link(conn, format!("unexpected message {}", other.kind())),
+        }
+    }
+
+    fn handle_register(
+        &mut self,
+        conn: ConnId,
+        peer_id: u64,
+        listen: SocketAddr,
+        files: Vec<SharedFile>,
+    ) {
+        if files.len() > MAX_FILES_PER_REGISTER {
+            let reason = format!(
+                "register of {} files (limit {MAX_FILES_PER_REGISTER})",
+                files.len()
+            );
+            return self.drop_link(conn, reason);
+        }
+        let Some(remote) = self.links.get(&conn).map(|l| l.remote) else {
+            return;
+        };
+        if !self.sessions.contains_key(&conn) {
+            self.open_session(conn, peer_id, public_listen(listen, remote));
+        }
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        for file in files {
+            match self.record(conn, &file) {
+                Ok(()) => accepted.push(file.name),
+                Err(reason) => refused.push(Refusal {
+                    name: file.name,
+                    reason,
+                }),
+            }
+        }
+        let peer = self.sessions.get(&conn).map_or(remote, |s| s.listen);
+        self.emit(Event::PeerRegistered {
+            peer,
+            accepted: accepted.len() as u32,
+            refused: refused.clone(),
+        });
+        self.send(conn, &Message::Registered { accepted, refused });
+    }
+
+    /// Starts a session; an older session with the same listen address is a previous life
+    /// of the same peer, so its holdings are dropped.
+    fn open_session(&mut self, conn: ConnId, peer_id: u64, listen: SocketAddr) {
+        let stale: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.listen == listen)
+            .map(|(c, _)| *c)
+            .collect();
+        for old in stale {
+            self.drop_link(
+                old,
+                "replaced by a newer session from the same address".into(),
+            );
+        }
+        self.sessions.insert(
+            conn,
+            Session {
+                peer_id,
+                listen,
+                roots: BTreeSet::new(),
+            },
+        );
+    }
+
+    fn record(&mut self, conn: ConnId, file: &SharedFile) -> Result<(), String> {
+        file.manifest.validate().map_err(|e| e.to_string())?;
+        if file.have.len() != file.manifest.chunk_count() || !file.have.is_well_formed() {
+            return Err("chunk set does not match the manifest".into());
+        }
+        let root = file.manifest.root();
+        match self.names.get(&file.name) {
+            Some(known) if *known != root => {
+                return Err(format!(
+                    "{} is already registered with a different manifest (root {})",
+                    file.name,
+                    known.short()
+                ))
+            }
+            Some(_) => {}
+            None if self.names.len() >= MAX_TRACKER_FILES => {
+                return Err(format!("tracker is full ({MAX_TRACKER_FILES} files)"))
+            }
+            None => {
+                self.names.insert(file.name.clone(), root);
+            }
+        }
+        let swarm = self.swarms.entry(root).or_insert_with(|| Swarm {
+            manifest: file.manifest.clone(),
+            holders: BTreeMap::new(),
+        });
+        let held = swarm
+            .holders
+            .entry(conn)
+            .or_insert_with(|| ChunkSet::empty(file.manifest.chunk_count()));
+        for i in file.have.iter() {
+            held.insert(i);
+        }
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.roots.insert(root);
+        }
+        Ok(())
+    }
+
+    fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName) {
+        let Some(swarm) = self.names.get(&name).and_then(|r| self.swarms.get(r)) else {
+            return self.send(conn, &Message::NotFound { req, name });
+        };
+        let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
+            .holders
+            .iter()
+            .filter(|(c, have)| **c != conn && !have.is_empty())
+            .collect();
+        let picked: Vec<usize> = if candidates.len() > MAX_LOCATE_HOLDERS {
+            let mut idx =
+                rand::seq::index::sample(&mut self.rng, candidates.len(), MAX_LOCATE_HOLDERS)
+                    .into_vec();
+            idx.sort_unstable();
+            idx
+        } else {
+            (0..candidates.len()).collect()
+        };
+        let holders = picked
+            .into_iter()
+            .filter_map(|i| candidates.get(i))
+            .filter_map(|(c, have)| {
+                let addr = self.sessions.get(c)?.listen;
+                Some(LocatedHolder {
+                    addr,
+                    have: (*have).clone(),
+                })
+            })
+            .collect();
+        let manifest = swarm.manifest.clone();
+        self.send(
+            conn,
+            &Message::Located {
+                req,
+                name,
+                manifest,
+                holders,
+            },
+        );
+    }
+
+    fn handle_have(&mut self, conn: ConnId, root: Root, chunk: u32) {
+        if !self.sessions.contains_key(&conn) {
+            return self.drop_link(conn, "chunk registered before the peer registered".into());
+        }
+        let Some(swarm) = self.swarms.get_mut(&root) else {
+            log::debug!("{conn}: have-chunk for unknown root {}", root.short());
+            return;
+        };
+        let count = swarm.manifest.chunk_count();
+        if chunk >= count {
+            return self.drop_link(conn, format!("chunk {chunk} past the end ({count} chunks)"));
+        }
+        swarm
+            .holders
+            .entry(conn)
+            .or_insert_with(|| ChunkSet::empty(count))
+            .insert(chunk);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.roots.insert(root);
+        }
+    }
+
+    // ---- helpers ----
+
+    fn send(&mut self, conn: ConnId, msg: &Message) {
+        self.out.push_back(Output::Send {
+            conn,
+            bytes: encode(msg),
+        });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Closes a connection whose remote broke the protocol, telling it why.
+    fn drop_link(&mut self, conn: ConnId, reason: String) {
+        let Some(link) = self.links.get(&conn) else {
+            return;
+        };
+        let remote = link.remote;
+        log::warn!("closing {remote} ({conn}): {reason}");
+        self.send(
+            conn,
+            &Message::Error {
+                reason: reason.clone(),
+            },
+        );
+        self.out.push_back(Output::Close { conn });
+        self.emit(Event::ProtocolViolation { remote, reason });
+        self.forget(conn);
+    }
+
+    /// Forgets a connection and, with it, its session's holdings.
+    fn forget(&mut self, conn: ConnId) {
+        self.links.remove(&conn);
+        let Some(session) = self.sessions.remove(&conn) else {
+            return;
+        };
+        for root in &session.roots {
+            if let Some(swarm) = self.swarms.get_mut(root) {
+                swarm.holders.remove(&conn);
+            }
+        }
+        self.emit(Event::PeerLeft {
+            peer: session.listen,
+        });
+    }
+}
+
+/// A peer listening on an unspecified address (`0.0.0.0:p`) is reachable at the address
+/// its session comes from.
+fn public_listen(listen: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(remote.ip(), listen.port())
+    } else {
+        listen
+    }
+}
+
+impl Machine for Tracker {
+    fn handle(&mut self, _now: Timestamp, input: Input<'_>) {
+        match input {
+            Input::Accepted { conn, remote } => {
+                self.links.insert(conn, Link::new(remote, Role::Peer));
+                self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
+            }
+            Input::Received { conn, data } => self.handle_received(conn, data),
+            Input::Closed { conn } => self.forget(conn),
+            // The tracker never connects out or touches storage.
+            Input::Connected { .. }
+            | Input::ConnectFailed { .. }
+            | Input::Loaded { .. }
+            | Input::Stored { .. } => {}
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Timestamp) {}
+}

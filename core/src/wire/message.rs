@@ -1,0 +1,189 @@
+//! Every message of the protocol, peer ⇄ tracker and peer ⇄ peer, as serde types.
+//! Counts inside messages are bounded by the frame limit when decoded and checked against
+//! `limits` by the machines before they are used.
+
+use crate::chunkset::ChunkSet;
+use crate::manifest::{FileName, Manifest, Root};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Sent first on every connection so that a stranger speaking another protocol is told so.
+pub const MAGIC: [u8; 4] = *b"DRZL";
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// What the sender of a hello is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Tracker,
+    Peer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub version: u16,
+    pub role: Role,
+}
+
+impl Hello {
+    pub fn new(role: Role) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            role,
+        }
+    }
+}
+
+/// One file a peer announces, with which of its chunks it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    pub name: FileName,
+    pub manifest: Manifest,
+    pub have: ChunkSet,
+}
+
+/// A file the tracker refused to record, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub name: FileName,
+    pub reason: String,
+}
+
+/// One line of the tracker's file list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub name: FileName,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunks: u32,
+    pub root: Root,
+    /// Peers holding at least one chunk.
+    pub peers: u32,
+}
+
+/// A holder in a locate answer: where it listens and which chunks it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocatedHolder {
+    pub addr: SocketAddr,
+    pub have: ChunkSet,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    /// Either side, then close: why the connection is being dropped.
+    Error {
+        reason: String,
+    },
+
+    // peer → tracker
+    /// Announce the peer (its id and listen address) and files it shares; may be repeated
+    /// to add files.
+    Register {
+        peer_id: u64,
+        listen: SocketAddr,
+        files: Vec<SharedFile>,
+    },
+    ListFiles {
+        req: u32,
+    },
+    Locate {
+        req: u32,
+        name: FileName,
+    },
+    /// The sender now holds (verified) chunk `chunk` of the file with this root.
+    HaveChunk {
+        root: Root,
+        chunk: u32,
+    },
+    /// The sender no longer serves the file with this root (a download it abandoned).
+    Unshare {
+        root: Root,
+    },
+
+    // tracker → peer
+    Registered {
+        accepted: Vec<FileName>,
+        refused: Vec<Refusal>,
+    },
+    FileList {
+        req: u32,
+        files: Vec<FileSummary>,
+    },
+    Located {
+        req: u32,
+        name: FileName,
+        manifest: Manifest,
+        holders: Vec<LocatedHolder>,
+    },
+    NotFound {
+        req: u32,
+        name: FileName,
+    },
+
+    // peer ⇄ peer
+    GetChunk {
+        root: Root,
+        chunk: u32,
+    },
+    ChunkData {
+        root: Root,
+        chunk: u32,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+    },
+    ChunkRefused {
+        root: Root,
+        chunk: u32,
+        reason: String,
+    },
+}
+
+impl Message {
+    /// The variant's name, for logs and error reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Error { .. } => "error",
+            Message::Register { .. } => "register",
+            Message::ListFiles { .. } => "list-files",
+            Message::Locate { .. } => "locate",
+            Message::HaveChunk { .. } => "have-chunk",
+            Message::Unshare { .. } => "unshare",
+            Message::Registered { .. } => "registered",
+            Message::FileList { .. } => "file-list",
+            Message::Located { .. } => "located",
+            Message::NotFound { .. } => "not-found",
+            Message::GetChunk { .. } => "get-chunk",
+            Message::ChunkData { .. } => "chunk-data",
+            Message::ChunkRefused { .. } => "chunk-refused",
+        }
+    }
+}
+
+/// Encodes a byte vector as one length-prefixed run instead of a sequence of `u8`s.
+mod bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(data)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}

@@ -1,0 +1,11 @@
+//! The wire protocol: the messages peers and trackers exchange, and the framing that carries
+//! them (a 4-byte little-endian length, then a postcard-encoded message). Decoding is
+//! incremental, bounded, and never panics on hostile bytes.
+
+pub mod codec;
+pub mod message;
+
+pub use codec::{encode, FrameDecoder, FrameError};
+pub use message::{
+    FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile, MAGIC, PROTOCOL_VERSION,
+};

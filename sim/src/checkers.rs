@@ -1,0 +1,107 @@
+//! Invariants checked while a world runs: nothing unverified is ever written, committed
+//! files equal what was first shared, limits hold, and the tracker records only chunks
+//! their peers really hold. Each returns violations as sentences, never panics.
+
+use crate::world::{NodeId, NodeMachine, World};
+use drizzle_core::limits::{MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER};
+use drizzle_core::manifest::sha256;
+use drizzle_core::FileName;
+
+/// Every check that can run after any step.
+pub fn check(world: &World) -> Vec<String> {
+    let mut found = check_limits(world);
+    found.extend(check_registrations(world));
+    found
+}
+
+/// A write must carry exactly the bytes of a chunk of the file first shared under `name`.
+pub fn check_store(world: &mut World, node: NodeId, name: &FileName, offset: u64, data: &[u8]) {
+    let verdict = match world.truth.get(name) {
+        None => Some(format!("stored bytes of {name}, which nobody shared")),
+        Some((manifest, _)) => {
+            let chunk = offset / u64::from(manifest.chunk_size.max(1));
+            let ok = u32::try_from(chunk)
+                .ok()
+                .filter(|c| manifest.chunk_range(*c).map(|(o, _)| o) == Some(offset))
+                .is_some_and(|c| manifest.verify_chunk(c, data));
+            (!ok).then(|| format!("stored unverified bytes at offset {offset} of {name}"))
+        }
+    };
+    if let Some(v) = verdict {
+        let who = world.node_name(node).to_string();
+        world.violations.push(format!("{who}: {v}"));
+    }
+}
+
+/// A committed file must be byte-identical to what was first shared under its name.
+pub fn check_commit(world: &mut World, node: NodeId, name: &FileName) {
+    let stored = world.storage(node).and_then(|s| s.files.get(name));
+    let expected = world.truth.get(name).map(|(_, data)| data);
+    let same = match (stored, expected) {
+        (Some(a), Some(b)) => sha256(a) == sha256(b),
+        _ => false,
+    };
+    if !same {
+        let who = world.node_name(node).to_string();
+        world.violations.push(format!(
+            "{who}: committed {name}, which differs from the shared file"
+        ));
+    }
+}
+
+fn check_limits(world: &World) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, node) in world.nodes.iter().enumerate() {
+        let Some(NodeMachine::Peer(peer)) = &node.machine else {
+            continue;
+        };
+        for (holder, n) in peer.requests_per_holder() {
+            if n > MAX_REQUESTS_PER_HOLDER {
+                found.push(format!(
+                    "{}: {n} requests outstanding to {holder} (limit {MAX_REQUESTS_PER_HOLDER})",
+                    world.node_name(id)
+                ));
+            }
+        }
+        for n in peer.requests_per_download() {
+            if n > MAX_REQUESTS_PER_DOWNLOAD {
+                found.push(format!(
+                    "{}: {n} requests in flight for one download (limit {MAX_REQUESTS_PER_DOWNLOAD})",
+                    world.node_name(id)
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The tracker may lag behind a peer, never run ahead of it: every chunk it records for a
+/// live peer is one that peer holds.
+fn check_registrations(world: &World) -> Vec<String> {
+    let Some(tracker) = world.tracker() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for holding in tracker.holdings() {
+        let live = world
+            .nodes
+            .iter()
+            .enumerate()
+            .find_map(|(id, n)| match &n.machine {
+                Some(NodeMachine::Peer(p)) if p.peer_id() == holding.peer_id => Some((id, p)),
+                _ => None,
+            });
+        let Some((id, peer)) = live else { continue };
+        let ok = peer
+            .have(&holding.root)
+            .is_some_and(|have| holding.have.is_subset(have));
+        if !ok {
+            found.push(format!(
+                "tracker records chunks of {} for {} that it does not hold",
+                holding.root.short(),
+                world.node_name(id)
+            ));
+        }
+    }
+    found
+}

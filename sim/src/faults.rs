@@ -1,0 +1,47 @@
+//! The faults a run can suffer, as plain data: an explicit list (rather than random draws
+//! inside the world) so that proptest can generate and shrink them.
+
+use serde::Serialize;
+
+/// One fault, applied at `at_ms` of virtual time. Nodes are named by index (0 = tracker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    /// The node stops: its connections close, its pending work is lost, storage survives.
+    Crash { at_ms: u64, node: usize },
+    /// A crashed node starts again with its storage and re-shares its complete files.
+    Restart { at_ms: u64, node: usize },
+    /// Connections between `a` and `b` drop and cannot be made until `until_ms`.
+    Partition {
+        at_ms: u64,
+        a: usize,
+        b: usize,
+        until_ms: u64,
+    },
+    /// The node's bandwidth is divided by `factor` until `until_ms`.
+    SlowLink {
+        at_ms: u64,
+        node: usize,
+        factor: u32,
+        until_ms: u64,
+    },
+    /// Flips bytes of one chunk of a stored file (after it was registered).
+    Corrupt {
+        at_ms: u64,
+        node: usize,
+        file: String,
+        chunk: u32,
+    },
+}
+
+impl Fault {
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Fault::Crash { at_ms, .. }
+            | Fault::Restart { at_ms, .. }
+            | Fault::Partition { at_ms, .. }
+            | Fault::SlowLink { at_ms, .. }
+            | Fault::Corrupt { at_ms, .. } => *at_ms,
+        }
+    }
+}

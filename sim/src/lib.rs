@@ -1,0 +1,19 @@
+//! drizzle-sim: runs Drizzle's real core machines in one deterministic in-memory world.
+//! One event queue ordered by (time, seq), TCP-like byte streams with latency and bandwidth,
+//! in-memory storage, explicit faults, and checkers after every step; one seed fixes it all.
+
+// The simulator's inputs come from its own scenarios, not from strangers; a link has exactly
+// two ends, indexed 0 and 1.
+#![allow(clippy::indexing_slicing)]
+
+pub mod checkers;
+pub mod faults;
+pub mod scenarios;
+pub mod storage;
+pub mod trace;
+pub mod world;
+
+pub use faults::Fault;
+pub use scenarios::{run_scenario, Scenario, ScenarioReport};
+pub use trace::TraceLine;
+pub use world::{NodeId, World, WorldConfig};

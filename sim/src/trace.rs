@@ -1,0 +1,151 @@
+//! Turning core events into the run's trace: one line per event, with virtual time, the
+//! node, and words a newcomer can follow; or one JSON object per line for machines.
+
+use drizzle_core::machine::FailKind;
+use drizzle_core::Event;
+use serde::Serialize;
+use std::net::SocketAddr;
+
+/// One line of a run's trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceLine {
+    pub t_ms: u64,
+    pub node: String,
+    pub text: String,
+    #[serde(skip)]
+    pub event: Option<Event>,
+}
+
+impl TraceLine {
+    pub fn human(&self) -> String {
+        format!(
+            "{:>5}.{:03}s  {:<8} {}",
+            self.t_ms / 1000,
+            self.t_ms % 1000,
+            self.node,
+            self.text
+        )
+    }
+
+    /// `{"t_ms":..,"node":..,"event":..,...}`; lines without a core event carry `"event":"note"`.
+    pub fn json(&self) -> String {
+        let mut obj = serde_json::Map::new();
+        obj.insert("t_ms".into(), self.t_ms.into());
+        obj.insert("node".into(), self.node.clone().into());
+        match self.event.as_ref().map(serde_json::to_value) {
+            Some(Ok(serde_json::Value::Object(fields))) => obj.extend(fields),
+            _ => {
+                obj.insert("event".into(), "note".into());
+                obj.insert("text".into(), self.text.clone().into());
+            }
+        }
+        serde_json::Value::Object(obj).to_string()
+    }
+}
+
+/// Describes `event` in words; `who` names an address (a node name where it is one).
+pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
+    match event {
+        Event::PeerRegistered {
+            peer,
+            accepted,
+            refused,
+        } => {
+            let mut s = format!("{} registered {accepted} file(s)", who(*peer));
+            for r in refused {
+                s.push_str(&format!("; refused {}: {}", r.name, r.reason));
+            }
+            s
+        }
+        Event::PeerLeft { peer } => format!("{} left; its holdings are forgotten", who(*peer)),
+        Event::TrackerConnected { .. } => "connected to the tracker".into(),
+        Event::TrackerLost { retry_in_ms, .. } => {
+            format!("lost the tracker; retrying in {retry_in_ms} ms")
+        }
+        Event::Shared { name } => format!("shares {name}"),
+        Event::ShareRefused { name, reason } => format!("tracker refused {name}: {reason}"),
+        Event::FileList { files } => {
+            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            format!("file list: {{{}}}", names.join(", "))
+        }
+        Event::Located {
+            name,
+            chunks,
+            holders,
+            root,
+        } => {
+            let mut s = format!("located {name} (root {}, {chunks} chunks)", root.short());
+            for c in 0..*chunks {
+                let list: Vec<String> = holders
+                    .iter()
+                    .filter(|h| h.have.contains(c))
+                    .map(|h| who(h.addr))
+                    .collect();
+                s.push_str(&format!(
+                    "\n{:>24}chunk {c} present in [{}]",
+                    "",
+                    list.join(", ")
+                ));
+            }
+            s
+        }
+        Event::Requested { name, chunk, peer } => {
+            format!("requests chunk {chunk} of {name} from {}", who(*peer))
+        }
+        Event::Verified {
+            name,
+            chunk,
+            peer,
+            have,
+            want,
+        } => format!(
+            "verified chunk {chunk} of {name} from {} [{have}/{want}, {}%]",
+            who(*peer),
+            u64::from(*have) * 100 / u64::from((*want).max(1))
+        ),
+        Event::Mismatch { name, chunk, peer } => {
+            format!(
+                "HASH MISMATCH for chunk {chunk} of {name} from {}",
+                who(*peer)
+            )
+        }
+        Event::HolderLost { name, peer, reason } => {
+            format!("lost holder {} for {name}: {reason}", who(*peer))
+        }
+        Event::Done {
+            name,
+            bytes,
+            complete,
+            ..
+        } => {
+            if *complete {
+                format!("-- {name} downloaded and verified ({bytes} bytes) --")
+            } else {
+                format!("-- holds the requested chunks of {name} ({bytes} bytes, partial) --")
+            }
+        }
+        Event::Rejected {
+            name,
+            reason,
+            chunks,
+        } => {
+            format!("REJECTED {name}: {reason}; mismatched chunks {chunks:?}")
+        }
+        Event::Failed { name, kind, reason } => {
+            let kind = match kind {
+                FailKind::NotFound => "not found",
+                FailKind::RootMismatch => "root mismatch",
+                FailKind::Unavailable => "unavailable",
+                FailKind::Storage => "storage error",
+                FailKind::BadRequest => "bad request",
+            };
+            format!("FAILED {name} ({kind}): {reason}")
+        }
+        Event::Served { chunk, to, root } => {
+            format!("served chunk {chunk} of {} to {}", root.short(), who(*to))
+        }
+        Event::ProtocolViolation { remote, reason } => {
+            format!("dropped {}: {reason}", who(*remote))
+        }
+    }
+}

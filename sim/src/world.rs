@@ -1,0 +1,922 @@
+//! The simulated world: nodes running real core machines, a (time, seq)-ordered queue of
+//! actions, TCP-like links with latency and per-node bandwidth, in-memory disks, faults,
+//! and the trace. Everything random comes from one master seed.
+
+use crate::checkers;
+use crate::faults::Fault;
+use crate::storage::Storage;
+use crate::trace::{describe, TraceLine};
+use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
+use drizzle_core::peer::{CommandError, PeerCommand};
+use drizzle_core::{
+    ConnId, FileName, Manifest, Peer, PeerConfig, Timestamp, Tracker, TrackerConfig,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Index of a node; the tracker is node 0.
+pub type NodeId = usize;
+type LinkId = u64;
+
+const LISTEN_PORT: u16 = 7000;
+
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    pub seed: u64,
+    pub latency_ms: u64,
+    /// Default per-node bandwidths, bytes per second.
+    pub up_bytes_per_sec: u64,
+    pub down_bytes_per_sec: u64,
+    pub chunk_size: u32,
+    /// Run the checkers after every step (slower, for tests).
+    pub check_every_step: bool,
+    /// Adjusts each peer's config (timeouts) before it starts.
+    pub tune_peer: fn(&mut PeerConfig),
+    /// A run that takes more steps than this has livelocked: it stops with a violation.
+    pub max_steps: u64,
+}
+
+impl WorldConfig {
+    pub fn new(seed: u64) -> WorldConfig {
+        WorldConfig {
+            seed,
+            latency_ms: 5,
+            up_bytes_per_sec: 10_000_000,
+            down_bytes_per_sec: 10_000_000,
+            chunk_size: 4096,
+            check_every_step: true,
+            tune_peer: |_| {},
+            max_steps: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum NodeMachine {
+    Tracker(Box<Tracker>),
+    Peer(Box<Peer>),
+}
+
+impl NodeMachine {
+    fn machine(&mut self) -> &mut dyn Machine {
+        match self {
+            NodeMachine::Tracker(t) => t.as_mut(),
+            NodeMachine::Peer(p) => p.as_mut(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub is_tracker: bool,
+    /// `None` while crashed.
+    pub machine: Option<NodeMachine>,
+    /// Bumped by every crash, so actions meant for an earlier life are dropped.
+    incarnation: u32,
+    pub storage: Storage,
+    up_bps: u64,
+    down_bps: u64,
+    slow: Option<(u32, u64)>,
+    up_free_us: u64,
+    down_free_us: u64,
+    timer_us: Option<u64>,
+    next_inbound: u64,
+    conns: BTreeMap<ConnId, LinkId>,
+}
+
+#[derive(Debug)]
+struct LinkEnd {
+    node: NodeId,
+    conn: ConnId,
+    incarnation: u32,
+    /// When the last byte sent towards this end arrives.
+    last_arrival_us: u64,
+}
+
+#[derive(Debug)]
+struct Link {
+    ends: [LinkEnd; 2],
+}
+
+#[derive(Debug)]
+enum Action {
+    Accept {
+        link: LinkId,
+    },
+    Connected {
+        link: LinkId,
+    },
+    ConnectFailed {
+        node: NodeId,
+        incarnation: u32,
+        conn: ConnId,
+    },
+    Deliver {
+        link: LinkId,
+        end: usize,
+        data: Vec<u8>,
+    },
+    Closed {
+        link: LinkId,
+        end: usize,
+    },
+    Io {
+        node: NodeId,
+        incarnation: u32,
+        io: IoId,
+        result: Result<Option<Vec<u8>>, String>,
+    },
+    Timer {
+        node: NodeId,
+        incarnation: u32,
+        at_us: u64,
+    },
+    Fault(Fault),
+}
+
+/// The whole simulated world.
+#[derive(Debug)]
+pub struct World {
+    pub config: WorldConfig,
+    now_us: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Action>,
+    pub(crate) nodes: Vec<Node>,
+    links: BTreeMap<LinkId, Link>,
+    next_link: LinkId,
+    rng: ChaCha8Rng,
+    seeds: ChaCha8Rng,
+    partitions: Vec<(NodeId, NodeId, u64)>,
+    /// The first manifest and content shared under each name: what every copy must equal.
+    pub(crate) truth: BTreeMap<FileName, (Manifest, Vec<u8>)>,
+    pub trace: Vec<TraceLine>,
+    pub events: Vec<(u64, NodeId, Event)>,
+    pub violations: Vec<String>,
+    pub steps: u64,
+}
+
+impl World {
+    /// A world with a tracker (node 0) and nothing else.
+    pub fn new(config: WorldConfig) -> World {
+        let mut seeds = ChaCha8Rng::seed_from_u64(config.seed);
+        let rng = ChaCha8Rng::seed_from_u64(seeds.gen());
+        let mut world = World {
+            config,
+            now_us: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            next_link: 0,
+            rng,
+            seeds,
+            partitions: Vec::new(),
+            truth: BTreeMap::new(),
+            trace: Vec::new(),
+            events: Vec::new(),
+            violations: Vec::new(),
+            steps: 0,
+        };
+        world.add_node("tracker", true);
+        world
+    }
+
+    pub fn tracker_addr(&self) -> SocketAddr {
+        node_addr(0)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_us / 1000
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now_ms())
+    }
+
+    /// Adds a peer named `name`, returning its id. It connects to the tracker at once.
+    pub fn add_peer(&mut self, name: &str) -> NodeId {
+        self.add_node(name, false)
+    }
+
+    fn add_node(&mut self, name: &str, is_tracker: bool) -> NodeId {
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            name: name.to_string(),
+            addr: node_addr(id),
+            is_tracker,
+            machine: None,
+            incarnation: 0,
+            storage: Storage::default(),
+            up_bps: self.config.up_bytes_per_sec,
+            down_bps: self.config.down_bytes_per_sec,
+            slow: None,
+            up_free_us: 0,
+            down_free_us: 0,
+            timer_us: None,
+            next_inbound: 0,
+            conns: BTreeMap::new(),
+        });
+        self.start(id);
+        id
+    }
+
+    /// Sets one node's bandwidths, bytes per second.
+    pub fn set_bandwidth(&mut self, node: NodeId, up: u64, down: u64) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.up_bps = up.max(1);
+            n.down_bps = down.max(1);
+        }
+    }
+
+    fn start(&mut self, id: NodeId) {
+        let seed = self.seeds.gen();
+        let tracker = self.tracker_addr();
+        let tune = self.config.tune_peer;
+        let Some(node) = self.nodes.get_mut(id) else {
+            return;
+        };
+        node.machine = Some(if node.is_tracker {
+            NodeMachine::Tracker(Box::new(Tracker::new(TrackerConfig { seed })))
+        } else {
+            let mut config = PeerConfig::new(tracker, node.addr, seed);
+            tune(&mut config);
+            NodeMachine::Peer(Box::new(Peer::new(config)))
+        });
+        self.reschedule_timer(id);
+    }
+
+    // ---- the user's side ----
+
+    /// Puts `data` on the node's disk as `name` and shares it.
+    pub fn share(&mut self, node: NodeId, name: &str, data: Vec<u8>) -> Result<(), String> {
+        let name = FileName::new(name).map_err(|e| e.to_string())?;
+        let manifest =
+            Manifest::from_bytes(&data, self.config.chunk_size).map_err(|e| e.to_string())?;
+        self.truth
+            .entry(name.clone())
+            .or_insert_with(|| (manifest.clone(), data.clone()));
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.storage.files.insert(name.clone(), data);
+        }
+        let cmd = PeerCommand::Share {
+            name,
+            manifest,
+            have: None,
+        };
+        self.command(node, cmd).map_err(|e| e.to_string())
+    }
+
+    /// Gives a peer a command now.
+    pub fn command(&mut self, node: NodeId, cmd: PeerCommand) -> Result<(), CommandError> {
+        let now = self.now();
+        let result = match self.nodes.get_mut(node).and_then(|n| n.machine.as_mut()) {
+            Some(NodeMachine::Peer(p)) => p.command(now, cmd),
+            _ => return Ok(()),
+        };
+        self.drain(node);
+        result
+    }
+
+    /// Schedules a fault.
+    pub fn add_fault(&mut self, fault: Fault) {
+        let at = fault.at_ms().saturating_mul(1000).max(self.now_us);
+        self.push(at, Action::Fault(fault));
+    }
+
+    /// Writes a note into the trace (scenario narration).
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.trace.push(TraceLine {
+            t_ms: self.now_ms(),
+            node: "--".into(),
+            text: text.into(),
+            event: None,
+        });
+    }
+
+    pub fn peer(&self, node: NodeId) -> Option<&Peer> {
+        match self.nodes.get(node)?.machine.as_ref()? {
+            NodeMachine::Peer(p) => Some(p),
+            NodeMachine::Tracker(_) => None,
+        }
+    }
+
+    pub fn tracker(&self) -> Option<&Tracker> {
+        match self.nodes.first()?.machine.as_ref()? {
+            NodeMachine::Tracker(t) => Some(t),
+            NodeMachine::Peer(_) => None,
+        }
+    }
+
+    pub fn storage(&self, node: NodeId) -> Option<&Storage> {
+        self.nodes.get(node).map(|n| &n.storage)
+    }
+
+    /// Mutable disk access: tests corrupt files this way.
+    pub fn storage_mut(&mut self, node: NodeId) -> Option<&mut Storage> {
+        self.nodes.get_mut(node).map(|n| &mut n.storage)
+    }
+
+    pub fn node_name(&self, node: NodeId) -> &str {
+        self.nodes.get(node).map_or("?", |n| n.name.as_str())
+    }
+
+    pub fn node_addr(&self, node: NodeId) -> SocketAddr {
+        node_addr(node)
+    }
+
+    /// The node at an address (matching the IP, so ephemeral ports resolve too).
+    pub fn node_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.addr.ip() == addr.ip())
+    }
+
+    /// Events a node emitted, in order.
+    pub fn events_of(&self, node: NodeId) -> impl Iterator<Item = &Event> {
+        self.events
+            .iter()
+            .filter(move |(_, n, _)| *n == node)
+            .map(|(_, _, e)| e)
+    }
+
+    // ---- running ----
+
+    /// Runs one queued action; `false` when nothing is left.
+    pub fn step(&mut self) -> bool {
+        let Some(((at, _), action)) = self.queue.pop_first() else {
+            return false;
+        };
+        self.now_us = self.now_us.max(at);
+        self.apply(action);
+        self.steps += 1;
+        if self.config.check_every_step {
+            let found = checkers::check(self);
+            self.violations.extend(found);
+        }
+        true
+    }
+
+    /// Runs until `done` holds, the queue empties, or virtual time passes `deadline_ms`.
+    /// Returns whether `done` held.
+    pub fn run_until(&mut self, deadline_ms: u64, done: impl Fn(&World) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.steps >= self.config.max_steps {
+                let v = format!("livelock: {} steps without finishing", self.steps);
+                if !self.violations.contains(&v) {
+                    self.violations.push(v);
+                }
+                return false;
+            }
+            match self.queue.first_key_value() {
+                Some(((at, _), _)) if *at <= deadline_ms.saturating_mul(1000) => {}
+                _ => return done(self),
+            }
+            self.step();
+        }
+    }
+
+    fn push(&mut self, at_us: u64, action: Action) {
+        self.seq += 1;
+        self.queue.insert((at_us, self.seq), action);
+    }
+
+    fn latency_us(&self) -> u64 {
+        self.config.latency_ms * 1000
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Accept { link } => {
+                let Some(l) = self.links.get(&link) else {
+                    return;
+                };
+                let (server, conn, inc) = (l.ends[1].node, l.ends[1].conn, l.ends[1].incarnation);
+                let remote = SocketAddr::new(node_addr(l.ends[0].node).ip(), 40_000 + link as u16);
+                if self.alive(server, inc) {
+                    self.feed(server, Input::Accepted { conn, remote });
+                }
+            }
+            Action::Connected { link } => {
+                let Some(l) = self.links.get(&link) else {
+                    return;
+                };
+                let (node, conn, inc) = (l.ends[0].node, l.ends[0].conn, l.ends[0].incarnation);
+                if self.alive(node, inc) && self.mapped(node, conn, link) {
+                    self.feed(node, Input::Connected { conn });
+                }
+            }
+            Action::ConnectFailed {
+                node,
+                incarnation,
+                conn,
+            } => {
+                if self.alive(node, incarnation) {
+                    let reason = "connection refused".into();
+                    self.feed(node, Input::ConnectFailed { conn, reason });
+                }
+            }
+            Action::Deliver { link, end, data } => {
+                let Some(e) = self.links.get(&link).and_then(|l| l.ends.get(end)) else {
+                    return;
+                };
+                let (node, conn, inc) = (e.node, e.conn, e.incarnation);
+                if self.alive(node, inc) && self.mapped(node, conn, link) {
+                    self.feed(node, Input::Received { conn, data: &data });
+                }
+            }
+            Action::Closed { link, end } => {
+                let Some(e) = self.links.get(&link).and_then(|l| l.ends.get(end)) else {
+                    return;
+                };
+                let (node, conn, inc) = (e.node, e.conn, e.incarnation);
+                if self.alive(node, inc) && self.mapped(node, conn, link) {
+                    if let Some(n) = self.nodes.get_mut(node) {
+                        n.conns.remove(&conn);
+                    }
+                    self.feed(node, Input::Closed { conn });
+                }
+            }
+            Action::Io {
+                node,
+                incarnation,
+                io,
+                result,
+            } => {
+                if self.alive(node, incarnation) {
+                    let input = match result {
+                        Ok(Some(data)) => Input::Loaded {
+                            io,
+                            result: Ok(data),
+                        },
+                        Ok(None) => Input::Stored { io, result: Ok(()) },
+                        Err(e) => Input::Stored { io, result: Err(e) },
+                    };
+                    self.feed(node, input);
+                }
+            }
+            Action::Timer {
+                node,
+                incarnation,
+                at_us,
+            } => {
+                let due = self
+                    .nodes
+                    .get(node)
+                    .is_some_and(|n| n.timer_us == Some(at_us));
+                if due && self.alive(node, incarnation) {
+                    if let Some(n) = self.nodes.get_mut(node) {
+                        n.timer_us = None;
+                    }
+                    let now = self.now();
+                    if let Some(m) = self.nodes.get_mut(node).and_then(|n| n.machine.as_mut()) {
+                        m.machine().handle_timeout(now);
+                    }
+                    self.drain(node);
+                }
+            }
+            Action::Fault(fault) => self.apply_fault(fault),
+        }
+    }
+
+    fn alive(&self, node: NodeId, incarnation: u32) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.machine.is_some() && n.incarnation == incarnation)
+    }
+
+    fn mapped(&self, node: NodeId, conn: ConnId, link: LinkId) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.conns.get(&conn) == Some(&link))
+    }
+
+    /// Feeds one input to a node, then drains it.
+    fn feed(&mut self, node: NodeId, input: Input<'_>) {
+        let now = self.now();
+        if let Some(m) = self.nodes.get_mut(node).and_then(|n| n.machine.as_mut()) {
+            m.machine().handle(now, input);
+        }
+        self.drain(node);
+    }
+
+    /// The drain rule: take every output, then re-arm the node's timer.
+    fn drain(&mut self, node: NodeId) {
+        loop {
+            let output = self
+                .nodes
+                .get_mut(node)
+                .and_then(|n| n.machine.as_mut())
+                .and_then(|m| m.machine().poll_output());
+            let Some(output) = output else { break };
+            self.handle_output(node, output);
+        }
+        self.reschedule_timer(node);
+    }
+
+    fn reschedule_timer(&mut self, node: NodeId) {
+        let now_us = self.now_us;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let Some(m) = n.machine.as_mut() else { return };
+        let Some(t) = m.machine().poll_timeout() else {
+            n.timer_us = None;
+            return;
+        };
+        // A timer already due runs at the next millisecond, never in a loop at this instant.
+        let at_us = (t.as_ms() * 1000).max(now_us + 1000 - now_us % 1000);
+        if n.timer_us != Some(at_us) {
+            n.timer_us = Some(at_us);
+            let incarnation = n.incarnation;
+            self.push(
+                at_us,
+                Action::Timer {
+                    node,
+                    incarnation,
+                    at_us,
+                },
+            );
+        }
+    }
+
+    fn handle_output(&mut self, node: NodeId, output: Output) {
+        let incarnation = self.nodes.get(node).map_or(0, |n| n.incarnation);
+        let now_us = self.now_us;
+        match output {
+            Output::Connect { conn, addr } => self.connect(node, conn, addr),
+            Output::Send { conn, bytes } => self.send(node, conn, bytes),
+            Output::Close { conn } => self.close(node, conn),
+            Output::Load {
+                io,
+                key,
+                offset,
+                len,
+            } => {
+                let result = self
+                    .nodes
+                    .get(node)
+                    .map_or(Err("no node".into()), |n| n.storage.load(&key, offset, len));
+                self.push(
+                    now_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        io,
+                        result: result.map(Some),
+                    },
+                );
+            }
+            Output::Store {
+                io,
+                name,
+                size,
+                offset,
+                data,
+            } => {
+                checkers::check_store(self, node, &name, offset, &data);
+                let result = match self.nodes.get_mut(node) {
+                    Some(n) => n.storage.store(&name, size, offset, &data),
+                    None => Err("no node".into()),
+                };
+                self.push(
+                    now_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        io,
+                        result: result.map(|()| None),
+                    },
+                );
+            }
+            Output::Commit { io, name } => {
+                let result = match self.nodes.get_mut(node) {
+                    Some(n) => n.storage.commit(&name),
+                    None => Err("no node".into()),
+                };
+                checkers::check_commit(self, node, &name);
+                self.push(
+                    now_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        io,
+                        result: result.map(|()| None),
+                    },
+                );
+            }
+            Output::Discard { io, name } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.storage.discard(&name);
+                }
+                self.push(
+                    now_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        io,
+                        result: Ok(None),
+                    },
+                );
+            }
+            Output::Event(event) => self.record(node, event),
+        }
+    }
+
+    fn record(&mut self, node: NodeId, event: Event) {
+        let who = |addr: SocketAddr| match self.node_at(addr) {
+            Some(n) => self.node_name(n).to_string(),
+            None => addr.to_string(),
+        };
+        let text = describe(&event, &who);
+        self.trace.push(TraceLine {
+            t_ms: self.now_ms(),
+            node: self.node_name(node).to_string(),
+            text,
+            event: Some(event.clone()),
+        });
+        self.events.push((self.now_ms(), node, event));
+    }
+
+    // ---- the network ----
+
+    fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
+        self.partitions
+            .iter()
+            .any(|(x, y, until)| ((*x, *y) == (a, b) || (*x, *y) == (b, a)) && *until > self.now_us)
+    }
+
+    fn connect(&mut self, node: NodeId, conn: ConnId, addr: SocketAddr) {
+        let incarnation = self.nodes.get(node).map_or(0, |n| n.incarnation);
+        let target = self.nodes.iter().position(|n| n.addr == addr);
+        let reachable = target.filter(|t| {
+            self.nodes.get(*t).is_some_and(|n| n.machine.is_some()) && !self.partitioned(node, *t)
+        });
+        let lat = self.latency_us();
+        let Some(server) = reachable else {
+            self.push(
+                self.now_us + lat,
+                Action::ConnectFailed {
+                    node,
+                    incarnation,
+                    conn,
+                },
+            );
+            return;
+        };
+        let link = self.next_link;
+        self.next_link += 1;
+        let (server_inc, server_conn) = match self.nodes.get_mut(server) {
+            Some(s) => {
+                s.next_inbound += 1;
+                let c = ConnId::Inbound(s.next_inbound);
+                s.conns.insert(c, link);
+                (s.incarnation, c)
+            }
+            None => return,
+        };
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.conns.insert(conn, link);
+        }
+        let end = |node, conn, incarnation| LinkEnd {
+            node,
+            conn,
+            incarnation,
+            last_arrival_us: 0,
+        };
+        self.links.insert(
+            link,
+            Link {
+                ends: [
+                    end(node, conn, incarnation),
+                    end(server, server_conn, server_inc),
+                ],
+            },
+        );
+        self.push(self.now_us + lat, Action::Accept { link });
+        self.push(self.now_us + 2 * lat, Action::Connected { link });
+    }
+
+    fn send(&mut self, node: NodeId, conn: ConnId, bytes: Vec<u8>) {
+        let Some(link) = self
+            .nodes
+            .get(node)
+            .and_then(|n| n.conns.get(&conn))
+            .copied()
+        else {
+            return;
+        };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        let dest = l.ends[to].node;
+        let n = bytes.len() as u64;
+        let (up, down) = (self.bandwidth(node).0, self.bandwidth(dest).1);
+        let now_us = self.now_us;
+        let lat = self.latency_us();
+        let Some(src) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let departed = src.up_free_us.max(now_us) + n * 1_000_000 / up;
+        src.up_free_us = departed;
+        let Some(dst) = self.nodes.get_mut(dest) else {
+            return;
+        };
+        // A fluid approximation: the last byte lands when it has crossed the wire and when
+        // the receiver's downlink has had time to take all `n` bytes.
+        let arrived =
+            (departed + lat).max(dst.down_free_us.max(now_us + lat) + n * 1_000_000 / down);
+        dst.down_free_us = arrived;
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let arrival = arrived.max(l.ends[to].last_arrival_us);
+        l.ends[to].last_arrival_us = arrival;
+        for piece in self.split(bytes) {
+            self.push(
+                arrival,
+                Action::Deliver {
+                    link,
+                    end: to,
+                    data: piece,
+                },
+            );
+        }
+    }
+
+    /// Cuts a send into up to three pieces at random points, to exercise framing.
+    fn split(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        if bytes.len() < 2 || self.rng.gen_bool(0.5) {
+            return vec![bytes];
+        }
+        let mut cuts: BTreeSet<usize> = BTreeSet::new();
+        for _ in 0..self.rng.gen_range(1..=2) {
+            cuts.insert(self.rng.gen_range(1..bytes.len()));
+        }
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain(std::iter::once(bytes.len())) {
+            pieces.push(bytes.get(start..cut).unwrap_or_default().to_vec());
+            start = cut;
+        }
+        pieces
+    }
+
+    fn bandwidth(&self, node: NodeId) -> (u64, u64) {
+        let Some(n) = self.nodes.get(node) else {
+            return (1, 1);
+        };
+        match n.slow {
+            Some((factor, until)) if until > self.now_us => {
+                let f = u64::from(factor.max(1));
+                ((n.up_bps / f).max(1), (n.down_bps / f).max(1))
+            }
+            _ => (n.up_bps, n.down_bps),
+        }
+    }
+
+    /// `node` closes its end; the other end hears of it after what was sent has arrived.
+    fn close(&mut self, node: NodeId, conn: ConnId) {
+        let Some(link) = self.nodes.get_mut(node).and_then(|n| n.conns.remove(&conn)) else {
+            return;
+        };
+        self.close_towards(link, node, conn);
+    }
+
+    fn close_towards(&mut self, link: LinkId, node: NodeId, conn: ConnId) {
+        let lat = self.latency_us();
+        let now_us = self.now_us;
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        let at = (now_us + lat).max(l.ends[to].last_arrival_us);
+        self.push(at, Action::Closed { link, end: to });
+    }
+
+    // ---- faults ----
+
+    fn apply_fault(&mut self, fault: Fault) {
+        self.note(format!("fault: {fault:?}"));
+        match fault {
+            Fault::Crash { node, .. } => self.crash(node),
+            Fault::Restart { node, .. } => self.restart(node),
+            Fault::Partition { a, b, until_ms, .. } => {
+                self.partitions.push((a, b, until_ms * 1000));
+                let doomed: Vec<(LinkId, NodeId, ConnId)> = self
+                    .nodes
+                    .get(a)
+                    .map(|n| n.conns.iter().map(|(c, l)| (*l, a, *c)).collect())
+                    .unwrap_or_default();
+                for (link, node, conn) in doomed {
+                    let crosses = self
+                        .links
+                        .get(&link)
+                        .is_some_and(|l| l.ends.iter().any(|e| e.node == b));
+                    if crosses {
+                        self.close(node, conn);
+                        // The partitioned side notices too.
+                        let other = self.links.get(&link).and_then(|l| {
+                            l.ends
+                                .iter()
+                                .find(|e| e.node == b)
+                                .map(|e| (e.node, e.conn))
+                        });
+                        if let Some((b_node, b_conn)) = other {
+                            self.close(b_node, b_conn);
+                        }
+                    }
+                }
+            }
+            Fault::SlowLink {
+                node,
+                factor,
+                until_ms,
+                ..
+            } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.slow = Some((factor, until_ms * 1000));
+                }
+            }
+            Fault::Corrupt {
+                node, file, chunk, ..
+            } => {
+                let chunk_size = self.config.chunk_size as usize;
+                let Ok(name) = FileName::new(file) else {
+                    return;
+                };
+                let Some(data) = self
+                    .nodes
+                    .get_mut(node)
+                    .and_then(|n| n.storage.files.get_mut(&name))
+                else {
+                    return;
+                };
+                let start = chunk as usize * chunk_size;
+                let end = (start + chunk_size).min(data.len());
+                for b in data.get_mut(start..end).unwrap_or_default() {
+                    *b ^= 0xA5;
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, node: NodeId) {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if n.machine.is_none() {
+            return;
+        }
+        n.machine = None;
+        n.incarnation += 1;
+        n.timer_us = None;
+        let conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
+        // Unfinished downloads are lost with the process.
+        n.storage.parts.clear();
+        for (conn, link) in conns {
+            self.close_towards(link, node, conn);
+        }
+    }
+
+    fn restart(&mut self, node: NodeId) {
+        if self.nodes.get(node).is_none_or(|n| n.machine.is_some()) {
+            return;
+        }
+        self.start(node);
+        let files: Vec<(FileName, Vec<u8>)> = self
+            .nodes
+            .get(node)
+            .map(|n| {
+                n.storage
+                    .files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, data) in files {
+            let Ok(manifest) = Manifest::from_bytes(&data, self.config.chunk_size) else {
+                continue;
+            };
+            let cmd = PeerCommand::Share {
+                name,
+                manifest,
+                have: None,
+            };
+            // Re-sharing what is on disk; a refusal shows in the trace.
+            let _ = self.command(node, cmd);
+        }
+    }
+}
+
+/// Node `id` listens on 127.0.0.(id+1):7000 (labels only: no socket is ever opened).
+fn node_addr(id: NodeId) -> SocketAddr {
+    let [a, b] = (id as u16 + 1).to_be_bytes();
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), LISTEN_PORT)
+}
