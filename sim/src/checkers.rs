@@ -76,7 +76,7 @@ fn check_limits(world: &World) -> Vec<String> {
 }
 
 /// The tracker may lag behind a peer, never run ahead of it: every chunk it records for a
-/// live peer is one that peer holds.
+/// live peer's file is one that peer holds.
 fn check_registrations(world: &World) -> Vec<String> {
     let Some(tracker) = world.tracker() else {
         return Vec::new();
@@ -92,10 +92,12 @@ fn check_registrations(world: &World) -> Vec<String> {
                 _ => None,
             });
         let Some((id, peer)) = live else { continue };
-        let ok = peer
-            .have(&holding.root)
-            .is_some_and(|have| holding.have.is_subset(have));
-        if !ok {
+        // A peer that dropped the file entirely has told the tracker so; the news may still
+        // be on its way.
+        let Some(have) = peer.have(&holding.root) else {
+            continue;
+        };
+        if !holding.have.is_subset(have) {
             found.push(format!(
                 "tracker records chunks of {} for {} that it does not hold",
                 holding.root.short(),

@@ -240,7 +240,7 @@ impl World {
             return;
         };
         node.machine = Some(if node.is_tracker {
-            NodeMachine::Tracker(Box::new(Tracker::new(TrackerConfig { seed })))
+            NodeMachine::Tracker(Box::new(Tracker::new(TrackerConfig::new(seed))))
         } else {
             let mut config = PeerConfig::new(tracker, node.addr, seed);
             tune(&mut config);
@@ -318,6 +318,11 @@ impl World {
     /// Mutable disk access: tests corrupt files this way.
     pub fn storage_mut(&mut self, node: NodeId) -> Option<&mut Storage> {
         self.nodes.get_mut(node).map(|n| &mut n.storage)
+    }
+
+    /// The content first shared under `name`: what every copy must equal.
+    pub fn truth(&self, name: &FileName) -> Option<&[u8]> {
+        self.truth.get(name).map(|(_, data)| data.as_slice())
     }
 
     pub fn node_name(&self, node: NodeId) -> &str {
@@ -788,6 +793,14 @@ impl World {
         self.close_towards(link, node, conn);
     }
 
+    /// Both ends of a link hear that it broke (a partition resets it).
+    fn sever(&mut self, link: LinkId) {
+        let lat = self.latency_us();
+        for end in 0..2 {
+            self.push(self.now_us + lat, Action::Closed { link, end });
+        }
+    }
+
     fn close_towards(&mut self, link: LinkId, node: NodeId, conn: ConnId) {
         let lat = self.latency_us();
         let now_us = self.now_us;
@@ -808,29 +821,17 @@ impl World {
             Fault::Restart { node, .. } => self.restart(node),
             Fault::Partition { a, b, until_ms, .. } => {
                 self.partitions.push((a, b, until_ms * 1000));
-                let doomed: Vec<(LinkId, NodeId, ConnId)> = self
-                    .nodes
-                    .get(a)
-                    .map(|n| n.conns.iter().map(|(c, l)| (*l, a, *c)).collect())
-                    .unwrap_or_default();
-                for (link, node, conn) in doomed {
-                    let crosses = self
-                        .links
-                        .get(&link)
-                        .is_some_and(|l| l.ends.iter().any(|e| e.node == b));
-                    if crosses {
-                        self.close(node, conn);
-                        // The partitioned side notices too.
-                        let other = self.links.get(&link).and_then(|l| {
-                            l.ends
-                                .iter()
-                                .find(|e| e.node == b)
-                                .map(|e| (e.node, e.conn))
-                        });
-                        if let Some((b_node, b_conn)) = other {
-                            self.close(b_node, b_conn);
-                        }
-                    }
+                let doomed: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| {
+                        let nodes = [l.ends[0].node, l.ends[1].node];
+                        nodes == [a, b] || nodes == [b, a]
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for link in doomed {
+                    self.sever(link);
                 }
             }
             Fault::SlowLink {

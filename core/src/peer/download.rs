@@ -36,6 +36,9 @@ pub(crate) struct Active {
     pub mismatched: BTreeSet<u32>,
     /// When a download that cannot progress gives up (armed while it waits).
     pub give_up_at: Option<Timestamp>,
+    /// When a download whose remaining chunks have only bad holders is rejected (armed when
+    /// that happens; a refreshed chunk map with a good holder disarms it).
+    pub reject_at: Option<Timestamp>,
     pub next_refresh: Timestamp,
     pub committing: bool,
 }
@@ -71,6 +74,7 @@ impl Active {
             in_flight: BTreeMap::new(),
             mismatched: BTreeSet::new(),
             give_up_at: None,
+            reject_at: None,
             next_refresh: now,
             committing: false,
         }

@@ -39,6 +39,9 @@ pub struct PeerConfig {
     pub unavailable_after_ms: u64,
     /// A holder whose connection failed is left alone this long.
     pub holder_retry_ms: u64,
+    /// When only holders that sent bad data are left for some chunk, the chunk map is
+    /// refreshed and the file rejected if no good holder shows up within this time.
+    pub reject_grace_ms: u64,
     /// Tracker reconnect backoff: first delay and cap (each jittered).
     pub reconnect_base_ms: u64,
     pub reconnect_max_ms: u64,
@@ -54,6 +57,7 @@ impl PeerConfig {
             refresh_interval_ms: 5_000,
             unavailable_after_ms: 30_000,
             holder_retry_ms: 2_000,
+            reject_grace_ms: 3_000,
             reconnect_base_ms: 200,
             reconnect_max_ms: 10_000,
         }
@@ -123,6 +127,9 @@ struct Download {
     started: Timestamp,
     /// `None` while locating.
     active: Option<Active>,
+    /// While locating: when to ask the tracker again after a "not found" that may only
+    /// mean the tracker restarted and its peers have not re-registered yet.
+    relocate_at: Option<Timestamp>,
 }
 
 /// An outbound connection to a holder.
@@ -281,6 +288,7 @@ impl Peer {
                         request,
                         started: now,
                         active: None,
+                        relocate_at: None,
                     },
                 );
                 self.send_locate(name);
@@ -473,19 +481,13 @@ impl Peer {
                     self.handle_located(now, name, manifest, holders);
                 }
             }
-            Message::NotFound { req, name } => {
+            Message::NotFound {
+                req,
+                name,
+                settling,
+            } => {
                 if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
-                    let located = self
-                        .downloads
-                        .get(&name)
-                        .is_some_and(|d| d.active.is_some());
-                    if !located {
-                        self.fail(
-                            name.clone(),
-                            FailKind::NotFound,
-                            format!("the tracker has no file {name}"),
-                        );
-                    }
+                    self.handle_not_found(now, name, settling);
                 }
             }
             Message::FileList { .. } => {}
@@ -502,6 +504,24 @@ impl Peer {
     }
 
     // ---- downloading ----
+
+    /// A tracker that is `settling` (just restarted) may not have heard from every holder
+    /// yet, so its "not found" is retried rather than final.
+    fn handle_not_found(&mut self, now: Timestamp, name: FileName, settling: bool) {
+        let retry_at = now.plus_ms(self.config.refresh_interval_ms);
+        let Some(d) = self.downloads.get_mut(&name) else {
+            return;
+        };
+        if d.active.is_some() {
+            return; // a refresh; what is already known stays usable
+        }
+        if settling {
+            d.relocate_at = Some(retry_at);
+        } else {
+            let reason = format!("the tracker has no file {name}");
+            self.fail(name, FailKind::NotFound, reason);
+        }
+    }
 
     fn handle_located(
         &mut self,
@@ -748,18 +768,29 @@ impl Peer {
     /// Ends the download when it is complete, hopeless or starved.
     fn settle(&mut self, now: Timestamp, name: &FileName) {
         let unavailable_after = self.config.unavailable_after_ms;
+        let reject_grace = self.config.reject_grace_ms;
         let Some(a) = self.active_mut(name) else {
             return;
         };
         if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() {
             a.give_up_at = None;
+            a.reject_at = None;
             return;
         }
         if a.is_complete() {
             return self.complete(name);
         }
         match a.verdict(now) {
-            Verdict::Proceed => a.give_up_at = None,
+            Verdict::Proceed => {
+                a.give_up_at = None;
+                a.reject_at = None;
+            }
+            Verdict::Reject if a.reject_at.is_none() => {
+                // A good holder may be between sessions: look again before refusing the file.
+                a.reject_at = Some(now.plus_ms(reject_grace));
+                a.next_refresh = now;
+            }
+            Verdict::Reject if a.reject_at.is_some_and(|t| t > now) => {}
             Verdict::Reject => {
                 let chunks: Vec<u32> = a.mismatched.iter().copied().collect();
                 let reason = format!(
@@ -779,6 +810,7 @@ impl Peer {
                 });
             }
             Verdict::Wait => match a.give_up_at {
+                _ if a.reject_at.take().is_some() => {}
                 None => a.give_up_at = Some(now.plus_ms(unavailable_after)),
                 Some(t) if t <= now => {
                     let stuck = a.want.iter().find(|c| !a.have.contains(*c)).unwrap_or(0);
@@ -1083,11 +1115,16 @@ impl Machine for Peer {
                     if let Some(t) = a.cooldown.values().min() {
                         consider(*t);
                     }
-                    if let Some(t) = a.give_up_at {
+                    for t in [a.give_up_at, a.reject_at].into_iter().flatten() {
                         consider(t);
                     }
                 }
-                None => consider(d.started.plus_ms(self.config.unavailable_after_ms)),
+                None => {
+                    consider(d.started.plus_ms(self.config.unavailable_after_ms));
+                    if let Some(t) = d.relocate_at {
+                        consider(t);
+                    }
+                }
             }
         }
         next
@@ -1136,6 +1173,9 @@ impl Peer {
             if now.since_ms(d.started) >= unavailable_after {
                 let reason = format!("could not locate {name}: tracker unreachable");
                 self.fail(name.clone(), FailKind::Unavailable, reason);
+            } else if d.relocate_at.is_some_and(|t| t <= now) {
+                d.relocate_at = None;
+                self.send_locate(name.clone());
             }
             return;
         };

@@ -18,6 +18,18 @@ use std::net::SocketAddr;
 pub struct TrackerConfig {
     /// Seeds the tracker's RNG (holder sampling); the real driver draws it from the OS.
     pub seed: u64,
+    /// For this long after start, peers may still be re-registering (their reconnect backoff
+    /// is capped at 10 s), so "not found" is marked as possibly temporary.
+    pub settle_ms: u64,
+}
+
+impl TrackerConfig {
+    pub fn new(seed: u64) -> TrackerConfig {
+        TrackerConfig {
+            seed,
+            settle_ms: 12_000,
+        }
+    }
 }
 
 /// A registered peer: its session is the connection it registered on.
@@ -37,6 +49,10 @@ struct Swarm {
 
 #[derive(Debug)]
 pub struct Tracker {
+    config: TrackerConfig,
+    /// The first instant the tracker was driven: its start.
+    started: Option<Timestamp>,
+    now: Timestamp,
     rng: ChaCha8Rng,
     links: BTreeMap<ConnId, Link>,
     sessions: BTreeMap<ConnId, Session>,
@@ -58,6 +74,9 @@ impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
         Tracker {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            started: None,
+            now: Timestamp::ZERO,
+            config,
             links: BTreeMap::new(),
             sessions: BTreeMap::new(),
             names: BTreeMap::new(),
@@ -263,7 +282,15 @@ impl Tracker {
 
     fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName) {
         let Some(swarm) = self.names.get(&name).and_then(|r| self.swarms.get(r)) else {
-            return self.send(conn, &Message::NotFound { req, name });
+            let settling = self
+                .started
+                .is_none_or(|t| self.now.since_ms(t) < self.config.settle_ms);
+            let reply = Message::NotFound {
+                req,
+                name,
+                settling,
+            };
+            return self.send(conn, &reply);
         };
         let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
             .holders
@@ -383,7 +410,9 @@ fn public_listen(listen: SocketAddr, remote: SocketAddr) -> SocketAddr {
 }
 
 impl Machine for Tracker {
-    fn handle(&mut self, _now: Timestamp, input: Input<'_>) {
+    fn handle(&mut self, now: Timestamp, input: Input<'_>) {
+        self.started.get_or_insert(now);
+        self.now = now;
         match input {
             Input::Accepted { conn, remote } => {
                 self.links.insert(conn, Link::new(remote, Role::Peer));

@@ -117,9 +117,12 @@ pub enum Message {
         manifest: Manifest,
         holders: Vec<LocatedHolder>,
     },
+    /// No such file. `settling`: the tracker started recently and peers may still be
+    /// re-registering, so the answer may change.
     NotFound {
         req: u32,
         name: FileName,
+        settling: bool,
     },
 
     // peer ⇄ peer
