@@ -1,0 +1,155 @@
+//! Properties of the wire: every message survives encoding and any split of the stream,
+//! and no byte sequence a stranger sends makes the decoder or either machine panic or
+//! buffer more than the frame limit allows.
+
+// Test code: a panic here is how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use drizzle_core::limits::MAX_FRAME_BYTES;
+use drizzle_core::machine::{Input, Machine};
+use drizzle_core::wire::{encode, FrameDecoder, Hello, LocatedHolder, Message, Role};
+use drizzle_core::{
+    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, Timestamp, Tracker,
+    TrackerConfig,
+};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use std::net::SocketAddr;
+
+fn name() -> impl Strategy<Value = FileName> {
+    "[a-z]{1,8}(/[a-zé]{1,8}){0,2}".prop_map(|s| FileName::new(s).unwrap())
+}
+
+fn root() -> impl Strategy<Value = Root> {
+    any::<[u8; 32]>().prop_map(Root)
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        Just(Message::Hello(Hello::new(Role::Peer))),
+        any::<u32>().prop_map(|req| Message::ListFiles { req }),
+        (any::<u32>(), name()).prop_map(|(req, name)| Message::Locate { req, name }),
+        (root(), any::<u32>()).prop_map(|(root, chunk)| Message::HaveChunk { root, chunk }),
+        (root(), any::<u32>()).prop_map(|(root, chunk)| Message::GetChunk { root, chunk }),
+        (root(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..3000))
+            .prop_map(|(root, chunk, data)| Message::ChunkData { root, chunk, data }),
+        (any::<u32>(), name(), prop::collection::vec(any::<u8>(), 0..2000), 0u32..5).prop_map(
+            |(req, name, data, holders)| {
+                let manifest = Manifest::from_bytes(&data, 256).unwrap();
+                let count = manifest.chunk_count();
+                let holders = (0..holders)
+                    .map(|i| LocatedHolder {
+                        addr: SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16)),
+                        have: ChunkSet::from_indices(count, (0..count).filter(|c| c % (i + 1) == 0)),
+                    })
+                    .collect();
+                Message::Located { req, name, manifest, holders }
+            }
+        ),
+        ".{0,40}".prop_map(|reason| Message::Error { reason }),
+    ]
+}
+
+fn feed_all(decoder: &mut FrameDecoder, bytes: &[u8], cuts: &[usize]) -> Result<Vec<Message>, String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.push(bytes.len());
+    for end in points {
+        decoder.push(&bytes[start..end.max(start)]);
+        start = end.max(start);
+        while let Some(m) = decoder.next_message().map_err(|e| e.to_string())? {
+            if matches!(m, Message::Hello(_)) {
+                decoder.hello_done();
+            }
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+fn peer() -> Peer {
+    let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
+    Peer::new(PeerConfig::new(addr(1), addr(2), 9))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn messages_round_trip_in_any_split(
+        msgs in prop::collection::vec(message(), 1..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut stream = encode(&Message::Hello(Hello::new(Role::Tracker)));
+        for m in &msgs {
+            stream.extend(encode(m));
+        }
+        let got = feed_all(&mut FrameDecoder::new(), &stream, &cuts).unwrap();
+        prop_assert_eq!(&got[1..], &msgs[..]);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder(
+        bytes in prop::collection::vec(any::<u8>(), 0..4096),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        hello_first in any::<bool>(),
+    ) {
+        let mut stream = if hello_first { encode(&Message::Hello(Hello::new(Role::Peer))) } else { Vec::new() };
+        stream.extend(bytes);
+        let mut decoder = FrameDecoder::new();
+        let _ = feed_all(&mut decoder, &stream, &cuts);
+        prop_assert!(decoder.buffered() <= stream.len());
+    }
+
+    /// Both machines take arbitrary bytes on a connection (after a valid hello or not)
+    /// without panicking, and close that connection when the bytes are not protocol.
+    #[test]
+    fn machines_survive_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..2048),
+        cuts in prop::collection::vec(0usize..2048, 0..6),
+        hello_first in any::<bool>(),
+    ) {
+        let mut stream = if hello_first { encode(&Message::Hello(Hello::new(Role::Peer))) } else { Vec::new() };
+        stream.extend(bytes);
+        let mut points: Vec<usize> = cuts.into_iter().filter(|c| *c < stream.len()).collect();
+        points.sort_unstable();
+        points.push(stream.len());
+        let remote = SocketAddr::from(([127, 0, 0, 9], 4000));
+        let mut tracker = Tracker::new(TrackerConfig::new(1));
+        let mut peer = peer();
+        let machines: [&mut dyn Machine; 2] = [&mut tracker, &mut peer];
+        for m in machines {
+            let conn = ConnId::Inbound(1);
+            m.handle(Timestamp(0), Input::Accepted { conn, remote });
+            let mut start = 0;
+            for end in &points {
+                m.handle(Timestamp(1), Input::Received { conn, data: &stream[start..*end] });
+                start = *end;
+                while let Some(out) = m.poll_output() {
+                    if let drizzle_core::Output::Send { bytes, .. } = out {
+                        prop_assert!(bytes.len() <= MAX_FRAME_BYTES + 4);
+                    }
+                }
+            }
+            m.handle(Timestamp(2), Input::Closed { conn });
+            while m.poll_output().is_some() {}
+        }
+    }
+}
+
+#[test]
+fn a_huge_length_prefix_is_refused_without_allocating() {
+    let mut d = FrameDecoder::new();
+    d.push(&encode(&Message::Hello(Hello::new(Role::Peer))));
+    assert!(d.next_message().unwrap().is_some());
+    d.hello_done();
+    d.push(&u32::MAX.to_le_bytes());
+    assert!(d.next_message().is_err());
+    assert!(d.buffered() <= 4);
+}
