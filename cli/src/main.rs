@@ -1,9 +1,20 @@
-//! The `drizzle` command. This first cut runs the deterministic simulator
-//! (`drizzle sim SCENARIO --seed N [--json]`); the real-network commands of the CLI
-//! contract (tracker, share, list, get, demo) build on the mio driver.
+//! The `drizzle` command: run a tracker, share a directory, list and get files, run the
+//! three reference scenarios over real TCP (`demo`) or in the simulator (`sim`).
+//! Its first lines, `--json` events and exit codes are a contract (see README).
+
+mod client;
+mod demo;
+mod exit;
+mod node;
+mod progress;
+mod serve;
+mod sim;
+mod units;
 
 use clap::{Parser, Subcommand};
-use drizzle_sim::{run_scenario, Scenario};
+use exit::{Exit, Fail};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -19,11 +30,67 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a tracker; prints `listening on IP:PORT`, serves until SIGINT/SIGTERM.
+    Tracker {
+        #[arg(long, default_value = "0.0.0.0:55555")]
+        listen: SocketAddr,
+    },
+    /// Share every regular file under DIR; prints `listening on IP:PORT` first.
+    Share {
+        dir: PathBuf,
+        #[arg(long)]
+        tracker: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:0")]
+        listen: SocketAddr,
+        /// Chunk size, e.g. 1MiB or 65536.
+        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+        chunk_size: u64,
+        /// Upload cap, e.g. 25MB/s.
+        #[arg(long, value_parser = units::parse_size)]
+        upload_limit: Option<u64>,
+    },
+    /// List the tracker's files.
+    List {
+        #[arg(long)]
+        tracker: SocketAddr,
+        /// One JSON object per file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download NAME into DIR/NAME, verified chunk by chunk (resumes an interrupted get).
+    Get {
+        name: String,
+        #[arg(long)]
+        tracker: SocketAddr,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value = "0.0.0.0:0")]
+        listen: SocketAddr,
+        /// Refuse the file unless its root (from `list`) is this.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Only these chunks, e.g. 0,2,5-9 (the file stays partial, but served).
+        #[arg(long, value_parser = units::parse_chunk_list)]
+        chunks: Option<units::ChunkList>,
+        /// Keep serving after the download until SIGINT/SIGTERM.
+        #[arg(long)]
+        serve: bool,
+        #[arg(long, value_parser = units::parse_size)]
+        upload_limit: Option<u64>,
+        /// NDJSON events on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the three reference scenarios on 127.0.0.1 over real TCP.
+    Demo {
+        #[arg(value_enum, default_value = "all")]
+        which: demo::Which,
+    },
     /// Run a scenario in the deterministic simulator and print its trace.
     Sim {
         /// standard | integrity | rarest-first
-        #[arg(value_parser = parse_scenario)]
-        scenario: Scenario,
+        #[arg(value_parser = sim::parse_scenario)]
+        scenario: drizzle_sim::Scenario,
         /// Master seed: the same seed prints the same bytes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -33,57 +100,57 @@ enum Command {
     },
 }
 
-fn parse_scenario(s: &str) -> Result<Scenario, String> {
-    Scenario::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-        format!(
-            "unknown scenario {s:?} (expected one of: {})",
-            names.join(", ")
-        )
-    })
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match cli.command {
+    exit::code(run(cli.command))
+}
+
+fn run(command: Command) -> Result<(), Fail> {
+    match command {
+        Command::Tracker { listen } => serve::tracker(listen),
+        Command::Share {
+            dir,
+            tracker,
+            listen,
+            chunk_size,
+            upload_limit,
+        } => {
+            let chunk_size = u32::try_from(chunk_size).map_err(|_| {
+                Fail::new(Exit::Usage, format!("chunk size {chunk_size} is too large"))
+            })?;
+            serve::share(&dir, tracker, listen, chunk_size, upload_limit)
+        }
+        Command::List { tracker, json } => client::list(tracker, json),
+        Command::Get {
+            name,
+            tracker,
+            out,
+            listen,
+            expect,
+            chunks,
+            serve,
+            upload_limit,
+            json,
+        } => {
+            let chunks = chunks.map(|c| c.0);
+            client::get(client::GetArgs {
+                name,
+                tracker,
+                out,
+                listen,
+                expect,
+                chunks,
+                serve,
+                upload_limit,
+                json,
+            })
+        }
+        Command::Demo { which } => demo::demo(which),
         Command::Sim {
             scenario,
             seed,
             json,
-        } => sim(scenario, seed, json),
-    }
-}
-
-fn sim(scenario: Scenario, seed: u64, json: bool) -> ExitCode {
-    let report = run_scenario(scenario, seed);
-    for line in &report.trace {
-        if json {
-            println!("{}", line.json());
-        } else {
-            println!("{}", line.human());
-        }
-    }
-    if json {
-        let summary = serde_json::json!({
-            "event": "summary",
-            "scenario": scenario.name(),
-            "seed": seed,
-            "passed": report.passed(),
-            "failures": report.failures,
-            "virtual_ms": report.virtual_ms,
-            "steps": report.steps,
-        });
-        println!("{summary}");
-    }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "drizzle: scenario {} failed; reproduce with: {}",
-            scenario.name(),
-            report.reproduce()
-        );
-        ExitCode::from(1)
+        } => sim::sim(scenario, seed, json),
     }
 }

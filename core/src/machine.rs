@@ -79,19 +79,24 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
-    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`].
+    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`]. The bytes will be sent
+    /// on `conn`: a driver may defer the read while that connection's send buffer is full.
     Load {
         io: IoId,
         key: StorageKey,
         offset: u64,
         len: u32,
+        conn: ConnId,
     },
-    /// Write verified bytes into the `.part` file (created at `size` bytes if missing);
-    /// answer with [`Input::Stored`].
+    /// Write verified chunk `chunk` of the file with root `root` into the `.part` file
+    /// (created at `size` bytes if missing) at `offset`, and remember that it is there so an
+    /// interrupted download can resume; answer with [`Input::Stored`].
     Store {
         io: IoId,
         name: FileName,
+        root: Root,
         size: u64,
+        chunk: u32,
         offset: u64,
         data: Vec<u8>,
     },

@@ -561,6 +561,7 @@ impl World {
                 key,
                 offset,
                 len,
+                ..
             } => {
                 let result = self
                     .nodes
@@ -582,6 +583,7 @@ impl World {
                 size,
                 offset,
                 data,
+                ..
             } => {
                 checkers::check_store(self, node, &name, offset, &data);
                 let result = match self.nodes.get_mut(node) {

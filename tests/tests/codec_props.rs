@@ -9,8 +9,7 @@ use drizzle_core::limits::MAX_FRAME_BYTES;
 use drizzle_core::machine::{Input, Machine};
 use drizzle_core::wire::{encode, FrameDecoder, Hello, LocatedHolder, Message, Role};
 use drizzle_core::{
-    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, Timestamp, Tracker,
-    TrackerConfig,
+    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -31,26 +30,46 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u32>(), name()).prop_map(|(req, name)| Message::Locate { req, name }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::HaveChunk { root, chunk }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::GetChunk { root, chunk }),
-        (root(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..3000))
+        (
+            root(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..3000)
+        )
             .prop_map(|(root, chunk, data)| Message::ChunkData { root, chunk, data }),
-        (any::<u32>(), name(), prop::collection::vec(any::<u8>(), 0..2000), 0u32..5).prop_map(
-            |(req, name, data, holders)| {
+        (
+            any::<u32>(),
+            name(),
+            prop::collection::vec(any::<u8>(), 0..2000),
+            0u32..5
+        )
+            .prop_map(|(req, name, data, holders)| {
                 let manifest = Manifest::from_bytes(&data, 256).unwrap();
                 let count = manifest.chunk_count();
                 let holders = (0..holders)
                     .map(|i| LocatedHolder {
                         addr: SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16)),
-                        have: ChunkSet::from_indices(count, (0..count).filter(|c| c % (i + 1) == 0)),
+                        have: ChunkSet::from_indices(
+                            count,
+                            (0..count).filter(|c| c % (i + 1) == 0),
+                        ),
                     })
                     .collect();
-                Message::Located { req, name, manifest, holders }
-            }
-        ),
+                Message::Located {
+                    req,
+                    name,
+                    manifest,
+                    holders,
+                }
+            }),
         ".{0,40}".prop_map(|reason| Message::Error { reason }),
     ]
 }
 
-fn feed_all(decoder: &mut FrameDecoder, bytes: &[u8], cuts: &[usize]) -> Result<Vec<Message>, String> {
+fn feed_all(
+    decoder: &mut FrameDecoder,
+    bytes: &[u8],
+    cuts: &[usize],
+) -> Result<Vec<Message>, String> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();

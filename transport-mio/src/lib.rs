@@ -1,3 +1,13 @@
-//! drizzle-mio: will drive Drizzle's core machines over real TCP (mio) and real files.
-//! One event loop per process feeds sockets, files and timers into a `Machine` and carries
-//! out what it asks for. (Built in the next step; the simulator drives the same machines.)
+//! drizzle-mio: runs Drizzle's core machines on real sockets and real files.
+//! `driver` is one mio event loop per machine (sockets, timers, back-pressure, upload rate),
+//! `storage` maps the machine's load/store/commit requests onto files, `node` runs a driver
+//! on a thread for in-process use (the demo, tests).
+
+pub mod driver;
+pub mod node;
+pub mod rate;
+pub mod storage;
+
+pub use driver::{Driver, Flow};
+pub use node::{spawn_peer, spawn_tracker, NodeHandle};
+pub use storage::{scan_dir, FileStore};

@@ -59,7 +59,7 @@ impl PeerConfig {
             holder_retry_ms: 2_000,
             reject_grace_ms: 3_000,
             reconnect_base_ms: 200,
-            reconnect_max_ms: 10_000,
+            reconnect_max_ms: 5_000,
         }
     }
 }
@@ -726,9 +726,10 @@ impl Peer {
         a.storing.insert(chunk);
         // Duplicates still owed by other holders are ignored when they land.
         a.in_flight.remove(&chunk);
-        let (offset, size) = (
+        let (offset, size, root) = (
             a.manifest.chunk_range(chunk).map_or(0, |(o, _)| o),
             a.manifest.size,
+            a.root,
         );
         let io = self.new_io(Io::Store {
             name: name.clone(),
@@ -738,7 +739,9 @@ impl Peer {
         self.out.push_back(Output::Store {
             io,
             name: name.clone(),
+            root,
             size,
+            chunk,
             offset,
             data,
         });

@@ -113,6 +113,7 @@ impl Peer {
                 key,
                 offset,
                 len,
+                conn,
             });
         }
     }

@@ -19,7 +19,7 @@ pub struct TrackerConfig {
     /// Seeds the tracker's RNG (holder sampling); the real driver draws it from the OS.
     pub seed: u64,
     /// For this long after start, peers may still be re-registering (their reconnect backoff
-    /// is capped at 10 s), so "not found" is marked as possibly temporary.
+    /// is capped at 5 s), so "not found" is marked as possibly temporary.
     pub settle_ms: u64,
 }
 
@@ -27,7 +27,7 @@ impl TrackerConfig {
     pub fn new(seed: u64) -> TrackerConfig {
         TrackerConfig {
             seed,
-            settle_ms: 12_000,
+            settle_ms: 6_000,
         }
     }
 }

@@ -1,0 +1,74 @@
+//! The serving commands: `drizzle tracker` and `drizzle share DIR`, which print their
+//! listening address first and then serve until SIGINT/SIGTERM.
+
+use crate::exit::{Exit, Fail};
+use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal};
+use drizzle_core::peer::PeerCommand;
+use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
+use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub fn tracker(listen: SocketAddr) -> Result<(), Fail> {
+    let (listener, _) = bind_and_announce(listen)?;
+    let stop = stop_on_signal();
+    let machine = Tracker::new(TrackerConfig::new(os_seed()));
+    let mut driver = Driver::new(machine, Some(listener), None, stop)?;
+    driver.run(|_, _, event| {
+        if let Some(e) = event {
+            log_event("tracker", e);
+        }
+        Flow::Continue
+    })?;
+    Ok(())
+}
+
+pub fn share(
+    dir: &Path,
+    tracker: SocketAddr,
+    listen: SocketAddr,
+    chunk_size: u32,
+    upload_limit: Option<u64>,
+) -> Result<(), Fail> {
+    if !dir.is_dir() {
+        return Err(Fail::new(
+            Exit::Failure,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let (listener, local) = bind_and_announce(listen)?;
+    let stop = stop_on_signal();
+    let files = scan_dir(dir, chunk_size, &mut |name, size| {
+        log::info!("hashing {name} ({size} bytes)")
+    })
+    .map_err(|e| Fail::new(Exit::Failure, format!("cannot read {}: {e}", dir.display())))?;
+    let total: u64 = files.iter().map(|(_, m)| m.size).sum();
+    println!(
+        "sharing {} file(s), {total} bytes, from {}",
+        files.len(),
+        dir.display()
+    );
+    let mut peer = Peer::new(PeerConfig::new(tracker, local, os_seed()));
+    let now = drizzle_core::Timestamp::ZERO;
+    for (name, manifest) in files {
+        let cmd = PeerCommand::Share {
+            name,
+            manifest,
+            have: None,
+        };
+        peer.command(now, cmd)
+            .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
+    }
+    let mut driver = Driver::new(peer, Some(listener), Some(FileStore::new(dir)), stop)?;
+    driver.set_upload_limit(upload_limit);
+    driver.run(|_, _, event| {
+        match event {
+            Some(Event::Shared { name }) => println!("shared {name}"),
+            Some(Event::ShareRefused { name, reason }) => println!("refused {name}: {reason}"),
+            Some(e) => log_event("share", e),
+            None => {}
+        }
+        Flow::Continue
+    })?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Parsing what users type: sizes and rates (`65536`, `64KiB`, `4MiB`, `25MB/s`) and chunk
+//! lists (`0,2,5-9`).
+
+/// Parses a byte count: a number with an optional unit (B, KB, MB, GB decimal; KiB, MiB,
+/// GiB binary; case-insensitive) and, for rates, an optional `/s`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 65536, 64KiB, 4MiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {text:?}")),
+    };
+    let bytes = value * factor as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A `--chunks` list, sorted and without repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkList(pub Vec<u32>);
+
+/// Parses `0,2,5-9` for clap.
+pub fn parse_chunk_list(text: &str) -> Result<ChunkList, String> {
+    parse_chunks(text).map(ChunkList)
+}
+
+/// Parses `0,2,5-9` into chunk indices.
+pub fn parse_chunks(text: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("{part:?} is not a chunk index or range (like 0,2,5-9)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b || b - a > 10_000_000 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err("no chunks given".into());
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("25MB/s"), Ok(25_000_000));
+        assert_eq!(parse_size("1.5 kb"), Ok(1500));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn chunk_lists() {
+        assert_eq!(parse_chunks("0,2,5-7"), Ok(vec![0, 2, 5, 6, 7]));
+        assert_eq!(parse_chunks("3,3,1"), Ok(vec![1, 3]));
+        assert!(parse_chunks("5-2").is_err());
+        assert!(parse_chunks("x").is_err());
+        assert!(parse_chunks("").is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! One mio event loop driving one core machine: accepts and dials TCP connections, moves
+//! bytes between sockets and the machine, runs its timers, carries out its storage requests,
+//! and hands its events to the application. Follows the drain rule after every input.
+
+use crate::rate::RateLimiter;
+use crate::storage::FileStore;
+use drizzle_core::machine::{Event, Input, Machine, Output};
+use drizzle_core::{ConnId, Timestamp};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// Stop reading a connection whose unsent bytes pass this; resume below `WRITE_LOW`.
+const WRITE_HIGH: usize = 4 << 20;
+const WRITE_LOW: usize = 1 << 20;
+/// Connections accepted at most (beyond it, new ones are closed at once).
+const MAX_CONNECTIONS: usize = 1024;
+/// The loop wakes at least this often, to notice a stop request.
+const TICK: Duration = Duration::from_millis(100);
+const READ_BUF: usize = 256 * 1024;
+
+/// What the application wants after an event or tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    token: Token,
+    out: Vec<u8>,
+    out_pos: usize,
+    connecting: bool,
+    closing: bool,
+    /// Readable data is waiting while reading is paused for back-pressure.
+    read_pending: bool,
+}
+
+impl Conn {
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+/// A deferred chunk read: the machine's `Load`, held while its connection's buffer is full.
+#[derive(Debug)]
+struct PendingLoad {
+    io: drizzle_core::IoId,
+    key: drizzle_core::StorageKey,
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug)]
+pub struct Driver<M: Machine> {
+    machine: M,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    conns: BTreeMap<ConnId, Conn>,
+    tokens: BTreeMap<Token, ConnId>,
+    next_token: usize,
+    next_inbound: u64,
+    store: Option<FileStore>,
+    limiter: Option<RateLimiter>,
+    deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
+    epoch: Instant,
+    read_buf: Vec<u8>,
+    flow: Flow,
+}
+
+impl<M: Machine> Driver<M> {
+    /// A driver for `machine`, accepting on `listener` if given, keeping files in `store` if
+    /// given. Setting `stop` ends [`Driver::run`] within a tick.
+    pub fn new(
+        machine: M,
+        listener: Option<std::net::TcpListener>,
+        store: Option<FileStore>,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Driver<M>> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Driver {
+            machine,
+            poll,
+            listener,
+            waker,
+            stop,
+            conns: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            next_token: FIRST_CONN,
+            next_inbound: 0,
+            store,
+            limiter: None,
+            deferred: BTreeMap::new(),
+            epoch: Instant::now(),
+            read_buf: vec![0; READ_BUF],
+            flow: Flow::Continue,
+        })
+    }
+
+    /// Caps what this process uploads, in bytes per second.
+    pub fn set_upload_limit(&mut self, bytes_per_sec: Option<u64>) {
+        self.limiter = bytes_per_sec.map(|r| RateLimiter::new(r, Instant::now()));
+    }
+
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// Wakes the loop from another thread (after queueing work for the tick callback).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    pub fn store(&self) -> Option<&FileStore> {
+        self.store.as_ref()
+    }
+
+    /// The machine's notion of now.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// Runs until the application says stop or `stop` is set. `app` hears every event, and
+    /// is called with `None` once per loop turn (to issue commands or check deadlines); it
+    /// gets the machine's `now` and may mutate the machine, after which the driver drains it.
+    pub fn run(
+        &mut self,
+        mut app: impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.now();
+            self.flow = app(&mut self.machine, now, None);
+            self.drain(&mut app);
+            if self.flow == Flow::Stop || self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let timeout = self.next_wakeup();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(&mut app),
+                    WAKER => {}
+                    token => {
+                        let Some(conn) = self.tokens.get(&token).copied() else {
+                            continue;
+                        };
+                        if event.is_writable() {
+                            self.on_writable(conn, &mut app);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(conn, &mut app);
+                        }
+                    }
+                }
+                if self.flow == Flow::Stop {
+                    return Ok(());
+                }
+            }
+            let now = self.now();
+            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+                self.machine.handle_timeout(now);
+                self.drain(&mut app);
+            }
+            self.retry_rate_limited(&mut app);
+        }
+    }
+
+    fn next_wakeup(&mut self) -> Duration {
+        let mut wait = TICK;
+        if let Some(t) = self.machine.poll_timeout() {
+            let ms = t.as_ms().saturating_sub(self.now().as_ms());
+            wait = wait.min(Duration::from_millis(ms));
+        }
+        let unsent = self
+            .conns
+            .values()
+            .filter(|c| !c.connecting)
+            .map(Conn::unsent)
+            .max();
+        if let (Some(limiter), Some(n)) = (self.limiter.as_mut(), unsent) {
+            if n > 0 {
+                wait = wait.min(
+                    limiter
+                        .wait(n, Instant::now())
+                        .max(Duration::from_millis(1)),
+                );
+            }
+        }
+        wait
+    }
+
+    /// The drain rule: carry out every output the machine has.
+    fn drain(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
+        while let Some(output) = self.machine.poll_output() {
+            match output {
+                Output::Connect { conn, addr } => self.connect(conn, addr),
+                Output::Send { conn, bytes } => self.send(conn, bytes),
+                Output::Close { conn } => self.close(conn),
+                Output::Load {
+                    io,
+                    key,
+                    offset,
+                    len,
+                    conn,
+                } => {
+                    let pending = PendingLoad {
+                        io,
+                        key,
+                        offset,
+                        len,
+                    };
+                    let full = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.unsent() >= WRITE_LOW);
+                    if full {
+                        self.deferred.entry(conn).or_default().push_back(pending);
+                    } else {
+                        self.load(pending);
+                    }
+                }
+                Output::Store {
+                    io,
+                    name,
+                    root,
+                    size,
+                    chunk,
+                    offset,
+                    data,
+                } => {
+                    let result = self
+                        .store_mut()
+                        .and_then(|s| s.store(&name, root, size, chunk, offset, &data))
+                        .map_err(|e| e.to_string());
+                    self.feed(Input::Stored { io, result });
+                }
+                Output::Commit { io, name } => {
+                    let result = self
+                        .store_mut()
+                        .and_then(|s| s.commit(&name))
+                        .map_err(|e| e.to_string());
+                    self.feed(Input::Stored { io, result });
+                }
+                Output::Discard { io, name } => {
+                    let result = self
+                        .store_mut()
+                        .and_then(|s| s.discard(&name))
+                        .map_err(|e| e.to_string());
+                    self.feed(Input::Stored { io, result });
+                }
+                Output::Event(event) => {
+                    let now = self.now();
+                    if app(&mut self.machine, now, Some(&event)) == Flow::Stop {
+                        self.flow = Flow::Stop;
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input<'_>) {
+        let now = self.now();
+        self.machine.handle(now, input);
+    }
+
+    fn store_mut(&mut self) -> io::Result<&mut FileStore> {
+        self.store
+            .as_mut()
+            .ok_or_else(|| io::Error::other("this node has no storage"))
+    }
+
+    fn load(&mut self, p: PendingLoad) {
+        let result = self
+            .store_mut()
+            .and_then(|s| s.load(&p.key, p.offset, p.len))
+            .map_err(|e| e.to_string());
+        self.feed(Input::Loaded { io: p.io, result });
+    }
+
+    // ---- sockets ----
+
+    fn register(
+        &mut self,
+        conn: ConnId,
+        mut stream: TcpStream,
+        connecting: bool,
+    ) -> io::Result<()> {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let _ = stream.set_nodelay(true);
+        self.tokens.insert(token, conn);
+        self.conns.insert(
+            conn,
+            Conn {
+                stream,
+                token,
+                out: Vec::new(),
+                out_pos: 0,
+                connecting,
+                closing: false,
+                read_pending: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn accept(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, remote)) => {
+                    if self.conns.len() >= MAX_CONNECTIONS {
+                        log::warn!("refusing {remote}: {MAX_CONNECTIONS} connections open");
+                        continue;
+                    }
+                    self.next_inbound += 1;
+                    let conn = ConnId::Inbound(self.next_inbound);
+                    if self.register(conn, stream, false).is_ok() {
+                        self.feed(Input::Accepted { conn, remote });
+                        self.drain(app);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+        let result = TcpStream::connect(addr).and_then(|s| self.register(conn, s, true));
+        if let Err(e) = result {
+            self.feed(Input::ConnectFailed {
+                conn,
+                reason: e.to_string(),
+            });
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.out_pos == c.out.len() {
+            c.out = bytes;
+            c.out_pos = 0;
+        } else {
+            c.out.extend_from_slice(&bytes);
+        }
+        self.flush(conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+        }
+        self.flush(conn);
+    }
+
+    /// Writes what the rate limit and the socket allow; finishes a close once flushed.
+    fn flush(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.connecting {
+            return;
+        }
+        let mut failed = false;
+        while c.out_pos < c.out.len() {
+            let mut n = c.unsent();
+            if let Some(l) = self.limiter.as_mut() {
+                n = l.allowance(n, Instant::now());
+                if n == 0 {
+                    break;
+                }
+            }
+            let Some(chunk) = c.out.get(c.out_pos..c.out_pos + n) else {
+                break;
+            };
+            match c.stream.write(chunk) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(w) => {
+                    c.out_pos += w;
+                    if let Some(l) = self.limiter.as_mut() {
+                        l.consume(w);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if c.out_pos == c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+        } else if c.out_pos > (1 << 20) && c.out_pos * 2 > c.out.len() {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+        let done_closing = c.closing && c.unsent() == 0;
+        if failed {
+            self.drop_conn(conn, true);
+        } else if done_closing {
+            self.drop_conn(conn, false);
+        }
+    }
+
+    /// Forgets a connection; `tell` feeds the machine a close it did not ask for.
+    fn drop_conn(&mut self, conn: ConnId, tell: bool) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            self.tokens.remove(&c.token);
+        }
+        self.deferred.remove(&conn);
+        if tell {
+            self.feed(Input::Closed { conn });
+        }
+    }
+
+    fn on_writable(
+        &mut self,
+        conn: ConnId,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.connecting {
+            match (c.stream.take_error(), c.stream.peer_addr()) {
+                (Ok(None), Ok(_)) => {
+                    c.connecting = false;
+                    self.feed(Input::Connected { conn });
+                }
+                (Ok(Some(e)) | Err(e), _) | (_, Err(e))
+                    if e.kind() != io::ErrorKind::NotConnected =>
+                {
+                    self.drop_conn(conn, false);
+                    self.feed(Input::ConnectFailed {
+                        conn,
+                        reason: e.to_string(),
+                    });
+                    self.drain(app);
+                    return;
+                }
+                _ => return, // still connecting
+            }
+        }
+        self.flush(conn);
+        self.after_flush(conn, app);
+        self.drain(app);
+    }
+
+    /// Once a connection's buffer drains: run reads held for it, then resume reading it.
+    fn after_flush(
+        &mut self,
+        conn: ConnId,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        loop {
+            let low = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.unsent() < WRITE_LOW);
+            if !low {
+                return;
+            }
+            let Some(p) = self.deferred.get_mut(&conn).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            self.load(p);
+            self.drain(app);
+        }
+        let resume = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.read_pending && c.unsent() < WRITE_LOW);
+        if resume {
+            self.on_readable(conn, app);
+        }
+    }
+
+    fn on_readable(
+        &mut self,
+        conn: ConnId,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.connecting {
+                return;
+            }
+            if c.unsent() >= WRITE_HIGH {
+                c.read_pending = true;
+                return;
+            }
+            c.read_pending = false;
+            match c.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.drop_conn(conn, true);
+                    self.drain(app);
+                    return;
+                }
+                Ok(n) => {
+                    let now = self.now();
+                    let data = self.read_buf.get(..n).unwrap_or_default();
+                    self.machine.handle(now, Input::Received { conn, data });
+                    self.drain(app);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.drop_conn(conn, true);
+                    self.drain(app);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn retry_rate_limited(
+        &mut self,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        if self.limiter.is_none() {
+            return;
+        }
+        let waiting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.connecting && c.unsent() > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in waiting {
+            self.flush(conn);
+            self.after_flush(conn, app);
+        }
+        self.drain(app);
+    }
+}

@@ -1,0 +1,279 @@
+//! Files on disk for a peer: shared files are read with positioned reads; a download is
+//! written into `NAME.part` with positioned writes, with a record of verified chunks beside
+//! it (`NAME.part.chunks`) so an interrupted download resumes, and renamed into place (file
+//! and directory synced) only when the machine commits it.
+
+use drizzle_core::manifest::ManifestBuilder;
+use drizzle_core::{FileName, Manifest, Root, StorageKey};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const PART_SUFFIX: &str = ".part";
+const RECORD_SUFFIX: &str = ".part.chunks";
+/// Open file handles kept for reuse.
+const MAX_OPEN_FILES: usize = 64;
+
+/// A peer's directory: what it shares and where its downloads land.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+    open: BTreeMap<StorageKey, File>,
+}
+
+impl FileStore {
+    pub fn new(dir: impl Into<PathBuf>) -> FileStore {
+        FileStore {
+            dir: dir.into(),
+            open: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where `name` lives (joined component by component: names are validated relative
+    /// paths, so this never leaves the directory).
+    pub fn final_path(&self, name: &FileName) -> PathBuf {
+        let mut path = self.dir.clone();
+        for part in name.components() {
+            path.push(part);
+        }
+        path
+    }
+
+    pub fn part_path(&self, name: &FileName) -> PathBuf {
+        with_suffix(self.final_path(name), PART_SUFFIX)
+    }
+
+    fn record_path(&self, name: &FileName) -> PathBuf {
+        with_suffix(self.final_path(name), RECORD_SUFFIX)
+    }
+
+    fn file(&mut self, key: &StorageKey) -> io::Result<&File> {
+        if !self.open.contains_key(key) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.open.clear();
+            }
+            let path = if key.partial {
+                self.part_path(&key.name)
+            } else {
+                self.final_path(&key.name)
+            };
+            let file = if key.partial {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)?
+            } else {
+                File::open(&path)?
+            };
+            self.open.insert(key.clone(), file);
+        }
+        self.open
+            .get(key)
+            .ok_or_else(|| io::Error::other("file handle vanished"))
+    }
+
+    /// Reads up to `len` bytes at `offset`; a file that shrank gives a short read.
+    pub fn load(&mut self, key: &StorageKey, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let file = self.file(key)?;
+        let mut buf = vec![0u8; len as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            let rest = buf.get_mut(got..).unwrap_or_default();
+            match file.read_at(rest, offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Writes a verified chunk into the `.part` file and records it.
+    pub fn store(
+        &mut self,
+        name: &FileName,
+        root: Root,
+        size: u64,
+        chunk: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let key = StorageKey {
+            name: name.clone(),
+            partial: true,
+        };
+        let file = self.file(&key)?;
+        if file.metadata()?.len() != size {
+            file.set_len(size)?;
+        }
+        file.write_all_at(data, offset)?;
+        self.record(name, root, chunk)
+    }
+
+    /// Appends `chunk` to the record of verified chunks, starting a fresh record when the
+    /// one there belongs to other content.
+    fn record(&self, name: &FileName, root: Root, chunk: u32) -> io::Result<()> {
+        let path = self.record_path(name);
+        let fresh = !matches!(self.resume_info(name), Some((r, _)) if r == root);
+        let mut file = if fresh {
+            let mut f = File::create(&path)?;
+            f.write_all(&root.0)?;
+            f
+        } else {
+            OpenOptions::new().append(true).open(&path)?
+        };
+        file.write_all(&chunk.to_le_bytes())
+    }
+
+    /// The root and verified chunks of an interrupted download of `name`, if any.
+    pub fn resume_info(&self, name: &FileName) -> Option<(Root, Vec<u32>)> {
+        let mut bytes = Vec::new();
+        File::open(self.record_path(name))
+            .ok()?
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let root: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let chunks = bytes
+            .get(32..)?
+            .chunks_exact(4)
+            .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
+            .collect();
+        Some((Root(root), chunks))
+    }
+
+    /// Syncs the `.part` file, renames it into place and syncs the directory.
+    pub fn commit(&mut self, name: &FileName) -> io::Result<()> {
+        let key = StorageKey {
+            name: name.clone(),
+            partial: true,
+        };
+        // An empty file has no chunk, so its `.part` may not exist yet.
+        self.file(&key)?.sync_all()?;
+        self.open.retain(|k, _| k.name != *name);
+        let target = self.final_path(name);
+        fs::rename(self.part_path(name), &target)?;
+        if let Some(parent) = target.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        let _ = fs::remove_file(self.record_path(name));
+        Ok(())
+    }
+
+    /// Removes the `.part` file and its record (a rejected download).
+    pub fn discard(&mut self, name: &FileName) -> io::Result<()> {
+        self.open.retain(|k, _| k.name != *name);
+        let _ = fs::remove_file(self.record_path(name));
+        match fs::remove_file(self.part_path(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn with_suffix(path: PathBuf, suffix: &str) -> PathBuf {
+    let mut s = path.into_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Every regular file under `dir` (recursively, symlinks not followed, downloads in progress
+/// skipped) with its manifest. `on_file` hears each name and size before it is hashed.
+pub fn scan_dir(
+    dir: &Path,
+    chunk_size: u32,
+    on_file: &mut dyn FnMut(&FileName, u64),
+) -> io::Result<Vec<(FileName, Manifest)>> {
+    let mut found = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, prefix)) = stack.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+                log::warn!("skipping {:?}: name is not UTF-8", entry.path());
+                continue;
+            };
+            let rel = format!("{prefix}{file_name}");
+            let meta = entry.metadata()?; // does not follow symlinks
+            if meta.is_dir() {
+                stack.push((entry.path(), format!("{rel}/")));
+            } else if meta.is_file() && !rel.ends_with(PART_SUFFIX) && !rel.ends_with(RECORD_SUFFIX)
+            {
+                match FileName::new(rel.clone()) {
+                    Ok(name) => {
+                        on_file(&name, meta.len());
+                        found.push((name, hash_file(&entry.path(), chunk_size)?));
+                    }
+                    Err(e) => log::warn!("skipping {rel}: {e}"),
+                }
+            } else if meta.file_type().is_symlink() {
+                log::info!("skipping symlink {rel}");
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// Hashes a file chunk by chunk, holding one read buffer.
+pub fn hash_file(path: &Path, chunk_size: u32) -> io::Result<Manifest> {
+    let mut builder = ManifestBuilder::new(chunk_size).map_err(io::Error::other)?;
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => builder.update(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    builder.finish().map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_commit_and_resume_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FileStore::new(dir.path());
+        let name = FileName::new("sub/dir/file.bin").unwrap();
+        let root = Root([7; 32]);
+        store.store(&name, root, 10, 1, 5, b"world").unwrap();
+        assert_eq!(store.resume_info(&name), Some((root, vec![1])));
+        store.store(&name, root, 10, 0, 0, b"hello").unwrap();
+        assert_eq!(store.resume_info(&name), Some((root, vec![1, 0])));
+        assert!(!store.final_path(&name).exists());
+        store.commit(&name).unwrap();
+        assert_eq!(fs::read(store.final_path(&name)).unwrap(), b"helloworld");
+        assert_eq!(store.resume_info(&name), None);
+        assert!(!store.part_path(&name).exists());
+    }
+
+    #[test]
+    fn scan_skips_symlinks_and_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/a"), b"abc").unwrap();
+        fs::write(dir.path().join("b.part"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let files = scan_dir(dir.path(), 64, &mut |_, _| {}).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["d/a"]);
+    }
+}
