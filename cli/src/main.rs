@@ -101,8 +101,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // The demo and the simulator narrate everything on stdout; logs would only repeat it.
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Sim { .. });
+    let default_level = if quiet { "off" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
     exit::code(run(cli.command))
 }
 

@@ -48,6 +48,11 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
     match event {
         Event::PeerRegistered {
             peer,
+            accepted: 0,
+            refused,
+        } if refused.is_empty() => format!("{} joined", who(*peer)),
+        Event::PeerRegistered {
+            peer,
             accepted,
             refused,
         } => {
