@@ -23,21 +23,19 @@ pub enum Which {
     All,
 }
 
+/// One scenario: narrates itself and says how it misbehaved, if it did.
+type Run = fn(&mut Stage) -> Result<(), String>;
+
+const RUNS: [(Which, &str, Run); 3] = [
+    (Which::Standard, "standard", standard),
+    (Which::Integrity, "integrity", integrity),
+    (Which::RarestFirst, "rarest-first", rarest_first),
+];
+
 pub fn demo(which: Which) -> Result<(), Fail> {
-    let runs: Vec<(&str, fn(&mut Stage) -> Result<(), String>)> = vec![
-        ("standard", standard),
-        ("integrity", integrity),
-        ("rarest-first", rarest_first),
-    ];
     let mut failed = Vec::new();
-    for (name, run) in runs {
-        let chosen = match which {
-            Which::All => true,
-            Which::Standard => name == "standard",
-            Which::Integrity => name == "integrity",
-            Which::RarestFirst => name == "rarest-first",
-        };
-        if !chosen {
+    for (kind, name, run) in RUNS {
+        if which != Which::All && which != kind {
             continue;
         }
         let mut stage = Stage::new()?;

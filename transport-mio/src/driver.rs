@@ -153,7 +153,9 @@ impl<M: Machine> Driver<M> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = self.now();
-            self.flow = app(&mut self.machine, now, None);
+            if app(&mut self.machine, now, None) == Flow::Stop {
+                self.flow = Flow::Stop;
+            }
             self.drain(&mut app);
             if self.flow == Flow::Stop || self.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -191,6 +193,25 @@ impl<M: Machine> Driver<M> {
                 self.drain(&mut app);
             }
             self.retry_rate_limited(&mut app);
+            self.resume_paused_reads(&mut app);
+        }
+    }
+
+    /// Reads paused for back-pressure whose connection has room again.
+    fn resume_paused_reads(
+        &mut self,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        let paused: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.read_pending)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in paused {
+            if self.has_room(conn) {
+                self.on_readable(conn, app);
+            }
         }
     }
 
@@ -220,6 +241,33 @@ impl<M: Machine> Driver<M> {
 
     /// The drain rule: carry out every output the machine has.
     fn drain(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
+        loop {
+            self.drain_outputs(app);
+            // Chunk reads held back while their connection's buffer was full.
+            let ready: Vec<ConnId> = self
+                .deferred
+                .iter()
+                .filter(|(c, q)| !q.is_empty() && self.has_room(**c))
+                .map(|(c, _)| *c)
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for conn in ready {
+                if let Some(p) = self.deferred.get_mut(&conn).and_then(VecDeque::pop_front) {
+                    self.load(p);
+                }
+            }
+        }
+    }
+
+    fn has_room(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.unsent() < WRITE_LOW)
+    }
+
+    fn drain_outputs(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
         while let Some(output) = self.machine.poll_output() {
             match output {
                 Output::Connect { conn, addr } => self.connect(conn, addr),
@@ -238,10 +286,7 @@ impl<M: Machine> Driver<M> {
                         offset,
                         len,
                     };
-                    let full = self
-                        .conns
-                        .get(&conn)
-                        .is_some_and(|c| c.unsent() >= WRITE_LOW);
+                    let full = self.conns.contains_key(&conn) && !self.has_room(conn);
                     if full {
                         self.deferred.entry(conn).or_default().push_back(pending);
                     } else {
@@ -495,30 +540,15 @@ impl<M: Machine> Driver<M> {
         self.drain(app);
     }
 
-    /// Once a connection's buffer drains: run reads held for it, then resume reading it.
+    /// Once a connection's buffer has room, held chunk reads run and paused reads resume (an
+    /// edge-triggered poll would not report the waiting bytes again).
     fn after_flush(
         &mut self,
         conn: ConnId,
         app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
     ) {
-        loop {
-            let low = self
-                .conns
-                .get(&conn)
-                .is_some_and(|c| c.unsent() < WRITE_LOW);
-            if !low {
-                return;
-            }
-            let Some(p) = self.deferred.get_mut(&conn).and_then(VecDeque::pop_front) else {
-                break;
-            };
-            self.load(p);
-            self.drain(app);
-        }
-        let resume = self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.read_pending && c.unsent() < WRITE_LOW);
+        self.drain(app);
+        let resume = self.conns.get(&conn).is_some_and(|c| c.read_pending) && self.has_room(conn);
         if resume {
             self.on_readable(conn, app);
         }

@@ -47,6 +47,13 @@ struct Swarm {
     holders: BTreeMap<ConnId, ChunkSet>,
 }
 
+impl Swarm {
+    /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
+    fn is_holder(&self, have: &ChunkSet) -> bool {
+        !have.is_empty() || self.manifest.chunk_count() == 0
+    }
+}
+
 #[derive(Debug)]
 pub struct Tracker {
     config: TrackerConfig,
@@ -93,7 +100,11 @@ impl Tracker {
             .iter()
             .filter_map(|(name, root)| {
                 let swarm = self.swarms.get(root)?;
-                let peers = swarm.holders.values().filter(|h| !h.is_empty()).count();
+                let peers = swarm
+                    .holders
+                    .values()
+                    .filter(|h| swarm.is_holder(h))
+                    .count();
                 (peers > 0).then(|| FileSummary {
                     name: name.clone(),
                     size: swarm.manifest.size,
@@ -295,7 +306,7 @@ impl Tracker {
         let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
             .holders
             .iter()
-            .filter(|(c, have)| **c != conn && !have.is_empty())
+            .filter(|(c, have)| **c != conn && swarm.is_holder(have))
             .collect();
         let picked: Vec<usize> = if candidates.len() > MAX_LOCATE_HOLDERS {
             let mut idx =

@@ -1,0 +1,480 @@
+//! End-to-end tests of the `drizzle` binary over real TCP on 127.0.0.1 (ephemeral ports):
+//! the CLI contract's first lines, `--json` events and exit codes, the three reference
+//! scenarios, names, sizes, concurrency, resume, and failures.
+//! (They live in cli/ because Cargo gives the binary's path only to its own package.)
+
+// Test code: a panic here is how a failure is reported.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_drizzle");
+const CHUNK: usize = 64 * 1024;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `drizzle` process whose stdout lines arrive on a channel.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line satisfying `pred`, returning it.
+    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The address from the contract's first line, `listening on IP:PORT`.
+    fn listening(&mut self) -> String {
+        let first = self.wait_line("listening line", |_| true);
+        first
+            .strip_prefix("listening on ")
+            .expect("first line is 'listening on IP:PORT'")
+            .to_string()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tracker() -> (Proc, String) {
+    let mut t = Proc::start(&["tracker", "--listen", "127.0.0.1:0"]);
+    let addr = t.listening();
+    (t, addr)
+}
+
+/// Shares `dir` and waits until every name in `names` is registered.
+fn share(dir: &Path, tracker: &str, names: &[&str], extra: &[&str]) -> (Proc, String) {
+    let mut args = vec![
+        "share",
+        dir.to_str().unwrap(),
+        "--tracker",
+        tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::start(&args);
+    let addr = p.listening();
+    let mut missing: std::collections::BTreeSet<String> =
+        names.iter().map(|n| format!("shared {n}")).collect();
+    while !missing.is_empty() {
+        let line = p.wait_line("shared lines", |l| l.starts_with("shared "));
+        missing.remove(&line);
+    }
+    (p, addr)
+}
+
+fn get(name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args([
+            "get",
+            name,
+            "--tracker",
+            tracker,
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+fn data(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2654435761)
+                .rotate_left(u32::from(salt)) as u8
+                ^ salt
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn standard_scenario_two_peers_exchange() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(d1.path(), "A", &data(2 * CHUNK + 5, 1));
+    write(d1.path(), "B", &data(13 * CHUNK + 100, 2));
+    write(d2.path(), "C", &data(7 * CHUNK, 3));
+    let (_p1, _) = share(d1.path(), &tr, &["A", "B"], &[]);
+    let (_p2, _) = share(d2.path(), &tr, &["C"], &[]);
+    for (name, from, to) in [("A", &d1, &d2), ("B", &d1, &d2), ("C", &d2, &d1)] {
+        let out = get(name, &tr, to.path(), &[]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            std::fs::read(from.path().join(name)).unwrap(),
+            std::fs::read(to.path().join(name)).unwrap()
+        );
+        let ev = events(&out);
+        let done = of_kind(&ev, "done");
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0]["name"], name);
+    }
+}
+
+#[test]
+fn integrity_scenario_rejects_a_changed_file() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let original = data(12 * CHUNK, 4);
+    write(d1.path(), "A", &original);
+    let (_p1, _) = share(d1.path(), &tr, &["A"], &[]);
+    let mut changed = original;
+    for b in changed.iter_mut().skip(6 * CHUNK) {
+        *b = b.wrapping_add(1);
+    }
+    write(d1.path(), "A", &changed);
+    let out = get("A", &tr, d2.path(), &[]);
+    assert_eq!(code(&out), 3, "integrity failure exits 3");
+    let ev = events(&out);
+    assert!(!of_kind(&ev, "mismatch").is_empty());
+    let rejected = of_kind(&ev, "rejected");
+    let chunks: Vec<u64> = rejected[0]["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert!(
+        !chunks.is_empty() && chunks.iter().all(|c| *c >= 6),
+        "{chunks:?}"
+    );
+    assert!(
+        !d2.path().join("A").exists(),
+        "no file under the final name"
+    );
+    assert!(!d2.path().join("A.part").exists(), "no leftover .part");
+}
+
+#[test]
+fn rarest_first_scenario_over_tcp() {
+    let (_t, tr) = tracker();
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    write(d1.path(), "A", &data(20 * CHUNK, 5));
+    let (_p1, addr1) = share(d1.path(), &tr, &["A"], &[]);
+    // peer2 fetches only the odd chunks and keeps serving them.
+    let odd = "1,3,5,7,9,11,13,15,17,19";
+    let mut p2 = Proc::start(&[
+        "get",
+        "A",
+        "--tracker",
+        &tr,
+        "--out",
+        d2.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunks",
+        odd,
+        "--serve",
+        "--json",
+    ]);
+    p2.wait_line("peer2's partial download", |l| {
+        l.contains("\"event\":\"done\"")
+    });
+    let out = get("A", &tr, d3.path(), &[]);
+    assert_eq!(code(&out), 0);
+    let ev = events(&out);
+    let located = &of_kind(&ev, "located")[0];
+    assert_eq!(
+        located["holders"].as_object().unwrap().len(),
+        2,
+        "{located}"
+    );
+    let order: Vec<u64> = of_kind(&ev, "request")
+        .iter()
+        .map(|e| e["chunk"].as_u64().unwrap())
+        .collect();
+    let last_rare = order.iter().rposition(|c| c % 2 == 0).unwrap();
+    let first_common = order.iter().position(|c| c % 2 == 1).unwrap();
+    assert!(last_rare < first_common, "rare chunks first: {order:?}");
+    let peers: std::collections::BTreeSet<String> = of_kind(&ev, "verified")
+        .iter()
+        .map(|e| e["peer"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        peers.len(),
+        2,
+        "both holders served: {peers:?} (peer1 {addr1})"
+    );
+    assert_eq!(
+        std::fs::read(d1.path().join("A")).unwrap(),
+        std::fs::read(d3.path().join("A")).unwrap()
+    );
+}
+
+#[test]
+fn list_shows_every_registration() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(d1.path(), "one", b"first file");
+    write(d1.path(), "dir/two", &data(3 * CHUNK, 6));
+    write(d2.path(), "three", b"");
+    let (_p1, _) = share(d1.path(), &tr, &["dir/two", "one"], &[]);
+    let (_p2, _) = share(d2.path(), &tr, &["three"], &[]);
+    let out = Command::new(BIN)
+        .args(["list", "--tracker", &tr, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let files = events(&out);
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["dir/two", "one", "three"]);
+    let two = &files[0];
+    assert_eq!(two["size"], 3 * CHUNK as u64);
+    assert_eq!(two["chunk_size"], CHUNK as u64);
+    assert_eq!(two["chunks"], 3);
+    assert_eq!(two["peers"], 1);
+    assert_eq!(two["root"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn names_and_sizes_round_trip() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cases: Vec<(&str, usize)> = vec![
+        ("empty", 0),
+        ("one-byte", 1),
+        ("chunk-minus-one", CHUNK - 1),
+        ("exactly-a-chunk", CHUNK),
+        ("chunk-plus-one", CHUNK + 1),
+        ("nested/deeper/multi chunk", 5 * CHUNK + 17),
+        ("ünïcødé/名前.bin", 1234),
+    ];
+    for (i, (name, len)) in cases.iter().enumerate() {
+        write(d1.path(), name, &data(*len, i as u8));
+    }
+    let names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+    let (_p, _) = share(d1.path(), &tr, &names, &[]);
+    for (name, _) in &cases {
+        let out = get(name, &tr, d2.path(), &[]);
+        assert_eq!(
+            code(&out),
+            0,
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            std::fs::read(d1.path().join(name)).unwrap(),
+            std::fs::read(d2.path().join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn two_getters_at_once() {
+    let (_t, tr) = tracker();
+    let d1 = tempfile::tempdir().unwrap();
+    write(d1.path(), "big", &data(40 * CHUNK, 7));
+    let (_p, _) = share(d1.path(), &tr, &["big"], &[]);
+    let outs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let children: Vec<Child> = outs
+        .iter()
+        .map(|d| {
+            Command::new(BIN)
+                .args([
+                    "get",
+                    "big",
+                    "--tracker",
+                    &tr,
+                    "--out",
+                    d.path().to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    for d in &outs {
+        assert_eq!(
+            std::fs::read(d1.path().join("big")).unwrap(),
+            std::fs::read(d.path().join("big")).unwrap()
+        );
+    }
+}
+
+#[test]
+fn killed_get_resumes_with_fewer_requests() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let chunks = 32;
+    write(d1.path(), "slow", &data(chunks * CHUNK, 8));
+    // 1 MB/s: the whole file takes about two seconds.
+    let (_p, _) = share(d1.path(), &tr, &["slow"], &["--upload-limit", "1MB/s"]);
+    let mut first = Proc::start(&[
+        "get",
+        "slow",
+        "--tracker",
+        &tr,
+        "--out",
+        d2.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+    ]);
+    for _ in 0..8 {
+        first.wait_line("a verified chunk", |l| l.contains("\"event\":\"verified\""));
+    }
+    first.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.child.wait().unwrap();
+    assert!(!d2.path().join("slow").exists());
+    let out = get("slow", &tr, d2.path(), &[]);
+    assert_eq!(code(&out), 0);
+    let requests = of_kind(&events(&out), "request").len();
+    assert!(
+        requests < chunks,
+        "resumed run requested {requests} of {chunks} chunks"
+    );
+    assert_eq!(
+        std::fs::read(d1.path().join("slow")).unwrap(),
+        std::fs::read(d2.path().join("slow")).unwrap()
+    );
+}
+
+#[test]
+fn wrong_expected_root_exits_3() {
+    let (_t, tr) = tracker();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(d1.path(), "A", b"some content");
+    let (_p, _) = share(d1.path(), &tr, &["A"], &[]);
+    let out = get("A", &tr, d2.path(), &["--expect", &"ab".repeat(32)]);
+    assert_eq!(code(&out), 3);
+    assert!(!d2.path().join("A").exists());
+}
+
+#[test]
+fn unknown_file_exits_4() {
+    let (_t, tr) = tracker();
+    let d = tempfile::tempdir().unwrap();
+    let out = get("no-such-file", &tr, d.path(), &[]);
+    assert_eq!(code(&out), 4);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unreachable_tracker_exits_4_quickly() {
+    // Bind and drop a listener to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tr = format!("127.0.0.1:{port}");
+    let d = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = get("A", &tr, d.path(), &[]);
+    assert_eq!(code(&out), 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let list = Command::new(BIN)
+        .args(["list", "--tracker", &tr])
+        .output()
+        .unwrap();
+    assert_eq!(code(&list), 4);
+}
+
+#[test]
+fn bad_names_are_usage_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let out = get("../escape", "127.0.0.1:9", d.path(), &[]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
