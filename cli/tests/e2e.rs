@@ -478,3 +478,37 @@ fn bad_names_are_usage_errors() {
         "nothing written"
     );
 }
+
+#[test]
+fn demo_runs_all_three_scenarios() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{text}");
+    for name in [
+        "standard: PASSED",
+        "integrity: PASSED",
+        "rarest-first: PASSED",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.contains("HASH MISMATCH"));
+    assert!(text.contains("chunk 0 present in"));
+}
+
+#[test]
+fn sim_is_deterministic_through_the_binary() {
+    let run = || {
+        Command::new(BIN)
+            .args(["sim", "rarest-first", "--seed", "7"])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(code(&a), 0);
+    assert_eq!(a.stdout, b.stdout);
+    let other = Command::new(BIN)
+        .args(["sim", "rarest-first", "--seed", "8"])
+        .output()
+        .unwrap();
+    assert_ne!(a.stdout, other.stdout);
+}

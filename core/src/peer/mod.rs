@@ -170,7 +170,8 @@ enum Io {
     Commit {
         name: FileName,
     },
-    Discard,
+    /// Removing a rejected download's `.part`; the rejection is announced when it is done.
+    Discard(Event),
 }
 
 #[derive(Debug)]
@@ -800,13 +801,14 @@ impl Peer {
                     "hash mismatch in {} chunk(s) and no good holder left for them",
                     chunks.len()
                 );
-                self.emit(Event::Rejected {
+                let rejected = Event::Rejected {
                     name: name.clone(),
                     reason,
                     chunks,
-                });
+                };
                 self.abandon(name);
-                let io = self.new_io(Io::Discard);
+                // Told once the `.part` file is gone, so "rejected" means cleaned up too.
+                let io = self.new_io(Io::Discard(rejected));
                 self.out.push_back(Output::Discard {
                     io,
                     name: name.clone(),
@@ -1041,8 +1043,12 @@ impl Peer {
                 let reason = format!("cannot write {name}: {e}");
                 self.fail(name, FailKind::Storage, reason);
             }
-            (Io::Discard, Ok(_)) => {}
-            (Io::Discard, Err(e)) => log::warn!("cannot remove a rejected download: {e}"),
+            (Io::Discard(rejected), result) => {
+                if let Err(e) = result {
+                    log::warn!("cannot remove a rejected download: {e}");
+                }
+                self.emit(rejected);
+            }
         }
     }
 }
