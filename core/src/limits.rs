@@ -34,3 +34,12 @@ pub const MAX_QUEUED_REQUESTS_PER_CONN: usize = 64;
 pub const MAX_LOADS_PER_CONN: usize = 2;
 /// Outbound peer connections a peer keeps at once.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
+
+/// A connection must say its hello within this time.
+pub const HELLO_TIMEOUT_MS: u64 = 10_000;
+/// A frame that has started must keep arriving: no byte for this long closes the connection.
+pub const FRAME_TIMEOUT_MS: u64 = 30_000;
+/// A tracker connection must register within this time.
+pub const REGISTER_TIMEOUT_MS: u64 = 30_000;
+/// A fetching peer that asks for nothing for this long is disconnected.
+pub const FETCHER_IDLE_TIMEOUT_MS: u64 = 120_000;

@@ -1,6 +1,8 @@
 //! One connection's framing state, shared by both machines: incremental decoding and the
 //! hello check. A `Link` turns raw bytes into messages or into a reason to close.
 
+use crate::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS};
+use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 
@@ -10,21 +12,41 @@ pub(crate) struct Link {
     decoder: FrameDecoder,
     expect: Role,
     hello_done: bool,
+    opened: Timestamp,
+    last_rx: Timestamp,
 }
 
 impl Link {
     /// A link to `remote`, which must introduce itself as `expect`.
-    pub fn new(remote: SocketAddr, expect: Role) -> Link {
+    pub fn new(remote: SocketAddr, expect: Role, now: Timestamp) -> Link {
         Link {
             remote,
             decoder: FrameDecoder::new(),
             expect,
             hello_done: false,
+            opened: now,
+            last_rx: now,
         }
     }
 
-    pub fn push(&mut self, data: &[u8]) {
+    pub fn push(&mut self, now: Timestamp, data: &[u8]) {
+        self.last_rx = now;
         self.decoder.push(data);
+    }
+
+    /// When this link must be closed if nothing changes, and why: no hello in time, a frame
+    /// stalled halfway (slow-loris), or idle for longer than `idle_ms` (when given).
+    pub fn deadline(&self, idle_ms: Option<u64>) -> Option<(Timestamp, &'static str)> {
+        if !self.hello_done {
+            Some((self.opened.plus_ms(HELLO_TIMEOUT_MS), "no hello in time"))
+        } else if self.decoder.buffered() > 0 {
+            Some((
+                self.last_rx.plus_ms(FRAME_TIMEOUT_MS),
+                "frame stalled halfway",
+            ))
+        } else {
+            idle_ms.map(|ms| (self.last_rx.plus_ms(ms), "idle for too long"))
+        }
     }
 
     /// The next message after the hello, `Ok(None)` when more bytes are needed, `Err` with a

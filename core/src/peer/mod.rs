@@ -148,6 +148,17 @@ enum Conn {
     In(InLink),
 }
 
+impl Conn {
+    /// When this connection is dropped for silence (see `Link::deadline`).
+    fn deadline(&self) -> Option<(Timestamp, &'static str)> {
+        match self {
+            Conn::Tracker(link) => link.deadline(None),
+            Conn::Out(o) => o.link.deadline(None),
+            Conn::In(i) => i.deadline(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum TrackerState {
     Down { retry_at: Timestamp },
@@ -356,7 +367,7 @@ impl Peer {
         let tracker = self.config.tracker;
         self.tracker = TrackerState::Up { conn };
         self.conns
-            .insert(conn, Conn::Tracker(Link::new(tracker, Role::Tracker)));
+            .insert(conn, Conn::Tracker(Link::new(tracker, Role::Tracker, now)));
         self.out.push_back(Output::Connect {
             conn,
             addr: tracker,
@@ -649,7 +660,7 @@ impl Peer {
         self.conns.insert(
             conn,
             Conn::Out(OutLink {
-                link: Link::new(addr, Role::Peer),
+                link: Link::new(addr, Role::Peer, now),
                 requests: Vec::new(),
                 last_activity: now,
             }),
@@ -902,12 +913,12 @@ impl Peer {
 
     fn handle_received(&mut self, now: Timestamp, conn: ConnId, data: &[u8]) {
         match self.conns.get_mut(&conn) {
-            Some(Conn::Tracker(link)) => link.push(data),
+            Some(Conn::Tracker(link)) => link.push(now, data),
             Some(Conn::Out(o)) => {
-                o.link.push(data);
+                o.link.push(now, data);
                 o.last_activity = now;
             }
-            Some(Conn::In(i)) => i.link.push(data),
+            Some(Conn::In(i)) => i.link.push(now, data),
             None => return,
         }
         loop {
@@ -1079,7 +1090,7 @@ impl Machine for Peer {
     fn handle(&mut self, now: Timestamp, input: Input<'_>) {
         match input {
             Input::Accepted { conn, remote } => {
-                self.conns.insert(conn, Conn::In(InLink::new(remote)));
+                self.conns.insert(conn, Conn::In(InLink::new(remote, now)));
                 self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
             }
             Input::Connected { conn } => {
@@ -1116,6 +1127,9 @@ impl Machine for Peer {
                     consider(o.last_activity.plus_ms(self.config.request_timeout_ms));
                 }
             }
+            if let Some((t, _)) = c.deadline() {
+                consider(t);
+            }
         }
         for d in self.downloads.values() {
             match &d.active {
@@ -1140,6 +1154,19 @@ impl Machine for Peer {
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
+        let expired: Vec<(ConnId, &'static str)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match c.deadline() {
+                Some((t, why)) if t <= now => Some((*id, why)),
+                _ => None,
+            })
+            .collect();
+        for (conn, why) in expired {
+            log::info!("closing {conn}: timed out: {why}");
+            self.out.push_back(Output::Close { conn });
+            self.close_conn(now, conn);
+        }
         if let TrackerState::Down { retry_at } = self.tracker {
             if retry_at <= now {
                 self.connect_tracker(now);

@@ -3,7 +3,7 @@
 //! is the chunk or a refusal saying why.
 
 use super::{Conn, Io, Peer};
-use crate::limits::{MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN};
+use crate::limits::{FETCHER_IDLE_TIMEOUT_MS, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN};
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::Root;
@@ -21,12 +21,21 @@ pub(super) struct InLink {
 }
 
 impl InLink {
-    pub fn new(remote: SocketAddr) -> InLink {
+    pub fn new(remote: SocketAddr, now: Timestamp) -> InLink {
         InLink {
-            link: Link::new(remote, Role::Peer),
+            link: Link::new(remote, Role::Peer, now),
             queue: VecDeque::new(),
             loading: 0,
         }
+    }
+}
+
+impl InLink {
+    /// When to drop this fetcher: the link's own deadlines, or idleness while it has
+    /// nothing queued or loading.
+    pub fn deadline(&self) -> Option<(Timestamp, &'static str)> {
+        let idle = (self.queue.is_empty() && self.loading == 0).then_some(FETCHER_IDLE_TIMEOUT_MS);
+        self.link.deadline(idle)
     }
 }
 

@@ -3,7 +3,9 @@
 //! exactly as long as its session; peers re-register after a tracker restart.
 
 use crate::chunkset::ChunkSet;
-use crate::limits::{MAX_FILES_PER_REGISTER, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES};
+use crate::limits::{
+    MAX_FILES_PER_REGISTER, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES, REGISTER_TIMEOUT_MS,
+};
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
@@ -145,7 +147,7 @@ impl Tracker {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        link.push(data);
+        link.push(self.now, data);
         loop {
             let Some(link) = self.links.get_mut(&conn) else {
                 return;
@@ -394,6 +396,14 @@ impl Tracker {
     }
 
     /// Forgets a connection and, with it, its session's holdings.
+    /// Registered sessions may idle (peers keep them open); a connection that has not
+    /// registered must do so in time.
+    fn link_deadline(&self, conn: ConnId) -> Option<(Timestamp, &'static str)> {
+        let link = self.links.get(&conn)?;
+        let idle = (!self.sessions.contains_key(&conn)).then_some(REGISTER_TIMEOUT_MS);
+        link.deadline(idle)
+    }
+
     fn forget(&mut self, conn: ConnId) {
         self.links.remove(&conn);
         let Some(session) = self.sessions.remove(&conn) else {
@@ -426,7 +436,7 @@ impl Machine for Tracker {
         self.now = now;
         match input {
             Input::Accepted { conn, remote } => {
-                self.links.insert(conn, Link::new(remote, Role::Peer));
+                self.links.insert(conn, Link::new(remote, Role::Peer, now));
                 self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
@@ -444,8 +454,25 @@ impl Machine for Tracker {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        self.links
+            .keys()
+            .filter_map(|c| self.link_deadline(*c))
+            .map(|(t, _)| t)
+            .min()
     }
 
-    fn handle_timeout(&mut self, _now: Timestamp) {}
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
+        let expired: Vec<(ConnId, &'static str)> = self
+            .links
+            .keys()
+            .filter_map(|c| match self.link_deadline(*c) {
+                Some((t, why)) if t <= now => Some((*c, why)),
+                _ => None,
+            })
+            .collect();
+        for (conn, why) in expired {
+            self.drop_link(conn, format!("timed out: {why}"));
+        }
+    }
 }

@@ -92,8 +92,14 @@ impl FrameDecoder {
         let Some(payload) = pending.get(PREFIX_BYTES..PREFIX_BYTES + len) else {
             return Ok(None);
         };
-        let msg =
-            postcard::from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let msg = match postcard::take_from_bytes(payload) {
+            Ok((msg, [])) => msg,
+            Ok((_, rest)) => {
+                let why = format!("{} stray bytes after the message", rest.len());
+                return Err(FrameError::Malformed(why));
+            }
+            Err(e) => return Err(FrameError::Malformed(e.to_string())),
+        };
         self.start += PREFIX_BYTES + len;
         if self.start == self.buf.len() {
             self.buf.clear();

@@ -1,0 +1,375 @@
+//! Hostile input fed straight into the machines: every bad stream ends in a closed
+//! connection with a reason (never a panic), silence is timed out, absurd counts are refused,
+//! and the machine keeps serving everyone else.
+
+// Test code: a panic here is how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use drizzle_core::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, REGISTER_TIMEOUT_MS};
+use drizzle_core::machine::{Event, Input, Machine, Output};
+use drizzle_core::peer::PeerCommand;
+use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile, MAGIC};
+use drizzle_core::{
+    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, StorageKey, Timestamp, Tracker,
+    TrackerConfig,
+};
+use std::net::SocketAddr;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn hello(role: Role) -> Vec<u8> {
+    encode(&Message::Hello(Hello::new(role)))
+}
+
+/// Drains a machine, returning what it sent per connection (decoded), closes and events.
+#[derive(Default, Debug)]
+struct Drained {
+    sent: Vec<(ConnId, Message)>,
+    closed: Vec<ConnId>,
+    events: Vec<Event>,
+    loads: Vec<(drizzle_core::IoId, StorageKey, u32)>,
+}
+
+fn drain(m: &mut dyn Machine) -> Drained {
+    let mut d = Drained::default();
+    while let Some(out) = m.poll_output() {
+        match out {
+            Output::Send { conn, bytes } => {
+                let mut dec = FrameDecoder::new();
+                dec.hello_done();
+                dec.push(&bytes);
+                while let Ok(Some(msg)) = dec.next_message() {
+                    d.sent.push((conn, msg));
+                }
+            }
+            Output::Close { conn } => d.closed.push(conn),
+            Output::Event(e) => d.events.push(e),
+            Output::Load { io, key, len, .. } => d.loads.push((io, key, len)),
+            _ => {}
+        }
+    }
+    d
+}
+
+fn connect(t: &mut Tracker, n: u64, now: u64) -> ConnId {
+    let conn = ConnId::Inbound(n);
+    t.handle(
+        Timestamp(now),
+        Input::Accepted {
+            conn,
+            remote: addr(40_000 + n as u16),
+        },
+    );
+    conn
+}
+
+fn send(m: &mut dyn Machine, conn: ConnId, now: u64, bytes: &[u8]) -> Drained {
+    m.handle(Timestamp(now), Input::Received { conn, data: bytes });
+    drain(m)
+}
+
+fn register(t: &mut Tracker, conn: ConnId, files: Vec<SharedFile>) -> Drained {
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 1,
+        listen: addr(7000),
+        files,
+    }));
+    send(t, conn, 1, &bytes)
+}
+
+fn file(name: &str, data: &[u8]) -> SharedFile {
+    let manifest = Manifest::from_bytes(data, 64).unwrap();
+    let have = ChunkSet::full(manifest.chunk_count());
+    SharedFile {
+        name: FileName::new(name).unwrap(),
+        manifest,
+        have,
+    }
+}
+
+fn lists_ok(t: &mut Tracker, n: u64) -> bool {
+    let conn = connect(t, n, 2);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::ListFiles { req: 9 }));
+    let d = send(t, conn, 2, &bytes);
+    d.sent
+        .iter()
+        .any(|(c, m)| *c == conn && matches!(m, Message::FileList { req: 9, .. }))
+}
+
+fn closed_with_reason(d: &Drained, conn: ConnId, needle: &str) -> bool {
+    d.closed.contains(&conn)
+        && d.sent.iter().any(|(c, m)| {
+            *c == conn && matches!(m, Message::Error { reason } if reason.contains(needle))
+        })
+}
+
+#[test]
+fn bad_streams_close_only_their_connection() {
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage instead of a hello",
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            "",
+        ),
+        (
+            "4 GiB length prefix",
+            u32::MAX.to_le_bytes().to_vec(),
+            "exceeds the limit",
+        ),
+        (
+            "wrong magic",
+            encode(&Message::Hello(Hello {
+                magic: *b"XXXX",
+                version: 1,
+                role: Role::Peer,
+            })),
+            "magic",
+        ),
+        (
+            "wrong version",
+            encode(&Message::Hello(Hello {
+                magic: MAGIC,
+                version: 99,
+                role: Role::Peer,
+            })),
+            "version 99",
+        ),
+        ("wrong role", hello(Role::Tracker), "expected a Peer"),
+        (
+            "not a hello first",
+            encode(&Message::ListFiles { req: 1 }),
+            "not a hello",
+        ),
+        (
+            "unknown message type",
+            [hello(Role::Peer), vec![2, 0, 0, 0, 250, 1]].concat(),
+            "undecodable",
+        ),
+        (
+            "tracker message from a peer",
+            [
+                hello(Role::Peer),
+                encode(&Message::NotFound {
+                    req: 1,
+                    name: FileName::new("x").unwrap(),
+                    settling: false,
+                }),
+            ]
+            .concat(),
+            "unexpected",
+        ),
+    ];
+    for (what, bytes, reason) in cases {
+        let mut t = Tracker::new(TrackerConfig::new(1));
+        let honest = connect(&mut t, 1, 0);
+        register(&mut t, honest, vec![file("a", b"abc")]);
+        let bad = connect(&mut t, 2, 0);
+        let d = send(&mut t, bad, 1, &bytes);
+        assert!(closed_with_reason(&d, bad, reason), "{what}: {d:?}");
+        assert!(
+            d.events
+                .iter()
+                .any(|e| matches!(e, Event::ProtocolViolation { .. })),
+            "{what}"
+        );
+        assert!(!d.closed.contains(&honest), "{what}");
+        assert!(lists_ok(&mut t, 3), "{what}: tracker stopped serving");
+        assert_eq!(t.files().len(), 1, "{what}: honest peer's file lost");
+    }
+}
+
+#[test]
+fn a_frame_cut_in_half_then_eof_leaves_nothing_behind() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    let frame = encode(&Message::Register {
+        peer_id: 1,
+        listen: addr(1),
+        files: vec![file("a", &[1; 500])],
+    });
+    send(
+        &mut t,
+        conn,
+        1,
+        &[hello(Role::Peer), frame[..frame.len() / 2].to_vec()].concat(),
+    );
+    t.handle(Timestamp(2), Input::Closed { conn });
+    drain(&mut t);
+    assert_eq!(t.connection_count(), 0);
+    assert!(t.files().is_empty());
+}
+
+#[test]
+fn absurd_counts_are_refused() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    // A manifest claiming 10^9 chunks with no hashes, and a chunk set of the wrong length.
+    let mut huge = file("huge", b"x");
+    huge.manifest.size = 64_000_000_000;
+    let mut mismatched = file("mismatched", &[0; 640]);
+    mismatched.have = ChunkSet::full(3);
+    let d = register(&mut t, conn, vec![huge, mismatched, file("fine", b"ok")]);
+    let refused: Vec<String> = d
+        .sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Registered { refused, .. } => {
+                Some(refused.iter().map(|r| r.name.to_string()).collect())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(refused, vec!["huge", "mismatched"]);
+    assert_eq!(t.files().len(), 1);
+    // A chunk index past the end closes the connection.
+    let root = file("fine", b"ok").manifest.root();
+    let d = send(
+        &mut t,
+        conn,
+        2,
+        &encode(&Message::HaveChunk { root, chunk: 5 }),
+    );
+    assert!(closed_with_reason(&d, conn, "past the end"), "{d:?}");
+}
+
+#[test]
+fn names_that_escape_are_undecodable() {
+    for bad in [
+        "../x",
+        "/etc/passwd",
+        "a//b",
+        "a\\b",
+        "a\0b",
+        &"n".repeat(2000),
+    ] {
+        // Encoded by hand (FileName refuses to hold such a name): Message::Locate is
+        // variant 4, then req 1, then the name's length and bytes.
+        let mut buf = Vec::new();
+        postcard_varint(bad.len(), &mut buf);
+        let mut msg = vec![4u8, 1];
+        msg.extend(&buf);
+        msg.extend(bad.as_bytes());
+        let mut frame = (msg.len() as u32).to_le_bytes().to_vec();
+        frame.extend(msg);
+        let mut t = Tracker::new(TrackerConfig::new(1));
+        let conn = connect(&mut t, 1, 0);
+        let d = send(&mut t, conn, 1, &[hello(Role::Peer), frame].concat());
+        assert!(
+            closed_with_reason(&d, conn, "undecodable"),
+            "{bad:?}: {d:?}"
+        );
+    }
+}
+
+fn postcard_varint(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[test]
+fn silence_is_timed_out_but_registered_sessions_stay() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let silent = connect(&mut t, 1, 0);
+    let stalled = connect(&mut t, 2, 0);
+    let unregistered = connect(&mut t, 3, 0);
+    let registered = connect(&mut t, 4, 0);
+    send(
+        &mut t,
+        stalled,
+        1,
+        &[hello(Role::Peer), vec![100, 0, 0, 0, 1, 2]].concat(),
+    );
+    send(&mut t, unregistered, 1, &hello(Role::Peer));
+    register(&mut t, registered, vec![]);
+    let mut closed = Vec::new();
+    let end = REGISTER_TIMEOUT_MS
+        .max(FRAME_TIMEOUT_MS)
+        .max(HELLO_TIMEOUT_MS)
+        + 10;
+    let mut now = 2;
+    while let Some(at) = t.poll_timeout() {
+        now = at.as_ms().max(now);
+        if now > end * 10 {
+            break;
+        }
+        t.handle_timeout(Timestamp(now));
+        closed.extend(drain(&mut t).closed);
+    }
+    assert!(
+        closed.contains(&silent) && closed.contains(&stalled) && closed.contains(&unregistered),
+        "{closed:?}"
+    );
+    assert!(!closed.contains(&registered));
+    assert_eq!(
+        t.poll_timeout(),
+        None,
+        "no timer left once only registered sessions remain"
+    );
+}
+
+#[test]
+fn a_sharer_refuses_chunks_it_cannot_read_whole() {
+    let data = vec![7u8; 640];
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root: Root = manifest.root();
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    p.command(
+        Timestamp(0),
+        PeerCommand::Share {
+            name: FileName::new("f").unwrap(),
+            manifest,
+            have: None,
+        },
+    )
+    .unwrap();
+    let conn = ConnId::Inbound(1);
+    p.handle(
+        Timestamp(0),
+        Input::Accepted {
+            conn,
+            remote: addr(9),
+        },
+    );
+    drain(&mut p);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::GetChunk { root, chunk: 3 }));
+    bytes.extend(encode(&Message::GetChunk { root, chunk: 99 }));
+    let d = send(&mut p, conn, 1, &bytes);
+    let refused_past_end = d
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Message::ChunkRefused { chunk: 99, .. }));
+    assert!(refused_past_end, "{d:?}");
+    // The file shrank on disk: the load comes back short.
+    let (io, _, len) = d.loads[0].clone();
+    assert_eq!(len, 64);
+    p.handle(
+        Timestamp(2),
+        Input::Loaded {
+            io,
+            result: Ok(vec![7; 10]),
+        },
+    );
+    let d = drain(&mut p);
+    assert!(
+        d.sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::ChunkRefused { chunk: 3, .. })),
+        "{d:?}"
+    );
+    assert!(!d
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Message::ChunkData { .. })));
+}
