@@ -1,0 +1,167 @@
+//! The harness shared by the binary's end-to-end tests: running `drizzle` processes,
+//! reading their stdout lines and `--json` events, and making test files.
+
+// Not every test file uses every helper.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_drizzle");
+pub const CHUNK: usize = 64 * 1024;
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `drizzle` process whose stdout lines arrive on a channel.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line satisfying `pred`, returning it.
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The address from the contract's first line, `listening on IP:PORT`.
+    pub fn listening(&mut self) -> String {
+        let first = self.wait_line("listening line", |_| true);
+        first
+            .strip_prefix("listening on ")
+            .expect("first line is 'listening on IP:PORT'")
+            .to_string()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tracker() -> (Proc, String) {
+    let mut t = Proc::start(&["tracker", "--listen", "127.0.0.1:0"]);
+    let addr = t.listening();
+    (t, addr)
+}
+
+/// Shares `dir` and waits until every name in `names` is registered.
+pub fn share(dir: &Path, tracker: &str, names: &[&str], extra: &[&str]) -> (Proc, String) {
+    let mut args = vec![
+        "share",
+        dir.to_str().unwrap(),
+        "--tracker",
+        tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::start(&args);
+    let addr = p.listening();
+    let mut missing: std::collections::BTreeSet<String> =
+        names.iter().map(|n| format!("shared {n}")).collect();
+    while !missing.is_empty() {
+        let line = p.wait_line("shared lines", |l| l.starts_with("shared "));
+        missing.remove(&line);
+    }
+    (p, addr)
+}
+
+pub fn get(name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args([
+            "get",
+            name,
+            "--tracker",
+            tracker,
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+pub fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+pub fn data(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2654435761)
+                .rotate_left(u32::from(salt)) as u8
+                ^ salt
+        })
+        .collect()
+}
+
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
