@@ -235,3 +235,25 @@ fn unwritable_output_fails_cleanly() {
     assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
     assert_eq!(std::fs::read(&blocker).unwrap(), b"x");
 }
+
+#[test]
+fn a_failing_disk_ends_the_download_cleanly() {
+    let (_t, tr) = tracker();
+    let (d, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(d.path(), "A", &data(3 * CHUNK, 13));
+    let (_p, _) = share(d.path(), &tr, &["A"], &[]);
+    // Every write to the download's .part file fails (/dev/full: "no space left on device").
+    std::os::unix::fs::symlink("/dev/full", out.path().join("A.part")).unwrap();
+    let result = get("A", &tr, out.path(), &[]);
+    assert_eq!(
+        code(&result),
+        1,
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(String::from_utf8_lossy(&result.stderr).contains("cannot write A"));
+    assert!(
+        !out.path().join("A").exists(),
+        "nothing under the final name"
+    );
+}

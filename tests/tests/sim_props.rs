@@ -142,7 +142,7 @@ fn add_faults(world: &mut World, faults: &[Fault], holders: usize, corrupted: &[
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 1024,
+        cases: 3000,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     })]
