@@ -97,7 +97,22 @@ impl Display {
                 _ => {}
             },
             Display::Plain { last_percent } => match event {
-                Event::Located { .. } | Event::Mismatch { .. } | Event::HolderLost { .. } => {
+                Event::Located {
+                    name,
+                    chunks,
+                    holders,
+                    ..
+                } => {
+                    // One line per holder, not per chunk: files can have many thousands.
+                    println!(
+                        "located {name}: {chunks} chunk(s), {} holder(s)",
+                        holders.len()
+                    );
+                    for h in holders {
+                        println!("  {} holds {} chunk(s)", h.addr, h.have.count());
+                    }
+                }
+                Event::Mismatch { .. } | Event::HolderLost { .. } => {
                     println!("{}", describe(event))
                 }
                 Event::Verified {
