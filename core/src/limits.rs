@@ -35,6 +35,11 @@ pub const MAX_LOADS_PER_CONN: usize = 2;
 /// Outbound peer connections a peer keeps at once.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
 
+/// Unsent bytes a machine lets pile up for one connection before it stops decoding that
+/// connection's requests (a few bytes of request can ask for megabytes of answer). Drivers
+/// stop reading a connection at the same mark, so its receive buffer stays bounded too.
+pub const MAX_UNSENT_BYTES_PER_CONN: usize = 2 * 1024 * 1024;
+
 /// A connection must say its hello within this time.
 pub const HELLO_TIMEOUT_MS: u64 = 10_000;
 /// A frame that has started must keep arriving: no byte for this long closes the connection.

@@ -1,7 +1,7 @@
 //! One connection's framing state, shared by both machines: incremental decoding and the
 //! hello check. A `Link` turns raw bytes into messages or into a reason to close.
 
-use crate::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS};
+use crate::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_UNSENT_BYTES_PER_CONN};
 use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
@@ -14,6 +14,10 @@ pub(crate) struct Link {
     hello_done: bool,
     opened: Timestamp,
     last_rx: Timestamp,
+    /// When the frame being received started to arrive (slow-loris guard).
+    frame_started: Option<Timestamp>,
+    /// Bytes queued for this connection that the driver has not yet written.
+    unsent: usize,
 }
 
 impl Link {
@@ -26,10 +30,25 @@ impl Link {
             hello_done: false,
             opened: now,
             last_rx: now,
+            frame_started: None,
+            unsent: 0,
         }
     }
 
+    /// Counts bytes queued to send on this link.
+    pub fn queued(&mut self, bytes: usize) {
+        self.unsent = self.unsent.saturating_add(bytes);
+    }
+
+    /// Counts bytes the driver wrote (`Input::Sent`).
+    pub fn sent(&mut self, bytes: usize) {
+        self.unsent = self.unsent.saturating_sub(bytes);
+    }
+
     pub fn push(&mut self, now: Timestamp, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         self.last_rx = now;
         self.decoder.push(data);
     }
@@ -39,10 +58,10 @@ impl Link {
     pub fn deadline(&self, idle_ms: Option<u64>) -> Option<(Timestamp, &'static str)> {
         if !self.hello_done {
             Some((self.opened.plus_ms(HELLO_TIMEOUT_MS), "no hello in time"))
-        } else if self.decoder.buffered() > 0 {
+        } else if let Some(started) = self.frame_started {
             Some((
-                self.last_rx.plus_ms(FRAME_TIMEOUT_MS),
-                "frame stalled halfway",
+                started.plus_ms(FRAME_TIMEOUT_MS),
+                "frame too slow to arrive",
             ))
         } else {
             idle_ms.map(|ms| (self.last_rx.plus_ms(ms), "idle for too long"))
@@ -51,11 +70,19 @@ impl Link {
 
     /// The next message after the hello, `Ok(None)` when more bytes are needed, `Err` with a
     /// reason when the remote broke the protocol.
+    /// Decoding stops while the answers already owed to this remote are unsent.
     pub fn next_message(&mut self) -> Result<Option<Message>, String> {
         loop {
+            if self.unsent > MAX_UNSENT_BYTES_PER_CONN {
+                return Ok(None);
+            }
             let Some(msg) = self.decoder.next_message().map_err(|e| e.to_string())? else {
+                if self.decoder.buffered() > 0 {
+                    self.frame_started.get_or_insert(self.last_rx);
+                }
                 return Ok(None);
             };
+            self.frame_started = None;
             if self.hello_done {
                 return Ok(Some(msg));
             }

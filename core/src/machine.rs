@@ -51,6 +51,9 @@ pub enum Input<'a> {
     Received { conn: ConnId, data: &'a [u8] },
     /// The connection is gone (remote close, reset, or the driver dropped it).
     Closed { conn: ConnId },
+    /// The driver wrote `bytes` of this connection's queued output to the network. Machines
+    /// stop decoding a connection's requests while too much output is unsent.
+    Sent { conn: ConnId, bytes: usize },
     /// A [`Output::Load`] finished.
     Loaded {
         io: IoId,

@@ -115,6 +115,12 @@ enum Action {
         incarnation: u32,
         conn: ConnId,
     },
+    Sent {
+        node: NodeId,
+        incarnation: u32,
+        conn: ConnId,
+        bytes: usize,
+    },
     Deliver {
         link: LinkId,
         end: usize,
@@ -484,6 +490,16 @@ impl World {
                     self.drain(node);
                 }
             }
+            Action::Sent {
+                node,
+                incarnation,
+                conn,
+                bytes,
+            } => {
+                if self.alive(node, incarnation) {
+                    self.feed(node, Input::Sent { conn, bytes });
+                }
+            }
             Action::Fault(fault) => self.apply_fault(fault),
         }
     }
@@ -731,6 +747,14 @@ impl World {
         };
         let departed = src.up_free_us.max(now_us) + n * 1_000_000 / up;
         src.up_free_us = departed;
+        let incarnation = src.incarnation;
+        let sent = Action::Sent {
+            node,
+            incarnation,
+            conn,
+            bytes: n as usize,
+        };
+        self.push(departed, sent);
         let Some(dst) = self.nodes.get_mut(dest) else {
             return;
         };

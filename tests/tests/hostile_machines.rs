@@ -373,3 +373,58 @@ fn a_sharer_refuses_chunks_it_cannot_read_whole() {
         .iter()
         .any(|(_, m)| matches!(m, Message::ChunkData { .. })));
 }
+
+/// A few bytes of request must not buy unbounded answers: the tracker stops decoding a
+/// connection's requests while its unsent answers pass the limit, and resumes as the
+/// driver reports them sent.
+#[test]
+fn answers_are_paced_by_what_was_sent() {
+    use drizzle_core::limits::MAX_UNSENT_BYTES_PER_CONN;
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    // A manifest of 40,000 chunks: every answer about it is about 1.3 MB.
+    register(&mut t, conn, vec![file("big", &vec![1u8; 64 * 40_000])]);
+    let mut burst = Vec::new();
+    for req in 0..60 {
+        burst.extend(encode(&Message::Locate {
+            req,
+            name: FileName::new("big").unwrap(),
+        }));
+    }
+    t.handle(Timestamp(2), Input::Received { conn, data: &burst });
+    let queued = |t: &mut Tracker| {
+        let mut bytes = 0;
+        while let Some(out) = t.poll_output() {
+            if let Output::Send { bytes: b, .. } = out {
+                bytes += b.len();
+            }
+        }
+        bytes
+    };
+    let first = queued(&mut t);
+    assert!(
+        first > 0 && first <= MAX_UNSENT_BYTES_PER_CONN + 2_000_000,
+        "queued {first} bytes"
+    );
+    // As the driver reports bytes sent, more answers follow, each batch bounded.
+    let mut total = first;
+    for _ in 0..2000 {
+        t.handle(
+            Timestamp(3),
+            Input::Sent {
+                conn,
+                bytes: MAX_UNSENT_BYTES_PER_CONN,
+            },
+        );
+        let more = queued(&mut t);
+        assert!(more <= MAX_UNSENT_BYTES_PER_CONN + 2_000_000);
+        total += more;
+        if more == 0 {
+            break;
+        }
+    }
+    assert!(
+        total > 60 * 1_000_000,
+        "every request is answered in the end ({total} bytes)"
+    );
+}

@@ -19,10 +19,15 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Stop reading a connection whose unsent bytes pass this; resume below `WRITE_LOW`.
-const WRITE_HIGH: usize = 4 << 20;
+/// Stop reading a connection whose unsent bytes pass this (the machine stops decoding its
+/// requests at the same mark); resume below `WRITE_LOW`.
+const WRITE_HIGH: usize = drizzle_core::limits::MAX_UNSENT_BYTES_PER_CONN;
 const WRITE_LOW: usize = 1 << 20;
 /// Connections accepted at most (beyond it, new ones are closed at once).
 const MAX_CONNECTIONS: usize = 1024;
+/// A connection with bytes to send that takes none of them for this long is dropped
+/// (a remote that stops reading must not pin its buffers forever).
+const WRITE_STALL: Duration = Duration::from_secs(60);
 /// The loop wakes at least this often, to notice a stop request.
 const TICK: Duration = Duration::from_millis(100);
 const READ_BUF: usize = 256 * 1024;
@@ -42,6 +47,8 @@ struct Conn {
     out_pos: usize,
     connecting: bool,
     closing: bool,
+    /// When bytes last left: a remote that stops reading is dropped after `WRITE_STALL`.
+    last_write: Instant,
     /// Readable data is waiting while reading is paused for back-pressure.
     read_pending: bool,
 }
@@ -194,7 +201,27 @@ impl<M: Machine> Driver<M> {
             }
             self.retry_rate_limited(&mut app);
             self.resume_paused_reads(&mut app);
+            self.drop_stalled_writers(&mut app);
         }
+    }
+
+    fn drop_stalled_writers(
+        &mut self,
+        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
+    ) {
+        let stalled: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.unsent() > 0 && !c.connecting && c.last_write.elapsed() > WRITE_STALL
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in stalled {
+            log::warn!("dropping {conn}: the remote has not read for {WRITE_STALL:?}");
+            self.drop_conn(conn, true);
+        }
+        self.drain(app);
     }
 
     /// Reads paused for back-pressure whose connection has room again.
@@ -377,6 +404,7 @@ impl<M: Machine> Driver<M> {
                 out_pos: 0,
                 connecting,
                 closing: false,
+                last_write: Instant::now(),
                 read_pending: false,
             },
         );
@@ -425,6 +453,8 @@ impl<M: Machine> Driver<M> {
             return;
         };
         if c.out_pos == c.out.len() {
+            // The stall clock starts when there is something to send.
+            c.last_write = Instant::now();
             c.out = bytes;
             c.out_pos = 0;
         } else {
@@ -449,6 +479,7 @@ impl<M: Machine> Driver<M> {
             return;
         }
         let mut failed = false;
+        let mut written = 0;
         while c.out_pos < c.out.len() {
             let mut n = c.unsent();
             if let Some(l) = self.limiter.as_mut() {
@@ -467,6 +498,8 @@ impl<M: Machine> Driver<M> {
                 }
                 Ok(w) => {
                     c.out_pos += w;
+                    written += w;
+                    c.last_write = Instant::now();
                     if let Some(l) = self.limiter.as_mut() {
                         l.consume(w);
                     }
@@ -487,6 +520,13 @@ impl<M: Machine> Driver<M> {
             c.out_pos = 0;
         }
         let done_closing = c.closing && c.unsent() == 0;
+        if written > 0 {
+            // The machine paces its answers by what has actually left.
+            self.feed(Input::Sent {
+                conn,
+                bytes: written,
+            });
+        }
         if failed {
             self.drop_conn(conn, true);
         } else if done_closing {

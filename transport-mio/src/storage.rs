@@ -21,6 +21,8 @@ const MAX_OPEN_FILES: usize = 64;
 pub struct FileStore {
     dir: PathBuf,
     open: BTreeMap<StorageKey, File>,
+    /// The root each `.part.chunks` record was started for, once known.
+    records: BTreeMap<FileName, Root>,
 }
 
 impl FileStore {
@@ -28,6 +30,7 @@ impl FileStore {
         FileStore {
             dir: dir.into(),
             open: BTreeMap::new(),
+            records: BTreeMap::new(),
         }
     }
 
@@ -125,12 +128,18 @@ impl FileStore {
 
     /// Appends `chunk` to the record of verified chunks, starting a fresh record when the
     /// one there belongs to other content.
-    fn record(&self, name: &FileName, root: Root, chunk: u32) -> io::Result<()> {
+    fn record(&mut self, name: &FileName, root: Root, chunk: u32) -> io::Result<()> {
         let path = self.record_path(name);
-        let fresh = !matches!(self.resume_info(name), Some((r, _)) if r == root);
+        if !self.records.contains_key(name) {
+            if let Some((r, _)) = self.resume_info(name) {
+                self.records.insert(name.clone(), r);
+            }
+        }
+        let fresh = self.records.get(name) != Some(&root);
         let mut file = if fresh {
             let mut f = File::create(&path)?;
             f.write_all(&root.0)?;
+            self.records.insert(name.clone(), root);
             f
         } else {
             OpenOptions::new().append(true).open(&path)?
@@ -163,6 +172,7 @@ impl FileStore {
         // An empty file has no chunk, so its `.part` may not exist yet.
         self.file(&key)?.sync_all()?;
         self.open.retain(|k, _| k.name != *name);
+        self.records.remove(name);
         let target = self.final_path(name);
         fs::rename(self.part_path(name), &target)?;
         if let Some(parent) = target.parent() {
@@ -175,6 +185,7 @@ impl FileStore {
     /// Removes the `.part` file and its record (a rejected download).
     pub fn discard(&mut self, name: &FileName) -> io::Result<()> {
         self.open.retain(|k, _| k.name != *name);
+        self.records.remove(name);
         let _ = fs::remove_file(self.record_path(name));
         match fs::remove_file(self.part_path(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -149,6 +149,14 @@ enum Conn {
 }
 
 impl Conn {
+    fn link_mut(&mut self) -> &mut Link {
+        match self {
+            Conn::Tracker(link) => link,
+            Conn::Out(o) => &mut o.link,
+            Conn::In(i) => &mut i.link,
+        }
+    }
+
     /// When this connection is dropped for silence (see `Link::deadline`).
     fn deadline(&self) -> Option<(Timestamp, &'static str)> {
         match self {
@@ -345,6 +353,12 @@ impl Peer {
         have: ChunkSet,
         partial: bool,
     ) {
+        // A name now holding other content must not be served under its old root.
+        if let Some(old) = self.files.get(&name).map(|f| f.manifest.root()) {
+            if old != root && self.by_root.get(&old) == Some(&name) {
+                self.by_root.remove(&old);
+            }
+        }
         self.by_root.entry(root).or_insert_with(|| name.clone());
         self.files.insert(
             name,
@@ -459,6 +473,8 @@ impl Peer {
         if !self.tracker_up() {
             return; // asked again on reconnect
         }
+        // One locate per name outstanding: an unanswered one is superseded, not piled up.
+        self.tracker_reqs.retain(|_, n| n.as_ref() != Some(&name));
         let req = self.next_req();
         self.tracker_reqs.insert(req, Some(name.clone()));
         self.send_tracker(&Message::Locate { req, name });
@@ -803,6 +819,7 @@ impl Peer {
             Verdict::Reject if a.reject_at.is_none() => {
                 // A good holder may be between sessions: look again before refusing the file.
                 a.reject_at = Some(now.plus_ms(reject_grace));
+                a.give_up_at = None;
                 a.next_refresh = now;
             }
             Verdict::Reject if a.reject_at.is_some_and(|t| t > now) => {}
@@ -916,7 +933,9 @@ impl Peer {
             Some(Conn::Tracker(link)) => link.push(now, data),
             Some(Conn::Out(o)) => {
                 o.link.push(now, data);
-                o.last_activity = now;
+                if !data.is_empty() {
+                    o.last_activity = now;
+                }
             }
             Some(Conn::In(i)) => i.link.push(now, data),
             None => return,
@@ -1030,10 +1049,11 @@ impl Peer {
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        self.out.push_back(Output::Send {
-            conn,
-            bytes: encode(msg),
-        });
+        let bytes = encode(msg);
+        if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+            link.queued(bytes.len());
+        }
+        self.out.push_back(Output::Send { conn, bytes });
     }
 
     fn emit(&mut self, event: Event) {
@@ -1106,6 +1126,12 @@ impl Machine for Peer {
             }
             Input::Received { conn, data } => self.handle_received(now, conn, data),
             Input::Closed { conn } => self.close_conn(now, conn),
+            Input::Sent { conn, bytes } => {
+                if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+                    link.sent(bytes);
+                }
+                self.handle_received(now, conn, &[]);
+            }
             Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
             Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),
         }

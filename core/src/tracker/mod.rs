@@ -183,6 +183,7 @@ impl Tracker {
             }
             Message::Error { reason } => {
                 log::info!("peer {conn} closed with: {}", clip(&reason));
+                self.out.push_back(Output::Close { conn });
                 self.forget(conn);
             }
             other => self.drop_link(conn, format!("unexpected message {}", other.kind())),
@@ -367,10 +368,11 @@ impl Tracker {
     // ---- helpers ----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        self.out.push_back(Output::Send {
-            conn,
-            bytes: encode(msg),
-        });
+        let bytes = encode(msg);
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.queued(bytes.len());
+        }
+        self.out.push_back(Output::Send { conn, bytes });
     }
 
     fn emit(&mut self, event: Event) {
@@ -441,6 +443,12 @@ impl Machine for Tracker {
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
             Input::Closed { conn } => self.forget(conn),
+            Input::Sent { conn, bytes } => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.sent(bytes);
+                }
+                self.handle_received(conn, &[]);
+            }
             // The tracker never connects out or touches storage.
             Input::Connected { .. }
             | Input::ConnectFailed { .. }
