@@ -30,7 +30,7 @@ pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
             connected = true;
             Flow::Continue
         }
-        Some(Event::FileList { files }) => {
+        Some(Event::FileList { files, more }) => {
             for f in files {
                 if json_out {
                     let line = json!({"name": f.name, "size": f.size, "chunk_size": f.chunk_size,
@@ -45,6 +45,11 @@ pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
             }
             if files.is_empty() && !json_out {
                 println!("(no files)");
+            }
+            if *more {
+                eprintln!(
+                    "drizzle: the tracker has more files than one answer carries; the list is cut"
+                );
             }
             outcome = Ok(());
             Flow::Stop

@@ -20,6 +20,13 @@ pub const MAX_NAME_COMPONENT_BYTES: usize = 255;
 /// Files one register message may carry, and files a tracker records in all.
 pub const MAX_FILES_PER_REGISTER: usize = 4096;
 pub const MAX_TRACKER_FILES: usize = 100_000;
+/// A file nobody holds is forgotten (with its name) after this long: long enough for its
+/// holders to reconnect, short enough that departed sessions leave nothing behind.
+pub const ORPHAN_TTL_MS: u64 = 60_000;
+/// Files one peer session may register.
+pub const MAX_FILES_PER_SESSION: usize = 16_384;
+/// Bytes of file list one answer carries at most (longer lists are cut, and say so).
+pub const MAX_FILE_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Holders a locate answer samples at most.
 pub const MAX_LOCATE_HOLDERS: usize = 50;
 /// Length of a human-readable reason sent over the wire.
@@ -48,3 +55,5 @@ pub const FRAME_TIMEOUT_MS: u64 = 30_000;
 pub const REGISTER_TIMEOUT_MS: u64 = 30_000;
 /// A fetching peer that asks for nothing for this long is disconnected.
 pub const FETCHER_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// A connection to a holder that we ask nothing of for this long is closed.
+pub const HOLDER_IDLE_TIMEOUT_MS: u64 = 30_000;

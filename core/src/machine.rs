@@ -144,30 +144,20 @@ pub enum Event {
         refused: Vec<Refusal>,
     },
     /// Tracker side: a peer's session closed; its holdings are forgotten.
-    PeerLeft {
-        peer: SocketAddr,
-    },
+    PeerLeft { peer: SocketAddr },
     /// Peer side: the tracker session is up and everything held was registered.
-    TrackerConnected {
-        tracker: SocketAddr,
-    },
+    TrackerConnected { tracker: SocketAddr },
     /// Peer side: the tracker session is down; it is retried after `retry_in_ms`.
     TrackerLost {
         tracker: SocketAddr,
         retry_in_ms: u64,
     },
     /// The tracker recorded a shared file.
-    Shared {
-        name: FileName,
-    },
+    Shared { name: FileName },
     /// The tracker refused a shared file.
-    ShareRefused {
-        name: FileName,
-        reason: String,
-    },
-    FileList {
-        files: Vec<FileSummary>,
-    },
+    ShareRefused { name: FileName, reason: String },
+    /// The tracker's files; `more`: it had more than one answer carries.
+    FileList { files: Vec<FileSummary>, more: bool },
     /// A download learned its manifest and holders.
     Located {
         name: FileName,
@@ -223,10 +213,7 @@ pub enum Event {
         to: SocketAddr,
     },
     /// A remote broke the protocol; its connection was closed.
-    ProtocolViolation {
-        remote: SocketAddr,
-        reason: String,
-    },
+    ProtocolViolation { remote: SocketAddr, reason: String },
 }
 
 /// The one driver-facing interface of trackers and peers (quinn-proto's shape: inputs in,

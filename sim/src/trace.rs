@@ -69,9 +69,10 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
         }
         Event::Shared { name } => format!("shares {name}"),
         Event::ShareRefused { name, reason } => format!("tracker refused {name}: {reason}"),
-        Event::FileList { files } => {
+        Event::FileList { files, more } => {
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-            format!("file list: {{{}}}", names.join(", "))
+            let cut = if *more { ", … (cut)" } else { "" };
+            format!("file list: {{{}{cut}}}", names.join(", "))
         }
         Event::Located {
             name,

@@ -428,3 +428,78 @@ fn answers_are_paced_by_what_was_sent() {
         "every request is answered in the end ({total} bytes)"
     );
 }
+
+/// Registering someone else's address neither evicts them nor points others at them: the
+/// tracker takes the IP from the connection.
+#[test]
+fn a_stranger_cannot_register_another_address() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let victim = connect(&mut t, 1, 0); // from 127.0.0.1
+    register(&mut t, victim, vec![file("a", b"abc")]);
+    let stranger = ConnId::Inbound(2);
+    let far = SocketAddr::from(([10, 9, 8, 7], 5555));
+    t.handle(
+        Timestamp(1),
+        Input::Accepted {
+            conn: stranger,
+            remote: far,
+        },
+    );
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: addr(7000),
+        files: vec![],
+    }));
+    let d = send(&mut t, stranger, 2, &bytes);
+    assert!(!d.closed.contains(&victim), "the victim's session survives");
+    let holdings = t.holdings();
+    assert_eq!(holdings.len(), 1);
+    assert_eq!(holdings[0].listen, addr(7000));
+}
+
+/// A file whose holders all left is kept a minute (they may be reconnecting), then
+/// forgotten with its name.
+#[test]
+fn orphaned_files_are_forgotten_after_a_while() {
+    use drizzle_core::limits::ORPHAN_TTL_MS;
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    register(&mut t, conn, vec![file("a", b"abc")]);
+    t.handle(Timestamp(10), Input::Closed { conn });
+    drain(&mut t);
+    assert!(t.files().is_empty(), "not listed without holders");
+    let later = connect(&mut t, 2, 20);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 3,
+        listen: addr(7001),
+        files: vec![],
+    }));
+    bytes.extend(encode(&Message::Locate {
+        req: 1,
+        name: FileName::new("a").unwrap(),
+    }));
+    let d = send(&mut t, later, 20, &bytes);
+    assert!(d
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Message::Located { holders, .. } if holders.is_empty())));
+    t.handle_timeout(Timestamp(10 + ORPHAN_TTL_MS));
+    drain(&mut t);
+    let d = send(
+        &mut t,
+        later,
+        10 + ORPHAN_TTL_MS,
+        &encode(&Message::Locate {
+            req: 2,
+            name: FileName::new("a").unwrap(),
+        }),
+    );
+    assert!(
+        d.sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::NotFound { .. })),
+        "{d:?}"
+    );
+}

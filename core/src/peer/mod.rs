@@ -9,7 +9,8 @@ mod serve;
 
 use crate::chunkset::ChunkSet;
 use crate::limits::{
-    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+    HOLDER_IDLE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD,
+    MAX_REQUESTS_PER_HOLDER,
 };
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
@@ -161,7 +162,10 @@ impl Conn {
     fn deadline(&self) -> Option<(Timestamp, &'static str)> {
         match self {
             Conn::Tracker(link) => link.deadline(None),
-            Conn::Out(o) => o.link.deadline(None),
+            // A holder we ask nothing of is let go, freeing one of the outbound slots.
+            Conn::Out(o) => o
+                .link
+                .deadline(o.requests.is_empty().then_some(HOLDER_IDLE_TIMEOUT_MS)),
             Conn::In(i) => i.deadline(),
         }
     }
@@ -494,10 +498,10 @@ impl Peer {
                     });
                 }
             }
-            Message::FileList { req, files } if self.list_pending == Some(req) => {
+            Message::FileList { req, files, more } if self.list_pending == Some(req) => {
                 self.list_pending = None;
                 self.tracker_reqs.remove(&req);
-                self.emit(Event::FileList { files });
+                self.emit(Event::FileList { files, more });
             }
             Message::Located {
                 req,

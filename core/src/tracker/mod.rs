@@ -4,7 +4,8 @@
 
 use crate::chunkset::ChunkSet;
 use crate::limits::{
-    MAX_FILES_PER_REGISTER, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES, REGISTER_TIMEOUT_MS,
+    MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_LOCATE_HOLDERS,
+    MAX_TRACKER_FILES, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
 };
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
@@ -39,7 +40,10 @@ impl TrackerConfig {
 struct Session {
     peer_id: u64,
     listen: SocketAddr,
+    /// Files this peer holds (some chunks of).
     roots: BTreeSet<Root>,
+    /// Files this peer located: the only ones it may announce new chunks of.
+    located: BTreeSet<Root>,
 }
 
 /// Everything known about one content root.
@@ -47,6 +51,9 @@ struct Session {
 struct Swarm {
     manifest: Manifest,
     holders: BTreeMap<ConnId, ChunkSet>,
+    /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
+    /// forgotten with its name, so departed sessions leave nothing behind for long.
+    orphaned_since: Option<Timestamp>,
 }
 
 impl Swarm {
@@ -119,6 +126,21 @@ impl Tracker {
             .collect()
     }
 
+    /// The file list cut to what fits one answer; `true` when cut.
+    fn file_list(&self) -> (Vec<FileSummary>, bool) {
+        let mut files = self.files();
+        let mut bytes = 0;
+        // Name plus fixed fields (sizes, root, counts) as postcard encodes them, at most.
+        let cut = files.iter().position(|f| {
+            bytes += f.name.as_str().len() + 64;
+            bytes > MAX_FILE_LIST_BYTES
+        });
+        if let Some(at) = cut {
+            files.truncate(at);
+        }
+        (files, cut.is_some())
+    }
+
     /// Every recorded holding, in a stable order.
     pub fn holdings(&self) -> Vec<Holding> {
         let mut all = Vec::new();
@@ -168,15 +190,13 @@ impl Tracker {
                 files,
             } => self.handle_register(conn, peer_id, listen, files),
             Message::ListFiles { req } => {
-                let files = self.files();
-                self.send(conn, &Message::FileList { req, files });
+                let (files, more) = self.file_list();
+                self.send(conn, &Message::FileList { req, files, more });
             }
             Message::Locate { req, name } => self.handle_locate(conn, req, name),
             Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
             Message::Unshare { root } => {
-                if let Some(swarm) = self.swarms.get_mut(&root) {
-                    swarm.holders.remove(&conn);
-                }
+                self.drop_holder(root, conn);
                 if let Some(s) = self.sessions.get_mut(&conn) {
                     s.roots.remove(&root);
                 }
@@ -251,6 +271,7 @@ impl Tracker {
                 peer_id,
                 listen,
                 roots: BTreeSet::new(),
+                located: BTreeSet::new(),
             },
         );
     }
@@ -261,6 +282,12 @@ impl Tracker {
             return Err("chunk set does not match the manifest".into());
         }
         let root = file.manifest.root();
+        let owned = self.sessions.get(&conn).map_or(0, |s| s.roots.len());
+        if owned >= MAX_FILES_PER_SESSION {
+            return Err(format!(
+                "a peer may share at most {MAX_FILES_PER_SESSION} files"
+            ));
+        }
         match self.names.get(&file.name) {
             Some(known) if *known != root => {
                 return Err(format!(
@@ -280,7 +307,9 @@ impl Tracker {
         let swarm = self.swarms.entry(root).or_insert_with(|| Swarm {
             manifest: file.manifest.clone(),
             holders: BTreeMap::new(),
+            orphaned_since: None,
         });
+        swarm.orphaned_since = None;
         let held = swarm
             .holders
             .entry(conn)
@@ -295,6 +324,9 @@ impl Tracker {
     }
 
     fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName) {
+        if let (Some(root), Some(session)) = (self.names.get(&name), self.sessions.get_mut(&conn)) {
+            session.located.insert(*root);
+        }
         let Some(swarm) = self.names.get(&name).and_then(|r| self.swarms.get(r)) else {
             let settling = self
                 .started
@@ -347,14 +379,19 @@ impl Tracker {
         if !self.sessions.contains_key(&conn) {
             return self.drop_link(conn, "chunk registered before the peer registered".into());
         }
-        let Some(swarm) = self.swarms.get_mut(&root) else {
-            log::debug!("{conn}: have-chunk for unknown root {}", root.short());
+        let known = self
+            .sessions
+            .get(&conn)
+            .is_some_and(|s| s.roots.contains(&root) || s.located.contains(&root));
+        let Some(swarm) = self.swarms.get_mut(&root).filter(|_| known) else {
+            log::debug!("{conn}: have-chunk for a file it neither holds nor located");
             return;
         };
         let count = swarm.manifest.chunk_count();
         if chunk >= count {
             return self.drop_link(conn, format!("chunk {chunk} past the end ({count} chunks)"));
         }
+        swarm.orphaned_since = None;
         swarm
             .holders
             .entry(conn)
@@ -406,15 +443,40 @@ impl Tracker {
         link.deadline(idle)
     }
 
+    fn drop_holder(&mut self, root: Root, conn: ConnId) {
+        let now = self.now;
+        if let Some(swarm) = self.swarms.get_mut(&root) {
+            swarm.holders.remove(&conn);
+            if swarm.holders.is_empty() {
+                swarm.orphaned_since = Some(now);
+            }
+        }
+    }
+
+    /// Forgets files nobody has held for `ORPHAN_TTL_MS`, with their names.
+    fn prune_orphans(&mut self, now: Timestamp) {
+        let expired: Vec<Root> = self
+            .swarms
+            .iter()
+            .filter(|(_, s)| {
+                s.orphaned_since
+                    .is_some_and(|t| now.since_ms(t) >= ORPHAN_TTL_MS)
+            })
+            .map(|(r, _)| *r)
+            .collect();
+        for root in expired {
+            self.swarms.remove(&root);
+            self.names.retain(|_, r| *r != root);
+        }
+    }
+
     fn forget(&mut self, conn: ConnId) {
         self.links.remove(&conn);
         let Some(session) = self.sessions.remove(&conn) else {
             return;
         };
         for root in &session.roots {
-            if let Some(swarm) = self.swarms.get_mut(root) {
-                swarm.holders.remove(&conn);
-            }
+            self.drop_holder(*root, conn);
         }
         self.emit(Event::PeerLeft {
             peer: session.listen,
@@ -422,14 +484,10 @@ impl Tracker {
     }
 }
 
-/// A peer listening on an unspecified address (`0.0.0.0:p`) is reachable at the address
-/// its session comes from.
+/// A peer is reachable at the IP its session comes from, on the port it announces: taking
+/// the IP from the connection means nobody can register (or evict) another machine.
 fn public_listen(listen: SocketAddr, remote: SocketAddr) -> SocketAddr {
-    if listen.ip().is_unspecified() {
-        SocketAddr::new(remote.ip(), listen.port())
-    } else {
-        listen
-    }
+    SocketAddr::new(remote.ip(), listen.port())
 }
 
 impl Machine for Tracker {
@@ -462,15 +520,22 @@ impl Machine for Tracker {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        self.links
+        let links = self
+            .links
             .keys()
             .filter_map(|c| self.link_deadline(*c))
-            .map(|(t, _)| t)
-            .min()
+            .map(|(t, _)| t);
+        let orphans = self
+            .swarms
+            .values()
+            .filter_map(|s| s.orphaned_since)
+            .map(|t| t.plus_ms(ORPHAN_TTL_MS));
+        links.chain(orphans).min()
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
+        self.prune_orphans(now);
         let expired: Vec<(ConnId, &'static str)> = self
             .links
             .keys()

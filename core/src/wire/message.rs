@@ -107,9 +107,11 @@ pub enum Message {
         accepted: Vec<FileName>,
         refused: Vec<Refusal>,
     },
+    /// `more`: the list was cut to fit one answer.
     FileList {
         req: u32,
         files: Vec<FileSummary>,
+        more: bool,
     },
     Located {
         req: u32,
