@@ -361,14 +361,10 @@ fn rarest_first(s: &mut Stage) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    let last_rare = order.iter().rposition(|c| !odd.contains(c));
-    let first_common = order.iter().position(|c| odd.contains(c));
-    if let (Some(r), Some(c)) = (last_rare, first_common) {
-        if r > c {
-            return Err(format!(
-                "a chunk both hold was requested before a rare one: {order:?}"
-            ));
-        }
+    if !drizzle_sim::scenarios::rare_before_common(&order, &odd) {
+        return Err(format!(
+            "a chunk both hold was requested before a rare one: {order:?}"
+        ));
     }
     // Each common chunk goes to a random holder, so both are asked. (Who answers first can
     // differ: in the endgame the last chunks are also asked of the other holder.)

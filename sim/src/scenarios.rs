@@ -239,14 +239,10 @@ fn rarest_first(w: &mut World, rng: &mut ChaCha8Rng) -> Vec<String> {
             _ => None,
         })
         .collect();
-    let last_rare = order.iter().rposition(|c| !odd.contains(c));
-    let first_common = order.iter().position(|c| odd.contains(c));
-    if let (Some(r), Some(c)) = (last_rare, first_common) {
-        if r > c {
-            failures.push(format!(
-                "peer3 requested a common chunk before a rare one: {order:?}"
-            ));
-        }
+    if !rare_before_common(&order, &odd) {
+        failures.push(format!(
+            "peer3 requested a common chunk before a rare one: {order:?}"
+        ));
     }
     let served_by = |node: NodeId| {
         w.events_of(node)
@@ -258,6 +254,17 @@ fn rarest_first(w: &mut World, rng: &mut ChaCha8Rng) -> Vec<String> {
         "peer3 request order: {order:?}; peer1 served {from1}, peer2 served {from2}"
     ));
     failures
+}
+
+/// Whether every requested chunk not in `common` came before the first one in `common`:
+/// the rarest-first scenario's claim, checked the same way in the simulator and the demo.
+pub fn rare_before_common(order: &[u32], common: &[u32]) -> bool {
+    let last_rare = order.iter().rposition(|c| !common.contains(c));
+    let first_common = order.iter().position(|c| common.contains(c));
+    match (last_rare, first_common) {
+        (Some(r), Some(c)) => r < c,
+        _ => true,
+    }
 }
 
 // ---- helpers ----

@@ -5,8 +5,9 @@
 use crate::driver::{Driver, Flow};
 use crate::storage::FileStore;
 use drizzle_core::machine::Event;
+use drizzle_core::machine::Machine;
 use drizzle_core::peer::PeerCommand;
-use drizzle_core::{Peer, PeerConfig, Tracker, TrackerConfig};
+use drizzle_core::{Peer, PeerConfig, Timestamp, Tracker, TrackerConfig};
 use mio::Waker;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -61,35 +62,15 @@ impl Drop for NodeHandle {
 pub fn spawn_tracker(
     listen: SocketAddr,
     seed: u64,
-    mut on_event: impl FnMut(&Event) + Send + 'static,
+    on_event: impl FnMut(&Event) + Send + 'static,
 ) -> io::Result<NodeHandle> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let driver = Driver::new(
-        Tracker::new(TrackerConfig::new(seed)),
-        Some(listener),
-        None,
-        stop.clone(),
-    )?;
-    let (commands, _) = channel();
-    let waker = driver.waker();
-    let thread = std::thread::spawn(move || {
-        let mut driver = driver;
-        driver.run(|_, _, event| {
-            if let Some(e) = event {
-                on_event(e);
-            }
-            Flow::Continue
-        })
-    });
-    Ok(NodeHandle {
-        addr,
-        commands,
-        waker,
-        stop,
-        thread: Some(thread),
-    })
+    let tracker = Tracker::new(TrackerConfig::new(seed));
+    let driver = Driver::new(tracker, Some(listener), None, stop.clone())?;
+    // A tracker takes no commands.
+    Ok(start(driver, addr, stop, |_, _, _| {}, on_event))
 }
 
 /// Starts a peer with its files in `dir`, listening on `listen`. `tune` adjusts its config.
@@ -100,43 +81,53 @@ pub fn spawn_peer(
     seed: u64,
     upload_limit: Option<u64>,
     tune: impl FnOnce(&mut PeerConfig),
-    mut on_event: impl FnMut(&Event) + Send + 'static,
+    on_event: impl FnMut(&Event) + Send + 'static,
 ) -> io::Result<NodeHandle> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let mut config = PeerConfig::new(tracker, addr, seed);
     tune(&mut config);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut driver = Driver::new(
-        Peer::new(config),
-        Some(listener),
-        Some(FileStore::new(dir)),
-        stop.clone(),
-    )?;
+    let store = FileStore::new(dir);
+    let mut driver = Driver::new(Peer::new(config), Some(listener), Some(store), stop.clone())?;
     driver.set_upload_limit(upload_limit);
+    let apply = |peer: &mut Peer, now, cmd| {
+        if let Err(e) = peer.command(now, cmd) {
+            log::warn!("command refused: {e}");
+        }
+    };
+    Ok(start(driver, addr, stop, apply, on_event))
+}
+
+/// Runs `driver` on a thread: commands from the handle are applied on each loop turn,
+/// events go to `on_event`.
+fn start<M: Machine + Send + 'static>(
+    mut driver: Driver<M>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    mut apply: impl FnMut(&mut M, Timestamp, PeerCommand) + Send + 'static,
+    mut on_event: impl FnMut(&Event) + Send + 'static,
+) -> NodeHandle {
     let (commands, inbox) = channel::<PeerCommand>();
     let waker = driver.waker();
     let thread = std::thread::spawn(move || {
-        let mut driver = driver;
-        driver.run(|peer, now, event| {
+        driver.run(|machine, now, event| {
             match event {
                 Some(e) => on_event(e),
                 None => {
                     while let Ok(cmd) = inbox.try_recv() {
-                        if let Err(e) = peer.command(now, cmd) {
-                            log::warn!("command refused: {e}");
-                        }
+                        apply(machine, now, cmd);
                     }
                 }
             }
             Flow::Continue
         })
     });
-    Ok(NodeHandle {
+    NodeHandle {
         addr,
         commands,
         waker,
         stop,
         thread: Some(thread),
-    })
+    }
 }
