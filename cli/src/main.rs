@@ -2,6 +2,7 @@
 //! three reference scenarios over real TCP (`demo`) or in the simulator (`sim`).
 //! Its first lines, `--json` events and exit codes are a contract (see README).
 
+mod bench;
 mod client;
 mod demo;
 mod exit;
@@ -86,6 +87,9 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         which: demo::Which,
     },
+    /// Measure Drizzle against references on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run a scenario in the deterministic simulator and print its trace.
     Sim {
         /// standard | integrity | rarest-first
@@ -100,10 +104,39 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Time verified transfers between real processes on 127.0.0.1, beside a raw TCP copy
+    /// and SHA-256 of the same bytes.
+    Transfer {
+        #[arg(long, default_value = "1GiB", value_parser = units::parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 1)]
+        seeders: usize,
+        #[arg(long, default_value_t = 1)]
+        getters: usize,
+        /// Upload cap for every sharer and getter, e.g. 25MB/s.
+        #[arg(long, value_parser = units::parse_size)]
+        upload_limit: Option<u64>,
+        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+        chunk_size: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to put the test files (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo and the simulator narrate everything on stdout; logs would only repeat it.
-    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Sim { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Demo { .. } | Command::Sim { .. } | Command::Bench(_)
+    );
     let default_level = if quiet { "off" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .init();
@@ -151,6 +184,25 @@ fn run(command: Command) -> Result<(), Fail> {
             })
         }
         Command::Demo { which } => demo::demo(which),
+        Command::Bench(BenchCommand::Transfer {
+            size,
+            seeders,
+            getters,
+            upload_limit,
+            chunk_size,
+            runs,
+            dir,
+            json,
+        }) => bench::transfer(&bench::TransferArgs {
+            size,
+            seeders,
+            getters,
+            upload_limit,
+            chunk_size,
+            runs,
+            dir,
+            json,
+        }),
         Command::Sim {
             scenario,
             seed,

@@ -1,0 +1,423 @@
+//! `drizzle bench transfer`: times verified transfers between real `drizzle` processes on
+//! 127.0.0.1 and, in the same run on the same bytes, two references — a raw TCP copy into a
+//! file (no hashing) and SHA-256 in memory — so ratios, not absolute numbers, are compared.
+
+use crate::exit::{Exit, Fail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+const FILE: &str = "bench.bin";
+const BLOCK: usize = 1 << 20;
+
+#[derive(Debug)]
+pub struct TransferArgs {
+    pub size: u64,
+    pub seeders: usize,
+    pub getters: usize,
+    pub upload_limit: Option<u64>,
+    pub chunk_size: u64,
+    pub runs: usize,
+    pub dir: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// One run's measurements.
+#[derive(Debug)]
+struct Run {
+    secs_per_getter: Vec<f64>,
+    secs_all: f64,
+    raw_tcp_mb_s: f64,
+    sha256_mb_s: f64,
+    getter_rss_kib: Vec<u64>,
+    sharer_rss_kib: Vec<u64>,
+    getter_cpu_s: Vec<f64>,
+    sharer_cpu_s: Vec<f64>,
+    /// Chunks each sharer supplied, as counted by the getters' `verified` events.
+    sharer_chunks: Vec<u64>,
+}
+
+pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
+    if args.seeders == 0 || args.getters == 0 || args.runs == 0 {
+        return Err(Fail::new(
+            Exit::Usage,
+            "--seeders, --getters and --runs must be at least 1",
+        ));
+    }
+    let base = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let source = base.path().join("source");
+    fs::create_dir_all(&source)?;
+    write_data(&source.join(FILE), args.size)?;
+    for s in 0..args.seeders {
+        let dir = base.path().join(format!("seed{s}"));
+        fs::create_dir_all(&dir)?;
+        if fs::hard_link(source.join(FILE), dir.join(FILE)).is_err() {
+            fs::copy(source.join(FILE), dir.join(FILE))?;
+        }
+    }
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let run = one_run(args, base.path(), &source.join(FILE))?;
+        report_run(args, i, &run);
+        runs.push(run);
+    }
+    report_summary(args, &runs);
+    Ok(())
+}
+
+fn mb_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs.max(1e-9) / 1e6
+}
+
+fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail> {
+    let raw_tcp_mb_s = mb_s(args.size, raw_tcp_copy(source, &base.join("raw.out"))?);
+    let _ = fs::remove_file(base.join("raw.out"));
+    let sha256_mb_s = mb_s(args.size, sha256_secs(source)?);
+
+    let exe = std::env::current_exe()?;
+    let mut tracker = Node::start(&exe, &["tracker", "--listen", "127.0.0.1:0"])?;
+    let tracker_addr = tracker.listening()?;
+    let chunk = args.chunk_size.to_string();
+    let limit = args.upload_limit.map(|l| l.to_string());
+    let mut sharers = Vec::new();
+    for s in 0..args.seeders {
+        let dir = base.join(format!("seed{s}"));
+        let mut a = vec![
+            "share",
+            path_str(&dir)?,
+            "--tracker",
+            &tracker_addr,
+            "--listen",
+            "127.0.0.1:0",
+            "--chunk-size",
+            &chunk,
+        ];
+        if let Some(l) = &limit {
+            a.extend(["--upload-limit", l.as_str()]);
+        }
+        let mut node = Node::start(&exe, &a)?;
+        let addr = node.listening()?;
+        node.wait_for(&format!("shared {FILE}"))?;
+        sharers.push((node, addr));
+    }
+    let started = Instant::now();
+    let mut getters = Vec::new();
+    for g in 0..args.getters {
+        let out = base.join(format!("get{g}"));
+        let _ = fs::remove_dir_all(&out);
+        let mut a = vec![
+            "get",
+            FILE,
+            "--tracker",
+            &tracker_addr,
+            "--out",
+            path_str(&out)?,
+            "--listen",
+            "127.0.0.1:0",
+            "--serve",
+            "--json",
+        ];
+        if let Some(l) = &limit {
+            a.extend(["--upload-limit", l.as_str()]);
+        }
+        getters.push((Node::start(&exe, &a)?, out));
+    }
+    let mut secs_per_getter = Vec::new();
+    let mut supplied: BTreeMap<String, u64> = BTreeMap::new();
+    for (node, out) in getters.iter_mut() {
+        for (peer, n) in node.verified_until_done()? {
+            *supplied.entry(peer).or_default() += n;
+        }
+        secs_per_getter.push(started.elapsed().as_secs_f64());
+        let got = fs::metadata(out.join(FILE)).map(|m| m.len()).unwrap_or(0);
+        if got != args.size {
+            return Err(Fail::new(
+                Exit::Failure,
+                format!("a getter ended with {got} bytes, not {}", args.size),
+            ));
+        }
+    }
+    let secs_all = started.elapsed().as_secs_f64();
+    let run = Run {
+        secs_per_getter,
+        secs_all,
+        raw_tcp_mb_s,
+        sha256_mb_s,
+        getter_rss_kib: getters.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
+        sharer_rss_kib: sharers.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
+        getter_cpu_s: getters.iter().map(|(n, _)| n.cpu_secs()).collect(),
+        sharer_cpu_s: sharers.iter().map(|(n, _)| n.cpu_secs()).collect(),
+        sharer_chunks: sharers
+            .iter()
+            .map(|(_, addr)| supplied.get(addr).copied().unwrap_or(0))
+            .collect(),
+    };
+    for (_, out) in &getters {
+        let _ = fs::remove_dir_all(out);
+    }
+    drop(getters);
+    drop(sharers);
+    tracker.kill();
+    Ok(run)
+}
+
+fn path_str(p: &Path) -> Result<&str, Fail> {
+    p.to_str()
+        .ok_or_else(|| Fail::new(Exit::Failure, "bench directory is not UTF-8"))
+}
+
+/// Pseudo-random bytes (xorshift), written in 1 MiB blocks: cheap to make, not compressible.
+fn write_data(path: &Path, size: u64) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; BLOCK];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(BLOCK as u64) as usize;
+        f.write_all(block.get(..n).unwrap_or_default())?;
+        left -= n as u64;
+    }
+    f.sync_all()
+}
+
+/// The reference: the same bytes over loopback TCP into a file, no hashing.
+fn raw_tcp_copy(source: &Path, out: &Path) -> std::io::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let src = source.to_path_buf();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        let mut file = File::open(src)?;
+        let mut buf = vec![0u8; BLOCK];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            stream.write_all(buf.get(..n).unwrap_or_default())?;
+        }
+    });
+    let (mut stream, _) = listener.accept()?;
+    let mut file = File::create(out)?;
+    let mut buf = vec![0u8; BLOCK];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(buf.get(..n).unwrap_or_default())?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    sender
+        .join()
+        .map_err(|_| std::io::Error::other("sender panicked"))??;
+    Ok(secs)
+}
+
+/// The reference: SHA-256 over the same bytes in memory (read time excluded).
+fn sha256_secs(source: &Path) -> std::io::Result<f64> {
+    let mut file = File::open(source)?;
+    let mut buf = vec![0u8; 64 * BLOCK];
+    let mut secs = 0.0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(secs);
+        }
+        let t = Instant::now();
+        for piece in buf.get(..n).unwrap_or_default().chunks(BLOCK) {
+            std::hint::black_box(Sha256::digest(piece));
+        }
+        secs += t.elapsed().as_secs_f64();
+    }
+}
+
+/// A `drizzle` child process whose stdout is read line by line.
+struct Node {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Node {
+    fn start(exe: &Path, args: &[&str]) -> Result<Node, Fail> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Fail::new(Exit::Failure, "no stdout"))?;
+        Ok(Node {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    fn listening(&mut self) -> Result<String, Fail> {
+        let line = self.wait_for("listening on ")?;
+        Ok(line.trim_start_matches("listening on ").to_string())
+    }
+
+    fn wait_for(&mut self, needle: &str) -> Result<String, Fail> {
+        for line in self.lines.by_ref() {
+            let line = line?;
+            if line.contains(needle) {
+                return Ok(line);
+            }
+        }
+        Err(Fail::new(
+            Exit::Failure,
+            format!("a bench process ended before printing {needle:?}"),
+        ))
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
+    }
+
+    /// Peak resident set (VmHWM), KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        field(&self.proc_file("status"), "VmHWM:")
+    }
+
+    /// User + system CPU seconds so far (/proc ticks are 1/100 s).
+    fn cpu_secs(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        let after_name = stat.rsplit(')').next().unwrap_or_default();
+        let fields: Vec<u64> = after_name
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // Fields 14 and 15 of stat; after the name and state they are the 11th and 12th numbers.
+        let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+        ticks as f64 / 100.0
+    }
+
+    /// Reads a getter's `--json` events until `done`, counting verified chunks per peer.
+    fn verified_until_done(&mut self) -> Result<BTreeMap<String, u64>, Fail> {
+        let mut per_peer = BTreeMap::new();
+        for line in self.lines.by_ref() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line?) else {
+                continue;
+            };
+            match event["event"].as_str() {
+                Some("verified") => {
+                    let peer = event["peer"].as_str().unwrap_or_default().to_string();
+                    *per_peer.entry(peer).or_default() += 1;
+                }
+                Some("done") => return Ok(per_peer),
+                Some("rejected" | "failed") => {
+                    return Err(Fail::new(
+                        Exit::Failure,
+                        format!("a getter failed: {event}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Err(Fail::new(
+            Exit::Failure,
+            "a getter ended before it was done",
+        ))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn field(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn report_run(args: &TransferArgs, i: usize, r: &Run) {
+    let overall = mb_s(args.size * args.getters as u64, r.secs_all);
+    let per: Vec<f64> = r
+        .secs_per_getter
+        .iter()
+        .map(|s| mb_s(args.size, *s))
+        .collect();
+    if args.json {
+        let line = json!({
+            "event": "run", "run": i, "size": args.size, "seeders": args.seeders, "getters": args.getters,
+            "secs_all": r.secs_all, "mb_s_per_getter": per, "mb_s_overall": overall,
+            "raw_tcp_mb_s": r.raw_tcp_mb_s, "sha256_mb_s": r.sha256_mb_s,
+            "getter_peak_rss_kib": r.getter_rss_kib, "sharer_peak_rss_kib": r.sharer_rss_kib,
+            "getter_cpu_s": r.getter_cpu_s, "sharer_cpu_s": r.sharer_cpu_s,
+            "sharer_chunks_supplied": r.sharer_chunks,
+        });
+        println!("{line}");
+    } else {
+        let per: Vec<String> = per.iter().map(|v| format!("{v:.0}")).collect();
+        println!(
+            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
+            r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
+            r.getter_cpu_s, r.sharer_cpu_s, r.sharer_chunks
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let mid = v.get(v.len() / 2).copied().unwrap_or(0.0);
+    (
+        mid,
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0),
+    )
+}
+
+fn report_summary(args: &TransferArgs, runs: &[Run]) {
+    let overall = median(
+        runs.iter()
+            .map(|r| mb_s(args.size * args.getters as u64, r.secs_all))
+            .collect(),
+    );
+    let raw = median(runs.iter().map(|r| r.raw_tcp_mb_s).collect());
+    let sha = median(runs.iter().map(|r| r.sha256_mb_s).collect());
+    if args.json {
+        let line = json!({
+            "event": "summary", "runs": runs.len(),
+            "mb_s_overall": {"median": overall.0, "min": overall.1, "max": overall.2},
+            "raw_tcp_mb_s": {"median": raw.0, "min": raw.1, "max": raw.2},
+            "sha256_mb_s": {"median": sha.0, "min": sha.1, "max": sha.2},
+            "ratio_to_raw_tcp": overall.0 / raw.0.max(1e-9),
+            "ratio_to_sha256": overall.0 / sha.0.max(1e-9),
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
+            runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
+        );
+    }
+}
