@@ -318,9 +318,10 @@ impl Node {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(&line?) else {
                 continue;
             };
-            match event["event"].as_str() {
+            let text = |key: &str| event.get(key).and_then(serde_json::Value::as_str);
+            match text("event") {
                 Some("verified") => {
-                    let peer = event["peer"].as_str().unwrap_or_default().to_string();
+                    let peer = text("peer").unwrap_or_default().to_string();
                     *per_peer.entry(peer).or_default() += 1;
                 }
                 Some("done") => return Ok(per_peer),
