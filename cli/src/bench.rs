@@ -79,9 +79,12 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
 }
 
 fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail> {
+    settle_disk();
     let raw_tcp_mb_s = mb_s(args.size, raw_tcp_copy(source, &base.join("raw.out"))?);
     let _ = fs::remove_file(base.join("raw.out"));
     let sha256_mb_s = mb_s(args.size, sha256_secs(source)?);
+    // Each measurement starts with no dirty pages of the previous one still being written.
+    settle_disk();
 
     let exe = std::env::current_exe()?;
     let mut tracker = Node::start(&exe, &["tracker", "--listen", "127.0.0.1:0"])?;
@@ -168,6 +171,11 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
     drop(sharers);
     tracker.kill();
     Ok(run)
+}
+
+/// Flushes dirty pages system-wide, so one measurement's writeback does not slow the next.
+fn settle_disk() {
+    let _ = Command::new("sync").status();
 }
 
 fn path_str(p: &Path) -> Result<&str, Fail> {
