@@ -4,6 +4,7 @@
 
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
+use crate::writer::{Job, Writer};
 use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::{ConnId, Timestamp};
 use mio::net::{TcpListener, TcpStream};
@@ -80,6 +81,7 @@ pub struct Driver<M: Machine> {
     next_token: usize,
     next_inbound: u64,
     store: Option<FileStore>,
+    writer: Option<Writer>,
     limiter: Option<RateLimiter>,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
@@ -98,6 +100,10 @@ impl<M: Machine> Driver<M> {
     ) -> io::Result<Driver<M>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        // Writes run on their own thread, overlapping the loop's receiving and hashing.
+        let writer = store
+            .as_ref()
+            .map(|s| Writer::spawn(s.dir().to_path_buf(), waker.clone()));
         let listener = match listener {
             Some(l) => {
                 l.set_nonblocking(true)?;
@@ -118,6 +124,7 @@ impl<M: Machine> Driver<M> {
             tokens: BTreeMap::new(),
             next_token: FIRST_CONN,
             next_inbound: 0,
+            writer,
             store,
             limiter: None,
             deferred: BTreeMap::new(),
@@ -177,7 +184,7 @@ impl<M: Machine> Driver<M> {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(&mut app),
-                    WAKER => {}
+                    WAKER => self.writes_finished(&mut app),
                     token => {
                         let Some(conn) = self.tokens.get(&token).copied() else {
                             continue;
@@ -199,6 +206,7 @@ impl<M: Machine> Driver<M> {
                 self.machine.handle_timeout(now);
                 self.drain(&mut app);
             }
+            self.writes_finished(&mut app);
             self.retry_rate_limited(&mut app);
             self.resume_paused_reads(&mut app);
             self.drop_stalled_writers(&mut app);
@@ -328,27 +336,17 @@ impl<M: Machine> Driver<M> {
                     chunk,
                     offset,
                     data,
-                } => {
-                    let result = self
-                        .store_mut()
-                        .and_then(|s| s.store(&name, root, size, chunk, offset, &data))
-                        .map_err(|e| e.to_string());
-                    self.feed(Input::Stored { io, result });
-                }
-                Output::Commit { io, name } => {
-                    let result = self
-                        .store_mut()
-                        .and_then(|s| s.commit(&name))
-                        .map_err(|e| e.to_string());
-                    self.feed(Input::Stored { io, result });
-                }
-                Output::Discard { io, name } => {
-                    let result = self
-                        .store_mut()
-                        .and_then(|s| s.discard(&name))
-                        .map_err(|e| e.to_string());
-                    self.feed(Input::Stored { io, result });
-                }
+                } => self.write(Job::Store {
+                    io,
+                    name,
+                    root,
+                    size,
+                    chunk,
+                    offset,
+                    data,
+                }),
+                Output::Commit { io, name } => self.write(Job::Commit { io, name }),
+                Output::Discard { io, name } => self.write(Job::Discard { io, name }),
                 Output::Event(event) => {
                     let now = self.now();
                     if app(&mut self.machine, now, Some(&event)) == Flow::Stop {
@@ -357,6 +355,32 @@ impl<M: Machine> Driver<M> {
                 }
             }
         }
+    }
+
+    /// Hands a write to the writer thread; a node without storage fails it at once.
+    fn write(&mut self, job: Job) {
+        let io = match &job {
+            Job::Store { io, .. } | Job::Commit { io, .. } | Job::Discard { io, .. } => *io,
+        };
+        let result = match &self.writer {
+            Some(w) => w.submit(job),
+            None => Err("this node has no storage".into()),
+        };
+        if let Err(e) = result {
+            self.feed(Input::Stored { io, result: Err(e) });
+        }
+    }
+
+    /// Feeds the machine the writes the writer thread finished.
+    fn writes_finished(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
+        let done: Vec<_> = match &self.writer {
+            Some(w) => w.finished().collect(),
+            None => return,
+        };
+        for (io, result) in done {
+            self.feed(Input::Stored { io, result });
+        }
+        self.drain(app);
     }
 
     fn feed(&mut self, input: Input<'_>) {

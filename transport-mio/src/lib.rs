@@ -1,12 +1,13 @@
 //! drizzle-mio: runs Drizzle's core machines on real sockets and real files.
 //! `driver` is one mio event loop per machine (sockets, timers, back-pressure, upload rate),
-//! `storage` maps the machine's load/store/commit requests onto files, `node` runs a driver
-//! on a thread for in-process use (the demo, tests).
+//! `storage` maps the machine's load/store/commit requests onto files (`writer` runs the
+//! writes on their own thread), `node` runs a driver on a thread for in-process use.
 
 pub mod driver;
 pub mod node;
 pub mod rate;
 pub mod storage;
+pub mod writer;
 
 pub use driver::{Driver, Flow};
 pub use node::{spawn_peer, spawn_tracker, NodeHandle};
