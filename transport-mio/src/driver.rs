@@ -4,7 +4,7 @@
 
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
-use crate::writer::{Job, Writer};
+use crate::writer::Writer;
 use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::{ConnId, Timestamp};
 use mio::net::{TcpListener, TcpStream};
@@ -328,25 +328,9 @@ impl<M: Machine> Driver<M> {
                         self.load(pending);
                     }
                 }
-                Output::Store {
-                    io,
-                    name,
-                    root,
-                    size,
-                    chunk,
-                    offset,
-                    data,
-                } => self.write(Job::Store {
-                    io,
-                    name,
-                    root,
-                    size,
-                    chunk,
-                    offset,
-                    data,
-                }),
-                Output::Commit { io, name } => self.write(Job::Commit { io, name }),
-                Output::Discard { io, name } => self.write(Job::Discard { io, name }),
+                write @ (Output::Store { io, .. }
+                | Output::Commit { io, .. }
+                | Output::Discard { io, .. }) => self.write(io, write),
                 Output::Event(event) => {
                     let now = self.now();
                     if app(&mut self.machine, now, Some(&event)) == Flow::Stop {
@@ -358,12 +342,9 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Hands a write to the writer thread; a node without storage fails it at once.
-    fn write(&mut self, job: Job) {
-        let io = match &job {
-            Job::Store { io, .. } | Job::Commit { io, .. } | Job::Discard { io, .. } => *io,
-        };
+    fn write(&mut self, io: drizzle_core::IoId, write: Output) {
         let result = match &self.writer {
-            Some(w) => w.submit(job),
+            Some(w) => w.submit(write),
             None => Err("this node has no storage".into()),
         };
         if let Err(e) = result {

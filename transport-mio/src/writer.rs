@@ -3,55 +3,34 @@
 //! Completions come back through a channel and wake the loop.
 
 use crate::storage::FileStore;
-use drizzle_core::{FileName, IoId, Root};
+use drizzle_core::machine::Output;
+use drizzle_core::IoId;
 use mio::Waker;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Jobs queued at most; past it the loop waits for the disk (a bound on memory).
+/// Writes queued at most; past it the loop waits for the disk (a bound on memory).
 const QUEUE: usize = 8;
-
-/// One write-side request of the machine, in the order it was made.
-#[derive(Debug)]
-pub enum Job {
-    Store {
-        io: IoId,
-        name: FileName,
-        root: Root,
-        size: u64,
-        chunk: u32,
-        offset: u64,
-        data: Vec<u8>,
-    },
-    Commit {
-        io: IoId,
-        name: FileName,
-    },
-    Discard {
-        io: IoId,
-        name: FileName,
-    },
-}
 
 #[derive(Debug)]
 pub struct Writer {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<Output>>,
     done: Receiver<(IoId, Result<(), String>)>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// A writer for files under `dir`; `waker` is woken after every finished job.
+    /// A writer for files under `dir`; `waker` is woken after every finished write.
     pub fn spawn(dir: PathBuf, waker: Arc<Waker>) -> Writer {
-        let (jobs, inbox) = sync_channel::<Job>(QUEUE);
+        let (jobs, inbox) = sync_channel::<Output>(QUEUE);
         let (report, done) = channel();
         let thread = std::thread::spawn(move || {
             let mut store = FileStore::new(dir);
             for job in inbox {
                 let (io, result) = match job {
-                    Job::Store {
+                    Output::Store {
                         io,
                         name,
                         root,
@@ -60,8 +39,9 @@ impl Writer {
                         offset,
                         data,
                     } => (io, store.store(&name, root, size, chunk, offset, &data)),
-                    Job::Commit { io, name } => (io, store.commit(&name)),
-                    Job::Discard { io, name } => (io, store.discard(&name)),
+                    Output::Commit { io, name } => (io, store.commit(&name)),
+                    Output::Discard { io, name } => (io, store.discard(&name)),
+                    _ => continue, // only writes are sent here
                 };
                 if report
                     .send((io, result.map_err(|e| e.to_string())))
@@ -79,17 +59,17 @@ impl Writer {
         }
     }
 
-    /// Queues a job; waits while the queue is full.
-    pub fn submit(&self, job: Job) -> Result<(), String> {
+    /// Queues a write (`Output::Store`, `Commit` or `Discard`); waits while the queue is full.
+    pub fn submit(&self, write: Output) -> Result<(), String> {
         match &self.jobs {
             Some(jobs) => jobs
-                .send(job)
+                .send(write)
                 .map_err(|_| "the writer thread stopped".to_string()),
             None => Err("the writer thread stopped".into()),
         }
     }
 
-    /// Finished jobs, in order.
+    /// Finished writes, in order.
     pub fn finished(&self) -> impl Iterator<Item = (IoId, Result<(), String>)> + '_ {
         self.done.try_iter()
     }
