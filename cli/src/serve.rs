@@ -6,6 +6,7 @@ use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal};
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
 use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -38,10 +39,28 @@ pub fn share(
     }
     let (listener, local) = bind_and_announce(listen)?;
     let stop = stop_on_signal();
-    let files = scan_dir(dir, chunk_size, &mut |name, size| {
-        log::info!("hashing {name} ({size} bytes)")
-    })
-    .map_err(|e| Fail::new(Exit::Failure, format!("cannot read {}: {e}", dir.display())))?;
+    // On a terminal, a spinner says which file is being hashed (big trees take a while).
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    });
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let scanned = scan_dir(dir, chunk_size, &mut |name, size| {
+        log::info!("hashing {name} ({size} bytes)");
+        if let Some(bar) = &spinner {
+            bar.set_message(format!(
+                "hashing {name} ({count} files, {bytes} bytes done)"
+            ));
+        }
+        count += 1;
+        bytes += size;
+    });
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let files = scanned
+        .map_err(|e| Fail::new(Exit::Failure, format!("cannot read {}: {e}", dir.display())))?;
     let total: u64 = files.iter().map(|(_, m)| m.size).sum();
     println!(
         "sharing {} file(s), {total} bytes, from {}",
