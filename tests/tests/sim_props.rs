@@ -114,6 +114,32 @@ fn faults(holders: usize) -> impl Strategy<Value = Vec<Fault>> {
     prop::collection::vec(fault, 0..5).prop_map(|v| v.into_iter().flatten().collect())
 }
 
+/// Corrupts the given (holder, chunk) pairs, schedules the faults, and runs the getter's
+/// download of A to its end.
+fn run_download(
+    world: &mut World,
+    ids: &[NodeId],
+    getter: NodeId,
+    chunks: u32,
+    corrupt: &[(usize, u32)],
+    faults: &[Fault],
+) {
+    for (h, c) in corrupt {
+        if let Some(node) = ids.get(*h) {
+            let file = "A".to_string();
+            world.add_fault(Fault::Corrupt {
+                at_ms: 0,
+                node: *node,
+                file,
+                chunk: *c % chunks,
+            });
+        }
+    }
+    add_faults(world, faults, ids.len(), &corrupted(ids, corrupt));
+    get(world, getter);
+    world.run_until(DEADLINE_MS, |w| ended(w, getter, "A").is_some());
+}
+
 fn corrupted(ids: &[NodeId], corrupt: &[(usize, u32)]) -> Vec<NodeId> {
     corrupt
         .iter()
@@ -158,15 +184,7 @@ proptest! {
         faults in faults(3),
     ) {
         let (mut world, ids, getter) = swarm(seed, holders, (chunks * CHUNK) as usize - 7);
-        for (h, c) in &corrupt {
-            if let Some(node) = ids.get(*h) {
-                let file = "A".to_string();
-                world.add_fault(Fault::Corrupt { at_ms: 0, node: *node, file, chunk: *c % chunks });
-            }
-        }
-        add_faults(&mut world, &faults, holders, &corrupted(&ids, &corrupt));
-        get(&mut world, getter);
-        world.run_until(DEADLINE_MS, |w| ended(w, getter, "A").is_some());
+        run_download(&mut world, &ids, getter, chunks, &corrupt, &faults);
         prop_assert!(world.violations.is_empty(), "{:?}; seed {} faults {:?}", world.violations, seed, faults);
         match ended(&world, getter, "A") {
             Some(Event::Done { .. }) => {
@@ -194,15 +212,7 @@ proptest! {
     ) {
         let (mut world, ids, getter) = swarm(seed, holders, (chunks * CHUNK) as usize);
         // Corruption only on holders other than peer1.
-        for (h, c) in &corrupt {
-            if let Some(node) = ids.get(*h) {
-                let file = "A".to_string();
-                world.add_fault(Fault::Corrupt { at_ms: 0, node: *node, file, chunk: *c % chunks });
-            }
-        }
-        add_faults(&mut world, &faults, holders, &corrupted(&ids, &corrupt));
-        get(&mut world, getter);
-        world.run_until(DEADLINE_MS, |w| ended(w, getter, "A").is_some());
+        run_download(&mut world, &ids, getter, chunks, &corrupt, &faults);
         prop_assert!(world.violations.is_empty(), "{:?}; seed {} faults {:?}", world.violations, seed, faults);
         let end = ended(&world, getter, "A").cloned();
         prop_assert!(matches!(end, Some(Event::Done { .. })), "ended {:?}; seed {} faults {:?}", end, seed, faults);
