@@ -193,10 +193,7 @@ impl Stage {
 
     fn ended(who: &str, name: &str) -> impl Fn(&str, &Event) -> bool {
         let (who, name) = (who.to_string(), name.to_string());
-        move |w, e| {
-            w == who
-                && matches!(e, Event::Done { name: n, .. } | Event::Rejected { name: n, .. } | Event::Failed { name: n, .. } if n.as_str() == name)
-        }
+        move |w, e| w == who && e.ended_download().is_some_and(|n| n.as_str() == name)
     }
 
     fn events_of<'a>(&'a self, who: &'a str) -> impl Iterator<Item = &'a Event> + 'a {

@@ -216,6 +216,18 @@ pub enum Event {
     ProtocolViolation { remote: SocketAddr, reason: String },
 }
 
+impl Event {
+    /// The file whose download this event ends (done, rejected or failed), if it does.
+    pub fn ended_download(&self) -> Option<&FileName> {
+        match self {
+            Event::Done { name, .. }
+            | Event::Rejected { name, .. }
+            | Event::Failed { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
 /// The one driver-facing interface of trackers and peers (quinn-proto's shape: inputs in,
 /// outputs drained, timers inside).
 pub trait Machine {

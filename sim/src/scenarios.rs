@@ -319,12 +319,8 @@ fn download(w: &mut World, node: NodeId, request: DownloadRequest, failures: &mu
 
 /// How a node's download of `name` ended, if it did.
 pub fn ended<'w>(w: &'w World, node: NodeId, name: &str) -> Option<&'w Event> {
-    w.events_of(node).find(|e| match e {
-        Event::Done { name: n, .. }
-        | Event::Rejected { name: n, .. }
-        | Event::Failed { name: n, .. } => n.as_str() == name,
-        _ => false,
-    })
+    w.events_of(node)
+        .find(|e| e.ended_download().is_some_and(|n| n.as_str() == name))
 }
 
 fn expect_identical(w: &World, node: NodeId, name: &str, failures: &mut Vec<String>) {

@@ -16,7 +16,7 @@ use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
-use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use crate::wire::{encode, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
 use download::{Active, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -117,6 +117,8 @@ pub enum CommandError {
 #[derive(Debug)]
 struct LocalFile {
     manifest: Manifest,
+    /// The manifest's root, kept so it is not re-hashed.
+    root: Root,
     have: ChunkSet,
     /// Stored in the `.part` file (a download in progress, or `--chunks`).
     partial: bool,
@@ -358,7 +360,7 @@ impl Peer {
         partial: bool,
     ) {
         // A name now holding other content must not be served under its old root.
-        if let Some(old) = self.files.get(&name).map(|f| f.manifest.root()) {
+        if let Some(old) = self.files.get(&name).map(|f| f.root) {
             if old != root && self.by_root.get(&old) == Some(&name) {
                 self.by_root.remove(&old);
             }
@@ -368,6 +370,7 @@ impl Peer {
             name,
             LocalFile {
                 manifest,
+                root,
                 have,
                 partial,
             },
@@ -1252,12 +1255,4 @@ impl Peer {
         }
         self.pump(now, name);
     }
-}
-
-/// A summary of a file list entry, for logs.
-pub fn describe(file: &FileSummary) -> String {
-    format!(
-        "{} ({} bytes, {} chunks, {} peers)",
-        file.name, file.size, file.chunks, file.peers
-    )
 }
