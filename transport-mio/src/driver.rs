@@ -580,23 +580,10 @@ impl<M: Machine> Driver<M> {
                 _ => return, // still connecting
             }
         }
+        // Chunk reads held for this connection run in `drain`; reads paused on it resume
+        // at the end of the loop turn (`resume_paused_reads`).
         self.flush(conn);
-        self.after_flush(conn, app);
         self.drain(app);
-    }
-
-    /// Once a connection's buffer has room, held chunk reads run and paused reads resume (an
-    /// edge-triggered poll would not report the waiting bytes again).
-    fn after_flush(
-        &mut self,
-        conn: ConnId,
-        app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
-    ) {
-        self.drain(app);
-        let resume = self.conns.get(&conn).is_some_and(|c| c.read_pending) && self.has_room(conn);
-        if resume {
-            self.on_readable(conn, app);
-        }
     }
 
     fn on_readable(
@@ -654,7 +641,6 @@ impl<M: Machine> Driver<M> {
             .collect();
         for conn in waiting {
             self.flush(conn);
-            self.after_flush(conn, app);
         }
         self.drain(app);
     }
