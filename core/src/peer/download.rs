@@ -128,7 +128,8 @@ impl Active {
 
     /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
     /// holder that has a free slot, then a random such holder; when every missing chunk is
-    /// in flight (endgame), a straggler duplicated to another holder.
+    /// in flight (endgame), a straggler duplicated to another holder. One pass over the
+    /// missing chunks, allocating only per holder: it runs once per request.
     pub fn next_request(
         &self,
         now: Timestamp,
@@ -138,32 +139,64 @@ impl Active {
         if self.hopeless() {
             return None;
         }
-        let usable = |chunk: u32, exclude: &[SocketAddr]| -> Vec<SocketAddr> {
-            self.good_holders(chunk)
-                .filter(|a| !self.cooling(*a, now) && !exclude.contains(a) && has_slot(*a))
-                .collect()
-        };
-        let fresh = self.missing().filter(|c| !self.in_flight.contains_key(c));
-        let mut options: BTreeMap<u32, Vec<SocketAddr>> = fresh
-            .map(|c| (c, usable(c, &[])))
-            .filter(|(_, u)| !u.is_empty())
+        let good: Vec<(SocketAddr, &ChunkSet)> = self
+            .holders
+            .iter()
+            .filter(|(addr, _)| !self.bad.contains(addr))
+            .map(|(addr, have)| (*addr, have))
             .collect();
-        let endgame = options.is_empty()
-            && self.missing().count() <= ENDGAME_MAX_MISSING
-            && self.missing().all(|c| self.in_flight.contains_key(&c));
-        if endgame {
-            options = self
-                .missing()
-                .filter_map(|c| Some((c, self.in_flight.get(&c)?)))
-                .filter(|(_, asked)| asked.len() < MAX_COPIES_IN_FLIGHT)
-                .map(|(c, asked)| (c, usable(c, asked)))
-                .filter(|(_, u)| !u.is_empty())
-                .collect();
+        let ready: Vec<(SocketAddr, &ChunkSet)> = good
+            .iter()
+            .filter(|(addr, _)| !self.cooling(*addr, now) && has_slot(*addr))
+            .copied()
+            .collect();
+        if ready.is_empty() {
+            return None;
         }
-        let rarity = options.keys().map(|c| (*c, self.good_holders(*c).count()));
-        let chunk = picker::rarest(rarity, rng)?;
-        let holder = picker::random_holder(options.get(&chunk)?, rng)?;
+        let rarity = |c: u32| good.iter().filter(|(_, have)| have.contains(c)).count();
+        let asked = |c: u32| {
+            self.in_flight
+                .get(&c)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        let ready_for = |c: u32| {
+            let asked = asked(c);
+            ready
+                .iter()
+                .filter(move |(addr, have)| have.contains(c) && !asked.contains(addr))
+                .map(|(addr, _)| *addr)
+        };
+        let fresh = self
+            .missing()
+            .filter(|c| !self.in_flight.contains_key(c) && ready_for(*c).next().is_some());
+        let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
+            Some(chunk) => chunk,
+            None if self.in_endgame() => {
+                let stragglers = self
+                    .missing()
+                    .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                    .filter(|c| ready_for(*c).next().is_some());
+                picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+            }
+            None => return None,
+        };
+        let holders: Vec<SocketAddr> = ready_for(chunk).collect();
+        let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))
+    }
+
+    /// Every missing chunk is in flight and few are missing: duplicating now costs little
+    /// and saves waiting on the slowest holder.
+    fn in_endgame(&self) -> bool {
+        let mut missing = 0;
+        for c in self.missing() {
+            missing += 1;
+            if missing > ENDGAME_MAX_MISSING || !self.in_flight.contains_key(&c) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Judges a download with nothing in flight and nothing being stored.
