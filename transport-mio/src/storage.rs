@@ -142,7 +142,8 @@ impl FileStore {
     /// once and rarely read back soon, and through the cache every GiB costs fresh pages
     /// (slow where a VM's memory is handed out lazily) plus writeback at commit.
     fn write_direct(&mut self, name: &FileName, offset: u64, data: &[u8]) -> io::Result<bool> {
-        let aligned = offset % DIRECT_ALIGN as u64 == 0 && data.len() % DIRECT_ALIGN == 0;
+        let aligned =
+            offset.is_multiple_of(DIRECT_ALIGN as u64) && data.len().is_multiple_of(DIRECT_ALIGN);
         if !aligned || data.is_empty() {
             return Ok(false);
         }
