@@ -157,7 +157,10 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
         sha256_mb_s,
         getter_rss_kib: getters.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
         sharer_rss_kib: sharers.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
-        getter_cpu_s: getters.iter().map(|(n, _)| n.cpu_secs()).collect(),
+        getter_cpu_s: getters
+            .iter()
+            .map(|(n, _)| n.cpu_at_done.unwrap_or_else(|| n.cpu_secs()))
+            .collect(),
         sharer_cpu_s: sharers.iter().map(|(n, _)| n.cpu_secs()).collect(),
         sharer_chunks: sharers
             .iter()
@@ -260,6 +263,8 @@ fn sha256_secs(source: &Path) -> std::io::Result<f64> {
 struct Node {
     child: Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// CPU seconds when the getter said `done` (its threads are gone once it exits).
+    cpu_at_done: Option<f64>,
 }
 
 impl Node {
@@ -276,6 +281,7 @@ impl Node {
         Ok(Node {
             child,
             lines: BufReader::new(stdout).lines(),
+            cpu_at_done: None,
         })
     }
 
@@ -332,7 +338,10 @@ impl Node {
                     let peer = text("peer").unwrap_or_default().to_string();
                     *per_peer.entry(peer).or_default() += 1;
                 }
-                Some("done") => return Ok(per_peer),
+                Some("done") => {
+                    self.cpu_at_done = Some(self.cpu_secs());
+                    return Ok(per_peer);
+                }
                 Some("rejected" | "failed") => {
                     return Err(Fail::new(
                         Exit::Failure,

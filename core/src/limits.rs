@@ -35,6 +35,9 @@ pub const MAX_REASON_BYTES: usize = 512;
 /// Chunk requests a downloader keeps outstanding to one holder, and for one download.
 pub const MAX_REQUESTS_PER_HOLDER: usize = 16;
 pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
+/// Chunks a peer holds received but not yet hashed and written: past it the peer reads no
+/// more from holders, so a slow disk or hasher bounds memory (the rest waits in TCP).
+pub const MAX_CHUNKS_STORING: usize = 8;
 /// Chunk requests a server queues for one connection before refusing more.
 pub const MAX_QUEUED_REQUESTS_PER_CONN: usize = 64;
 /// Chunk loads a server has outstanding for one connection (bounds its send buffer).

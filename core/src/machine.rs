@@ -2,7 +2,7 @@
 //! ([`Output`], [`Event`]) and the one trait ([`Machine`]) that lets a single mio loop or
 //! simulator loop drive a tracker and a peer alike.
 
-use crate::manifest::{FileName, Root};
+use crate::manifest::{FileName, Hash, Root};
 use crate::time::Timestamp;
 use crate::wire::{FileSummary, LocatedHolder, Refusal};
 use serde::Serialize;
@@ -59,6 +59,12 @@ pub enum Input<'a> {
         io: IoId,
         result: Result<Vec<u8>, String>,
     },
+    /// A [`Output::Hash`] finished: the SHA-256 of `data`, and the bytes handed back.
+    Hashed {
+        io: IoId,
+        digest: Hash,
+        data: Vec<u8>,
+    },
     /// A [`Output::Store`] or [`Output::Commit`] or [`Output::Discard`] finished.
     Stored {
         io: IoId,
@@ -90,6 +96,13 @@ pub enum Output {
         offset: u64,
         len: u32,
         conn: ConnId,
+    },
+    /// Compute the SHA-256 of `data`; answer with [`Input::Hashed`]. Pure computation, asked
+    /// of the driver so it can run beside receiving (another thread); the machine still
+    /// compares the digest and decides.
+    Hash {
+        io: IoId,
+        data: Vec<u8>,
     },
     /// Write verified chunk `chunk` of the file with root `root` into the `.part` file
     /// (created at `size` bytes if missing) at `offset`, and remember that it is there so an
@@ -239,4 +252,10 @@ pub trait Machine {
     fn poll_timeout(&self) -> Option<Timestamp>;
     /// Runs every timer due at `now`; an early or repeated call is a no-op.
     fn handle_timeout(&mut self, now: Timestamp);
+    /// Whether the driver may read more from `conn` now. `false` is back-pressure: the
+    /// machine holds all the input it can (a peer whose received chunks wait for hashing
+    /// and the disk), so the rest waits in the network. Asked again after every input.
+    fn accepts_input(&self, _conn: ConnId) -> bool {
+        true
+    }
 }

@@ -147,9 +147,14 @@ impl Manifest {
 
     /// Whether `data` is exactly chunk `i`.
     pub fn verify_chunk(&self, i: u32, data: &[u8]) -> bool {
+        self.chunk_matches(i, data.len(), &sha256(data))
+    }
+
+    /// Whether `len` bytes with SHA-256 `digest` are chunk `i` (the digest computed elsewhere).
+    pub fn chunk_matches(&self, i: u32, len: usize, digest: &Hash) -> bool {
         match (self.chunk_range(i), self.hashes.get(i as usize)) {
-            (Some((_, len)), Some(expected)) => {
-                data.len() == len as usize && sha256(data) == *expected
+            (Some((_, expected_len)), Some(expected)) => {
+                len == expected_len as usize && digest == expected
             }
             _ => false,
         }

@@ -136,6 +136,12 @@ enum Action {
         io: IoId,
         result: Result<Option<Vec<u8>>, String>,
     },
+    Hashed {
+        node: NodeId,
+        incarnation: u32,
+        io: IoId,
+        data: Vec<u8>,
+    },
     Timer {
         node: NodeId,
         incarnation: u32,
@@ -470,6 +476,17 @@ impl World {
                     self.feed(node, input);
                 }
             }
+            Action::Hashed {
+                node,
+                incarnation,
+                io,
+                data,
+            } => {
+                if self.alive(node, incarnation) {
+                    let digest = drizzle_core::manifest::sha256(&data);
+                    self.feed(node, Input::Hashed { io, digest, data });
+                }
+            }
             Action::Timer {
                 node,
                 incarnation,
@@ -593,6 +610,15 @@ impl World {
                     },
                 );
             }
+            Output::Hash { io, data } => self.push(
+                now_us,
+                Action::Hashed {
+                    node,
+                    incarnation,
+                    io,
+                    data,
+                },
+            ),
             Output::Store {
                 io,
                 name,

@@ -5,7 +5,9 @@
 // Test code: a panic here is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use drizzle_core::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, REGISTER_TIMEOUT_MS};
+use drizzle_core::limits::{
+    FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_CHUNKS_STORING, REGISTER_TIMEOUT_MS,
+};
 use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile, MAGIC};
@@ -30,6 +32,9 @@ struct Drained {
     closed: Vec<ConnId>,
     events: Vec<Event>,
     loads: Vec<(drizzle_core::IoId, StorageKey, u32)>,
+    hashes: Vec<(drizzle_core::IoId, Vec<u8>)>,
+    stores: Vec<(drizzle_core::IoId, u32)>,
+    connects: Vec<(ConnId, SocketAddr)>,
 }
 
 fn drain(m: &mut dyn Machine) -> Drained {
@@ -47,6 +52,9 @@ fn drain(m: &mut dyn Machine) -> Drained {
             Output::Close { conn } => d.closed.push(conn),
             Output::Event(e) => d.events.push(e),
             Output::Load { io, key, len, .. } => d.loads.push((io, key, len)),
+            Output::Hash { io, data } => d.hashes.push((io, data)),
+            Output::Store { io, chunk, .. } => d.stores.push((io, chunk)),
+            Output::Connect { conn, addr } => d.connects.push((conn, addr)),
             _ => {}
         }
     }
@@ -502,4 +510,96 @@ fn orphaned_files_are_forgotten_after_a_while() {
             .any(|(_, m)| matches!(m, Message::NotFound { .. })),
         "{d:?}"
     );
+}
+
+/// A holder that pours chunks faster than they can be hashed and written cannot grow the
+/// downloader's memory: past `MAX_CHUNKS_STORING` the peer refuses more input from holders
+/// (the driver stops reading; the rest waits in TCP) until chunks are stored.
+#[test]
+fn a_fast_holder_cannot_outrun_hashing_and_disk() {
+    let data: Vec<u8> = (0..64 * 40).map(|i| (i % 251) as u8).collect();
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let name = FileName::new("f").unwrap();
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
+    p.handle_timeout(Timestamp(0)); // connects to the tracker
+    p.command(
+        Timestamp(0),
+        PeerCommand::Download(drizzle_core::peer::DownloadRequest::whole(name.clone())),
+    )
+    .unwrap();
+    let d = drain(&mut p);
+    let (tracker, _) = d.connects[0];
+    let req = d
+        .sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Locate { req, .. } => Some(*req),
+            _ => None,
+        })
+        .expect("a locate");
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    let mut answer = hello(Role::Tracker);
+    answer.extend(encode(&Message::Located {
+        req,
+        name,
+        manifest: manifest.clone(),
+        holders: vec![drizzle_core::wire::LocatedHolder {
+            addr: addr(9),
+            have: ChunkSet::full(40),
+        }],
+    }));
+    let d = send(&mut p, tracker, 1, &answer);
+    let (holder, _) = d.connects[0];
+    p.handle(Timestamp(1), Input::Connected { conn: holder });
+    let asked: Vec<u32> = d
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::GetChunk { chunk, .. } => Some(*chunk),
+            _ => None,
+        })
+        .collect();
+    assert!(asked.len() > MAX_CHUNKS_STORING, "{asked:?}");
+    // Every requested chunk arrives at once, one frame per read.
+    let mut d = send(&mut p, holder, 2, &hello(Role::Peer));
+    for chunk in &asked {
+        assert!(p.accepts_input(holder) || d.hashes.len() >= MAX_CHUNKS_STORING);
+        if !p.accepts_input(holder) {
+            break;
+        }
+        let (offset, len) = manifest.chunk_range(*chunk).unwrap();
+        let piece = data[offset as usize..offset as usize + len as usize].to_vec();
+        let msg = Message::ChunkData {
+            root: manifest.root(),
+            chunk: *chunk,
+            data: piece,
+        };
+        let more = send(&mut p, holder, 2, &encode(&msg));
+        d.hashes.extend(more.hashes);
+    }
+    assert_eq!(d.hashes.len(), MAX_CHUNKS_STORING);
+    assert!(!p.accepts_input(holder), "reading must pause at the limit");
+    assert!(
+        p.accepts_input(tracker),
+        "the tracker link is not held back"
+    );
+    // Hashing and writing them lets input flow again.
+    for (io, bytes) in d.hashes {
+        let digest = drizzle_core::manifest::sha256(&bytes);
+        p.handle(
+            Timestamp(3),
+            Input::Hashed {
+                io,
+                digest,
+                data: bytes,
+            },
+        );
+    }
+    let stored = drain(&mut p).stores;
+    assert_eq!(stored.len(), MAX_CHUNKS_STORING);
+    assert!(!p.accepts_input(holder), "still being written");
+    for (io, _) in stored {
+        p.handle(Timestamp(4), Input::Stored { io, result: Ok(()) });
+    }
+    assert!(p.accepts_input(holder));
 }

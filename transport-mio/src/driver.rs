@@ -2,11 +2,14 @@
 //! bytes between sockets and the machine, runs its timers, carries out its storage requests,
 //! and hands its events to the application. Follows the drain rule after every input.
 
+use crate::hasher::{spawn_hasher, Hasher};
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
-use crate::writer::Writer;
-use drizzle_core::machine::{Event, Input, Machine, Output};
+use crate::writer::{spawn_writer, Writer};
+use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
+use drizzle_core::manifest::sha256;
 use drizzle_core::{ConnId, Timestamp};
+
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, VecDeque};
@@ -82,6 +85,7 @@ pub struct Driver<M: Machine> {
     next_inbound: u64,
     store: Option<FileStore>,
     writer: Option<Writer>,
+    hasher: Option<Hasher>,
     limiter: Option<RateLimiter>,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
@@ -100,10 +104,11 @@ impl<M: Machine> Driver<M> {
     ) -> io::Result<Driver<M>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        // Writes run on their own thread, overlapping the loop's receiving and hashing.
+        // Writes and hashing run on their own threads, overlapping the loop's receiving.
         let writer = store
             .as_ref()
-            .map(|s| Writer::spawn(s.dir().to_path_buf(), waker.clone()));
+            .map(|s| spawn_writer(s.dir().to_path_buf(), waker.clone()));
+        let hasher = store.as_ref().map(|_| spawn_hasher(waker.clone()));
         let listener = match listener {
             Some(l) => {
                 l.set_nonblocking(true)?;
@@ -125,6 +130,7 @@ impl<M: Machine> Driver<M> {
             next_token: FIRST_CONN,
             next_inbound: 0,
             writer,
+            hasher,
             store,
             limiter: None,
             deferred: BTreeMap::new(),
@@ -184,7 +190,7 @@ impl<M: Machine> Driver<M> {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(&mut app),
-                    WAKER => self.writes_finished(&mut app),
+                    WAKER => self.work_finished(&mut app),
                     token => {
                         let Some(conn) = self.tokens.get(&token).copied() else {
                             continue;
@@ -206,7 +212,7 @@ impl<M: Machine> Driver<M> {
                 self.machine.handle_timeout(now);
                 self.drain(&mut app);
             }
-            self.writes_finished(&mut app);
+            self.work_finished(&mut app);
             self.retry_rate_limited(&mut app);
             self.resume_paused_reads(&mut app);
             self.drop_stalled_writers(&mut app);
@@ -232,7 +238,8 @@ impl<M: Machine> Driver<M> {
         self.drain(app);
     }
 
-    /// Reads paused for back-pressure whose connection has room again.
+    /// Reads paused for back-pressure whose connection has room again (`on_readable`
+    /// pauses again at once if the machine still refuses input).
     fn resume_paused_reads(
         &mut self,
         app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
@@ -331,6 +338,7 @@ impl<M: Machine> Driver<M> {
                 write @ (Output::Store { io, .. }
                 | Output::Commit { io, .. }
                 | Output::Discard { io, .. }) => self.write(io, write),
+                Output::Hash { io, data } => self.hash(io, data),
                 Output::Event(event) => {
                     let now = self.now();
                     if app(&mut self.machine, now, Some(&event)) == Flow::Stop {
@@ -342,23 +350,40 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Hands a write to the writer thread; a node without storage fails it at once.
-    fn write(&mut self, io: drizzle_core::IoId, write: Output) {
+    fn write(&mut self, io: IoId, write: Output) {
         let result = match &self.writer {
-            Some(w) => w.submit(write),
-            None => Err("this node has no storage".into()),
+            Some(w) => w.submit(write).map_err(|_| "the writer thread stopped"),
+            None => Err("this node has no storage"),
         };
         if let Err(e) = result {
-            self.feed(Input::Stored { io, result: Err(e) });
+            self.feed(Input::Stored {
+                io,
+                result: Err(e.into()),
+            });
         }
     }
 
-    /// Feeds the machine the writes the writer thread finished.
-    fn writes_finished(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
-        let done: Vec<_> = match &self.writer {
-            Some(w) => w.finished().collect(),
-            None => return,
+    /// Hands a chunk to the hasher thread, or hashes it here if there is none.
+    fn hash(&mut self, io: IoId, data: Vec<u8>) {
+        let data = match &self.hasher {
+            Some(h) => match h.submit((io, data)) {
+                Ok(()) => return,
+                Err((_, data)) => data,
+            },
+            None => data,
         };
-        for (io, result) in done {
+        let digest = sha256(&data);
+        self.feed(Input::Hashed { io, digest, data });
+    }
+
+    /// Feeds the machine what the writer and hasher threads finished.
+    fn work_finished(&mut self, app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow) {
+        let hashed: Vec<_> = self.hasher.iter().flat_map(Hasher::finished).collect();
+        for (io, digest, data) in hashed {
+            self.feed(Input::Hashed { io, digest, data });
+        }
+        let written: Vec<_> = self.writer.iter().flat_map(Writer::finished).collect();
+        for (io, result) in written {
             self.feed(Input::Stored { io, result });
         }
         self.drain(app);
@@ -598,7 +623,7 @@ impl<M: Machine> Driver<M> {
             if c.connecting {
                 return;
             }
-            if c.unsent() >= WRITE_HIGH {
+            if c.unsent() >= WRITE_HIGH || !self.machine.accepts_input(conn) {
                 c.read_pending = true;
                 return;
             }

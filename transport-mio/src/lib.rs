@@ -1,12 +1,14 @@
 //! drizzle-mio: runs Drizzle's core machines on real sockets and real files.
 //! `driver` is one mio event loop per machine (sockets, timers, back-pressure, upload rate),
-//! `storage` maps the machine's load/store/commit requests onto files (`writer` runs the
-//! writes on their own thread), `node` runs a driver on a thread for in-process use.
+//! `storage` maps the machine's load/store/commit requests onto files (`writer` and `hasher`
+//! run writes and hashing on `worker` threads), `node` runs a driver on a thread.
 
 pub mod driver;
+pub mod hasher;
 pub mod node;
 pub mod rate;
 pub mod storage;
+pub mod worker;
 pub mod writer;
 
 pub use driver::{Driver, Flow};

@@ -9,8 +9,8 @@ mod serve;
 
 use crate::chunkset::ChunkSet;
 use crate::limits::{
-    HOLDER_IDLE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD,
-    MAX_REQUESTS_PER_HOLDER,
+    HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS,
+    MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
 };
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
@@ -187,6 +187,13 @@ enum Io {
         root: Root,
         chunk: u32,
     },
+    /// A received chunk being hashed; `root` tells it from a later download of the same name.
+    Verify {
+        name: FileName,
+        root: Root,
+        chunk: u32,
+        peer: SocketAddr,
+    },
     Store {
         name: FileName,
         chunk: u32,
@@ -285,6 +292,14 @@ impl Peer {
             .values()
             .filter_map(|d| d.active.as_ref().map(Active::requests_in_flight))
             .collect()
+    }
+
+    /// Chunks received and not yet stored (being hashed or written), over all downloads.
+    pub fn chunks_storing(&self) -> usize {
+        self.downloads
+            .values()
+            .filter_map(|d| d.active.as_ref().map(|a| a.storing.len()))
+            .sum()
     }
 
     // ---- commands ----
@@ -741,6 +756,8 @@ impl Peer {
         self.pump(now, &name);
     }
 
+    /// A requested chunk arrived: have it hashed (unless an endgame duplicate already did).
+    /// It counts as `storing` from now on, so it is not requested again while hashed.
     fn handle_chunk(&mut self, name: &FileName, chunk: u32, holder: SocketAddr, data: Vec<u8>) {
         let Some(a) = self.active_mut(name) else {
             return;
@@ -748,32 +765,67 @@ impl Peer {
         if a.have.contains(chunk) || a.storing.contains(&chunk) {
             return; // an endgame duplicate
         }
-        if !a.manifest.verify_chunk(chunk, &data) {
-            a.mismatched.insert(chunk);
-            a.bad.insert(holder);
-            log::error!("hash mismatch for chunk {chunk} of {name} from {holder}");
-            return self.emit(Event::Mismatch {
-                name: name.clone(),
-                chunk,
-                peer: holder,
-            });
-        }
         a.storing.insert(chunk);
         // Duplicates still owed by other holders are ignored when they land.
         a.in_flight.remove(&chunk);
-        let (offset, size, root) = (
+        let root = a.root;
+        let io = self.new_io(Io::Verify {
+            name: name.clone(),
+            root,
+            chunk,
+            peer: holder,
+        });
+        self.out.push_back(Output::Hash { io, data });
+    }
+
+    /// A received chunk's digest is known: store it if it is the chunk the manifest names,
+    /// otherwise mark its sender bad and ask elsewhere.
+    fn handle_hashed(
+        &mut self,
+        now: Timestamp,
+        io: IoId,
+        digest: &crate::manifest::Hash,
+        data: Vec<u8>,
+    ) {
+        if !matches!(self.ios.get(&io), Some(Io::Verify { .. })) {
+            return;
+        }
+        let Some(Io::Verify {
+            name,
+            root,
+            chunk,
+            peer,
+        }) = self.ios.remove(&io)
+        else {
+            return;
+        };
+        let Some(a) = self.active_mut(&name).filter(|a| a.root == root) else {
+            return; // finished or abandoned meanwhile
+        };
+        if !a.manifest.chunk_matches(chunk, data.len(), digest) {
+            a.storing.remove(&chunk);
+            a.mismatched.insert(chunk);
+            a.bad.insert(peer);
+            log::error!("hash mismatch for chunk {chunk} of {name} from {peer}");
+            self.emit(Event::Mismatch {
+                name: name.clone(),
+                chunk,
+                peer,
+            });
+            return self.pump(now, &name);
+        }
+        let (offset, size) = (
             a.manifest.chunk_range(chunk).map_or(0, |(o, _)| o),
             a.manifest.size,
-            a.root,
         );
         let io = self.new_io(Io::Store {
             name: name.clone(),
             chunk,
-            peer: holder,
+            peer,
         });
         self.out.push_back(Output::Store {
             io,
-            name: name.clone(),
+            name,
             root,
             size,
             chunk,
@@ -1077,6 +1129,10 @@ impl Peer {
             }
             (Io::Store { name, chunk, peer }, Ok(_)) => self.handle_stored(now, name, chunk, peer),
             (Io::Commit { name }, Ok(_)) => self.finish(&name, true),
+            (Io::Verify { name, .. }, _) => {
+                let reason = "the driver answered a hash request as storage".to_string();
+                self.fail(name, FailKind::Storage, reason);
+            }
             (Io::Store { name, .. } | Io::Commit { name }, Err(e)) => {
                 let reason = format!("cannot write {name}: {e}");
                 self.fail(name, FailKind::Storage, reason);
@@ -1141,11 +1197,19 @@ impl Machine for Peer {
             }
             Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
             Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),
+            Input::Hashed { io, digest, data } => self.handle_hashed(now, io, &digest, data),
         }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    fn accepts_input(&self, conn: ConnId) -> bool {
+        match self.conns.get(&conn) {
+            Some(Conn::Out(_)) => self.chunks_storing() < MAX_CHUNKS_STORING,
+            _ => true,
+        }
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
@@ -1206,12 +1270,16 @@ impl Machine for Peer {
             }
         }
         let timeout = self.config.request_timeout_ms;
+        // While input is held back for our own disk, silence is not the holders' fault.
+        let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
         let stalled: Vec<ConnId> = self
             .conns
             .iter()
             .filter_map(|(id, c)| match c {
                 Conn::Out(o)
-                    if !o.requests.is_empty() && now.since_ms(o.last_activity) >= timeout =>
+                    if !held_back
+                        && !o.requests.is_empty()
+                        && now.since_ms(o.last_activity) >= timeout =>
                 {
                     Some(*id)
                 }

@@ -511,7 +511,8 @@ impl Machine for Tracker {
             Input::Connected { .. }
             | Input::ConnectFailed { .. }
             | Input::Loaded { .. }
-            | Input::Stored { .. } => {}
+            | Input::Stored { .. }
+            | Input::Hashed { .. } => {}
         }
     }
 
