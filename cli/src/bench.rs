@@ -134,13 +134,29 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
         }
         getters.push((Node::start(&exe, &a)?, out));
     }
+    // Each getter's output is read on its own thread: a getter whose stdout pipe fills
+    // while another is being read would block, and stall the getters it serves.
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let readers: Vec<_> = getters
+            .iter_mut()
+            .map(|(node, _)| {
+                scope.spawn(move || {
+                    let supplied = node.verified_until_done();
+                    (supplied, started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join()).collect()
+    });
     let mut secs_per_getter = Vec::new();
     let mut supplied: BTreeMap<String, u64> = BTreeMap::new();
-    for (node, out) in getters.iter_mut() {
-        for (peer, n) in node.verified_until_done()? {
+    for (outcome, (_, out)) in outcomes.into_iter().zip(&getters) {
+        let (per_peer, secs) =
+            outcome.map_err(|_| Fail::new(Exit::Failure, "a bench reader thread panicked"))?;
+        for (peer, n) in per_peer? {
             *supplied.entry(peer).or_default() += n;
         }
-        secs_per_getter.push(started.elapsed().as_secs_f64());
+        secs_per_getter.push(secs);
         let got = fs::metadata(out.join(FILE)).map(|m| m.len()).unwrap_or(0);
         if got != args.size {
             return Err(Fail::new(
@@ -263,7 +279,7 @@ fn sha256_secs(source: &Path) -> std::io::Result<f64> {
 struct Node {
     child: Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    /// CPU seconds when the getter said `done` (its threads are gone once it exits).
+    /// CPU seconds when the getter said `done`.
     cpu_at_done: Option<f64>,
 }
 
@@ -316,12 +332,12 @@ impl Node {
     fn cpu_secs(&self) -> f64 {
         let stat = self.proc_file("stat");
         let after_name = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<u64> = after_name
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        // Fields 14 and 15 of stat; after the name and state they are the 11th and 12th numbers.
-        let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; after the name, field 3 comes first.
+        let ticks: u64 = [14, 15]
+            .iter()
+            .filter_map(|f| fields.get(f - 3).and_then(|v| v.parse::<u64>().ok()))
+            .sum();
         ticks as f64 / 100.0
     }
 

@@ -24,7 +24,7 @@ const DEADLINE_MS: u64 = 600_000;
 /// reconnect backoff included): liveness is promised only for such peers.
 fn patient(config: &mut PeerConfig) {
     config.request_timeout_ms = 5_000;
-    config.refresh_interval_ms = 1_000;
+    config.refresh_max_ms = 1_000;
     config.unavailable_after_ms = 120_000;
     config.reject_grace_ms = 30_000;
 }

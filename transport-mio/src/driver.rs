@@ -3,6 +3,7 @@
 //! and hands its events to the application. Follows the drain rule after every input.
 
 use crate::hasher::{spawn_hasher, Hasher};
+use crate::out_queue::OutQueue;
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
@@ -13,7 +14,7 @@ use drizzle_core::{ConnId, Timestamp};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,8 +48,7 @@ pub enum Flow {
 struct Conn {
     stream: TcpStream,
     token: Token,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutQueue,
     connecting: bool,
     closing: bool,
     /// When bytes last left: a remote that stops reading is dropped after `WRITE_STALL`.
@@ -59,7 +59,7 @@ struct Conn {
 
 impl Conn {
     fn unsent(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.unsent()
     }
 }
 
@@ -430,8 +430,7 @@ impl<M: Machine> Driver<M> {
             Conn {
                 stream,
                 token,
-                out: Vec::new(),
-                out_pos: 0,
+                out: OutQueue::default(),
                 connecting,
                 closing: false,
                 last_write: Instant::now(),
@@ -482,14 +481,11 @@ impl<M: Machine> Driver<M> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.out_pos == c.out.len() {
+        if c.unsent() == 0 {
             // The stall clock starts when there is something to send.
             c.last_write = Instant::now();
-            c.out = bytes;
-            c.out_pos = 0;
-        } else {
-            c.out.extend_from_slice(&bytes);
         }
+        c.out.push(bytes);
         self.flush(conn);
     }
 
@@ -510,7 +506,7 @@ impl<M: Machine> Driver<M> {
         }
         let mut failed = false;
         let mut written = 0;
-        while c.out_pos < c.out.len() {
+        while c.unsent() > 0 {
             let mut n = c.unsent();
             if let Some(l) = self.limiter.as_mut() {
                 n = l.allowance(n, Instant::now());
@@ -518,16 +514,12 @@ impl<M: Machine> Driver<M> {
                     break;
                 }
             }
-            let Some(chunk) = c.out.get(c.out_pos..c.out_pos + n) else {
-                break;
-            };
-            match c.stream.write(chunk) {
+            match c.out.write_to(&mut c.stream, n) {
                 Ok(0) => {
                     failed = true;
                     break;
                 }
                 Ok(w) => {
-                    c.out_pos += w;
                     written += w;
                     c.last_write = Instant::now();
                     if let Some(l) = self.limiter.as_mut() {
@@ -541,13 +533,6 @@ impl<M: Machine> Driver<M> {
                     break;
                 }
             }
-        }
-        if c.out_pos == c.out.len() {
-            c.out.clear();
-            c.out_pos = 0;
-        } else if c.out_pos > (1 << 20) && c.out_pos * 2 > c.out.len() {
-            c.out.drain(..c.out_pos);
-            c.out_pos = 0;
         }
         let done_closing = c.closing && c.unsent() == 0;
         if written > 0 {

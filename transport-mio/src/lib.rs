@@ -6,6 +6,7 @@
 pub mod driver;
 pub mod hasher;
 pub mod node;
+pub mod out_queue;
 pub mod rate;
 pub mod storage;
 pub mod worker;

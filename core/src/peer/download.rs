@@ -40,6 +40,8 @@ pub(crate) struct Active {
     /// that happens; a refreshed chunk map with a good holder disarms it).
     pub reject_at: Option<Timestamp>,
     pub next_refresh: Timestamp,
+    /// The current wait between chunk-map refreshes (see `PeerConfig::refresh_min_ms`).
+    pub refresh_ms: u64,
     pub committing: bool,
 }
 
@@ -76,18 +78,28 @@ impl Active {
             give_up_at: None,
             reject_at: None,
             next_refresh: now,
+            refresh_ms: 0,
             committing: false,
         }
     }
 
     /// Replaces the chunk map with a fresh locate answer (bad marks and cooldowns stay).
-    pub fn set_holders(&mut self, holders: Vec<LocatedHolder>) {
+    /// Whether it brought news: some holder has a chunk still missing that it did not
+    /// have before.
+    pub fn set_holders(&mut self, holders: Vec<LocatedHolder>) -> bool {
         let count = self.manifest.chunk_count();
-        self.holders = holders
+        let fresh: BTreeMap<SocketAddr, ChunkSet> = holders
             .into_iter()
             .filter(|h| h.have.len() == count && h.have.is_well_formed())
             .map(|h| (h.addr, h.have))
             .collect();
+        let news = fresh.iter().any(|(addr, have)| {
+            let before = self.holders.get(addr);
+            self.missing()
+                .any(|c| have.contains(c) && !before.is_some_and(|b| b.contains(c)))
+        });
+        self.holders = fresh;
+        news
     }
 
     pub fn is_complete(&self) -> bool {

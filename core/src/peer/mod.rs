@@ -34,8 +34,11 @@ pub struct PeerConfig {
     pub seed: u64,
     /// A holder that sends nothing for this long while owing chunks is dropped.
     pub request_timeout_ms: u64,
-    /// How often a download asks the tracker for a fresh chunk map.
-    pub refresh_interval_ms: u64,
+    /// How often a download asks the tracker for a fresh chunk map: soon after a map that
+    /// brought news (new holders or chunks), backing off by doubling up to the max when
+    /// the maps stop changing. Peers that download together learn of each other quickly.
+    pub refresh_min_ms: u64,
+    pub refresh_max_ms: u64,
     /// A download that cannot progress for this long fails as unavailable.
     pub unavailable_after_ms: u64,
     /// A holder whose connection failed is left alone this long.
@@ -55,7 +58,8 @@ impl PeerConfig {
             listen,
             seed,
             request_timeout_ms: 20_000,
-            refresh_interval_ms: 5_000,
+            refresh_min_ms: 250,
+            refresh_max_ms: 5_000,
             unavailable_after_ms: 30_000,
             holder_retry_ms: 2_000,
             reject_grace_ms: 3_000,
@@ -434,7 +438,7 @@ impl Peer {
         }
         for d in self.downloads.values_mut() {
             if let Some(a) = d.active.as_mut() {
-                a.next_refresh = now.plus_ms(self.config.refresh_interval_ms);
+                a.next_refresh = now.plus_ms(a.refresh_ms);
             }
         }
     }
@@ -558,7 +562,7 @@ impl Peer {
     /// A tracker that is `settling` (just restarted) may not have heard from every holder
     /// yet, so its "not found" is retried rather than final.
     fn handle_not_found(&mut self, now: Timestamp, name: FileName, settling: bool) {
-        let retry_at = now.plus_ms(self.config.refresh_interval_ms);
+        let retry_at = now.plus_ms(self.config.refresh_max_ms);
         let Some(d) = self.downloads.get_mut(&name) else {
             return;
         };
@@ -590,10 +594,15 @@ impl Peer {
         let root = manifest.root();
         if let Some(active) = &download.active {
             if active.root == root {
-                let interval = self.config.refresh_interval_ms;
+                let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
                 if let Some(a) = self.active_mut(&name) {
-                    a.set_holders(holders);
-                    a.next_refresh = now.plus_ms(interval);
+                    let news = a.set_holders(holders);
+                    a.refresh_ms = if news {
+                        min_ms
+                    } else {
+                        a.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
+                    };
+                    a.next_refresh = now.plus_ms(a.refresh_ms);
                 }
                 self.pump(now, &name);
             }
@@ -630,7 +639,8 @@ impl Peer {
         });
         let mut active = Active::new(root, manifest.clone(), want, have.clone(), now);
         active.set_holders(holders);
-        active.next_refresh = now.plus_ms(self.config.refresh_interval_ms);
+        active.refresh_ms = self.config.refresh_min_ms;
+        active.next_refresh = now.plus_ms(active.refresh_ms);
         if let Some(d) = self.downloads.get_mut(&name) {
             d.active = Some(active);
         }
@@ -1108,7 +1118,11 @@ impl Peer {
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let bytes = encode(msg);
+        self.send_bytes(conn, encode(msg));
+    }
+
+    /// Queues encoded bytes (whole frames, or a frame's parts in order).
+    fn send_bytes(&mut self, conn: ConnId, bytes: Vec<u8>) {
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
             link.queued(bytes.len());
         }
@@ -1302,7 +1316,6 @@ impl Machine for Peer {
 impl Peer {
     fn download_timers(&mut self, now: Timestamp, name: &FileName) {
         let unavailable_after = self.config.unavailable_after_ms;
-        let interval = self.config.refresh_interval_ms;
         let Some(d) = self.downloads.get_mut(name) else {
             return;
         };
@@ -1318,7 +1331,8 @@ impl Peer {
         };
         a.cooldown.retain(|_, until| *until > now);
         if a.next_refresh <= now {
-            a.next_refresh = now.plus_ms(interval);
+            // Pushed back again by the answer; this covers an answer that never comes.
+            a.next_refresh = now.plus_ms(a.refresh_ms.max(self.config.refresh_max_ms));
             self.send_locate(name.clone());
         }
         self.pump(now, name);

@@ -8,7 +8,7 @@ use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::Root;
 use crate::time::Timestamp;
-use crate::wire::{Message, Role};
+use crate::wire::{encode_chunk_data, Message, Role};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -155,7 +155,10 @@ impl Peer {
         let reply = match result {
             Ok(Some(data)) if Some(data.len()) == expected => {
                 self.emit(Event::Served { root, chunk, to });
-                Message::ChunkData { root, chunk, data }
+                for bytes in encode_chunk_data(root, chunk, data) {
+                    self.send_bytes(conn, bytes);
+                }
+                return self.pump_serving(conn);
             }
             Ok(_) => {
                 log::warn!(

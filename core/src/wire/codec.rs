@@ -4,8 +4,13 @@
 
 use super::message::Message;
 use crate::limits::{MAX_FRAME_BYTES, MAX_HELLO_FRAME_BYTES};
+use crate::manifest::Root;
 
 const PREFIX_BYTES: usize = 4;
+/// The first payload byte of a `ChunkData` frame: its variant index (pinned by a test).
+const CHUNK_DATA_TAG: u8 = 12;
+/// A chunk payload's buffer is reserved up front at most this big, and grows as bytes come.
+const MAX_PAYLOAD_RESERVE: usize = 2 << 20;
 
 /// Why a byte stream is not a valid Drizzle stream. Always ends the connection.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,13 +35,60 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     out
 }
 
-/// Reassembles frames from arbitrary splits of a byte stream.
+/// The frame of a `ChunkData` message in two parts, its header and the payload itself, so
+/// a chunk is sent without copying it into a frame: header ++ data == `encode(ChunkData)`.
+pub fn encode_chunk_data(root: Root, chunk: u32, data: Vec<u8>) -> [Vec<u8>; 2] {
+    let empty = Message::ChunkData {
+        root,
+        chunk,
+        data: Vec::new(),
+    };
+    let mut header = encode(&empty);
+    // The empty payload ends the frame as its length, a one-byte varint 0: put the real
+    // length there and fix the frame's length prefix.
+    header.pop();
+    let mut len = data.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            header.push(byte);
+            break;
+        }
+        header.push(byte | 0x80);
+    }
+    let frame_len = (header.len() - PREFIX_BYTES + data.len()) as u32;
+    if let Some(prefix) = header.get_mut(..PREFIX_BYTES) {
+        prefix.copy_from_slice(&frame_len.to_le_bytes());
+    }
+    [header, data]
+}
+
+/// Reassembles frames from arbitrary splits of a byte stream. The payload of a large
+/// `ChunkData` frame is collected straight into its own buffer once its header is in, so
+/// chunk bytes are copied once on their way in, not into a frame buffer and out again.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Start of the undecoded bytes in `buf`; consumed bytes are dropped lazily.
     start: usize,
     limit: usize,
+    /// A `ChunkData` frame whose payload is being collected; it precedes whatever is in `buf`.
+    chunk: Option<PartialChunk>,
+}
+
+#[derive(Debug)]
+struct PartialChunk {
+    root: Root,
+    chunk: u32,
+    data: Vec<u8>,
+    len: usize,
+}
+
+impl PartialChunk {
+    fn missing(&self) -> usize {
+        self.len - self.data.len()
+    }
 }
 
 impl Default for FrameDecoder {
@@ -53,6 +105,7 @@ impl FrameDecoder {
             buf: Vec::new(),
             start: 0,
             limit: MAX_HELLO_FRAME_BYTES,
+            chunk: None,
         }
     }
 
@@ -63,10 +116,18 @@ impl FrameDecoder {
 
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len() - self.start + self.chunk.as_ref().map_or(0, |c| c.data.len())
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if let Some(c) = self.chunk.as_mut() {
+            let (now, later) = bytes.split_at(c.missing().min(bytes.len()));
+            c.data.extend_from_slice(now);
+            bytes = later;
+        }
+        if bytes.is_empty() {
+            return;
+        }
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -76,6 +137,17 @@ impl FrameDecoder {
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
+        if let Some(c) = self.chunk.take() {
+            if c.missing() > 0 {
+                self.chunk = Some(c);
+                return Ok(None);
+            }
+            return Ok(Some(Message::ChunkData {
+                root: c.root,
+                chunk: c.chunk,
+                data: c.data,
+            }));
+        }
         let pending = self.buf.get(self.start..).unwrap_or_default();
         let Some(prefix) = pending.get(..PREFIX_BYTES) else {
             return Ok(None);
@@ -90,6 +162,7 @@ impl FrameDecoder {
             });
         }
         let Some(payload) = pending.get(PREFIX_BYTES..PREFIX_BYTES + len) else {
+            self.start_chunk(len);
             return Ok(None);
         };
         let msg = match postcard::take_from_bytes(payload) {
@@ -107,12 +180,45 @@ impl FrameDecoder {
         }
         Ok(Some(msg))
     }
+
+    /// If the incomplete frame at the front (payload `frame_len` bytes) is a `ChunkData`
+    /// whose header is in, moves its payload bytes into a buffer of their own; the rest of
+    /// the payload is then collected there by `push`. Anything odd is left to the normal
+    /// path, which judges the frame once it is whole.
+    fn start_chunk(&mut self, frame_len: usize) {
+        let pending = self
+            .buf
+            .get(self.start + PREFIX_BYTES..)
+            .unwrap_or_default();
+        let Some((&CHUNK_DATA_TAG, fields)) = pending.split_first() else {
+            return;
+        };
+        let Ok(((root, chunk, data_len), rest)) =
+            postcard::take_from_bytes::<(Root, u32, u64)>(fields)
+        else {
+            return;
+        };
+        let header_len = pending.len() - rest.len();
+        if Some(frame_len) != usize::try_from(data_len).ok().map(|d| d + header_len) {
+            return;
+        }
+        let len = frame_len - header_len;
+        let mut data = Vec::with_capacity(len.min(MAX_PAYLOAD_RESERVE));
+        data.extend_from_slice(rest);
+        self.chunk = Some(PartialChunk {
+            root,
+            chunk,
+            data,
+            len,
+        });
+        self.buf.clear();
+        self.start = 0;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Root;
     use crate::wire::message::{Hello, Role};
 
     #[test]
@@ -139,6 +245,30 @@ mod tests {
                 }
             }
             assert_eq!(got, msgs);
+        }
+    }
+
+    #[test]
+    fn chunk_data_tag_is_the_variant_index() {
+        let frame = encode(&Message::ChunkData {
+            root: Root([0; 32]),
+            chunk: 0,
+            data: Vec::new(),
+        });
+        assert_eq!(frame[PREFIX_BYTES], CHUNK_DATA_TAG);
+    }
+
+    #[test]
+    fn chunk_data_in_two_parts_is_the_same_frame() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let whole = encode(&Message::ChunkData {
+                root: Root([5; 32]),
+                chunk: 300,
+                data: data.clone(),
+            });
+            let [header, payload] = encode_chunk_data(Root([5; 32]), 300, data);
+            assert_eq!([header, payload].concat(), whole, "len {len}");
         }
     }
 

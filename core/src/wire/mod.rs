@@ -5,7 +5,7 @@
 pub mod codec;
 pub mod message;
 
-pub use codec::{encode, FrameDecoder, FrameError};
+pub use codec::{encode, encode_chunk_data, FrameDecoder, FrameError};
 pub use message::{
     FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile, MAGIC, PROTOCOL_VERSION,
 };
