@@ -128,6 +128,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load one tracker process with many clients registering chunks and locating.
+    Tracker {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Have-chunk + locate pairs each client keeps in flight.
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        /// Chunks of the file every client holds part of (sizes the locate answers).
+        #[arg(long, default_value_t = 1024)]
+        chunks: u32,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -201,6 +216,19 @@ fn run(command: Command) -> Result<(), Fail> {
             chunk_size,
             runs,
             dir,
+            json,
+        }),
+        Command::Bench(BenchCommand::Tracker {
+            clients,
+            depth,
+            chunks,
+            secs,
+            json,
+        }) => bench::tracker(&bench::TrackerArgs {
+            clients,
+            secs,
+            depth,
+            chunks,
             json,
         }),
         Command::Sim {

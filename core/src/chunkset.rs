@@ -3,18 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which chunks of one file are present, one bit per chunk.
+/// Which chunks of one file are present, one bit per chunk (chunk `i` is bit `i % 8` of
+/// byte `i / 8`). Bytes, not words, so that it goes on the wire as one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkSet {
     len: u32,
-    bits: Vec<u64>,
+    #[serde(with = "crate::wire::bytes")]
+    bits: Vec<u8>,
 }
 
 impl ChunkSet {
     pub fn empty(len: u32) -> Self {
         ChunkSet {
             len,
-            bits: vec![0; words_for(len)],
+            bits: vec![0; bytes_for(len)],
         }
     }
 
@@ -40,16 +42,16 @@ impl ChunkSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count() == 0
+        self.bits.iter().all(|b| *b == 0)
     }
 
-    /// Whether the encoding is self-consistent: right word count, no bits past `len`.
+    /// Whether the encoding is self-consistent: right byte count, no bits past `len`.
     /// Sets decoded from the wire must pass this before use.
     pub fn is_well_formed(&self) -> bool {
-        if self.bits.len() != words_for(self.len) {
+        if self.bits.len() != bytes_for(self.len) {
             return false;
         }
-        let tail = self.len % 64;
+        let tail = self.len % 8;
         match self.bits.last() {
             Some(last) if tail != 0 => last >> tail == 0,
             _ => true,
@@ -60,8 +62,8 @@ impl ChunkSet {
         i < self.len
             && self
                 .bits
-                .get((i / 64) as usize)
-                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+                .get((i / 8) as usize)
+                .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
 
     /// Adds `i`; returns whether it was newly added. Indices past the end are ignored.
@@ -69,10 +71,10 @@ impl ChunkSet {
         if i >= self.len {
             return false;
         }
-        match self.bits.get_mut((i / 64) as usize) {
-            Some(w) => {
-                let was = *w & (1 << (i % 64)) != 0;
-                *w |= 1 << (i % 64);
+        match self.bits.get_mut((i / 8) as usize) {
+            Some(b) => {
+                let was = *b & (1 << (i % 8)) != 0;
+                *b |= 1 << (i % 8);
                 !was
             }
             None => false,
@@ -80,13 +82,13 @@ impl ChunkSet {
     }
 
     pub fn remove(&mut self, i: u32) {
-        if let Some(w) = self.bits.get_mut((i / 64) as usize) {
-            *w &= !(1 << (i % 64));
+        if let Some(b) = self.bits.get_mut((i / 8) as usize) {
+            *b &= !(1 << (i % 8));
         }
     }
 
     pub fn count(&self) -> u32 {
-        self.bits.iter().map(|w| w.count_ones()).sum()
+        self.bits.iter().map(|b| b.count_ones()).sum()
     }
 
     pub fn is_full(&self) -> bool {
@@ -103,8 +105,8 @@ impl ChunkSet {
     }
 }
 
-fn words_for(len: u32) -> usize {
-    len.div_ceil(64) as usize
+fn bytes_for(len: u32) -> usize {
+    len.div_ceil(8) as usize
 }
 
 #[cfg(test)]
@@ -128,14 +130,14 @@ mod tests {
 
     #[test]
     fn malformed_sets_are_detected() {
-        let bad_words = ChunkSet {
+        let bad_bytes = ChunkSet {
             len: 10,
-            bits: vec![0, 0],
+            bits: vec![0, 0, 0],
         };
-        assert!(!bad_words.is_well_formed());
+        assert!(!bad_bytes.is_well_formed());
         let stray_bit = ChunkSet {
             len: 10,
-            bits: vec![1 << 12],
+            bits: vec![0, 1 << 3],
         };
         assert!(!stray_bit.is_well_formed());
         assert!(ChunkSet::empty(0).is_well_formed());

@@ -27,7 +27,17 @@ fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         Just(Message::Hello(Hello::new(Role::Peer))),
         any::<u32>().prop_map(|req| Message::ListFiles { req }),
-        (any::<u32>(), name()).prop_map(|(req, name)| Message::Locate { req, name }),
+        (any::<u32>(), name(), prop::option::of(root()))
+            .prop_map(|(req, name, known)| Message::Locate { req, name, known }),
+        (any::<u32>(), name(), root()).prop_map(|(req, name, root)| Message::Holders {
+            req,
+            name,
+            root,
+            holders: vec![LocatedHolder {
+                addr: SocketAddr::from(([10, 0, 0, 1], 9)),
+                have: ChunkSet::from_indices(70, [0, 69]),
+            }],
+        }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::HaveChunk { root, chunk }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::GetChunk { root, chunk }),
         (

@@ -255,12 +255,13 @@ fn names_that_escape_are_undecodable() {
         &"n".repeat(2000),
     ] {
         // Encoded by hand (FileName refuses to hold such a name): Message::Locate is
-        // variant 4, then req 1, then the name's length and bytes.
+        // variant 4, then req 1, then the name's length and bytes, then `known: None`.
         let mut buf = Vec::new();
         postcard_varint(bad.len(), &mut buf);
         let mut msg = vec![4u8, 1];
         msg.extend(&buf);
         msg.extend(bad.as_bytes());
+        msg.push(0);
         let mut frame = (msg.len() as u32).to_le_bytes().to_vec();
         frame.extend(msg);
         let mut t = Tracker::new(TrackerConfig::new(1));
@@ -397,6 +398,7 @@ fn answers_are_paced_by_what_was_sent() {
         burst.extend(encode(&Message::Locate {
             req,
             name: FileName::new("big").unwrap(),
+            known: None,
         }));
     }
     t.handle(Timestamp(2), Input::Received { conn, data: &burst });
@@ -487,6 +489,7 @@ fn orphaned_files_are_forgotten_after_a_while() {
     bytes.extend(encode(&Message::Locate {
         req: 1,
         name: FileName::new("a").unwrap(),
+        known: None,
     }));
     let d = send(&mut t, later, 20, &bytes);
     assert!(d
@@ -502,6 +505,7 @@ fn orphaned_files_are_forgotten_after_a_while() {
         &encode(&Message::Locate {
             req: 2,
             name: FileName::new("a").unwrap(),
+            known: None,
         }),
     );
     assert!(
@@ -602,4 +606,43 @@ fn a_fast_holder_cannot_outrun_hashing_and_disk() {
         p.handle(Timestamp(4), Input::Stored { io, result: Ok(()) });
     }
     assert!(p.accepts_input(holder));
+}
+
+/// Chunk-map refreshes are frequent while a swarm is busy: they must not carry the
+/// manifest (32 bytes per chunk) again once the asker has it.
+#[test]
+fn a_refresh_does_not_resend_the_manifest() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let holder = connect(&mut t, 1, 0);
+    let shared = file("a", &[9u8; 64 * 300]);
+    let root = shared.manifest.root();
+    register(&mut t, holder, vec![shared]);
+    let asker = connect(&mut t, 2, 1);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: addr(7002),
+        files: vec![],
+    }));
+    for (req, known) in [(1, None), (2, Some(root)), (3, Some(Root([1; 32])))] {
+        bytes.extend(encode(&Message::Locate {
+            req,
+            name: FileName::new("a").unwrap(),
+            known,
+        }));
+    }
+    let d = send(&mut t, asker, 2, &bytes);
+    let answers: Vec<(u32, &str, usize)> = d
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Located { req, holders, .. } => Some((*req, "located", holders.len())),
+            Message::Holders { req, holders, .. } => Some((*req, "holders", holders.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(1, "located", 1), (2, "holders", 1), (3, "located", 1)]
+    );
 }

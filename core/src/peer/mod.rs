@@ -503,7 +503,12 @@ impl Peer {
         self.tracker_reqs.retain(|_, n| n.as_ref() != Some(&name));
         let req = self.next_req();
         self.tracker_reqs.insert(req, Some(name.clone()));
-        self.send_tracker(&Message::Locate { req, name });
+        let known = self
+            .downloads
+            .get(&name)
+            .and_then(|d| d.active.as_ref())
+            .map(|a| a.root);
+        self.send_tracker(&Message::Locate { req, name, known });
     }
 
     fn handle_tracker_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
@@ -533,6 +538,19 @@ impl Peer {
             } => {
                 if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
                     self.handle_located(now, name, manifest, holders);
+                }
+            }
+            Message::Holders {
+                req,
+                name,
+                root,
+                holders,
+            } => {
+                let active_root = self.active_mut(&name).map(|a| a.root);
+                if self.tracker_reqs.remove(&req) == Some(Some(name.clone()))
+                    && active_root == Some(root)
+                {
+                    self.refresh_holders(now, &name, holders);
                 }
             }
             Message::NotFound {
@@ -594,17 +612,7 @@ impl Peer {
         let root = manifest.root();
         if let Some(active) = &download.active {
             if active.root == root {
-                let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
-                if let Some(a) = self.active_mut(&name) {
-                    let news = a.set_holders(holders);
-                    a.refresh_ms = if news {
-                        min_ms
-                    } else {
-                        a.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
-                    };
-                    a.next_refresh = now.plus_ms(a.refresh_ms);
-                }
-                self.pump(now, &name);
+                self.refresh_holders(now, &name, holders);
             }
             return;
         }
@@ -646,6 +654,22 @@ impl Peer {
         }
         self.insert_file(name.clone(), manifest, root, have, true);
         self.pump(now, &name);
+    }
+
+    /// A fresh chunk map for a download under way: use it, and refresh again soon if it
+    /// brought news, later if not.
+    fn refresh_holders(&mut self, now: Timestamp, name: &FileName, holders: Vec<LocatedHolder>) {
+        let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
+        if let Some(a) = self.active_mut(name) {
+            let news = a.set_holders(holders);
+            a.refresh_ms = if news {
+                min_ms
+            } else {
+                a.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
+            };
+            a.next_refresh = now.plus_ms(a.refresh_ms);
+        }
+        self.pump(now, name);
     }
 
     fn active_mut(&mut self, name: &FileName) -> Option<&mut Active> {

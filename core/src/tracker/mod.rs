@@ -193,7 +193,7 @@ impl Tracker {
                 let (files, more) = self.file_list();
                 self.send(conn, &Message::FileList { req, files, more });
             }
-            Message::Locate { req, name } => self.handle_locate(conn, req, name),
+            Message::Locate { req, name, known } => self.handle_locate(conn, req, name, known),
             Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
             Message::Unshare { root } => {
                 self.drop_holder(root, conn);
@@ -323,11 +323,15 @@ impl Tracker {
         Ok(())
     }
 
-    fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName) {
+    fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName, known: Option<Root>) {
         if let (Some(root), Some(session)) = (self.names.get(&name), self.sessions.get_mut(&conn)) {
             session.located.insert(*root);
         }
-        let Some(swarm) = self.names.get(&name).and_then(|r| self.swarms.get(r)) else {
+        let Some((&root, swarm)) = self
+            .names
+            .get(&name)
+            .and_then(|r| Some((r, self.swarms.get(r)?)))
+        else {
             let settling = self
                 .started
                 .is_none_or(|t| self.now.since_ms(t) < self.config.settle_ms);
@@ -363,16 +367,22 @@ impl Tracker {
                 })
             })
             .collect();
-        let manifest = swarm.manifest.clone();
-        self.send(
-            conn,
-            &Message::Located {
+        let reply = if known == Some(root) {
+            Message::Holders {
                 req,
                 name,
-                manifest,
+                root,
                 holders,
-            },
-        );
+            }
+        } else {
+            Message::Located {
+                req,
+                name,
+                manifest: swarm.manifest.clone(),
+                holders,
+            }
+        };
+        self.send(conn, &reply);
     }
 
     fn handle_have(&mut self, conn: ConnId, root: Root, chunk: u32) {

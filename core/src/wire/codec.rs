@@ -25,7 +25,9 @@ pub enum FrameError {
 pub fn encode(msg: &Message) -> Vec<u8> {
     // Encoding an in-memory `Message` cannot fail: postcard only fails on serde features
     // that `Message` does not use.
-    let Ok(mut out) = postcard::to_extend(msg, vec![0u8; PREFIX_BYTES]) else {
+    let mut prefixed = Vec::with_capacity(256);
+    prefixed.extend_from_slice(&[0u8; PREFIX_BYTES]);
+    let Ok(mut out) = postcard::to_extend(msg, prefixed) else {
         return Vec::new();
     };
     let len = (out.len() - PREFIX_BYTES) as u32;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,9 +88,12 @@ pub enum Message {
     ListFiles {
         req: u32,
     },
+    /// Who holds `name`? `known`: the root of the manifest the asker already has; while
+    /// it is still the file's, the answer is [`Message::Holders`], without the manifest.
     Locate {
         req: u32,
         name: FileName,
+        known: Option<Root>,
     },
     /// The sender now holds (verified) chunk `chunk` of the file with this root.
     HaveChunk {
@@ -135,13 +138,22 @@ pub enum Message {
     ChunkData {
         root: Root,
         chunk: u32,
-        #[serde(with = "bytes")]
+        #[serde(with = "super::bytes")]
         data: Vec<u8>,
     },
     ChunkRefused {
         root: Root,
         chunk: u32,
         reason: String,
+    },
+
+    // tracker → peer (last, so that earlier variants keep their wire tags)
+    /// A fresh chunk map for a file whose manifest (root `root`) the asker has.
+    Holders {
+        req: u32,
+        name: FileName,
+        root: Root,
+        holders: Vec<LocatedHolder>,
     },
 }
 
@@ -163,32 +175,7 @@ impl Message {
             Message::GetChunk { .. } => "get-chunk",
             Message::ChunkData { .. } => "chunk-data",
             Message::ChunkRefused { .. } => "chunk-refused",
+            Message::Holders { .. } => "holders",
         }
-    }
-}
-
-/// Encodes a byte vector as one length-prefixed run instead of a sequence of `u8`s.
-mod bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(data)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(Visitor)
     }
 }

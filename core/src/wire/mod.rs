@@ -2,6 +2,7 @@
 //! them (a 4-byte little-endian length, then a postcard-encoded message). Decoding is
 //! incremental, bounded, and never panics on hostile bytes.
 
+pub(crate) mod bytes;
 pub mod codec;
 pub mod message;
 

@@ -2,15 +2,17 @@
 //! 127.0.0.1 and, in the same run on the same bytes, two references — a raw TCP copy into a
 //! file (no hashing) and SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
+use super::process::Node;
+use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 const FILE: &str = "bench.bin";
@@ -72,10 +74,6 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
     }
     report_summary(args, &runs);
     Ok(())
-}
-
-fn mb_s(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / secs.max(1e-9) / 1e6
 }
 
 fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail> {
@@ -275,124 +273,6 @@ fn sha256_secs(source: &Path) -> std::io::Result<f64> {
     }
 }
 
-/// A `drizzle` child process whose stdout is read line by line.
-struct Node {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    /// CPU seconds when the getter said `done`.
-    cpu_at_done: Option<f64>,
-}
-
-impl Node {
-    fn start(exe: &Path, args: &[&str]) -> Result<Node, Fail> {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Fail::new(Exit::Failure, "no stdout"))?;
-        Ok(Node {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            cpu_at_done: None,
-        })
-    }
-
-    fn listening(&mut self) -> Result<String, Fail> {
-        let line = self.wait_for("listening on ")?;
-        Ok(line.trim_start_matches("listening on ").to_string())
-    }
-
-    fn wait_for(&mut self, needle: &str) -> Result<String, Fail> {
-        for line in self.lines.by_ref() {
-            let line = line?;
-            if line.contains(needle) {
-                return Ok(line);
-            }
-        }
-        Err(Fail::new(
-            Exit::Failure,
-            format!("a bench process ended before printing {needle:?}"),
-        ))
-    }
-
-    fn proc_file(&self, name: &str) -> String {
-        fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
-    }
-
-    /// Peak resident set (VmHWM), KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        field(&self.proc_file("status"), "VmHWM:")
-    }
-
-    /// User + system CPU seconds so far (/proc ticks are 1/100 s).
-    fn cpu_secs(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let after_name = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat; after the name, field 3 comes first.
-        let ticks: u64 = [14, 15]
-            .iter()
-            .filter_map(|f| fields.get(f - 3).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-        ticks as f64 / 100.0
-    }
-
-    /// Reads a getter's `--json` events until `done`, counting verified chunks per peer.
-    fn verified_until_done(&mut self) -> Result<BTreeMap<String, u64>, Fail> {
-        let mut per_peer = BTreeMap::new();
-        for line in self.lines.by_ref() {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line?) else {
-                continue;
-            };
-            let text = |key: &str| event.get(key).and_then(serde_json::Value::as_str);
-            match text("event") {
-                Some("verified") => {
-                    let peer = text("peer").unwrap_or_default().to_string();
-                    *per_peer.entry(peer).or_default() += 1;
-                }
-                Some("done") => {
-                    self.cpu_at_done = Some(self.cpu_secs());
-                    return Ok(per_peer);
-                }
-                Some("rejected" | "failed") => {
-                    return Err(Fail::new(
-                        Exit::Failure,
-                        format!("a getter failed: {event}"),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        Err(Fail::new(
-            Exit::Failure,
-            "a getter ended before it was done",
-        ))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn field(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn report_run(args: &TransferArgs, i: usize, r: &Run) {
     let overall = mb_s(args.size * args.getters as u64, r.secs_all);
     let per: Vec<f64> = r
@@ -418,16 +298,6 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
             r.getter_cpu_s, r.sharer_cpu_s, r.sharer_chunks
         );
     }
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let mid = v.get(v.len() / 2).copied().unwrap_or(0.0);
-    (
-        mid,
-        v.first().copied().unwrap_or(0.0),
-        v.last().copied().unwrap_or(0.0),
-    )
 }
 
 fn report_summary(args: &TransferArgs, runs: &[Run]) {
