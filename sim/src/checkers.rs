@@ -4,7 +4,6 @@
 
 use crate::world::{NodeId, NodeMachine, World};
 use drizzle_core::limits::{MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER};
-use drizzle_core::manifest::sha256;
 use drizzle_core::FileName;
 
 /// Every check that can run after any step.
@@ -38,7 +37,7 @@ pub fn check_commit(world: &mut World, node: NodeId, name: &FileName) {
     let stored = world.storage(node).and_then(|s| s.files.get(name));
     let expected = world.truth.get(name).map(|(_, data)| data);
     let same = match (stored, expected) {
-        (Some(a), Some(b)) => sha256(a) == sha256(b),
+        (Some(a), Some(b)) => a.same_as(b),
         _ => false,
     };
     if !same {

@@ -1,13 +1,16 @@
 //! A node's disk, in memory: complete files by name and `.part` files of downloads.
 //! It answers the core's Load/Store/Commit/Discard requests the way real files would.
+//! Bytes equal to what was first shared are kept as references to that one copy, so a
+//! thousand simulated peers holding a 100 MiB file cost 100 MiB, not 100 GB.
 
 use drizzle_core::{FileName, StorageKey};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 #[derive(Debug, Default, Clone)]
 pub struct Storage {
-    pub files: BTreeMap<FileName, Vec<u8>>,
-    pub parts: BTreeMap<FileName, Vec<u8>>,
+    pub files: BTreeMap<FileName, Content>,
+    pub parts: BTreeMap<FileName, Content>,
 }
 
 impl Storage {
@@ -17,31 +20,30 @@ impl Storage {
         } else {
             &self.files
         };
-        let data = map
+        let content = map
             .get(&key.name)
             .ok_or_else(|| format!("{}: no such file", key.name))?;
-        let start = usize::try_from(offset).map_err(|e| e.to_string())?;
-        let end = start.saturating_add(len as usize).min(data.len());
-        // A file that shrank yields a short read, as `pread` would.
-        Ok(data.get(start..end).map(<[u8]>::to_vec).unwrap_or_default())
+        Ok(content.read(offset, len as usize))
     }
 
+    /// Writes `data` at `offset` of `name`'s `.part` (created `size` bytes long); `truth`
+    /// is the first shared content of that name, referenced instead of copied when equal.
     pub fn store(
         &mut self,
         name: &FileName,
         size: u64,
         offset: u64,
-        data: &[u8],
+        data: Vec<u8>,
+        truth: Option<&Rc<[u8]>>,
     ) -> Result<(), String> {
         let part = self
             .parts
             .entry(name.clone())
-            .or_insert_with(|| vec![0; size as usize]);
-        let start = offset as usize;
-        let slot = part
-            .get_mut(start..start + data.len())
-            .ok_or_else(|| format!("write past the end of {name}.part"))?;
-        slot.copy_from_slice(data);
+            .or_insert_with(|| Content::empty(size));
+        if offset.saturating_add(data.len() as u64) > part.size {
+            return Err(format!("write past the end of {name}.part"));
+        }
+        part.write(offset, data, truth);
         Ok(())
     }
 
@@ -54,5 +56,227 @@ impl Storage {
 
     pub fn discard(&mut self, name: &FileName) {
         self.parts.remove(name);
+    }
+}
+
+/// One file's bytes: pieces at offsets, each a reference into shared content or bytes of
+/// its own; ranges no piece covers read as zeros (a sparse file).
+#[derive(Debug, Default, Clone)]
+pub struct Content {
+    size: u64,
+    pieces: BTreeMap<u64, Piece>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Shared {
+        bytes: Rc<[u8]>,
+        start: usize,
+        len: usize,
+    },
+    Own(Vec<u8>),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Shared { bytes, start, len } => {
+                bytes.get(*start..start + len).unwrap_or_default()
+            }
+            Piece::Own(v) => v,
+        }
+    }
+
+    /// The part of this piece from `from` to `to` (offsets within it).
+    fn slice(&self, from: usize, to: usize) -> Piece {
+        match self {
+            Piece::Shared { bytes, start, .. } => Piece::Shared {
+                bytes: bytes.clone(),
+                start: start + from,
+                len: to - from,
+            },
+            Piece::Own(v) => Piece::Own(v.get(from..to).unwrap_or_default().to_vec()),
+        }
+    }
+}
+
+impl Content {
+    pub fn empty(size: u64) -> Content {
+        Content {
+            size,
+            pieces: BTreeMap::new(),
+        }
+    }
+
+    /// The whole of `bytes`, by reference.
+    pub fn shared(bytes: &Rc<[u8]>) -> Content {
+        let mut c = Content::empty(bytes.len() as u64);
+        if !bytes.is_empty() {
+            let piece = Piece::Shared {
+                bytes: bytes.clone(),
+                start: 0,
+                len: bytes.len(),
+            };
+            c.pieces.insert(0, piece);
+        }
+        c
+    }
+
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Up to `len` bytes at `offset` (short at the end, as `pread` is).
+    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Vec::new();
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        let first = self
+            .pieces
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(at, _)| *at);
+        for (at, piece) in self.pieces.range(first..end) {
+            let bytes = piece.bytes();
+            let (from, to) = (offset.max(*at), end.min(at + bytes.len() as u64));
+            if from >= to {
+                continue;
+            }
+            let src = bytes.get((from - at) as usize..(to - at) as usize);
+            let dst = out.get_mut((from - offset) as usize..(to - offset) as usize);
+            if let (Some(src), Some(dst)) = (src, dst) {
+                dst.copy_from_slice(src);
+            }
+        }
+        out
+    }
+
+    /// Replaces the bytes at `offset` with `data`, kept as a reference into `truth` when
+    /// they equal it there.
+    pub fn write(&mut self, offset: u64, data: Vec<u8>, truth: Option<&Rc<[u8]>>) {
+        if data.is_empty() {
+            return;
+        }
+        let end = offset + data.len() as u64;
+        self.cut(offset, end);
+        let start = offset as usize;
+        let piece = match truth {
+            Some(t) if t.get(start..start + data.len()) == Some(data.as_slice()) => Piece::Shared {
+                bytes: t.clone(),
+                start,
+                len: data.len(),
+            },
+            _ => Piece::Own(data),
+        };
+        self.pieces.insert(offset, piece);
+    }
+
+    /// Applies `f` to every byte in `start..end` (a file changing on disk).
+    pub fn modify(&mut self, start: u64, end: u64, f: impl Fn(u8) -> u8) {
+        let end = end.min(self.size);
+        if start >= end {
+            return;
+        }
+        let mut bytes = self.read(start, (end - start) as usize);
+        for b in &mut bytes {
+            *b = f(*b);
+        }
+        self.write(start, bytes, None);
+    }
+
+    /// Removes `from..to` from every piece, keeping what lies outside it.
+    fn cut(&mut self, from: u64, to: u64) {
+        let first = self
+            .pieces
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(at, _)| *at);
+        let touched: Vec<u64> = self.pieces.range(first..to).map(|(at, _)| *at).collect();
+        for at in touched {
+            let Some(piece) = self.pieces.remove(&at) else {
+                continue;
+            };
+            let len = piece.bytes().len() as u64;
+            if at + len <= from {
+                self.pieces.insert(at, piece);
+                continue;
+            }
+            if at < from {
+                self.pieces.insert(at, piece.slice(0, (from - at) as usize));
+            }
+            if at + len > to {
+                let rest = piece.slice((to - at) as usize, len as usize);
+                self.pieces.insert(to, rest);
+            }
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.read(0, self.size as usize)
+    }
+
+    /// Whether these bytes are `truth`, cheaply when they are references to it.
+    pub fn same_as(&self, truth: &Rc<[u8]>) -> bool {
+        if self.size != truth.len() as u64 {
+            return false;
+        }
+        let mut covered = 0u64;
+        for (at, piece) in &self.pieces {
+            if *at != covered {
+                return self.to_vec() == truth.as_ref();
+            }
+            let by_reference = matches!(piece,
+                Piece::Shared { bytes, start, .. } if Rc::ptr_eq(bytes, truth) && *start as u64 == *at);
+            let len = piece.bytes().len();
+            let equal =
+                by_reference || truth.get(*at as usize..*at as usize + len) == Some(piece.bytes());
+            if !equal {
+                return false;
+            }
+            covered += len as u64;
+        }
+        covered == self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_reads_and_references() {
+        let truth: Rc<[u8]> = (0..100u8).collect::<Vec<_>>().into();
+        let mut c = Content::empty(100);
+        c.write(40, truth[40..60].to_vec(), Some(&truth));
+        assert!(matches!(c.pieces.get(&40), Some(Piece::Shared { .. })));
+        c.write(0, vec![7; 10], Some(&truth));
+        assert!(matches!(c.pieces.get(&0), Some(Piece::Own(_))));
+        let mut expected = vec![0u8; 100];
+        expected[..10].fill(7);
+        expected[40..60].copy_from_slice(&truth[40..60]);
+        assert_eq!(c.to_vec(), expected);
+        assert_eq!(c.read(95, 10).len(), 5, "short read at the end");
+        // Overwrite across both pieces, then restore the truth everywhere.
+        c.write(5, vec![1; 50], None);
+        assert_eq!(c.read(0, 60)[..5], [7; 5]);
+        assert_eq!(c.read(0, 60)[5..55], [1; 50]);
+        assert_eq!(c.read(55, 5), truth[55..60].to_vec());
+        for start in (0..100).step_by(25) {
+            c.write(
+                start,
+                truth[start as usize..start as usize + 25].to_vec(),
+                Some(&truth),
+            );
+        }
+        assert!(c.same_as(&truth));
+        c.modify(30, 31, |b| b ^ 1);
+        assert!(!c.same_as(&truth));
+        assert!(Content::shared(&truth).same_as(&truth));
     }
 }

@@ -4,9 +4,10 @@
 
 use crate::checkers;
 use crate::faults::Fault;
-use crate::storage::Storage;
+use crate::storage::{Content, Storage};
 use crate::trace::{describe, TraceLine};
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
+use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
 use drizzle_core::{
     ConnId, FileName, Manifest, Peer, PeerConfig, Timestamp, Tracker, TrackerConfig,
@@ -15,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 
 /// Index of a node; the tracker is node 0.
 pub type NodeId = usize;
@@ -164,7 +166,10 @@ pub struct World {
     seeds: ChaCha8Rng,
     partitions: Vec<(NodeId, NodeId, u64)>,
     /// The first manifest and content shared under each name: what every copy must equal.
-    pub(crate) truth: BTreeMap<FileName, (Manifest, Vec<u8>)>,
+    pub(crate) truth: BTreeMap<FileName, (Manifest, Rc<[u8]>)>,
+    /// Digests of every chunk of shared content, found by length and first bytes: a chunk
+    /// that equals one is "hashed" by a comparison, far cheaper than SHA-256 at swarm scale.
+    known_chunks: BTreeMap<(usize, [u8; 16]), Vec<(Rc<[u8]>, usize, Hash)>>,
     pub trace: Vec<TraceLine>,
     pub events: Vec<(u64, NodeId, Event)>,
     pub violations: Vec<String>,
@@ -188,6 +193,7 @@ impl World {
             seeds,
             partitions: Vec::new(),
             truth: BTreeMap::new(),
+            known_chunks: BTreeMap::new(),
             trace: Vec::new(),
             events: Vec::new(),
             violations: Vec::new(),
@@ -268,11 +274,23 @@ impl World {
         let name = FileName::new(name).map_err(|e| e.to_string())?;
         let manifest =
             Manifest::from_bytes(&data, self.config.chunk_size).map_err(|e| e.to_string())?;
-        self.truth
-            .entry(name.clone())
-            .or_insert_with(|| (manifest.clone(), data.clone()));
+        let content = match self.truth.get(&name) {
+            Some((_, truth)) if truth.as_ref() == data.as_slice() => Content::shared(truth),
+            Some(_) => {
+                let mut own = Content::empty(data.len() as u64);
+                own.write(0, data, None);
+                own
+            }
+            None => {
+                let truth: Rc<[u8]> = data.into();
+                self.learn_chunks(&manifest, &truth);
+                self.truth
+                    .insert(name.clone(), (manifest.clone(), truth.clone()));
+                Content::shared(&truth)
+            }
+        };
         if let Some(n) = self.nodes.get_mut(node) {
-            n.storage.files.insert(name.clone(), data);
+            n.storage.files.insert(name.clone(), content);
         }
         let cmd = PeerCommand::Share {
             name,
@@ -280,6 +298,34 @@ impl World {
             have: None,
         };
         self.command(node, cmd).map_err(|e| e.to_string())
+    }
+
+    fn learn_chunks(&mut self, manifest: &Manifest, truth: &Rc<[u8]>) {
+        for (i, digest) in (0..manifest.chunk_count()).zip(&manifest.hashes) {
+            let Some((offset, len)) = manifest.chunk_range(i) else {
+                continue;
+            };
+            let (start, len) = (offset as usize, len as usize);
+            let key = (
+                len,
+                chunk_prefix(truth.get(start..start + len).unwrap_or_default()),
+            );
+            self.known_chunks
+                .entry(key)
+                .or_default()
+                .push((truth.clone(), start, *digest));
+        }
+    }
+
+    /// SHA-256 of `data`, by comparison when it is a chunk of shared content.
+    fn digest(&self, data: &[u8]) -> Hash {
+        let candidates = self.known_chunks.get(&(data.len(), chunk_prefix(data)));
+        for (truth, start, digest) in candidates.into_iter().flatten() {
+            if truth.get(*start..start + data.len()) == Some(data) {
+                return *digest;
+            }
+        }
+        drizzle_core::manifest::sha256(data)
     }
 
     /// Gives a peer a command now.
@@ -333,8 +379,8 @@ impl World {
     }
 
     /// The content first shared under `name`: what every copy must equal.
-    pub fn truth(&self, name: &FileName) -> Option<&[u8]> {
-        self.truth.get(name).map(|(_, data)| data.as_slice())
+    pub fn truth(&self, name: &FileName) -> Option<&Rc<[u8]>> {
+        self.truth.get(name).map(|(_, data)| data)
     }
 
     pub fn node_name(&self, node: NodeId) -> &str {
@@ -483,7 +529,7 @@ impl World {
                 data,
             } => {
                 if self.alive(node, incarnation) {
-                    let digest = drizzle_core::manifest::sha256(&data);
+                    let digest = self.digest(&data);
                     self.feed(node, Input::Hashed { io, digest, data });
                 }
             }
@@ -628,8 +674,9 @@ impl World {
                 ..
             } => {
                 checkers::check_store(self, node, &name, offset, &data);
+                let truth = self.truth.get(&name).map(|(_, t)| t.clone());
                 let result = match self.nodes.get_mut(node) {
-                    Some(n) => n.storage.store(&name, size, offset, &data),
+                    Some(n) => n.storage.store(&name, size, offset, data, truth.as_ref()),
                     None => Err("no node".into()),
                 };
                 self.push(
@@ -910,11 +957,8 @@ impl World {
                 else {
                     return;
                 };
-                let start = chunk as usize * chunk_size;
-                let end = (start + chunk_size).min(data.len());
-                for b in data.get_mut(start..end).unwrap_or_default() {
-                    *b ^= 0xA5;
-                }
+                let start = u64::from(chunk) * chunk_size as u64;
+                data.modify(start, start + chunk_size as u64, |b| b ^ 0xA5);
             }
         }
     }
@@ -949,7 +993,7 @@ impl World {
                 n.storage
                     .files
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), v.to_vec()))
                     .collect()
             })
             .unwrap_or_default();
@@ -966,6 +1010,15 @@ impl World {
             let _ = self.command(node, cmd);
         }
     }
+}
+
+/// The first bytes of a chunk (zero-padded), to find shared chunks it may equal.
+fn chunk_prefix(data: &[u8]) -> [u8; 16] {
+    let mut prefix = [0u8; 16];
+    for (p, b) in prefix.iter_mut().zip(data) {
+        *p = *b;
+    }
+    prefix
 }
 
 /// Node `id` listens on 127.0.0.(id+1):7000 (labels only: no socket is ever opened).

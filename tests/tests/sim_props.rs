@@ -69,13 +69,8 @@ fn get(world: &mut World, node: NodeId) {
 }
 
 fn held_identical(world: &World, node: NodeId) -> bool {
-    let truth = world.truth(&name());
-    truth.is_some()
-        && world
-            .storage(node)
-            .and_then(|s| s.files.get(&name()))
-            .map(Vec::as_slice)
-            == truth
+    let held = world.storage(node).and_then(|s| s.files.get(&name()));
+    matches!((held, world.truth(&name())), (Some(h), Some(t)) if h.same_as(t))
 }
 
 /// Faults on nodes 0..=holders (tracker and holders), all within the first 3 s, each one
