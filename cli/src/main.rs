@@ -90,18 +90,22 @@ enum Command {
     /// Measure Drizzle against references on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Run a scenario in the deterministic simulator and print its trace.
-    Sim {
-        /// standard | integrity | rarest-first
-        #[arg(value_parser = sim::parse_scenario)]
-        scenario: drizzle_sim::Scenario,
-        /// Master seed: the same seed prints the same bytes.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// One JSON object per trace line.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Run a scenario in the deterministic simulator (the same seed prints the same bytes).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// 1 tracker, 2 peers exchanging three files; prints the trace.
+    Standard(sim::TraceArgs),
+    /// A file changed after it was registered is rejected; prints the trace.
+    Integrity(sim::TraceArgs),
+    /// Rare chunks are fetched first; prints the trace.
+    RarestFirst(sim::TraceArgs),
+    /// Seeders and N peers all fetching one file; reports completion times against the
+    /// lower bound.
+    Swarm(sim::SwarmArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,7 +154,7 @@ fn main() -> ExitCode {
     // The demo and the simulator narrate everything on stdout; logs would only repeat it.
     let quiet = matches!(
         cli.command,
-        Command::Demo { .. } | Command::Sim { .. } | Command::Bench(_)
+        Command::Demo { .. } | Command::Sim(_) | Command::Bench(_)
     );
     let default_level = if quiet { "off" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
@@ -231,10 +235,11 @@ fn run(command: Command) -> Result<(), Fail> {
             chunks,
             json,
         }),
-        Command::Sim {
-            scenario,
-            seed,
-            json,
-        } => sim::sim(scenario, seed, json),
+        Command::Sim(SimCommand::Standard(a)) => sim::sim(drizzle_sim::Scenario::Standard, &a),
+        Command::Sim(SimCommand::Integrity(a)) => sim::sim(drizzle_sim::Scenario::Integrity, &a),
+        Command::Sim(SimCommand::RarestFirst(a)) => {
+            sim::sim(drizzle_sim::Scenario::RarestFirst, &a)
+        }
+        Command::Sim(SimCommand::Swarm(a)) => sim::swarm(&a),
     }
 }

@@ -1,23 +1,71 @@
 //! `drizzle sim SCENARIO --seed N [--json]`: a reference scenario in the deterministic
-//! simulator; the same seed prints the same bytes.
+//! simulator, printing its trace; `drizzle sim swarm ...`: a swarm's completion times
+//! against the lower bound, optionally drawn as SVG. The same seed prints the same bytes.
 
 use crate::exit::{Exit, Fail};
-use drizzle_sim::{run_scenario, Scenario};
+use crate::units;
+use drizzle_sim::{run_scenario, run_swarm, Arrival, Scenario, SwarmConfig, SwarmReport};
+use std::path::PathBuf;
 
-pub fn sim(scenario: Scenario, seed: u64, json: bool) -> Result<(), Fail> {
-    let report = run_scenario(scenario, seed);
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// Master seed: the same seed prints the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object per trace line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SwarmArgs {
+    #[arg(long, default_value_t = 100)]
+    peers: usize,
+    #[arg(long, default_value_t = 1)]
+    seeders: usize,
+    #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
+    file_size: u64,
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+    chunk_size: u64,
+    /// Every node's upload rate, e.g. 10MB/s.
+    #[arg(long, default_value = "10MB", value_parser = units::parse_size)]
+    up: u64,
+    /// Every node's download rate.
+    #[arg(long, default_value = "10MB", value_parser = units::parse_size)]
+    down: u64,
+    /// One-way latency of every link, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency: u64,
+    /// `all` (everyone at once) or `poisson:RATE` (RATE arrivals per second).
+    #[arg(long, default_value = "all", value_parser = parse_arrival)]
+    arrival: Arrival,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object per finished peer, then the summary.
+    #[arg(long)]
+    json: bool,
+    /// Draw the completion curve against the bound into this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print every event first (requests, chunks, done); for small swarms.
+    #[arg(long)]
+    trace: bool,
+}
+
+pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
+    let report = run_scenario(scenario, args.seed);
     for line in &report.trace {
-        if json {
+        if args.json {
             println!("{}", line.json());
         } else {
             println!("{}", line.human());
         }
     }
-    if json {
+    if args.json {
         let summary = serde_json::json!({
             "event": "summary",
             "scenario": scenario.name(),
-            "seed": seed,
+            "seed": args.seed,
             "passed": report.passed(),
             "failures": report.failures,
             "virtual_ms": report.virtual_ms,
@@ -37,12 +85,193 @@ pub fn sim(scenario: Scenario, seed: u64, json: bool) -> Result<(), Fail> {
     }
 }
 
-pub fn parse_scenario(s: &str) -> Result<Scenario, String> {
-    Scenario::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-        format!(
-            "unknown scenario {s:?} (expected one of: {})",
-            names.join(", ")
-        )
-    })
+fn parse_arrival(s: &str) -> Result<Arrival, String> {
+    if s == "all" {
+        return Ok(Arrival::All);
+    }
+    let rate = s
+        .strip_prefix("poisson:")
+        .and_then(|r| r.parse::<f64>().ok())
+        .filter(|r| *r > 0.0 && r.is_finite())
+        .ok_or_else(|| format!("{s:?}: expected all or poisson:RATE (arrivals per second)"))?;
+    Ok(Arrival::Poisson { per_sec: rate })
+}
+
+pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
+    let chunk_size = u32::try_from(args.chunk_size)
+        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    if args.peers == 0 || args.seeders == 0 || args.up == 0 || args.down == 0 {
+        return Err(Fail::new(
+            Exit::Usage,
+            "--peers, --seeders, --up and --down must be positive",
+        ));
+    }
+    let config = SwarmConfig {
+        peers: args.peers,
+        seeders: args.seeders,
+        file_size: args.file_size,
+        chunk_size,
+        up_bytes_per_sec: args.up,
+        down_bytes_per_sec: args.down,
+        latency_ms: args.latency,
+        arrival: args.arrival,
+        seed: args.seed,
+        deadline_factor: 20,
+        trace: args.trace,
+    };
+    let report = run_swarm(&config);
+    for line in &report.trace {
+        if args.json {
+            println!("{}", line.json());
+        } else {
+            println!("{}", line.human());
+        }
+    }
+    print_swarm(args, &report);
+    if let Some(path) = &args.svg {
+        std::fs::write(path, completion_svg(&report))?;
+    }
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        let msg = format!(
+            "{}; reproduce with: {}",
+            report.failures.join("; "),
+            report.reproduce()
+        );
+        Err(Fail::new(Exit::Failure, msg))
+    }
+}
+
+fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
+    let bound = r.config.bound_secs();
+    let s = r.spread();
+    if args.json {
+        let mut done: Vec<_> = r.outcomes.iter().filter(|o| o.done_ms.is_some()).collect();
+        done.sort_by_key(|o| (o.done_ms, o.node));
+        for o in done {
+            let line = serde_json::json!({
+                "event": "peer_done", "peer": o.node, "arrived_secs": o.arrived_ms as f64 / 1000.0,
+                "secs": o.secs(),
+            });
+            println!("{line}");
+        }
+        // Wall time is the one thing that varies between runs of a seed: it is last.
+        let summary = serde_json::json!({
+            "event": "summary", "peers": r.config.peers, "seeders": r.config.seeders,
+            "finished": r.finished(), "bound_secs": bound,
+            "min_secs": s.min, "median_secs": s.median, "p99_secs": s.p99, "max_secs": s.max,
+            "median_ratio": s.median / bound, "max_ratio": s.max / bound,
+            "seeder_uploads": r.seeder_uploads,
+            "events": r.events, "failures": r.failures, "wall_secs": r.wall_secs,
+        });
+        println!("{summary}");
+    } else {
+        let c = &r.config;
+        println!(
+            "swarm: {} peers, {} seeder(s), {} file in {} chunks, up {} / down {} per node, {} ms latency, seed {}",
+            c.peers, c.seeders, units::bytes(c.file_size),
+            c.file_size.div_ceil(u64::from(c.chunk_size.max(1))),
+            units::rate(c.up_bytes_per_sec as f64), units::rate(c.down_bytes_per_sec as f64),
+            c.latency_ms, c.seed
+        );
+        println!(
+            "finished {}/{}: min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s",
+            r.finished(),
+            c.peers,
+            s.min,
+            s.median,
+            s.p99,
+            s.max
+        );
+        println!(
+            "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
+            bound,
+            s.median / bound,
+            s.max / bound
+        );
+        println!(
+            "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time",
+            r.seeder_uploads,
+            r.seeder_uploads as f64 / c.file_size.div_ceil(u64::from(c.chunk_size.max(1))).max(1) as f64,
+            r.events,
+            r.wall_secs
+        );
+    }
+}
+
+/// Peers done over time (a step curve) against the bound (a dashed line).
+fn completion_svg(r: &SwarmReport) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 420.0, 60.0, 50.0, 30.0, 20.0);
+    let times = r.times();
+    let bound = r.config.bound_secs();
+    let t_max = times.last().copied().unwrap_or(bound).max(bound) * 1.05;
+    let n = r.config.peers.max(1) as f64;
+    let x = |t: f64| left + (t / t_max) * (w - left - right);
+    let y = |k: f64| h - bottom - (k / n) * (h - bottom - top);
+    let mut path = format!("M{:.1},{:.1}", x(0.0), y(0.0));
+    for (i, t) in times.iter().enumerate() {
+        path.push_str(&format!(
+            " L{:.1},{:.1} L{:.1},{:.1}",
+            x(*t),
+            y(i as f64),
+            x(*t),
+            y(i as f64 + 1.0)
+        ));
+    }
+    let mut ticks = String::new();
+    let step = nice_step(t_max);
+    let mut t = 0.0;
+    while t <= t_max {
+        ticks.push_str(&format!(
+            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#ccc"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle">{4}</text>"##,
+            x(t), y(0.0), y(n), y(0.0) + 18.0, t
+        ));
+        t += step;
+    }
+    let s = r.spread();
+    let title = format!(
+        "{} peers, {} seeder(s): median {:.2} s ({:.2}x bound), last {:.2} s ({:.2}x)",
+        r.config.peers,
+        r.config.seeders,
+        s.median,
+        s.median / bound,
+        s.max,
+        s.max / bound
+    );
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{left}" y="18" font-size="14">{title}</text>
+{ticks}
+<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y0:.1}" stroke="black"/>
+<line x1="{x0:.1}" y1="{y0:.1}" x2="{x0:.1}" y2="{yn:.1}" stroke="black"/>
+<text x="{x0:.1}" y="{yn:.1}" dx="-6" text-anchor="end">{n}</text>
+<text x="{x0:.1}" y="{y0:.1}" dx="-6" text-anchor="end">0</text>
+<text x="{xm:.1}" y="{h:.1}" dy="-8" text-anchor="middle">seconds since the peers asked</text>
+<text transform="translate(16,{ym:.1}) rotate(-90)" text-anchor="middle">peers done</text>
+<line x1="{xb:.1}" y1="{y0:.1}" x2="{xb:.1}" y2="{yn:.1}" stroke="#d33" stroke-dasharray="6,4"/>
+<text x="{xb:.1}" y="{yn:.1}" dx="4" dy="12" fill="#d33">lower bound {bound:.2} s</text>
+<path d="{path}" fill="none" stroke="#1f5fbf" stroke-width="2"/>
+</svg>
+"##,
+        x0 = x(0.0),
+        x1 = x(t_max),
+        y0 = y(0.0),
+        yn = y(n),
+        xm = (left + w - right) / 2.0,
+        ym = (top + h - bottom) / 2.0,
+        xb = x(bound),
+    )
+}
+
+/// A tick spacing of 1, 2 or 5 times a power of ten giving about 5–10 ticks.
+fn nice_step(span: f64) -> f64 {
+    let raw = (span / 8.0).max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
 }

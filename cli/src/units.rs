@@ -66,6 +66,30 @@ pub fn parse_chunks(text: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// A size for people: `100 MiB`, `1.5 GiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" || value.fract() == 0.0 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+/// A rate for people, in decimal megabytes per second as network rates are quoted.
+pub fn rate(bytes_per_sec: f64) -> String {
+    format!("{:.1} MB/s", bytes_per_sec / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,14 @@ pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
 /// Chunks a peer holds received but not yet hashed and written: past it the peer reads no
 /// more from holders, so a slow disk or hasher bounds memory (the rest waits in TCP).
 pub const MAX_CHUNKS_STORING: usize = 8;
+/// Fetchers a peer uploads to at once; the others are told `Busy` and go elsewhere, so
+/// its upload is not spread so thin that every copy it makes arrives late.
+pub const UPLOAD_SLOTS: usize = 4;
+/// Chunks a fetcher is served in one turn at a slot while others wait for one.
+pub const SLOT_TURN_CHUNKS: u32 = 4;
+/// A server reads the next chunk for a connection only when less than this is still
+/// unsent on it, so connections share an uplink in turn rather than in request order.
+pub const SERVE_UNSENT_LOW_BYTES: usize = 1 << 20;
 /// Chunk requests a server queues for one connection before refusing more.
 pub const MAX_QUEUED_REQUESTS_PER_CONN: usize = 64;
 /// Chunk loads a server has outstanding for one connection (bounds its send buffer).

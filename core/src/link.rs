@@ -45,6 +45,11 @@ impl Link {
         self.unsent = self.unsent.saturating_sub(bytes);
     }
 
+    /// Bytes queued for this connection that have not left yet.
+    pub fn unsent(&self) -> usize {
+        self.unsent
+    }
+
     pub fn push(&mut self, now: Timestamp, data: &[u8]) {
         if data.is_empty() {
             return;

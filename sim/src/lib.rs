@@ -10,10 +10,12 @@ pub mod checkers;
 pub mod faults;
 pub mod scenarios;
 pub mod storage;
+pub mod swarm;
 pub mod trace;
 pub mod world;
 
 pub use faults::Fault;
 pub use scenarios::{run_scenario, Scenario, ScenarioReport};
+pub use swarm::{run_swarm, Arrival, SwarmConfig, SwarmReport};
 pub use trace::TraceLine;
 pub use world::{NodeId, World, WorldConfig};

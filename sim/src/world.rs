@@ -38,6 +38,12 @@ pub struct WorldConfig {
     pub tune_peer: fn(&mut PeerConfig),
     /// A run that takes more steps than this has livelocked: it stops with a violation.
     pub max_steps: u64,
+    /// Cut sends at random points (exercises framing); off for large swarms, where it
+    /// only costs copies.
+    pub split_sends: bool,
+    /// Keep every event and trace line; when off, only the events that end a download
+    /// (a thousand-peer swarm would otherwise keep millions).
+    pub trace: bool,
 }
 
 impl WorldConfig {
@@ -51,6 +57,8 @@ impl WorldConfig {
             check_every_step: true,
             tune_peer: |_| {},
             max_steps: 1_000_000,
+            split_sends: true,
+            trace: true,
         }
     }
 }
@@ -152,6 +160,9 @@ enum Action {
     Fault(Fault),
 }
 
+/// A chunk of shared content: the content, where the chunk starts, its SHA-256.
+type KnownChunk = (Rc<[u8]>, usize, Hash);
+
 /// The whole simulated world.
 #[derive(Debug)]
 pub struct World {
@@ -169,11 +180,13 @@ pub struct World {
     pub(crate) truth: BTreeMap<FileName, (Manifest, Rc<[u8]>)>,
     /// Digests of every chunk of shared content, found by length and first bytes: a chunk
     /// that equals one is "hashed" by a comparison, far cheaper than SHA-256 at swarm scale.
-    known_chunks: BTreeMap<(usize, [u8; 16]), Vec<(Rc<[u8]>, usize, Hash)>>,
+    known_chunks: BTreeMap<(usize, [u8; 16]), Vec<KnownChunk>>,
     pub trace: Vec<TraceLine>,
     pub events: Vec<(u64, NodeId, Event)>,
     pub violations: Vec<String>,
     pub steps: u64,
+    /// Chunks each node has served, kept even with the trace off.
+    pub served: BTreeMap<NodeId, u64>,
 }
 
 impl World {
@@ -198,6 +211,7 @@ impl World {
             events: Vec::new(),
             violations: Vec::new(),
             steps: 0,
+            served: BTreeMap::new(),
         };
         world.add_node("tracker", true);
         world
@@ -318,7 +332,7 @@ impl World {
     }
 
     /// SHA-256 of `data`, by comparison when it is a chunk of shared content.
-    fn digest(&self, data: &[u8]) -> Hash {
+    pub(crate) fn digest(&self, data: &[u8]) -> Hash {
         let candidates = self.known_chunks.get(&(data.len(), chunk_prefix(data)));
         for (truth, start, digest) in candidates.into_iter().flatten() {
             if truth.get(*start..start + data.len()) == Some(data) {
@@ -724,6 +738,15 @@ impl World {
     }
 
     fn record(&mut self, node: NodeId, event: Event) {
+        if matches!(event, Event::Served { .. }) {
+            *self.served.entry(node).or_default() += 1;
+        }
+        if !self.config.trace {
+            if event.ended_download().is_some() {
+                self.events.push((self.now_ms(), node, event));
+            }
+            return;
+        }
         let who = |addr: SocketAddr| match self.node_at(addr) {
             Some(n) => self.node_name(n).to_string(),
             None => addr.to_string(),
@@ -855,7 +878,7 @@ impl World {
 
     /// Cuts a send into up to three pieces at random points, to exercise framing.
     fn split(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
-        if bytes.len() < 2 || self.rng.gen_bool(0.5) {
+        if !self.config.split_sends || bytes.len() < 2 || self.rng.gen_bool(0.5) {
             return vec![bytes];
         }
         let mut cuts: BTreeSet<usize> = BTreeSet::new();

@@ -39,7 +39,14 @@ fn message() -> impl Strategy<Value = Message> {
             }],
         }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::HaveChunk { root, chunk }),
-        (root(), any::<u32>()).prop_map(|(root, chunk)| Message::GetChunk { root, chunk }),
+        (root(), any::<u32>(), any::<u8>()).prop_map(|(root, chunk, others)| {
+            Message::GetChunk {
+                root,
+                chunk,
+                others,
+            }
+        }),
+        (root(), any::<u32>()).prop_map(|(root, chunk)| Message::Busy { root, chunk }),
         (
             root(),
             any::<u32>(),

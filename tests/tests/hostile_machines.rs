@@ -352,8 +352,16 @@ fn a_sharer_refuses_chunks_it_cannot_read_whole() {
     );
     drain(&mut p);
     let mut bytes = hello(Role::Peer);
-    bytes.extend(encode(&Message::GetChunk { root, chunk: 3 }));
-    bytes.extend(encode(&Message::GetChunk { root, chunk: 99 }));
+    bytes.extend(encode(&Message::GetChunk {
+        root,
+        chunk: 3,
+        others: 0,
+    }));
+    bytes.extend(encode(&Message::GetChunk {
+        root,
+        chunk: 99,
+        others: 0,
+    }));
     let d = send(&mut p, conn, 1, &bytes);
     let refused_past_end = d
         .sent

@@ -118,7 +118,7 @@ impl Active {
     }
 
     /// Holders of `chunk` not known bad.
-    fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
         self.holders
             .iter()
             .filter(move |(addr, have)| have.contains(chunk) && !self.bad.contains(addr))

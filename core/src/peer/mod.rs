@@ -6,6 +6,7 @@
 mod download;
 pub mod picker;
 mod serve;
+mod uploads;
 
 use crate::chunkset::ChunkSet;
 use crate::limits::{
@@ -23,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serve::InLink;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use uploads::Uploads;
 
 /// How a peer behaves; times in milliseconds.
 #[derive(Clone, Debug)]
@@ -43,6 +45,8 @@ pub struct PeerConfig {
     pub unavailable_after_ms: u64,
     /// A holder whose connection failed is left alone this long.
     pub holder_retry_ms: u64,
+    /// A holder that said `Busy` is asked again after about this long (jittered).
+    pub busy_retry_ms: u64,
     /// When only holders that sent bad data are left for some chunk, the chunk map is
     /// refreshed and the file rejected if no good holder shows up within this time.
     pub reject_grace_ms: u64,
@@ -62,6 +66,7 @@ impl PeerConfig {
             refresh_max_ms: 5_000,
             unavailable_after_ms: 30_000,
             holder_retry_ms: 2_000,
+            busy_retry_ms: 500,
             reject_grace_ms: 3_000,
             reconnect_base_ms: 200,
             reconnect_max_ms: 5_000,
@@ -126,6 +131,7 @@ struct LocalFile {
     have: ChunkSet,
     /// Stored in the `.part` file (a download in progress, or `--chunks`).
     partial: bool,
+    uploads: Uploads,
 }
 
 #[derive(Debug)]
@@ -224,6 +230,8 @@ pub struct Peer {
     conns: BTreeMap<ConnId, Conn>,
     holder_conns: BTreeMap<SocketAddr, ConnId>,
     ios: BTreeMap<IoId, Io>,
+    /// `Busy` answers sent so far (tells a slot holder that others are waiting).
+    busy_refusals: u64,
     next_conn: u64,
     next_io: u64,
     next_req: u32,
@@ -251,6 +259,7 @@ impl Peer {
             conns: BTreeMap::new(),
             holder_conns: BTreeMap::new(),
             ios: BTreeMap::new(),
+            busy_refusals: 0,
             next_conn: 0,
             next_io: 0,
             next_req: 0,
@@ -385,6 +394,7 @@ impl Peer {
             }
         }
         self.by_root.entry(root).or_insert_with(|| name.clone());
+        let uploads = Uploads::new(&have);
         self.files.insert(
             name,
             LocalFile {
@@ -392,6 +402,7 @@ impl Peer {
                 root,
                 have,
                 partial,
+                uploads,
             },
         );
     }
@@ -718,7 +729,18 @@ impl Peer {
         if let Some(a) = self.active_mut(name) {
             a.in_flight.entry(chunk).or_default().push(holder);
         }
-        self.send(conn, &Message::GetChunk { root, chunk });
+        let others = self.active_mut(name).map_or(0, |a| {
+            let n = a.good_holders(chunk).filter(|h| *h != holder).count();
+            u8::try_from(n).unwrap_or(u8::MAX)
+        });
+        self.send(
+            conn,
+            &Message::GetChunk {
+                root,
+                chunk,
+                others,
+            },
+        );
         self.emit(Event::Requested {
             name: name.clone(),
             chunk,
@@ -744,9 +766,9 @@ impl Peer {
 
     fn handle_holder_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
         let (root, chunk) = match &msg {
-            Message::ChunkData { root, chunk, .. } | Message::ChunkRefused { root, chunk, .. } => {
-                (*root, *chunk)
-            }
+            Message::ChunkData { root, chunk, .. }
+            | Message::ChunkRefused { root, chunk, .. }
+            | Message::Busy { root, chunk } => (*root, *chunk),
             other => {
                 let reason = format!("unexpected {} from a holder", other.kind());
                 return self.violation(now, conn, reason);
@@ -783,6 +805,14 @@ impl Peer {
                     if let Some(h) = a.holders.get_mut(&holder) {
                         h.remove(chunk);
                     }
+                }
+            }
+            Message::Busy { .. } => {
+                let base = self.config.busy_retry_ms.max(2);
+                let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
+                if let Some(a) = self.active_mut(&name) {
+                    let until = a.cooldown.entry(holder).or_insert(retry_at);
+                    *until = (*until).max(retry_at);
                 }
             }
             _ => {}
@@ -876,7 +906,9 @@ impl Peer {
         a.have.insert(chunk);
         let (root, have, want) = (a.root, a.have.count(), a.want.count());
         if let Some(f) = self.files.get_mut(&name) {
-            f.have.insert(chunk);
+            if f.have.insert(chunk) {
+                f.uploads.held(chunk);
+            }
         }
         self.send_tracker(&Message::HaveChunk { root, chunk });
         self.emit(Event::Verified {
@@ -1230,6 +1262,9 @@ impl Machine for Peer {
             Input::Sent { conn, bytes } => {
                 if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
                     link.sent(bytes);
+                }
+                if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
+                    self.pump_serving(conn);
                 }
                 self.handle_received(now, conn, &[]);
             }

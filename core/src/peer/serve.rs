@@ -3,7 +3,10 @@
 //! is the chunk or a refusal saying why.
 
 use super::{Conn, Io, Peer};
-use crate::limits::{FETCHER_IDLE_TIMEOUT_MS, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN};
+use crate::limits::{
+    FETCHER_IDLE_TIMEOUT_MS, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
+    SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+};
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::Root;
@@ -18,6 +21,13 @@ pub(super) struct InLink {
     pub link: Link,
     queue: VecDeque<(Root, u32)>,
     loading: usize,
+    /// Holds one of the upload slots: its requests are served, not refused as busy.
+    slot: bool,
+    /// Chunks accepted in this turn at the slot.
+    turn_chunks: u32,
+    /// The peer's count of busy refusals when this turn began: a higher count now means
+    /// others are waiting.
+    turn_began_at_refusal: u64,
 }
 
 impl InLink {
@@ -26,6 +36,9 @@ impl InLink {
             link: Link::new(remote, Role::Peer, now),
             queue: VecDeque::new(),
             loading: 0,
+            slot: false,
+            turn_chunks: 0,
+            turn_began_at_refusal: 0,
         }
     }
 }
@@ -41,11 +54,16 @@ impl InLink {
 
 impl Peer {
     pub(super) fn handle_request(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
-        let Message::GetChunk { root, chunk } = msg else {
+        let Message::GetChunk {
+            root,
+            chunk,
+            others,
+        } = msg
+        else {
             let reason = format!("unexpected {} from a fetching peer", msg.kind());
             return self.violation(now, conn, reason);
         };
-        if let Err(reason) = self.check_servable(&root, chunk) {
+        if let Err(reason) = self.check_servable(&root, chunk, others, now, conn) {
             return self.send(
                 conn,
                 &Message::ChunkRefused {
@@ -54,40 +72,92 @@ impl Peer {
                     reason,
                 },
             );
+        }
+        if !self.take_slot(conn) {
+            self.busy_refusals += 1;
+            return self.send(conn, &Message::Busy { root, chunk });
         }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
         if i.queue.len() >= MAX_QUEUED_REQUESTS_PER_CONN {
-            let reason = format!("busy: {MAX_QUEUED_REQUESTS_PER_CONN} requests already queued");
-            return self.send(
-                conn,
-                &Message::ChunkRefused {
-                    root,
-                    chunk,
-                    reason,
-                },
-            );
+            return self.send(conn, &Message::Busy { root, chunk });
         }
         i.queue.push_back((root, chunk));
+        i.turn_chunks += 1;
+        // Counted when promised, not when sent: requests arriving together must not all
+        // be granted the same chunk.
+        if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
+            f.uploads.sent(chunk, now, conn);
+        }
         self.pump_serving(conn);
     }
 
-    fn check_servable(&self, root: &Root, chunk: u32) -> Result<(), String> {
-        match self.have(root) {
+    /// Whether `conn` may be served now: it holds a slot whose turn is not over, or a
+    /// slot is free. A turn ends after `SLOT_TURN_CHUNKS` if someone was turned away
+    /// meanwhile; the slot is given up once what was accepted has been sent.
+    fn take_slot(&mut self, conn: ConnId) -> bool {
+        let refusals = self.busy_refusals;
+        let taken = self
+            .conns
+            .values()
+            .filter(|c| matches!(c, Conn::In(i) if i.slot))
+            .count();
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if i.slot {
+            let others_waiting = refusals > i.turn_began_at_refusal;
+            return i.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
+        }
+        if taken >= UPLOAD_SLOTS {
+            return false;
+        }
+        i.slot = true;
+        i.turn_chunks = 0;
+        i.turn_began_at_refusal = refusals;
+        true
+    }
+
+    fn check_servable(
+        &self,
+        root: &Root,
+        chunk: u32,
+        others: u8,
+        now: Timestamp,
+        requester: ConnId,
+    ) -> Result<(), String> {
+        let connected = |c: ConnId| self.conns.contains_key(&c);
+        let file = self.by_root.get(root).and_then(|n| self.files.get(n));
+        match file {
             None => Err("file not shared here".into()),
-            Some(have) if !have.contains(chunk) => Err(format!("chunk {chunk} not held here")),
+            Some(f) if !f.have.contains(chunk) => Err(format!("chunk {chunk} not held here")),
+            // Only a holder of the whole file steers requests (every chunk is wanted from
+            // it); a partial holder serves what it has.
+            Some(f)
+                if f.have.is_full()
+                    && f.uploads.refuse(chunk, others, now, requester, connected) =>
+            {
+                Err(format!(
+                    "chunk {chunk} was sent from here more than others: fetch it elsewhere"
+                ))
+            }
             Some(_) => Ok(()),
         }
     }
 
-    /// Starts loads for queued requests while the connection has load slots.
-    fn pump_serving(&mut self, conn: ConnId) {
+    /// Starts loads for queued requests while the connection has load slots and little
+    /// unsent; gives up the upload slot once everything accepted has left.
+    pub(super) fn pump_serving(&mut self, conn: ConnId) {
         loop {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if i.loading >= MAX_LOADS_PER_CONN {
+            let unsent = i.link.unsent();
+            if i.queue.is_empty() && i.loading == 0 && unsent == 0 {
+                i.slot = false;
+            }
+            if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {
                 return;
             }
             let Some((root, chunk)) = i.queue.pop_front() else {

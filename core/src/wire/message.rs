@@ -131,9 +131,12 @@ pub enum Message {
     },
 
     // peer ⇄ peer
+    /// `others`: how many other holders of this chunk the requester knows (capped at 255);
+    /// a holder that has sent this chunk more than others may refuse it when some exist.
     GetChunk {
         root: Root,
         chunk: u32,
+        others: u8,
     },
     ChunkData {
         root: Root,
@@ -147,7 +150,17 @@ pub enum Message {
         reason: String,
     },
 
-    // tracker → peer (last, so that earlier variants keep their wire tags)
+    // (Variants below were added later; last, so that earlier ones keep their wire tags.)
+
+    // holder → fetcher
+    /// The holder is serving others (its upload slots are taken): ask again later, or
+    /// ask another holder.
+    Busy {
+        root: Root,
+        chunk: u32,
+    },
+
+    // tracker → peer
     /// A fresh chunk map for a file whose manifest (root `root`) the asker has.
     Holders {
         req: u32,
@@ -176,6 +189,7 @@ impl Message {
             Message::ChunkData { .. } => "chunk-data",
             Message::ChunkRefused { .. } => "chunk-refused",
             Message::Holders { .. } => "holders",
+            Message::Busy { .. } => "busy",
         }
     }
 }

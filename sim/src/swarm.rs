@@ -1,0 +1,265 @@
+//! Swarms in the simulator: S seeders and N peers that all want one file, with equal links,
+//! arriving at once or as a Poisson stream. Reports when each peer finished beside the
+//! lower bound for distributing the file, T ≥ max(F/u_seed, F/d_min, N·F/(u_seed + Σu)).
+
+use crate::world::{NodeId, World, WorldConfig};
+use drizzle_core::machine::Event;
+use drizzle_core::peer::{DownloadRequest, PeerCommand};
+use drizzle_core::FileName;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+const FILE: &str = "swarm.bin";
+/// The tracker is not part of the bound: it gets a link no swarm can fill.
+const TRACKER_BYTES_PER_SEC: u64 = 10_000_000_000;
+/// Virtual time for the seeders to register before the first peer arrives.
+const WARMUP_MS: u64 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arrival {
+    /// Every peer asks at once.
+    All,
+    /// Peers arrive one by one, `per_sec` on average.
+    Poisson { per_sec: f64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    pub peers: usize,
+    pub seeders: usize,
+    pub file_size: u64,
+    pub chunk_size: u32,
+    pub up_bytes_per_sec: u64,
+    pub down_bytes_per_sec: u64,
+    pub latency_ms: u64,
+    pub arrival: Arrival,
+    pub seed: u64,
+    /// Give up at this many times the bound (after the last arrival).
+    pub deadline_factor: u64,
+    /// Keep the full trace (every request and chunk; for small swarms).
+    pub trace: bool,
+}
+
+impl SwarmConfig {
+    /// The lower bound, seconds, for every peer to hold the file when all arrive at once.
+    pub fn bound_secs(&self) -> f64 {
+        let f = self.file_size as f64;
+        let u = self.up_bytes_per_sec as f64;
+        let u_seed = u * self.seeders as f64;
+        let n = self.peers as f64;
+        let seed_alone = f / u_seed;
+        let download = f / self.down_bytes_per_sec as f64;
+        let everyone = n * f / (u_seed + n * u);
+        seed_alone.max(download).max(everyone)
+    }
+}
+
+/// One peer's fate: when it asked, and when it held the whole file (ms of virtual time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerOutcome {
+    pub node: NodeId,
+    pub arrived_ms: u64,
+    pub done_ms: Option<u64>,
+}
+
+impl PeerOutcome {
+    pub fn secs(&self) -> Option<f64> {
+        self.done_ms
+            .map(|d| d.saturating_sub(self.arrived_ms) as f64 / 1000.0)
+    }
+}
+
+#[derive(Debug)]
+pub struct SwarmReport {
+    pub config: SwarmConfig,
+    pub outcomes: Vec<PeerOutcome>,
+    /// Simulator steps (events processed).
+    pub events: u64,
+    pub virtual_ms: u64,
+    pub wall_secs: f64,
+    /// Invariant violations and peers that failed; empty when all went well.
+    pub failures: Vec<String>,
+    /// Every event, when `SwarmConfig::trace` asked for it.
+    pub trace: Vec<crate::TraceLine>,
+    /// Chunks the seeders uploaded in all (the file has `file_size / chunk_size` of them).
+    pub seeder_uploads: u64,
+}
+
+/// Order statistics of the peers' download times, seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl SwarmReport {
+    /// Download times of the peers that finished, sorted.
+    pub fn times(&self) -> Vec<f64> {
+        let mut t: Vec<f64> = self.outcomes.iter().filter_map(PeerOutcome::secs).collect();
+        t.sort_by(f64::total_cmp);
+        t
+    }
+
+    pub fn spread(&self) -> Spread {
+        let t = self.times();
+        let at = |p: f64| {
+            let i = ((t.len() as f64 - 1.0) * p).round() as usize;
+            t.get(i).copied().unwrap_or(f64::NAN)
+        };
+        Spread {
+            min: at(0.0),
+            median: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+
+    pub fn finished(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.done_ms.is_some()).count()
+    }
+
+    /// The command that reproduces this run.
+    pub fn reproduce(&self) -> String {
+        let c = &self.config;
+        let arrival = match c.arrival {
+            Arrival::All => "all".to_string(),
+            Arrival::Poisson { per_sec } => format!("poisson:{per_sec}"),
+        };
+        format!(
+            "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {} --latency {} --arrival {arrival} --seed {}",
+            c.peers, c.seeders, c.file_size, c.chunk_size, c.up_bytes_per_sec,
+            c.down_bytes_per_sec, c.latency_ms, c.seed
+        )
+    }
+}
+
+/// Runs one swarm to the end (every peer done, or the deadline).
+pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
+    let started = Instant::now();
+    let Ok(name) = FileName::new(FILE) else {
+        return SwarmReport {
+            config: config.clone(),
+            outcomes: Vec::new(),
+            events: 0,
+            virtual_ms: 0,
+            wall_secs: 0.0,
+            failures: vec![format!("{FILE} is not a valid file name")],
+            trace: Vec::new(),
+            seeder_uploads: 0,
+        };
+    };
+    let mut world = World::new(WorldConfig {
+        latency_ms: config.latency_ms,
+        up_bytes_per_sec: config.up_bytes_per_sec,
+        down_bytes_per_sec: config.down_bytes_per_sec,
+        chunk_size: config.chunk_size,
+        check_every_step: false,
+        max_steps: u64::MAX,
+        split_sends: false,
+        trace: config.trace,
+        ..WorldConfig::new(config.seed)
+    });
+    world.set_bandwidth(0, TRACKER_BYTES_PER_SEC, TRACKER_BYTES_PER_SEC);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5741_524d);
+    let data = file_bytes(&mut rng, config.file_size);
+    let mut failures = Vec::new();
+    let mut seeders = Vec::new();
+    for s in 0..config.seeders {
+        let node = world.add_peer(&format!("seed{s}"));
+        seeders.push(node);
+        if let Err(e) = world.share(node, FILE, data.clone()) {
+            failures.push(format!("seed{s} could not share: {e}"));
+        }
+    }
+    drop(data);
+    let peers: Vec<NodeId> = (0..config.peers)
+        .map(|i| world.add_peer(&format!("p{i}")))
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut at_ms = WARMUP_MS;
+    for node in peers {
+        if let Arrival::Poisson { per_sec } = config.arrival {
+            let gap_secs = -(1.0 - rng.gen::<f64>()).ln() / per_sec.max(1e-9);
+            at_ms += (gap_secs * 1000.0) as u64;
+        }
+        world.run_until(at_ms, |_| false);
+        let arrived_ms = world.now_ms().max(at_ms);
+        let request = DownloadRequest::whole(name.clone());
+        if let Err(e) = world.command(node, PeerCommand::Download(request)) {
+            failures.push(format!("{}: {e}", world.node_name(node)));
+        }
+        outcomes.push(PeerOutcome {
+            node,
+            arrived_ms,
+            done_ms: None,
+        });
+    }
+    let bound_ms = (config.bound_secs() * 1000.0) as u64;
+    let deadline = at_ms + bound_ms.max(1000) * config.deadline_factor.max(1);
+    let everyone = config.peers;
+    let ended = |w: &World| {
+        if w.config.trace {
+            w.events
+                .iter()
+                .filter(|(_, _, e)| e.ended_download().is_some())
+                .count()
+        } else {
+            w.events.len() // only the events that end downloads are kept
+        }
+    };
+    world.run_until(deadline, |w| ended(w) >= everyone);
+    let endings = world
+        .events
+        .iter()
+        .filter(|(_, _, e)| e.ended_download().is_some());
+    for (t_ms, node, event) in endings {
+        let Some(o) = outcomes.iter_mut().find(|o| o.node == *node) else {
+            continue;
+        };
+        match event {
+            Event::Done { .. } => o.done_ms = Some(*t_ms),
+            other => failures.push(format!(
+                "{}: {}",
+                world.node_name(*node),
+                crate::trace::describe(other, &|a| a.to_string())
+            )),
+        }
+    }
+    let unfinished = outcomes.iter().filter(|o| o.done_ms.is_none()).count();
+    if unfinished > 0 {
+        failures.push(format!(
+            "{unfinished} peer(s) not done by {deadline} ms of virtual time"
+        ));
+    }
+    failures.extend(world.violations.iter().cloned());
+    SwarmReport {
+        config: config.clone(),
+        outcomes,
+        events: world.steps,
+        virtual_ms: world.now_ms(),
+        wall_secs: started.elapsed().as_secs_f64(),
+        failures,
+        trace: std::mem::take(&mut world.trace),
+        seeder_uploads: seeders
+            .iter()
+            .map(|s| world.served.get(s).copied().unwrap_or(0))
+            .sum(),
+    }
+}
+
+/// Incompressible bytes from the seed (xorshift, cheap at 100 MiB).
+fn file_bytes(rng: &mut ChaCha8Rng, size: u64) -> Vec<u8> {
+    let mut x: u64 = rng.gen::<u64>() | 1;
+    let mut out = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let take = (size - out.len() as u64).min(8) as usize;
+        out.extend_from_slice(x.to_le_bytes().get(..take).unwrap_or_default());
+    }
+    out
+}
