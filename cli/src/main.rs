@@ -132,6 +132,19 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Time the simulator on a large swarm: simulated events per second of wall time.
+    Sim {
+        #[arg(long, default_value_t = 1000)]
+        peers: usize,
+        #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
+        file_size: u64,
+        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+        chunk_size: u64,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Load one tracker process with many clients registering chunks and locating.
     Tracker {
         #[arg(long, default_value_t = 64)]
@@ -222,6 +235,23 @@ fn run(command: Command) -> Result<(), Fail> {
             dir,
             json,
         }),
+        Command::Bench(BenchCommand::Sim {
+            peers,
+            file_size,
+            chunk_size,
+            runs,
+            json,
+        }) => {
+            let chunk_size = u32::try_from(chunk_size)
+                .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+            bench::sim(&bench::SimArgs {
+                peers,
+                file_size,
+                chunk_size,
+                runs,
+                json,
+            })
+        }
         Command::Bench(BenchCommand::Tracker {
             clients,
             depth,

@@ -3,9 +3,11 @@
 //! one tracker with many clients, `sim` times the simulator on a large swarm.
 
 mod process;
+mod sim;
 mod tracker;
 mod transfer;
 
+pub use sim::{sim, SimArgs};
 pub use tracker::{tracker, TrackerArgs};
 pub use transfer::{transfer, TransferArgs};
 

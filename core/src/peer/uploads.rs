@@ -95,11 +95,20 @@ mod tests {
         let mut u = Uploads::new(&ChunkSet::from_indices(4, [0, 1]));
         assert!(!u.refuse(0, 5, t, b, up));
         u.sent(0, t, a);
-        assert!(u.refuse(0, 0, t, b, up), "1 is still unsent and a has 0 fresh");
+        assert!(
+            u.refuse(0, 0, t, b, up),
+            "1 is still unsent and a has 0 fresh"
+        );
         assert!(!u.refuse(0, 0, t, a, up), "a asks again: it did not get it");
-        assert!(!u.refuse(0, 0, t, b, |_| false), "a left: its copy will not spread");
+        assert!(
+            !u.refuse(0, 0, t, b, |_| false),
+            "a left: its copy will not spread"
+        );
         assert!(u.refuse(0, 1, t.plus_ms(FRESH_MS), b, up), "others hold it");
-        assert!(!u.refuse(0, 0, t.plus_ms(FRESH_MS), b, up), "stale, and nobody else");
+        assert!(
+            !u.refuse(0, 0, t.plus_ms(FRESH_MS), b, up),
+            "stale, and nobody else"
+        );
         assert!(!u.refuse(1, 3, t, b, up));
         u.sent(1, t, a);
         assert!(!u.refuse(0, 3, t, b, up) && !u.refuse(1, 3, t, b, up));

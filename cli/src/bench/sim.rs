@@ -1,0 +1,71 @@
+//! `drizzle bench sim`: how fast the simulator runs a large swarm — simulated events per
+//! second of wall time — with the swarm's own outcome beside it.
+
+use crate::exit::{Exit, Fail};
+use drizzle_sim::{run_swarm, Arrival, SwarmConfig};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct SimArgs {
+    pub peers: usize,
+    pub file_size: u64,
+    pub chunk_size: u32,
+    pub runs: usize,
+    pub json: bool,
+}
+
+pub fn sim(args: &SimArgs) -> Result<(), Fail> {
+    if args.peers == 0 || args.runs == 0 {
+        return Err(Fail::new(
+            Exit::Usage,
+            "--peers and --runs must be positive",
+        ));
+    }
+    let mut rates = Vec::new();
+    for run in 0..args.runs {
+        let config = SwarmConfig {
+            peers: args.peers,
+            seeders: 1,
+            file_size: args.file_size,
+            chunk_size: args.chunk_size,
+            up_bytes_per_sec: 10_000_000,
+            down_bytes_per_sec: 10_000_000,
+            latency_ms: 20,
+            arrival: Arrival::All,
+            seed: run as u64 + 1,
+            deadline_factor: 20,
+            trace: false,
+        };
+        let r = run_swarm(&config);
+        let rate = r.events as f64 / r.wall_secs.max(1e-9);
+        rates.push(rate);
+        let s = r.spread();
+        if args.json {
+            let line = json!({
+                "event": "run", "run": run, "peers": args.peers, "events": r.events,
+                "wall_secs": r.wall_secs, "events_per_sec": rate,
+                "virtual_secs": r.virtual_ms as f64 / 1000.0,
+                "finished": r.finished(), "median_ratio": s.median / config.bound_secs(),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "run {run}: {} peers, {} events in {:.1} s wall ({:.0} events/s), {:.1} s simulated; {} finished, median {:.2}x the bound",
+                args.peers, r.events, r.wall_secs, rate, r.virtual_ms as f64 / 1000.0,
+                r.finished(), s.median / config.bound_secs()
+            );
+        }
+    }
+    let (median, min, max) = super::median(rates);
+    if args.json {
+        let line = json!({"event": "summary", "runs": args.runs,
+            "events_per_sec": {"median": median, "min": min, "max": max}});
+        println!("{line}");
+    } else {
+        println!(
+            "median of {} runs: {median:.0} events/s (min {min:.0}, max {max:.0})",
+            args.runs
+        );
+    }
+    Ok(())
+}
