@@ -14,7 +14,14 @@ pub fn check(world: &World) -> Vec<String> {
 }
 
 /// A write must carry exactly the bytes of a chunk of the file first shared under `name`.
-pub fn check_store(world: &mut World, node: NodeId, name: &FileName, offset: u64, data: &[u8]) {
+/// Whether it does.
+pub fn check_store(
+    world: &mut World,
+    node: NodeId,
+    name: &FileName,
+    offset: u64,
+    data: &[u8],
+) -> bool {
     let verdict = match world.truth.get(name) {
         None => Some(format!("stored bytes of {name}, which nobody shared")),
         Some((manifest, _)) => {
@@ -27,10 +34,12 @@ pub fn check_store(world: &mut World, node: NodeId, name: &FileName, offset: u64
             (!ok).then(|| format!("stored unverified bytes at offset {offset} of {name}"))
         }
     };
+    let ok = verdict.is_none();
     if let Some(v) = verdict {
         let who = world.node_name(node).to_string();
         world.violations.push(format!("{who}: {v}"));
     }
+    ok
 }
 
 /// A committed file must be byte-identical to what was first shared under its name.

@@ -26,15 +26,15 @@ impl Storage {
         Ok(content.read(offset, len as usize))
     }
 
-    /// Writes `data` at `offset` of `name`'s `.part` (created `size` bytes long); `truth`
-    /// is the first shared content of that name, referenced instead of copied when equal.
+    /// Writes `data` at `offset` of `name`'s `.part` (created `size` bytes long); `same_as`
+    /// is content that `data` is known to equal at `offset`, referenced instead of kept.
     pub fn store(
         &mut self,
         name: &FileName,
         size: u64,
         offset: u64,
         data: Vec<u8>,
-        truth: Option<&Rc<[u8]>>,
+        same_as: Option<&Rc<[u8]>>,
     ) -> Result<(), String> {
         let part = self
             .parts
@@ -43,7 +43,7 @@ impl Storage {
         if offset.saturating_add(data.len() as u64) > part.size {
             return Err(format!("write past the end of {name}.part"));
         }
-        part.write(offset, data, truth);
+        part.write(offset, data, same_as);
         Ok(())
     }
 
@@ -136,6 +136,13 @@ impl Content {
         if offset >= end {
             return Vec::new();
         }
+        // The common case, one piece holding it all, is a single copy.
+        if let Some((at, piece)) = self.pieces.range(..=offset).next_back() {
+            let (from, to) = ((offset - at) as usize, (end - at) as usize);
+            if let Some(whole) = piece.bytes().get(from..to) {
+                return whole.to_vec();
+            }
+        }
         let mut out = vec![0u8; (end - offset) as usize];
         let first = self
             .pieces
@@ -157,21 +164,24 @@ impl Content {
         out
     }
 
-    /// Replaces the bytes at `offset` with `data`, kept as a reference into `truth` when
-    /// they equal it there.
-    pub fn write(&mut self, offset: u64, data: Vec<u8>, truth: Option<&Rc<[u8]>>) {
+    /// Replaces the bytes at `offset` with `data`, kept as a reference into `same_as` when
+    /// the caller knows they equal it there (checked in debug builds).
+    pub fn write(&mut self, offset: u64, data: Vec<u8>, same_as: Option<&Rc<[u8]>>) {
         if data.is_empty() {
             return;
         }
         let end = offset + data.len() as u64;
         self.cut(offset, end);
         let start = offset as usize;
-        let piece = match truth {
-            Some(t) if t.get(start..start + data.len()) == Some(data.as_slice()) => Piece::Shared {
-                bytes: t.clone(),
-                start,
-                len: data.len(),
-            },
+        let piece = match same_as {
+            Some(t) if start + data.len() <= t.len() => {
+                debug_assert!(t.get(start..start + data.len()) == Some(data.as_slice()));
+                Piece::Shared {
+                    bytes: t.clone(),
+                    start,
+                    len: data.len(),
+                }
+            }
             _ => Piece::Own(data),
         };
         self.pieces.insert(offset, piece);
@@ -255,7 +265,7 @@ mod tests {
         let mut c = Content::empty(100);
         c.write(40, truth[40..60].to_vec(), Some(&truth));
         assert!(matches!(c.pieces.get(&40), Some(Piece::Shared { .. })));
-        c.write(0, vec![7; 10], Some(&truth));
+        c.write(0, vec![7; 10], None);
         assert!(matches!(c.pieces.get(&0), Some(Piece::Own(_))));
         let mut expected = vec![0u8; 100];
         expected[..10].fill(7);

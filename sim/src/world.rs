@@ -687,8 +687,11 @@ impl World {
                 data,
                 ..
             } => {
-                checkers::check_store(self, node, &name, offset, &data);
-                let truth = self.truth.get(&name).map(|(_, t)| t.clone());
+                // Verified bytes are the shared content there: kept by reference.
+                let verified = checkers::check_store(self, node, &name, offset, &data);
+                let truth = verified
+                    .then(|| self.truth.get(&name).map(|(_, t)| t.clone()))
+                    .flatten();
                 let result = match self.nodes.get_mut(node) {
                     Some(n) => n.storage.store(&name, size, offset, data, truth.as_ref()),
                     None => Err("no node".into()),
