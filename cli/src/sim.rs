@@ -107,7 +107,6 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         ));
     }
     let config = SwarmConfig {
-        peers: args.peers,
         seeders: args.seeders,
         file_size: args.file_size,
         chunk_size,
@@ -115,9 +114,8 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         down_bytes_per_sec: args.down,
         latency_ms: args.latency,
         arrival: args.arrival,
-        seed: args.seed,
-        deadline_factor: 20,
         trace: args.trace,
+        ..SwarmConfig::new(args.peers, args.seed)
     };
     let report = run_swarm(&config);
     for line in &report.trace {

@@ -2,10 +2,11 @@
 //! arriving at once or as a Poisson stream. Reports when each peer finished beside the
 //! lower bound for distributing the file, T ≥ max(F/u_seed, F/d_min, N·F/(u_seed + Σu)).
 
+use crate::faults::Fault;
 use crate::world::{NodeId, World, WorldConfig};
 use drizzle_core::machine::Event;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
-use drizzle_core::FileName;
+use drizzle_core::{FileName, PeerConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -39,9 +40,35 @@ pub struct SwarmConfig {
     pub deadline_factor: u64,
     /// Keep the full trace (every request and chunk; for small swarms).
     pub trace: bool,
+    /// Faults to inject (nodes: 0 tracker, then seeders, then peers).
+    pub faults: Vec<Fault>,
+    /// Run the checkers after every step (for tests; slow for large swarms).
+    pub check_every_step: bool,
+    /// Adjusts each peer's config before it starts.
+    pub tune_peer: fn(&mut PeerConfig),
 }
 
 impl SwarmConfig {
+    /// `peers` peers and one seeder, 100 MiB in 1 MiB chunks, 10 MB/s up and down, 20 ms.
+    pub fn new(peers: usize, seed: u64) -> SwarmConfig {
+        SwarmConfig {
+            peers,
+            seeders: 1,
+            file_size: 100 << 20,
+            chunk_size: 1 << 20,
+            up_bytes_per_sec: 10_000_000,
+            down_bytes_per_sec: 10_000_000,
+            latency_ms: 20,
+            arrival: Arrival::All,
+            seed,
+            deadline_factor: 20,
+            trace: false,
+            faults: Vec::new(),
+            check_every_step: false,
+            tune_peer: |_| {},
+        }
+    }
+
     /// The lower bound, seconds, for every peer to hold the file when all arrive at once.
     pub fn bound_secs(&self) -> f64 {
         let f = self.file_size as f64;
@@ -156,7 +183,8 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         up_bytes_per_sec: config.up_bytes_per_sec,
         down_bytes_per_sec: config.down_bytes_per_sec,
         chunk_size: config.chunk_size,
-        check_every_step: false,
+        check_every_step: config.check_every_step,
+        tune_peer: config.tune_peer,
         max_steps: u64::MAX,
         split_sends: false,
         trace: config.trace,
@@ -175,6 +203,9 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         }
     }
     drop(data);
+    for f in &config.faults {
+        world.add_fault(f.clone());
+    }
     let peers: Vec<NodeId> = (0..config.peers)
         .map(|i| world.add_peer(&format!("p{i}")))
         .collect();

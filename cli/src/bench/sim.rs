@@ -2,7 +2,7 @@
 //! second of wall time — with the swarm's own outcome beside it.
 
 use crate::exit::{Exit, Fail};
-use drizzle_sim::{run_swarm, Arrival, SwarmConfig};
+use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
 
 #[derive(Debug)]
@@ -24,17 +24,9 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
     let mut rates = Vec::new();
     for run in 0..args.runs {
         let config = SwarmConfig {
-            peers: args.peers,
-            seeders: 1,
             file_size: args.file_size,
             chunk_size: args.chunk_size,
-            up_bytes_per_sec: 10_000_000,
-            down_bytes_per_sec: 10_000_000,
-            latency_ms: 20,
-            arrival: Arrival::All,
-            seed: run as u64 + 1,
-            deadline_factor: 20,
-            trace: false,
+            ..SwarmConfig::new(args.peers, run as u64 + 1)
         };
         let r = run_swarm(&config);
         let rate = r.events as f64 / r.wall_secs.max(1e-9);
