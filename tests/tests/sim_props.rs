@@ -9,9 +9,12 @@
 
 use drizzle_core::machine::Event;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
-use drizzle_core::{FileName, PeerConfig};
+use drizzle_core::FileName;
 use drizzle_sim::scenarios::ended;
 use drizzle_sim::{Fault, NodeId, World, WorldConfig};
+mod common;
+
+use common::patient;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use rand::{Rng, SeedableRng};
@@ -19,15 +22,6 @@ use rand_chacha::ChaCha8Rng;
 
 const CHUNK: u32 = 1024;
 const DEADLINE_MS: u64 = 600_000;
-
-/// Peers whose patience outlasts the generated faults (which all heal within ~10 s, tracker
-/// reconnect backoff included): liveness is promised only for such peers.
-fn patient(config: &mut PeerConfig) {
-    config.request_timeout_ms = 5_000;
-    config.refresh_max_ms = 1_000;
-    config.unavailable_after_ms = 120_000;
-    config.reject_grace_ms = 30_000;
-}
 
 fn name() -> FileName {
     FileName::new("A").unwrap()

@@ -7,20 +7,14 @@
 // Test code: a panic here is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use drizzle_core::PeerConfig;
 use drizzle_sim::{run_swarm, Fault, SwarmConfig};
+mod common;
+
+use common::patient;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
 const CHUNK: u32 = 1024;
-
-/// Peers whose patience outlasts the generated faults (all healed within ~6 s).
-fn patient(config: &mut PeerConfig) {
-    config.request_timeout_ms = 5_000;
-    config.refresh_max_ms = 1_000;
-    config.unavailable_after_ms = 120_000;
-    config.reject_grace_ms = 30_000;
-}
 
 /// Faults on the tracker (node 0) and the seeders (1..=seeders), each healing: crashes
 /// are followed by restarts (a restarted seeder re-shares its file), partitions and slow
