@@ -12,8 +12,12 @@ use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::Root;
 use crate::time::Timestamp;
 use crate::wire::{encode_chunk_data, Message, Role};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+
+/// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
+/// only means it may be steered once more).
+const MAX_STEERED_PER_CONN: usize = 4096;
 
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
@@ -28,6 +32,10 @@ pub(super) struct InLink {
     /// The peer's count of busy refusals when this turn began: a higher count now means
     /// others are waiting.
     turn_began_at_refusal: u64,
+    /// Chunks refused to this fetcher as sent here too often. A refusal is a hint, never a
+    /// denial: a fetcher that asks again found no better holder, and is served (two full
+    /// holders each pointing at the other would otherwise starve it).
+    steered: BTreeSet<(Root, u32)>,
 }
 
 impl InLink {
@@ -39,6 +47,7 @@ impl InLink {
             slot: false,
             turn_chunks: 0,
             turn_began_at_refusal: 0,
+            steered: BTreeSet::new(),
         }
     }
 }
@@ -63,7 +72,13 @@ impl Peer {
             let reason = format!("unexpected {} from a fetching peer", msg.kind());
             return self.violation(now, conn, reason);
         };
-        if let Err(reason) = self.check_servable(&root, chunk, others, now, conn) {
+        if let Err((reason, steered)) = self.check_servable(&root, chunk, others, now, conn) {
+            if let (true, Some(Conn::In(i))) = (steered, self.conns.get_mut(&conn)) {
+                if i.steered.len() >= MAX_STEERED_PER_CONN {
+                    i.steered.clear();
+                }
+                i.steered.insert((root, chunk));
+            }
             return self.send(
                 conn,
                 &Message::ChunkRefused {
@@ -126,21 +141,27 @@ impl Peer {
         others: u8,
         now: Timestamp,
         requester: ConnId,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, bool)> {
         let connected = |c: ConnId| self.conns.contains_key(&c);
+        let steered_before = match self.conns.get(&requester) {
+            Some(Conn::In(i)) => i.steered.contains(&(*root, chunk)),
+            _ => false,
+        };
         let file = self.by_root.get(root).and_then(|n| self.files.get(n));
         match file {
-            None => Err("file not shared here".into()),
-            Some(f) if !f.have.contains(chunk) => Err(format!("chunk {chunk} not held here")),
+            None => Err(("file not shared here".into(), false)),
+            Some(f) if !f.have.contains(chunk) => {
+                Err((format!("chunk {chunk} not held here"), false))
+            }
             // Only a holder of the whole file steers requests (every chunk is wanted from
             // it); a partial holder serves what it has.
             Some(f)
                 if f.have.is_full()
+                    && !steered_before
                     && f.uploads.refuse(chunk, others, now, requester, connected) =>
             {
-                Err(format!(
-                    "chunk {chunk} was sent from here more than others: fetch it elsewhere"
-                ))
+                let why = "was sent from here more than others: fetch it elsewhere";
+                Err((format!("chunk {chunk} {why}"), true))
             }
             Some(_) => Ok(()),
         }
