@@ -364,3 +364,120 @@ fn sim_is_deterministic_through_the_binary() {
         .unwrap();
     assert_ne!(a.stdout, other.stdout);
 }
+
+/// The last line a `--json` command printed, parsed.
+fn summary(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn swarm_reports_against_the_bound_and_repeats_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("curve.svg");
+    let args = [
+        "sim",
+        "swarm",
+        "--peers",
+        "6",
+        "--file-size",
+        "256KiB",
+        "--chunk-size",
+        "16KiB",
+        "--up",
+        "1MB",
+        "--down",
+        "1MB",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let run = |extra: &[&str]| Command::new(BIN).args(args).args(extra).output().unwrap();
+    let a = run(&["--svg", svg.to_str().unwrap()]);
+    assert_eq!(code(&a), 0, "{}", String::from_utf8_lossy(&a.stderr));
+    let s = summary(&a);
+    assert_eq!(s["event"], "summary");
+    assert_eq!(s["finished"], 6);
+    let (bound, median, max) = (
+        s["bound_secs"].as_f64().unwrap(),
+        s["median_secs"].as_f64().unwrap(),
+        s["max_secs"].as_f64().unwrap(),
+    );
+    // 256 KiB at 1 MB/s from one seed: nobody can beat 0.26 s.
+    assert!((bound - 0.262_144).abs() < 1e-6, "{bound}");
+    assert!(median >= bound && max >= median, "{s}");
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("lower bound"));
+    // Same seed, same report: everything but the wall time.
+    let b = run(&[]);
+    let strip = |out: &std::process::Output| {
+        let mut v = summary(out);
+        v.as_object_mut().unwrap().remove("wall_secs");
+        v
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
+
+#[test]
+fn benches_run_and_report() {
+    let tracker = Command::new(BIN)
+        .args([
+            "bench",
+            "tracker",
+            "--clients",
+            "4",
+            "--secs",
+            "0.5",
+            "--chunks",
+            "64",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&tracker),
+        0,
+        "{}",
+        String::from_utf8_lossy(&tracker.stderr)
+    );
+    let t = summary(&tracker);
+    assert!(t["ops_per_sec"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["locates"].as_u64().unwrap() > 0, "{t}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let transfer = Command::new(BIN)
+        .args([
+            "bench",
+            "transfer",
+            "--size",
+            "3MiB",
+            "--getters",
+            "2",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&transfer),
+        0,
+        "{}",
+        String::from_utf8_lossy(&transfer.stderr)
+    );
+    let text = String::from_utf8_lossy(&transfer.stdout);
+    let run: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(run["event"], "run");
+    // Two getters of 3 chunks: 6 verified chunks came from the sharer or each other.
+    let from_sharer = run["sharer_chunks_supplied"][0].as_u64().unwrap();
+    assert!((1..=6).contains(&from_sharer), "{run}");
+    assert!(
+        summary(&transfer)["mb_s_overall"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
