@@ -112,54 +112,11 @@ enum SimCommand {
 enum BenchCommand {
     /// Time verified transfers between real processes on 127.0.0.1, beside a raw TCP copy
     /// and SHA-256 of the same bytes.
-    Transfer {
-        #[arg(long, default_value = "1GiB", value_parser = units::parse_size)]
-        size: u64,
-        #[arg(long, default_value_t = 1)]
-        seeders: usize,
-        #[arg(long, default_value_t = 1)]
-        getters: usize,
-        /// Upload cap for every sharer and getter, e.g. 25MB/s.
-        #[arg(long, value_parser = units::parse_size)]
-        upload_limit: Option<u64>,
-        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-        chunk_size: u64,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Where to put the test files (default: the system temp directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    Transfer(bench::TransferArgs),
     /// Time the simulator on a large swarm: simulated events per second of wall time.
-    Sim {
-        #[arg(long, default_value_t = 1000)]
-        peers: usize,
-        #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
-        file_size: u64,
-        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-        chunk_size: u64,
-        #[arg(long, default_value_t = 1)]
-        runs: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    Sim(bench::SimArgs),
     /// Load one tracker process with many clients registering chunks and locating.
-    Tracker {
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        /// Have-chunk + locate pairs each client keeps in flight.
-        #[arg(long, default_value_t = 4)]
-        depth: usize,
-        /// Chunks of the file every client holds part of (sizes the locate answers).
-        #[arg(long, default_value_t = 1024)]
-        chunks: u32,
-        #[arg(long, default_value_t = 5.0)]
-        secs: f64,
-        #[arg(long)]
-        json: bool,
-    },
+    Tracker(bench::TrackerArgs),
 }
 
 fn main() -> ExitCode {
@@ -216,55 +173,9 @@ fn run(command: Command) -> Result<(), Fail> {
             })
         }
         Command::Demo { which } => demo::demo(which),
-        Command::Bench(BenchCommand::Transfer {
-            size,
-            seeders,
-            getters,
-            upload_limit,
-            chunk_size,
-            runs,
-            dir,
-            json,
-        }) => bench::transfer(&bench::TransferArgs {
-            size,
-            seeders,
-            getters,
-            upload_limit,
-            chunk_size,
-            runs,
-            dir,
-            json,
-        }),
-        Command::Bench(BenchCommand::Sim {
-            peers,
-            file_size,
-            chunk_size,
-            runs,
-            json,
-        }) => {
-            let chunk_size = u32::try_from(chunk_size)
-                .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
-            bench::sim(&bench::SimArgs {
-                peers,
-                file_size,
-                chunk_size,
-                runs,
-                json,
-            })
-        }
-        Command::Bench(BenchCommand::Tracker {
-            clients,
-            depth,
-            chunks,
-            secs,
-            json,
-        }) => bench::tracker(&bench::TrackerArgs {
-            clients,
-            secs,
-            depth,
-            chunks,
-            json,
-        }),
+        Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),
+        Command::Bench(BenchCommand::Sim(a)) => bench::sim(&a),
+        Command::Bench(BenchCommand::Tracker(a)) => bench::tracker(&a),
         Command::Sim(SimCommand::Standard(a)) => sim::sim(drizzle_sim::Scenario::Standard, &a),
         Command::Sim(SimCommand::Integrity(a)) => sim::sim(drizzle_sim::Scenario::Integrity, &a),
         Command::Sim(SimCommand::RarestFirst(a)) => {

@@ -29,10 +29,7 @@ fn standard_scenario_two_peers_exchange() {
     for (name, from, to) in [("A", &d1, &d2), ("B", &d1, &d2), ("C", &d2, &d1)] {
         let out = get(name, &tr, to.path(), &[]);
         assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(
-            std::fs::read(from.path().join(name)).unwrap(),
-            std::fs::read(to.path().join(name)).unwrap()
-        );
+        assert_same_file(from.path(), to.path(), name);
         let ev = events(&out);
         let done = of_kind(&ev, "done");
         assert_eq!(done.len(), 1);
@@ -130,10 +127,7 @@ fn rarest_first_scenario_over_tcp() {
         2,
         "both holders asked: {peers:?} (peer1 {addr1})"
     );
-    assert_eq!(
-        std::fs::read(d1.path().join("A")).unwrap(),
-        std::fs::read(d3.path().join("A")).unwrap()
-    );
+    assert_same_file(d1.path(), d3.path(), "A");
 }
 
 #[test]
@@ -187,11 +181,7 @@ fn names_and_sizes_round_trip() {
             "{name}: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        assert_eq!(
-            std::fs::read(d1.path().join(name)).unwrap(),
-            std::fs::read(d2.path().join(name)).unwrap(),
-            "{name}"
-        );
+        assert_same_file(d1.path(), d2.path(), name);
     }
 }
 
@@ -225,10 +215,7 @@ fn two_getters_at_once() {
         assert!(c.wait().unwrap().success());
     }
     for d in &outs {
-        assert_eq!(
-            std::fs::read(d1.path().join("big")).unwrap(),
-            std::fs::read(d.path().join("big")).unwrap()
-        );
+        assert_same_file(d1.path(), d.path(), "big");
     }
 }
 
@@ -264,10 +251,7 @@ fn killed_get_resumes_with_fewer_requests() {
         requests < chunks,
         "resumed run requested {requests} of {chunks} chunks"
     );
-    assert_eq!(
-        std::fs::read(d1.path().join("slow")).unwrap(),
-        std::fs::read(d2.path().join("slow")).unwrap()
-    );
+    assert_same_file(d1.path(), d2.path(), "slow");
 }
 
 #[test]

@@ -2,15 +2,21 @@
 //! second of wall time — with the swarm's own outcome beside it.
 
 use crate::exit::{Exit, Fail};
+use crate::units;
 use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
 
-#[derive(Debug)]
+#[derive(clap::Args, Debug)]
 pub struct SimArgs {
+    #[arg(long, default_value_t = 1000)]
     pub peers: usize,
+    #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
     pub file_size: u64,
-    pub chunk_size: u32,
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+    pub chunk_size: u64,
+    #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -21,11 +27,13 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
             "--peers and --runs must be positive",
         ));
     }
+    let chunk_size = u32::try_from(args.chunk_size)
+        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
     let mut rates = Vec::new();
     for run in 0..args.runs {
         let config = SwarmConfig {
             file_size: args.file_size,
-            chunk_size: args.chunk_size,
+            chunk_size,
             ..SwarmConfig::new(args.peers, run as u64 + 1)
         };
         let r = run_swarm(&config);

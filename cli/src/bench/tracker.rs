@@ -18,12 +18,19 @@ use std::time::{Duration, Instant};
 
 const FILE: &str = "bench.bin";
 
-#[derive(Debug)]
+#[derive(clap::Args, Debug)]
 pub struct TrackerArgs {
+    #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    #[arg(long, default_value_t = 5.0)]
     pub secs: f64,
+    /// Have-chunk + locate pairs each client keeps in flight.
+    #[arg(long, default_value_t = 4)]
     pub depth: usize,
+    /// Chunks of the file every client holds part of (sizes the locate answers).
+    #[arg(long, default_value_t = 1024)]
     pub chunks: u32,
+    #[arg(long)]
     pub json: bool,
 }
 

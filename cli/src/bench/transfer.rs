@@ -5,6 +5,7 @@
 use super::process::Node;
 use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
+use crate::units;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -18,15 +19,25 @@ use std::time::Instant;
 const FILE: &str = "bench.bin";
 const BLOCK: usize = 1 << 20;
 
-#[derive(Debug)]
+#[derive(clap::Args, Debug)]
 pub struct TransferArgs {
+    #[arg(long, default_value = "1GiB", value_parser = units::parse_size)]
     pub size: u64,
+    #[arg(long, default_value_t = 1)]
     pub seeders: usize,
+    #[arg(long, default_value_t = 1)]
     pub getters: usize,
+    /// Upload cap for every sharer and getter, e.g. 25MB/s.
+    #[arg(long, value_parser = units::parse_size)]
     pub upload_limit: Option<u64>,
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
     pub chunk_size: u64,
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Where to put the test files (default: the system temp directory).
+    #[arg(long)]
     pub dir: Option<PathBuf>,
+    #[arg(long)]
     pub json: bool,
 }
 

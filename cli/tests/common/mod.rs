@@ -165,3 +165,9 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) {
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
+
+/// Asserts that `name` has the same bytes under both directories (and exists in both).
+pub fn assert_same_file(a: &Path, b: &Path, name: &str) {
+    let read = |dir: &Path| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(read(a) == read(b), "{name} differs between {a:?} and {b:?}");
+}
