@@ -14,6 +14,8 @@ use std::time::Instant;
 const FILE: &str = "swarm.bin";
 /// The tracker is not part of the bound: it gets a link no swarm can fill.
 const TRACKER_BYTES_PER_SEC: u64 = 10_000_000_000;
+/// What one getter moves over loopback on the reference machine (README, "Performance").
+const LOOPBACK_BYTES_PER_SEC: u64 = 1_000_000_000;
 /// Virtual time for the seeders to register before the first peer arrives.
 const WARMUP_MS: u64 = 100;
 
@@ -66,6 +68,27 @@ impl SwarmConfig {
             faults: Vec::new(),
             check_every_step: false,
             tune_peer: |_| {},
+        }
+    }
+
+    /// What `drizzle bench transfer` runs on one machine, as the simulator sees it: loopback
+    /// links (fast downloads, no latency to speak of) with every node's upload capped at
+    /// `upload_limit` when there is one. Compared with the real run, it calibrates the sim.
+    pub fn loopback(
+        getters: usize,
+        seeders: usize,
+        file_size: u64,
+        chunk_size: u32,
+        upload_limit: Option<u64>,
+    ) -> SwarmConfig {
+        SwarmConfig {
+            seeders,
+            file_size,
+            chunk_size,
+            up_bytes_per_sec: upload_limit.unwrap_or(LOOPBACK_BYTES_PER_SEC),
+            down_bytes_per_sec: LOOPBACK_BYTES_PER_SEC,
+            latency_ms: 1,
+            ..SwarmConfig::new(getters, 1)
         }
     }
 
@@ -188,6 +211,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         max_steps: u64::MAX,
         split_sends: false,
         trace: config.trace,
+        interleave_below_bytes: 16 * 1024,
         ..WorldConfig::new(config.seed)
     });
     world.set_bandwidth(0, TRACKER_BYTES_PER_SEC, TRACKER_BYTES_PER_SEC);

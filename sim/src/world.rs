@@ -44,6 +44,9 @@ pub struct WorldConfig {
     /// Keep every event and trace line; when off, only the events that end a download
     /// (a thousand-peer swarm would otherwise keep millions).
     pub trace: bool,
+    /// Sends shorter than this (requests, answers, refusals) are not queued behind bulk
+    /// data of other connections; see `World::send`.
+    pub interleave_below_bytes: u64,
 }
 
 impl WorldConfig {
@@ -59,6 +62,7 @@ impl WorldConfig {
             max_steps: 1_000_000,
             split_sends: true,
             trace: true,
+            interleave_below_bytes: 1024,
         }
     }
 }
@@ -105,6 +109,8 @@ struct LinkEnd {
     incarnation: u32,
     /// When the last byte sent towards this end arrives.
     last_arrival_us: u64,
+    /// When the last byte sent towards this end left its sender.
+    last_departure_us: u64,
 }
 
 #[derive(Debug)]
@@ -809,6 +815,7 @@ impl World {
             conn,
             incarnation,
             last_arrival_us: 0,
+            last_departure_us: 0,
         };
         self.links.insert(
             link,
@@ -844,8 +851,18 @@ impl World {
         let Some(src) = self.nodes.get_mut(node) else {
             return;
         };
-        let departed = src.up_free_us.max(now_us) + n * 1_000_000 / up;
-        src.up_free_us = departed;
+        // Bulk sends queue for the uplink one after another. A short message does not wait
+        // behind bulk on other connections (TCP interleaves flows packet by packet), only
+        // behind what its own connection sent before; it still uses its share of the link.
+        let short = n < self.config.interleave_below_bytes;
+        let up_us = n * 1_000_000 / up;
+        let queued = src.up_free_us.max(now_us) + up_us;
+        src.up_free_us = queued;
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let in_order = l.ends[to].last_departure_us;
+        let departed = if short { now_us + up_us } else { queued }.max(in_order);
         let incarnation = src.incarnation;
         let sent = Action::Sent {
             node,
@@ -858,13 +875,21 @@ impl World {
             return;
         };
         // A fluid approximation: the last byte lands when it has crossed the wire and when
-        // the receiver's downlink has had time to take all `n` bytes.
-        let arrived =
-            (departed + lat).max(dst.down_free_us.max(now_us + lat) + n * 1_000_000 / down);
-        dst.down_free_us = arrived;
+        // the receiver's downlink has had time to take all `n` bytes (short messages slip
+        // between bulk arrivals, as on the uplink).
+        let down_us = n * 1_000_000 / down;
+        let taken = (departed + lat).max(dst.down_free_us.max(now_us + lat) + down_us);
+        let arrived = if short {
+            dst.down_free_us = dst.down_free_us.max(now_us + lat) + down_us;
+            departed + lat + down_us
+        } else {
+            dst.down_free_us = taken;
+            taken
+        };
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        l.ends[to].last_departure_us = departed;
         let arrival = arrived.max(l.ends[to].last_arrival_us);
         l.ends[to].last_arrival_us = arrival;
         for piece in self.split(bytes) {
@@ -1051,4 +1076,44 @@ fn chunk_prefix(data: &[u8]) -> [u8; 16] {
 fn node_addr(id: NodeId) -> SocketAddr {
     let [a, b] = (id as u16 + 1).to_be_bytes();
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), LISTEN_PORT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drizzle_core::peer::DownloadRequest;
+
+    /// A short answer is not queued behind the bulk a downloading peer is receiving: a file
+    /// list asked mid-download comes back in a round trip, not after the chunks in flight.
+    #[test]
+    fn short_messages_slip_between_bulk_transfers() {
+        let mut w = World::new(WorldConfig {
+            latency_ms: 20,
+            chunk_size: 1 << 20,
+            check_every_step: false,
+            interleave_below_bytes: 16 * 1024,
+            ..WorldConfig::new(1)
+        });
+        let seeder = w.add_peer("seed");
+        assert_eq!(w.share(seeder, "big", vec![7; 20 << 20]), Ok(()));
+        let getter = w.add_peer("get");
+        w.run_until(500, |_| false);
+        let Ok(name) = FileName::new("big") else {
+            panic!("valid name");
+        };
+        assert!(w
+            .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
+            .is_ok());
+        w.run_until(1_500, |_| false);
+        assert!(w.peer(getter).is_some_and(Peer::is_downloading));
+        let asked_ms = w.now_ms();
+        assert!(w.command(getter, PeerCommand::List).is_ok());
+        let listed = |w: &World| {
+            w.events_of(getter)
+                .any(|e| matches!(e, Event::FileList { .. }))
+        };
+        assert!(w.run_until(asked_ms + 5_000, listed));
+        let took_ms = w.now_ms() - asked_ms;
+        assert!(took_ms <= 60, "the list took {took_ms} ms");
+    }
 }
