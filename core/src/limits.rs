@@ -69,3 +69,6 @@ pub const REGISTER_TIMEOUT_MS: u64 = 30_000;
 pub const FETCHER_IDLE_TIMEOUT_MS: u64 = 120_000;
 /// A connection to a holder that we ask nothing of for this long is closed.
 pub const HOLDER_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// With every outbound connection in use, one idle this long is closed to reach a holder
+/// with something we want (sooner would churn connections to holders that said `Busy`).
+pub const HOLDER_EVICTABLE_AFTER_MS: u64 = 2_000;

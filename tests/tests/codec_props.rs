@@ -47,6 +47,7 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::Busy { root, chunk }),
+        root().prop_map(|root| Message::Ready { root }),
         (
             root(),
             any::<u32>(),

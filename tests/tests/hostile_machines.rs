@@ -654,3 +654,144 @@ fn a_refresh_does_not_resend_the_manifest() {
         vec![(1, "located", 1), (2, "holders", 1), (3, "located", 1)]
     );
 }
+
+/// Fetchers turned away as `Busy` are not left to poll: when an upload slot frees, the
+/// longest-waiting one still connected is told `Ready` (and a fetcher that left is skipped).
+#[test]
+fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
+    use drizzle_core::limits::UPLOAD_SLOTS;
+    let data = vec![5u8; 64 * 10];
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    let name = FileName::new("f").unwrap();
+    let share = PeerCommand::Share {
+        name,
+        manifest,
+        have: None,
+    };
+    p.command(Timestamp(0), share).unwrap();
+    drain(&mut p);
+    let fetchers = UPLOAD_SLOTS as u64 + 2;
+    let mut loads = Vec::new();
+    let mut busy = Vec::new();
+    for n in 1..=fetchers {
+        let conn = ConnId::Inbound(n);
+        let remote = addr(9000 + n as u16);
+        p.handle(Timestamp(0), Input::Accepted { conn, remote });
+        let mut bytes = hello(Role::Peer);
+        let chunk = n as u32;
+        bytes.extend(encode(&Message::GetChunk {
+            root,
+            chunk,
+            others: 0,
+        }));
+        let d = send(&mut p, conn, 1, &bytes);
+        loads.extend(d.loads.iter().map(|(io, _, _)| (conn, *io)));
+        if d.sent
+            .iter()
+            .any(|(c, m)| *c == conn && matches!(m, Message::Busy { .. }))
+        {
+            busy.push(conn);
+        }
+    }
+    assert_eq!(loads.len(), UPLOAD_SLOTS, "{loads:?}");
+    assert_eq!(busy.len(), 2, "{busy:?}");
+    // The first in line leaves; the slot that frees goes to the second.
+    p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
+    let (conn, io) = loads[0];
+    p.handle(
+        Timestamp(3),
+        Input::Loaded {
+            io,
+            result: Ok(vec![5; 64]),
+        },
+    );
+    let d = drain(&mut p);
+    assert!(d
+        .sent
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Ready { .. })));
+    let all = usize::MAX;
+    p.handle(Timestamp(4), Input::Sent { conn, bytes: all });
+    let d = drain(&mut p);
+    let ready: Vec<ConnId> = d
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Ready { root: r } if *r == root))
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(ready, vec![busy[1]], "{d:?}");
+}
+
+/// With every outbound connection taken, a holder that has nothing asked of it for a while
+/// makes room for one that has a chunk we lack (else that chunk would never be fetched).
+#[test]
+fn a_full_connection_table_makes_room_for_a_needed_holder() {
+    use drizzle_core::limits::{HOLDER_EVICTABLE_AFTER_MS, MAX_PEER_CONNECTIONS};
+    let holders = MAX_PEER_CONNECTIONS as u32 + 1;
+    let data = vec![3u8; 64 * holders as usize];
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let name = FileName::new("f").unwrap();
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
+    p.handle_timeout(Timestamp(0));
+    let get = drizzle_core::peer::DownloadRequest::whole(name.clone());
+    p.command(Timestamp(0), PeerCommand::Download(get)).unwrap();
+    let d = drain(&mut p);
+    let (tracker, _) = d.connects[0];
+    let req = d
+        .sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Locate { req, .. } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    // Holder i has chunk i only.
+    let located = (0..holders)
+        .map(|i| drizzle_core::wire::LocatedHolder {
+            addr: addr(10_000 + i as u16),
+            have: ChunkSet::from_indices(holders, [i]),
+        })
+        .collect();
+    let mut answer = hello(Role::Tracker);
+    answer.extend(encode(&Message::Located {
+        req,
+        name,
+        manifest,
+        holders: located,
+    }));
+    let d = send(&mut p, tracker, 1, &answer);
+    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
+    // Every holder refuses: nothing is asked of them any more.
+    for (conn, _) in &d.connects {
+        p.handle(Timestamp(1), Input::Connected { conn: *conn });
+        let chunk = d
+            .sent
+            .iter()
+            .find_map(|(c, m)| match m {
+                Message::GetChunk { chunk, .. } if c == conn => Some(*chunk),
+                _ => None,
+            })
+            .unwrap();
+        let mut bytes = hello(Role::Peer);
+        let reason = "not now".to_string();
+        bytes.extend(encode(&Message::ChunkRefused {
+            root,
+            chunk,
+            reason,
+        }));
+        send(&mut p, *conn, 2, &bytes);
+    }
+    let connected: Vec<SocketAddr> = d.connects.iter().map(|(_, a)| *a).collect();
+    let left_out = (0..holders)
+        .map(|i| addr(10_000 + i as u16))
+        .find(|a| !connected.contains(a))
+        .unwrap();
+    p.handle_timeout(Timestamp(2 + HOLDER_EVICTABLE_AFTER_MS));
+    let d = drain(&mut p);
+    assert_eq!(d.closed.len(), 1, "{d:?}");
+    assert!(d.connects.iter().any(|(_, a)| *a == left_out), "{d:?}");
+}

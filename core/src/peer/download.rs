@@ -87,8 +87,18 @@ impl Active {
     /// Whether it brought news: some holder has a chunk still missing that it did not
     /// have before.
     pub fn set_holders(&mut self, holders: Vec<LocatedHolder>) -> bool {
+        self.merge_holders(holders, |_| false)
+    }
+
+    /// Like `set_holders`, but holders for which `keep` holds stay in the map even when
+    /// the sample left them out (their chunk sets can only have grown since).
+    pub fn merge_holders(
+        &mut self,
+        holders: Vec<LocatedHolder>,
+        keep: impl Fn(SocketAddr) -> bool,
+    ) -> bool {
         let count = self.manifest.chunk_count();
-        let fresh: BTreeMap<SocketAddr, ChunkSet> = holders
+        let mut fresh: BTreeMap<SocketAddr, ChunkSet> = holders
             .into_iter()
             .filter(|h| h.have.len() == count && h.have.is_well_formed())
             .map(|h| (h.addr, h.have))
@@ -98,6 +108,11 @@ impl Active {
             self.missing()
                 .any(|c| have.contains(c) && !before.is_some_and(|b| b.contains(c)))
         });
+        for (addr, have) in std::mem::take(&mut self.holders) {
+            if keep(addr) && !fresh.contains_key(&addr) {
+                fresh.insert(addr, have);
+            }
+        }
         self.holders = fresh;
         news
     }
@@ -303,6 +318,18 @@ mod tests {
         assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(a.next_request(Timestamp::ZERO, &|_| true, &mut rng), None);
+    }
+
+    #[test]
+    fn connected_holders_outlive_a_sample_that_left_them_out() {
+        let mut a = active(2, &[(1, &[0]), (2, &[1])]);
+        let sample = vec![LocatedHolder {
+            addr: addr(3),
+            have: ChunkSet::from_indices(2, [0, 1]),
+        }];
+        a.merge_holders(sample, |h| h == addr(1));
+        let known: Vec<SocketAddr> = a.holders.keys().copied().collect();
+        assert_eq!(known, vec![addr(1), addr(3)]);
     }
 
     #[test]

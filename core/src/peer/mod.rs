@@ -10,8 +10,8 @@ mod uploads;
 
 use crate::chunkset::ChunkSet;
 use crate::limits::{
-    HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS,
-    MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+    HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING, MAX_FRAME_BYTES,
+    MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
 };
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
@@ -45,7 +45,8 @@ pub struct PeerConfig {
     pub unavailable_after_ms: u64,
     /// A holder whose connection failed is left alone this long.
     pub holder_retry_ms: u64,
-    /// A holder that said `Busy` is asked again after about this long (jittered).
+    /// A holder that said `Busy` is asked again after about this long (jittered) if its
+    /// `Ready` has not come first.
     pub busy_retry_ms: u64,
     /// When only holders that sent bad data are left for some chunk, the chunk map is
     /// refreshed and the file rejected if no good holder shows up within this time.
@@ -66,7 +67,7 @@ impl PeerConfig {
             refresh_max_ms: 5_000,
             unavailable_after_ms: 30_000,
             holder_retry_ms: 2_000,
-            busy_retry_ms: 500,
+            busy_retry_ms: 2_000,
             reject_grace_ms: 3_000,
             reconnect_base_ms: 200,
             reconnect_max_ms: 5_000,
@@ -152,6 +153,9 @@ struct OutLink {
     /// Chunks requested on this link and not yet answered, oldest first.
     requests: Vec<(Root, u32)>,
     last_activity: Timestamp,
+    /// The holder served us since it last said `Busy`: a full pipeline may go to it. Until
+    /// then one request probes it, so a busy holder costs one refusal, not a pipeline's.
+    serving: bool,
 }
 
 #[derive(Debug)]
@@ -232,6 +236,8 @@ pub struct Peer {
     ios: BTreeMap<IoId, Io>,
     /// `Busy` answers sent so far (tells a slot holder that others are waiting).
     busy_refusals: u64,
+    /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
+    waiting: VecDeque<(ConnId, Root)>,
     next_conn: u64,
     next_io: u64,
     next_req: u32,
@@ -260,6 +266,7 @@ impl Peer {
             holder_conns: BTreeMap::new(),
             ios: BTreeMap::new(),
             busy_refusals: 0,
+            waiting: VecDeque::new(),
             next_conn: 0,
             next_io: 0,
             next_req: 0,
@@ -671,8 +678,16 @@ impl Peer {
     /// brought news, later if not.
     fn refresh_holders(&mut self, now: Timestamp, name: &FileName, holders: Vec<LocatedHolder>) {
         let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
-        if let Some(a) = self.active_mut(name) {
-            let news = a.set_holders(holders);
+        // Holders we are connected to stay known: the tracker samples afresh each time, and
+        // a map that forgot them would churn connections.
+        let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+        let keep = |addr: SocketAddr| {
+            holder_conns
+                .get(&addr)
+                .is_some_and(|c| conns.contains_key(c))
+        };
+        if let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) {
+            let news = a.merge_holders(holders, keep);
             a.refresh_ms = if news {
                 min_ms
             } else {
@@ -698,7 +713,9 @@ impl Peer {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
-            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, addr);
+            let room =
+                holder_conns.len() < MAX_PEER_CONNECTIONS || idle_holder(conns, now).is_some();
+            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, room, addr);
             let Some((chunk, holder)) = active.next_request(now, &has_slot, &mut self.rng) else {
                 break;
             };
@@ -749,6 +766,14 @@ impl Peer {
     }
 
     fn connect_holder(&mut self, now: Timestamp, addr: SocketAddr) -> ConnId {
+        if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
+            // The holder asked nothing for longest makes room: its map entry stays, and
+            // it is reconnected when it has something we want.
+            if let Some(idle) = idle_holder(&self.conns, now) {
+                self.out.push_back(Output::Close { conn: idle });
+                self.close_conn(now, idle);
+            }
+        }
         let conn = self.new_conn();
         self.out.push_back(Output::Connect { conn, addr });
         self.conns.insert(
@@ -757,6 +782,7 @@ impl Peer {
                 link: Link::new(addr, Role::Peer, now),
                 requests: Vec::new(),
                 last_activity: now,
+                serving: true,
             }),
         );
         self.holder_conns.insert(addr, conn);
@@ -765,6 +791,9 @@ impl Peer {
     }
 
     fn handle_holder_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        if let Message::Ready { root } = msg {
+            return self.handle_ready(now, conn, root);
+        }
         let (root, chunk) = match &msg {
             Message::ChunkData { root, chunk, .. }
             | Message::ChunkRefused { root, chunk, .. }
@@ -782,6 +811,11 @@ impl Peer {
         };
         o.requests.remove(pos);
         o.last_activity = now;
+        match &msg {
+            Message::ChunkData { .. } => o.serving = true,
+            Message::Busy { .. } => o.serving = false,
+            _ => {}
+        }
         let holder = o.link.remote;
         let Some(name) = self.download_of(&root) else {
             return; // finished or abandoned meanwhile
@@ -816,6 +850,21 @@ impl Peer {
                 }
             }
             _ => {}
+        }
+        self.pump(now, &name);
+    }
+
+    /// A holder that said `Busy` has a free slot: stop waiting for it.
+    fn handle_ready(&mut self, now: Timestamp, conn: ConnId, root: Root) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let holder = o.link.remote;
+        let Some(name) = self.download_of(&root) else {
+            return;
+        };
+        if let Some(a) = self.active_mut(&name) {
+            a.cooldown.remove(&holder);
         }
         self.pump(now, &name);
     }
@@ -1118,6 +1167,8 @@ impl Peer {
                 }
             }
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
+            // A fetcher that leaves with a slot frees it for the next in line.
+            Some(Conn::In(i)) if i.holds_slot() => self.invite_waiting(),
             Some(Conn::In(_)) | None => {}
         }
     }
@@ -1218,16 +1269,36 @@ impl Peer {
 }
 
 /// Whether one more request may go to `addr`: its connection has a free pipeline slot, or
-/// there is room for a new connection.
+/// there is room for a new connection. A holder that said `Busy` and has not served us
+/// since gets one request at a time.
 fn holder_has_slot(
     conns: &BTreeMap<ConnId, Conn>,
     holder_conns: &BTreeMap<SocketAddr, ConnId>,
+    room: bool,
     addr: SocketAddr,
 ) -> bool {
     match holder_conns.get(&addr).and_then(|c| conns.get(c)) {
-        Some(Conn::Out(o)) => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
-        _ => holder_conns.len() < MAX_PEER_CONNECTIONS,
+        Some(Conn::Out(o)) if o.serving => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
+        Some(Conn::Out(o)) => o.requests.is_empty(),
+        _ => room,
     }
+}
+
+/// The outbound holder connection with nothing asked of it for longest.
+fn idle_holder(conns: &BTreeMap<ConnId, Conn>, now: Timestamp) -> Option<ConnId> {
+    conns
+        .iter()
+        .filter_map(|(id, c)| match c {
+            Conn::Out(o)
+                if o.requests.is_empty()
+                    && now.since_ms(o.last_activity) >= HOLDER_EVICTABLE_AFTER_MS =>
+            {
+                Some((o.last_activity, *id))
+            }
+            _ => None,
+        })
+        .min()
+        .map(|(_, id)| id)
 }
 
 /// Capped exponential backoff with jitter: uniform in [d/2, d] for d = base·2^attempt.

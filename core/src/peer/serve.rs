@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 /// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
 /// only means it may be steered once more).
 const MAX_STEERED_PER_CONN: usize = 4096;
+/// Fetchers remembered as waiting for a slot; one that does not fit polls as before.
+const MAX_WAITING_FETCHERS: usize = 256;
 
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
@@ -53,6 +55,10 @@ impl InLink {
 }
 
 impl InLink {
+    pub fn holds_slot(&self) -> bool {
+        self.slot
+    }
+
     /// When to drop this fetcher: the link's own deadlines, or idleness while it has
     /// nothing queued or loading.
     pub fn deadline(&self) -> Option<(Timestamp, &'static str)> {
@@ -90,6 +96,7 @@ impl Peer {
         }
         if !self.take_slot(conn) {
             self.busy_refusals += 1;
+            self.wait_for_slot(conn, root);
             return self.send(conn, &Message::Busy { root, chunk });
         }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
@@ -131,7 +138,27 @@ impl Peer {
         i.slot = true;
         i.turn_chunks = 0;
         i.turn_began_at_refusal = refusals;
+        self.waiting.retain(|(c, _)| *c != conn);
         true
+    }
+
+    /// Remembers a fetcher told `Busy`, once, so it hears `Ready` when a slot frees.
+    fn wait_for_slot(&mut self, conn: ConnId, root: Root) {
+        if self.waiting.len() < MAX_WAITING_FETCHERS
+            && !self.waiting.iter().any(|(c, _)| *c == conn)
+        {
+            self.waiting.push_back((conn, root));
+        }
+    }
+
+    /// A slot came free: tells the longest-waiting fetcher still connected. Not reserved
+    /// for it: whoever asks first gets it, and a fetcher that lost the race waits again.
+    pub(super) fn invite_waiting(&mut self) {
+        while let Some((conn, root)) = self.waiting.pop_front() {
+            if matches!(self.conns.get(&conn), Some(Conn::In(i)) if !i.slot) {
+                return self.send(conn, &Message::Ready { root });
+            }
+        }
     }
 
     fn check_servable(
@@ -175,8 +202,10 @@ impl Peer {
                 return;
             };
             let unsent = i.link.unsent();
-            if i.queue.is_empty() && i.loading == 0 && unsent == 0 {
+            if i.slot && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
                 i.slot = false;
+                self.invite_waiting();
+                continue;
             }
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {
                 return;

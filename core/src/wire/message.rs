@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +168,13 @@ pub enum Message {
         root: Root,
         holders: Vec<LocatedHolder>,
     },
+
+    // holder → fetcher
+    /// An upload slot came free for a fetcher this holder told `Busy`: ask now. A fetcher
+    /// waits for this instead of polling a busy holder.
+    Ready {
+        root: Root,
+    },
 }
 
 impl Message {
@@ -190,6 +197,7 @@ impl Message {
             Message::ChunkRefused { .. } => "chunk-refused",
             Message::Holders { .. } => "holders",
             Message::Busy { .. } => "busy",
+            Message::Ready { .. } => "ready",
         }
     }
 }
