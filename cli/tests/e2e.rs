@@ -465,3 +465,21 @@ fn benches_run_and_report() {
             > 0.0
     );
 }
+
+/// The real side of `tests/tests/calibration.rs`: the throttled transfer the sim is
+/// calibrated on, measured now, lands near the sim's prediction. Wide margins: this is a
+/// guard against the two drifting apart, not a timing test.
+#[test]
+fn a_throttled_transfer_takes_about_what_the_sim_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["bench", "transfer", "--size", "32MiB", "--seeders", "2"])
+        .args(["--getters", "2", "--upload-limit", "4MB", "--runs", "1"])
+        .args(["--sim", "--json", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    let ratio = s["measured_to_sim"].as_f64().unwrap();
+    assert!((0.5..=2.0).contains(&ratio), "{s}");
+}

@@ -6,6 +6,7 @@ use super::process::Node;
 use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
 use crate::units;
+use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -39,6 +40,10 @@ pub struct TransferArgs {
     pub dir: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Also run the same transfer in the simulator and report its prediction beside the
+    /// measured time (meaningful with --upload-limit: the sim models rates, not CPUs).
+    #[arg(long)]
+    pub sim: bool,
 }
 
 /// One run's measurements.
@@ -83,8 +88,32 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
         report_run(args, i, &run);
         runs.push(run);
     }
-    report_summary(args, &runs);
+    let predicted = if args.sim {
+        Some(simulated(args)?)
+    } else {
+        None
+    };
+    report_summary(args, &runs, predicted);
     Ok(())
+}
+
+/// Seconds until every getter is done, as the simulator predicts this transfer.
+fn simulated(args: &TransferArgs) -> Result<f64, Fail> {
+    let chunk_size = u32::try_from(args.chunk_size)
+        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    let config = SwarmConfig::loopback(
+        args.getters,
+        args.seeders,
+        args.size,
+        chunk_size,
+        args.upload_limit,
+    );
+    let report = run_swarm(&config);
+    if let Some(failure) = report.failures.first() {
+        let why = format!("the simulated transfer failed: {failure}");
+        return Err(Fail::new(Exit::Failure, why));
+    }
+    Ok(report.spread().max)
 }
 
 fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail> {
@@ -311,7 +340,8 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
     }
 }
 
-fn report_summary(args: &TransferArgs, runs: &[Run]) {
+fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
+    let measured = median(runs.iter().map(|r| r.secs_all).collect()).0;
     let overall = median(
         runs.iter()
             .map(|r| mb_s(args.size * args.getters as u64, r.secs_all))
@@ -327,6 +357,9 @@ fn report_summary(args: &TransferArgs, runs: &[Run]) {
             "sha256_mb_s": {"median": sha.0, "min": sha.1, "max": sha.2},
             "ratio_to_raw_tcp": overall.0 / raw.0.max(1e-9),
             "ratio_to_sha256": overall.0 / sha.0.max(1e-9),
+            "secs_all": measured,
+            "sim_secs": predicted,
+            "measured_to_sim": predicted.map(|p| measured / p.max(1e-9)),
         });
         println!("{line}");
     } else {
@@ -334,5 +367,11 @@ fn report_summary(args: &TransferArgs, runs: &[Run]) {
             "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
         );
+        if let Some(p) = predicted {
+            println!(
+                "simulator predicts {p:.2} s for this transfer; measured median {measured:.2} s ({:.2}x the prediction)",
+                measured / p.max(1e-9)
+            );
+        }
     }
 }
