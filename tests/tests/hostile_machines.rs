@@ -115,6 +115,39 @@ fn closed_with_reason(d: &Drained, conn: ConnId, needle: &str) -> bool {
         })
 }
 
+/// A peer downloading `manifest` as `name`, told by its tracker that `holders` have it:
+/// returns the peer, its tracker connection and what it did on hearing that.
+fn downloading(
+    name: FileName,
+    manifest: Manifest,
+    holders: Vec<drizzle_core::wire::LocatedHolder>,
+) -> (Peer, ConnId, Drained) {
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
+    p.handle_timeout(Timestamp(0)); // connects to the tracker
+    let get = drizzle_core::peer::DownloadRequest::whole(name.clone());
+    p.command(Timestamp(0), PeerCommand::Download(get)).unwrap();
+    let d = drain(&mut p);
+    let (tracker, _) = d.connects[0];
+    let req = d
+        .sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Locate { req, .. } => Some(*req),
+            _ => None,
+        })
+        .expect("a locate");
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    let mut answer = hello(Role::Tracker);
+    answer.extend(encode(&Message::Located {
+        req,
+        name,
+        manifest,
+        holders,
+    }));
+    let d = send(&mut p, tracker, 1, &answer);
+    (p, tracker, d)
+}
+
 #[test]
 fn bad_streams_close_only_their_connection() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -532,35 +565,11 @@ fn a_fast_holder_cannot_outrun_hashing_and_disk() {
     let data: Vec<u8> = (0..64 * 40).map(|i| (i % 251) as u8).collect();
     let manifest = Manifest::from_bytes(&data, 64).unwrap();
     let name = FileName::new("f").unwrap();
-    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
-    p.handle_timeout(Timestamp(0)); // connects to the tracker
-    p.command(
-        Timestamp(0),
-        PeerCommand::Download(drizzle_core::peer::DownloadRequest::whole(name.clone())),
-    )
-    .unwrap();
-    let d = drain(&mut p);
-    let (tracker, _) = d.connects[0];
-    let req = d
-        .sent
-        .iter()
-        .find_map(|(_, m)| match m {
-            Message::Locate { req, .. } => Some(*req),
-            _ => None,
-        })
-        .expect("a locate");
-    p.handle(Timestamp(0), Input::Connected { conn: tracker });
-    let mut answer = hello(Role::Tracker);
-    answer.extend(encode(&Message::Located {
-        req,
-        name,
-        manifest: manifest.clone(),
-        holders: vec![drizzle_core::wire::LocatedHolder {
-            addr: addr(9),
-            have: ChunkSet::full(40),
-        }],
-    }));
-    let d = send(&mut p, tracker, 1, &answer);
+    let holders = vec![drizzle_core::wire::LocatedHolder {
+        addr: addr(9),
+        have: ChunkSet::full(40),
+    }];
+    let (mut p, tracker, d) = downloading(name, manifest.clone(), holders);
     let (holder, _) = d.connects[0];
     p.handle(Timestamp(1), Input::Connected { conn: holder });
     let asked: Vec<u32> = d
@@ -734,21 +743,6 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     let manifest = Manifest::from_bytes(&data, 64).unwrap();
     let root = manifest.root();
     let name = FileName::new("f").unwrap();
-    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
-    p.handle_timeout(Timestamp(0));
-    let get = drizzle_core::peer::DownloadRequest::whole(name.clone());
-    p.command(Timestamp(0), PeerCommand::Download(get)).unwrap();
-    let d = drain(&mut p);
-    let (tracker, _) = d.connects[0];
-    let req = d
-        .sent
-        .iter()
-        .find_map(|(_, m)| match m {
-            Message::Locate { req, .. } => Some(*req),
-            _ => None,
-        })
-        .unwrap();
-    p.handle(Timestamp(0), Input::Connected { conn: tracker });
     // Holder i has chunk i only.
     let located = (0..holders)
         .map(|i| drizzle_core::wire::LocatedHolder {
@@ -756,14 +750,7 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
             have: ChunkSet::from_indices(holders, [i]),
         })
         .collect();
-    let mut answer = hello(Role::Tracker);
-    answer.extend(encode(&Message::Located {
-        req,
-        name,
-        manifest,
-        holders: located,
-    }));
-    let d = send(&mut p, tracker, 1, &answer);
+    let (mut p, _, d) = downloading(name, manifest, located);
     assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
     // Every holder refuses: nothing is asked of them any more.
     for (conn, _) in &d.connects {
