@@ -843,7 +843,7 @@ impl World {
             return;
         };
         let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
-        let dest = l.ends[to].node;
+        let (dest, in_order) = (l.ends[to].node, l.ends[to].last_departure_us);
         let n = bytes.len() as u64;
         let (up, down) = (self.bandwidth(node).0, self.bandwidth(dest).1);
         let now_us = self.now_us;
@@ -858,10 +858,6 @@ impl World {
         let up_us = n * 1_000_000 / up;
         let queued = src.up_free_us.max(now_us) + up_us;
         src.up_free_us = queued;
-        let Some(l) = self.links.get(&link) else {
-            return;
-        };
-        let in_order = l.ends[to].last_departure_us;
         let departed = if short { now_us + up_us } else { queued }.max(in_order);
         let incarnation = src.incarnation;
         let sent = Action::Sent {
@@ -878,13 +874,16 @@ impl World {
         // the receiver's downlink has had time to take all `n` bytes (short messages slip
         // between bulk arrivals, as on the uplink).
         let down_us = n * 1_000_000 / down;
-        let taken = (departed + lat).max(dst.down_free_us.max(now_us + lat) + down_us);
+        let down_done = dst.down_free_us.max(now_us + lat) + down_us;
+        dst.down_free_us = if short {
+            down_done
+        } else {
+            down_done.max(departed + lat)
+        };
         let arrived = if short {
-            dst.down_free_us = dst.down_free_us.max(now_us + lat) + down_us;
             departed + lat + down_us
         } else {
-            dst.down_free_us = taken;
-            taken
+            dst.down_free_us
         };
         let Some(l) = self.links.get_mut(&link) else {
             return;
