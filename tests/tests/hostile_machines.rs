@@ -34,6 +34,7 @@ struct Drained {
     loads: Vec<(drizzle_core::IoId, StorageKey, u32)>,
     hashes: Vec<(drizzle_core::IoId, Vec<u8>)>,
     stores: Vec<(drizzle_core::IoId, u32)>,
+    commits: Vec<drizzle_core::IoId>,
     connects: Vec<(ConnId, SocketAddr)>,
 }
 
@@ -54,6 +55,7 @@ fn drain(m: &mut dyn Machine) -> Drained {
             Output::Load { io, key, len, .. } => d.loads.push((io, key, len)),
             Output::Hash { io, data } => d.hashes.push((io, data)),
             Output::Store { io, chunk, .. } => d.stores.push((io, chunk)),
+            Output::Commit { io, .. } => d.commits.push(io),
             Output::Connect { conn, addr } => d.connects.push((conn, addr)),
             _ => {}
         }
@@ -665,7 +667,8 @@ fn a_refresh_does_not_resend_the_manifest() {
 }
 
 /// Fetchers turned away as `Busy` are not left to poll: when an upload slot frees, the
-/// longest-waiting one still connected is told `Ready` (and a fetcher that left is skipped).
+/// longest-waiting one still connected is told `Ready` (a fetcher that left is skipped, and
+/// one that leaves instead of taking the slot passes it on).
 #[test]
 fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
     use drizzle_core::limits::UPLOAD_SLOTS;
@@ -681,7 +684,7 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
     };
     p.command(Timestamp(0), share).unwrap();
     drain(&mut p);
-    let fetchers = UPLOAD_SLOTS as u64 + 2;
+    let fetchers = UPLOAD_SLOTS as u64 + 3;
     let mut loads = Vec::new();
     let mut busy = Vec::new();
     for n in 1..=fetchers {
@@ -705,7 +708,7 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         }
     }
     assert_eq!(loads.len(), UPLOAD_SLOTS, "{loads:?}");
-    assert_eq!(busy.len(), 2, "{busy:?}");
+    assert_eq!(busy.len(), 3, "{busy:?}");
     // The first in line leaves; the slot that frees goes to the second.
     p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
     let (conn, io) = loads[0];
@@ -731,6 +734,56 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         .map(|(c, _)| *c)
         .collect();
     assert_eq!(ready, vec![busy[1]], "{d:?}");
+    p.handle(Timestamp(5), Input::Closed { conn: busy[1] });
+    let d = drain(&mut p);
+    let ready: Vec<ConnId> = d
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Ready { .. }))
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(ready, vec![busy[2]], "{d:?}");
+}
+
+/// A peer with nothing left to fetch lets go of its holders: an idle connection would keep
+/// its place in their queues and take a `Ready` another fetcher could use.
+#[test]
+fn a_finished_download_lets_go_of_its_holders() {
+    let data = vec![4u8; 64];
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let holders = vec![drizzle_core::wire::LocatedHolder {
+        addr: addr(9),
+        have: ChunkSet::full(1),
+    }];
+    let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest, holders);
+    let (holder, _) = d.connects[0];
+    p.handle(Timestamp(1), Input::Connected { conn: holder });
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::ChunkData {
+        root,
+        chunk: 0,
+        data: data.clone(),
+    }));
+    let d = send(&mut p, holder, 2, &bytes);
+    let (io, data) = d.hashes[0].clone();
+    let digest = drizzle_core::manifest::sha256(&data);
+    p.handle(Timestamp(3), Input::Hashed { io, digest, data });
+    let (io, _) = drain(&mut p).stores[0];
+    p.handle(Timestamp(4), Input::Stored { io, result: Ok(()) });
+    let d = drain(&mut p);
+    assert!(d.closed.is_empty(), "{d:?}");
+    p.handle(
+        Timestamp(5),
+        Input::Stored {
+            io: d.commits[0],
+            result: Ok(()),
+        },
+    );
+    let d = drain(&mut p);
+    let done = |e: &Event| matches!(e, Event::Done { complete: true, .. });
+    assert!(d.events.iter().any(done), "{d:?}");
+    assert_eq!(d.closed, vec![holder]);
 }
 
 /// With every outbound connection taken, a holder that has nothing asked of it for a while

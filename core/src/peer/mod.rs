@@ -765,6 +765,17 @@ impl Peer {
         });
     }
 
+    /// Nothing is left to fetch: connections to holders would only keep our place in their
+    /// queues (and take invitations others could use), so they close now.
+    fn drop_holder_conns(&mut self) {
+        let outbound: Vec<ConnId> = self.holder_conns.values().copied().collect();
+        for conn in outbound {
+            self.conns.remove(&conn);
+            self.out.push_back(Output::Close { conn });
+        }
+        self.holder_conns.clear();
+    }
+
     fn connect_holder(&mut self, now: Timestamp, addr: SocketAddr) -> ConnId {
         if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
             // The holder asked nothing for longest makes room: its map entry stays, and
@@ -1049,6 +1060,9 @@ impl Peer {
         let Some(d) = self.downloads.remove(name) else {
             return;
         };
+        if self.downloads.is_empty() {
+            self.drop_holder_conns();
+        }
         let Some(a) = d.active else {
             return;
         };
@@ -1167,9 +1181,8 @@ impl Peer {
                 }
             }
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
-            // A fetcher that leaves with a slot frees it for the next in line.
-            Some(Conn::In(i)) if i.holds_slot() => self.invite_waiting(),
-            Some(Conn::In(_)) | None => {}
+            Some(Conn::In(_)) => self.fetcher_left(),
+            None => {}
         }
     }
 

@@ -55,10 +55,6 @@ impl InLink {
 }
 
 impl InLink {
-    pub fn holds_slot(&self) -> bool {
-        self.slot
-    }
-
     /// When to drop this fetcher: the link's own deadlines, or idleness while it has
     /// nothing queued or loading.
     pub fn deadline(&self) -> Option<(Timestamp, &'static str)> {
@@ -120,11 +116,7 @@ impl Peer {
     /// meanwhile; the slot is given up once what was accepted has been sent.
     fn take_slot(&mut self, conn: ConnId) -> bool {
         let refusals = self.busy_refusals;
-        let taken = self
-            .conns
-            .values()
-            .filter(|c| matches!(c, Conn::In(i) if i.slot))
-            .count();
+        let taken = self.slots_taken();
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -140,6 +132,21 @@ impl Peer {
         i.turn_began_at_refusal = refusals;
         self.waiting.retain(|(c, _)| *c != conn);
         true
+    }
+
+    fn slots_taken(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c, Conn::In(i) if i.slot))
+            .count()
+    }
+
+    /// A fetcher left: if that freed a slot (its own, or one it was invited to and will
+    /// never take), the next in line is called.
+    pub(super) fn fetcher_left(&mut self) {
+        if self.slots_taken() < UPLOAD_SLOTS {
+            self.invite_waiting();
+        }
     }
 
     /// Remembers a fetcher told `Busy`, once, so it hears `Ready` when a slot frees.
