@@ -667,8 +667,8 @@ fn a_refresh_does_not_resend_the_manifest() {
 }
 
 /// Fetchers turned away as `Busy` are not left to poll: when an upload slot frees, the
-/// longest-waiting one still connected is told `Ready` (a fetcher that left is skipped, and
-/// one that leaves instead of taking the slot passes it on).
+/// longest-waiting one still connected is told `Ready` and the slot is kept for it (a
+/// fetcher that left is skipped, and one that leaves passes its slot on).
 #[test]
 fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
     use drizzle_core::limits::UPLOAD_SLOTS;
@@ -734,6 +734,37 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         .map(|(c, _)| *c)
         .collect();
     assert_eq!(ready, vec![busy[1]], "{d:?}");
+    // The slot is kept for the invited one: a newcomer asking first is told to wait.
+    let ask = |p: &mut Peer, conn: ConnId, chunk: u32, with_hello: bool| {
+        let mut bytes = if with_hello {
+            hello(Role::Peer)
+        } else {
+            Vec::new()
+        };
+        bytes.extend(encode(&Message::GetChunk {
+            root,
+            chunk,
+            others: 0,
+        }));
+        send(p, conn, 4, &bytes)
+    };
+    let newcomer = ConnId::Inbound(100);
+    p.handle(
+        Timestamp(4),
+        Input::Accepted {
+            conn: newcomer,
+            remote: addr(9100),
+        },
+    );
+    let d = ask(&mut p, newcomer, 7, true);
+    assert!(
+        d.sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Busy { .. })),
+        "{d:?}"
+    );
+    let d = ask(&mut p, busy[1], 8, false);
+    assert_eq!(d.loads.len(), 1, "{d:?}");
     p.handle(Timestamp(5), Input::Closed { conn: busy[1] });
     let d = drain(&mut p);
     let ready: Vec<ConnId> = d

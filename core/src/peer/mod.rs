@@ -1181,7 +1181,7 @@ impl Peer {
                 }
             }
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
-            Some(Conn::In(_)) => self.fetcher_left(),
+            Some(Conn::In(_)) => self.fetcher_left(now),
             None => {}
         }
     }
@@ -1348,7 +1348,7 @@ impl Machine for Peer {
                     link.sent(bytes);
                 }
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
-                    self.pump_serving(conn);
+                    self.pump_serving(now, conn);
                 }
                 self.handle_received(now, conn, &[]);
             }

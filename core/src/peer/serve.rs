@@ -20,6 +20,11 @@ use std::net::SocketAddr;
 const MAX_STEERED_PER_CONN: usize = 4096;
 /// Fetchers remembered as waiting for a slot; one that does not fit polls as before.
 const MAX_WAITING_FETCHERS: usize = 256;
+/// A slot offered with `Ready` is kept for the fetcher this long, so that a newcomer asking
+/// first cannot take it and send the waiter to the back again (at 1000 peers that starved a
+/// quarter of the swarm). Long enough for a round trip on a LAN or nearby; on longer paths
+/// the hold lapses and the slot goes to whoever asks first, as without it.
+const READY_HOLD_MS: u64 = 60;
 
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
@@ -29,6 +34,8 @@ pub(super) struct InLink {
     loading: usize,
     /// Holds one of the upload slots: its requests are served, not refused as busy.
     slot: bool,
+    /// Offered a slot with `Ready`, kept for it until then.
+    invited_until: Option<Timestamp>,
     /// Chunks accepted in this turn at the slot.
     turn_chunks: u32,
     /// The peer's count of busy refusals when this turn began: a higher count now means
@@ -47,6 +54,7 @@ impl InLink {
             queue: VecDeque::new(),
             loading: 0,
             slot: false,
+            invited_until: None,
             turn_chunks: 0,
             turn_began_at_refusal: 0,
             steered: BTreeSet::new(),
@@ -90,7 +98,7 @@ impl Peer {
                 },
             );
         }
-        if !self.take_slot(conn) {
+        if !self.take_slot(now, conn) {
             self.busy_refusals += 1;
             self.wait_for_slot(conn, root);
             return self.send(conn, &Message::Busy { root, chunk });
@@ -108,15 +116,16 @@ impl Peer {
         if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
             f.uploads.sent(chunk, now, conn);
         }
-        self.pump_serving(conn);
+        self.pump_serving(now, conn);
     }
 
     /// Whether `conn` may be served now: it holds a slot whose turn is not over, or a
-    /// slot is free. A turn ends after `SLOT_TURN_CHUNKS` if someone was turned away
-    /// meanwhile; the slot is given up once what was accepted has been sent.
-    fn take_slot(&mut self, conn: ConnId) -> bool {
+    /// slot is free (or kept for it after `Ready`). A turn ends after `SLOT_TURN_CHUNKS` if
+    /// someone was turned away meanwhile; the slot is given up once what was accepted has
+    /// been sent.
+    fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
         let refusals = self.busy_refusals;
-        let taken = self.slots_taken();
+        let others = self.slots_taken(now, Some(conn));
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -124,7 +133,8 @@ impl Peer {
             let others_waiting = refusals > i.turn_began_at_refusal;
             return i.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
         }
-        if taken >= UPLOAD_SLOTS {
+        let invited = i.invited_until.take().is_some_and(|t| t > now);
+        if !invited && others >= UPLOAD_SLOTS {
             return false;
         }
         i.slot = true;
@@ -134,18 +144,20 @@ impl Peer {
         true
     }
 
-    fn slots_taken(&self) -> usize {
+    /// Slots held or kept for an invited fetcher, but for `except`'s.
+    fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
+        let held = |i: &InLink| i.slot || i.invited_until.is_some_and(|t| t > now);
         self.conns
-            .values()
-            .filter(|c| matches!(c, Conn::In(i) if i.slot))
+            .iter()
+            .filter(|(id, c)| Some(**id) != except && matches!(c, Conn::In(i) if held(i)))
             .count()
     }
 
-    /// A fetcher left: if that freed a slot (its own, or one it was invited to and will
-    /// never take), the next in line is called.
-    pub(super) fn fetcher_left(&mut self) {
-        if self.slots_taken() < UPLOAD_SLOTS {
-            self.invite_waiting();
+    /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
+    /// line is called.
+    pub(super) fn fetcher_left(&mut self, now: Timestamp) {
+        if self.slots_taken(now, None) < UPLOAD_SLOTS {
+            self.invite_waiting(now);
         }
     }
 
@@ -158,12 +170,15 @@ impl Peer {
         }
     }
 
-    /// A slot came free: tells the longest-waiting fetcher still connected. Not reserved
-    /// for it: whoever asks first gets it, and a fetcher that lost the race waits again.
-    pub(super) fn invite_waiting(&mut self) {
+    /// A slot came free: offers it to the longest-waiting fetcher still connected, and
+    /// keeps it for that one for `READY_HOLD_MS` (unused, it goes to whoever asks next).
+    pub(super) fn invite_waiting(&mut self, now: Timestamp) {
         while let Some((conn, root)) = self.waiting.pop_front() {
-            if matches!(self.conns.get(&conn), Some(Conn::In(i)) if !i.slot) {
-                return self.send(conn, &Message::Ready { root });
+            if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+                if !i.slot {
+                    i.invited_until = Some(now.plus_ms(READY_HOLD_MS));
+                    return self.send(conn, &Message::Ready { root });
+                }
             }
         }
     }
@@ -203,7 +218,7 @@ impl Peer {
 
     /// Starts loads for queued requests while the connection has load slots and little
     /// unsent; gives up the upload slot once everything accepted has left.
-    pub(super) fn pump_serving(&mut self, conn: ConnId) {
+    pub(super) fn pump_serving(&mut self, now: Timestamp, conn: ConnId) {
         loop {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 return;
@@ -211,7 +226,7 @@ impl Peer {
             let unsent = i.link.unsent();
             if i.slot && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
                 i.slot = false;
-                self.invite_waiting();
+                self.invite_waiting(now);
                 continue;
             }
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {
@@ -262,7 +277,7 @@ impl Peer {
 
     pub(super) fn handle_loaded(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         conn: ConnId,
         root: Root,
         chunk: u32,
@@ -285,7 +300,7 @@ impl Peer {
                 for bytes in encode_chunk_data(root, chunk, data) {
                     self.send_bytes(conn, bytes);
                 }
-                return self.pump_serving(conn);
+                return self.pump_serving(now, conn);
             }
             Ok(_) => {
                 log::warn!(
@@ -310,6 +325,6 @@ impl Peer {
             }
         };
         self.send(conn, &reply);
-        self.pump_serving(conn);
+        self.pump_serving(now, conn);
     }
 }
