@@ -5,6 +5,8 @@
 // Test code: a panic here is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use drizzle_core::limits::MAX_FRAME_BYTES;
 use drizzle_core::machine::{Input, Machine};
 use drizzle_core::wire::{encode, FrameDecoder, Hello, LocatedHolder, Message, Role};
@@ -12,7 +14,6 @@ use drizzle_core::{
     ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use std::net::SocketAddr;
 
 fn name() -> impl Strategy<Value = FileName> {
@@ -112,11 +113,7 @@ fn peer() -> Peer {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 512,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::persisted(512))]
 
     #[test]
     fn messages_round_trip_in_any_split(

@@ -4,18 +4,15 @@
 // Test code: a panic here is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use drizzle_core::peer::picker::{random_holder, rarest};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::persisted(256))]
 
     #[test]
     fn each_pick_has_minimal_holder_count(

@@ -16,7 +16,6 @@ mod common;
 
 use common::patient;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -156,11 +155,7 @@ fn add_faults(world: &mut World, faults: &[Fault], holders: usize, corrupted: &[
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 3000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::persisted(3000))]
 
     /// Corrupt copies on some holders, faults on the way: the getter either ends with the
     /// exact file or refuses it; no checker ever sees an unverified byte stored.

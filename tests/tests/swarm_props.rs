@@ -12,7 +12,6 @@ mod common;
 
 use common::patient;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 
 const CHUNK: u32 = 1024;
 
@@ -78,11 +77,7 @@ fn swarm_case() -> impl Strategy<Value = (u64, usize, usize, u32, Vec<u32>, Vec<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::persisted(256))]
 
     #[test]
     fn small_swarms_stay_safe_and_finish_under_faults(

@@ -1,6 +1,19 @@
-//! Helpers shared by the simulator property tests.
+//! Helpers shared by the property tests.
+// Each test crate includes this module and uses part of it.
+#![allow(dead_code)]
 
 use drizzle_core::PeerConfig;
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// `cases` cases, failures saved beside the test as `<file>.regressions` (committed, and
+/// replayed first on every run).
+pub fn persisted(cases: u32) -> Config {
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..Config::default()
+    }
+}
 
 /// Peers whose patience outlasts the generated faults (which all heal within ~10 s, tracker
 /// reconnect backoff included): liveness is promised only for such peers.
