@@ -4,6 +4,7 @@
 //! can run them. Everything enters through [`Machine::handle`] and leaves through
 //! [`Machine::poll_output`].
 
+pub mod bytes;
 pub mod chunkset;
 pub mod limits;
 mod link;
@@ -14,6 +15,7 @@ pub mod time;
 pub mod tracker;
 pub mod wire;
 
+pub use bytes::Bytes;
 pub use chunkset::ChunkSet;
 pub use machine::{ConnId, Event, Input, IoId, Machine, Output, StorageKey};
 pub use manifest::{FileName, Manifest, NameError, Root};

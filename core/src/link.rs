@@ -1,6 +1,7 @@
 //! One connection's framing state, shared by both machines: incremental decoding and the
 //! hello check. A `Link` turns raw bytes into messages or into a reason to close.
 
+use crate::bytes::Bytes;
 use crate::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_UNSENT_BYTES_PER_CONN};
 use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
@@ -56,6 +57,15 @@ impl Link {
         }
         self.last_rx = now;
         self.decoder.push(data);
+    }
+
+    /// As `push`, for bytes handed over (see [`FrameDecoder::push_bytes`]).
+    pub fn push_bytes(&mut self, now: Timestamp, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.last_rx = now;
+        self.decoder.push_bytes(data);
     }
 
     /// When this link must be closed if nothing changes, and why: no hello in time, a frame

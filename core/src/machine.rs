@@ -2,6 +2,7 @@
 //! ([`Output`], [`Event`]) and the one trait ([`Machine`]) that lets a single mio loop or
 //! simulator loop drive a tracker and a peer alike.
 
+use crate::bytes::Bytes;
 use crate::manifest::{FileName, Hash, Root};
 use crate::time::Timestamp;
 use crate::wire::{FileSummary, LocatedHolder, Refusal};
@@ -49,6 +50,9 @@ pub enum Input<'a> {
     ConnectFailed { conn: ConnId, reason: String },
     /// Bytes arrived, split anywhere.
     Received { conn: ConnId, data: &'a [u8] },
+    /// Bytes arrived, handed over: as `Received`, except that the machine may keep them
+    /// without a copy (a chunk payload that arrives whole, as the simulator delivers it).
+    ReceivedBytes { conn: ConnId, data: Bytes },
     /// The connection is gone (remote close, reset, or the driver dropped it).
     Closed { conn: ConnId },
     /// The driver wrote `bytes` of this connection's queued output to the network. Machines
@@ -57,14 +61,10 @@ pub enum Input<'a> {
     /// A [`Output::Load`] finished.
     Loaded {
         io: IoId,
-        result: Result<Vec<u8>, String>,
+        result: Result<Bytes, String>,
     },
     /// A [`Output::Hash`] finished: the SHA-256 of `data`, and the bytes handed back.
-    Hashed {
-        io: IoId,
-        digest: Hash,
-        data: Vec<u8>,
-    },
+    Hashed { io: IoId, digest: Hash, data: Bytes },
     /// A [`Output::Store`] or [`Output::Commit`] or [`Output::Discard`] finished.
     Stored {
         io: IoId,
@@ -82,7 +82,7 @@ pub enum Output {
     },
     Send {
         conn: ConnId,
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Flush what was sent, then close.
     Close {
@@ -102,7 +102,7 @@ pub enum Output {
     /// compares the digest and decides.
     Hash {
         io: IoId,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Write verified chunk `chunk` of the file with root `root` into the `.part` file
     /// (created at `size` bytes if missing) at `offset`, and remember that it is there so an
@@ -114,7 +114,7 @@ pub enum Output {
         size: u64,
         chunk: u32,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Every chunk is verified and stored: sync the `.part` file and rename it into place;
     /// answer with [`Input::Stored`].

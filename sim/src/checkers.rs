@@ -4,7 +4,7 @@
 
 use crate::world::{NodeId, NodeMachine, World};
 use drizzle_core::limits::{MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER};
-use drizzle_core::FileName;
+use drizzle_core::{Bytes, FileName};
 
 /// Every check that can run after any step.
 pub fn check(world: &World) -> Vec<String> {
@@ -20,7 +20,7 @@ pub fn check_store(
     node: NodeId,
     name: &FileName,
     offset: u64,
-    data: &[u8],
+    data: &Bytes,
 ) -> bool {
     let verdict = match world.truth.get(name) {
         None => Some(format!("stored bytes of {name}, which nobody shared")),

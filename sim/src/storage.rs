@@ -3,9 +3,9 @@
 //! Bytes equal to what was first shared are kept as references to that one copy, so a
 //! thousand simulated peers holding a 100 MiB file cost 100 MiB, not 100 GB.
 
-use drizzle_core::{FileName, StorageKey};
+use drizzle_core::{Bytes, FileName, StorageKey};
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 #[derive(Debug, Default, Clone)]
 pub struct Storage {
@@ -14,7 +14,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn load(&self, key: &StorageKey, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+    pub fn load(&self, key: &StorageKey, offset: u64, len: u32) -> Result<Bytes, String> {
         let map = if key.partial {
             &self.parts
         } else {
@@ -23,7 +23,7 @@ impl Storage {
         let content = map
             .get(&key.name)
             .ok_or_else(|| format!("{}: no such file", key.name))?;
-        Ok(content.read(offset, len as usize))
+        Ok(content.read_bytes(offset, len as usize))
     }
 
     /// Writes `data` at `offset` of `name`'s `.part` (created `size` bytes long); `same_as`
@@ -33,8 +33,8 @@ impl Storage {
         name: &FileName,
         size: u64,
         offset: u64,
-        data: Vec<u8>,
-        same_as: Option<&Rc<[u8]>>,
+        data: Bytes,
+        same_as: Option<&Arc<[u8]>>,
     ) -> Result<(), String> {
         let part = self
             .parts
@@ -59,45 +59,19 @@ impl Storage {
     }
 }
 
-/// One file's bytes: pieces at offsets, each a reference into shared content or bytes of
-/// its own; ranges no piece covers read as zeros (a sparse file).
+/// One file's bytes: pieces at offsets, each a window into shared content or bytes of its
+/// own; ranges no piece covers read as zeros (a sparse file).
 #[derive(Debug, Default, Clone)]
 pub struct Content {
     size: u64,
-    pieces: BTreeMap<u64, Piece>,
+    pieces: BTreeMap<u64, Bytes>,
 }
 
-#[derive(Debug, Clone)]
-enum Piece {
-    Shared {
-        bytes: Rc<[u8]>,
-        start: usize,
-        len: usize,
-    },
-    Own(Vec<u8>),
-}
-
-impl Piece {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Piece::Shared { bytes, start, len } => {
-                bytes.get(*start..start + len).unwrap_or_default()
-            }
-            Piece::Own(v) => v,
-        }
-    }
-
-    /// The part of this piece from `from` to `to` (offsets within it).
-    fn slice(&self, from: usize, to: usize) -> Piece {
-        match self {
-            Piece::Shared { bytes, start, .. } => Piece::Shared {
-                bytes: bytes.clone(),
-                start: start + from,
-                len: to - from,
-            },
-            Piece::Own(v) => Piece::Own(v.get(from..to).unwrap_or_default().to_vec()),
-        }
-    }
+/// The part of `piece` from `from` to `to` (offsets within it).
+fn slice(piece: &Bytes, from: usize, to: usize) -> Bytes {
+    let mut tail = piece.clone().split_off(from);
+    tail.split_off(to - from);
+    tail
 }
 
 impl Content {
@@ -109,15 +83,10 @@ impl Content {
     }
 
     /// The whole of `bytes`, by reference.
-    pub fn shared(bytes: &Rc<[u8]>) -> Content {
+    pub fn shared(bytes: &Arc<[u8]>) -> Content {
         let mut c = Content::empty(bytes.len() as u64);
-        if !bytes.is_empty() {
-            let piece = Piece::Shared {
-                bytes: bytes.clone(),
-                start: 0,
-                len: bytes.len(),
-            };
-            c.pieces.insert(0, piece);
+        if let Some(all) = Bytes::shared(bytes, 0..bytes.len()).filter(|b| !b.is_empty()) {
+            c.pieces.insert(0, all);
         }
         c
     }
@@ -130,18 +99,24 @@ impl Content {
         self.size == 0
     }
 
-    /// Up to `len` bytes at `offset` (short at the end, as `pread` is).
+    /// Up to `len` bytes at `offset` (short at the end, as `pread` is); a window of shared
+    /// content, not a copy, when one piece holds them all.
+    pub fn read_bytes(&self, offset: u64, len: usize) -> Bytes {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if let Some((at, piece)) = self.pieces.range(..=offset).next_back() {
+            let (from, to) = ((offset - at) as usize, (end - at) as usize);
+            if from < to && to <= piece.len() && piece.window().is_some() {
+                return slice(piece, from, to);
+            }
+        }
+        self.read(offset, len).into()
+    }
+
+    /// Up to `len` bytes at `offset` (short at the end, as `pread` is), copied.
     pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
         let end = offset.saturating_add(len as u64).min(self.size);
         if offset >= end {
             return Vec::new();
-        }
-        // The common case, one piece holding it all, is a single copy.
-        if let Some((at, piece)) = self.pieces.range(..=offset).next_back() {
-            let (from, to) = ((offset - at) as usize, (end - at) as usize);
-            if let Some(whole) = piece.bytes().get(from..to) {
-                return whole.to_vec();
-            }
         }
         let mut out = vec![0u8; (end - offset) as usize];
         let first = self
@@ -150,12 +125,11 @@ impl Content {
             .next_back()
             .map_or(offset, |(at, _)| *at);
         for (at, piece) in self.pieces.range(first..end) {
-            let bytes = piece.bytes();
-            let (from, to) = (offset.max(*at), end.min(at + bytes.len() as u64));
+            let (from, to) = (offset.max(*at), end.min(at + piece.len() as u64));
             if from >= to {
                 continue;
             }
-            let src = bytes.get((from - at) as usize..(to - at) as usize);
+            let src = piece.get((from - at) as usize..(to - at) as usize);
             let dst = out.get_mut((from - offset) as usize..(to - offset) as usize);
             if let (Some(src), Some(dst)) = (src, dst) {
                 dst.copy_from_slice(src);
@@ -164,25 +138,22 @@ impl Content {
         out
     }
 
-    /// Replaces the bytes at `offset` with `data`, kept as a reference into `same_as` when
-    /// the caller knows they equal it there (checked in debug builds).
-    pub fn write(&mut self, offset: u64, data: Vec<u8>, same_as: Option<&Rc<[u8]>>) {
+    /// Replaces the bytes at `offset` with `data`, kept as a window of `same_as` when the
+    /// caller knows they equal it there (checked in debug builds).
+    pub fn write(&mut self, offset: u64, data: Bytes, same_as: Option<&Arc<[u8]>>) {
         if data.is_empty() {
             return;
         }
         let end = offset + data.len() as u64;
         self.cut(offset, end);
         let start = offset as usize;
-        let piece = match same_as {
-            Some(t) if start + data.len() <= t.len() => {
-                debug_assert!(t.get(start..start + data.len()) == Some(data.as_slice()));
-                Piece::Shared {
-                    bytes: t.clone(),
-                    start,
-                    len: data.len(),
-                }
+        let window = same_as.and_then(|t| Bytes::shared(t, start..start + data.len()));
+        let piece = match window {
+            Some(w) => {
+                debug_assert!(w == data);
+                w
             }
-            _ => Piece::Own(data),
+            None => data,
         };
         self.pieces.insert(offset, piece);
     }
@@ -197,7 +168,7 @@ impl Content {
         for b in &mut bytes {
             *b = f(*b);
         }
-        self.write(start, bytes, None);
+        self.write(start, bytes.into(), None);
     }
 
     /// Removes `from..to` from every piece, keeping what lies outside it.
@@ -212,16 +183,17 @@ impl Content {
             let Some(piece) = self.pieces.remove(&at) else {
                 continue;
             };
-            let len = piece.bytes().len() as u64;
+            let len = piece.len() as u64;
             if at + len <= from {
                 self.pieces.insert(at, piece);
                 continue;
             }
             if at < from {
-                self.pieces.insert(at, piece.slice(0, (from - at) as usize));
+                self.pieces
+                    .insert(at, slice(&piece, 0, (from - at) as usize));
             }
             if at + len > to {
-                let rest = piece.slice((to - at) as usize, len as usize);
+                let rest = slice(&piece, (to - at) as usize, len as usize);
                 self.pieces.insert(to, rest);
             }
         }
@@ -231,8 +203,8 @@ impl Content {
         self.read(0, self.size as usize)
     }
 
-    /// Whether these bytes are `truth`, cheaply when they are references to it.
-    pub fn same_as(&self, truth: &Rc<[u8]>) -> bool {
+    /// Whether these bytes are `truth`, cheaply when they are windows of it.
+    pub fn same_as(&self, truth: &Arc<[u8]>) -> bool {
         if self.size != truth.len() as u64 {
             return false;
         }
@@ -241,15 +213,15 @@ impl Content {
             if *at != covered {
                 return self.to_vec() == truth.as_ref();
             }
-            let by_reference = matches!(piece,
-                Piece::Shared { bytes, start, .. } if Rc::ptr_eq(bytes, truth) && *start as u64 == *at);
-            let len = piece.bytes().len();
-            let equal =
-                by_reference || truth.get(*at as usize..*at as usize + len) == Some(piece.bytes());
+            let by_reference = piece
+                .window()
+                .is_some_and(|(all, start)| Arc::ptr_eq(all, truth) && start as u64 == *at);
+            let equal = by_reference
+                || truth.get(*at as usize..*at as usize + piece.len()) == Some(&piece[..]);
             if !equal {
                 return false;
             }
-            covered += len as u64;
+            covered += piece.len() as u64;
         }
         covered == self.size
     }
@@ -261,26 +233,27 @@ mod tests {
 
     #[test]
     fn writes_reads_and_references() {
-        let truth: Rc<[u8]> = (0..100u8).collect::<Vec<_>>().into();
+        let truth: Arc<[u8]> = (0..100u8).collect::<Vec<_>>().into();
         let mut c = Content::empty(100);
-        c.write(40, truth[40..60].to_vec(), Some(&truth));
-        assert!(matches!(c.pieces.get(&40), Some(Piece::Shared { .. })));
-        c.write(0, vec![7; 10], None);
-        assert!(matches!(c.pieces.get(&0), Some(Piece::Own(_))));
+        c.write(40, truth[40..60].to_vec().into(), Some(&truth));
+        assert!(c.pieces.get(&40).is_some_and(|p| p.window().is_some()));
+        assert!(c.read_bytes(45, 10).window().is_some(), "read by reference");
+        c.write(0, vec![7; 10].into(), None);
+        assert!(c.pieces.get(&0).is_some_and(|p| p.window().is_none()));
         let mut expected = vec![0u8; 100];
         expected[..10].fill(7);
         expected[40..60].copy_from_slice(&truth[40..60]);
         assert_eq!(c.to_vec(), expected);
         assert_eq!(c.read(95, 10).len(), 5, "short read at the end");
         // Overwrite across both pieces, then restore the truth everywhere.
-        c.write(5, vec![1; 50], None);
+        c.write(5, vec![1; 50].into(), None);
         assert_eq!(c.read(0, 60)[..5], [7; 5]);
         assert_eq!(c.read(0, 60)[5..55], [1; 50]);
         assert_eq!(c.read(55, 5), truth[55..60].to_vec());
         for start in (0..100).step_by(25) {
             c.write(
                 start,
-                truth[start as usize..start as usize + 25].to_vec(),
+                truth[start as usize..start as usize + 25].to_vec().into(),
                 Some(&truth),
             );
         }

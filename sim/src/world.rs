@@ -10,13 +10,13 @@ use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
 use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
 use drizzle_core::{
-    ConnId, FileName, Manifest, Peer, PeerConfig, Timestamp, Tracker, TrackerConfig,
+    Bytes, ConnId, FileName, Manifest, Peer, PeerConfig, Timestamp, Tracker, TrackerConfig,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Index of a node; the tracker is node 0.
 pub type NodeId = usize;
@@ -140,7 +140,7 @@ enum Action {
     Deliver {
         link: LinkId,
         end: usize,
-        data: Vec<u8>,
+        data: Bytes,
     },
     Closed {
         link: LinkId,
@@ -150,13 +150,13 @@ enum Action {
         node: NodeId,
         incarnation: u32,
         io: IoId,
-        result: Result<Option<Vec<u8>>, String>,
+        result: Result<Option<Bytes>, String>,
     },
     Hashed {
         node: NodeId,
         incarnation: u32,
         io: IoId,
-        data: Vec<u8>,
+        data: Bytes,
     },
     Timer {
         node: NodeId,
@@ -167,7 +167,7 @@ enum Action {
 }
 
 /// A chunk of shared content: the content, where the chunk starts, its SHA-256.
-type KnownChunk = (Rc<[u8]>, usize, Hash);
+type KnownChunk = (Arc<[u8]>, usize, Hash);
 
 /// The whole simulated world.
 #[derive(Debug)]
@@ -183,7 +183,7 @@ pub struct World {
     seeds: ChaCha8Rng,
     partitions: Vec<(NodeId, NodeId, u64)>,
     /// The first manifest and content shared under each name: what every copy must equal.
-    pub(crate) truth: BTreeMap<FileName, (Manifest, Rc<[u8]>)>,
+    pub(crate) truth: BTreeMap<FileName, (Manifest, Arc<[u8]>)>,
     /// Digests of every chunk of shared content, found by length and first bytes: a chunk
     /// that equals one is "hashed" by a comparison, far cheaper than SHA-256 at swarm scale.
     known_chunks: BTreeMap<(usize, [u8; 16]), Vec<KnownChunk>>,
@@ -298,11 +298,11 @@ impl World {
             Some((_, truth)) if truth.as_ref() == data.as_slice() => Content::shared(truth),
             Some(_) => {
                 let mut own = Content::empty(data.len() as u64);
-                own.write(0, data, None);
+                own.write(0, data.into(), None);
                 own
             }
             None => {
-                let truth: Rc<[u8]> = data.into();
+                let truth: Arc<[u8]> = data.into();
                 self.learn_chunks(&manifest, &truth);
                 self.truth
                     .insert(name.clone(), (manifest.clone(), truth.clone()));
@@ -320,7 +320,7 @@ impl World {
         self.command(node, cmd).map_err(|e| e.to_string())
     }
 
-    fn learn_chunks(&mut self, manifest: &Manifest, truth: &Rc<[u8]>) {
+    fn learn_chunks(&mut self, manifest: &Manifest, truth: &Arc<[u8]>) {
         for (i, digest) in (0..manifest.chunk_count()).zip(&manifest.hashes) {
             let Some((offset, len)) = manifest.chunk_range(i) else {
                 continue;
@@ -338,10 +338,14 @@ impl World {
     }
 
     /// SHA-256 of `data`, by comparison when it is a chunk of shared content.
-    pub(crate) fn digest(&self, data: &[u8]) -> Hash {
+    /// A window of shared content at a chunk's place is that chunk, known without looking.
+    pub(crate) fn digest(&self, data: &Bytes) -> Hash {
         let candidates = self.known_chunks.get(&(data.len(), chunk_prefix(data)));
         for (truth, start, digest) in candidates.into_iter().flatten() {
-            if truth.get(*start..start + data.len()) == Some(data) {
+            let by_reference = data
+                .window()
+                .is_some_and(|(all, at)| Arc::ptr_eq(all, truth) && at == *start);
+            if by_reference || truth.get(*start..start + data.len()) == Some(&data[..]) {
                 return *digest;
             }
         }
@@ -399,7 +403,7 @@ impl World {
     }
 
     /// The content first shared under `name`: what every copy must equal.
-    pub fn truth(&self, name: &FileName) -> Option<&Rc<[u8]>> {
+    pub fn truth(&self, name: &FileName) -> Option<&Arc<[u8]>> {
         self.truth.get(name).map(|(_, data)| data)
     }
 
@@ -509,7 +513,7 @@ impl World {
                 };
                 let (node, conn, inc) = (e.node, e.conn, e.incarnation);
                 if self.alive(node, inc) && self.mapped(node, conn, link) {
-                    self.feed(node, Input::Received { conn, data: &data });
+                    self.feed(node, Input::ReceivedBytes { conn, data });
                 }
             }
             Action::Closed { link, end } => {
@@ -830,7 +834,7 @@ impl World {
         self.push(self.now_us + 2 * lat, Action::Connected { link });
     }
 
-    fn send(&mut self, node: NodeId, conn: ConnId, bytes: Vec<u8>) {
+    fn send(&mut self, node: NodeId, conn: ConnId, bytes: Bytes) {
         let Some(link) = self
             .nodes
             .get(node)
@@ -904,7 +908,7 @@ impl World {
     }
 
     /// Cuts a send into up to three pieces at random points, to exercise framing.
-    fn split(&mut self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    fn split(&mut self, mut bytes: Bytes) -> Vec<Bytes> {
         if !self.config.split_sends || bytes.len() < 2 || self.rng.gen_bool(0.5) {
             return vec![bytes];
         }
@@ -913,11 +917,12 @@ impl World {
             cuts.insert(self.rng.gen_range(1..bytes.len()));
         }
         let mut pieces = Vec::new();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain(std::iter::once(bytes.len())) {
-            pieces.push(bytes.get(start..cut).unwrap_or_default().to_vec());
-            start = cut;
+        // From the last cut back, so each cut is an offset into what is left.
+        for cut in cuts.into_iter().rev() {
+            pieces.push(bytes.split_off(cut));
         }
+        pieces.push(bytes);
+        pieces.reverse();
         pieces
     }
 

@@ -54,7 +54,11 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             prop::collection::vec(any::<u8>(), 0..3000)
         )
-            .prop_map(|(root, chunk, data)| Message::ChunkData { root, chunk, data }),
+            .prop_map(|(root, chunk, data)| Message::ChunkData {
+                root,
+                chunk,
+                data: data.into()
+            }),
         (
             any::<u32>(),
             name(),

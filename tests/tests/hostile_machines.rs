@@ -32,7 +32,7 @@ struct Drained {
     closed: Vec<ConnId>,
     events: Vec<Event>,
     loads: Vec<(drizzle_core::IoId, StorageKey, u32)>,
-    hashes: Vec<(drizzle_core::IoId, Vec<u8>)>,
+    hashes: Vec<(drizzle_core::IoId, drizzle_core::Bytes)>,
     stores: Vec<(drizzle_core::IoId, u32)>,
     commits: Vec<drizzle_core::IoId>,
     connects: Vec<(ConnId, SocketAddr)>,
@@ -410,7 +410,7 @@ fn a_sharer_refuses_chunks_it_cannot_read_whole() {
         Timestamp(2),
         Input::Loaded {
             io,
-            result: Ok(vec![7; 10]),
+            result: Ok(vec![7; 10].into()),
         },
     );
     let d = drain(&mut p);
@@ -595,7 +595,7 @@ fn a_fast_holder_cannot_outrun_hashing_and_disk() {
         let msg = Message::ChunkData {
             root: manifest.root(),
             chunk: *chunk,
-            data: piece,
+            data: piece.into(),
         };
         let more = send(&mut p, holder, 2, &encode(&msg));
         d.hashes.extend(more.hashes);
@@ -716,7 +716,7 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         Timestamp(3),
         Input::Loaded {
             io,
-            result: Ok(vec![5; 64]),
+            result: Ok(vec![5; 64].into()),
         },
     );
     let d = drain(&mut p);
@@ -794,7 +794,7 @@ fn a_finished_download_lets_go_of_its_holders() {
     bytes.extend(encode(&Message::ChunkData {
         root,
         chunk: 0,
-        data: data.clone(),
+        data: data.clone().into(),
     }));
     let d = send(&mut p, holder, 2, &bytes);
     let (io, data) = d.hashes[0].clone();

@@ -9,7 +9,7 @@ use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
 use drizzle_core::manifest::sha256;
-use drizzle_core::{ConnId, Timestamp};
+use drizzle_core::{Bytes, ConnId, Timestamp};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -364,7 +364,7 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Hands a chunk to the hasher thread, or hashes it here if there is none.
-    fn hash(&mut self, io: IoId, data: Vec<u8>) {
+    fn hash(&mut self, io: IoId, data: Bytes) {
         let data = match &self.hasher {
             Some(h) => match h.submit((io, data)) {
                 Ok(()) => return,
@@ -404,6 +404,7 @@ impl<M: Machine> Driver<M> {
         let result = self
             .store_mut()
             .and_then(|s| s.load(&p.key, p.offset, p.len))
+            .map(Bytes::from)
             .map_err(|e| e.to_string());
         self.feed(Input::Loaded { io: p.io, result });
     }
@@ -477,7 +478,7 @@ impl<M: Machine> Driver<M> {
         }
     }
 
-    fn send(&mut self, conn: ConnId, bytes: Vec<u8>) {
+    fn send(&mut self, conn: ConnId, bytes: Bytes) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -3,17 +3,17 @@
 
 use crate::worker::Worker;
 use drizzle_core::manifest::{sha256, Hash};
-use drizzle_core::IoId;
+use drizzle_core::{Bytes, IoId};
 use mio::Waker;
 use std::sync::Arc;
 
 /// Chunks waiting to be hashed at most (a bound on memory).
 const QUEUE: usize = 8;
 
-pub type Hasher = Worker<(IoId, Vec<u8>), (IoId, Hash, Vec<u8>)>;
+pub type Hasher = Worker<(IoId, Bytes), (IoId, Hash, Bytes)>;
 
 pub fn spawn_hasher(waker: Arc<Waker>) -> Hasher {
-    Worker::spawn(QUEUE, waker, |(io, data): (IoId, Vec<u8>)| {
+    Worker::spawn(QUEUE, waker, |(io, data): (IoId, Bytes)| {
         (io, sha256(&data), data)
     })
 }

@@ -2,6 +2,7 @@
 //! as they are (never copied together) and written with vectored writes. A chunk of
 //! payload thus goes from the disk read to the kernel without another copy.
 
+use drizzle_core::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
@@ -10,14 +11,14 @@ const MAX_SLICES: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    bufs: VecDeque<Vec<u8>>,
+    bufs: VecDeque<Bytes>,
     /// Bytes of the front buffer already written.
     front_pos: usize,
     unsent: usize,
 }
 
 impl OutQueue {
-    pub fn push(&mut self, bytes: Vec<u8>) {
+    pub fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.unsent += bytes.len();
             self.bufs.push_back(bytes);
@@ -105,7 +106,7 @@ mod tests {
         for i in 0..40u8 {
             let buf = vec![i; usize::from(i) * 3];
             expected.extend_from_slice(&buf);
-            q.push(buf);
+            q.push(buf.into());
         }
         assert_eq!(q.unsent(), expected.len());
         let mut w = Trickle {

@@ -8,6 +8,7 @@ pub mod picker;
 mod serve;
 mod uploads;
 
+use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
 use crate::limits::{
     HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING, MAX_FRAME_BYTES,
@@ -882,7 +883,7 @@ impl Peer {
 
     /// A requested chunk arrived: have it hashed (unless an endgame duplicate already did).
     /// It counts as `storing` from now on, so it is not requested again while hashed.
-    fn handle_chunk(&mut self, name: &FileName, chunk: u32, holder: SocketAddr, data: Vec<u8>) {
+    fn handle_chunk(&mut self, name: &FileName, chunk: u32, holder: SocketAddr, data: Bytes) {
         let Some(a) = self.active_mut(name) else {
             return;
         };
@@ -909,7 +910,7 @@ impl Peer {
         now: Timestamp,
         io: IoId,
         digest: &crate::manifest::Hash,
-        data: Vec<u8>,
+        data: Bytes,
     ) {
         if !matches!(self.ios.get(&io), Some(Io::Verify { .. })) {
             return;
@@ -1116,16 +1117,24 @@ impl Peer {
 
     // ---- connections ----
 
-    fn handle_received(&mut self, now: Timestamp, conn: ConnId, data: &[u8]) {
+    /// Bytes arrived on `conn` (`len` of them, which `push` hands to its link): decode and
+    /// act on every message they complete.
+    fn handle_received(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        len: usize,
+        push: impl FnOnce(&mut Link),
+    ) {
         match self.conns.get_mut(&conn) {
-            Some(Conn::Tracker(link)) => link.push(now, data),
+            Some(Conn::Tracker(link)) => push(link),
             Some(Conn::Out(o)) => {
-                o.link.push(now, data);
-                if !data.is_empty() {
+                push(&mut o.link);
+                if len > 0 {
                     o.last_activity = now;
                 }
             }
-            Some(Conn::In(i)) => i.link.push(now, data),
+            Some(Conn::In(i)) => push(&mut i.link),
             None => return,
         }
         loop {
@@ -1238,11 +1247,11 @@ impl Peer {
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        self.send_bytes(conn, encode(msg));
+        self.send_bytes(conn, encode(msg).into());
     }
 
     /// Queues encoded bytes (whole frames, or a frame's parts in order).
-    fn send_bytes(&mut self, conn: ConnId, bytes: Vec<u8>) {
+    fn send_bytes(&mut self, conn: ConnId, bytes: Bytes) {
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
             link.queued(bytes.len());
         }
@@ -1253,7 +1262,7 @@ impl Peer {
         self.out.push_back(Output::Event(event));
     }
 
-    fn handle_io(&mut self, now: Timestamp, io: IoId, result: Result<Option<Vec<u8>>, String>) {
+    fn handle_io(&mut self, now: Timestamp, io: IoId, result: Result<Option<Bytes>, String>) {
         let Some(purpose) = self.ios.remove(&io) else {
             return;
         };
@@ -1341,7 +1350,12 @@ impl Machine for Peer {
                 log::debug!("connection {conn} failed: {reason}");
                 self.close_conn(now, conn);
             }
-            Input::Received { conn, data } => self.handle_received(now, conn, data),
+            Input::Received { conn, data } => {
+                self.handle_received(now, conn, data.len(), |l| l.push(now, data))
+            }
+            Input::ReceivedBytes { conn, data } => {
+                self.handle_received(now, conn, data.len(), |l| l.push_bytes(now, data))
+            }
             Input::Closed { conn } => self.close_conn(now, conn),
             Input::Sent { conn, bytes } => {
                 if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
@@ -1350,7 +1364,7 @@ impl Machine for Peer {
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
                     self.pump_serving(now, conn);
                 }
-                self.handle_received(now, conn, &[]);
+                self.handle_received(now, conn, 0, |_| {});
             }
             Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
             Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),

@@ -3,6 +3,7 @@
 //! is the chunk or a refusal saying why.
 
 use super::{Conn, Io, Peer};
+use crate::bytes::Bytes;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
     SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
@@ -281,7 +282,7 @@ impl Peer {
         conn: ConnId,
         root: Root,
         chunk: u32,
-        result: Result<Option<Vec<u8>>, String>,
+        result: Result<Option<Bytes>, String>,
     ) {
         let Some(Conn::In(i)) = self.conns.get(&conn) else {
             return; // the fetcher left meanwhile

@@ -419,6 +419,7 @@ impl Tracker {
         if let Some(link) = self.links.get_mut(&conn) {
             link.queued(bytes.len());
         }
+        let bytes = bytes.into();
         self.out.push_back(Output::Send { conn, bytes });
     }
 
@@ -510,6 +511,7 @@ impl Machine for Tracker {
                 self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
+            Input::ReceivedBytes { conn, data } => self.handle_received(conn, &data),
             Input::Closed { conn } => self.forget(conn),
             Input::Sent { conn, bytes } => {
                 if let Some(link) = self.links.get_mut(&conn) {

@@ -3,6 +3,7 @@
 //! allocating for it; the limit is tight until the hello is done.
 
 use super::message::Message;
+use crate::bytes::Bytes;
 use crate::limits::{MAX_FRAME_BYTES, MAX_HELLO_FRAME_BYTES};
 use crate::manifest::Root;
 
@@ -39,11 +40,11 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 
 /// The frame of a `ChunkData` message in two parts, its header and the payload itself, so
 /// a chunk is sent without copying it into a frame: header ++ data == `encode(ChunkData)`.
-pub fn encode_chunk_data(root: Root, chunk: u32, data: Vec<u8>) -> [Vec<u8>; 2] {
+pub fn encode_chunk_data(root: Root, chunk: u32, data: Bytes) -> [Bytes; 2] {
     let empty = Message::ChunkData {
         root,
         chunk,
-        data: Vec::new(),
+        data: Bytes::default(),
     };
     let mut header = encode(&empty);
     // The empty payload ends the frame as its length, a one-byte varint 0: put the real
@@ -63,12 +64,13 @@ pub fn encode_chunk_data(root: Root, chunk: u32, data: Vec<u8>) -> [Vec<u8>; 2] 
     if let Some(prefix) = header.get_mut(..PREFIX_BYTES) {
         prefix.copy_from_slice(&frame_len.to_le_bytes());
     }
-    [header, data]
+    [header.into(), data]
 }
 
 /// Reassembles frames from arbitrary splits of a byte stream. The payload of a large
 /// `ChunkData` frame is collected straight into its own buffer once its header is in, so
-/// chunk bytes are copied once on their way in, not into a frame buffer and out again.
+/// chunk bytes are copied once on their way in, not into a frame buffer and out again —
+/// and not at all when they are handed over whole ([`FrameDecoder::push_bytes`]).
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
@@ -83,13 +85,19 @@ pub struct FrameDecoder {
 struct PartialChunk {
     root: Root,
     chunk: u32,
+    /// The payload as collected so far, or all of it handed over at once.
     data: Vec<u8>,
+    whole: Option<Bytes>,
     len: usize,
 }
 
 impl PartialChunk {
+    fn collected(&self) -> usize {
+        self.whole.as_ref().map_or(self.data.len(), |w| w.len())
+    }
+
     fn missing(&self) -> usize {
-        self.len - self.data.len()
+        self.len - self.collected()
     }
 }
 
@@ -118,12 +126,28 @@ impl FrameDecoder {
 
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start + self.chunk.as_ref().map_or(0, |c| c.data.len())
+        self.buf.len() - self.start + self.chunk.as_ref().map_or(0, |c| c.collected())
+    }
+
+    /// Takes bytes that are handed over: a chunk payload whose header is in and which
+    /// arrives whole is kept as it is, not copied.
+    pub fn push_bytes(&mut self, mut bytes: Bytes) {
+        if let Some(c) = self.chunk.as_mut() {
+            if c.data.is_empty() && c.whole.is_none() && bytes.len() >= c.len {
+                let rest = bytes.split_off(c.len);
+                c.whole = Some(bytes);
+                bytes = rest;
+            }
+        }
+        self.push(&bytes);
     }
 
     pub fn push(&mut self, mut bytes: &[u8]) {
         if let Some(c) = self.chunk.as_mut() {
             let (now, later) = bytes.split_at(c.missing().min(bytes.len()));
+            if c.data.is_empty() && !now.is_empty() {
+                c.data.reserve_exact(c.len.min(MAX_PAYLOAD_RESERVE));
+            }
             c.data.extend_from_slice(now);
             bytes = later;
         }
@@ -147,7 +171,7 @@ impl FrameDecoder {
             return Ok(Some(Message::ChunkData {
                 root: c.root,
                 chunk: c.chunk,
-                data: c.data,
+                data: c.whole.unwrap_or_else(|| c.data.into()),
             }));
         }
         let pending = self.buf.get(self.start..).unwrap_or_default();
@@ -205,12 +229,16 @@ impl FrameDecoder {
             return;
         }
         let len = frame_len - header_len;
-        let mut data = Vec::with_capacity(len.min(MAX_PAYLOAD_RESERVE));
-        data.extend_from_slice(rest);
+        let mut data = Vec::new();
+        if !rest.is_empty() {
+            data.reserve_exact(len.min(MAX_PAYLOAD_RESERVE));
+            data.extend_from_slice(rest);
+        }
         self.chunk = Some(PartialChunk {
             root,
             chunk,
             data,
+            whole: None,
             len,
         });
         self.buf.clear();
@@ -230,7 +258,7 @@ mod tests {
             Message::ChunkData {
                 root: Root([3; 32]),
                 chunk: 7,
-                data: vec![9; 100],
+                data: vec![9; 100].into(),
             },
         ];
         let stream: Vec<u8> = msgs.iter().flat_map(encode).collect();
@@ -255,7 +283,7 @@ mod tests {
         let frame = encode(&Message::ChunkData {
             root: Root([0; 32]),
             chunk: 0,
-            data: Vec::new(),
+            data: Bytes::default(),
         });
         assert_eq!(frame[PREFIX_BYTES], CHUNK_DATA_TAG);
     }
@@ -267,11 +295,42 @@ mod tests {
             let whole = encode(&Message::ChunkData {
                 root: Root([5; 32]),
                 chunk: 300,
-                data: data.clone(),
+                data: data.clone().into(),
             });
-            let [header, payload] = encode_chunk_data(Root([5; 32]), 300, data);
-            assert_eq!([header, payload].concat(), whole, "len {len}");
+            let [header, payload] = encode_chunk_data(Root([5; 32]), 300, data.into());
+            assert_eq!([&header[..], &payload[..]].concat(), whole, "len {len}");
         }
+    }
+
+    #[test]
+    fn a_payload_handed_over_whole_is_kept_not_copied() {
+        let all: std::sync::Arc<[u8]> = (0..=255u8).cycle().take(5000).collect();
+        let payload = Bytes::shared(&all, 1000..4000).unwrap_or_default();
+        let [header, data] = encode_chunk_data(Root([1; 32]), 3, payload.clone());
+        let next = encode(&Message::Busy {
+            root: Root([1; 32]),
+            chunk: 4,
+        });
+        let mut d = FrameDecoder::new();
+        d.hello_done();
+        d.push(&header);
+        assert_eq!(d.next_message(), Ok(None));
+        // The payload and the next frame in one hand-over, as a simulator may deliver them.
+        d.push_bytes(Bytes::from([&data[..], &next[..]].concat()));
+        let Ok(Some(Message::ChunkData { data: got, .. })) = d.next_message() else {
+            panic!("no chunk");
+        };
+        assert_eq!(got, payload);
+        assert!(matches!(d.next_message(), Ok(Some(Message::Busy { .. }))));
+        // A shared window arriving whole stays that window.
+        d.push(&header);
+        assert_eq!(d.next_message(), Ok(None));
+        d.push_bytes(data);
+        let Ok(Some(Message::ChunkData { data: got, .. })) = d.next_message() else {
+            panic!("no chunk");
+        };
+        assert_eq!(got.window().map(|(_, at)| at), Some(1000), "not copied");
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

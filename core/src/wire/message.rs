@@ -2,6 +2,7 @@
 //! Counts inside messages are bounded by the frame limit when decoded and checked against
 //! `limits` by the machines before they are used.
 
+use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
 use crate::manifest::{FileName, Manifest, Root};
 use serde::{Deserialize, Serialize};
@@ -141,8 +142,7 @@ pub enum Message {
     ChunkData {
         root: Root,
         chunk: u32,
-        #[serde(with = "super::bytes")]
-        data: Vec<u8>,
+        data: Bytes,
     },
     ChunkRefused {
         root: Root,

@@ -1,0 +1,159 @@
+//! [`Bytes`]: chunk payloads and frames as they pass between a machine and its driver —
+//! owned bytes, or a window into immutable shared bytes. Drivers that hold content once
+//! (the simulator's thousand copies of one file) hand it around by reference, never copied.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// Bytes owned here, or `len` bytes at `start` of shared bytes nobody can change.
+#[derive(Clone, Default)]
+pub struct Bytes {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Owned(Vec<u8>),
+    Shared {
+        all: Arc<[u8]>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Default for Repr {
+    fn default() -> Repr {
+        Repr::Owned(Vec::new())
+    }
+}
+
+impl Bytes {
+    /// `range` of `all`, by reference; `None` if the range lies outside it.
+    pub fn shared(all: &Arc<[u8]>, range: Range<usize>) -> Option<Bytes> {
+        all.get(range.clone())?;
+        let repr = Repr::Shared {
+            all: all.clone(),
+            start: range.start,
+            len: range.len(),
+        };
+        Some(Bytes { repr })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Owned(v) => v,
+            Repr::Shared { all, start, len } => all.get(*start..start + len).unwrap_or_default(),
+        }
+    }
+
+    /// The shared bytes this is a window of and where the window starts, if it is one.
+    pub fn window(&self) -> Option<(&Arc<[u8]>, usize)> {
+        match &self.repr {
+            Repr::Owned(_) => None,
+            Repr::Shared { all, start, .. } => Some((all, *start)),
+        }
+    }
+
+    /// The bytes as a vector of their own (a copy only when they are shared).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.repr {
+            Repr::Owned(v) => v,
+            Repr::Shared { .. } => self.as_slice().to_vec(),
+        }
+    }
+
+    /// The bytes from `from` on, cheaply (a shared window stays shared); `from` past the
+    /// end gives nothing.
+    pub fn split_off(&mut self, from: usize) -> Bytes {
+        let from = from.min(self.len());
+        match &mut self.repr {
+            Repr::Owned(v) => Bytes::from(v.split_off(from)),
+            Repr::Shared { all, start, len } => {
+                let rest = Repr::Shared {
+                    all: all.clone(),
+                    start: *start + from,
+                    len: *len - from,
+                };
+                *len = from;
+                Bytes { repr: rest }
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes {
+            repr: Repr::Owned(v),
+        }
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Bytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Bytes {}
+
+impl fmt::Debug for Bytes {
+    // Chunk payloads are a mebibyte: a length says what matters in logs and test failures.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.window().is_some() {
+            "shared"
+        } else {
+            "owned"
+        };
+        write!(f, "Bytes({} {how})", self.len())
+    }
+}
+
+/// One length-prefixed run on the wire (postcard would otherwise write each byte as an
+/// element of a sequence).
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        crate::wire::bytes::deserialize(d).map(Bytes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_windows_read_and_split_like_owned_bytes() {
+        let all: Arc<[u8]> = (0..100u8).collect::<Vec<_>>().into();
+        assert!(Bytes::shared(&all, 90..101).is_none(), "past the end");
+        let mut shared = Bytes::shared(&all, 10..30).unwrap_or_default();
+        let mut owned = Bytes::from(all[10..30].to_vec());
+        assert_eq!(shared, owned);
+        assert_eq!(shared.window().map(|(_, at)| at), Some(10));
+        let (rest_shared, rest_owned) = (shared.split_off(5), owned.split_off(5));
+        assert_eq!((&shared, &rest_shared), (&owned, &rest_owned));
+        assert_eq!(rest_shared.window().map(|(_, at)| at), Some(15));
+        assert_eq!(rest_shared.into_vec(), all[15..30].to_vec());
+        assert!(shared.clone().split_off(99).is_empty());
+    }
+}
