@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod chunkset;
+mod deadlines;
 pub mod limits;
 mod link;
 pub mod machine;

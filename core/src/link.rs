@@ -7,6 +7,14 @@ use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 
+/// No deadline of a link is set sooner than this ahead, besides the idle time its machine
+/// chooses (see [`crate::deadlines`]).
+pub(crate) const DEADLINE_LEAD_MS: u64 = if HELLO_TIMEOUT_MS < FRAME_TIMEOUT_MS {
+    HELLO_TIMEOUT_MS
+} else {
+    FRAME_TIMEOUT_MS
+};
+
 #[derive(Debug)]
 pub(crate) struct Link {
     pub remote: SocketAddr,

@@ -10,11 +10,12 @@ mod uploads;
 
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
+use crate::deadlines::ConnDeadlines;
 use crate::limits::{
-    HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING, MAX_FRAME_BYTES,
-    MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+    FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
+    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
 };
-use crate::link::{clip, Link};
+use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
@@ -233,6 +234,8 @@ pub struct Peer {
     by_root: BTreeMap<Root, FileName>,
     downloads: BTreeMap<FileName, Download>,
     conns: BTreeMap<ConnId, Conn>,
+    /// When the connections' deadlines are next looked at.
+    deadlines: ConnDeadlines,
     holder_conns: BTreeMap<SocketAddr, ConnId>,
     ios: BTreeMap<IoId, Io>,
     /// `Busy` answers sent so far (tells a slot holder that others are waiting).
@@ -251,6 +254,7 @@ impl Peer {
     pub fn new(config: PeerConfig) -> Peer {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let peer_id = rng.gen();
+        let deadlines = ConnDeadlines::new(conn_deadline_lead_ms(&config));
         Peer {
             config,
             rng,
@@ -264,6 +268,7 @@ impl Peer {
             by_root: BTreeMap::new(),
             downloads: BTreeMap::new(),
             conns: BTreeMap::new(),
+            deadlines,
             holder_conns: BTreeMap::new(),
             ios: BTreeMap::new(),
             busy_refusals: 0,
@@ -425,8 +430,8 @@ impl Peer {
         let conn = self.new_conn();
         let tracker = self.config.tracker;
         self.tracker = TrackerState::Up { conn };
-        self.conns
-            .insert(conn, Conn::Tracker(Link::new(tracker, Role::Tracker, now)));
+        let link = Link::new(tracker, Role::Tracker, now);
+        self.open_conn(now, conn, Conn::Tracker(link));
         self.out.push_back(Output::Connect {
             conn,
             addr: tracker,
@@ -788,15 +793,13 @@ impl Peer {
         }
         let conn = self.new_conn();
         self.out.push_back(Output::Connect { conn, addr });
-        self.conns.insert(
-            conn,
-            Conn::Out(OutLink {
-                link: Link::new(addr, Role::Peer, now),
-                requests: Vec::new(),
-                last_activity: now,
-                serving: true,
-            }),
-        );
+        let out = OutLink {
+            link: Link::new(addr, Role::Peer, now),
+            requests: Vec::new(),
+            last_activity: now,
+            serving: true,
+        };
+        self.open_conn(now, conn, Conn::Out(out));
         self.holder_conns.insert(addr, conn);
         self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
         conn
@@ -1290,6 +1293,15 @@ impl Peer {
     }
 }
 
+/// No connection deadline of a peer with `config` is set sooner than this ahead: the
+/// link's own, the idle times, and the request timeout (see [`crate::deadlines`]).
+fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
+    DEADLINE_LEAD_MS
+        .min(HOLDER_IDLE_TIMEOUT_MS)
+        .min(FETCHER_IDLE_TIMEOUT_MS)
+        .min(config.request_timeout_ms)
+}
+
 /// Whether one more request may go to `addr`: its connection has a free pipeline slot, or
 /// there is room for a new connection. A holder that said `Busy` and has not served us
 /// since gets one request at a time.
@@ -1336,7 +1348,7 @@ impl Machine for Peer {
     fn handle(&mut self, now: Timestamp, input: Input<'_>) {
         match input {
             Input::Accepted { conn, remote } => {
-                self.conns.insert(conn, Conn::In(InLink::new(remote, now)));
+                self.open_conn(now, conn, Conn::In(InLink::new(remote, now)));
                 self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
             }
             Input::Connected { conn } => {
@@ -1389,15 +1401,8 @@ impl Machine for Peer {
         if let TrackerState::Down { retry_at } = self.tracker {
             consider(retry_at);
         }
-        for c in self.conns.values() {
-            if let Conn::Out(o) = c {
-                if !o.requests.is_empty() {
-                    consider(o.last_activity.plus_ms(self.config.request_timeout_ms));
-                }
-            }
-            if let Some((t, _)) = c.deadline() {
-                consider(t);
-            }
+        if let Some(t) = self.deadlines.next_scan() {
+            consider(t);
         }
         for d in self.downloads.values() {
             match &d.active {
@@ -1422,45 +1427,12 @@ impl Machine for Peer {
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
-        let expired: Vec<(ConnId, &'static str)> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| match c.deadline() {
-                Some((t, why)) if t <= now => Some((*id, why)),
-                _ => None,
-            })
-            .collect();
-        for (conn, why) in expired {
-            log::info!("closing {conn}: timed out: {why}");
-            self.out.push_back(Output::Close { conn });
-            self.close_conn(now, conn);
+        if self.deadlines.is_due(now) {
+            self.expire_conns(now);
         }
         if let TrackerState::Down { retry_at } = self.tracker {
             if retry_at <= now {
                 self.connect_tracker(now);
-            }
-        }
-        let timeout = self.config.request_timeout_ms;
-        // While input is held back for our own disk, silence is not the holders' fault.
-        let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
-        let stalled: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| match c {
-                Conn::Out(o)
-                    if !held_back
-                        && !o.requests.is_empty()
-                        && now.since_ms(o.last_activity) >= timeout =>
-                {
-                    Some(*id)
-                }
-                _ => None,
-            })
-            .collect();
-        for conn in stalled {
-            self.out.push_back(Output::Close { conn });
-            if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
-                self.holder_lost(now, conn, o, "timed out");
             }
         }
         let names: Vec<FileName> = self.downloads.keys().cloned().collect();
@@ -1471,6 +1443,54 @@ impl Machine for Peer {
 }
 
 impl Peer {
+    /// Closes connections past a deadline — silent, idle, or holders that let a request
+    /// go unanswered — and finds when the next one is due.
+    fn expire_conns(&mut self, now: Timestamp) {
+        let timeout = self.config.request_timeout_ms;
+        // While input is held back for our own disk, silence is not the holders' fault.
+        let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
+        let (mut expired, mut stalled, mut earliest) = (Vec::new(), Vec::new(), None);
+        let mut consider =
+            |t: Timestamp| earliest = Some(earliest.map_or(t, |e: Timestamp| e.min(t)));
+        for (id, c) in &self.conns {
+            match c.deadline() {
+                Some((t, why)) if t <= now => {
+                    expired.push((*id, why));
+                    continue;
+                }
+                Some((t, _)) => consider(t),
+                None => {}
+            }
+            if let Conn::Out(o) = c {
+                if !o.requests.is_empty() {
+                    let t = o.last_activity.plus_ms(timeout);
+                    if t <= now && !held_back {
+                        stalled.push(*id);
+                    } else {
+                        consider(t);
+                    }
+                }
+            }
+        }
+        for (conn, why) in expired {
+            log::info!("closing {conn}: timed out: {why}");
+            self.out.push_back(Output::Close { conn });
+            self.close_conn(now, conn);
+        }
+        for conn in stalled {
+            if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+                self.out.push_back(Output::Close { conn });
+                self.holder_lost(now, conn, o, "timed out");
+            }
+        }
+        self.deadlines.scanned(now, earliest, self.conns.len());
+    }
+
+    fn open_conn(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
+        self.conns.insert(id, conn);
+        self.deadlines.opened(now);
+    }
+
     fn download_timers(&mut self, now: Timestamp, name: &FileName) {
         let unavailable_after = self.config.unavailable_after_ms;
         let Some(d) = self.downloads.get_mut(name) else {

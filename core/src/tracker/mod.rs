@@ -3,11 +3,12 @@
 //! exactly as long as its session; peers re-register after a tracker restart.
 
 use crate::chunkset::ChunkSet;
+use crate::deadlines::ConnDeadlines;
 use crate::limits::{
     MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_LOCATE_HOLDERS,
     MAX_TRACKER_FILES, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
 };
-use crate::link::{clip, Link};
+use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
@@ -71,6 +72,8 @@ pub struct Tracker {
     now: Timestamp,
     rng: ChaCha8Rng,
     links: BTreeMap<ConnId, Link>,
+    /// When the links' deadlines are next looked at.
+    deadlines: ConnDeadlines,
     sessions: BTreeMap<ConnId, Session>,
     names: BTreeMap<FileName, Root>,
     swarms: BTreeMap<Root, Swarm>,
@@ -94,6 +97,7 @@ impl Tracker {
             now: Timestamp::ZERO,
             config,
             links: BTreeMap::new(),
+            deadlines: ConnDeadlines::new(DEADLINE_LEAD_MS.min(REGISTER_TIMEOUT_MS)),
             sessions: BTreeMap::new(),
             names: BTreeMap::new(),
             swarms: BTreeMap::new(),
@@ -448,8 +452,7 @@ impl Tracker {
     /// Forgets a connection and, with it, its session's holdings.
     /// Registered sessions may idle (peers keep them open); a connection that has not
     /// registered must do so in time.
-    fn link_deadline(&self, conn: ConnId) -> Option<(Timestamp, &'static str)> {
-        let link = self.links.get(&conn)?;
+    fn link_deadline(&self, conn: ConnId, link: &Link) -> Option<(Timestamp, &'static str)> {
         let idle = (!self.sessions.contains_key(&conn)).then_some(REGISTER_TIMEOUT_MS);
         link.deadline(idle)
     }
@@ -508,6 +511,7 @@ impl Machine for Tracker {
         match input {
             Input::Accepted { conn, remote } => {
                 self.links.insert(conn, Link::new(remote, Role::Peer, now));
+                self.deadlines.opened(now);
                 self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
@@ -533,32 +537,33 @@ impl Machine for Tracker {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let links = self
-            .links
-            .keys()
-            .filter_map(|c| self.link_deadline(*c))
-            .map(|(t, _)| t);
         let orphans = self
             .swarms
             .values()
             .filter_map(|s| s.orphaned_since)
             .map(|t| t.plus_ms(ORPHAN_TTL_MS));
-        links.chain(orphans).min()
+        orphans.chain(self.deadlines.next_scan()).min()
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
         self.prune_orphans(now);
-        let expired: Vec<(ConnId, &'static str)> = self
-            .links
-            .keys()
-            .filter_map(|c| match self.link_deadline(*c) {
-                Some((t, why)) if t <= now => Some((*c, why)),
-                _ => None,
-            })
-            .collect();
-        for (conn, why) in expired {
-            self.drop_link(conn, format!("timed out: {why}"));
+        if !self.deadlines.is_due(now) {
+            return;
         }
+        let deadlines: Vec<(ConnId, Timestamp, &'static str)> = self
+            .links
+            .iter()
+            .filter_map(|(c, l)| self.link_deadline(*c, l).map(|(t, why)| (*c, t, why)))
+            .collect();
+        let mut earliest = None;
+        for (conn, at, why) in deadlines {
+            if at <= now {
+                self.drop_link(conn, format!("timed out: {why}"));
+            } else {
+                earliest = Some(earliest.map_or(at, |e: Timestamp| e.min(at)));
+            }
+        }
+        self.deadlines.scanned(now, earliest, self.links.len());
     }
 }
