@@ -719,9 +719,14 @@ impl Peer {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
-            let room =
-                holder_conns.len() < MAX_PEER_CONNECTIONS || idle_holder(conns, now).is_some();
-            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, room, addr);
+            // Looked for only if some holder needs a new connection: it scans them all.
+            let room = std::cell::OnceCell::new();
+            let room = || {
+                *room.get_or_init(|| {
+                    holder_conns.len() < MAX_PEER_CONNECTIONS || idle_holder(conns, now).is_some()
+                })
+            };
+            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, &room, addr);
             let Some((chunk, holder)) = active.next_request(now, &has_slot, &mut self.rng) else {
                 break;
             };
@@ -1308,13 +1313,13 @@ fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 fn holder_has_slot(
     conns: &BTreeMap<ConnId, Conn>,
     holder_conns: &BTreeMap<SocketAddr, ConnId>,
-    room: bool,
+    room: &dyn Fn() -> bool,
     addr: SocketAddr,
 ) -> bool {
     match holder_conns.get(&addr).and_then(|c| conns.get(c)) {
         Some(Conn::Out(o)) if o.serving => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
         Some(Conn::Out(o)) => o.requests.is_empty(),
-        _ => room,
+        _ => room(),
     }
 }
 
