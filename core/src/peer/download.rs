@@ -156,11 +156,12 @@ impl Active {
     /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
     /// holder that has a free slot, then a random such holder; when every missing chunk is
     /// in flight (endgame), a straggler duplicated to another holder. One pass over the
-    /// missing chunks, allocating only per holder: it runs once per request.
+    /// missing chunks, allocating only per holder: it runs once per request. `has_slot` is
+    /// asked about holders in address order, so a caller can answer by a merged pass.
     pub fn next_request(
         &self,
         now: Timestamp,
-        has_slot: &dyn Fn(SocketAddr) -> bool,
+        has_slot: &mut dyn FnMut(SocketAddr) -> bool,
         rng: &mut ChaCha8Rng,
     ) -> Option<(u32, SocketAddr)> {
         if self.hopeless() {
@@ -172,9 +173,17 @@ impl Active {
             .filter(|(addr, _)| !self.bad.contains(addr))
             .map(|(addr, have)| (*addr, have))
             .collect();
+        // `good` and the cooldowns are both in address order: one merged pass, no lookups.
+        let mut cooldowns = self.cooldown.iter().peekable();
         let ready: Vec<(SocketAddr, &ChunkSet)> = good
             .iter()
-            .filter(|(addr, _)| !self.cooling(*addr, now) && has_slot(*addr))
+            .filter(|(addr, _)| {
+                while cooldowns.next_if(|(a, _)| *a < addr).is_some() {}
+                let cooling = cooldowns
+                    .peek()
+                    .is_some_and(|(a, until)| *a == addr && **until > now);
+                !cooling && has_slot(*addr)
+            })
             .copied()
             .collect();
         if ready.is_empty() {
@@ -281,7 +290,7 @@ mod tests {
         let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let (chunk, holder) = a
-            .next_request(Timestamp::ZERO, &|_| true, &mut rng)
+            .next_request(Timestamp::ZERO, &mut |_| true, &mut rng)
             .unwrap();
         assert!(chunk == 0 || chunk == 2);
         assert_eq!(holder, addr(1));
@@ -294,7 +303,7 @@ mod tests {
         a.in_flight.insert(1, vec![addr(1)]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for _ in 0..20 {
-            let next = a.next_request(Timestamp::ZERO, &|_| true, &mut rng);
+            let next = a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng);
             assert_eq!(next, Some((1, addr(2))));
         }
     }
@@ -304,10 +313,13 @@ mod tests {
         let mut a = active(1, &[(1, &[0]), (2, &[0])]);
         a.in_flight.insert(0, vec![addr(1)]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let next = a.next_request(Timestamp::ZERO, &|_| true, &mut rng);
+        let next = a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng);
         assert_eq!(next, Some((0, addr(2))));
         a.in_flight.insert(0, vec![addr(1), addr(2)]);
-        assert_eq!(a.next_request(Timestamp::ZERO, &|_| true, &mut rng), None);
+        assert_eq!(
+            a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng),
+            None
+        );
     }
 
     #[test]
@@ -317,7 +329,10 @@ mod tests {
         a.mismatched.insert(0);
         assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        assert_eq!(a.next_request(Timestamp::ZERO, &|_| true, &mut rng), None);
+        assert_eq!(
+            a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng),
+            None
+        );
     }
 
     #[test]

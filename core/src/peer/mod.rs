@@ -726,8 +726,18 @@ impl Peer {
                     holder_conns.len() < MAX_PEER_CONNECTIONS || idle_holder(conns, now).is_some()
                 })
             };
-            let has_slot = |addr: SocketAddr| holder_has_slot(conns, holder_conns, &room, addr);
-            let Some((chunk, holder)) = active.next_request(now, &has_slot, &mut self.rng) else {
+            // Asked in address order, as `holder_conns` is kept: one merged pass.
+            let mut by_addr = holder_conns.iter().peekable();
+            let mut has_slot = |addr: SocketAddr| {
+                while by_addr.next_if(|(a, _)| **a < addr).is_some() {}
+                let conn = by_addr
+                    .peek()
+                    .filter(|(a, _)| **a == addr)
+                    .map(|(_, c)| **c);
+                holder_has_slot(conns, conn, &room)
+            };
+            let Some((chunk, holder)) = active.next_request(now, &mut has_slot, &mut self.rng)
+            else {
                 break;
             };
             let root = active.root;
@@ -1307,16 +1317,15 @@ fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
         .min(config.request_timeout_ms)
 }
 
-/// Whether one more request may go to `addr`: its connection has a free pipeline slot, or
-/// there is room for a new connection. A holder that said `Busy` and has not served us
+/// Whether one more request may go to a holder: its connection `conn` has a free pipeline
+/// slot, or it has none and there is room for a new connection. A holder that said `Busy` and has not served us
 /// since gets one request at a time.
 fn holder_has_slot(
     conns: &BTreeMap<ConnId, Conn>,
-    holder_conns: &BTreeMap<SocketAddr, ConnId>,
+    conn: Option<ConnId>,
     room: &dyn Fn() -> bool,
-    addr: SocketAddr,
 ) -> bool {
-    match holder_conns.get(&addr).and_then(|c| conns.get(c)) {
+    match conn.and_then(|c| conns.get(&c)) {
         Some(Conn::Out(o)) if o.serving => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
         Some(Conn::Out(o)) => o.requests.is_empty(),
         _ => room(),
