@@ -723,7 +723,8 @@ impl Peer {
             let room = std::cell::OnceCell::new();
             let room = || {
                 *room.get_or_init(|| {
-                    holder_conns.len() < MAX_PEER_CONNECTIONS || idle_holder(conns, now).is_some()
+                    holder_conns.len() < MAX_PEER_CONNECTIONS
+                        || idle_holders(conns, now).next().is_some()
                 })
             };
             // Asked in address order, as `holder_conns` is kept: one merged pass.
@@ -801,7 +802,7 @@ impl Peer {
         if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
             // The holder asked nothing for longest makes room: its map entry stays, and
             // it is reconnected when it has something we want.
-            if let Some(idle) = idle_holder(&self.conns, now) {
+            if let Some((_, idle)) = idle_holders(&self.conns, now).min() {
                 self.out.push_back(Output::Close { conn: idle });
                 self.close_conn(now, idle);
             }
@@ -1332,11 +1333,16 @@ fn holder_has_slot(
     }
 }
 
-/// The outbound holder connection with nothing asked of it for longest.
-fn idle_holder(conns: &BTreeMap<ConnId, Conn>, now: Timestamp) -> Option<ConnId> {
+/// Outbound holder connections with nothing asked of them for a while (evictable), with
+/// when they were last used; `min()` is the one idle longest.
+fn idle_holders(
+    conns: &BTreeMap<ConnId, Conn>,
+    now: Timestamp,
+) -> impl Iterator<Item = (Timestamp, ConnId)> + '_ {
+    // Inbound ids sort first: fetchers' connections are not even looked at.
     conns
-        .iter()
-        .filter_map(|(id, c)| match c {
+        .range(ConnId::Outbound(0)..)
+        .filter_map(move |(id, c)| match c {
             Conn::Out(o)
                 if o.requests.is_empty()
                     && now.since_ms(o.last_activity) >= HOLDER_EVICTABLE_AFTER_MS =>
@@ -1345,8 +1351,6 @@ fn idle_holder(conns: &BTreeMap<ConnId, Conn>, now: Timestamp) -> Option<ConnId>
             }
             _ => None,
         })
-        .min()
-        .map(|(_, id)| id)
 }
 
 /// Capped exponential backoff with jitter: uniform in [d/2, d] for d = base·2^attempt.
