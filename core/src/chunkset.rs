@@ -99,6 +99,15 @@ impl ChunkSet {
         (0..self.len).filter(move |&i| self.contains(i))
     }
 
+    /// Adds every chunk of `other` (a set over the same chunks; otherwise nothing changes).
+    pub fn add_all(&mut self, other: &ChunkSet) {
+        if self.len == other.len {
+            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+                *a |= b;
+            }
+        }
+    }
+
     /// Whether every chunk of `self` is also in `other`.
     pub fn is_subset(&self, other: &ChunkSet) -> bool {
         self.len == other.len && self.bits.iter().zip(&other.bits).all(|(a, b)| a & !b == 0)
@@ -126,6 +135,11 @@ mod tests {
         assert!(s.is_well_formed());
         assert!(ChunkSet::full(130).is_full());
         assert!(s.is_subset(&ChunkSet::full(130)));
+        let mut u = ChunkSet::from_indices(130, [5]);
+        u.add_all(&s);
+        assert_eq!(u.iter().collect::<Vec<_>>(), vec![0, 5, 129]);
+        u.add_all(&ChunkSet::full(131));
+        assert_eq!(u.count(), 3, "a set over other chunks is not added");
     }
 
     #[test]

@@ -203,9 +203,14 @@ impl Active {
                 .filter(move |(addr, have)| have.contains(c) && !asked.contains(addr))
                 .map(|(addr, _)| *addr)
         };
+        // A chunk nobody was asked for has a ready holder if any ready holder has it.
+        let mut offered = ChunkSet::empty(self.want.len());
+        for (_, have) in &ready {
+            offered.add_all(have);
+        }
         let fresh = self
             .missing()
-            .filter(|c| !self.in_flight.contains_key(c) && ready_for(*c).next().is_some());
+            .filter(|c| !self.in_flight.contains_key(c) && offered.contains(*c));
         let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
             Some(chunk) => chunk,
             None if self.in_endgame() => {
