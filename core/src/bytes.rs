@@ -64,6 +64,23 @@ impl Bytes {
         }
     }
 
+    /// `range` of these bytes (clipped to them): a narrower window of shared bytes, or a
+    /// copy of just that range of owned ones.
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
+        let end = range.end.min(self.len());
+        let start = range.start.min(end);
+        match &self.repr {
+            Repr::Owned(v) => Bytes::from(v.get(start..end).unwrap_or_default().to_vec()),
+            Repr::Shared { all, start: at, .. } => Bytes {
+                repr: Repr::Shared {
+                    all: all.clone(),
+                    start: at + start,
+                    len: end - start,
+                },
+            },
+        }
+    }
+
     /// The bytes from `from` on, cheaply (a shared window stays shared); `from` past the
     /// end gives nothing.
     pub fn split_off(&mut self, from: usize) -> Bytes {
@@ -155,5 +172,14 @@ mod tests {
         assert_eq!(rest_shared.window().map(|(_, at)| at), Some(15));
         assert_eq!(rest_shared.into_vec(), all[15..30].to_vec());
         assert!(shared.clone().split_off(99).is_empty());
+        let all_shared = Bytes::shared(&all, 0..100).unwrap_or_default();
+        let narrow = all_shared.slice(20..30);
+        assert_eq!(
+            (narrow.window().map(|(_, at)| at), &narrow[..]),
+            (Some(20), &all[20..30])
+        );
+        let owned = Bytes::from(all.to_vec()).slice(95..200);
+        assert_eq!((owned.window(), &owned[..]), (None, &all[95..]));
+        assert!(all_shared.slice(120..130).is_empty());
     }
 }

@@ -1,13 +1,16 @@
 //! When a machine next looks through its connections for expired deadlines, so that
 //! `poll_timeout` need not visit every connection after every input (a tracker has
-//! thousands). Exact because no deadline is set sooner than `min_lead_ms` ahead.
+//! thousands). Deadlines still fire on time; see [`ConnDeadlines`] for the one exception.
 
 use crate::time::Timestamp;
 
 /// The next scan of connection deadlines: at the earliest deadline the last scan found, and
-/// never later than `min_lead_ms` after it. A deadline set after a scan lies at least
-/// `min_lead_ms` after the moment it was set, so it cannot come due before the next scan;
-/// one that breaks that rule (reset from an old activity time) is caught within `min_lead_ms`.
+/// never later than `min_lead_ms` after it. A deadline set after a scan almost always lies
+/// at least `min_lead_ms` after the moment it was set, so it cannot come due before the
+/// next scan and fires to the millisecond. The exception, a deadline counted from an older
+/// moment (an idle time that starts when a queue drains, counted from the last byte
+/// received), fires up to `min_lead_ms` late. The price: while any connection is open the
+/// machine wakes at least every `min_lead_ms`, even with no deadline pending.
 #[derive(Debug)]
 pub(crate) struct ConnDeadlines {
     next_scan: Option<Timestamp>,
@@ -34,14 +37,21 @@ impl ConnDeadlines {
 
     /// A connection opened at `now`: its first deadline is at least `min_lead_ms` away.
     pub fn opened(&mut self, now: Timestamp) {
-        let at = now.plus_ms(self.min_lead_ms);
-        self.next_scan = Some(self.next_scan.map_or(at, |t| t.min(at)));
+        self.next_scan = earliest(self.next_scan, Some(now.plus_ms(self.min_lead_ms)));
     }
 
     /// A scan at `now` found `earliest` among `conns` connections (after closing the expired).
-    pub fn scanned(&mut self, now: Timestamp, earliest: Option<Timestamp>, conns: usize) {
+    pub fn scanned(&mut self, now: Timestamp, earliest_found: Option<Timestamp>, conns: usize) {
         let bound = now.plus_ms(self.min_lead_ms);
-        self.next_scan = (conns > 0).then(|| earliest.map_or(bound, |t| t.min(bound)));
+        self.next_scan = earliest(earliest_found, Some(bound)).filter(|_| conns > 0);
+    }
+}
+
+/// The earlier of two optional moments (`None`: never).
+pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -59,21 +59,27 @@ impl Link {
         self.unsent
     }
 
-    pub fn push(&mut self, now: Timestamp, data: &[u8]) {
-        if data.is_empty() {
-            return;
+    /// Takes received bytes; whether there were any.
+    pub fn push(&mut self, now: Timestamp, data: &[u8]) -> bool {
+        self.received(now, data.len()) && {
+            self.decoder.push(data);
+            true
         }
-        self.last_rx = now;
-        self.decoder.push(data);
     }
 
     /// As `push`, for bytes handed over (see [`FrameDecoder::push_bytes`]).
-    pub fn push_bytes(&mut self, now: Timestamp, data: Bytes) {
-        if data.is_empty() {
-            return;
+    pub fn push_bytes(&mut self, now: Timestamp, data: Bytes) -> bool {
+        self.received(now, data.len()) && {
+            self.decoder.push_bytes(data);
+            true
         }
-        self.last_rx = now;
-        self.decoder.push_bytes(data);
+    }
+
+    fn received(&mut self, now: Timestamp, len: usize) -> bool {
+        if len > 0 {
+            self.last_rx = now;
+        }
+        len > 0
     }
 
     /// When this link must be closed if nothing changes, and why: no hello in time, a frame

@@ -67,13 +67,6 @@ pub struct Content {
     pieces: BTreeMap<u64, Bytes>,
 }
 
-/// The part of `piece` from `from` to `to` (offsets within it).
-fn slice(piece: &Bytes, from: usize, to: usize) -> Bytes {
-    let mut tail = piece.clone().split_off(from);
-    tail.split_off(to - from);
-    tail
-}
-
 impl Content {
     pub fn empty(size: u64) -> Content {
         Content {
@@ -103,10 +96,13 @@ impl Content {
     /// content, not a copy, when one piece holds them all.
     pub fn read_bytes(&self, offset: u64, len: usize) -> Bytes {
         let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Bytes::default();
+        }
         if let Some((at, piece)) = self.pieces.range(..=offset).next_back() {
             let (from, to) = ((offset - at) as usize, (end - at) as usize);
-            if from < to && to <= piece.len() && piece.window().is_some() {
-                return slice(piece, from, to);
+            if to <= piece.len() && piece.window().is_some() {
+                return piece.slice(from..to);
             }
         }
         self.read(offset, len).into()
@@ -189,11 +185,10 @@ impl Content {
                 continue;
             }
             if at < from {
-                self.pieces
-                    .insert(at, slice(&piece, 0, (from - at) as usize));
+                self.pieces.insert(at, piece.slice(0..(from - at) as usize));
             }
             if at + len > to {
-                let rest = slice(&piece, (to - at) as usize, len as usize);
+                let rest = piece.slice((to - at) as usize..len as usize);
                 self.pieces.insert(to, rest);
             }
         }

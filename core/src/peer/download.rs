@@ -8,7 +8,8 @@ use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::iter::Peekable;
 use std::net::SocketAddr;
 
 /// A chunk may be requested from at most this many holders at once (endgame duplicates).
@@ -43,6 +44,17 @@ pub(crate) struct Active {
     /// The current wait between chunk-map refreshes (see `PeerConfig::refresh_min_ms`).
     pub refresh_ms: u64,
     pub committing: bool,
+}
+
+/// The value at `key` of a map walked in ascending key order: skips what lies before `key`
+/// and stops there. Asked about ascending keys only, a whole pass costs one walk of the
+/// map instead of a search per key.
+pub(super) fn seek<'a, K: Ord, V>(
+    walk: &mut Peekable<btree_map::Iter<'a, K, V>>,
+    key: &K,
+) -> Option<&'a V> {
+    while walk.next_if(|(k, _)| *k < key).is_some() {}
+    walk.peek().filter(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 /// What to do with a download that has nothing in flight.
@@ -156,8 +168,9 @@ impl Active {
     /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
     /// holder that has a free slot, then a random such holder; when every missing chunk is
     /// in flight (endgame), a straggler duplicated to another holder. One pass over the
-    /// missing chunks, allocating only per holder: it runs once per request. `has_slot` is
-    /// asked about holders in address order, so a caller can answer by a merged pass.
+    /// holders and one over the missing chunks: it runs at least once per request.
+    /// `has_slot` is asked about holders in address order, so a caller can answer with
+    /// [`seek`].
     pub fn next_request(
         &self,
         now: Timestamp,
@@ -178,10 +191,7 @@ impl Active {
         let ready: Vec<(SocketAddr, &ChunkSet)> = good
             .iter()
             .filter(|(addr, _)| {
-                while cooldowns.next_if(|(a, _)| *a < addr).is_some() {}
-                let cooling = cooldowns
-                    .peek()
-                    .is_some_and(|(a, until)| *a == addr && **until > now);
+                let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
                 !cooling && has_slot(*addr)
             })
             .copied()

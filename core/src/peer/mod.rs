@@ -10,7 +10,7 @@ mod uploads;
 
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
-use crate::deadlines::ConnDeadlines;
+use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
     MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
@@ -20,7 +20,7 @@ use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::{encode, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
-use download::{Active, Verdict};
+use download::{seek, Active, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
@@ -719,23 +719,18 @@ impl Peer {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
-            // Looked for only if some holder needs a new connection: it scans them all.
+            // Looked for only if some holder needs a new connection (a walk of them).
             let room = std::cell::OnceCell::new();
             let room = || {
                 *room.get_or_init(|| {
                     holder_conns.len() < MAX_PEER_CONNECTIONS
-                        || idle_holders(conns, now).next().is_some()
+                        || evictable_holders(conns, now).next().is_some()
                 })
             };
-            // Asked in address order, as `holder_conns` is kept: one merged pass.
+            // Asked in address order, as `holder_conns` is kept: one walk.
             let mut by_addr = holder_conns.iter().peekable();
             let mut has_slot = |addr: SocketAddr| {
-                while by_addr.next_if(|(a, _)| **a < addr).is_some() {}
-                let conn = by_addr
-                    .peek()
-                    .filter(|(a, _)| **a == addr)
-                    .map(|(_, c)| **c);
-                holder_has_slot(conns, conn, &room)
+                holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), &room)
             };
             let Some((chunk, holder)) = active.next_request(now, &mut has_slot, &mut self.rng)
             else {
@@ -802,7 +797,7 @@ impl Peer {
         if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
             // The holder asked nothing for longest makes room: its map entry stays, and
             // it is reconnected when it has something we want.
-            if let Some((_, idle)) = idle_holders(&self.conns, now).min() {
+            if let Some((_, idle)) = evictable_holders(&self.conns, now).min() {
                 self.out.push_back(Output::Close { conn: idle });
                 self.close_conn(now, idle);
             }
@@ -1136,24 +1131,26 @@ impl Peer {
 
     // ---- connections ----
 
-    /// Bytes arrived on `conn` (`len` of them, which `push` hands to its link): decode and
-    /// act on every message they complete.
+    /// Bytes arrived on `conn` (`push` hands them to its link and says whether there were
+    /// any): decode and act on every message they complete.
     fn handle_received(
         &mut self,
         now: Timestamp,
         conn: ConnId,
-        len: usize,
-        push: impl FnOnce(&mut Link),
+        push: impl FnOnce(&mut Link) -> bool,
     ) {
         match self.conns.get_mut(&conn) {
-            Some(Conn::Tracker(link)) => push(link),
+            Some(Conn::Tracker(link)) => {
+                push(link);
+            }
             Some(Conn::Out(o)) => {
-                push(&mut o.link);
-                if len > 0 {
+                if push(&mut o.link) {
                     o.last_activity = now;
                 }
             }
-            Some(Conn::In(i)) => push(&mut i.link),
+            Some(Conn::In(i)) => {
+                push(&mut i.link);
+            }
             None => return,
         }
         loop {
@@ -1309,8 +1306,9 @@ impl Peer {
     }
 }
 
-/// No connection deadline of a peer with `config` is set sooner than this ahead: the
-/// link's own, the idle times, and the request timeout (see [`crate::deadlines`]).
+/// How far ahead a peer with `config` sets connection deadlines at the least — the link's
+/// own, the idle times, the request timeout — and so how often it scans for them at the
+/// least (see [`crate::deadlines`]).
 fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
     DEADLINE_LEAD_MS
         .min(HOLDER_IDLE_TIMEOUT_MS)
@@ -1335,7 +1333,7 @@ fn holder_has_slot(
 
 /// Outbound holder connections with nothing asked of them for a while (evictable), with
 /// when they were last used; `min()` is the one idle longest.
-fn idle_holders(
+fn evictable_holders(
     conns: &BTreeMap<ConnId, Conn>,
     now: Timestamp,
 ) -> impl Iterator<Item = (Timestamp, ConnId)> + '_ {
@@ -1381,10 +1379,10 @@ impl Machine for Peer {
                 self.close_conn(now, conn);
             }
             Input::Received { conn, data } => {
-                self.handle_received(now, conn, data.len(), |l| l.push(now, data))
+                self.handle_received(now, conn, |l| l.push(now, data))
             }
             Input::ReceivedBytes { conn, data } => {
-                self.handle_received(now, conn, data.len(), |l| l.push_bytes(now, data))
+                self.handle_received(now, conn, |l| l.push_bytes(now, data))
             }
             Input::Closed { conn } => self.close_conn(now, conn),
             Input::Sent { conn, bytes } => {
@@ -1394,7 +1392,7 @@ impl Machine for Peer {
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
                     self.pump_serving(now, conn);
                 }
-                self.handle_received(now, conn, 0, |_| {});
+                self.handle_received(now, conn, |_| false);
             }
             Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
             Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),
@@ -1415,7 +1413,7 @@ impl Machine for Peer {
 
     fn poll_timeout(&self) -> Option<Timestamp> {
         let mut next: Option<Timestamp> = None;
-        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         if let TrackerState::Down { retry_at } = self.tracker {
             consider(retry_at);
         }
@@ -1467,9 +1465,8 @@ impl Peer {
         let timeout = self.config.request_timeout_ms;
         // While input is held back for our own disk, silence is not the holders' fault.
         let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
-        let (mut expired, mut stalled, mut earliest) = (Vec::new(), Vec::new(), None);
-        let mut consider =
-            |t: Timestamp| earliest = Some(earliest.map_or(t, |e: Timestamp| e.min(t)));
+        let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
+        let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         for (id, c) in &self.conns {
             match c.deadline() {
                 Some((t, why)) if t <= now => {
@@ -1501,7 +1498,7 @@ impl Peer {
                 self.holder_lost(now, conn, o, "timed out");
             }
         }
-        self.deadlines.scanned(now, earliest, self.conns.len());
+        self.deadlines.scanned(now, next, self.conns.len());
     }
 
     fn open_conn(&mut self, now: Timestamp, id: ConnId, conn: Conn) {

@@ -3,7 +3,7 @@
 //! exactly as long as its session; peers re-register after a tracker restart.
 
 use crate::chunkset::ChunkSet;
-use crate::deadlines::ConnDeadlines;
+use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_LOCATE_HOLDERS,
     MAX_TRACKER_FILES, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
@@ -449,7 +449,6 @@ impl Tracker {
         self.forget(conn);
     }
 
-    /// Forgets a connection and, with it, its session's holdings.
     /// Registered sessions may idle (peers keep them open); a connection that has not
     /// registered must do so in time.
     fn link_deadline(&self, conn: ConnId, link: &Link) -> Option<(Timestamp, &'static str)> {
@@ -484,6 +483,7 @@ impl Tracker {
         }
     }
 
+    /// Forgets a connection and, with it, its session's holdings.
     fn forget(&mut self, conn: ConnId) {
         self.links.remove(&conn);
         let Some(session) = self.sessions.remove(&conn) else {
@@ -556,14 +556,14 @@ impl Machine for Tracker {
             .iter()
             .filter_map(|(c, l)| self.link_deadline(*c, l).map(|(t, why)| (*c, t, why)))
             .collect();
-        let mut earliest = None;
+        let mut next = None;
         for (conn, at, why) in deadlines {
             if at <= now {
                 self.drop_link(conn, format!("timed out: {why}"));
             } else {
-                earliest = Some(earliest.map_or(at, |e: Timestamp| e.min(at)));
+                next = earliest(next, Some(at));
             }
         }
-        self.deadlines.scanned(now, earliest, self.links.len());
+        self.deadlines.scanned(now, next, self.links.len());
     }
 }

@@ -85,8 +85,9 @@ pub struct FrameDecoder {
 struct PartialChunk {
     root: Root,
     chunk: u32,
-    /// The payload as collected so far, or all of it handed over at once.
+    /// The payload as collected so far.
     data: Vec<u8>,
+    /// Or all of it, handed over at once (then `data` stays empty).
     whole: Option<Bytes>,
     len: usize,
 }
