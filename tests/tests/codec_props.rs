@@ -9,7 +9,9 @@ mod common;
 
 use drizzle_core::limits::MAX_FRAME_BYTES;
 use drizzle_core::machine::{Input, Machine};
-use drizzle_core::wire::{encode, FrameDecoder, Hello, LocatedHolder, Message, Role};
+use drizzle_core::wire::{
+    encode, encode_chunk_data, FrameDecoder, Hello, LocatedHolder, Message, Role,
+};
 use drizzle_core::{
     ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, Timestamp, Tracker, TrackerConfig,
 };
@@ -88,18 +90,26 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
+/// Feeds `bytes` cut at `cuts`; piece `i` is handed over as `Bytes` (`push_bytes`) when bit
+/// `i % 64` of `hand_over` is set, else lent (`push`), as the two kinds of driver do.
 fn feed_all(
     decoder: &mut FrameDecoder,
     bytes: &[u8],
     cuts: &[usize],
+    hand_over: u64,
 ) -> Result<Vec<Message>, String> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     points.sort_unstable();
     points.push(bytes.len());
-    for end in points {
-        decoder.push(&bytes[start..end.max(start)]);
+    for (i, end) in points.into_iter().enumerate() {
+        let piece = &bytes[start..end.max(start)];
+        if hand_over >> (i % 64) & 1 == 1 {
+            decoder.push_bytes(piece.to_vec().into());
+        } else {
+            decoder.push(piece);
+        }
         start = end.max(start);
         while let Some(m) = decoder.next_message().map_err(|e| e.to_string())? {
             if matches!(m, Message::Hello(_)) {
@@ -119,16 +129,33 @@ fn peer() -> Peer {
 proptest! {
     #![proptest_config(common::persisted(512))]
 
+    /// Cut anywhere — or also where a sender's parts end (a chunk's header, its payload),
+    /// which is where handed-over payloads are kept whole — and lent or handed over.
     #[test]
     fn messages_round_trip_in_any_split(
         msgs in prop::collection::vec(message(), 1..6),
-        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        mut cuts in prop::collection::vec(any::<usize>(), 0..8),
+        at_parts in any::<bool>(),
+        hand_over in any::<u64>(),
     ) {
         let mut stream = encode(&Message::Hello(Hello::new(Role::Tracker)));
+        let mut parts_end = vec![stream.len()];
         for m in &msgs {
-            stream.extend(encode(m));
+            let parts = match m {
+                Message::ChunkData { root, chunk, data } => {
+                    encode_chunk_data(*root, *chunk, data.clone()).map(|p| p.to_vec())
+                }
+                other => [encode(other), Vec::new()],
+            };
+            for part in parts {
+                stream.extend(part);
+                parts_end.push(stream.len());
+            }
         }
-        let got = feed_all(&mut FrameDecoder::new(), &stream, &cuts).unwrap();
+        if at_parts {
+            cuts.extend(parts_end);
+        }
+        let got = feed_all(&mut FrameDecoder::new(), &stream, &cuts, hand_over).unwrap();
         prop_assert_eq!(&got[1..], &msgs[..]);
     }
 
@@ -137,11 +164,12 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..4096),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
         hello_first in any::<bool>(),
+        hand_over in any::<u64>(),
     ) {
         let mut stream = if hello_first { encode(&Message::Hello(Hello::new(Role::Peer))) } else { Vec::new() };
         stream.extend(bytes);
         let mut decoder = FrameDecoder::new();
-        let _ = feed_all(&mut decoder, &stream, &cuts);
+        let _ = feed_all(&mut decoder, &stream, &cuts, hand_over);
         prop_assert!(decoder.buffered() <= stream.len());
     }
 
