@@ -1317,8 +1317,8 @@ fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 }
 
 /// Whether one more request may go to a holder: its connection `conn` has a free pipeline
-/// slot, or it has none and there is room for a new connection. A holder that said `Busy` and has not served us
-/// since gets one request at a time.
+/// slot, or it has none and there is room for a new connection. A holder that said `Busy`
+/// and has not served us since gets one request at a time.
 fn holder_has_slot(
     conns: &BTreeMap<ConnId, Conn>,
     conn: Option<ConnId>,
