@@ -61,20 +61,23 @@ impl Link {
 
     /// Takes received bytes; whether there were any.
     pub fn push(&mut self, now: Timestamp, data: &[u8]) -> bool {
-        self.received(now, data.len()) && {
+        let any = self.received(now, data.len());
+        if any {
             self.decoder.push(data);
-            true
         }
+        any
     }
 
     /// As `push`, for bytes handed over (see [`FrameDecoder::push_bytes`]).
     pub fn push_bytes(&mut self, now: Timestamp, data: Bytes) -> bool {
-        self.received(now, data.len()) && {
+        let any = self.received(now, data.len());
+        if any {
             self.decoder.push_bytes(data);
-            true
         }
+        any
     }
 
+    /// Notes when bytes last came, if `len` says any did.
     fn received(&mut self, now: Timestamp, len: usize) -> bool {
         if len > 0 {
             self.last_rx = now;
