@@ -4,6 +4,7 @@
 
 use crate::hasher::{spawn_hasher, Hasher};
 use crate::out_queue::OutQueue;
+use crate::pool::BufferPool;
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
@@ -90,6 +91,8 @@ pub struct Driver<M: Machine> {
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
     read_buf: Vec<u8>,
+    /// Chunk buffers: loads take them, sent and written ones come back.
+    pool: BufferPool,
     flow: Flow,
 }
 
@@ -136,6 +139,7 @@ impl<M: Machine> Driver<M> {
             deferred: BTreeMap::new(),
             epoch: Instant::now(),
             read_buf: vec![0; READ_BUF],
+            pool: BufferPool::default(),
             flow: Flow::Continue,
         })
     }
@@ -401,9 +405,10 @@ impl<M: Machine> Driver<M> {
     }
 
     fn load(&mut self, p: PendingLoad) {
+        let pool = self.pool.clone();
         let result = self
             .store_mut()
-            .and_then(|s| s.load(&p.key, p.offset, p.len))
+            .and_then(|s| s.load(&p.key, p.offset, p.len, &pool))
             .map(Bytes::from)
             .map_err(|e| e.to_string());
         self.feed(Input::Loaded { io: p.io, result });
@@ -515,7 +520,7 @@ impl<M: Machine> Driver<M> {
                     break;
                 }
             }
-            match c.out.write_to(&mut c.stream, n) {
+            match c.out.write_to(&mut c.stream, n, &self.pool) {
                 Ok(0) => {
                     failed = true;
                     break;

@@ -2,6 +2,7 @@
 //! as they are (never copied together) and written with vectored writes. A chunk of
 //! payload thus goes from the disk read to the kernel without another copy.
 
+use crate::pool::BufferPool;
 use drizzle_core::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -29,8 +30,14 @@ impl OutQueue {
         self.unsent
     }
 
-    /// Writes at most `max` bytes with one vectored write; how many were written.
-    pub fn write_to(&mut self, w: &mut impl Write, max: usize) -> io::Result<usize> {
+    /// Writes at most `max` bytes with one vectored write; how many were written. Buffers
+    /// written out go back to `pool`.
+    pub fn write_to(
+        &mut self,
+        w: &mut impl Write,
+        max: usize,
+        pool: &BufferPool,
+    ) -> io::Result<usize> {
         let mut slices = Vec::with_capacity(MAX_SLICES);
         let mut budget = max;
         for (i, buf) in self.bufs.iter().enumerate().take(MAX_SLICES) {
@@ -47,11 +54,11 @@ impl OutQueue {
             return Ok(0);
         }
         let n = w.write_vectored(&slices)?;
-        self.consume(n);
+        self.consume(n, pool);
         Ok(n)
     }
 
-    fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, mut n: usize, pool: &BufferPool) {
         self.unsent = self.unsent.saturating_sub(n);
         while n > 0 {
             let Some(front) = self.bufs.front() else {
@@ -63,7 +70,9 @@ impl OutQueue {
                 return;
             }
             n -= left;
-            self.bufs.pop_front();
+            if let Some(sent) = self.bufs.pop_front() {
+                pool.give(sent);
+            }
             self.front_pos = 0;
         }
     }
@@ -102,6 +111,7 @@ mod tests {
     #[test]
     fn bytes_leave_in_order_across_partial_writes_and_limits() {
         let mut q = OutQueue::default();
+        let pool = BufferPool::default();
         let mut expected = Vec::new();
         for i in 0..40u8 {
             let buf = vec![i; usize::from(i) * 3];
@@ -115,11 +125,11 @@ mod tests {
         };
         let mut limit = 1;
         while q.unsent() > 0 {
-            let n = q.write_to(&mut w, limit).unwrap();
+            let n = q.write_to(&mut w, limit, &pool).unwrap();
             assert!(n <= limit);
             limit = limit % 11 + 1;
         }
         assert_eq!(w.got, expected);
-        assert_eq!(q.write_to(&mut w, 100).unwrap(), 0);
+        assert_eq!(q.write_to(&mut w, 100, &pool).unwrap(), 0);
     }
 }

@@ -4,6 +4,7 @@
 //! and directory synced) only when the machine commits it. Whole aligned chunks skip the page
 //! cache (O_DIRECT) where the filesystem allows it.
 
+use crate::pool::BufferPool;
 use drizzle_core::manifest::ManifestBuilder;
 use drizzle_core::{FileName, Manifest, Root, StorageKey};
 use std::collections::BTreeMap;
@@ -95,10 +96,17 @@ impl FileStore {
             .ok_or_else(|| io::Error::other("file handle vanished"))
     }
 
-    /// Reads up to `len` bytes at `offset`; a file that shrank gives a short read.
-    pub fn load(&mut self, key: &StorageKey, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+    /// Reads up to `len` bytes at `offset` into a buffer from `pool`; a file that shrank
+    /// gives a short read.
+    pub fn load(
+        &mut self,
+        key: &StorageKey,
+        offset: u64,
+        len: u32,
+        pool: &BufferPool,
+    ) -> io::Result<Vec<u8>> {
         let file = self.file(key)?;
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = pool.take(len as usize);
         let mut got = 0;
         while got < buf.len() {
             let rest = buf.get_mut(got..).unwrap_or_default();
