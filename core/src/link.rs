@@ -77,6 +77,21 @@ impl Link {
         any
     }
 
+    /// Where the next bytes may be received straight into (see
+    /// [`FrameDecoder::receive_window`]).
+    pub fn receive_window(&mut self) -> Option<&mut [u8]> {
+        self.decoder.receive_window()
+    }
+
+    /// As `push`, for `len` bytes put into the last [`Link::receive_window`].
+    pub fn received_in_window(&mut self, now: Timestamp, len: usize) -> bool {
+        let any = self.received(now, len);
+        if any {
+            self.decoder.received_in_window(len);
+        }
+        any
+    }
+
     /// Notes when bytes last came, if `len` says any did.
     fn received(&mut self, now: Timestamp, len: usize) -> bool {
         if len > 0 {

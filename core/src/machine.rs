@@ -53,6 +53,9 @@ pub enum Input<'a> {
     /// Bytes arrived, handed over: as `Received`, except that the machine may keep them
     /// without a copy (a chunk payload that arrives whole, as the simulator delivers it).
     ReceivedBytes { conn: ConnId, data: Bytes },
+    /// `len` bytes arrived and were read straight into the start of the window that
+    /// [`Machine::receive_window`] gave for `conn` just before.
+    ReceivedInWindow { conn: ConnId, len: usize },
     /// The connection is gone (remote close, reset, or the driver dropped it).
     Closed { conn: ConnId },
     /// The driver wrote `bytes` of this connection's queued output to the network. Machines
@@ -257,5 +260,12 @@ pub trait Machine {
     /// and the disk), so the rest waits in the network. Asked again after every input.
     fn accepts_input(&self, _conn: ConnId) -> bool {
         true
+    }
+
+    /// Where the next bytes on `conn` may be read straight into, if anywhere: the room left
+    /// in a chunk payload being collected. A driver that reads into it reports that with
+    /// [`Input::ReceivedInWindow`], sparing the copy out of its own read buffer.
+    fn receive_window(&mut self, _conn: ConnId) -> Option<&mut [u8]> {
+        None
     }
 }

@@ -90,13 +90,15 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-/// Feeds `bytes` cut at `cuts`; piece `i` is handed over as `Bytes` (`push_bytes`) when bit
-/// `i % 64` of `hand_over` is set, else lent (`push`), as the two kinds of driver do.
+/// Feeds `bytes` cut at `cuts`, as the kinds of driver do: piece `i` goes first into the
+/// decoder's receive window, as far as one is offered, when bit `i % 64` of `via_window` is
+/// set; the rest is handed over as `Bytes` (`push_bytes`) when bit `i % 64` of `hand_over`
+/// is set, else lent (`push`).
 fn feed_all(
     decoder: &mut FrameDecoder,
     bytes: &[u8],
     cuts: &[usize],
-    hand_over: u64,
+    (hand_over, via_window): (u64, u64),
 ) -> Result<Vec<Message>, String> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -104,7 +106,16 @@ fn feed_all(
     points.sort_unstable();
     points.push(bytes.len());
     for (i, end) in points.into_iter().enumerate() {
-        let piece = &bytes[start..end.max(start)];
+        let mut piece = &bytes[start..end.max(start)];
+        while via_window >> (i % 64) & 1 == 1 && !piece.is_empty() {
+            let Some(window) = decoder.receive_window() else {
+                break;
+            };
+            let n = window.len().min(piece.len());
+            window[..n].copy_from_slice(&piece[..n]);
+            decoder.received_in_window(n);
+            piece = &piece[n..];
+        }
         if hand_over >> (i % 64) & 1 == 1 {
             decoder.push_bytes(piece.to_vec().into());
         } else {
@@ -130,13 +141,15 @@ proptest! {
     #![proptest_config(common::persisted(512))]
 
     /// Cut anywhere — or also where a sender's parts end (a chunk's header, its payload),
-    /// which is where handed-over payloads are kept whole — and lent or handed over.
+    /// which is where handed-over payloads are kept whole — and read into the decoder's
+    /// window, lent or handed over.
     #[test]
     fn messages_round_trip_in_any_split(
         msgs in prop::collection::vec(message(), 1..6),
         mut cuts in prop::collection::vec(any::<usize>(), 0..8),
         at_parts in any::<bool>(),
         hand_over in any::<u64>(),
+        via_window in any::<u64>(),
     ) {
         let mut stream = encode(&Message::Hello(Hello::new(Role::Tracker)));
         let mut parts_end = vec![stream.len()];
@@ -155,7 +168,8 @@ proptest! {
         if at_parts {
             cuts.extend(parts_end);
         }
-        let got = feed_all(&mut FrameDecoder::new(), &stream, &cuts, hand_over).unwrap();
+        let feeding = (hand_over, via_window);
+        let got = feed_all(&mut FrameDecoder::new(), &stream, &cuts, feeding).unwrap();
         prop_assert_eq!(&got[1..], &msgs[..]);
     }
 
@@ -165,11 +179,12 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..8),
         hello_first in any::<bool>(),
         hand_over in any::<u64>(),
+        via_window in any::<u64>(),
     ) {
         let mut stream = if hello_first { encode(&Message::Hello(Hello::new(Role::Peer))) } else { Vec::new() };
         stream.extend(bytes);
         let mut decoder = FrameDecoder::new();
-        let _ = feed_all(&mut decoder, &stream, &cuts, hand_over);
+        let _ = feed_all(&mut decoder, &stream, &cuts, (hand_over, via_window));
         prop_assert!(decoder.buffered() <= stream.len());
     }
 

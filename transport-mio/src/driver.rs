@@ -619,16 +619,26 @@ impl<M: Machine> Driver<M> {
                 return;
             }
             c.read_pending = false;
-            match c.stream.read(&mut self.read_buf) {
+            // A chunk payload is read straight into its own buffer, the rest via ours.
+            let (read, in_window) = match self.machine.receive_window(conn) {
+                Some(window) => (c.stream.read(window), true),
+                None => (c.stream.read(&mut self.read_buf), false),
+            };
+            match read {
                 Ok(0) => {
                     self.drop_conn(conn, true);
                     self.drain(app);
                     return;
                 }
-                Ok(n) => {
+                Ok(len) => {
                     let now = self.now();
-                    let data = self.read_buf.get(..n).unwrap_or_default();
-                    self.machine.handle(now, Input::Received { conn, data });
+                    if in_window {
+                        self.machine
+                            .handle(now, Input::ReceivedInWindow { conn, len });
+                    } else {
+                        let data = self.read_buf.get(..len).unwrap_or_default();
+                        self.machine.handle(now, Input::Received { conn, data });
+                    }
                     self.drain(app);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -1384,6 +1384,9 @@ impl Machine for Peer {
             Input::ReceivedBytes { conn, data } => {
                 self.handle_received(now, conn, |l| l.push_bytes(now, data))
             }
+            Input::ReceivedInWindow { conn, len } => {
+                self.handle_received(now, conn, |l| l.received_in_window(now, len))
+            }
             Input::Closed { conn } => self.close_conn(now, conn),
             Input::Sent { conn, bytes } => {
                 if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
@@ -1409,6 +1412,10 @@ impl Machine for Peer {
             Some(Conn::Out(_)) => self.chunks_storing() < MAX_CHUNKS_STORING,
             _ => true,
         }
+    }
+
+    fn receive_window(&mut self, conn: ConnId) -> Option<&mut [u8]> {
+        self.conns.get_mut(&conn)?.link_mut().receive_window()
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {

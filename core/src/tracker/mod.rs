@@ -523,8 +523,10 @@ impl Machine for Tracker {
                 }
                 self.handle_received(conn, &[]);
             }
-            // The tracker never connects out or touches storage.
+            // The tracker never connects out or touches storage, and never offers a
+            // receive window.
             Input::Connected { .. }
+            | Input::ReceivedInWindow { .. }
             | Input::ConnectFailed { .. }
             | Input::Loaded { .. }
             | Input::Stored { .. }

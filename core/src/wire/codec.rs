@@ -85,8 +85,10 @@ pub struct FrameDecoder {
 struct PartialChunk {
     root: Root,
     chunk: u32,
-    /// The payload as collected so far.
+    /// The payload collected so far is `data[..filled]`; the rest is room for more, grown
+    /// as bytes arrive (a header alone never reserves more than `MAX_PAYLOAD_RESERVE`).
     data: Vec<u8>,
+    filled: usize,
     /// Or all of it, handed over at once (then `data` stays empty).
     whole: Option<Bytes>,
     len: usize,
@@ -94,11 +96,40 @@ struct PartialChunk {
 
 impl PartialChunk {
     fn collected(&self) -> usize {
-        self.whole.as_ref().map_or(self.data.len(), |w| w.len())
+        self.whole.as_ref().map_or(self.filled, |w| w.len())
     }
 
     fn missing(&self) -> usize {
         self.len - self.collected()
+    }
+
+    /// Room for the next payload bytes, grown when it ran out.
+    fn room(&mut self) -> &mut [u8] {
+        if self.filled == self.data.len() && self.data.len() < self.len {
+            let grown = (self.data.len() + MAX_PAYLOAD_RESERVE).min(self.len);
+            if self.data.is_empty() {
+                // Zeroed by the allocator, which often gets fresh pages zeroed already.
+                self.data = vec![0; grown];
+            } else {
+                self.data.resize(grown, 0);
+            }
+        }
+        self.data.get_mut(self.filled..).unwrap_or_default()
+    }
+
+    /// Copies what of `bytes` belongs to the payload; returns the rest.
+    fn fill<'b>(&mut self, mut bytes: &'b [u8]) -> &'b [u8] {
+        while !bytes.is_empty() && self.missing() > 0 {
+            let room = self.room();
+            let take = room.len().min(bytes.len());
+            let (now, later) = bytes.split_at(take);
+            if let Some(dst) = room.get_mut(..take) {
+                dst.copy_from_slice(now);
+            }
+            self.filled += take;
+            bytes = later;
+        }
+        bytes
     }
 }
 
@@ -134,7 +165,7 @@ impl FrameDecoder {
     /// arrives whole is kept as it is, not copied.
     pub fn push_bytes(&mut self, mut bytes: Bytes) {
         if let Some(c) = self.chunk.as_mut() {
-            if c.data.is_empty() && c.whole.is_none() && bytes.len() >= c.len {
+            if c.filled == 0 && c.whole.is_none() && bytes.len() >= c.len {
                 let rest = bytes.split_off(c.len);
                 c.whole = Some(bytes);
                 bytes = rest;
@@ -145,12 +176,7 @@ impl FrameDecoder {
 
     pub fn push(&mut self, mut bytes: &[u8]) {
         if let Some(c) = self.chunk.as_mut() {
-            let (now, later) = bytes.split_at(c.missing().min(bytes.len()));
-            if c.data.is_empty() && !now.is_empty() {
-                c.data.reserve_exact(c.len.min(MAX_PAYLOAD_RESERVE));
-            }
-            c.data.extend_from_slice(now);
-            bytes = later;
+            bytes = c.fill(bytes);
         }
         if bytes.is_empty() {
             return;
@@ -162,13 +188,32 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Where the next bytes may be received straight into, saving `push`'s copy: the room
+    /// for the rest of a chunk payload being collected. Report what was put there with
+    /// [`FrameDecoder::received_in_window`].
+    pub fn receive_window(&mut self) -> Option<&mut [u8]> {
+        let c = self.chunk.as_mut()?;
+        if c.whole.is_some() || c.missing() == 0 {
+            return None;
+        }
+        Some(c.room())
+    }
+
+    /// `len` bytes were written at the start of the last [`FrameDecoder::receive_window`].
+    pub fn received_in_window(&mut self, len: usize) {
+        if let Some(c) = self.chunk.as_mut().filter(|c| c.whole.is_none()) {
+            c.filled = (c.filled + len).min(c.data.len());
+        }
+    }
+
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
-        if let Some(c) = self.chunk.take() {
+        if let Some(mut c) = self.chunk.take() {
             if c.missing() > 0 {
                 self.chunk = Some(c);
                 return Ok(None);
             }
+            c.data.truncate(c.filled);
             return Ok(Some(Message::ChunkData {
                 root: c.root,
                 chunk: c.chunk,
@@ -229,19 +274,16 @@ impl FrameDecoder {
         if Some(frame_len) != usize::try_from(data_len).ok().map(|d| d + header_len) {
             return;
         }
-        let len = frame_len - header_len;
-        let mut data = Vec::new();
-        if !rest.is_empty() {
-            data.reserve_exact(len.min(MAX_PAYLOAD_RESERVE));
-            data.extend_from_slice(rest);
-        }
-        self.chunk = Some(PartialChunk {
+        let mut partial = PartialChunk {
             root,
             chunk,
-            data,
+            data: Vec::new(),
+            filled: 0,
             whole: None,
-            len,
-        });
+            len: frame_len - header_len,
+        };
+        partial.fill(rest);
+        self.chunk = Some(partial);
         self.buf.clear();
         self.start = 0;
     }
