@@ -6,7 +6,7 @@
 
 mod common;
 
-use drizzle_core::peer::picker::{random_one, rarest};
+use drizzle_core::peer::picker::{random_holder, rarest};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -63,7 +63,7 @@ proptest! {
         let per = 500usize;
         let mut seen = vec![0usize; holders];
         for _ in 0..per * holders {
-            seen[random_one(&list, &mut rng).unwrap()] += 1;
+            seen[random_holder(&list, &mut rng).unwrap()] += 1;
         }
         let chi2: f64 = seen
             .iter()

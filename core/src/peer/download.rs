@@ -233,7 +233,7 @@ impl Active {
             None => return None,
         };
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
-        let holder = picker::random_one(&holders, rng)?;
+        let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))
     }
 

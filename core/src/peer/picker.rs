@@ -4,33 +4,37 @@
 use rand::Rng;
 
 /// Picks, among `(chunk, holder_count)` candidates, one with the fewest holders; ties are
-/// broken uniformly at random. One pass keeping the tied chunks, then one random draw: a
-/// draw per tie (reservoir sampling) made this a twentieth of a 1 GiB getter's CPU, where
-/// all 1024 chunks tie.
+/// broken uniformly at random (reservoir sampling, one pass, no allocation).
 pub fn rarest<R: Rng>(
     candidates: impl IntoIterator<Item = (u32, usize)>,
     rng: &mut R,
 ) -> Option<u32> {
-    let mut fewest = usize::MAX;
-    let mut tied: Vec<u32> = Vec::new();
+    let mut best: Option<(u32, usize)> = None;
+    let mut ties = 0u32;
     for (chunk, count) in candidates {
-        if count < fewest {
-            fewest = count;
-            tied.clear();
-        }
-        if count == fewest {
-            tied.push(chunk);
+        match best {
+            Some((_, best_count)) if count > best_count => {}
+            Some((_, best_count)) if count == best_count => {
+                ties += 1;
+                if rng.gen_range(0..ties) == 0 {
+                    best = Some((chunk, count));
+                }
+            }
+            _ => {
+                best = Some((chunk, count));
+                ties = 1;
+            }
         }
     }
-    random_one(&tied, rng)
+    best.map(|(chunk, _)| chunk)
 }
 
-/// Picks one of `items` (holders of a chunk, tied chunks) uniformly at random.
-pub fn random_one<T: Copy, R: Rng>(items: &[T], rng: &mut R) -> Option<T> {
-    if items.is_empty() {
+/// Picks one holder uniformly at random.
+pub fn random_holder<T: Copy, R: Rng>(holders: &[T], rng: &mut R) -> Option<T> {
+    if holders.is_empty() {
         return None;
     }
-    items.get(rng.gen_range(0..items.len())).copied()
+    holders.get(rng.gen_range(0..holders.len())).copied()
 }
 
 #[cfg(test)]
