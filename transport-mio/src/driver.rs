@@ -91,7 +91,7 @@ pub struct Driver<M: Machine> {
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
     read_buf: Vec<u8>,
-    /// Chunk buffers: loads take them, sent and written ones come back.
+    /// Chunk buffers: loads take them, sent ones come back.
     pool: BufferPool,
     flow: Flow,
 }
@@ -398,17 +398,13 @@ impl<M: Machine> Driver<M> {
         self.machine.handle(now, input);
     }
 
-    fn store_mut(&mut self) -> io::Result<&mut FileStore> {
-        self.store
+    fn load(&mut self, p: PendingLoad) {
+        let pool = &mut self.pool;
+        let result = self
+            .store
             .as_mut()
             .ok_or_else(|| io::Error::other("this node has no storage"))
-    }
-
-    fn load(&mut self, p: PendingLoad) {
-        let pool = self.pool.clone();
-        let result = self
-            .store_mut()
-            .and_then(|s| s.load(&p.key, p.offset, p.len, &pool))
+            .and_then(|s| s.load(&p.key, p.offset, p.len, pool))
             .map(Bytes::from)
             .map_err(|e| e.to_string());
         self.feed(Input::Loaded { io: p.io, result });
@@ -520,7 +516,7 @@ impl<M: Machine> Driver<M> {
                     break;
                 }
             }
-            match c.out.write_to(&mut c.stream, n, &self.pool) {
+            match c.out.write_to(&mut c.stream, n, &mut self.pool) {
                 Ok(0) => {
                     failed = true;
                     break;

@@ -1,9 +1,8 @@
-//! Chunk-sized buffers kept for reuse. A fresh mebibyte costs page faults and zeroing on
-//! first touch (a fifth of a sharer's CPU in a 1 GiB transfer); a buffer whose bytes have
-//! left (sent, or written to disk) is filled again instead. Shared by the loop and workers.
+//! Chunk-sized buffers kept for reuse by one event loop. A fresh mebibyte costs page
+//! faults, zeroing and unmapping (half of a sharer's CPU in a 1 GiB transfer); a buffer
+//! whose bytes have left on a socket is filled by the next chunk read instead.
 
 use drizzle_core::Bytes;
-use std::sync::{Arc, Mutex};
 
 /// Buffers smaller than this are not worth keeping (frames, small files' chunks).
 const MIN_POOLED_BYTES: usize = 64 * 1024;
@@ -11,36 +10,33 @@ const MIN_POOLED_BYTES: usize = 64 * 1024;
 /// more than this.
 const MAX_POOLED_BYTES: usize = 16 << 20;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct BufferPool {
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    free: Vec<Vec<u8>>,
 }
 
 impl BufferPool {
     /// A buffer of `len` bytes whose contents are unspecified (old bytes of a reused one):
     /// the caller overwrites them.
-    pub fn take(&self, len: usize) -> Vec<u8> {
-        let reused = self.free.lock().ok().and_then(|mut free| {
-            let at = free.iter().rposition(|b| b.capacity() >= len)?;
-            Some(free.swap_remove(at))
-        });
-        let mut buf = reused.unwrap_or_default();
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = match self.free.iter().rposition(|b| b.capacity() >= len) {
+            Some(at) => self.free.swap_remove(at),
+            None => Vec::new(),
+        };
         // Zeroes only what a reused buffer never held (nothing, at one chunk size).
         buf.resize(len, 0);
         buf
     }
 
     /// Keeps `bytes` for reuse if they are a big buffer of their own and there is room.
-    pub fn give(&self, bytes: Bytes) {
+    pub fn give(&mut self, bytes: Bytes) {
         if bytes.window().is_some() || bytes.len() < MIN_POOLED_BYTES {
             return;
         }
         let buf = bytes.into_vec();
-        if let Ok(mut free) = self.free.lock() {
-            let idle: usize = free.iter().map(Vec::capacity).sum();
-            if idle + buf.capacity() <= MAX_POOLED_BYTES {
-                free.push(buf);
-            }
+        let idle: usize = self.free.iter().map(Vec::capacity).sum();
+        if idle + buf.capacity() <= MAX_POOLED_BYTES {
+            self.free.push(buf);
         }
     }
 }
@@ -51,7 +47,7 @@ mod tests {
 
     #[test]
     fn a_given_buffer_is_taken_again_without_reallocating() {
-        let pool = BufferPool::default();
+        let mut pool = BufferPool::default();
         let buf = pool.take(1 << 20);
         assert_eq!(buf.len(), 1 << 20);
         let at = buf.as_ptr();
@@ -68,14 +64,14 @@ mod tests {
 
     #[test]
     fn small_shared_and_surplus_buffers_are_not_kept() {
-        let pool = BufferPool::default();
+        let mut pool = BufferPool::default();
         pool.give(Bytes::from(vec![1; 100]));
-        let all: Arc<[u8]> = vec![0; 1 << 20].into();
+        let all: std::sync::Arc<[u8]> = vec![0; 1 << 20].into();
         pool.give(Bytes::shared(&all, 0..(1 << 20)).unwrap_or_default());
-        assert!(pool.free.lock().unwrap().is_empty());
+        assert!(pool.free.is_empty());
         for _ in 0..20 {
             pool.give(Bytes::from(vec![0; 1 << 20]));
         }
-        assert_eq!(pool.free.lock().unwrap().len(), MAX_POOLED_BYTES >> 20);
+        assert_eq!(pool.free.len(), MAX_POOLED_BYTES >> 20);
     }
 }

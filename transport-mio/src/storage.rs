@@ -103,7 +103,7 @@ impl FileStore {
         key: &StorageKey,
         offset: u64,
         len: u32,
-        pool: &BufferPool,
+        pool: &mut BufferPool,
     ) -> io::Result<Vec<u8>> {
         let file = self.file(key)?;
         let mut buf = pool.take(len as usize);
