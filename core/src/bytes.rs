@@ -15,7 +15,9 @@ pub struct Bytes {
 
 #[derive(Clone)]
 enum Repr {
-    Owned(Vec<u8>),
+    /// `vec[start..]`: a buffer may begin with padding that places the bytes where a
+    /// driver wants them (a chunk payload on a page boundary).
+    Owned { vec: Vec<u8>, start: usize },
     Shared {
         all: Arc<[u8]>,
         start: usize,
@@ -25,7 +27,10 @@ enum Repr {
 
 impl Default for Repr {
     fn default() -> Repr {
-        Repr::Owned(Vec::new())
+        Repr::Owned {
+            vec: Vec::new(),
+            start: 0,
+        }
     }
 }
 
@@ -41,9 +46,18 @@ impl Bytes {
         Some(Bytes { repr })
     }
 
+    /// The bytes of `vec` from `start` on, kept where they are (the padding before them is
+    /// never seen).
+    pub fn after_padding(vec: Vec<u8>, start: usize) -> Bytes {
+        let start = start.min(vec.len());
+        Bytes {
+            repr: Repr::Owned { vec, start },
+        }
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         match &self.repr {
-            Repr::Owned(v) => v,
+            Repr::Owned { vec, start } => vec.get(*start..).unwrap_or_default(),
             Repr::Shared { all, start, len } => all.get(*start..start + len).unwrap_or_default(),
         }
     }
@@ -51,15 +65,19 @@ impl Bytes {
     /// The shared bytes this is a window of and where the window starts, if it is one.
     pub fn window(&self) -> Option<(&Arc<[u8]>, usize)> {
         match &self.repr {
-            Repr::Owned(_) => None,
+            Repr::Owned { .. } => None,
             Repr::Shared { all, start, .. } => Some((all, *start)),
         }
     }
 
-    /// The bytes as a vector of their own (a copy only when they are shared).
+    /// The bytes as a vector of their own (a copy only when they are shared, a move when
+    /// they follow padding).
     pub fn into_vec(self) -> Vec<u8> {
         match self.repr {
-            Repr::Owned(v) => v,
+            Repr::Owned { mut vec, start } => {
+                vec.drain(..start.min(vec.len()));
+                vec
+            }
             Repr::Shared { .. } => self.as_slice().to_vec(),
         }
     }
@@ -70,7 +88,9 @@ impl Bytes {
         let end = range.end.min(self.len());
         let start = range.start.min(end);
         match &self.repr {
-            Repr::Owned(v) => Bytes::from(v.get(start..end).unwrap_or_default().to_vec()),
+            Repr::Owned { .. } => {
+                Bytes::from(self.as_slice().get(start..end).unwrap_or_default().to_vec())
+            }
             Repr::Shared { all, start: at, .. } => Bytes {
                 repr: Repr::Shared {
                     all: all.clone(),
@@ -86,7 +106,7 @@ impl Bytes {
     pub fn split_off(&mut self, from: usize) -> Bytes {
         let from = from.min(self.len());
         match &mut self.repr {
-            Repr::Owned(v) => Bytes::from(v.split_off(from)),
+            Repr::Owned { vec, start } => Bytes::from(vec.split_off(*start + from)),
             Repr::Shared { all, start, len } => {
                 let rest = Repr::Shared {
                     all: all.clone(),
@@ -101,10 +121,8 @@ impl Bytes {
 }
 
 impl From<Vec<u8>> for Bytes {
-    fn from(v: Vec<u8>) -> Bytes {
-        Bytes {
-            repr: Repr::Owned(v),
-        }
+    fn from(vec: Vec<u8>) -> Bytes {
+        Bytes::after_padding(vec, 0)
     }
 }
 
@@ -181,5 +199,20 @@ mod tests {
         let owned = Bytes::from(all.to_vec()).slice(95..200);
         assert_eq!((owned.window(), &owned[..]), (None, &all[95..]));
         assert!(all_shared.slice(120..130).is_empty());
+    }
+
+    #[test]
+    fn padded_bytes_read_split_and_convert_like_plain_ones() {
+        let mut padded = Bytes::after_padding((0..40u8).collect(), 8);
+        let mut plain = Bytes::from((8..40u8).collect::<Vec<_>>());
+        assert_eq!((padded.len(), &padded), (32, &plain));
+        assert_eq!(padded.slice(4..10), plain.slice(4..10));
+        let (rest_padded, rest_plain) = (padded.split_off(10), plain.split_off(10));
+        assert_eq!((&padded, &rest_padded), (&plain, &rest_plain));
+        assert_eq!(padded.into_vec(), (8..18u8).collect::<Vec<_>>());
+        assert!(
+            Bytes::after_padding(vec![1, 2], 5).is_empty(),
+            "padding past the end"
+        );
     }
 }

@@ -166,8 +166,13 @@ impl FileStore {
                 .ok();
             self.direct.insert(name.clone(), file);
         }
-        let (Some(Some(file)), Some(block)) = (self.direct.get(name), self.aligned.holding(data))
-        else {
+        // A payload the decoder placed on a page boundary goes as it is; others are copied.
+        let block = if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+            Some(data)
+        } else {
+            self.aligned.holding(data)
+        };
+        let (Some(Some(file)), Some(block)) = (self.direct.get(name), block) else {
             return Ok(false);
         };
         match file.write_all_at(block, offset) {
