@@ -70,8 +70,8 @@ impl Bytes {
         }
     }
 
-    /// The bytes as a vector of their own (a copy only when they are shared, a move when
-    /// they follow padding).
+    /// The bytes as a vector of their own: a copy when they are shared; when padding
+    /// precedes them, they are moved to the front of their own buffer.
     pub fn into_vec(self) -> Vec<u8> {
         match self.repr {
             Repr::Owned { mut vec, start } => {

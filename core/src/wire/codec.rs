@@ -90,7 +90,8 @@ struct PartialChunk {
     chunk: u32,
     /// The payload collected so far is `data[pad..pad + filled]`; the rest is room for
     /// more, grown as bytes arrive (a header alone never reserves more than
-    /// `MAX_PAYLOAD_RESERVE`). `pad` puts the payload on a `PAYLOAD_ALIGN` boundary.
+    /// `MAX_PAYLOAD_RESERVE`, plus `PAYLOAD_ALIGN` of slack for `pad`, which puts the
+    /// payload on a `PAYLOAD_ALIGN` boundary).
     data: Vec<u8>,
     pad: usize,
     filled: usize,
