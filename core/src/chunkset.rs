@@ -95,8 +95,18 @@ impl ChunkSet {
         self.count() == self.len
     }
 
+    /// The chunks present, in ascending order (empty bytes skipped whole).
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.len).filter(move |&i| self.contains(i))
+        let len = self.len;
+        (0u32..)
+            .zip(&self.bits)
+            .filter(|(_, byte)| **byte != 0)
+            .flat_map(|(i, byte)| {
+                (0..8)
+                    .filter(move |b| byte & (1 << b) != 0)
+                    .map(move |b| i * 8 + b)
+            })
+            .filter(move |c| *c < len)
     }
 
     /// Adds every chunk of `other` (a set over the same chunks; otherwise nothing changes).
@@ -107,6 +117,21 @@ impl ChunkSet {
                 *a |= b;
             }
         }
+    }
+
+    /// Removes every chunk of `other` (a set over the same chunks; otherwise nothing changes).
+    pub fn remove_all(&mut self, other: &ChunkSet) {
+        debug_assert_eq!(self.len, other.len, "sets over different files");
+        if self.len == other.len {
+            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+                *a &= !b;
+            }
+        }
+    }
+
+    /// Whether some chunk is in both sets.
+    pub fn intersects(&self, other: &ChunkSet) -> bool {
+        self.len == other.len && self.bits.iter().zip(&other.bits).any(|(a, b)| a & b != 0)
     }
 
     /// Whether every chunk of `self` is also in `other`.
@@ -139,6 +164,9 @@ mod tests {
         let mut u = ChunkSet::from_indices(130, [5]);
         u.add_all(&s);
         assert_eq!(u.iter().collect::<Vec<_>>(), vec![0, 5, 129]);
+        assert!(u.intersects(&s) && !u.intersects(&ChunkSet::from_indices(130, [6])));
+        u.remove_all(&ChunkSet::from_indices(130, [0, 7, 129]));
+        assert_eq!(u.iter().collect::<Vec<_>>(), vec![5]);
     }
 
     #[test]

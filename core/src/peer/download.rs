@@ -2,6 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
+use super::cooldown::Cooldowns;
 use super::picker;
 use crate::chunkset::ChunkSet;
 use crate::manifest::{Manifest, Root};
@@ -28,11 +29,16 @@ pub(crate) struct Active {
     pub have: ChunkSet,
     /// Verified, being written.
     pub storing: BTreeSet<u32>,
-    pub holders: BTreeMap<SocketAddr, ChunkSet>,
+    /// Who holds what, as the tracker's samples said (changed only through methods, which
+    /// keep `good_counts` true).
+    holders: BTreeMap<SocketAddr, ChunkSet>,
     /// Holders that sent a chunk that failed verification: never asked again for this file.
-    pub bad: BTreeSet<SocketAddr>,
+    bad: BTreeSet<SocketAddr>,
+    /// For each chunk, how many holders not known bad have it: its rarity, kept rather than
+    /// counted because the picker weighs every missing chunk on every request.
+    good_counts: Vec<u32>,
     /// Holders whose connection failed, unused until the time given.
-    pub cooldown: BTreeMap<SocketAddr, Timestamp>,
+    pub cooldown: Cooldowns,
     pub in_flight: BTreeMap<u32, Vec<SocketAddr>>,
     pub mismatched: BTreeSet<u32>,
     /// When a download that cannot progress gives up (armed while it waits).
@@ -76,6 +82,7 @@ impl Active {
         have: ChunkSet,
         now: Timestamp,
     ) -> Active {
+        let good_counts = vec![0; want.len() as usize];
         Active {
             root,
             manifest,
@@ -84,7 +91,8 @@ impl Active {
             storing: BTreeSet::new(),
             holders: BTreeMap::new(),
             bad: BTreeSet::new(),
-            cooldown: BTreeMap::new(),
+            good_counts,
+            cooldown: Cooldowns::default(),
             in_flight: BTreeMap::new(),
             mismatched: BTreeSet::new(),
             give_up_at: None,
@@ -126,7 +134,56 @@ impl Active {
             }
         }
         self.holders = fresh;
+        self.recount();
         news
+    }
+
+    fn recount(&mut self) {
+        self.good_counts.fill(0);
+        for (addr, have) in &self.holders {
+            if !self.bad.contains(addr) {
+                for c in have.iter() {
+                    if let Some(n) = self.good_counts.get_mut(c as usize) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `addr` is in the chunk map.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.holders.contains_key(&addr)
+    }
+
+    /// `holder` turned out not to have `chunk` after all.
+    pub fn forget_chunk(&mut self, holder: SocketAddr, chunk: u32) {
+        let counted = self.is_good_holder(holder, chunk);
+        if let Some(have) = self.holders.get_mut(&holder) {
+            have.remove(chunk);
+        }
+        if let (true, Some(n)) = (counted, self.good_counts.get_mut(chunk as usize)) {
+            *n -= 1;
+        }
+    }
+
+    /// `holder` sent bad data: it is never asked again for this file.
+    pub fn mark_bad(&mut self, holder: SocketAddr) {
+        if self.bad.insert(holder) {
+            self.recount();
+        }
+    }
+
+    /// How many holders not known bad have `chunk`.
+    pub fn good_holder_count(&self, chunk: u32) -> usize {
+        self.good_counts
+            .get(chunk as usize)
+            .map_or(0, |n| *n as usize)
+    }
+
+    /// Whether `holder` has `chunk` and is not known bad.
+    pub fn is_good_holder(&self, holder: SocketAddr, chunk: u32) -> bool {
+        !self.bad.contains(&holder) && self.holders.get(&holder).is_some_and(|h| h.contains(chunk))
     }
 
     pub fn is_complete(&self) -> bool {
@@ -145,7 +202,7 @@ impl Active {
     }
 
     /// Holders of `chunk` not known bad.
-    pub fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
+    fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
         self.holders
             .iter()
             .filter(move |(addr, have)| have.contains(chunk) && !self.bad.contains(addr))
@@ -153,24 +210,23 @@ impl Active {
     }
 
     fn cooling(&self, addr: SocketAddr, now: Timestamp) -> bool {
-        self.cooldown.get(&addr).is_some_and(|until| *until > now)
+        self.cooldown.is_cooling(addr, now)
     }
 
     /// Whether some missing chunk has holders, all of them bad.
     fn hopeless(&self) -> bool {
         !self.mismatched.is_empty()
             && self.missing().any(|c| {
-                self.good_holders(c).next().is_none()
-                    && self.holders.values().any(|h| h.contains(c))
+                self.good_holder_count(c) == 0 && self.holders.values().any(|h| h.contains(c))
             })
     }
 
     /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
     /// holder that has a free slot, then a random such holder; when every missing chunk is
-    /// in flight (endgame), a straggler duplicated to another holder. One pass over the
-    /// holders and one over the missing chunks: it runs at least once per request.
-    /// `has_slot` is asked about holders in address order, so a caller can answer with
-    /// [`seek`].
+    /// in flight (endgame), a straggler duplicated to another holder. It runs at least once
+    /// per request, and most calls find nothing to ask, so holders with nothing wanted are
+    /// passed over before the costlier slot check. `has_slot` is asked about holders in
+    /// address order, so a caller can answer with [`seek`].
     pub fn next_request(
         &self,
         now: Timestamp,
@@ -180,26 +236,33 @@ impl Active {
         if self.hopeless() {
             return None;
         }
-        let good: Vec<(SocketAddr, &ChunkSet)> = self
+        let endgame = self.in_endgame();
+        // What a request could be for: chunks nobody was asked for, or in the endgame
+        // (where every missing chunk is in flight) stragglers.
+        let mut wanted = self.want.clone();
+        wanted.remove_all(&self.have);
+        self.storing.iter().for_each(|c| wanted.remove(*c));
+        if !endgame {
+            self.in_flight.keys().for_each(|c| wanted.remove(*c));
+        }
+        if wanted.is_empty() {
+            return None;
+        }
+        // The holders and the cooldowns are both in address order: one merged pass.
+        let mut cooldowns = self.cooldown.by_addr().peekable();
+        let ready: Vec<(SocketAddr, &ChunkSet)> = self
             .holders
             .iter()
-            .filter(|(addr, _)| !self.bad.contains(addr))
-            .map(|(addr, have)| (*addr, have))
-            .collect();
-        // `good` and the cooldowns are both in address order: one merged pass, no lookups.
-        let mut cooldowns = self.cooldown.iter().peekable();
-        let ready: Vec<(SocketAddr, &ChunkSet)> = good
-            .iter()
-            .filter(|(addr, _)| {
+            .filter(|(addr, have)| {
                 let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                !cooling && has_slot(*addr)
+                !cooling && have.intersects(&wanted) && !self.bad.contains(addr) && has_slot(**addr)
             })
-            .copied()
+            .map(|(addr, have)| (*addr, have))
             .collect();
         if ready.is_empty() {
             return None;
         }
-        let rarity = |c: u32| good.iter().filter(|(_, have)| have.contains(c)).count();
+        let rarity = |c: u32| self.good_holder_count(c);
         let asked = |c: u32| {
             self.in_flight
                 .get(&c)
@@ -213,24 +276,20 @@ impl Active {
                 .filter(move |(addr, have)| have.contains(c) && !asked.contains(addr))
                 .map(|(addr, _)| *addr)
         };
-        // A chunk nobody was asked for has a ready holder if any ready holder has it.
-        let mut offered = ChunkSet::empty(self.want.len());
-        for (_, have) in &ready {
-            offered.add_all(have);
-        }
-        let fresh = self
-            .missing()
-            .filter(|c| !self.in_flight.contains_key(c) && offered.contains(*c));
-        let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
-            Some(chunk) => chunk,
-            None if self.in_endgame() => {
-                let stragglers = self
-                    .missing()
-                    .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
-                    .filter(|c| ready_for(*c).next().is_some());
-                picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+        let chunk = if endgame {
+            let stragglers = wanted
+                .iter()
+                .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                .filter(|c| ready_for(*c).next().is_some());
+            picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+        } else {
+            // A chunk nobody was asked for has a ready holder if any ready holder has it.
+            let mut offered = ChunkSet::empty(self.want.len());
+            for (_, have) in &ready {
+                offered.add_all(have);
             }
-            None => return None,
+            let fresh = wanted.iter().filter(|c| offered.contains(*c));
+            picker::rarest(fresh.map(|c| (c, rarity(c))), rng)?
         };
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
         let holder = picker::random_holder(&holders, rng)?;
@@ -340,7 +399,7 @@ mod tests {
     #[test]
     fn only_bad_holders_means_reject() {
         let mut a = active(2, &[(1, &[0, 1])]);
-        a.bad.insert(addr(1));
+        a.mark_bad(addr(1));
         a.mismatched.insert(0);
         assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -363,9 +422,29 @@ mod tests {
     }
 
     #[test]
+    fn kept_rarity_matches_a_count_of_good_holders() {
+        let mut a = active(3, &[(1, &[0, 1]), (2, &[1, 2]), (3, &[1])]);
+        let counted = |a: &Active| {
+            (0..3)
+                .map(|c| a.good_holders(c).count())
+                .collect::<Vec<_>>()
+        };
+        let kept = |a: &Active| (0..3).map(|c| a.good_holder_count(c)).collect::<Vec<_>>();
+        assert_eq!(kept(&a), vec![1, 3, 1]);
+        a.forget_chunk(addr(3), 1);
+        a.forget_chunk(addr(3), 1);
+        assert_eq!(kept(&a), counted(&a));
+        a.mark_bad(addr(2));
+        assert_eq!(kept(&a), vec![1, 1, 0]);
+        a.forget_chunk(addr(2), 2);
+        a.merge_holders(vec![], |h| h != addr(1));
+        assert_eq!((kept(&a), counted(&a)), (vec![0, 0, 0], vec![0, 0, 0]));
+    }
+
+    #[test]
     fn cooling_holders_mean_wait() {
         let mut a = active(1, &[(1, &[0])]);
-        a.cooldown.insert(addr(1), Timestamp(500));
+        a.cooldown.set(addr(1), Timestamp(500));
         assert_eq!(a.verdict(Timestamp(10)), Verdict::Wait);
         assert_eq!(a.verdict(Timestamp(500)), Verdict::Proceed);
     }

@@ -3,6 +3,7 @@
 //! the chunks it holds. Downloading logic is in `download`, pure choices in `picker`,
 //! serving in `serve`.
 
+mod cooldown;
 mod download;
 pub mod picker;
 mod serve;
@@ -24,7 +25,8 @@ use download::{seek, Active, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use uploads::Uploads;
 
@@ -240,6 +242,11 @@ pub struct Peer {
     ios: BTreeMap<IoId, Io>,
     /// `Busy` answers sent so far (tells a slot holder that others are waiting).
     busy_refusals: u64,
+    /// No outbound connection is evictable before this (see `any_evictable`).
+    no_evictable_before: Cell<Timestamp>,
+    /// Fetchers holding an upload slot or invited to one, and perhaps a few whose
+    /// invitation lapsed: the few connections `slots_taken` looks at.
+    slot_conns: BTreeSet<ConnId>,
     /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
     waiting: VecDeque<(ConnId, Root)>,
     next_conn: u64,
@@ -272,6 +279,8 @@ impl Peer {
             holder_conns: BTreeMap::new(),
             ios: BTreeMap::new(),
             busy_refusals: 0,
+            no_evictable_before: Cell::new(Timestamp::ZERO),
+            slot_conns: BTreeSet::new(),
             waiting: VecDeque::new(),
             next_conn: 0,
             next_io: 0,
@@ -719,12 +728,13 @@ impl Peer {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+            let no_evictable_before = &self.no_evictable_before;
             // Looked for only if some holder needs a new connection (a walk of them).
             let room = std::cell::OnceCell::new();
             let room = || {
                 *room.get_or_init(|| {
                     holder_conns.len() < MAX_PEER_CONNECTIONS
-                        || evictable_holders(conns, now).next().is_some()
+                        || any_evictable(conns, now, no_evictable_before)
                 })
             };
             // Asked in address order, as `holder_conns` is kept: one walk.
@@ -764,7 +774,7 @@ impl Peer {
             a.in_flight.entry(chunk).or_default().push(holder);
         }
         let others = self.active_mut(name).map_or(0, |a| {
-            let n = a.good_holders(chunk).filter(|h| *h != holder).count();
+            let n = a.good_holder_count(chunk) - usize::from(a.is_good_holder(holder, chunk));
             u8::try_from(n).unwrap_or(u8::MAX)
         });
         self.send(
@@ -811,6 +821,7 @@ impl Peer {
             serving: true,
         };
         self.open_conn(now, conn, Conn::Out(out));
+        self.fell_idle(now);
         self.holder_conns.insert(addr, conn);
         self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
         conn
@@ -837,6 +848,12 @@ impl Peer {
         };
         o.requests.remove(pos);
         o.last_activity = now;
+        if o.requests.is_empty() {
+            self.fell_idle(now);
+        }
+        let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
+            return;
+        };
         match &msg {
             Message::ChunkData { .. } => o.serving = true,
             Message::Busy { .. } => o.serving = false,
@@ -862,17 +879,14 @@ impl Peer {
                     clip(&reason)
                 );
                 if let Some(a) = self.active_mut(&name) {
-                    if let Some(h) = a.holders.get_mut(&holder) {
-                        h.remove(chunk);
-                    }
+                    a.forget_chunk(holder, chunk);
                 }
             }
             Message::Busy { .. } => {
                 let base = self.config.busy_retry_ms.max(2);
                 let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
                 if let Some(a) = self.active_mut(&name) {
-                    let until = a.cooldown.entry(holder).or_insert(retry_at);
-                    *until = (*until).max(retry_at);
+                    a.cooldown.extend(holder, retry_at);
                 }
             }
             _ => {}
@@ -890,7 +904,7 @@ impl Peer {
             return;
         };
         if let Some(a) = self.active_mut(&name) {
-            a.cooldown.remove(&holder);
+            a.cooldown.remove(holder);
         }
         self.pump(now, &name);
     }
@@ -944,7 +958,7 @@ impl Peer {
         if !a.manifest.chunk_matches(chunk, data.len(), digest) {
             a.storing.remove(&chunk);
             a.mismatched.insert(chunk);
-            a.bad.insert(peer);
+            a.mark_bad(peer);
             log::error!("hash mismatch for chunk {chunk} of {name} from {peer}");
             self.emit(Event::Mismatch {
                 name: name.clone(),
@@ -1206,7 +1220,10 @@ impl Peer {
                 }
             }
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
-            Some(Conn::In(_)) => self.fetcher_left(now),
+            Some(Conn::In(_)) => {
+                self.slot_conns.remove(&conn);
+                self.fetcher_left(now);
+            }
             None => {}
         }
     }
@@ -1227,8 +1244,8 @@ impl Peer {
                 asked.retain(|h| *h != holder);
             }
             a.in_flight.retain(|_, asked| !asked.is_empty());
-            if owed || a.holders.contains_key(&holder) {
-                a.cooldown.insert(holder, retry_at);
+            if owed || a.knows(holder) {
+                a.cooldown.set(holder, retry_at);
             }
             if owed {
                 self.emit(Event::HolderLost {
@@ -1244,6 +1261,14 @@ impl Peer {
     }
 
     // ---- helpers ----
+
+    /// An outbound connection has nothing asked of it from `now`: it may be evicted from
+    /// `HOLDER_EVICTABLE_AFTER_MS` on.
+    fn fell_idle(&mut self, now: Timestamp) {
+        let from = now.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
+        self.no_evictable_before
+            .set(self.no_evictable_before.get().min(from));
+    }
 
     fn new_conn(&mut self) -> ConnId {
         self.next_conn += 1;
@@ -1329,6 +1354,33 @@ fn holder_has_slot(
         Some(Conn::Out(o)) => o.requests.is_empty(),
         _ => room(),
     }
+}
+
+/// Whether some outbound connection is evictable now. `no_evictable_before` skips the walk
+/// while no connection can be (a bound that `Peer::fell_idle` lowers); a walk that finds
+/// none raises it to the moment the first idle connection becomes evictable.
+fn any_evictable(
+    conns: &BTreeMap<ConnId, Conn>,
+    now: Timestamp,
+    no_evictable_before: &Cell<Timestamp>,
+) -> bool {
+    if now < no_evictable_before.get() {
+        return false;
+    }
+    let mut first = Timestamp(u64::MAX);
+    for c in conns.range(ConnId::Outbound(0)..).map(|(_, c)| c) {
+        if let Conn::Out(o) = c {
+            if o.requests.is_empty() {
+                let from = o.last_activity.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
+                if from <= now {
+                    return true;
+                }
+                first = first.min(from);
+            }
+        }
+    }
+    no_evictable_before.set(first);
+    false
 }
 
 /// Outbound holder connections with nothing asked of them for a while (evictable), with
@@ -1431,8 +1483,8 @@ impl Machine for Peer {
             match &d.active {
                 Some(a) => {
                     consider(a.next_refresh);
-                    if let Some(t) = a.cooldown.values().min() {
-                        consider(*t);
+                    if let Some(t) = a.cooldown.earliest_end() {
+                        consider(t);
                     }
                     for t in [a.give_up_at, a.reject_at].into_iter().flatten() {
                         consider(t);
@@ -1528,7 +1580,7 @@ impl Peer {
             }
             return;
         };
-        a.cooldown.retain(|_, until| *until > now);
+        a.cooldown.expire(now);
         if a.next_refresh <= now {
             // Pushed back again by the answer; this covers an answer that never comes.
             a.next_refresh = now.plus_ms(a.refresh_ms.max(self.config.refresh_max_ms));

@@ -136,9 +136,11 @@ impl Peer {
         }
         let invited = i.invited_until.take().is_some_and(|t| t > now);
         if !invited && others >= UPLOAD_SLOTS {
+            self.slot_conns.remove(&conn);
             return false;
         }
         i.slot = true;
+        self.slot_conns.insert(conn);
         i.turn_chunks = 0;
         i.turn_began_at_refusal = refusals;
         self.waiting.retain(|(c, _)| *c != conn);
@@ -148,9 +150,10 @@ impl Peer {
     /// Slots held or kept for an invited fetcher, but for `except`'s.
     fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
         let held = |i: &InLink| i.slot || i.invited_until.is_some_and(|t| t > now);
-        self.conns
+        self.slot_conns
             .iter()
-            .filter(|(id, c)| Some(**id) != except && matches!(c, Conn::In(i) if held(i)))
+            .filter(|id| Some(**id) != except)
+            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if held(i)))
             .count()
     }
 
@@ -178,6 +181,7 @@ impl Peer {
             if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
                 if !i.slot {
                     i.invited_until = Some(now.plus_ms(READY_HOLD_MS));
+                    self.slot_conns.insert(conn);
                     return self.send(conn, &Message::Ready { root });
                 }
             }
@@ -227,6 +231,7 @@ impl Peer {
             let unsent = i.link.unsent();
             if i.slot && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
                 i.slot = false;
+                self.slot_conns.remove(&conn);
                 self.invite_waiting(now);
                 continue;
             }
