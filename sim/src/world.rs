@@ -14,7 +14,8 @@ use drizzle_core::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -166,6 +167,35 @@ enum Action {
     Fault(Fault),
 }
 
+/// An action due at `at_us`, queued `seq`-th. The queue is a max-heap, so the order is
+/// reversed: the earliest action, first queued among equals, comes out first.
+#[derive(Debug)]
+struct Queued {
+    at_us: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_us, other.seq).cmp(&(self.at_us, self.seq))
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.seq) == (other.at_us, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
 /// A chunk of shared content: the content, where the chunk starts, its SHA-256.
 type KnownChunk = (Arc<[u8]>, usize, Hash);
 
@@ -175,7 +205,7 @@ pub struct World {
     pub config: WorldConfig,
     now_us: u64,
     seq: u64,
-    queue: BTreeMap<(u64, u64), Action>,
+    queue: BinaryHeap<Queued>,
     pub(crate) nodes: Vec<Node>,
     links: BTreeMap<LinkId, Link>,
     next_link: LinkId,
@@ -204,7 +234,7 @@ impl World {
             config,
             now_us: 0,
             seq: 0,
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             nodes: Vec::new(),
             links: BTreeMap::new(),
             next_link: 0,
@@ -432,10 +462,10 @@ impl World {
 
     /// Runs one queued action; `false` when nothing is left.
     pub fn step(&mut self) -> bool {
-        let Some(((at, _), action)) = self.queue.pop_first() else {
+        let Some(Queued { at_us, action, .. }) = self.queue.pop() else {
             return false;
         };
-        self.now_us = self.now_us.max(at);
+        self.now_us = self.now_us.max(at_us);
         self.apply(action);
         self.steps += 1;
         if self.config.check_every_step {
@@ -459,8 +489,8 @@ impl World {
                 }
                 return false;
             }
-            match self.queue.first_key_value() {
-                Some(((at, _), _)) if *at <= deadline_ms.saturating_mul(1000) => {}
+            match self.queue.peek() {
+                Some(q) if q.at_us <= deadline_ms.saturating_mul(1000) => {}
                 _ => return done(self),
             }
             self.step();
@@ -469,7 +499,8 @@ impl World {
 
     fn push(&mut self, at_us: u64, action: Action) {
         self.seq += 1;
-        self.queue.insert((at_us, self.seq), action);
+        let seq = self.seq;
+        self.queue.push(Queued { at_us, seq, action });
     }
 
     fn latency_us(&self) -> u64 {
