@@ -226,10 +226,12 @@ impl Active {
     /// in flight (endgame), a straggler duplicated to another holder. It runs at least once
     /// per request, and most calls find nothing to ask, so holders with nothing wanted are
     /// passed over before the costlier slot check. `has_slot` is asked about holders in
-    /// address order, so a caller can answer with [`seek`].
+    /// address order, so a caller can answer with [`seek`]; `only`, when given, lists (in
+    /// address order) the only holders that may have a slot, and the rest are not visited.
     pub fn next_request(
         &self,
         now: Timestamp,
+        only: Option<&mut dyn Iterator<Item = SocketAddr>>,
         has_slot: &mut dyn FnMut(SocketAddr) -> bool,
         rng: &mut ChaCha8Rng,
     ) -> Option<(u32, SocketAddr)> {
@@ -248,16 +250,18 @@ impl Active {
         if wanted.is_empty() {
             return None;
         }
-        // The holders and the cooldowns are both in address order: one merged pass.
+        // The holders, `only` and the cooldowns are all in address order: merged passes.
+        let mut holders = self.holders.iter().peekable();
+        let candidates: Box<dyn Iterator<Item = (SocketAddr, &ChunkSet)>> = match only {
+            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
+            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
+        };
         let mut cooldowns = self.cooldown.by_addr().peekable();
-        let ready: Vec<(SocketAddr, &ChunkSet)> = self
-            .holders
-            .iter()
+        let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
                 let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                !cooling && have.intersects(&wanted) && !self.bad.contains(addr) && has_slot(**addr)
+                !cooling && have.intersects(&wanted) && !self.bad.contains(addr) && has_slot(*addr)
             })
-            .map(|(addr, have)| (*addr, have))
             .collect();
         if ready.is_empty() {
             return None;
@@ -364,10 +368,35 @@ mod tests {
         let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let (chunk, holder) = a
-            .next_request(Timestamp::ZERO, &mut |_| true, &mut rng)
+            .next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng)
             .unwrap();
         assert!(chunk == 0 || chunk == 2);
         assert_eq!(holder, addr(1));
+    }
+
+    #[test]
+    fn with_only_some_holders_listed_the_others_are_not_asked() {
+        let a = active(2, &[(1, &[0, 1]), (2, &[0, 1]), (3, &[0, 1])]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..20 {
+            let mut asked = Vec::new();
+            let mut only = [addr(2), addr(4)].into_iter();
+            let next = a.next_request(
+                Timestamp::ZERO,
+                Some(&mut only),
+                &mut |h| {
+                    asked.push(h);
+                    true
+                },
+                &mut rng,
+            );
+            assert_eq!(next.map(|(_, h)| h), Some(addr(2)));
+            assert_eq!(
+                asked,
+                vec![addr(2)],
+                "an unknown listed holder is skipped too"
+            );
+        }
     }
 
     #[test]
@@ -377,7 +406,7 @@ mod tests {
         a.in_flight.insert(1, vec![addr(1)]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for _ in 0..20 {
-            let next = a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng);
+            let next = a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng);
             assert_eq!(next, Some((1, addr(2))));
         }
     }
@@ -387,11 +416,11 @@ mod tests {
         let mut a = active(1, &[(1, &[0]), (2, &[0])]);
         a.in_flight.insert(0, vec![addr(1)]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let next = a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng);
+        let next = a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng);
         assert_eq!(next, Some((0, addr(2))));
         a.in_flight.insert(0, vec![addr(1), addr(2)]);
         assert_eq!(
-            a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng),
+            a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng),
             None
         );
     }
@@ -404,7 +433,7 @@ mod tests {
         assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(
-            a.next_request(Timestamp::ZERO, &mut |_| true, &mut rng),
+            a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng),
             None
         );
     }

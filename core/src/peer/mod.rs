@@ -728,21 +728,17 @@ impl Peer {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
-            let no_evictable_before = &self.no_evictable_before;
-            // Looked for only if some holder needs a new connection (a walk of them).
-            let room = std::cell::OnceCell::new();
-            let room = || {
-                *room.get_or_init(|| {
-                    holder_conns.len() < MAX_PEER_CONNECTIONS
-                        || any_evictable(conns, now, no_evictable_before)
-                })
-            };
+            let room = holder_conns.len() < MAX_PEER_CONNECTIONS
+                || any_evictable(conns, now, &self.no_evictable_before);
+            // Without room for a new connection only connected holders can take a request.
+            let mut connected = holder_conns.keys().copied();
+            let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
             // Asked in address order, as `holder_conns` is kept: one walk.
             let mut by_addr = holder_conns.iter().peekable();
-            let mut has_slot = |addr: SocketAddr| {
-                holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), &room)
-            };
-            let Some((chunk, holder)) = active.next_request(now, &mut has_slot, &mut self.rng)
+            let mut has_slot =
+                |addr: SocketAddr| holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), room);
+            let Some((chunk, holder)) =
+                active.next_request(now, only, &mut has_slot, &mut self.rng)
             else {
                 break;
             };
@@ -1344,15 +1340,11 @@ fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 /// Whether one more request may go to a holder: its connection `conn` has a free pipeline
 /// slot, or it has none and there is room for a new connection. A holder that said `Busy`
 /// and has not served us since gets one request at a time.
-fn holder_has_slot(
-    conns: &BTreeMap<ConnId, Conn>,
-    conn: Option<ConnId>,
-    room: &dyn Fn() -> bool,
-) -> bool {
+fn holder_has_slot(conns: &BTreeMap<ConnId, Conn>, conn: Option<ConnId>, room: bool) -> bool {
     match conn.and_then(|c| conns.get(&c)) {
         Some(Conn::Out(o)) if o.serving => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
         Some(Conn::Out(o)) => o.requests.is_empty(),
-        _ => room(),
+        _ => room,
     }
 }
 
