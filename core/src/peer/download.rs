@@ -9,6 +9,7 @@ use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::net::SocketAddr;
@@ -59,8 +60,15 @@ pub(super) fn seek<'a, K: Ord, V>(
     walk: &mut Peekable<btree_map::Iter<'a, K, V>>,
     key: &K,
 ) -> Option<&'a V> {
-    while walk.next_if(|(k, _)| *k < key).is_some() {}
-    walk.peek().filter(|(k, _)| *k == key).map(|(_, v)| *v)
+    // One comparison per step: the keys here are socket addresses, not cheap to compare.
+    while let Some((k, v)) = walk.peek() {
+        match (*k).cmp(key) {
+            Ordering::Less => _ = walk.next(),
+            Ordering::Equal => return Some(*v),
+            Ordering::Greater => return None,
+        }
+    }
+    None
 }
 
 /// What to do with a download that has nothing in flight.
