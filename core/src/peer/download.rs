@@ -478,6 +478,124 @@ mod tests {
         assert_eq!((kept(&a), counted(&a)), (vec![0, 0, 0], vec![0, 0, 0]));
     }
 
+    /// The picker as first written: every holder visited, rarity counted per chunk. The
+    /// kept counts and early exits of `next_request` must not change a single choice or
+    /// random draw (the simulator's reports depend on both).
+    fn reference_pick(
+        a: &Active,
+        now: Timestamp,
+        only: Option<&[SocketAddr]>,
+        has_slot: &dyn Fn(SocketAddr) -> bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
+        let missing: Vec<u32> = a
+            .want
+            .iter()
+            .filter(|c| !a.have.contains(*c) && !a.storing.contains(c))
+            .collect();
+        let good: Vec<(SocketAddr, &ChunkSet)> = a
+            .holders
+            .iter()
+            .filter(|(addr, _)| !a.bad.contains(addr))
+            .map(|(addr, have)| (*addr, have))
+            .collect();
+        let rarity = |c: u32| good.iter().filter(|(_, h)| h.contains(c)).count();
+        let hopeless = !a.mismatched.is_empty()
+            && missing
+                .iter()
+                .any(|c| rarity(*c) == 0 && a.holders.values().any(|h| h.contains(*c)));
+        if hopeless {
+            return None;
+        }
+        let ready: Vec<(SocketAddr, &ChunkSet)> = good
+            .iter()
+            .filter(|(addr, _)| {
+                !a.cooling(*addr, now) && only.is_none_or(|o| o.contains(addr)) && has_slot(*addr)
+            })
+            .copied()
+            .collect();
+        let asked = |c: u32| a.in_flight.get(&c).cloned().unwrap_or_default();
+        let ready_for = |c: u32| -> Vec<SocketAddr> {
+            let asked = asked(c);
+            ready
+                .iter()
+                .filter(|(addr, have)| have.contains(c) && !asked.contains(addr))
+                .map(|(addr, _)| *addr)
+                .collect()
+        };
+        let fresh = missing
+            .iter()
+            .copied()
+            .filter(|c| !a.in_flight.contains_key(c) && ready.iter().any(|(_, h)| h.contains(*c)));
+        let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
+            Some(chunk) => chunk,
+            None if a.in_endgame() => {
+                let stragglers = missing
+                    .iter()
+                    .copied()
+                    .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                    .filter(|c| !ready_for(*c).is_empty());
+                picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+            }
+            None => return None,
+        };
+        let holder = picker::random_holder(&ready_for(chunk), rng)?;
+        Some((chunk, holder))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn next_request_picks_as_the_reference_does(
+            chunks in 1u32..20,
+            sets in proptest::collection::vec(proptest::collection::vec(proptest::bool::weighted(0.4), 20), 0..7),
+            state in proptest::collection::vec(0u8..8, 20),
+            per_holder in proptest::collection::vec(0u8..16, 7),
+            mismatch in proptest::bool::weighted(0.1),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let holders: Vec<(u8, Vec<u32>)> = sets
+                .iter()
+                .enumerate()
+                .map(|(i, bits)| (i as u8 + 1, (0..chunks).filter(|c| bits[*c as usize]).collect()))
+                .collect();
+            let held: Vec<(u8, &[u32])> = holders.iter().map(|(n, c)| (*n, c.as_slice())).collect();
+            let mut a = active(chunks, &held);
+            let now = Timestamp(1_000);
+            for c in 0..chunks {
+                match state[c as usize] {
+                    0 => { a.have.insert(c); }
+                    1 => { a.storing.insert(c); }
+                    2 => { a.want.remove(c); }
+                    3 => { a.in_flight.insert(c, vec![addr(1 + c as u8 % 7)]); }
+                    4 => { a.in_flight.insert(c, vec![addr(1), addr(2)]); }
+                    _ => {}
+                }
+            }
+            // Per holder: bad, cooling (past or future), slot, listed in `only`.
+            for (i, bits) in per_holder.iter().enumerate() {
+                let h = addr(i as u8 + 1);
+                if bits & 1 != 0 && i % 3 == 0 { a.mark_bad(h); }
+                if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
+            }
+            if mismatch { a.mismatched.insert(0); }
+            let slot = |h: SocketAddr| per_holder.iter().enumerate().any(|(i, b)| addr(i as u8 + 1) == h && b & 4 == 0);
+            let listed: Vec<SocketAddr> = (0..7u8).filter(|i| per_holder[*i as usize] & 8 == 0).map(|i| addr(i + 1)).collect();
+            for only in [None, Some(listed.as_slice())] {
+                let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
+                let mut it = only.map(|o| o.iter().copied());
+                let got = a.next_request(
+                    now,
+                    it.as_mut().map(|i| i as &mut dyn Iterator<Item = SocketAddr>),
+                    &mut |h| slot(h),
+                    &mut r1,
+                );
+                let want = reference_pick(&a, now, only, &slot, &mut r2);
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(rand::RngCore::next_u64(&mut r1), rand::RngCore::next_u64(&mut r2), "random draws differ");
+            }
+        }
+    }
+
     #[test]
     fn cooling_holders_mean_wait() {
         let mut a = active(1, &[(1, &[0])]);
