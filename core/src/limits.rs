@@ -5,6 +5,9 @@
 pub const MAX_FRAME_BYTES: usize = MAX_CHUNK_SIZE as usize + 64 * 1024;
 /// Largest frame accepted before the hello: a stranger gets no big buffer.
 pub const MAX_HELLO_FRAME_BYTES: usize = 256;
+/// Largest frame a fetching peer may send after its hello: it only asks for chunks (or says
+/// why it leaves, in a clipped reason), so connecting to a peer earns no big buffer either.
+pub const MAX_FETCHER_FRAME_BYTES: usize = 4096;
 
 /// Chunk sizes a manifest may declare.
 pub const MIN_CHUNK_SIZE: u32 = 64;

@@ -2,7 +2,9 @@
 //! hello check. A `Link` turns raw bytes into messages or into a reason to close.
 
 use crate::bytes::Bytes;
-use crate::limits::{FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_UNSENT_BYTES_PER_CONN};
+use crate::limits::{
+    FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_UNSENT_BYTES_PER_CONN,
+};
 use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
@@ -32,9 +34,14 @@ pub(crate) struct Link {
 impl Link {
     /// A link to `remote`, which must introduce itself as `expect`.
     pub fn new(remote: SocketAddr, expect: Role, now: Timestamp) -> Link {
+        Link::with_frame_limit(remote, expect, now, MAX_FRAME_BYTES)
+    }
+
+    /// Like `new`, for a remote whose frames after the hello are at most `max` bytes.
+    pub fn with_frame_limit(remote: SocketAddr, expect: Role, now: Timestamp, max: usize) -> Link {
         Link {
             remote,
-            decoder: FrameDecoder::new(),
+            decoder: FrameDecoder::with_frame_limit(max),
             expect,
             hello_done: false,
             opened: now,

@@ -433,6 +433,32 @@ fn a_sharer_refuses_chunks_it_cannot_read_whole() {
         .any(|(_, m)| matches!(m, Message::ChunkData { .. })));
 }
 
+/// A fetcher only asks for chunks, so a connection to a peer that starts a large frame (a
+/// 16 MiB "chunk" trickled slowly, say) is closed at its length prefix, before any of it is
+/// buffered: a thousand such connections cannot make a peer hold gigabytes.
+#[test]
+fn a_fetcher_cannot_start_a_large_frame() {
+    use drizzle_core::limits::{MAX_FETCHER_FRAME_BYTES, MAX_FRAME_BYTES};
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    let (big, small) = (ConnId::Inbound(1), ConnId::Inbound(2));
+    for conn in [big, small] {
+        let remote = addr(9);
+        p.handle(Timestamp(0), Input::Accepted { conn, remote });
+    }
+    drain(&mut p);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend((MAX_FRAME_BYTES as u32 - 1).to_le_bytes());
+    bytes.extend([0u8; 1000]);
+    let d = send(&mut p, big, 1, &bytes);
+    assert!(closed_with_reason(&d, big, "exceeds the limit"), "{d:?}");
+    // A request of the largest size allowed is still read (and answered) as usual.
+    let mut bytes = hello(Role::Peer);
+    let reason = "x".repeat(MAX_FETCHER_FRAME_BYTES - 16);
+    bytes.extend(encode(&Message::Error { reason }));
+    let d = send(&mut p, small, 2, &bytes);
+    assert!(!closed_with_reason(&d, small, "exceeds the limit"), "{d:?}");
+}
+
 /// A few bytes of request must not buy unbounded answers: the tracker stops decoding a
 /// connection's requests while its unsent answers pass the limit, and resumes as the
 /// driver reports them sent.

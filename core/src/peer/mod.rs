@@ -1199,7 +1199,7 @@ impl Peer {
         self.send(
             conn,
             &Message::Error {
-                reason: reason.clone(),
+                reason: clip(&reason),
             },
         );
         self.out.push_back(Output::Close { conn });

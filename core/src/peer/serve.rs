@@ -5,8 +5,8 @@
 use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
-    FETCHER_IDLE_TIMEOUT_MS, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
-    SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+    FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
+    MAX_QUEUED_REQUESTS_PER_CONN, SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -51,7 +51,7 @@ pub(super) struct InLink {
 impl InLink {
     pub fn new(remote: SocketAddr, now: Timestamp) -> InLink {
         InLink {
-            link: Link::new(remote, Role::Peer, now),
+            link: Link::with_frame_limit(remote, Role::Peer, now, MAX_FETCHER_FRAME_BYTES),
             queue: VecDeque::new(),
             loading: 0,
             slot: false,

@@ -82,6 +82,8 @@ pub struct FrameDecoder {
     limit: usize,
     /// A `ChunkData` frame whose payload is being collected; it precedes whatever is in `buf`.
     chunk: Option<PartialChunk>,
+    /// The frame limit once the hello is done.
+    after_hello: usize,
 }
 
 #[derive(Debug)]
@@ -159,17 +161,24 @@ impl FrameDecoder {
     /// A decoder for a fresh connection: only a hello-sized frame is accepted until
     /// [`FrameDecoder::hello_done`].
     pub fn new() -> FrameDecoder {
+        FrameDecoder::with_frame_limit(MAX_FRAME_BYTES)
+    }
+
+    /// Like `new`, but frames after the hello are at most `max` bytes (never more than
+    /// `MAX_FRAME_BYTES`): for remotes that have no business sending large ones.
+    pub fn with_frame_limit(max: usize) -> FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
             start: 0,
             limit: MAX_HELLO_FRAME_BYTES,
             chunk: None,
+            after_hello: max.min(MAX_FRAME_BYTES),
         }
     }
 
-    /// Raises the frame limit to the full size once the peer said a valid hello.
+    /// Raises the frame limit once the peer said a valid hello.
     pub fn hello_done(&mut self) {
-        self.limit = MAX_FRAME_BYTES;
+        self.limit = self.after_hello;
     }
 
     /// Bytes received but not yet decoded.
