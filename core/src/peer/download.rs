@@ -146,6 +146,7 @@ impl Active {
         news
     }
 
+    /// Counts `good_counts` afresh (after the map or the bad marks changed wholesale).
     fn recount(&mut self) {
         self.good_counts.fill(0);
         for (addr, have) in &self.holders {
@@ -209,6 +210,14 @@ impl Active {
             .filter(|c| !self.have.contains(*c) && !self.storing.contains(c))
     }
 
+    /// The chunks of `missing`, as a set.
+    fn missing_set(&self) -> ChunkSet {
+        let mut set = self.want.clone();
+        set.remove_all(&self.have);
+        self.storing.iter().for_each(|c| set.remove(*c));
+        set
+    }
+
     /// Holders of `chunk` not known bad.
     fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
         self.holders
@@ -249,9 +258,7 @@ impl Active {
         let endgame = self.in_endgame();
         // What a request could be for: chunks nobody was asked for, or in the endgame
         // (where every missing chunk is in flight) stragglers.
-        let mut wanted = self.want.clone();
-        wanted.remove_all(&self.have);
-        self.storing.iter().for_each(|c| wanted.remove(*c));
+        let mut wanted = self.missing_set();
         if !endgame {
             self.in_flight.keys().for_each(|c| wanted.remove(*c));
         }

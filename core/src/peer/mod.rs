@@ -844,18 +844,15 @@ impl Peer {
         };
         o.requests.remove(pos);
         o.last_activity = now;
-        if o.requests.is_empty() {
-            self.fell_idle(now);
-        }
-        let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
-            return;
-        };
         match &msg {
             Message::ChunkData { .. } => o.serving = true,
             Message::Busy { .. } => o.serving = false,
             _ => {}
         }
-        let holder = o.link.remote;
+        let (holder, idle) = (o.link.remote, o.requests.is_empty());
+        if idle {
+            self.fell_idle(now);
+        }
         let Some(name) = self.download_of(&root) else {
             return; // finished or abandoned meanwhile
         };
@@ -1360,23 +1357,31 @@ fn any_evictable(
         return false;
     }
     let mut first = Timestamp(u64::MAX);
-    for c in conns.range(ConnId::Outbound(0)..).map(|(_, c)| c) {
-        if let Conn::Out(o) = c {
-            if o.requests.is_empty() {
-                let from = o.last_activity.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
-                if from <= now {
-                    return true;
-                }
-                first = first.min(from);
-            }
+    for from in conns
+        .range(ConnId::Outbound(0)..)
+        .filter_map(|(_, c)| evictable_from(c))
+    {
+        if from <= now {
+            return true;
         }
+        first = first.min(from);
     }
     no_evictable_before.set(first);
     false
 }
 
+/// When an outbound connection with nothing asked of it may be evicted (`None`: in use).
+fn evictable_from(c: &Conn) -> Option<Timestamp> {
+    match c {
+        Conn::Out(o) if o.requests.is_empty() => {
+            Some(o.last_activity.plus_ms(HOLDER_EVICTABLE_AFTER_MS))
+        }
+        _ => None,
+    }
+}
+
 /// Outbound holder connections with nothing asked of them for a while (evictable), with
-/// when they were last used; `min()` is the one idle longest.
+/// when they became evictable; `min()` is the one idle longest.
 fn evictable_holders(
     conns: &BTreeMap<ConnId, Conn>,
     now: Timestamp,
@@ -1384,15 +1389,8 @@ fn evictable_holders(
     // Inbound ids sort first: fetchers' connections are not even looked at.
     conns
         .range(ConnId::Outbound(0)..)
-        .filter_map(move |(id, c)| match c {
-            Conn::Out(o)
-                if o.requests.is_empty()
-                    && now.since_ms(o.last_activity) >= HOLDER_EVICTABLE_AFTER_MS =>
-            {
-                Some((o.last_activity, *id))
-            }
-            _ => None,
-        })
+        .filter_map(move |(id, c)| Some((evictable_from(c)?, *id)))
+        .filter(move |(from, _)| *from <= now)
 }
 
 /// Capped exponential backoff with jitter: uniform in [d/2, d] for d = base·2^attempt.
