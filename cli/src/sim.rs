@@ -50,6 +50,10 @@ pub struct SwarmArgs {
     /// Print every event first (requests, chunks, done); for small swarms.
     #[arg(long)]
     trace: bool,
+    /// Sample the swarm every MS of virtual time (peers holding chunks, upload use, slots,
+    /// waiting fetchers) and print the timeline: where the time goes.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeline_ms: Option<u64>,
 }
 
 pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
@@ -115,6 +119,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         latency_ms: args.latency,
         arrival: args.arrival,
         trace: args.trace,
+        timeline_ms: args.timeline_ms,
         ..SwarmConfig::new(args.peers, args.seed)
     };
     let report = run_swarm(&config);
@@ -125,6 +130,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
             println!("{}", line.human());
         }
     }
+    print_timeline(args, &report);
     print_swarm(args, &report);
     if let Some(path) = &args.svg {
         std::fs::write(path, completion_svg(&report))?;
@@ -138,6 +144,35 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
             report.reproduce()
         );
         Err(Fail::new(Exit::Failure, msg))
+    }
+}
+
+fn print_timeline(args: &SwarmArgs, r: &SwarmReport) {
+    if args.json {
+        for row in &r.timeline {
+            let mut line = serde_json::json!(row);
+            if let Some(obj) = line.as_object_mut() {
+                obj.insert("event".into(), "timeline".into());
+            }
+            println!("{line}");
+        }
+        return;
+    }
+    if r.timeline.is_empty() {
+        return;
+    }
+    println!("    time   done  holding   held  upload  slots  waiting");
+    for row in &r.timeline {
+        println!(
+            "{:7.2}s {:6} {:8} {:5.1}% {:6.1}% {:6} {:8}",
+            row.t_secs,
+            row.done,
+            row.holding,
+            row.held_pct,
+            row.upload_pct,
+            row.slots_in_use,
+            row.waiting
+        );
     }
 }
 

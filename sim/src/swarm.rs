@@ -48,6 +48,8 @@ pub struct SwarmConfig {
     pub check_every_step: bool,
     /// Adjusts each peer's config before it starts.
     pub tune_peer: fn(&mut PeerConfig),
+    /// Sample the swarm's state this often (virtual ms) into `SwarmReport::timeline`.
+    pub timeline_ms: Option<u64>,
 }
 
 impl SwarmConfig {
@@ -68,6 +70,7 @@ impl SwarmConfig {
             faults: Vec::new(),
             check_every_step: false,
             tune_peer: |_| {},
+            timeline_ms: None,
         }
     }
 
@@ -134,6 +137,27 @@ pub struct SwarmReport {
     pub trace: Vec<crate::TraceLine>,
     /// Chunks the seeders uploaded in all (the file has `file_size / chunk_size` of them).
     pub seeder_uploads: u64,
+    /// The swarm sampled every `SwarmConfig::timeline_ms`: where its time goes.
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// The swarm at one moment of virtual time (peers only, seeders left out).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TimelineRow {
+    pub t_secs: f64,
+    /// Peers done.
+    pub done: usize,
+    /// Peers holding at least one chunk (each can upload).
+    pub holding: usize,
+    /// Chunks the peers hold, as a share of all they want.
+    pub held_pct: f64,
+    /// Chunks every node (seeders too) began uploading since the last row, as a share of
+    /// what their uplinks could have carried meanwhile.
+    pub upload_pct: f64,
+    /// Upload slots in use, summed over every node.
+    pub slots_in_use: usize,
+    /// Fetchers told `Busy` and waiting to be called, summed over every node.
+    pub waiting: usize,
 }
 
 /// Order statistics of the peers' download times, seconds.
@@ -199,6 +223,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             failures: vec![format!("{FILE} is not a valid file name")],
             trace: Vec::new(),
             seeder_uploads: 0,
+            timeline: Vec::new(),
         };
     };
     let mut world = World::new(WorldConfig {
@@ -265,7 +290,15 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             w.events.len() // only the events that end downloads are kept
         }
     };
-    world.run_until(deadline, |w| ended(w) >= everyone);
+    let timeline = match config.timeline_ms {
+        Some(step_ms) => sample_timeline(&mut world, config, &name, step_ms, deadline, |w| {
+            ended(w) >= everyone
+        }),
+        None => {
+            world.run_until(deadline, |w| ended(w) >= everyone);
+            Vec::new()
+        }
+    };
     let endings = world
         .events
         .iter()
@@ -302,6 +335,70 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             .iter()
             .map(|s| world.served.get(s).copied().unwrap_or(0))
             .sum(),
+        timeline,
+    }
+}
+
+/// Runs `world` on as `run_until(deadline, done)` would, stopping every `step_ms` of virtual
+/// time to sample the swarm (from the last arrival on).
+fn sample_timeline(
+    world: &mut World,
+    config: &SwarmConfig,
+    name: &FileName,
+    step_ms: u64,
+    deadline: u64,
+    done: impl Fn(&World) -> bool,
+) -> Vec<TimelineRow> {
+    let (root, chunks) = match world.manifest(name) {
+        Some(m) => (Some(m.root()), u64::from(m.chunk_count())),
+        None => (None, 0),
+    };
+    let step_ms = step_ms.max(1);
+    let uploaders = (config.seeders + config.peers) as f64;
+    let chunk_bytes = f64::from(config.chunk_size.max(1));
+    let (mut rows, mut served_before, mut before_ms) = (Vec::new(), 0, world.now_ms());
+    let mut at = before_ms;
+    loop {
+        at = ((at / step_ms + 1) * step_ms).min(deadline);
+        let finished = world.run_until(at, &done);
+        let now_ms = if finished { world.now_ms() } else { at };
+        let now = drizzle_core::Timestamp(now_ms);
+        let mut row = TimelineRow {
+            t_secs: now_ms as f64 / 1000.0,
+            done: 0,
+            holding: 0,
+            held_pct: 0.0,
+            upload_pct: 0.0,
+            slots_in_use: 0,
+            waiting: 0,
+        };
+        let mut held = 0;
+        for node in 1..=config.seeders + config.peers {
+            let Some(p) = world.peer(node) else {
+                continue;
+            };
+            row.slots_in_use += p.upload_slots_in_use(now);
+            row.waiting += p.fetchers_waiting();
+            let have = root
+                .and_then(|r| p.have(&r))
+                .map_or(0, |h| u64::from(h.count()));
+            if node > config.seeders {
+                held += have;
+                row.holding += usize::from(have > 0);
+                row.done += usize::from(have == chunks && chunks > 0);
+            }
+        }
+        row.held_pct = 100.0 * held as f64 / (chunks * config.peers as u64).max(1) as f64;
+        let served: u64 = world.served.values().sum();
+        let could = uploaders * config.up_bytes_per_sec as f64 / chunk_bytes;
+        let secs = now_ms.saturating_sub(before_ms) as f64 / 1000.0;
+        row.upload_pct =
+            100.0 * served.saturating_sub(served_before) as f64 / (could * secs).max(1e-9);
+        (served_before, before_ms) = (served, now_ms);
+        rows.push(row);
+        if finished || at >= deadline {
+            return rows;
+        }
     }
 }
 
@@ -317,4 +414,41 @@ fn file_bytes(rng: &mut ChaCha8Rng, size: u64) -> Vec<u8> {
         out.extend_from_slice(x.to_le_bytes().get(..take).unwrap_or_default());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_samples_the_swarm_without_changing_its_run() {
+        let plain = SwarmConfig {
+            file_size: 64 << 10,
+            chunk_size: 4 << 10,
+            up_bytes_per_sec: 200_000,
+            down_bytes_per_sec: 200_000,
+            ..SwarmConfig::new(12, 7)
+        };
+        let sampled = SwarmConfig {
+            timeline_ms: Some(100),
+            ..plain.clone()
+        };
+        let (a, b) = (run_swarm(&plain), run_swarm(&sampled));
+        assert!(a.failures.is_empty(), "{:?}", a.failures);
+        assert_eq!((a.outcomes, a.events), (b.outcomes.clone(), b.events));
+        assert!(a.timeline.is_empty());
+        let rows = &b.timeline;
+        assert!(rows.len() > 3, "{rows:?}");
+        for pair in rows.windows(2) {
+            let (r, s) = (&pair[0], &pair[1]);
+            assert!(r.t_secs < s.t_secs && r.held_pct <= s.held_pct, "{pair:?}");
+            assert!(r.holding <= s.holding && r.done <= s.done, "{pair:?}");
+        }
+        let last = &rows[rows.len() - 1];
+        assert_eq!((last.done, last.holding), (12, 12), "{last:?}");
+        assert!((last.held_pct - 100.0).abs() < 1e-9, "{last:?}");
+        let busiest = rows.iter().map(|r| r.upload_pct).fold(0.0, f64::max);
+        assert!(busiest > 30.0 && busiest < 150.0, "{rows:?}");
+        assert!(rows.iter().any(|r| r.slots_in_use > 0), "{rows:?}");
+    }
 }

@@ -433,6 +433,11 @@ impl World {
     }
 
     /// The content first shared under `name`: what every copy must equal.
+    /// The manifest of shared content `name`.
+    pub fn manifest(&self, name: &FileName) -> Option<&Manifest> {
+        self.truth.get(name).map(|(m, _)| m)
+    }
+
     pub fn truth(&self, name: &FileName) -> Option<&Arc<[u8]>> {
         self.truth.get(name).map(|(_, data)| data)
     }

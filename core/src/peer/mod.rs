@@ -306,6 +306,16 @@ impl Peer {
         self.files.get(name).map(|f| &f.have)
     }
 
+    /// Upload slots held by fetchers (or kept for one called with `Ready`).
+    pub fn upload_slots_in_use(&self, now: Timestamp) -> usize {
+        self.slots_taken(now, None)
+    }
+
+    /// Fetchers told `Busy` that wait to be called when a slot frees.
+    pub fn fetchers_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     pub fn is_downloading(&self) -> bool {
         !self.downloads.is_empty()
     }

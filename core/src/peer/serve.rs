@@ -148,7 +148,7 @@ impl Peer {
     }
 
     /// Slots held or kept for an invited fetcher, but for `except`'s.
-    fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
+    pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
         let held = |i: &InLink| i.slot || i.invited_until.is_some_and(|t| t > now);
         self.slot_conns
             .iter()
