@@ -291,9 +291,14 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         }
     };
     let timeline = match config.timeline_ms {
-        Some(step_ms) => sample_timeline(&mut world, config, &name, step_ms, deadline, |w| {
-            ended(w) >= everyone
-        }),
+        Some(step_ms) => {
+            let nodes = Nodes {
+                seeders: &seeders,
+                peers: &outcomes.iter().map(|o| o.node).collect::<Vec<_>>(),
+            };
+            let done = |w: &World| ended(w) >= everyone;
+            sample_timeline(&mut world, config, &name, &nodes, step_ms, deadline, done)
+        }
         None => {
             world.run_until(deadline, |w| ended(w) >= everyone);
             Vec::new()
@@ -339,12 +344,19 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
     }
 }
 
+/// Who is who in a swarm's world.
+struct Nodes<'a> {
+    seeders: &'a [NodeId],
+    peers: &'a [NodeId],
+}
+
 /// Runs `world` on as `run_until(deadline, done)` would, stopping every `step_ms` of virtual
 /// time to sample the swarm (from the last arrival on).
 fn sample_timeline(
     world: &mut World,
     config: &SwarmConfig,
     name: &FileName,
+    nodes: &Nodes<'_>,
     step_ms: u64,
     deadline: u64,
     done: impl Fn(&World) -> bool,
@@ -354,7 +366,7 @@ fn sample_timeline(
         None => (None, 0),
     };
     let step_ms = step_ms.max(1);
-    let uploaders = (config.seeders + config.peers) as f64;
+    let uploaders = (nodes.seeders.len() + nodes.peers.len()) as f64;
     let chunk_bytes = f64::from(config.chunk_size.max(1));
     let (mut rows, mut served_before, mut before_ms) = (Vec::new(), 0, world.now_ms());
     let mut at = before_ms;
@@ -373,8 +385,8 @@ fn sample_timeline(
             waiting: 0,
         };
         let mut held = 0;
-        for node in 1..=config.seeders + config.peers {
-            let Some(p) = world.peer(node) else {
+        for (i, p) in nodes.seeders.iter().chain(nodes.peers).enumerate() {
+            let Some(p) = world.peer(*p) else {
                 continue;
             };
             row.slots_in_use += p.upload_slots_in_use(now);
@@ -382,13 +394,13 @@ fn sample_timeline(
             let have = root
                 .and_then(|r| p.have(&r))
                 .map_or(0, |h| u64::from(h.count()));
-            if node > config.seeders {
+            if i >= nodes.seeders.len() {
                 held += have;
                 row.holding += usize::from(have > 0);
                 row.done += usize::from(have == chunks && chunks > 0);
             }
         }
-        row.held_pct = 100.0 * held as f64 / (chunks * config.peers as u64).max(1) as f64;
+        row.held_pct = 100.0 * held as f64 / (chunks * nodes.peers.len() as u64).max(1) as f64;
         let served: u64 = world.served.values().sum();
         let could = uploaders * config.up_bytes_per_sec as f64 / chunk_bytes;
         let secs = now_ms.saturating_sub(before_ms) as f64 / 1000.0;

@@ -432,12 +432,12 @@ impl World {
         self.nodes.get_mut(node).map(|n| &mut n.storage)
     }
 
-    /// The content first shared under `name`: what every copy must equal.
-    /// The manifest of shared content `name`.
+    /// The manifest of the content first shared under `name`.
     pub fn manifest(&self, name: &FileName) -> Option<&Manifest> {
         self.truth.get(name).map(|(m, _)| m)
     }
 
+    /// The content first shared under `name`: what every copy must equal.
     pub fn truth(&self, name: &FileName) -> Option<&Arc<[u8]>> {
         self.truth.get(name).map(|(_, data)| data)
     }
