@@ -6,7 +6,7 @@ use crate::faults::Fault;
 use crate::world::{NodeId, World, WorldConfig};
 use drizzle_core::machine::Event;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
-use drizzle_core::{FileName, PeerConfig};
+use drizzle_core::{ChunkSet, FileName, PeerConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -142,7 +142,7 @@ pub struct SwarmReport {
 }
 
 /// The swarm at one moment of virtual time (peers only, seeders left out).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TimelineRow {
     pub t_secs: f64,
     /// Peers done.
@@ -377,28 +377,20 @@ fn sample_timeline(
         let now = drizzle_core::Timestamp(now_ms);
         let mut row = TimelineRow {
             t_secs: now_ms as f64 / 1000.0,
-            done: 0,
-            holding: 0,
-            held_pct: 0.0,
-            upload_pct: 0.0,
-            slots_in_use: 0,
-            waiting: 0,
+            ..TimelineRow::default()
         };
-        let mut held = 0;
-        for (i, p) in nodes.seeders.iter().chain(nodes.peers).enumerate() {
-            let Some(p) = world.peer(*p) else {
-                continue;
-            };
-            row.slots_in_use += p.upload_slots_in_use(now);
-            row.waiting += p.fetchers_waiting();
-            let have = root
-                .and_then(|r| p.have(&r))
-                .map_or(0, |h| u64::from(h.count()));
-            if i >= nodes.seeders.len() {
-                held += have;
-                row.holding += usize::from(have > 0);
-                row.done += usize::from(have == chunks && chunks > 0);
+        for node in nodes.seeders.iter().chain(nodes.peers) {
+            if let Some(p) = world.peer(*node) {
+                row.slots_in_use += p.upload_slots_in_use(now);
+                row.waiting += p.fetchers_waiting();
             }
+        }
+        let mut held = 0;
+        let peers = nodes.peers.iter().filter_map(|n| world.peer(*n));
+        for have in peers.map(|p| root.and_then(|r| p.have(&r))) {
+            held += have.map_or(0, |h| u64::from(h.count()));
+            row.holding += usize::from(have.is_some_and(|h| !h.is_empty()));
+            row.done += usize::from(have.is_some_and(ChunkSet::is_full));
         }
         row.held_pct = 100.0 * held as f64 / (chunks * nodes.peers.len() as u64).max(1) as f64;
         let served: u64 = world.served.values().sum();
