@@ -32,11 +32,27 @@ pub const MAX_FILES_PER_SESSION: usize = 16_384;
 pub const MAX_FILE_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Holders a locate answer samples at most.
 pub const MAX_LOCATE_HOLDERS: usize = 50;
+/// A peer tells the tracker of idle upload slots at most this often.
+pub const IDLE_REPORT_GAP_MS: u64 = 100;
+/// Idle reports that bring nobody are repeated after 2, 4, … times the gap, up to 2^this.
+pub const IDLE_REPORT_BACKOFF_STEPS: u32 = 6;
+/// Seekers one idle report may be introduced to (one per free upload slot).
+pub const MAX_INTRODUCTIONS_PER_IDLE: usize = UPLOAD_SLOTS;
+/// A peer's idle reports closer together than this are ignored by the tracker.
+pub const MIN_IDLE_GAP_MS: u64 = 50;
+/// Seekers drawn at most to find one to introduce an idle holder to.
+pub const SEEKER_DRAWS: usize = 8;
 /// Length of a human-readable reason sent over the wire.
 pub const MAX_REASON_BYTES: usize = 512;
 
 /// Chunk requests a downloader keeps outstanding to one holder, and for one download.
 pub const MAX_REQUESTS_PER_HOLDER: usize = 16;
+/// Requests per holder when a download knows more than `FEW_HOLDERS`: a chunk queued at one
+/// holder waits there while another (one that frees a slot, a newcomer) could send it at
+/// once. (Simulated swarms, median / bound: 1000 peers 1.57 with 16, 1.46 with 2; 300
+/// peers 1.43 with 16, 1.41 with 8, 1.39 with 4, 1.38 with 2.)
+pub const MAX_SHARED_REQUESTS_PER_HOLDER: usize = 2;
+pub const FEW_HOLDERS: usize = 4;
 pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
 /// Chunks a peer holds received but not yet hashed and written: past it the peer reads no
 /// more from holders, so a slow disk or hasher bounds memory (the rest waits in TCP).

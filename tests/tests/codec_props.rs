@@ -51,6 +51,14 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::Busy { root, chunk }),
         root().prop_map(|root| Message::Ready { root }),
+        (root(), any::<u8>()).prop_map(|(root, free)| Message::Idle { root, free }),
+        root().prop_map(|root| Message::Introduce {
+            root,
+            holder: LocatedHolder {
+                addr: SocketAddr::from(([10, 0, 0, 2], 7)),
+                have: ChunkSet::from_indices(9, [3, 8]),
+            },
+        }),
         (
             root(),
             any::<u32>(),

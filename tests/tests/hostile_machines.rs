@@ -899,3 +899,251 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     assert_eq!(d.closed.len(), 1, "{d:?}");
     assert!(d.connects.iter().any(|(_, a)| *a == left_out), "{d:?}");
 }
+
+/// A holder with free slots and nobody waiting says so, and the tracker introduces it to a
+/// seeker that lacks some of its chunks: not to the holder itself, not to a seeker that has
+/// everything it has, not twice for reports closer than `MIN_IDLE_GAP_MS`, and not for a
+/// file the holder does not hold. Saying so before registering closes the connection.
+#[test]
+fn an_idle_holder_is_introduced_to_a_seeker_that_lacks_its_chunks() {
+    use drizzle_core::limits::MIN_IDLE_GAP_MS;
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let data = vec![6u8; 64 * 4];
+    let full = file("f", &data);
+    let root = full.manifest.root();
+    let mut partial = full.clone();
+    partial.have = ChunkSet::from_indices(4, [0]);
+    let say =
+        |t: &mut Tracker, conn: ConnId, now: u64, msg: &Message| send(t, conn, now, &encode(msg));
+    let locate = Message::Locate {
+        req: 1,
+        name: full.name.clone(),
+        known: None,
+    };
+    // n: connection number and port; files registered; whether it locates the file.
+    let join = |t: &mut Tracker, n: u64, files: Vec<SharedFile>| {
+        let conn = connect(t, n, 1);
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(encode(&Message::Register {
+            peer_id: n,
+            listen: addr(7000 + n as u16),
+            files,
+        }));
+        bytes.extend(encode(&locate));
+        send(t, conn, 1, &bytes);
+        conn
+    };
+    let holder = join(&mut t, 1, vec![partial]);
+    let has_all = join(&mut t, 2, vec![full.clone()]);
+    let lacks = join(&mut t, 3, vec![]);
+    let idle = Message::Idle { root, free: 2 };
+    let d = say(&mut t, holder, 10, &idle);
+    let introduced: Vec<ConnId> = d
+        .sent
+        .iter()
+        .filter(|(_, m)| {
+            matches!(m, Message::Introduce { root: r, holder: h }
+                if *r == root && h.addr == addr(7001) && h.have == ChunkSet::from_indices(4, [0]))
+        })
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(introduced, vec![lacks], "{d:?}");
+    assert_ne!(introduced, vec![has_all]);
+    let again = say(&mut t, holder, 10 + MIN_IDLE_GAP_MS - 1, &idle);
+    assert!(again.sent.is_empty(), "{again:?}");
+    let other = Message::Idle {
+        root: Root([9; 32]),
+        free: 2,
+    };
+    let d = say(&mut t, holder, 10 + 2 * MIN_IDLE_GAP_MS, &other);
+    assert!(d.sent.is_empty(), "{d:?}");
+    let d = say(&mut t, holder, 10 + 3 * MIN_IDLE_GAP_MS, &idle);
+    assert_eq!(d.sent.len(), 1, "{d:?}");
+    let stranger = connect(&mut t, 9, 20);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&idle));
+    let d = send(&mut t, stranger, 20, &bytes);
+    assert!(
+        closed_with_reason(&d, stranger, "before the peer registered"),
+        "{d:?}"
+    );
+    assert!(lists_ok(&mut t, 10));
+}
+
+/// An introduced holder is asked at once, even when every outbound connection is taken by
+/// holders that said `Busy`: the one heard from longest ago is left for it (a free slot
+/// serves at once; a place in a busy holder's queue may take long).
+#[test]
+fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
+    use drizzle_core::limits::MAX_PEER_CONNECTIONS;
+    let holders = MAX_PEER_CONNECTIONS as u32 + 1;
+    let data = vec![3u8; 64 * holders as usize];
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let located = (0..holders - 1)
+        .map(|i| drizzle_core::wire::LocatedHolder {
+            addr: addr(10_000 + i as u16),
+            have: ChunkSet::from_indices(holders, [i]),
+        })
+        .collect();
+    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
+    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
+    let waited_longest = d.connects[0].0;
+    for (i, (conn, _)) in d.connects.iter().enumerate() {
+        p.handle(Timestamp(1), Input::Connected { conn: *conn });
+        let chunk = d
+            .sent
+            .iter()
+            .find_map(|(c, m)| match m {
+                Message::GetChunk { chunk, .. } if c == conn => Some(*chunk),
+                _ => None,
+            })
+            .unwrap();
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(encode(&Message::Busy { root, chunk }));
+        send(&mut p, *conn, 2 + i as u64, &bytes);
+    }
+    let newcomer = addr(20_000);
+    let introduce = Message::Introduce {
+        root,
+        holder: drizzle_core::wire::LocatedHolder {
+            addr: newcomer,
+            have: ChunkSet::from_indices(holders, [holders - 1]),
+        },
+    };
+    let d = send(&mut p, tracker, 100, &encode(&introduce));
+    assert_eq!(d.closed, vec![waited_longest], "{d:?}");
+    let (conn, _) = *d
+        .connects
+        .iter()
+        .find(|(_, a)| *a == newcomer)
+        .expect("connects");
+    assert!(
+        d.sent.iter().any(|(c, m)| *c == conn
+            && matches!(m, Message::GetChunk { chunk, .. } if *chunk == holders - 1)),
+        "{d:?}"
+    );
+    // A malformed introduction (a chunk set of the wrong size) is ignored.
+    let bad = Message::Introduce {
+        root,
+        holder: drizzle_core::wire::LocatedHolder {
+            addr: addr(20_001),
+            have: ChunkSet::full(3),
+        },
+    };
+    let d = send(&mut p, tracker, 101, &encode(&bad));
+    assert!(d.connects.is_empty() && d.closed.is_empty(), "{d:?}");
+}
+
+/// A holder sharing `data` as "f", registered with its tracker: the peer, the tracker
+/// connection and the file's root.
+fn sharing(data: &[u8]) -> (Peer, ConnId, Root) {
+    let manifest = Manifest::from_bytes(data, 64).unwrap();
+    let root = manifest.root();
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    let name = FileName::new("f").unwrap();
+    let share = PeerCommand::Share {
+        name,
+        manifest,
+        have: None,
+    };
+    p.command(Timestamp(0), share).unwrap();
+    p.handle_timeout(Timestamp(0));
+    let d = drain(&mut p);
+    let (tracker, _) = d.connects[0];
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    send(&mut p, tracker, 0, &hello(Role::Tracker));
+    (p, tracker, root)
+}
+
+/// A fetcher `n` (connection and port) asks for `chunks` in one go.
+fn fetch(p: &mut Peer, n: u64, now: u64, root: Root, chunks: &[u32]) -> (ConnId, Drained) {
+    let conn = ConnId::Inbound(n);
+    let remote = addr(9000 + n as u16);
+    p.handle(Timestamp(now), Input::Accepted { conn, remote });
+    let mut bytes = hello(Role::Peer);
+    for chunk in chunks {
+        bytes.extend(encode(&Message::GetChunk {
+            root,
+            chunk: *chunk,
+            others: 0,
+        }));
+    }
+    (conn, send(p, conn, now, &bytes))
+}
+
+/// When a slot frees and nobody waits for it, the tracker hears that the holder is idle
+/// (so that it can send a fetcher); reports that bring nobody are repeated, less often.
+#[test]
+fn a_free_slot_nobody_waits_for_is_reported_to_the_tracker() {
+    use drizzle_core::limits::{IDLE_REPORT_GAP_MS, UPLOAD_SLOTS};
+    let (mut p, tracker, root) = sharing(&[5u8; 64 * 4]);
+    let (conn, d) = fetch(&mut p, 1, 1, root, &[0]);
+    let (io, _, _) = d.loads[0];
+    let data = vec![5u8; 64].into();
+    p.handle(
+        Timestamp(2),
+        Input::Loaded {
+            io,
+            result: Ok(data),
+        },
+    );
+    drain(&mut p);
+    p.handle(
+        Timestamp(3),
+        Input::Sent {
+            conn,
+            bytes: usize::MAX,
+        },
+    );
+    drain(&mut p);
+    let idle_reports = |p: &mut Peer, now: u64| {
+        p.handle_timeout(Timestamp(now));
+        let d = drain(p);
+        d.sent
+            .iter()
+            .filter(|(c, m)| {
+                *c == tracker && matches!(m, Message::Idle { root: r, .. } if *r == root)
+            })
+            .map(|(_, m)| m.clone())
+            .collect::<Vec<_>>()
+    };
+    let free = UPLOAD_SLOTS as u8;
+    assert_eq!(idle_reports(&mut p, 3), vec![Message::Idle { root, free }]);
+    assert!(idle_reports(&mut p, 3 + IDLE_REPORT_GAP_MS - 1).is_empty());
+    assert_eq!(idle_reports(&mut p, 3 + IDLE_REPORT_GAP_MS).len(), 1);
+    assert!(idle_reports(&mut p, 3 + 2 * IDLE_REPORT_GAP_MS).is_empty());
+    assert_eq!(idle_reports(&mut p, 3 + 3 * IDLE_REPORT_GAP_MS).len(), 1);
+}
+
+/// A fetcher that asked for many chunks before anyone waited keeps its slot for one turn
+/// only once someone does: what it asked for past the turn is answered `Busy`.
+#[test]
+fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
+    use drizzle_core::limits::{SLOT_TURN_CHUNKS, UPLOAD_SLOTS};
+    let (mut p, _, root) = sharing(&[5u8; 64 * 16]);
+    let deep: Vec<u32> = (0..10).collect();
+    let (first, d) = fetch(&mut p, 1, 1, root, &deep);
+    assert!(
+        d.sent
+            .iter()
+            .all(|(_, m)| !matches!(m, Message::Busy { .. })),
+        "{d:?}"
+    );
+    for n in 2..=UPLOAD_SLOTS as u64 {
+        fetch(&mut p, n, 2, root, &[10 + n as u32]);
+    }
+    let (late, d) = fetch(&mut p, 50, 3, root, &[15]);
+    let busy = |c: ConnId| -> Vec<u32> {
+        d.sent
+            .iter()
+            .filter_map(|(to, m)| match m {
+                Message::Busy { chunk, .. } if *to == c => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(busy(late), vec![15], "{d:?}");
+    let past_turn: Vec<u32> = deep[SLOT_TURN_CHUNKS as usize..].to_vec();
+    assert_eq!(busy(first), past_turn, "{d:?}");
+}

@@ -5,6 +5,7 @@
 use super::cooldown::Cooldowns;
 use super::picker;
 use crate::chunkset::ChunkSet;
+use crate::limits::{FEW_HOLDERS, MAX_REQUESTS_PER_HOLDER, MAX_SHARED_REQUESTS_PER_HOLDER};
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
@@ -157,6 +158,43 @@ impl Active {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds or updates one holder (an introduction); false if its chunk set does not fit
+    /// the file.
+    pub fn learn_holder(&mut self, holder: LocatedHolder) -> bool {
+        let LocatedHolder { addr, have } = holder;
+        if have.len() != self.manifest.chunk_count() || !have.is_well_formed() {
+            return false;
+        }
+        let good = !self.bad.contains(&addr);
+        let before = self.holders.insert(addr, have);
+        let Some(now_held) = self.holders.get(&addr).filter(|_| good) else {
+            return true;
+        };
+        for c in before.iter().flat_map(ChunkSet::iter) {
+            if let Some(n) = self.good_counts.get_mut(c as usize) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        for c in now_held.iter() {
+            if let Some(n) = self.good_counts.get_mut(c as usize) {
+                *n += 1;
+            }
+        }
+        true
+    }
+
+    /// Requests one holder may have outstanding: with few holders a deep pipeline (nobody
+    /// else could take the chunks, and depth hides latency), with many a shallow one, so
+    /// that a chunk does not wait queued at one holder while another that frees a slot
+    /// could send it at once.
+    pub fn pipeline_depth(&self) -> usize {
+        if self.holders.len() > FEW_HOLDERS {
+            MAX_SHARED_REQUESTS_PER_HOLDER
+        } else {
+            MAX_REQUESTS_PER_HOLDER
         }
     }
 
@@ -601,6 +639,20 @@ mod tests {
                 proptest::prop_assert_eq!(rand::RngCore::next_u64(&mut r1), rand::RngCore::next_u64(&mut r2), "random draws differ");
             }
         }
+    }
+
+    #[test]
+    fn many_holders_mean_a_shallow_pipeline() {
+        let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+        let mut a = active(1, &few);
+        assert_eq!(a.pipeline_depth(), MAX_REQUESTS_PER_HOLDER);
+        let one_more = LocatedHolder {
+            addr: addr(200),
+            have: ChunkSet::full(1),
+        };
+        assert!(a.learn_holder(one_more));
+        assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
+        assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
     }
 
     #[test]

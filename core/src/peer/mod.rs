@@ -14,7 +14,7 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
-    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
@@ -249,6 +249,12 @@ pub struct Peer {
     slot_conns: BTreeSet<ConnId>,
     /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
     waiting: VecDeque<(ConnId, Root)>,
+    /// When to tell the tracker that upload slots are free (see `Peer::report_idle`), when
+    /// it was last told, and of which file.
+    idle_report_at: Option<Timestamp>,
+    last_idle_report: Option<(Timestamp, Root)>,
+    /// Idle reports in a row that brought no fetcher: each waits twice as long.
+    idle_streak: u32,
     next_conn: u64,
     next_io: u64,
     next_req: u32,
@@ -282,6 +288,9 @@ impl Peer {
             no_evictable_before: Cell::new(Timestamp::ZERO),
             slot_conns: BTreeSet::new(),
             waiting: VecDeque::new(),
+            idle_report_at: None,
+            last_idle_report: None,
+            idle_streak: 0,
             next_conn: 0,
             next_io: 0,
             next_req: 0,
@@ -605,6 +614,7 @@ impl Peer {
                     self.handle_not_found(now, name, settling);
                 }
             }
+            Message::Introduce { root, holder } => self.handle_introduce(now, root, holder),
             Message::FileList { .. } => {}
             Message::Error { reason } => {
                 log::warn!("tracker closed the session: {}", clip(&reason));
@@ -745,8 +755,10 @@ impl Peer {
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
             // Asked in address order, as `holder_conns` is kept: one walk.
             let mut by_addr = holder_conns.iter().peekable();
-            let mut has_slot =
-                |addr: SocketAddr| holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), room);
+            let depth = active.pipeline_depth();
+            let mut has_slot = |addr: SocketAddr| {
+                holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), room, depth)
+            };
             let Some((chunk, holder)) =
                 active.next_request(now, only, &mut has_slot, &mut self.rng)
             else {
@@ -909,7 +921,74 @@ impl Peer {
         if let Some(a) = self.active_mut(&name) {
             a.cooldown.remove(holder);
         }
-        self.pump(now, &name);
+        self.ask_first(now, &name, holder);
+    }
+
+    /// Asks `holder` (whose slot is free for us) for the rarest chunk it has that we lack,
+    /// before the rest of the pipeline fills: a free slot left unused lapses.
+    fn ask_first(&mut self, now: Timestamp, name: &FileName, holder: SocketAddr) {
+        let conn = self.holder_conns.get(&holder).copied();
+        let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
+            return;
+        };
+        let may_ask = !a.committing && a.requests_in_flight() < MAX_REQUESTS_PER_DOWNLOAD;
+        let conns = &self.conns;
+        let depth = a.pipeline_depth();
+        let mut has_slot = |_| holder_has_slot(conns, conn, true, depth);
+        let mut only = std::iter::once(holder);
+        let pick = may_ask
+            .then(|| a.next_request(now, Some(&mut only), &mut has_slot, &mut self.rng))
+            .flatten();
+        let root = a.root;
+        if let Some((chunk, holder)) = pick {
+            if conn.is_some() || self.room_for_one_more(now) {
+                self.request_chunk(now, name, root, chunk, holder);
+            }
+        }
+        self.pump(now, name);
+    }
+
+    /// The tracker sent a holder with a free upload slot and chunks we lack: ask it now.
+    fn handle_introduce(&mut self, now: Timestamp, root: Root, holder: LocatedHolder) {
+        let Some(name) = self.download_of(&root) else {
+            return;
+        };
+        let addr = holder.addr;
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        if a.learn_holder(holder) {
+            a.cooldown.remove(addr);
+            self.ask_first(now, &name, addr);
+        }
+    }
+
+    /// Whether a connection to one more holder may open now, leaving a holder we only wait
+    /// at if need be: a free slot serves at once, a place in a busy holder's queue may take
+    /// long.
+    fn room_for_one_more(&mut self, now: Timestamp) -> bool {
+        self.holder_conns.len() < MAX_PEER_CONNECTIONS
+            || any_evictable(&self.conns, now, &self.no_evictable_before)
+            || self.leave_a_busy_holder(now)
+    }
+
+    /// Closes the connection to a holder we only wait at (it said `Busy`, nothing is
+    /// asked of it), the one heard from longest ago; whether there was one.
+    fn leave_a_busy_holder(&mut self, now: Timestamp) -> bool {
+        let waited_at = self
+            .conns
+            .range(ConnId::Outbound(0)..)
+            .filter_map(|(id, c)| match c {
+                Conn::Out(o) if !o.serving && o.requests.is_empty() => Some((o.last_activity, *id)),
+                _ => None,
+            })
+            .min();
+        let Some((_, conn)) = waited_at else {
+            return false;
+        };
+        self.out.push_back(Output::Close { conn });
+        self.close_conn(now, conn);
+        true
     }
 
     /// A requested chunk arrived: have it hashed (unless an endgame duplicate already did).
@@ -1003,6 +1082,7 @@ impl Peer {
             }
         }
         self.send_tracker(&Message::HaveChunk { root, chunk });
+        self.schedule_idle_report(now);
         self.emit(Event::Verified {
             name: name.clone(),
             chunk,
@@ -1344,12 +1424,17 @@ fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
         .min(config.request_timeout_ms)
 }
 
-/// Whether one more request may go to a holder: its connection `conn` has a free pipeline
-/// slot, or it has none and there is room for a new connection. A holder that said `Busy`
-/// and has not served us since gets one request at a time.
-fn holder_has_slot(conns: &BTreeMap<ConnId, Conn>, conn: Option<ConnId>, room: bool) -> bool {
+/// Whether one more request may go to a holder: its connection `conn` has room in its
+/// pipeline of `depth` requests, or it has none and there is room for a new connection. A
+/// holder that said `Busy` and has not served us since gets one request at a time.
+fn holder_has_slot(
+    conns: &BTreeMap<ConnId, Conn>,
+    conn: Option<ConnId>,
+    room: bool,
+    depth: usize,
+) -> bool {
     match conn.and_then(|c| conns.get(&c)) {
-        Some(Conn::Out(o)) if o.serving => o.requests.len() < MAX_REQUESTS_PER_HOLDER,
+        Some(Conn::Out(o)) if o.serving => o.requests.len() < depth,
         Some(Conn::Out(o)) => o.requests.is_empty(),
         _ => room,
     }
@@ -1479,6 +1564,9 @@ impl Machine for Peer {
         if let Some(t) = self.deadlines.next_scan() {
             consider(t);
         }
+        if let Some(t) = self.idle_report_at {
+            consider(t);
+        }
         for d in self.downloads.values() {
             match &d.active {
                 Some(a) => {
@@ -1509,6 +1597,9 @@ impl Machine for Peer {
             if retry_at <= now {
                 self.connect_tracker(now);
             }
+        }
+        if self.idle_report_at.is_some_and(|t| t <= now) {
+            self.report_idle(now);
         }
         let names: Vec<FileName> = self.downloads.keys().cloned().collect();
         for name in names {

@@ -5,8 +5,9 @@
 use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
-    FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
-    MAX_QUEUED_REQUESTS_PER_CONN, SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+    FETCHER_IDLE_TIMEOUT_MS, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS,
+    MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
+    SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -15,6 +16,7 @@ use crate::time::Timestamp;
 use crate::wire::{encode_chunk_data, Message, Role};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::ops::Bound;
 
 /// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
 /// only means it may be steered once more).
@@ -102,7 +104,8 @@ impl Peer {
         if !self.take_slot(now, conn) {
             self.busy_refusals += 1;
             self.wait_for_slot(conn, root);
-            return self.send(conn, &Message::Busy { root, chunk });
+            self.send(conn, &Message::Busy { root, chunk });
+            return self.cut_long_turns(conn);
         }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
@@ -140,11 +143,40 @@ impl Peer {
             return false;
         }
         i.slot = true;
+        self.idle_streak = 0;
         self.slot_conns.insert(conn);
         i.turn_chunks = 0;
         i.turn_began_at_refusal = refusals;
         self.waiting.retain(|(c, _)| *c != conn);
         true
+    }
+
+    /// Someone waits now: fetchers whose turn ran past `SLOT_TURN_CHUNKS` (they asked for
+    /// more before anyone waited) are told `Busy` for what is still queued past it, so a
+    /// deep pipeline cannot keep a slot from others for longer than a turn.
+    fn cut_long_turns(&mut self, waiter: ConnId) {
+        let slots: Vec<ConnId> = self
+            .slot_conns
+            .iter()
+            .copied()
+            .filter(|c| *c != waiter)
+            .collect();
+        for conn in slots {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let excess = i.turn_chunks.saturating_sub(SLOT_TURN_CHUNKS) as usize;
+            let keep = i.queue.len().saturating_sub(excess);
+            let cut: Vec<(Root, u32)> = i.queue.drain(keep..).collect();
+            i.turn_chunks -= cut.len() as u32;
+            for (root, chunk) in cut {
+                if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
+                    f.uploads.withdrawn(chunk, conn);
+                }
+                self.wait_for_slot(conn, root);
+                self.send(conn, &Message::Busy { root, chunk });
+            }
+        }
     }
 
     /// Slots held or kept for an invited fetcher, but for `except`'s.
@@ -176,6 +208,7 @@ impl Peer {
 
     /// A slot came free: offers it to the longest-waiting fetcher still connected, and
     /// keeps it for that one for `READY_HOLD_MS` (unused, it goes to whoever asks next).
+    /// With nobody waiting, the tracker is told the slot is free.
     pub(super) fn invite_waiting(&mut self, now: Timestamp) {
         while let Some((conn, root)) = self.waiting.pop_front() {
             if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
@@ -186,6 +219,55 @@ impl Peer {
                 }
             }
         }
+        self.schedule_idle_report(now);
+    }
+
+    /// Upload slots free with nobody waiting for them.
+    fn idle_slots(&self, now: Timestamp) -> usize {
+        if !self.waiting.is_empty() {
+            return 0;
+        }
+        UPLOAD_SLOTS.saturating_sub(self.slots_taken(now, None))
+    }
+
+    /// Reports idle slots to the tracker as soon as `IDLE_REPORT_GAP_MS` allows: a slot came
+    /// free, or there is a new chunk to offer.
+    pub(super) fn schedule_idle_report(&mut self, now: Timestamp) {
+        let at = match self.last_idle_report {
+            Some((t, _)) => t.plus_ms(IDLE_REPORT_GAP_MS).max(now),
+            None => now,
+        };
+        self.idle_report_at = Some(self.idle_report_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Tells the tracker about idle slots, offering the files held in turn, so that it
+    /// sends fetchers that lack what we have (`Message::Introduce`).
+    pub(super) fn report_idle(&mut self, now: Timestamp) {
+        self.idle_report_at = None;
+        let free = self.idle_slots(now);
+        if free == 0 || !self.tracker_up() {
+            return;
+        }
+        let last = self.last_idle_report.map(|(_, r)| r);
+        let held = |r: &&Root| {
+            let f = self.by_root.get(r).and_then(|n| self.files.get(n));
+            f.is_some_and(|f| !f.have.is_empty())
+        };
+        let after = last.map_or(Bound::Unbounded, Bound::Excluded);
+        let later = self
+            .by_root
+            .range((after, Bound::Unbounded))
+            .map(|(r, _)| r);
+        let Some(root) = later.chain(self.by_root.keys()).find(held).copied() else {
+            return;
+        };
+        self.last_idle_report = Some((now, root));
+        let free = u8::try_from(free).unwrap_or(u8::MAX);
+        self.send_tracker(&Message::Idle { root, free });
+        // Still idle later (nobody came): say so again, less often each time.
+        let wait_ms = IDLE_REPORT_GAP_MS << self.idle_streak.min(IDLE_REPORT_BACKOFF_STEPS);
+        self.idle_streak += 1;
+        self.idle_report_at = Some(now.plus_ms(wait_ms));
     }
 
     fn check_servable(

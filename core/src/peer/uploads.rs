@@ -60,6 +60,26 @@ impl Uploads {
         *self.held_by_count.entry(*n).or_default() += 1;
     }
 
+    /// An upload of `chunk` promised to `to` was called off before it was sent.
+    pub fn withdrawn(&mut self, chunk: u32, to: ConnId) {
+        if let Some(t) = self.last_sent.get_mut(chunk as usize) {
+            if t.is_some_and(|(_, c)| c == to) {
+                *t = None;
+            }
+        }
+        let Some(n) = self.sent.get_mut(chunk as usize).filter(|n| **n > 0) else {
+            return;
+        };
+        if let Some(k) = self.held_by_count.get_mut(n) {
+            *k -= 1;
+            if *k == 0 {
+                self.held_by_count.remove(n);
+            }
+        }
+        *n -= 1;
+        *self.held_by_count.entry(*n).or_default() += 1;
+    }
+
     /// Whether to refuse `chunk` to `requester`, who knows `others` other holders of it:
     /// it was uploaded more often than some other held chunk, and the requester can go
     /// elsewhere, or its last copy went lately to another peer still `connected`.

@@ -5,15 +5,16 @@
 use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
-    MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_LOCATE_HOLDERS,
-    MAX_TRACKER_FILES, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
+    MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
+    MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
+    SEEKER_DRAWS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -45,6 +46,9 @@ struct Session {
     roots: BTreeSet<Root>,
     /// Files this peer located: the only ones it may announce new chunks of.
     located: BTreeSet<Root>,
+    /// When it last said it was idle (it may not say so more often than
+    /// `MIN_IDLE_GAP_MS`).
+    last_idle: Option<Timestamp>,
 }
 
 /// Everything known about one content root.
@@ -52,6 +56,11 @@ struct Session {
 struct Swarm {
     manifest: Manifest,
     holders: BTreeMap<ConnId, ChunkSet>,
+    /// Sessions that located the file and may still lack chunks of it: whom an idle holder
+    /// is introduced to. A list to draw from at random, and a set to keep it free of
+    /// duplicates; sessions that left or completed are dropped when drawn.
+    seekers: Vec<ConnId>,
+    seeking: BTreeSet<ConnId>,
     /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
     /// forgotten with its name, so departed sessions leave nothing behind for long.
     orphaned_since: Option<Timestamp>,
@@ -199,6 +208,7 @@ impl Tracker {
             }
             Message::Locate { req, name, known } => self.handle_locate(conn, req, name, known),
             Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
+            Message::Idle { root, free } => self.handle_idle(conn, root, free),
             Message::Unshare { root } => {
                 self.drop_holder(root, conn);
                 if let Some(s) = self.sessions.get_mut(&conn) {
@@ -276,6 +286,7 @@ impl Tracker {
                 listen,
                 roots: BTreeSet::new(),
                 located: BTreeSet::new(),
+                last_idle: None,
             },
         );
     }
@@ -311,6 +322,8 @@ impl Tracker {
         let swarm = self.swarms.entry(root).or_insert_with(|| Swarm {
             manifest: file.manifest.clone(),
             holders: BTreeMap::new(),
+            seekers: Vec::new(),
+            seeking: BTreeSet::new(),
             orphaned_since: None,
         });
         swarm.orphaned_since = None;
@@ -331,10 +344,11 @@ impl Tracker {
         if let (Some(root), Some(session)) = (self.names.get(&name), self.sessions.get_mut(&conn)) {
             session.located.insert(*root);
         }
+        let registered = self.sessions.contains_key(&conn);
         let Some((&root, swarm)) = self
             .names
             .get(&name)
-            .and_then(|r| Some((r, self.swarms.get(r)?)))
+            .and_then(|r| Some((r, self.swarms.get_mut(r)?)))
         else {
             let settling = self
                 .started
@@ -346,6 +360,9 @@ impl Tracker {
             };
             return self.send(conn, &reply);
         };
+        if registered && swarm.seeking.insert(conn) {
+            swarm.seekers.push(conn);
+        }
         let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
             .holders
             .iter()
@@ -413,6 +430,52 @@ impl Tracker {
             .insert(chunk);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.roots.insert(root);
+        }
+    }
+
+    /// A holder has free upload slots and nobody waiting: each free slot is offered to one
+    /// seeker that lacks some chunk the holder has, drawn at random (so idle holders are
+    /// found at once, and no two seekers are sent to the same slot).
+    fn handle_idle(&mut self, conn: ConnId, root: Root, free: u8) {
+        let now = self.now;
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return self.drop_link(conn, "idle before the peer registered".into());
+        };
+        if !session.roots.contains(&root)
+            || session
+                .last_idle
+                .is_some_and(|t| now.since_ms(t) < MIN_IDLE_GAP_MS)
+        {
+            return;
+        }
+        session.last_idle = Some(now);
+        let listen = session.listen;
+        let Some(swarm) = self.swarms.get_mut(&root) else {
+            return;
+        };
+        let Some(have) = swarm.holders.get(&conn).cloned() else {
+            return;
+        };
+        let mut introduced = Vec::new();
+        for _ in 0..usize::from(free).min(MAX_INTRODUCTIONS_PER_IDLE) {
+            match draw_seeker(
+                swarm,
+                &self.sessions,
+                conn,
+                &have,
+                &introduced,
+                &mut self.rng,
+            ) {
+                Some(seeker) => introduced.push(seeker),
+                None => break,
+            }
+        }
+        for seeker in introduced {
+            let holder = LocatedHolder {
+                addr: listen,
+                have: have.clone(),
+            };
+            self.send(seeker, &Message::Introduce { root, holder });
         }
     }
 
@@ -496,6 +559,38 @@ impl Tracker {
             peer: session.listen,
         });
     }
+}
+
+/// Draws a seeker of `swarm` (not `holder`, nor one in `skip`) lacking some chunk of
+/// `have`, dropping those that left or completed; a few draws at most, so an idle report
+/// costs little however many seekers have all the holder has.
+fn draw_seeker(
+    swarm: &mut Swarm,
+    sessions: &BTreeMap<ConnId, Session>,
+    holder: ConnId,
+    have: &ChunkSet,
+    skip: &[ConnId],
+    rng: &mut ChaCha8Rng,
+) -> Option<ConnId> {
+    for _ in 0..SEEKER_DRAWS {
+        if swarm.seekers.is_empty() {
+            return None;
+        }
+        let i = rng.gen_range(0..swarm.seekers.len());
+        let seeker = *swarm.seekers.get(i)?;
+        let theirs = swarm.holders.get(&seeker);
+        let gone = !sessions.contains_key(&seeker) || theirs.is_some_and(ChunkSet::is_full);
+        if gone {
+            swarm.seekers.swap_remove(i);
+            swarm.seeking.remove(&seeker);
+            continue;
+        }
+        let lacks = theirs.is_none_or(|t| !have.is_subset(t));
+        if seeker != holder && lacks && !skip.contains(&seeker) {
+            return Some(seeker);
+        }
+    }
+    None
 }
 
 /// A peer is reachable at the IP its session comes from, on the port it announces: taking

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +175,21 @@ pub enum Message {
     Ready {
         root: Root,
     },
+
+    // peer → tracker
+    /// The sender has `free` upload slots and nobody waiting for them: the tracker may
+    /// send it fetchers of the file with this root (one [`Message::Introduce`] each).
+    Idle {
+        root: Root,
+        free: u8,
+    },
+
+    // tracker → peer
+    /// `holder` has a free upload slot and chunks of `root` that the receiver lacks: ask it.
+    Introduce {
+        root: Root,
+        holder: LocatedHolder,
+    },
 }
 
 impl Message {
@@ -198,6 +213,8 @@ impl Message {
             Message::Holders { .. } => "holders",
             Message::Busy { .. } => "busy",
             Message::Ready { .. } => "ready",
+            Message::Idle { .. } => "idle",
+            Message::Introduce { .. } => "introduce",
         }
     }
 }
