@@ -150,6 +150,20 @@ struct Download {
     relocate_at: Option<Timestamp>,
 }
 
+impl Download {
+    /// When this download's next timer is due: a refresh, a cooldown's end, giving up or
+    /// rejecting; while locating, asking again or giving up.
+    fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
+        let Some(a) = &self.active else {
+            let give_up = self.started.plus_ms(unavailable_after_ms);
+            return earliest(Some(give_up), self.relocate_at).unwrap_or(give_up);
+        };
+        [a.cooldown.earliest_end(), a.give_up_at, a.reject_at]
+            .into_iter()
+            .fold(a.next_refresh, |t, other| earliest(Some(t), other).unwrap_or(t))
+    }
+}
+
 /// An outbound connection to a holder.
 #[derive(Debug)]
 struct OutLink {
@@ -1568,23 +1582,7 @@ impl Machine for Peer {
             consider(t);
         }
         for d in self.downloads.values() {
-            match &d.active {
-                Some(a) => {
-                    consider(a.next_refresh);
-                    if let Some(t) = a.cooldown.earliest_end() {
-                        consider(t);
-                    }
-                    for t in [a.give_up_at, a.reject_at].into_iter().flatten() {
-                        consider(t);
-                    }
-                }
-                None => {
-                    consider(d.started.plus_ms(self.config.unavailable_after_ms));
-                    if let Some(t) = d.relocate_at {
-                        consider(t);
-                    }
-                }
-            }
+            consider(d.next_timer(self.config.unavailable_after_ms));
         }
         next
     }
@@ -1601,8 +1599,15 @@ impl Machine for Peer {
         if self.idle_report_at.is_some_and(|t| t <= now) {
             self.report_idle(now);
         }
-        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
-        for name in names {
+        // Only downloads with a timer due: the others' picks would find nothing new.
+        let unavailable_after = self.config.unavailable_after_ms;
+        let due: Vec<FileName> = self
+            .downloads
+            .iter()
+            .filter(|(_, d)| d.next_timer(unavailable_after) <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
             self.download_timers(now, &name);
         }
     }
