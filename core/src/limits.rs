@@ -32,6 +32,9 @@ pub const MAX_FILES_PER_SESSION: usize = 16_384;
 pub const MAX_FILE_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Holders a locate answer samples at most.
 pub const MAX_LOCATE_HOLDERS: usize = 50;
+/// Holders a download's chunk map keeps at most: a locate sample, those it is connected
+/// to, and holders introduced between refreshes (more introductions are ignored).
+pub const MAX_KNOWN_HOLDERS: usize = 256;
 /// A peer tells the tracker of idle upload slots at most this often.
 pub const IDLE_REPORT_GAP_MS: u64 = 100;
 /// Idle reports that bring nobody are repeated after 2, 4, … times the gap, up to 2^this.

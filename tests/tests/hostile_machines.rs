@@ -850,27 +850,29 @@ fn a_finished_download_lets_go_of_its_holders() {
     assert_eq!(d.closed, vec![holder]);
 }
 
-/// With every outbound connection taken, a holder that has nothing asked of it for a while
-/// makes room for one that has a chunk we lack (else that chunk would never be fetched).
-#[test]
-fn a_full_connection_table_makes_room_for_a_needed_holder() {
-    use drizzle_core::limits::{HOLDER_EVICTABLE_AFTER_MS, MAX_PEER_CONNECTIONS};
-    let holders = MAX_PEER_CONNECTIONS as u32 + 1;
-    let data = vec![3u8; 64 * holders as usize];
+/// A file of `chunks` chunks and its first `holders` holders, holder i having chunk i only.
+fn one_chunk_each(chunks: u32, holders: u32) -> (Manifest, Vec<drizzle_core::wire::LocatedHolder>) {
+    let data = vec![3u8; 64 * chunks as usize];
     let manifest = Manifest::from_bytes(&data, 64).unwrap();
-    let root = manifest.root();
-    let name = FileName::new("f").unwrap();
-    // Holder i has chunk i only.
     let located = (0..holders)
         .map(|i| drizzle_core::wire::LocatedHolder {
             addr: addr(10_000 + i as u16),
-            have: ChunkSet::from_indices(holders, [i]),
+            have: ChunkSet::from_indices(chunks, [i]),
         })
         .collect();
-    let (mut p, _, d) = downloading(name, manifest, located);
-    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
-    // Every holder refuses: nothing is asked of them any more.
-    for (conn, _) in &d.connects {
+    (manifest, located)
+}
+
+/// Connects every holder `d` connected to and answers the request sent to it with
+/// `answer(chunk)`, the i-th at `now + i * step_ms`.
+fn answer_each_request(
+    p: &mut Peer,
+    d: &Drained,
+    now: u64,
+    step_ms: u64,
+    answer: impl Fn(u32) -> Message,
+) {
+    for (i, (conn, _)) in d.connects.iter().enumerate() {
         p.handle(Timestamp(1), Input::Connected { conn: *conn });
         let chunk = d
             .sent
@@ -881,14 +883,28 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
             })
             .unwrap();
         let mut bytes = hello(Role::Peer);
-        let reason = "not now".to_string();
-        bytes.extend(encode(&Message::ChunkRefused {
-            root,
-            chunk,
-            reason,
-        }));
-        send(&mut p, *conn, 2, &bytes);
+        bytes.extend(encode(&answer(chunk)));
+        send(p, *conn, now + i as u64 * step_ms, &bytes);
     }
+}
+
+/// With every outbound connection taken, a holder that has nothing asked of it for a while
+/// makes room for one that has a chunk we lack (else that chunk would never be fetched).
+#[test]
+fn a_full_connection_table_makes_room_for_a_needed_holder() {
+    use drizzle_core::limits::{HOLDER_EVICTABLE_AFTER_MS, MAX_PEER_CONNECTIONS};
+    let holders = MAX_PEER_CONNECTIONS as u32 + 1;
+    let (manifest, located) = one_chunk_each(holders, holders);
+    let root = manifest.root();
+    let name = FileName::new("f").unwrap();
+    let (mut p, _, d) = downloading(name, manifest, located);
+    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
+    // Every holder refuses: nothing is asked of them any more.
+    answer_each_request(&mut p, &d, 2, 0, |chunk| Message::ChunkRefused {
+        root,
+        chunk,
+        reason: "not now".to_string(),
+    });
     let connected: Vec<SocketAddr> = d.connects.iter().map(|(_, a)| *a).collect();
     let left_out = (0..holders)
         .map(|i| addr(10_000 + i as u16))
@@ -977,32 +993,12 @@ fn an_idle_holder_is_introduced_to_a_seeker_that_lacks_its_chunks() {
 fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
     use drizzle_core::limits::MAX_PEER_CONNECTIONS;
     let holders = MAX_PEER_CONNECTIONS as u32 + 1;
-    let data = vec![3u8; 64 * holders as usize];
-    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let (manifest, located) = one_chunk_each(holders, holders - 1);
     let root = manifest.root();
-    let located = (0..holders - 1)
-        .map(|i| drizzle_core::wire::LocatedHolder {
-            addr: addr(10_000 + i as u16),
-            have: ChunkSet::from_indices(holders, [i]),
-        })
-        .collect();
     let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
     assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
     let waited_longest = d.connects[0].0;
-    for (i, (conn, _)) in d.connects.iter().enumerate() {
-        p.handle(Timestamp(1), Input::Connected { conn: *conn });
-        let chunk = d
-            .sent
-            .iter()
-            .find_map(|(c, m)| match m {
-                Message::GetChunk { chunk, .. } if c == conn => Some(*chunk),
-                _ => None,
-            })
-            .unwrap();
-        let mut bytes = hello(Role::Peer);
-        bytes.extend(encode(&Message::Busy { root, chunk }));
-        send(&mut p, *conn, 2 + i as u64, &bytes);
-    }
+    answer_each_request(&mut p, &d, 2, 1, |chunk| Message::Busy { root, chunk });
     let newcomer = addr(20_000);
     let introduce = Message::Introduce {
         root,

@@ -5,7 +5,9 @@
 use super::cooldown::Cooldowns;
 use super::picker;
 use crate::chunkset::ChunkSet;
-use crate::limits::{FEW_HOLDERS, MAX_REQUESTS_PER_HOLDER, MAX_SHARED_REQUESTS_PER_HOLDER};
+use crate::limits::{
+    FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_HOLDER, MAX_SHARED_REQUESTS_PER_HOLDER,
+};
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
@@ -162,10 +164,11 @@ impl Active {
     }
 
     /// Adds or updates one holder (an introduction); false if its chunk set does not fit
-    /// the file.
+    /// the file, or the map is full.
     pub fn learn_holder(&mut self, holder: LocatedHolder) -> bool {
         let LocatedHolder { addr, have } = holder;
-        if have.len() != self.manifest.chunk_count() || !have.is_well_formed() {
+        let full = self.holders.len() >= MAX_KNOWN_HOLDERS && !self.holders.contains_key(&addr);
+        if full || have.len() != self.manifest.chunk_count() || !have.is_well_formed() {
             return false;
         }
         let good = !self.bad.contains(&addr);
@@ -653,6 +656,21 @@ mod tests {
         assert!(a.learn_holder(one_more));
         assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
         assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
+    }
+
+    #[test]
+    fn introductions_fill_the_chunk_map_only_to_its_bound() {
+        let mut a = active(1, &[]);
+        let holder = |i: usize| LocatedHolder {
+            addr: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 7)),
+            have: ChunkSet::full(1),
+        };
+        for i in 0..MAX_KNOWN_HOLDERS {
+            assert!(a.learn_holder(holder(i)));
+        }
+        assert!(!a.learn_holder(holder(MAX_KNOWN_HOLDERS)));
+        assert!(a.learn_holder(holder(0)), "a known holder may still change");
+        assert_eq!(a.good_holder_count(0), MAX_KNOWN_HOLDERS);
     }
 
     #[test]

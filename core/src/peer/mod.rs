@@ -160,7 +160,9 @@ impl Download {
         };
         [a.cooldown.earliest_end(), a.give_up_at, a.reject_at]
             .into_iter()
-            .fold(a.next_refresh, |t, other| earliest(Some(t), other).unwrap_or(t))
+            .fold(a.next_refresh, |t, other| {
+                earliest(Some(t), other).unwrap_or(t)
+            })
     }
 }
 
