@@ -842,8 +842,7 @@ impl Peer {
             // The holder asked nothing for longest makes room: its map entry stays, and
             // it is reconnected when it has something we want.
             if let Some((_, idle)) = evictable_holders(&self.conns, now).min() {
-                self.out.push_back(Output::Close { conn: idle });
-                self.close_conn(now, idle);
+                self.evict_holder(now, idle);
             }
         }
         let conn = self.new_conn();
@@ -956,10 +955,12 @@ impl Peer {
             .then(|| a.next_request(now, Some(&mut only), &mut has_slot, &mut self.rng))
             .flatten();
         let root = a.root;
-        if let Some((chunk, holder)) = pick {
-            if conn.is_some() || self.room_for_one_more(now) {
-                self.request_chunk(now, name, root, chunk, holder);
-            }
+        // Nothing asked of it: nothing else changed that a full pick could use.
+        let Some((chunk, holder)) = pick else {
+            return;
+        };
+        if conn.is_some() || self.room_for_one_more(now) {
+            self.request_chunk(now, name, root, chunk, holder);
         }
         self.pump(now, name);
     }
@@ -1002,9 +1003,17 @@ impl Peer {
         let Some((_, conn)) = waited_at else {
             return false;
         };
-        self.out.push_back(Output::Close { conn });
-        self.close_conn(now, conn);
+        self.evict_holder(now, conn);
         true
+    }
+
+    /// Closes a connection to a holder with nothing asked of it to make room for another.
+    /// No pick follows: the caller is about to make the request the room is for.
+    fn evict_holder(&mut self, now: Timestamp, conn: ConnId) {
+        self.out.push_back(Output::Close { conn });
+        if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+            self.forget_holder(now, conn, &o, "connection closed");
+        }
     }
 
     /// A requested chunk arrived: have it hashed (unless an endgame duplicate already did).
@@ -1328,6 +1337,21 @@ impl Peer {
     }
 
     fn holder_lost(&mut self, now: Timestamp, conn: ConnId, o: OutLink, reason: &str) {
+        let names = self.forget_holder(now, conn, &o, reason);
+        for name in &names {
+            self.pump(now, name);
+        }
+    }
+
+    /// A holder connection is gone: what it owed returns to the pool and the holder cools
+    /// down; the downloads it served are returned.
+    fn forget_holder(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        o: &OutLink,
+        reason: &str,
+    ) -> Vec<FileName> {
         let holder = o.link.remote;
         if self.holder_conns.get(&holder) == Some(&conn) {
             self.holder_conns.remove(&holder);
@@ -1354,9 +1378,7 @@ impl Peer {
                 });
             }
         }
-        for name in &names {
-            self.pump(now, name);
-        }
+        names
     }
 
     // ---- helpers ----
