@@ -1344,7 +1344,7 @@ impl Peer {
     }
 
     /// A holder connection is gone: what it owed returns to the pool and the holder cools
-    /// down; the downloads it served are returned.
+    /// down. Returns every download's name, for a caller that picks again.
     fn forget_holder(
         &mut self,
         now: Timestamp,
