@@ -705,18 +705,7 @@ fn a_refresh_does_not_resend_the_manifest() {
 #[test]
 fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
     use drizzle_core::limits::UPLOAD_SLOTS;
-    let data = vec![5u8; 64 * 10];
-    let manifest = Manifest::from_bytes(&data, 64).unwrap();
-    let root = manifest.root();
-    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
-    let name = FileName::new("f").unwrap();
-    let share = PeerCommand::Share {
-        name,
-        manifest,
-        have: None,
-    };
-    p.command(Timestamp(0), share).unwrap();
-    drain(&mut p);
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
     let fetchers = UPLOAD_SLOTS as u64 + 3;
     let mut loads = Vec::new();
     let mut busy = Vec::new();
