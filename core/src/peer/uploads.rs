@@ -47,17 +47,7 @@ impl Uploads {
         if let Some(t) = self.last_sent.get_mut(chunk as usize) {
             *t = Some((now, to));
         }
-        let Some(n) = self.sent.get_mut(chunk as usize) else {
-            return;
-        };
-        if let Some(k) = self.held_by_count.get_mut(n) {
-            *k -= 1;
-            if *k == 0 {
-                self.held_by_count.remove(n);
-            }
-        }
-        *n += 1;
-        *self.held_by_count.entry(*n).or_default() += 1;
+        self.recount(chunk, |n| n.checked_add(1));
     }
 
     /// An upload of `chunk` promised to `to` was called off before it was sent.
@@ -67,7 +57,16 @@ impl Uploads {
                 *t = None;
             }
         }
-        let Some(n) = self.sent.get_mut(chunk as usize).filter(|n| **n > 0) else {
+        self.recount(chunk, |n| n.checked_sub(1));
+    }
+
+    /// Changes how often `chunk` was uploaded to `change(count)` (unless that is `None`),
+    /// moving it between the `held_by_count` buckets.
+    fn recount(&mut self, chunk: u32, change: impl Fn(u32) -> Option<u32>) {
+        let Some(n) = self.sent.get_mut(chunk as usize) else {
+            return;
+        };
+        let Some(to) = change(*n) else {
             return;
         };
         if let Some(k) = self.held_by_count.get_mut(n) {
@@ -76,8 +75,8 @@ impl Uploads {
                 self.held_by_count.remove(n);
             }
         }
-        *n -= 1;
-        *self.held_by_count.entry(*n).or_default() += 1;
+        *n = to;
+        *self.held_by_count.entry(to).or_default() += 1;
     }
 
     /// Whether to refuse `chunk` to `requester`, who knows `others` other holders of it:
