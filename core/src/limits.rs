@@ -45,6 +45,11 @@ pub const MAX_INTRODUCTIONS_PER_IDLE: usize = UPLOAD_SLOTS;
 pub const MIN_IDLE_GAP_MS: u64 = 50;
 /// Seekers drawn at most to find one to introduce an idle holder to.
 pub const SEEKER_DRAWS: usize = 8;
+/// Fetchers waiting for an upload slot that hear of each chunk this peer newly obtains
+/// (`Have`), besides those it serves: the first in line, called soonest. (Simulated swarms,
+/// median / bound with `Have`: 300 peers 1.31 telling none, 1.27 telling 8, 1.27 telling 32,
+/// 1.28 telling all.)
+pub const MAX_WAITERS_TOLD_HAVE: usize = 8;
 /// Length of a human-readable reason sent over the wire.
 pub const MAX_REASON_BYTES: usize = 512;
 

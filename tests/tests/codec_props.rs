@@ -59,6 +59,7 @@ fn message() -> impl Strategy<Value = Message> {
                 have: ChunkSet::from_indices(9, [3, 8]),
             },
         }),
+        (root(), any::<u32>()).prop_map(|(root, chunk)| Message::Have { root, chunk }),
         (
             root(),
             any::<u32>(),

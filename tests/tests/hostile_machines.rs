@@ -1132,3 +1132,97 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
     let past_turn: Vec<u32> = deep[SLOT_TURN_CHUNKS as usize..].to_vec();
     assert_eq!(busy(first), past_turn, "{d:?}");
 }
+
+/// A peer that stores a chunk tells the fetchers it serves and the first
+/// `MAX_WAITERS_TOLD_HAVE` waiting for a slot (their chunk maps are seconds stale), and
+/// nobody else: not those further back in line, not a fetcher it refused.
+#[test]
+fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
+    use drizzle_core::limits::{MAX_WAITERS_TOLD_HAVE, UPLOAD_SLOTS};
+    let data: Vec<u8> = (0..64 * 8).map(|i| (i % 251) as u8).collect();
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let holders = vec![drizzle_core::wire::LocatedHolder {
+        addr: addr(9),
+        have: ChunkSet::full(8),
+    }];
+    let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
+    let (holder, _) = d.connects[0];
+    p.handle(Timestamp(1), Input::Connected { conn: holder });
+    send(&mut p, holder, 1, &hello(Role::Peer));
+    // The holder sends chunk `chunk`; what `p` sends once it is verified and stored.
+    let arrives = |p: &mut Peer, chunk: u32, now: u64| {
+        let (offset, len) = manifest.chunk_range(chunk).unwrap();
+        let piece = data[offset as usize..(offset + u64::from(len)) as usize].to_vec();
+        let msg = Message::ChunkData {
+            root,
+            chunk,
+            data: piece.into(),
+        };
+        let (io, bytes) = send(p, holder, now, &encode(&msg)).hashes[0].clone();
+        let digest = drizzle_core::manifest::sha256(&bytes);
+        let input = Input::Hashed {
+            io,
+            digest,
+            data: bytes,
+        };
+        p.handle(Timestamp(now), input);
+        let (io, _) = drain(p).stores[0];
+        p.handle(Timestamp(now), Input::Stored { io, result: Ok(()) });
+        drain(p)
+    };
+    arrives(&mut p, 0, 2);
+    let served: Vec<ConnId> = (1..=UPLOAD_SLOTS as u64)
+        .map(|n| fetch(&mut p, n, 3, root, &[0]).0)
+        .collect();
+    let waiting: Vec<ConnId> = (0..=MAX_WAITERS_TOLD_HAVE as u64)
+        .map(|i| fetch(&mut p, 100 + i, 4 + i, root, &[0]).0)
+        .collect();
+    let (refused, d) = fetch(&mut p, 200, 20, root, &[5]);
+    assert!(
+        d.sent
+            .iter()
+            .any(|(c, m)| *c == refused && matches!(m, Message::ChunkRefused { .. })),
+        "{d:?}"
+    );
+    let d = arrives(&mut p, 1, 30);
+    let told: Vec<ConnId> = d
+        .sent
+        .iter()
+        .filter(|(_, m)| *m == Message::Have { root, chunk: 1 })
+        .map(|(c, _)| *c)
+        .collect();
+    let mut expected = served.clone();
+    expected.extend(&waiting[..MAX_WAITERS_TOLD_HAVE]);
+    assert_eq!(told, expected, "{d:?}");
+}
+
+/// A holder that says it has a new chunk we lack is asked for it at once; a `Have` for a
+/// chunk past the end of the file closes its connection.
+#[test]
+fn a_holder_telling_of_a_new_chunk_is_asked_for_it() {
+    let (manifest, located) = one_chunk_each(3, 2);
+    let root = manifest.root();
+    let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest, located);
+    let first = d
+        .connects
+        .iter()
+        .find(|(_, a)| *a == addr(10_000))
+        .map(|(c, _)| *c)
+        .unwrap();
+    p.handle(Timestamp(1), Input::Connected { conn: first });
+    send(&mut p, first, 1, &hello(Role::Peer));
+    let asked = |d: &Drained| -> Vec<u32> {
+        d.sent
+            .iter()
+            .filter_map(|(c, m)| match m {
+                Message::GetChunk { chunk, .. } if *c == first => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    };
+    let d = send(&mut p, first, 2, &encode(&Message::Have { root, chunk: 2 }));
+    assert_eq!(asked(&d), vec![2], "{d:?}");
+    let d = send(&mut p, first, 3, &encode(&Message::Have { root, chunk: 3 }));
+    assert!(closed_with_reason(&d, first, "past the end"), "{d:?}");
+}

@@ -206,6 +206,18 @@ impl Active {
         self.holders.contains_key(&addr)
     }
 
+    /// `holder`, in the map, says it now has `chunk` (which must be in the file).
+    pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) {
+        let Some(have) = self.holders.get_mut(&holder) else {
+            return;
+        };
+        if chunk < have.len() && have.insert(chunk) && !self.bad.contains(&holder) {
+            if let Some(n) = self.good_counts.get_mut(chunk as usize) {
+                *n += 1;
+            }
+        }
+    }
+
     /// `holder` turned out not to have `chunk` after all.
     pub fn forget_chunk(&mut self, holder: SocketAddr, chunk: u32) {
         let counted = self.is_good_holder(holder, chunk);
@@ -671,6 +683,20 @@ mod tests {
         assert!(!a.learn_holder(holder(MAX_KNOWN_HOLDERS)));
         assert!(a.learn_holder(holder(0)), "a known holder may still change");
         assert_eq!(a.good_holder_count(0), MAX_KNOWN_HOLDERS);
+    }
+
+    #[test]
+    fn a_told_chunk_counts_once_and_only_for_a_known_good_holder() {
+        let mut a = active(3, &[(1, &[0]), (2, &[0])]);
+        a.learn_chunk(addr(1), 2);
+        a.learn_chunk(addr(1), 2);
+        a.learn_chunk(addr(9), 2);
+        a.learn_chunk(addr(1), 3);
+        assert_eq!(a.good_holder_count(2), 1);
+        assert!(a.is_good_holder(addr(1), 2));
+        a.mark_bad(addr(2));
+        a.learn_chunk(addr(2), 1);
+        assert_eq!(a.good_holder_count(1), 0);
     }
 
     #[test]

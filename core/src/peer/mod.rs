@@ -861,8 +861,10 @@ impl Peer {
     }
 
     fn handle_holder_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
-        if let Message::Ready { root } = msg {
-            return self.handle_ready(now, conn, root);
+        match msg {
+            Message::Ready { root } => return self.handle_ready(now, conn, root),
+            Message::Have { root, chunk } => return self.handle_have(now, conn, root, chunk),
+            _ => {}
         }
         let (root, chunk) = match &msg {
             Message::ChunkData { root, chunk, .. }
@@ -922,6 +924,30 @@ impl Peer {
             _ => {}
         }
         self.pump(now, &name);
+    }
+
+    /// A holder we fetch from (or wait at) has a new chunk: if we lack it, it goes in the
+    /// chunk map, and is asked for at once if the holder has room for a request.
+    fn handle_have(&mut self, now: Timestamp, conn: ConnId, root: Root, chunk: u32) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let holder = o.link.remote;
+        let Some(name) = self.download_of(&root) else {
+            return; // finished or abandoned meanwhile
+        };
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        let count = a.manifest.chunk_count();
+        if chunk >= count {
+            let reason = format!("have for chunk {chunk} past the end ({count} chunks)");
+            return self.violation(now, conn, reason);
+        }
+        if a.want.contains(chunk) && !a.have.contains(chunk) {
+            a.learn_chunk(holder, chunk);
+            self.ask_first(now, &name, holder);
+        }
     }
 
     /// A holder that said `Busy` has a free slot: stop waiting for it.
@@ -1107,6 +1133,7 @@ impl Peer {
             }
         }
         self.send_tracker(&Message::HaveChunk { root, chunk });
+        self.tell_fetchers(root, chunk);
         self.schedule_idle_report(now);
         self.emit(Event::Verified {
             name: name.clone(),

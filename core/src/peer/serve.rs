@@ -7,7 +7,7 @@ use crate::bytes::Bytes;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS,
     MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
-    SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+    MAX_WAITERS_TOLD_HAVE, SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -149,6 +149,26 @@ impl Peer {
         i.turn_began_at_refusal = refusals;
         self.waiting.retain(|(c, _)| *c != conn);
         true
+    }
+
+    /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
+    /// first `MAX_WAITERS_TOLD_HAVE` waiting for it hear so at once. Their chunk maps come
+    /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
+    /// its few holders while they upload what many others have too.
+    pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
+        let waiting = self.waiting.iter().filter(|(_, r)| *r == root);
+        let first_in_line = waiting.map(|(c, _)| *c).take(MAX_WAITERS_TOLD_HAVE);
+        let told: BTreeSet<ConnId> = self
+            .slot_conns
+            .iter()
+            .copied()
+            .chain(first_in_line)
+            .collect();
+        for conn in told {
+            if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
+                self.send(conn, &Message::Have { root, chunk });
+            }
+        }
     }
 
     /// Someone waits now: fetchers whose turn ran past `SLOT_TURN_CHUNKS` (they asked for

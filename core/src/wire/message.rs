@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +190,15 @@ pub enum Message {
         root: Root,
         holder: LocatedHolder,
     },
+
+    // holder → fetcher
+    /// The sender has just verified and stored chunk `chunk` of the file with this root:
+    /// told to the fetchers it serves and the first few waiting, so that a chunk new to the
+    /// swarm is asked for before the tracker's chunk maps catch up.
+    Have {
+        root: Root,
+        chunk: u32,
+    },
 }
 
 impl Message {
@@ -215,6 +224,7 @@ impl Message {
             Message::Ready { .. } => "ready",
             Message::Idle { .. } => "idle",
             Message::Introduce { .. } => "introduce",
+            Message::Have { .. } => "have",
         }
     }
 }
