@@ -1226,3 +1226,48 @@ fn a_holder_telling_of_a_new_chunk_is_asked_for_it() {
     let d = send(&mut p, first, 3, &encode(&Message::Have { root, chunk: 3 }));
     assert!(closed_with_reason(&d, first, "past the end"), "{d:?}");
 }
+
+/// Each free slot an idle holder reports is offered to `INTRODUCTIONS_PER_FREE_SLOT`
+/// different seekers (many introduced seekers ask nothing), never more.
+#[test]
+fn a_free_slot_is_offered_to_more_than_one_seeker() {
+    use drizzle_core::limits::INTRODUCTIONS_PER_FREE_SLOT;
+    let mut t = Tracker::new(TrackerConfig::new(2));
+    let full = file("f", &[6u8; 64 * 4]);
+    let root = full.manifest.root();
+    let join = |t: &mut Tracker, n: u64, files: Vec<SharedFile>| {
+        let conn = connect(t, n, 1);
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(encode(&Message::Register {
+            peer_id: n,
+            listen: addr(7000 + n as u16),
+            files,
+        }));
+        bytes.extend(encode(&Message::Locate {
+            req: 1,
+            name: full.name.clone(),
+            known: None,
+        }));
+        send(t, conn, 1, &bytes);
+        conn
+    };
+    let holder = join(&mut t, 1, vec![full.clone()]);
+    let seekers: Vec<ConnId> = (2..12).map(|n| join(&mut t, n, vec![])).collect();
+    let d = send(
+        &mut t,
+        holder,
+        10,
+        &encode(&Message::Idle { root, free: 1 }),
+    );
+    let mut introduced: Vec<ConnId> = d
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Introduce { .. }))
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(introduced.len(), INTRODUCTIONS_PER_FREE_SLOT, "{d:?}");
+    assert!(introduced.iter().all(|c| seekers.contains(c)));
+    introduced.sort();
+    introduced.dedup();
+    assert_eq!(introduced.len(), INTRODUCTIONS_PER_FREE_SLOT);
+}

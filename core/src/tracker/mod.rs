@@ -5,9 +5,9 @@
 use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
-    MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
-    MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
-    SEEKER_DRAWS,
+    INTRODUCTIONS_PER_FREE_SLOT, MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION,
+    MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES,
+    MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, SEEKER_DRAWS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
@@ -433,9 +433,10 @@ impl Tracker {
         }
     }
 
-    /// A holder has free upload slots and nobody waiting: each free slot is offered to one
-    /// seeker that lacks some chunk the holder has, drawn at random (so idle holders are
-    /// found at once, and no two seekers are sent to the same slot).
+    /// A holder has free upload slots and nobody waiting: each free slot is offered to
+    /// `INTRODUCTIONS_PER_FREE_SLOT` seekers that lack some chunk the holder has, drawn at
+    /// random (so idle holders are found at once; many seekers ask nothing, having what the
+    /// holder has requested elsewhere, and one too many is only told `Busy`).
     fn handle_idle(&mut self, conn: ConnId, root: Root, free: u8) {
         let now = self.now;
         let Some(session) = self.sessions.get_mut(&conn) else {
@@ -457,7 +458,8 @@ impl Tracker {
             return;
         };
         let mut introduced = Vec::new();
-        for _ in 0..usize::from(free).min(MAX_INTRODUCTIONS_PER_IDLE) {
+        let wanted = usize::from(free).saturating_mul(INTRODUCTIONS_PER_FREE_SLOT);
+        for _ in 0..wanted.min(MAX_INTRODUCTIONS_PER_IDLE) {
             match draw_seeker(
                 swarm,
                 &self.sessions,
