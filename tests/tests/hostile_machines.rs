@@ -110,6 +110,15 @@ fn lists_ok(t: &mut Tracker, n: u64) -> bool {
         .any(|(c, m)| *c == conn && matches!(m, Message::FileList { req: 9, .. }))
 }
 
+/// The chunks named by the messages `d` sent to `to` that `chunk_of` picks out.
+fn chunks_sent(d: &Drained, to: ConnId, chunk_of: impl Fn(&Message) -> Option<u32>) -> Vec<u32> {
+    d.sent
+        .iter()
+        .filter(|(c, _)| *c == to)
+        .filter_map(|(_, m)| chunk_of(m))
+        .collect()
+}
+
 fn closed_with_reason(d: &Drained, conn: ConnId, needle: &str) -> bool {
     d.closed.contains(&conn)
         && d.sent.iter().any(|(c, m)| {
@@ -905,6 +914,25 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     assert!(d.connects.iter().any(|(_, a)| *a == left_out), "{d:?}");
 }
 
+/// Peer `n` (connection number and port) registers `files` with the tracker and locates
+/// `name`, which makes it a seeker of that file.
+fn join_swarm(t: &mut Tracker, n: u64, files: Vec<SharedFile>, name: &FileName) -> ConnId {
+    let conn = connect(t, n, 1);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: n,
+        listen: addr(7000 + n as u16),
+        files,
+    }));
+    bytes.extend(encode(&Message::Locate {
+        req: 1,
+        name: name.clone(),
+        known: None,
+    }));
+    send(t, conn, 1, &bytes);
+    conn
+}
+
 /// A holder with free slots and nobody waiting says so, and the tracker introduces it to a
 /// seeker that lacks some of its chunks: not to the holder itself, not to a seeker that has
 /// everything it has, not twice for reports closer than `MIN_IDLE_GAP_MS`, and not for a
@@ -920,27 +948,9 @@ fn an_idle_holder_is_introduced_to_a_seeker_that_lacks_its_chunks() {
     partial.have = ChunkSet::from_indices(4, [0]);
     let say =
         |t: &mut Tracker, conn: ConnId, now: u64, msg: &Message| send(t, conn, now, &encode(msg));
-    let locate = Message::Locate {
-        req: 1,
-        name: full.name.clone(),
-        known: None,
-    };
-    // n: connection number and port; files registered; whether it locates the file.
-    let join = |t: &mut Tracker, n: u64, files: Vec<SharedFile>| {
-        let conn = connect(t, n, 1);
-        let mut bytes = hello(Role::Peer);
-        bytes.extend(encode(&Message::Register {
-            peer_id: n,
-            listen: addr(7000 + n as u16),
-            files,
-        }));
-        bytes.extend(encode(&locate));
-        send(t, conn, 1, &bytes);
-        conn
-    };
-    let holder = join(&mut t, 1, vec![partial]);
-    let has_all = join(&mut t, 2, vec![full.clone()]);
-    let lacks = join(&mut t, 3, vec![]);
+    let holder = join_swarm(&mut t, 1, vec![partial], &full.name);
+    let has_all = join_swarm(&mut t, 2, vec![full.clone()], &full.name);
+    let lacks = join_swarm(&mut t, 3, vec![], &full.name);
     let idle = Message::Idle { root, free: 2 };
     let d = say(&mut t, holder, 10, &idle);
     let introduced: Vec<ConnId> = d
@@ -1119,14 +1129,11 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
         fetch(&mut p, n, 2, root, &[10 + n as u32]);
     }
     let (late, d) = fetch(&mut p, 50, 3, root, &[15]);
-    let busy = |c: ConnId| -> Vec<u32> {
-        d.sent
-            .iter()
-            .filter_map(|(to, m)| match m {
-                Message::Busy { chunk, .. } if *to == c => Some(*chunk),
-                _ => None,
-            })
-            .collect()
+    let busy = |c: ConnId| {
+        chunks_sent(&d, c, |m| match m {
+            Message::Busy { chunk, .. } => Some(*chunk),
+            _ => None,
+        })
     };
     assert_eq!(busy(late), vec![15], "{d:?}");
     let past_turn: Vec<u32> = deep[SLOT_TURN_CHUNKS as usize..].to_vec();
@@ -1212,14 +1219,11 @@ fn a_holder_telling_of_a_new_chunk_is_asked_for_it() {
         .unwrap();
     p.handle(Timestamp(1), Input::Connected { conn: first });
     send(&mut p, first, 1, &hello(Role::Peer));
-    let asked = |d: &Drained| -> Vec<u32> {
-        d.sent
-            .iter()
-            .filter_map(|(c, m)| match m {
-                Message::GetChunk { chunk, .. } if *c == first => Some(*chunk),
-                _ => None,
-            })
-            .collect()
+    let asked = |d: &Drained| {
+        chunks_sent(d, first, |m| match m {
+            Message::GetChunk { chunk, .. } => Some(*chunk),
+            _ => None,
+        })
     };
     let d = send(&mut p, first, 2, &encode(&Message::Have { root, chunk: 2 }));
     assert_eq!(asked(&d), vec![2], "{d:?}");
@@ -1235,24 +1239,10 @@ fn a_free_slot_is_offered_to_more_than_one_seeker() {
     let mut t = Tracker::new(TrackerConfig::new(2));
     let full = file("f", &[6u8; 64 * 4]);
     let root = full.manifest.root();
-    let join = |t: &mut Tracker, n: u64, files: Vec<SharedFile>| {
-        let conn = connect(t, n, 1);
-        let mut bytes = hello(Role::Peer);
-        bytes.extend(encode(&Message::Register {
-            peer_id: n,
-            listen: addr(7000 + n as u16),
-            files,
-        }));
-        bytes.extend(encode(&Message::Locate {
-            req: 1,
-            name: full.name.clone(),
-            known: None,
-        }));
-        send(t, conn, 1, &bytes);
-        conn
-    };
-    let holder = join(&mut t, 1, vec![full.clone()]);
-    let seekers: Vec<ConnId> = (2..12).map(|n| join(&mut t, n, vec![])).collect();
+    let holder = join_swarm(&mut t, 1, vec![full.clone()], &full.name);
+    let seekers: Vec<ConnId> = (2..12)
+        .map(|n| join_swarm(&mut t, n, vec![], &full.name))
+        .collect();
     let d = send(
         &mut t,
         holder,
