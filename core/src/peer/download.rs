@@ -206,16 +206,21 @@ impl Active {
         self.holders.contains_key(&addr)
     }
 
-    /// `holder`, in the map, says it now has `chunk` (which must be in the file).
-    pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) {
+    /// `holder`, in the map, says it now has `chunk` (which must be in the file); whether
+    /// that is news.
+    pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) -> bool {
         let Some(have) = self.holders.get_mut(&holder) else {
-            return;
+            return false;
         };
-        if chunk < have.len() && have.insert(chunk) && !self.bad.contains(&holder) {
+        if chunk >= have.len() || !have.insert(chunk) {
+            return false;
+        }
+        if !self.bad.contains(&holder) {
             if let Some(n) = self.good_counts.get_mut(chunk as usize) {
                 *n += 1;
             }
         }
+        true
     }
 
     /// `holder` turned out not to have `chunk` after all.
@@ -688,10 +693,10 @@ mod tests {
     #[test]
     fn a_told_chunk_counts_once_and_only_for_a_known_good_holder() {
         let mut a = active(3, &[(1, &[0]), (2, &[0])]);
-        a.learn_chunk(addr(1), 2);
-        a.learn_chunk(addr(1), 2);
-        a.learn_chunk(addr(9), 2);
-        a.learn_chunk(addr(1), 3);
+        assert!(a.learn_chunk(addr(1), 2));
+        assert!(!a.learn_chunk(addr(1), 2), "no news the second time");
+        assert!(!a.learn_chunk(addr(9), 2), "not in the map");
+        assert!(!a.learn_chunk(addr(1), 3), "past the end");
         assert_eq!(a.good_holder_count(2), 1);
         assert!(a.is_good_holder(addr(1), 2));
         a.mark_bad(addr(2));

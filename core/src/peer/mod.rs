@@ -944,8 +944,8 @@ impl Peer {
             let reason = format!("have for chunk {chunk} past the end ({count} chunks)");
             return self.violation(now, conn, reason);
         }
-        if a.want.contains(chunk) && !a.have.contains(chunk) {
-            a.learn_chunk(holder, chunk);
+        // Only news may change a pick: a holder repeating itself costs us no pick.
+        if a.want.contains(chunk) && !a.have.contains(chunk) && a.learn_chunk(holder, chunk) {
             self.ask_first(now, &name, holder);
         }
     }
