@@ -155,9 +155,7 @@ impl Active {
         for (addr, have) in &self.holders {
             if !self.bad.contains(addr) {
                 for c in have.iter() {
-                    if let Some(n) = self.good_counts.get_mut(c as usize) {
-                        *n += 1;
-                    }
+                    count_holder(&mut self.good_counts, c, true);
                 }
             }
         }
@@ -172,18 +170,14 @@ impl Active {
             return false;
         }
         let good = !self.bad.contains(&addr);
-        let before = self.holders.insert(addr, have);
-        let Some(now_held) = self.holders.get(&addr).filter(|_| good) else {
-            return true;
-        };
-        for c in before.iter().flat_map(ChunkSet::iter) {
-            if let Some(n) = self.good_counts.get_mut(c as usize) {
-                *n = n.saturating_sub(1);
+        if good {
+            for c in have.iter() {
+                count_holder(&mut self.good_counts, c, true);
             }
         }
-        for c in now_held.iter() {
-            if let Some(n) = self.good_counts.get_mut(c as usize) {
-                *n += 1;
+        if let Some(before) = self.holders.insert(addr, have).filter(|_| good) {
+            for c in before.iter() {
+                count_holder(&mut self.good_counts, c, false);
             }
         }
         true
@@ -216,9 +210,7 @@ impl Active {
             return false;
         }
         if !self.bad.contains(&holder) {
-            if let Some(n) = self.good_counts.get_mut(chunk as usize) {
-                *n += 1;
-            }
+            count_holder(&mut self.good_counts, chunk, true);
         }
         true
     }
@@ -229,8 +221,8 @@ impl Active {
         if let Some(have) = self.holders.get_mut(&holder) {
             have.remove(chunk);
         }
-        if let (true, Some(n)) = (counted, self.good_counts.get_mut(chunk as usize)) {
-            *n -= 1;
+        if counted {
+            count_holder(&mut self.good_counts, chunk, false);
         }
     }
 
@@ -399,6 +391,17 @@ impl Active {
         } else {
             Verdict::Proceed
         }
+    }
+}
+
+/// One more (`more`) or one fewer good holder of `chunk` in `counts`.
+fn count_holder(counts: &mut [u32], chunk: u32, more: bool) {
+    if let Some(n) = counts.get_mut(chunk as usize) {
+        *n = if more {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
     }
 }
 
