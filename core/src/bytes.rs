@@ -101,6 +101,28 @@ impl Bytes {
         }
     }
 
+    /// These bytes followed by `next`, when both are adjacent windows of the same shared
+    /// bytes (a payload handed over in pieces): one window, nothing copied.
+    pub fn joined(&self, next: &Bytes) -> Option<Bytes> {
+        match (&self.repr, &next.repr) {
+            (
+                Repr::Shared { all, start, len },
+                Repr::Shared {
+                    all: other,
+                    start: next_start,
+                    len: next_len,
+                },
+            ) if Arc::ptr_eq(all, other) && start + len == *next_start => Some(Bytes {
+                repr: Repr::Shared {
+                    all: all.clone(),
+                    start: *start,
+                    len: len + next_len,
+                },
+            }),
+            _ => None,
+        }
+    }
+
     /// The bytes from `from` on, cheaply (a shared window stays shared); `from` past the
     /// end gives nothing.
     pub fn split_off(&mut self, from: usize) -> Bytes {

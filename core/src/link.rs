@@ -5,6 +5,7 @@ use crate::bytes::Bytes;
 use crate::limits::{
     FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_UNSENT_BYTES_PER_CONN,
 };
+use crate::manifest::Root;
 use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
@@ -64,6 +65,11 @@ impl Link {
     /// Bytes queued for this connection that have not left yet.
     pub fn unsent(&self) -> usize {
         self.unsent
+    }
+
+    /// The chunk whose payload has begun to arrive and is not all in yet.
+    pub fn arriving_chunk(&self) -> Option<(Root, u32)> {
+        self.decoder.arriving_chunk()
     }
 
     /// Takes received bytes; whether there were any.

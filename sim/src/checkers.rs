@@ -85,7 +85,8 @@ fn check_limits(world: &World) -> Vec<String> {
 }
 
 /// The tracker may lag behind a peer, never run ahead of it: every chunk it records for a
-/// live peer's file is one that peer holds.
+/// live peer's file is one that peer holds or announced as it began to arrive (and still
+/// fetches).
 fn check_registrations(world: &World) -> Vec<String> {
     let Some(tracker) = world.tracker() else {
         return Vec::new();
@@ -103,10 +104,10 @@ fn check_registrations(world: &World) -> Vec<String> {
         let Some((id, peer)) = live else { continue };
         // A peer that dropped the file entirely has told the tracker so; the news may still
         // be on its way.
-        let Some(have) = peer.have(&holding.root) else {
+        let Some(announced) = peer.announced(&holding.root) else {
             continue;
         };
-        if !holding.have.is_subset(have) {
+        if !holding.have.is_subset(&announced) {
             found.push(format!(
                 "tracker records chunks of {} for {} that it does not hold",
                 holding.root.short(),

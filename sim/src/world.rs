@@ -14,6 +14,9 @@ use drizzle_core::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// How much of a bulk send lands ahead of the rest: a socket read's worth.
+const FIRST_BYTES: u64 = 16 * 1024;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -930,7 +933,30 @@ impl World {
         };
         l.ends[to].last_departure_us = departed;
         let arrival = arrived.max(l.ends[to].last_arrival_us);
+        let before = l.ends[to].last_arrival_us;
         l.ends[to].last_arrival_us = arrival;
+        // Bulk bytes trickle in: the first of them land once they have crossed the wire and
+        // the downlink, well before the last (a receiver sees a chunk begin to arrive).
+        let mut bytes = bytes;
+        if !short {
+            let first = FIRST_BYTES.min(n / 2);
+            let rest_us = (n - first) * 1_000_000;
+            let landed = arrival
+                .saturating_sub(rest_us / down)
+                .max(queued.saturating_sub(rest_us / up) + lat)
+                .clamp(before, arrival);
+            let rest = bytes.split_off(first as usize);
+            let data = bytes;
+            self.push(
+                landed,
+                Action::Deliver {
+                    link,
+                    end: to,
+                    data,
+                },
+            );
+            bytes = rest;
+        }
         for piece in self.split(bytes) {
             self.push(
                 arrival,

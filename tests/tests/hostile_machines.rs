@@ -1261,3 +1261,99 @@ fn a_free_slot_is_offered_to_more_than_one_seeker() {
     introduced.dedup();
     assert_eq!(introduced.len(), INTRODUCTIONS_PER_FREE_SLOT);
 }
+
+/// A chunk is announced (to the tracker, and to fetchers) as soon as its data begins to
+/// arrive; a request for it is taken and served once the chunk is stored. Should the
+/// transfer fail, requests waiting for it are refused at once. Data for a chunk nobody
+/// asked for announces nothing.
+#[test]
+fn a_chunk_is_announced_as_it_begins_to_arrive() {
+    let data: Vec<u8> = (0..64 * 32).map(|i| (i % 251) as u8).collect();
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let root = manifest.root();
+    let holders = vec![drizzle_core::wire::LocatedHolder {
+        addr: addr(9),
+        have: ChunkSet::full(32),
+    }];
+    let turned_away = |d: &Drained, fetcher: ConnId| {
+        let refusal =
+            |m: &Message| matches!(m, Message::ChunkRefused { .. } | Message::Busy { .. });
+        d.sent.iter().any(|(c, m)| *c == fetcher && refusal(m))
+    };
+    // A peer fetching from one holder: the chunks it asked for first.
+    let start = || {
+        let located = holders.clone();
+        let (mut p, tracker, d) =
+            downloading(FileName::new("f").unwrap(), manifest.clone(), located);
+        let (holder, _) = d.connects[0];
+        p.handle(Timestamp(1), Input::Connected { conn: holder });
+        send(&mut p, holder, 1, &hello(Role::Peer));
+        let asked = chunks_sent(&d, holder, |m| match m {
+            Message::GetChunk { chunk, .. } => Some(*chunk),
+            _ => None,
+        });
+        (p, tracker, holder, asked)
+    };
+    let frame = |chunk: u32| {
+        let (offset, len) = manifest.chunk_range(chunk).unwrap();
+        let piece = data[offset as usize..(offset + u64::from(len)) as usize].to_vec();
+        let msg = Message::ChunkData {
+            root,
+            chunk,
+            data: piece.into(),
+        };
+        encode(&msg)
+    };
+    let announced = |d: &Drained, tracker: ConnId, chunk: u32| {
+        d.sent
+            .iter()
+            .any(|(c, m)| *c == tracker && *m == Message::HaveChunk { root, chunk })
+    };
+    // The first bytes of a chunk never asked for announce nothing (the frame is judged once
+    // whole).
+    let (mut p, tracker, holder, asked) = start();
+    let unasked = (0..32).find(|c| !asked.contains(c)).unwrap();
+    let d = send(&mut p, holder, 2, &frame(unasked)[..50]);
+    assert!(!announced(&d, tracker, unasked), "{d:?}");
+    let (mut p, tracker, holder, asked) = start();
+    let (first, second) = (asked[0], asked[1]);
+    let whole = frame(first);
+    let cut = whole.len() - 10;
+    let d = send(&mut p, holder, 2, &whole[..cut]);
+    assert!(announced(&d, tracker, first), "{d:?}");
+    // A fetcher asking for it now is neither refused nor served yet.
+    let (fetcher, d) = fetch(&mut p, 1, 3, root, &[first]);
+    assert!(!turned_away(&d, fetcher), "{d:?}");
+    assert!(d.loads.is_empty(), "{d:?}");
+    // The rest arrives, is verified and stored: the request is served, the chunk not
+    // announced twice.
+    let d = send(&mut p, holder, 4, &whole[cut..]);
+    let (io, bytes) = d.hashes[0].clone();
+    let digest = drizzle_core::manifest::sha256(&bytes);
+    p.handle(
+        Timestamp(4),
+        Input::Hashed {
+            io,
+            digest,
+            data: bytes,
+        },
+    );
+    let (io, _) = drain(&mut p).stores[0];
+    p.handle(Timestamp(5), Input::Stored { io, result: Ok(()) });
+    let d = drain(&mut p);
+    assert!(!announced(&d, tracker, first), "{d:?}");
+    assert_eq!(d.loads.len(), 1, "{d:?}");
+    // The second chunk begins to arrive and is asked for; then the holder goes away.
+    let whole = frame(second);
+    let d = send(&mut p, holder, 6, &whole[..whole.len() - 10]);
+    assert!(announced(&d, tracker, second), "{d:?}");
+    let (fetcher, d) = fetch(&mut p, 2, 7, root, &[second]);
+    assert!(!turned_away(&d, fetcher), "{d:?}");
+    p.handle(Timestamp(8), Input::Closed { conn: holder });
+    let d = drain(&mut p);
+    let refused = chunks_sent(&d, fetcher, |m| match m {
+        Message::ChunkRefused { chunk, .. } => Some(*chunk),
+        _ => None,
+    });
+    assert_eq!(refused, vec![second], "{d:?}");
+}

@@ -137,6 +137,12 @@ struct LocalFile {
     /// Stored in the `.part` file (a download in progress, or `--chunks`).
     partial: bool,
     uploads: Uploads,
+    /// Chunks whose data has begun to arrive: already announced as held (see
+    /// `Peer::chunk_arriving`); requests for them wait until they are stored.
+    arriving: BTreeSet<u32>,
+    /// Chunks announced as arriving whose transfer then failed: the tracker still lists
+    /// them for us (requests are refused) until they are fetched again and stored.
+    owed: BTreeSet<u32>,
 }
 
 #[derive(Debug)]
@@ -331,6 +337,19 @@ impl Peer {
         self.files.get(name).map(|f| &f.have)
     }
 
+    /// Chunks of the file with this root that we told the tracker we hold: those held, and
+    /// those announced as they began to arrive (see `Peer::chunk_arriving`) and not yet
+    /// stored. The tracker's record of us never runs ahead of this.
+    pub fn announced(&self, root: &Root) -> Option<ChunkSet> {
+        let name = self.by_root.get(root)?;
+        let f = self.files.get(name)?;
+        let mut all = f.have.clone();
+        for chunk in f.arriving.iter().chain(&f.owed) {
+            all.insert(*chunk);
+        }
+        Some(all)
+    }
+
     /// Upload slots held by fetchers (or kept for one called with `Ready`).
     pub fn upload_slots_in_use(&self, now: Timestamp) -> usize {
         self.slots_taken(now, None)
@@ -460,6 +479,8 @@ impl Peer {
                 have,
                 partial,
                 uploads,
+                arriving: BTreeSet::new(),
+                owed: BTreeSet::new(),
             },
         );
     }
@@ -756,6 +777,7 @@ impl Peer {
     /// Sends as many requests as the limits allow, then finishes the download if it is
     /// complete, rejected or stuck.
     fn pump(&mut self, now: Timestamp, name: &FileName) {
+        self.settle_arrivals(now, name);
         loop {
             let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
                 return;
@@ -1127,14 +1149,19 @@ impl Peer {
         a.storing.remove(&chunk);
         a.have.insert(chunk);
         let (root, have, want) = (a.root, a.have.count(), a.want.count());
+        let mut announced = false;
         if let Some(f) = self.files.get_mut(&name) {
+            announced = f.arriving.remove(&chunk);
+            f.owed.remove(&chunk);
             if f.have.insert(chunk) {
                 f.uploads.held(chunk);
             }
         }
-        self.send_tracker(&Message::HaveChunk { root, chunk });
-        self.tell_fetchers(root, chunk);
-        self.schedule_idle_report(now);
+        if announced {
+            self.serve_waiting_requests(now);
+        } else {
+            self.announce_chunk(now, root, chunk);
+        }
         self.emit(Event::Verified {
             name: name.clone(),
             chunk,
@@ -1311,9 +1338,20 @@ impl Peer {
             };
             match next {
                 Ok(Some(msg)) => self.dispatch(now, conn, msg),
-                Ok(None) => return,
+                Ok(None) => return self.note_arriving(now, conn),
                 Err(reason) => return self.violation(now, conn, reason),
             }
+        }
+    }
+
+    /// A chunk we asked this holder for has begun to arrive: see `Peer::chunk_arriving`.
+    fn note_arriving(&mut self, now: Timestamp, conn: ConnId) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let arriving = o.link.arriving_chunk();
+        if let Some((root, chunk)) = arriving.filter(|a| o.requests.contains(a)) {
+            self.chunk_arriving(now, root, chunk);
         }
     }
 

@@ -11,7 +11,7 @@ use crate::limits::{
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
-use crate::manifest::Root;
+use crate::manifest::{FileName, Root};
 use crate::time::Timestamp;
 use crate::wire::{encode_chunk_data, Message, Role};
 use std::collections::{BTreeSet, VecDeque};
@@ -151,6 +151,89 @@ impl Peer {
         true
     }
 
+    /// The data of chunk `chunk` of `root`, requested from a holder, has begun to arrive:
+    /// it is announced as held now, not when verified and stored. The next fetchers' requests
+    /// then travel while the transfer finishes and are served the moment it is stored — a
+    /// chunk spreads through a swarm in generations, and each generation no longer waits a
+    /// tracker hop and a request after the last. Should the transfer fail, those waiting are
+    /// refused (`settle_arrivals`).
+    pub(super) fn chunk_arriving(&mut self, now: Timestamp, root: Root, chunk: u32) {
+        let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) else {
+            return;
+        };
+        if !f.have.contains(chunk) && f.arriving.insert(chunk) {
+            self.announce_chunk(now, root, chunk);
+        }
+    }
+
+    /// Tells the tracker and our fetchers that we hold `chunk` of `root` (or are receiving
+    /// it), and offers free slots for it.
+    pub(super) fn announce_chunk(&mut self, now: Timestamp, root: Root, chunk: u32) {
+        self.send_tracker(&Message::HaveChunk { root, chunk });
+        self.tell_fetchers(root, chunk);
+        self.schedule_idle_report(now);
+    }
+
+    /// A chunk that was arriving is stored: requests that waited for it are served.
+    pub(super) fn serve_waiting_requests(&mut self, now: Timestamp) {
+        let conns: Vec<ConnId> = self.slot_conns.iter().copied().collect();
+        for conn in conns {
+            self.pump_serving(now, conn);
+        }
+    }
+
+    /// Chunks of `name` announced as arriving whose transfer failed (no longer requested,
+    /// being stored or held) are owed: requests waiting for them are refused, so those
+    /// fetchers ask elsewhere. The tracker is not told; we still want the chunk and will
+    /// hold it once fetched again (and tell our fetchers then).
+    pub(super) fn settle_arrivals(&mut self, now: Timestamp, name: &FileName) {
+        let Some(f) = self.files.get_mut(name) else {
+            return;
+        };
+        if f.arriving.is_empty() {
+            return;
+        }
+        let a = self.downloads.get(name).and_then(|d| d.active.as_ref());
+        let coming = |c: u32| {
+            a.is_some_and(|a| a.in_flight.contains_key(&c) || a.storing.contains(&c))
+                || f.have.contains(c)
+        };
+        let failed: Vec<u32> = f.arriving.iter().copied().filter(|c| !coming(*c)).collect();
+        if failed.is_empty() {
+            return;
+        }
+        let root = f.root;
+        for chunk in &failed {
+            f.arriving.remove(chunk);
+            f.owed.insert(*chunk);
+        }
+        // Requests queue only at fetchers holding a slot.
+        let conns: Vec<ConnId> = self.slot_conns.iter().copied().collect();
+        for conn in conns {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let lost = |(r, c): &(Root, u32)| *r == root && failed.contains(c);
+            let refused: Vec<(Root, u32)> = i.queue.iter().copied().filter(lost).collect();
+            i.queue.retain(|q| !lost(q));
+            for (root, chunk) in refused {
+                if let Some(f) = self.files.get_mut(name) {
+                    f.uploads.withdrawn(chunk, conn);
+                }
+                let reason = format!("chunk {chunk} not held here (its transfer failed)");
+                self.send(
+                    conn,
+                    &Message::ChunkRefused {
+                        root,
+                        chunk,
+                        reason,
+                    },
+                );
+            }
+            self.pump_serving(now, conn);
+        }
+    }
+
     /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
     /// first `MAX_WAITERS_TOLD_HAVE` waiting for it hear so at once. Their chunk maps come
     /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
@@ -271,7 +354,7 @@ impl Peer {
         let last = self.last_idle_report.map(|(_, r)| r);
         let held = |r: &&Root| {
             let f = self.by_root.get(r).and_then(|n| self.files.get(n));
-            f.is_some_and(|f| !f.have.is_empty())
+            f.is_some_and(|f| !f.have.is_empty() || !f.arriving.is_empty())
         };
         let after = last.map_or(Bound::Unbounded, Bound::Excluded);
         let later = self
@@ -306,7 +389,8 @@ impl Peer {
         let file = self.by_root.get(root).and_then(|n| self.files.get(n));
         match file {
             None => Err(("file not shared here".into(), false)),
-            Some(f) if !f.have.contains(chunk) => {
+            // A chunk arriving here is as good as held: the request waits for it.
+            Some(f) if !f.have.contains(chunk) && !f.arriving.contains(&chunk) => {
                 Err((format!("chunk {chunk} not held here"), false))
             }
             // Only a holder of the whole file steers requests (every chunk is wanted from
@@ -340,7 +424,17 @@ impl Peer {
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {
                 return;
             }
-            let Some((root, chunk)) = i.queue.pop_front() else {
+            // The first request that can be served: one for a chunk still arriving waits
+            // (a file no longer here is not waited for; it is refused below).
+            let (files, by_root) = (&self.files, &self.by_root);
+            let arriving = |(r, c): &(Root, u32)| {
+                let f = by_root.get(r).and_then(|n| files.get(n));
+                f.is_some_and(|f| f.arriving.contains(c) && !f.have.contains(*c))
+            };
+            let Some(at) = i.queue.iter().position(|q| !arriving(q)) else {
+                return;
+            };
+            let Some((root, chunk)) = i.queue.remove(at) else {
                 return;
             };
             i.loading += 1;

@@ -97,7 +97,8 @@ struct PartialChunk {
     data: Vec<u8>,
     pad: usize,
     filled: usize,
-    /// Or all of it, handed over at once (then `data` stays empty).
+    /// Or what came so far, handed over by reference in one window or in adjacent windows
+    /// of the same shared bytes (then `data` stays empty until a piece must be copied).
     whole: Option<Bytes>,
     len: usize,
 }
@@ -135,8 +136,45 @@ impl PartialChunk {
             .unwrap_or_default()
     }
 
+    /// Takes what of `bytes` belongs to the payload, handed over by reference: kept as it
+    /// is while the pieces so far are adjacent windows of the same shared bytes, copied
+    /// otherwise. Returns the rest.
+    fn take(&mut self, mut bytes: Bytes) -> Bytes {
+        let rest = bytes.split_off(self.missing());
+        if bytes.is_empty() {
+            return rest;
+        }
+        if self.filled == 0 {
+            match self.whole.take() {
+                None => {
+                    self.whole = Some(bytes);
+                    return rest;
+                }
+                Some(before) => match before.joined(&bytes) {
+                    Some(both) => {
+                        self.whole = Some(both);
+                        return rest;
+                    }
+                    None => self.whole = Some(before),
+                },
+            }
+        }
+        self.fill(&bytes);
+        rest
+    }
+
+    /// Copies what came by reference into `data`, so that more can be copied after it.
+    fn spill(&mut self) {
+        if let Some(before) = self.whole.take() {
+            self.fill(&before);
+        }
+    }
+
     /// Copies what of `bytes` belongs to the payload; returns the rest.
     fn fill<'b>(&mut self, mut bytes: &'b [u8]) -> &'b [u8] {
+        if self.whole.is_some() && self.missing() > 0 && !bytes.is_empty() {
+            self.spill();
+        }
         while !bytes.is_empty() && self.missing() > 0 {
             let room = self.room();
             let take = room.len().min(bytes.len());
@@ -181,6 +219,13 @@ impl FrameDecoder {
         self.limit = self.after_hello;
     }
 
+    /// The `ChunkData` frame whose payload has begun to arrive (some bytes of it are in,
+    /// not all): its root and chunk index.
+    pub fn arriving_chunk(&self) -> Option<(Root, u32)> {
+        let c = self.chunk.as_ref()?;
+        (c.collected() > 0 && c.missing() > 0).then_some((c.root, c.chunk))
+    }
+
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start + self.chunk.as_ref().map_or(0, |c| c.collected())
@@ -190,11 +235,7 @@ impl FrameDecoder {
     /// arrives whole is kept as it is, not copied.
     pub fn push_bytes(&mut self, mut bytes: Bytes) {
         if let Some(c) = self.chunk.as_mut() {
-            if c.filled == 0 && c.whole.is_none() && bytes.len() >= c.len {
-                let rest = bytes.split_off(c.len);
-                c.whole = Some(bytes);
-                bytes = rest;
-            }
+            bytes = c.take(bytes);
         }
         self.push(&bytes);
     }
@@ -218,9 +259,10 @@ impl FrameDecoder {
     /// [`FrameDecoder::received_in_window`].
     pub fn receive_window(&mut self) -> Option<&mut [u8]> {
         let c = self.chunk.as_mut()?;
-        if c.whole.is_some() || c.missing() == 0 {
+        if c.missing() == 0 {
             return None;
         }
+        c.spill();
         Some(c.room())
     }
 
@@ -424,6 +466,37 @@ mod tests {
         };
         assert_eq!(got.window().map(|(_, at)| at), Some(1000), "not copied");
         assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn a_payload_handed_over_in_adjacent_pieces_is_kept_not_copied() {
+        let all: std::sync::Arc<[u8]> = (0..=255u8).cycle().take(5000).collect();
+        let payload = Bytes::shared(&all, 1000..4000).unwrap_or_default();
+        let [header, mut data] = encode_chunk_data(Root([1; 32]), 3, payload.clone());
+        let mut d = FrameDecoder::new();
+        d.hello_done();
+        d.push(&header);
+        assert_eq!(d.next_message(), Ok(None));
+        let rest = data.split_off(700);
+        d.push_bytes(data);
+        assert_eq!(d.arriving_chunk(), Some((Root([1; 32]), 3)));
+        assert_eq!(d.next_message(), Ok(None));
+        d.push_bytes(rest);
+        let Ok(Some(Message::ChunkData { data: got, .. })) = d.next_message() else {
+            panic!("no chunk");
+        };
+        assert_eq!(got, payload);
+        assert_eq!(got.window().map(|(_, at)| at), Some(1000), "not copied");
+        // Pieces of different buffers are copied together.
+        let [header, data] = encode_chunk_data(Root([1; 32]), 4, payload.clone());
+        d.push(&header);
+        assert_eq!(d.next_message(), Ok(None));
+        d.push_bytes(data.slice(0..10));
+        d.push_bytes(Bytes::from(data.as_slice()[10..].to_vec()));
+        let Ok(Some(Message::ChunkData { data: got, .. })) = d.next_message() else {
+            panic!("no chunk");
+        };
+        assert_eq!(got, payload);
     }
 
     #[test]
