@@ -713,33 +713,7 @@ fn a_refresh_does_not_resend_the_manifest() {
 /// fetcher that left is skipped, and one that leaves passes its slot on).
 #[test]
 fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
-    use drizzle_core::limits::UPLOAD_SLOTS;
-    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
-    let fetchers = UPLOAD_SLOTS as u64 + 3;
-    let mut loads = Vec::new();
-    let mut busy = Vec::new();
-    for n in 1..=fetchers {
-        let conn = ConnId::Inbound(n);
-        let remote = addr(9000 + n as u16);
-        p.handle(Timestamp(0), Input::Accepted { conn, remote });
-        let mut bytes = hello(Role::Peer);
-        let chunk = n as u32;
-        bytes.extend(encode(&Message::GetChunk {
-            root,
-            chunk,
-            others: 0,
-        }));
-        let d = send(&mut p, conn, 1, &bytes);
-        loads.extend(d.loads.iter().map(|(io, _, _)| (conn, *io)));
-        if d.sent
-            .iter()
-            .any(|(c, m)| *c == conn && matches!(m, Message::Busy { .. }))
-        {
-            busy.push(conn);
-        }
-    }
-    assert_eq!(loads.len(), UPLOAD_SLOTS, "{loads:?}");
-    assert_eq!(busy.len(), 3, "{busy:?}");
+    let (mut p, root, loads, busy) = slots_full_and_waiting(3);
     // The first in line leaves; the slot that frees goes to the second.
     p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
     let (conn, io) = loads[0];
@@ -805,6 +779,78 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         .map(|(c, _)| *c)
         .collect();
     assert_eq!(ready, vec![busy[2]], "{d:?}");
+}
+
+/// A sharer whose upload slots are all taken by fetchers asking for one chunk each, and
+/// `waiting` more told `Busy`: the sharer, the file's root, the loads started and those
+/// waiting, in order.
+fn slots_full_and_waiting(
+    waiting: u64,
+) -> (Peer, Root, Vec<(ConnId, drizzle_core::IoId)>, Vec<ConnId>) {
+    use drizzle_core::limits::UPLOAD_SLOTS;
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    let fetchers = UPLOAD_SLOTS as u64 + waiting;
+    let mut loads = Vec::new();
+    let mut busy = Vec::new();
+    for n in 1..=fetchers {
+        let conn = ConnId::Inbound(n);
+        let remote = addr(9000 + n as u16);
+        p.handle(Timestamp(0), Input::Accepted { conn, remote });
+        let mut bytes = hello(Role::Peer);
+        let chunk = n as u32;
+        bytes.extend(encode(&Message::GetChunk {
+            root,
+            chunk,
+            others: 0,
+        }));
+        let d = send(&mut p, conn, 1, &bytes);
+        loads.extend(d.loads.iter().map(|(io, _, _)| (conn, *io)));
+        if d.sent
+            .iter()
+            .any(|(c, m)| *c == conn && matches!(m, Message::Busy { .. }))
+        {
+            busy.push(conn);
+        }
+    }
+    assert_eq!(loads.len(), UPLOAD_SLOTS, "{loads:?}");
+    assert_eq!(busy.len() as u64, waiting, "{busy:?}");
+    (p, root, loads, busy)
+}
+
+/// A fetcher called with `Ready` that asks nothing while the slot is kept for it (it found
+/// the chunks elsewhere meanwhile) does not keep the slot idle: when the hold lapses, the
+/// next in line is called.
+#[test]
+fn a_lapsed_invitation_calls_the_next_in_line() {
+    let (mut p, _, loads, busy) = slots_full_and_waiting(2);
+    let (conn, io) = loads[0];
+    p.handle(
+        Timestamp(3),
+        Input::Loaded {
+            io,
+            result: Ok(vec![5; 64].into()),
+        },
+    );
+    p.handle(
+        Timestamp(4),
+        Input::Sent {
+            conn,
+            bytes: usize::MAX,
+        },
+    );
+    let called = |d: &Drained| -> Vec<ConnId> {
+        let ready = d
+            .sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Ready { .. }));
+        ready.map(|(c, _)| *c).collect()
+    };
+    assert_eq!(called(&drain(&mut p)), vec![busy[0]]);
+    // busy[0] asks nothing; the next timer calls busy[1], within a round trip or so.
+    let at = p.poll_timeout().unwrap();
+    assert!(at <= Timestamp(4 + 100), "{at:?}");
+    p.handle_timeout(at);
+    assert_eq!(called(&drain(&mut p)), vec![busy[1]]);
 }
 
 /// A peer with nothing left to fetch lets go of its holders: an idle connection would keep

@@ -271,9 +271,10 @@ pub struct Peer {
     slot_conns: BTreeSet<ConnId>,
     /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
     waiting: VecDeque<(ConnId, Root)>,
-    /// When to tell the tracker that upload slots are free (see `Peer::report_idle`), when
-    /// it was last told, and of which file.
-    idle_report_at: Option<Timestamp>,
+    /// When to look at free upload slots again (see `Peer::check_free_slots`): an
+    /// invitation lapses, or the tracker is to hear of them; when it was last told, and of
+    /// which file.
+    slots_check_at: Option<Timestamp>,
     last_idle_report: Option<(Timestamp, Root)>,
     /// Idle reports in a row that brought no fetcher: each waits twice as long.
     idle_streak: u32,
@@ -310,7 +311,7 @@ impl Peer {
             no_evictable_before: Cell::new(Timestamp::ZERO),
             slot_conns: BTreeSet::new(),
             waiting: VecDeque::new(),
-            idle_report_at: None,
+            slots_check_at: None,
             last_idle_report: None,
             idle_streak: 0,
             next_conn: 0,
@@ -1667,7 +1668,7 @@ impl Machine for Peer {
         if let Some(t) = self.deadlines.next_scan() {
             consider(t);
         }
-        if let Some(t) = self.idle_report_at {
+        if let Some(t) = self.slots_check_at {
             consider(t);
         }
         for d in self.downloads.values() {
@@ -1685,8 +1686,8 @@ impl Machine for Peer {
                 self.connect_tracker(now);
             }
         }
-        if self.idle_report_at.is_some_and(|t| t <= now) {
-            self.report_idle(now);
+        if self.slots_check_at.is_some_and(|t| t <= now) {
+            self.check_free_slots(now);
         }
         // Only downloads with a timer due: the others' picks would find nothing new.
         let unavailable_after = self.config.unavailable_after_ms;

@@ -318,6 +318,7 @@ impl Peer {
                 if !i.slot {
                     i.invited_until = Some(now.plus_ms(READY_HOLD_MS));
                     self.slot_conns.insert(conn);
+                    self.check_slots_at(now.plus_ms(READY_HOLD_MS));
                     return self.send(conn, &Message::Ready { root });
                 }
             }
@@ -340,13 +341,25 @@ impl Peer {
             Some((t, _)) => t.plus_ms(IDLE_REPORT_GAP_MS).max(now),
             None => now,
         };
-        self.idle_report_at = Some(self.idle_report_at.map_or(at, |t| t.min(at)));
+        self.check_slots_at(at);
     }
 
-    /// Tells the tracker about idle slots, offering the files held in turn, so that it
-    /// sends fetchers that lack what we have (`Message::Introduce`).
-    pub(super) fn report_idle(&mut self, now: Timestamp) {
-        self.idle_report_at = None;
+    /// Free slots are looked at again at `at` (or earlier, if asked for earlier).
+    fn check_slots_at(&mut self, at: Timestamp) {
+        self.slots_check_at = Some(self.slots_check_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Puts free slots to use: the next waiting fetcher is called when one called with
+    /// `Ready` asked nothing while the slot was kept for it (it found what we have elsewhere
+    /// meanwhile; left free, the slot would wait for someone to ask on their own, and the
+    /// line would keep the tracker from hearing of it). With nobody waiting, tells the
+    /// tracker about idle slots, offering the files held in turn, so that it sends fetchers
+    /// that lack what we have (`Message::Introduce`).
+    pub(super) fn check_free_slots(&mut self, now: Timestamp) {
+        self.slots_check_at = None;
+        if !self.waiting.is_empty() && self.slots_taken(now, None) < UPLOAD_SLOTS {
+            return self.invite_waiting(now);
+        }
         let free = self.idle_slots(now);
         if free == 0 || !self.tracker_up() {
             return;
@@ -370,7 +383,7 @@ impl Peer {
         // Still idle later (nobody came): say so again, less often each time.
         let wait_ms = IDLE_REPORT_GAP_MS << self.idle_streak.min(IDLE_REPORT_BACKOFF_STEPS);
         self.idle_streak += 1;
-        self.idle_report_at = Some(now.plus_ms(wait_ms));
+        self.slots_check_at = Some(now.plus_ms(wait_ms));
     }
 
     fn check_servable(
