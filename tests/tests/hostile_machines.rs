@@ -159,6 +159,28 @@ fn downloading(
     (p, tracker, d)
 }
 
+/// A file of `chunks` chunks of 64 bytes, its manifest, and one holder (port 9) of all of it.
+fn one_holder_of(chunks: u32) -> (Vec<u8>, Manifest, Vec<drizzle_core::wire::LocatedHolder>) {
+    let data: Vec<u8> = (0..64 * chunks as usize).map(|i| (i % 251) as u8).collect();
+    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let holders = vec![drizzle_core::wire::LocatedHolder {
+        addr: addr(9),
+        have: ChunkSet::full(chunks),
+    }];
+    (data, manifest, holders)
+}
+
+/// Chunk `chunk` of `data` as a holder sends it.
+fn chunk_frame(data: &[u8], manifest: &Manifest, chunk: u32) -> Vec<u8> {
+    let (offset, len) = manifest.chunk_range(chunk).unwrap();
+    let piece = data[offset as usize..(offset + u64::from(len)) as usize].to_vec();
+    encode(&Message::ChunkData {
+        root: manifest.root(),
+        chunk,
+        data: piece.into(),
+    })
+}
+
 #[test]
 fn bad_streams_close_only_their_connection() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -606,13 +628,8 @@ fn orphaned_files_are_forgotten_after_a_while() {
 /// (the driver stops reading; the rest waits in TCP) until chunks are stored.
 #[test]
 fn a_fast_holder_cannot_outrun_hashing_and_disk() {
-    let data: Vec<u8> = (0..64 * 40).map(|i| (i % 251) as u8).collect();
-    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let (data, manifest, holders) = one_holder_of(40);
     let name = FileName::new("f").unwrap();
-    let holders = vec![drizzle_core::wire::LocatedHolder {
-        addr: addr(9),
-        have: ChunkSet::full(40),
-    }];
     let (mut p, tracker, d) = downloading(name, manifest.clone(), holders);
     let (holder, _) = d.connects[0];
     p.handle(Timestamp(1), Input::Connected { conn: holder });
@@ -632,14 +649,7 @@ fn a_fast_holder_cannot_outrun_hashing_and_disk() {
         if !p.accepts_input(holder) {
             break;
         }
-        let (offset, len) = manifest.chunk_range(*chunk).unwrap();
-        let piece = data[offset as usize..offset as usize + len as usize].to_vec();
-        let msg = Message::ChunkData {
-            root: manifest.root(),
-            chunk: *chunk,
-            data: piece.into(),
-        };
-        let more = send(&mut p, holder, 2, &encode(&msg));
+        let more = send(&mut p, holder, 2, &chunk_frame(&data, &manifest, *chunk));
         d.hashes.extend(more.hashes);
     }
     assert_eq!(d.hashes.len(), MAX_CHUNKS_STORING);
@@ -717,13 +727,7 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
     // The first in line leaves; the slot that frees goes to the second.
     p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
     let (conn, io) = loads[0];
-    p.handle(
-        Timestamp(3),
-        Input::Loaded {
-            io,
-            result: Ok(vec![5; 64].into()),
-        },
-    );
+    loaded_fives(&mut p, io, 3);
     let d = drain(&mut p);
     assert!(d
         .sent
@@ -817,6 +821,12 @@ fn slots_full_and_waiting(
     (p, root, loads, busy)
 }
 
+/// The sharer's read `io` (of a file of fives) completes at `now`.
+fn loaded_fives(p: &mut Peer, io: drizzle_core::IoId, now: u64) {
+    let result = Ok(vec![5; 64].into());
+    p.handle(Timestamp(now), Input::Loaded { io, result });
+}
+
 /// A fetcher called with `Ready` that asks nothing while the slot is kept for it (it found
 /// the chunks elsewhere meanwhile) does not keep the slot idle: when the hold lapses, the
 /// next in line is called.
@@ -824,13 +834,7 @@ fn slots_full_and_waiting(
 fn a_lapsed_invitation_calls_the_next_in_line() {
     let (mut p, _, loads, busy) = slots_full_and_waiting(2);
     let (conn, io) = loads[0];
-    p.handle(
-        Timestamp(3),
-        Input::Loaded {
-            io,
-            result: Ok(vec![5; 64].into()),
-        },
-    );
+    loaded_fives(&mut p, io, 3);
     p.handle(
         Timestamp(4),
         Input::Sent {
@@ -1192,27 +1196,16 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
 #[test]
 fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
     use drizzle_core::limits::{MAX_WAITERS_TOLD_HAVE, UPLOAD_SLOTS};
-    let data: Vec<u8> = (0..64 * 8).map(|i| (i % 251) as u8).collect();
-    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let (data, manifest, holders) = one_holder_of(8);
     let root = manifest.root();
-    let holders = vec![drizzle_core::wire::LocatedHolder {
-        addr: addr(9),
-        have: ChunkSet::full(8),
-    }];
     let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
     let (holder, _) = d.connects[0];
     p.handle(Timestamp(1), Input::Connected { conn: holder });
     send(&mut p, holder, 1, &hello(Role::Peer));
     // The holder sends chunk `chunk`; what `p` sends once it is verified and stored.
     let arrives = |p: &mut Peer, chunk: u32, now: u64| {
-        let (offset, len) = manifest.chunk_range(chunk).unwrap();
-        let piece = data[offset as usize..(offset + u64::from(len)) as usize].to_vec();
-        let msg = Message::ChunkData {
-            root,
-            chunk,
-            data: piece.into(),
-        };
-        let (io, bytes) = send(p, holder, now, &encode(&msg)).hashes[0].clone();
+        let frame = chunk_frame(&data, &manifest, chunk);
+        let (io, bytes) = send(p, holder, now, &frame).hashes[0].clone();
         let digest = drizzle_core::manifest::sha256(&bytes);
         let input = Input::Hashed {
             io,
@@ -1314,13 +1307,8 @@ fn a_free_slot_is_offered_to_more_than_one_seeker() {
 /// asked for announces nothing.
 #[test]
 fn a_chunk_is_announced_as_it_begins_to_arrive() {
-    let data: Vec<u8> = (0..64 * 32).map(|i| (i % 251) as u8).collect();
-    let manifest = Manifest::from_bytes(&data, 64).unwrap();
+    let (data, manifest, holders) = one_holder_of(32);
     let root = manifest.root();
-    let holders = vec![drizzle_core::wire::LocatedHolder {
-        addr: addr(9),
-        have: ChunkSet::full(32),
-    }];
     let turned_away = |d: &Drained, fetcher: ConnId| {
         let refusal =
             |m: &Message| matches!(m, Message::ChunkRefused { .. } | Message::Busy { .. });
@@ -1340,16 +1328,7 @@ fn a_chunk_is_announced_as_it_begins_to_arrive() {
         });
         (p, tracker, holder, asked)
     };
-    let frame = |chunk: u32| {
-        let (offset, len) = manifest.chunk_range(chunk).unwrap();
-        let piece = data[offset as usize..(offset + u64::from(len)) as usize].to_vec();
-        let msg = Message::ChunkData {
-            root,
-            chunk,
-            data: piece.into(),
-        };
-        encode(&msg)
-    };
+    let frame = |chunk: u32| chunk_frame(&data, &manifest, chunk);
     let announced = |d: &Drained, tracker: ConnId, chunk: u32| {
         d.sent
             .iter()

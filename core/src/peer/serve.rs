@@ -92,14 +92,7 @@ impl Peer {
                 }
                 i.steered.insert((root, chunk));
             }
-            return self.send(
-                conn,
-                &Message::ChunkRefused {
-                    root,
-                    chunk,
-                    reason,
-                },
-            );
+            return self.refuse(conn, root, chunk, reason);
         }
         if !self.take_slot(now, conn) {
             self.busy_refusals += 1;
@@ -221,14 +214,7 @@ impl Peer {
                     f.uploads.withdrawn(chunk, conn);
                 }
                 let reason = format!("chunk {chunk} not held here (its transfer failed)");
-                self.send(
-                    conn,
-                    &Message::ChunkRefused {
-                        root,
-                        chunk,
-                        reason,
-                    },
-                );
+                self.refuse(conn, root, chunk, reason);
             }
             self.pump_serving(now, conn);
         }
@@ -462,15 +448,7 @@ impl Peer {
             });
             let Some((key, offset, len)) = located else {
                 self.finish_load(conn);
-                let reason = "file no longer shared here".to_string();
-                self.send(
-                    conn,
-                    &Message::ChunkRefused {
-                        root,
-                        chunk,
-                        reason,
-                    },
-                );
+                self.refuse(conn, root, chunk, "file no longer shared here".into());
                 continue;
             };
             let io = self.new_io(Io::Serve { conn, root, chunk });
@@ -509,7 +487,7 @@ impl Peer {
             .and_then(|n| self.files.get(n))
             .and_then(|f| f.manifest.chunk_range(chunk))
             .map(|(_, len)| len as usize);
-        let reply = match result {
+        let reason = match result {
             Ok(Some(data)) if Some(data.len()) == expected => {
                 self.emit(Event::Served { root, chunk, to });
                 for bytes in encode_chunk_data(root, chunk, data) {
@@ -522,24 +500,24 @@ impl Peer {
                     "chunk {chunk} of {} is short on disk; refusing it",
                     root.short()
                 );
-                let reason = "chunk unreadable here (file changed on disk)".to_string();
-                Message::ChunkRefused {
-                    root,
-                    chunk,
-                    reason,
-                }
+                "chunk unreadable here (file changed on disk)".to_string()
             }
             Err(e) => {
                 log::warn!("cannot read chunk {chunk} of {}: {e}", root.short());
-                let reason = "chunk unreadable here".to_string();
-                Message::ChunkRefused {
-                    root,
-                    chunk,
-                    reason,
-                }
+                "chunk unreadable here".to_string()
             }
         };
-        self.send(conn, &reply);
+        self.refuse(conn, root, chunk, reason);
         self.pump_serving(now, conn);
+    }
+
+    /// Answers a request for `chunk` of `root` with a refusal saying why.
+    fn refuse(&mut self, conn: ConnId, root: Root, chunk: u32, reason: String) {
+        let msg = Message::ChunkRefused {
+            root,
+            chunk,
+            reason,
+        };
+        self.send(conn, &msg);
     }
 }
