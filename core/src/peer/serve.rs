@@ -175,8 +175,8 @@ impl Peer {
         }
     }
 
-    /// Chunks of `name` announced as arriving whose transfer failed (no longer requested,
-    /// being stored or held) are owed: requests waiting for them are refused, so those
+    /// Chunks of `name` announced as arriving whose transfer failed (no longer requested
+    /// or being stored) are owed: requests waiting for them are refused, so those
     /// fetchers ask elsewhere. The tracker is not told; we still want the chunk and will
     /// hold it once fetched again (and tell our fetchers then).
     pub(super) fn settle_arrivals(&mut self, now: Timestamp, name: &FileName) {
@@ -187,10 +187,9 @@ impl Peer {
             return;
         }
         let a = self.downloads.get(name).and_then(|d| d.active.as_ref());
-        let coming = |c: u32| {
-            a.is_some_and(|a| a.in_flight.contains_key(&c) || a.storing.contains(&c))
-                || f.have.contains(c)
-        };
+        // Never held as well: a chunk leaves `arriving` when it is stored.
+        let coming =
+            |c: u32| a.is_some_and(|a| a.in_flight.contains_key(&c) || a.storing.contains(&c));
         let failed: Vec<u32> = f.arriving.iter().copied().filter(|c| !coming(*c)).collect();
         if failed.is_empty() {
             return;
@@ -428,7 +427,7 @@ impl Peer {
             let (files, by_root) = (&self.files, &self.by_root);
             let arriving = |(r, c): &(Root, u32)| {
                 let f = by_root.get(r).and_then(|n| files.get(n));
-                f.is_some_and(|f| f.arriving.contains(c) && !f.have.contains(*c))
+                f.is_some_and(|f| f.arriving.contains(c))
             };
             let Some(at) = i.queue.iter().position(|q| !arriving(q)) else {
                 return;
