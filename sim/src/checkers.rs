@@ -109,7 +109,7 @@ fn check_registrations(world: &World) -> Vec<String> {
         };
         if !holding.have.is_subset(&announced) {
             found.push(format!(
-                "tracker records chunks of {} for {} that it does not hold",
+                "tracker records chunks of {} for {} that it neither holds nor announced",
                 holding.root.short(),
                 world.node_name(id)
             ));

@@ -14,13 +14,13 @@ use drizzle_core::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// How much of a bulk send lands ahead of the rest: a socket read's worth.
-const FIRST_BYTES: u64 = 16 * 1024;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+
+/// How much of a bulk send lands ahead of the rest: a socket read's worth.
+const FIRST_BYTES: u64 = 16 * 1024;
 
 /// Index of a node; the tracker is node 0.
 pub type NodeId = usize;
