@@ -39,12 +39,13 @@ pub const MAX_KNOWN_HOLDERS: usize = 256;
 pub const IDLE_REPORT_GAP_MS: u64 = 100;
 /// Idle reports that bring nobody are repeated after 2, 4, … times the gap, up to 2^this.
 pub const IDLE_REPORT_BACKOFF_STEPS: u32 = 6;
-/// Seekers an idle report introduces the holder to per free upload slot: more than half of
-/// introduced seekers already have every chunk the holder could give them requested
-/// elsewhere and ask nothing, so one per slot leaves slots idle. (Simulated swarms, median
-/// / bound, 300 peers: mean of seeds 1–4 1.275 with one, 1.268 with two; seed 1 1.278 with
-/// one, 1.267 with two, 1.271 with three.)
-pub const INTRODUCTIONS_PER_FREE_SLOT: usize = 2;
+/// Seekers an idle report introduces the holder to per free upload slot: most introduced
+/// seekers already have every chunk the holder could give them requested elsewhere (or
+/// their request budget spent) and ask nothing, so one per slot leaves slots idle.
+/// (Simulated swarms, median / bound, 300 peers: mean of seeds 1–4 1.275 with one, 1.268
+/// with two. With `MAX_SHARED_REQUESTS_PER_DOWNLOAD`, 1000 peers, seeds 1–3: 1.260, 1.270,
+/// 1.261 with two; 1.254, 1.259, 1.259 with three.)
+pub const INTRODUCTIONS_PER_FREE_SLOT: usize = 3;
 /// Seekers one idle report may be introduced to.
 pub const MAX_INTRODUCTIONS_PER_IDLE: usize = INTRODUCTIONS_PER_FREE_SLOT * UPLOAD_SLOTS;
 /// A peer's idle reports closer together than this are ignored by the tracker.
@@ -69,6 +70,15 @@ pub const MAX_REQUESTS_PER_HOLDER: usize = 16;
 pub const MAX_SHARED_REQUESTS_PER_HOLDER: usize = 2;
 pub const FEW_HOLDERS: usize = 4;
 pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
+/// Requests a download keeps outstanding when it knows more than `FEW_HOLDERS`. Chunks
+/// asked of several holders at once arrive one after another on our downlink, so past a
+/// few, more requests only wait longer; and a chunk waiting its turn is one that no idle
+/// holder can be asked for (at 300 peers, seven in eight seekers introduced to an idle
+/// holder had every chunk it could send them requested elsewhere, a request waited 376 ms
+/// on average for its first byte). (Simulated swarms, median / bound, seed 1: 300 peers
+/// 1.246 with 64, 1.235 with 8, 1.226 with 7, 1.220 with 6, 1.220 with 5, 1.280 with 4;
+/// 1000 peers 1.284 with 64, 1.260 with 6, 1.261 with 5.)
+pub const MAX_SHARED_REQUESTS_PER_DOWNLOAD: usize = 6;
 /// Chunks a peer holds received but not yet hashed and written: past it the peer reads no
 /// more from holders, so a slow disk or hasher bounds memory (the rest waits in TCP).
 pub const MAX_CHUNKS_STORING: usize = 8;

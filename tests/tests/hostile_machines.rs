@@ -912,28 +912,36 @@ fn one_chunk_each(chunks: u32, holders: u32) -> (Manifest, Vec<drizzle_core::wir
 }
 
 /// Connects every holder `d` connected to and answers the request sent to it with
-/// `answer(chunk)`, the i-th at `now + i * step_ms`.
+/// `answer(chunk)`, the i-th at `now + i * step_ms`; then likewise the holders those
+/// answers made room for (a download keeps only a few requests in flight). Returns every
+/// connection made.
 fn answer_each_request(
     p: &mut Peer,
     d: &Drained,
     now: u64,
     step_ms: u64,
     answer: impl Fn(u32) -> Message,
-) {
-    for (i, (conn, _)) in d.connects.iter().enumerate() {
-        p.handle(Timestamp(1), Input::Connected { conn: *conn });
-        let chunk = d
-            .sent
+) -> Vec<(ConnId, SocketAddr)> {
+    let (mut connects, mut sent) = (d.connects.clone(), d.sent.clone());
+    let mut i = 0;
+    while let Some((conn, _)) = connects.get(i).copied() {
+        let at = now + i as u64 * step_ms;
+        p.handle(Timestamp(at), Input::Connected { conn });
+        let chunk = sent
             .iter()
             .find_map(|(c, m)| match m {
-                Message::GetChunk { chunk, .. } if c == conn => Some(*chunk),
+                Message::GetChunk { chunk, .. } if *c == conn => Some(*chunk),
                 _ => None,
             })
             .unwrap();
         let mut bytes = hello(Role::Peer);
         bytes.extend(encode(&answer(chunk)));
-        send(p, *conn, now + i as u64 * step_ms, &bytes);
+        let more = send(p, conn, at, &bytes);
+        connects.extend(more.connects);
+        sent.extend(more.sent);
+        i += 1;
     }
+    connects
 }
 
 /// With every outbound connection taken, a holder that has nothing asked of it for a while
@@ -946,14 +954,14 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     let root = manifest.root();
     let name = FileName::new("f").unwrap();
     let (mut p, _, d) = downloading(name, manifest, located);
-    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
     // Every holder refuses: nothing is asked of them any more.
-    answer_each_request(&mut p, &d, 2, 0, |chunk| Message::ChunkRefused {
+    let connects = answer_each_request(&mut p, &d, 2, 0, |chunk| Message::ChunkRefused {
         root,
         chunk,
         reason: "not now".to_string(),
     });
-    let connected: Vec<SocketAddr> = d.connects.iter().map(|(_, a)| *a).collect();
+    assert_eq!(connects.len(), MAX_PEER_CONNECTIONS);
+    let connected: Vec<SocketAddr> = connects.iter().map(|(_, a)| *a).collect();
     let left_out = (0..holders)
         .map(|i| addr(10_000 + i as u16))
         .find(|a| !connected.contains(a))
@@ -962,6 +970,38 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     let d = drain(&mut p);
     assert_eq!(d.closed.len(), 1, "{d:?}");
     assert!(d.connects.iter().any(|(_, a)| *a == left_out), "{d:?}");
+}
+
+/// A download that knows many holders keeps only a few requests in flight, however many
+/// holders could take one: past a few, chunks would only wait their turn on our downlink,
+/// committed to one holder while others fall idle. Each answer frees room for one more.
+#[test]
+fn a_download_with_many_holders_keeps_few_requests_in_flight() {
+    use drizzle_core::limits::{MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER};
+    let (data, manifest, _) = one_holder_of(64);
+    let located: Vec<_> = (0..20)
+        .map(|i| drizzle_core::wire::LocatedHolder {
+            addr: addr(10_000 + i),
+            have: ChunkSet::full(64),
+        })
+        .collect();
+    assert!(located.len() * MAX_SHARED_REQUESTS_PER_HOLDER > MAX_SHARED_REQUESTS_PER_DOWNLOAD);
+    let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), located);
+    let requests = |d: &Drained| -> Vec<(ConnId, u32)> {
+        let asked = d.sent.iter().filter_map(|(c, m)| match m {
+            Message::GetChunk { chunk, .. } => Some((*c, *chunk)),
+            _ => None,
+        });
+        asked.collect()
+    };
+    let asked = requests(&d);
+    assert_eq!(asked.len(), MAX_SHARED_REQUESTS_PER_DOWNLOAD, "{d:?}");
+    let (conn, chunk) = asked[0];
+    p.handle(Timestamp(1), Input::Connected { conn });
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(chunk_frame(&data, &manifest, chunk));
+    let d = send(&mut p, conn, 2, &bytes);
+    assert_eq!(requests(&d).len(), 1, "one answer, one more request: {d:?}");
 }
 
 /// Peer `n` (connection number and port) registers `files` with the tracker and locates
@@ -1045,9 +1085,9 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
     let (manifest, located) = one_chunk_each(holders, holders - 1);
     let root = manifest.root();
     let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
-    assert_eq!(d.connects.len(), MAX_PEER_CONNECTIONS);
     let waited_longest = d.connects[0].0;
-    answer_each_request(&mut p, &d, 2, 1, |chunk| Message::Busy { root, chunk });
+    let connects = answer_each_request(&mut p, &d, 2, 1, |chunk| Message::Busy { root, chunk });
+    assert_eq!(connects.len(), MAX_PEER_CONNECTIONS);
     let newcomer = addr(20_000);
     let introduce = Message::Introduce {
         root,

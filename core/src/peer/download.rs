@@ -6,7 +6,8 @@ use super::cooldown::Cooldowns;
 use super::picker;
 use crate::chunkset::ChunkSet;
 use crate::limits::{
-    FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_HOLDER, MAX_SHARED_REQUESTS_PER_HOLDER,
+    FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
+    MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER,
 };
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
@@ -193,6 +194,22 @@ impl Active {
         } else {
             MAX_REQUESTS_PER_HOLDER
         }
+    }
+
+    /// Requests this download may have outstanding in all: with few holders many (each
+    /// holder's pipeline is deep), with many a few, so that chunks are not committed to
+    /// holders long before they can arrive.
+    pub fn request_budget(&self) -> usize {
+        if self.holders.len() > FEW_HOLDERS {
+            MAX_SHARED_REQUESTS_PER_DOWNLOAD
+        } else {
+            MAX_REQUESTS_PER_DOWNLOAD
+        }
+    }
+
+    /// Whether another request may be made now.
+    pub fn may_request(&self) -> bool {
+        !self.committing && self.requests_in_flight() < self.request_budget()
     }
 
     /// Whether `addr` is in the chunk map.
@@ -676,6 +693,27 @@ mod tests {
         assert!(a.learn_holder(one_more));
         assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
         assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
+    }
+
+    #[test]
+    fn many_holders_mean_few_requests_in_flight() {
+        let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+        let mut a = active(1, &few);
+        assert_eq!(a.request_budget(), MAX_REQUESTS_PER_DOWNLOAD);
+        let holders = (0..MAX_SHARED_REQUESTS_PER_DOWNLOAD as u8).map(|n| addr(100 + n));
+        a.in_flight.insert(0, holders.collect());
+        assert!(a.may_request());
+        let one_more = LocatedHolder {
+            addr: addr(200),
+            have: ChunkSet::full(1),
+        };
+        assert!(a.learn_holder(one_more));
+        assert_eq!(a.request_budget(), MAX_SHARED_REQUESTS_PER_DOWNLOAD);
+        assert!(!a.may_request(), "the budget is spent");
+        a.in_flight.get_mut(&0).unwrap().pop();
+        assert!(a.may_request());
+        a.committing = true;
+        assert!(!a.may_request(), "nothing is asked while committing");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
-    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_REQUESTS_PER_DOWNLOAD,
+    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
@@ -783,7 +783,7 @@ impl Peer {
             let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
                 return;
             };
-            if active.committing || active.requests_in_flight() >= MAX_REQUESTS_PER_DOWNLOAD {
+            if !active.may_request() {
                 break;
             }
             let (conns, holder_conns) = (&self.conns, &self.holder_conns);
@@ -995,7 +995,7 @@ impl Peer {
         let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
             return;
         };
-        let may_ask = !a.committing && a.requests_in_flight() < MAX_REQUESTS_PER_DOWNLOAD;
+        let may_ask = a.may_request();
         let conns = &self.conns;
         let depth = a.pipeline_depth();
         let mut has_slot = |_| holder_has_slot(conns, conn, true, depth);
