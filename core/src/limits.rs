@@ -43,8 +43,8 @@ pub const IDLE_REPORT_BACKOFF_STEPS: u32 = 6;
 /// seekers already have every chunk the holder could give them requested elsewhere (or
 /// their request budget spent) and ask nothing, so one per slot leaves slots idle.
 /// (Simulated swarms, median / bound, 300 peers: mean of seeds 1–4 1.275 with one, 1.268
-/// with two. With `MAX_SHARED_REQUESTS_PER_DOWNLOAD`, 1000 peers, seeds 1–3: 1.260, 1.270,
-/// 1.261 with two; 1.254, 1.259, 1.259 with three.)
+/// with two. With `MAX_SHARED_REQUESTS_PER_DOWNLOAD`, 1000 peers, seeds 1–3: 1.264, 1.268,
+/// 1.267 with two; 1.260, 1.261, 1.264 with three.)
 pub const INTRODUCTIONS_PER_FREE_SLOT: usize = 3;
 /// Seekers one idle report may be introduced to.
 pub const MAX_INTRODUCTIONS_PER_IDLE: usize = INTRODUCTIONS_PER_FREE_SLOT * UPLOAD_SLOTS;
@@ -75,9 +75,10 @@ pub const MAX_REQUESTS_PER_DOWNLOAD: usize = 64;
 /// few, more requests only wait longer; and a chunk waiting its turn is one that no idle
 /// holder can be asked for (at 300 peers, seven in eight seekers introduced to an idle
 /// holder had every chunk it could send them requested elsewhere, a request waited 376 ms
-/// on average for its first byte). (Simulated swarms, median / bound, seed 1: 300 peers
-/// 1.246 with 64, 1.235 with 8, 1.226 with 7, 1.220 with 6, 1.220 with 5, 1.280 with 4;
-/// 1000 peers 1.284 with 64, 1.260 with 6, 1.261 with 5.)
+/// on average for its first byte). (Simulated swarms, median / bound, seed 1, two
+/// introductions per free slot: 300 peers 1.246 with 64, 1.227 with 6; with the budget
+/// applied at any number of holders, 1.235 with 8, 1.226 with 7, 1.220 with 6, 1.220 with
+/// 5, 1.280 with 4, and 1000 peers 1.284 with 64, 1.260 with 6, 1.261 with 5.)
 pub const MAX_SHARED_REQUESTS_PER_DOWNLOAD: usize = 6;
 /// Chunks a peer holds received but not yet hashed and written: past it the peer reads no
 /// more from holders, so a slow disk or hasher bounds memory (the rest waits in TCP).
