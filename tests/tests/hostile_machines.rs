@@ -719,32 +719,21 @@ fn a_refresh_does_not_resend_the_manifest() {
 }
 
 /// Fetchers turned away as `Busy` are not left to poll: when an upload slot frees, the
-/// longest-waiting one still connected is told `Ready` and the slot is kept for it (a
-/// fetcher that left is skipped, and one that leaves passes its slot on).
+/// `CALLS_PER_FREE_SLOT` longest-waiting still connected are told `Ready` and the slot is
+/// kept for them (a fetcher that left is skipped). The first to ask takes it; the others
+/// are told `Busy` if they ask, and are called first, in their order, when a slot frees.
 #[test]
-fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
-    let (mut p, root, loads, busy) = slots_full_and_waiting(3);
-    // The first in line leaves; the slot that frees goes to the second.
-    p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
-    let (conn, io) = loads[0];
-    loaded_fives(&mut p, io, 3);
-    let d = drain(&mut p);
-    assert!(d
-        .sent
-        .iter()
-        .all(|(_, m)| !matches!(m, Message::Ready { .. })));
-    let all = usize::MAX;
-    p.handle(Timestamp(4), Input::Sent { conn, bytes: all });
-    let d = drain(&mut p);
-    let ready: Vec<ConnId> = d
-        .sent
-        .iter()
-        .filter(|(_, m)| matches!(m, Message::Ready { root: r } if *r == root))
-        .map(|(c, _)| *c)
-        .collect();
-    assert_eq!(ready, vec![busy[1]], "{d:?}");
-    // The slot is kept for the invited one: a newcomer asking first is told to wait.
-    let ask = |p: &mut Peer, conn: ConnId, chunk: u32, with_hello: bool| {
+fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
+    use drizzle_core::limits::CALLS_PER_FREE_SLOT;
+    let (mut p, root, loads, busy) = slots_full_and_waiting(CALLS_PER_FREE_SLOT as u64 + 3);
+    let called = |d: &Drained| -> Vec<ConnId> {
+        let ready = d
+            .sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Ready { root: r } if *r == root));
+        ready.map(|(c, _)| *c).collect()
+    };
+    let asked = |p: &mut Peer, conn: ConnId, chunk: u32, with_hello: bool| {
         let mut bytes = if with_hello {
             hello(Role::Peer)
         } else {
@@ -757,6 +746,25 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
         }));
         send(p, conn, 4, &bytes)
     };
+    let told_busy = |d: &Drained, conn: ConnId| {
+        let busy = |(c, m): &(ConnId, Message)| *c == conn && matches!(m, Message::Busy { .. });
+        d.sent.iter().any(busy)
+    };
+    // The first in line leaves; the slot that frees calls those after it.
+    p.handle(Timestamp(2), Input::Closed { conn: busy[0] });
+    let (conn, io) = loads[0];
+    loaded_fives(&mut p, io, 3);
+    assert!(called(&drain(&mut p)).is_empty());
+    p.handle(
+        Timestamp(4),
+        Input::Sent {
+            conn,
+            bytes: usize::MAX,
+        },
+    );
+    let first_called = &busy[1..=CALLS_PER_FREE_SLOT];
+    assert_eq!(called(&drain(&mut p)), first_called);
+    // The slot is kept for those called: a newcomer asking first is told to wait.
     let newcomer = ConnId::Inbound(100);
     p.handle(
         Timestamp(4),
@@ -765,24 +773,19 @@ fn a_busy_holder_calls_the_next_fetcher_when_a_slot_frees() {
             remote: addr(9100),
         },
     );
-    let d = ask(&mut p, newcomer, 7, true);
-    assert!(
-        d.sent
-            .iter()
-            .any(|(_, m)| matches!(m, Message::Busy { .. })),
-        "{d:?}"
-    );
-    let d = ask(&mut p, busy[1], 8, false);
+    let d = asked(&mut p, newcomer, 7, true);
+    assert!(told_busy(&d, newcomer), "{d:?}");
+    // The second called asks first and is served; the first called, asking after, waits.
+    let d = asked(&mut p, busy[2], 8, false);
     assert_eq!(d.loads.len(), 1, "{d:?}");
-    p.handle(Timestamp(5), Input::Closed { conn: busy[1] });
-    let d = drain(&mut p);
-    let ready: Vec<ConnId> = d
-        .sent
-        .iter()
-        .filter(|(_, m)| matches!(m, Message::Ready { .. }))
-        .map(|(c, _)| *c)
-        .collect();
-    assert_eq!(ready, vec![busy[2]], "{d:?}");
+    let d = asked(&mut p, busy[1], 9, false);
+    assert!(told_busy(&d, busy[1]) && d.loads.is_empty(), "{d:?}");
+    // The next slot to free calls the others called before, in their order, first.
+    p.handle(Timestamp(5), Input::Closed { conn: busy[2] });
+    let mut again = vec![busy[1]];
+    again.extend(&busy[3..]);
+    again.truncate(CALLS_PER_FREE_SLOT);
+    assert_eq!(called(&drain(&mut p)), again);
 }
 
 /// A sharer whose upload slots are all taken by fetchers asking for one chunk each, and
@@ -827,12 +830,13 @@ fn loaded_fives(p: &mut Peer, io: drizzle_core::IoId, now: u64) {
     p.handle(Timestamp(now), Input::Loaded { io, result });
 }
 
-/// A fetcher called with `Ready` that asks nothing while the slot is kept for it (it found
-/// the chunks elsewhere meanwhile) does not keep the slot idle: when the hold lapses, the
-/// next in line is called.
+/// Fetchers called with `Ready` that ask nothing while the slot is kept for them (they found
+/// the chunks elsewhere meanwhile) do not keep the slot idle: when the hold lapses, the
+/// next in line are called.
 #[test]
 fn a_lapsed_invitation_calls_the_next_in_line() {
-    let (mut p, _, loads, busy) = slots_full_and_waiting(2);
+    use drizzle_core::limits::CALLS_PER_FREE_SLOT;
+    let (mut p, _, loads, busy) = slots_full_and_waiting(2 * CALLS_PER_FREE_SLOT as u64);
     let (conn, io) = loads[0];
     loaded_fives(&mut p, io, 3);
     p.handle(
@@ -849,12 +853,13 @@ fn a_lapsed_invitation_calls_the_next_in_line() {
             .filter(|(_, m)| matches!(m, Message::Ready { .. }));
         ready.map(|(c, _)| *c).collect()
     };
-    assert_eq!(called(&drain(&mut p)), vec![busy[0]]);
-    // busy[0] asks nothing; the next timer calls busy[1], within a round trip or so.
+    let (first, next) = busy.split_at(CALLS_PER_FREE_SLOT);
+    assert_eq!(called(&drain(&mut p)), first);
+    // Those called ask nothing; the next timer calls the next, within a round trip or so.
     let at = p.poll_timeout().unwrap();
     assert!(at <= Timestamp(4 + 100), "{at:?}");
     p.handle_timeout(at);
-    assert_eq!(called(&drain(&mut p)), vec![busy[1]]);
+    assert_eq!(called(&drain(&mut p)), next);
 }
 
 /// A peer with nothing left to fetch lets go of its holders: an idle connection would keep

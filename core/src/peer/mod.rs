@@ -271,6 +271,9 @@ pub struct Peer {
     slot_conns: BTreeSet<ConnId>,
     /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
     waiting: VecDeque<(ConnId, Root)>,
+    /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
+    /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
+    called: Vec<(ConnId, Root)>,
     /// When to look at free upload slots again (see `Peer::check_free_slots`): an
     /// invitation lapses, or the tracker is to hear of them; when it was last told, and of
     /// which file.
@@ -311,6 +314,7 @@ impl Peer {
             no_evictable_before: Cell::new(Timestamp::ZERO),
             slot_conns: BTreeSet::new(),
             waiting: VecDeque::new(),
+            called: Vec::new(),
             slots_check_at: None,
             last_idle_report: None,
             idle_streak: 0,

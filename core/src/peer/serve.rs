@@ -5,7 +5,7 @@
 use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
-    FETCHER_IDLE_TIMEOUT_MS, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS,
+    CALLS_PER_FREE_SLOT, FETCHER_IDLE_TIMEOUT_MS, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS,
     MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
     MAX_WAITERS_TOLD_HAVE, SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
 };
@@ -37,7 +37,7 @@ pub(super) struct InLink {
     loading: usize,
     /// Holds one of the upload slots: its requests are served, not refused as busy.
     slot: bool,
-    /// Offered a slot with `Ready`, kept for it until then.
+    /// Called with `Ready` for a slot, kept for it until then.
     invited_until: Option<Timestamp>,
     /// Chunks accepted in this turn at the slot.
     turn_chunks: u32,
@@ -66,6 +66,11 @@ impl InLink {
 }
 
 impl InLink {
+    /// Called with `Ready` for a slot it has not taken, and the slot still kept for it.
+    fn is_called(&self, now: Timestamp) -> bool {
+        !self.slot && self.invited_until.is_some_and(|t| t > now)
+    }
+
     /// When to drop this fetcher: the link's own deadlines, or idleness while it has
     /// nothing queued or loading.
     pub fn deadline(&self) -> Option<(Timestamp, &'static str)> {
@@ -123,6 +128,7 @@ impl Peer {
     fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
         let refusals = self.busy_refusals;
         let others = self.slots_taken(now, Some(conn));
+        let serving = self.slots_held(Some(conn));
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -131,7 +137,8 @@ impl Peer {
             return i.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
         }
         let invited = i.invited_until.take().is_some_and(|t| t > now);
-        if !invited && others >= UPLOAD_SLOTS {
+        // However many were called, no more than `UPLOAD_SLOTS` are served at once.
+        if serving >= UPLOAD_SLOTS || (!invited && others >= UPLOAD_SLOTS) {
             self.slot_conns.remove(&conn);
             return false;
         }
@@ -141,7 +148,30 @@ impl Peer {
         i.turn_chunks = 0;
         i.turn_began_at_refusal = refusals;
         self.waiting.retain(|(c, _)| *c != conn);
+        if serving + 1 >= UPLOAD_SLOTS {
+            self.recall_invitations(now);
+        }
         true
+    }
+
+    /// Every slot is taken: fetchers still called for one go back to the front of the line
+    /// in the order they waited, to be called first when a slot frees.
+    fn recall_invitations(&mut self, now: Timestamp) {
+        let called = std::mem::take(&mut self.called);
+        for (conn, root) in called.into_iter().rev() {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !i.is_called(now) {
+                continue;
+            }
+            i.invited_until = None;
+            self.slot_conns.remove(&conn);
+            let queued = self.waiting.iter().any(|(c, _)| *c == conn);
+            if !queued && self.waiting.len() < MAX_WAITING_FETCHERS {
+                self.waiting.push_front((conn, root));
+            }
+        }
     }
 
     /// The data of chunk `chunk` of `root`, requested from a holder, has begun to arrive:
@@ -267,13 +297,24 @@ impl Peer {
         }
     }
 
-    /// Slots held or kept for an invited fetcher, but for `except`'s.
+    /// Slots held or kept for fetchers called with `Ready` (those called for one slot count
+    /// as one), but for `except`'s.
     pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
-        let held = |i: &InLink| i.slot || i.invited_until.is_some_and(|t| t > now);
+        let called = self
+            .slot_conns
+            .iter()
+            .filter(|id| Some(**id) != except)
+            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if i.is_called(now)))
+            .count();
+        self.slots_held(except) + called.div_ceil(CALLS_PER_FREE_SLOT)
+    }
+
+    /// Slots held by fetchers being served, but for `except`'s.
+    fn slots_held(&self, except: Option<ConnId>) -> usize {
         self.slot_conns
             .iter()
             .filter(|id| Some(**id) != except)
-            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if held(i)))
+            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if i.slot))
             .count()
     }
 
@@ -294,21 +335,37 @@ impl Peer {
         }
     }
 
-    /// A slot came free: offers it to the longest-waiting fetcher still connected, and
-    /// keeps it for that one for `READY_HOLD_MS` (unused, it goes to whoever asks next).
-    /// With nobody waiting, the tracker is told the slot is free.
+    /// A slot came free: calls the `CALLS_PER_FREE_SLOT` longest-waiting fetchers still
+    /// connected (`Ready`) and keeps it for them for `READY_HOLD_MS` (unused, it goes to
+    /// whoever asks next). The first to ask takes it; the others go back to the front of the
+    /// line. With nobody waiting, the tracker is told the slot is free.
     pub(super) fn invite_waiting(&mut self, now: Timestamp) {
-        while let Some((conn, root)) = self.waiting.pop_front() {
-            if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
-                if !i.slot {
-                    i.invited_until = Some(now.plus_ms(READY_HOLD_MS));
-                    self.slot_conns.insert(conn);
-                    self.check_slots_at(now.plus_ms(READY_HOLD_MS));
-                    return self.send(conn, &Message::Ready { root });
-                }
+        let until = now.plus_ms(READY_HOLD_MS);
+        // Those called before who came, or whose call lapsed, are no longer called.
+        let conns = &self.conns;
+        let still_called =
+            |c: &ConnId| matches!(conns.get(c), Some(Conn::In(i)) if i.is_called(now));
+        self.called.retain(|(c, _)| still_called(c));
+        let mut called = 0;
+        while called < CALLS_PER_FREE_SLOT {
+            let Some((conn, root)) = self.waiting.pop_front() else {
+                break;
+            };
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !i.slot {
+                i.invited_until = Some(until);
+                self.slot_conns.insert(conn);
+                self.called.push((conn, root));
+                self.send(conn, &Message::Ready { root });
+                called += 1;
             }
         }
-        self.schedule_idle_report(now);
+        if called == 0 {
+            return self.schedule_idle_report(now);
+        }
+        self.check_slots_at(until);
     }
 
     /// Upload slots free with nobody waiting for them.
