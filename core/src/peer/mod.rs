@@ -269,7 +269,8 @@ pub struct Peer {
     /// Fetchers holding an upload slot or invited to one, and perhaps a few whose
     /// invitation lapsed: the few connections `slots_taken` looks at.
     slot_conns: BTreeSet<ConnId>,
-    /// Fetchers told `Busy`, oldest first: each is sent `Ready` in turn as slots free.
+    /// Fetchers told `Busy`, oldest first: called with `Ready` as slots free, the first
+    /// `CALLS_PER_FREE_SLOT` for each.
     waiting: VecDeque<(ConnId, Root)>,
     /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
     /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
