@@ -44,8 +44,9 @@ pub const IDLE_REPORT_BACKOFF_STEPS: u32 = 6;
 /// their request budget spent) and ask nothing, so one per slot leaves slots idle.
 /// (Simulated swarms, median / bound, 300 peers: mean of seeds 1–4 1.275 with one, 1.268
 /// with two. With `MAX_SHARED_REQUESTS_PER_DOWNLOAD`, 1000 peers, seeds 1–3: 1.264, 1.268,
-/// 1.267 with two; 1.260, 1.261, 1.264 with three.)
-pub const INTRODUCTIONS_PER_FREE_SLOT: usize = 3;
+/// 1.267 with two; 1.260, 1.261, 1.264 with three. With `CALLS_PER_FREE_SLOT` too: 1.251,
+/// 1.253, 1.253 with three; 1.249, 1.242, 1.246 with four.)
+pub const INTRODUCTIONS_PER_FREE_SLOT: usize = 4;
 /// Seekers one idle report may be introduced to.
 pub const MAX_INTRODUCTIONS_PER_IDLE: usize = INTRODUCTIONS_PER_FREE_SLOT * UPLOAD_SLOTS;
 /// A peer's idle reports closer together than this are ignored by the tracker.
