@@ -29,6 +29,11 @@ const MAX_WAITING_FETCHERS: usize = 256;
 /// the hold lapses and the slot goes to whoever asks first, as without it.
 const READY_HOLD_MS: u64 = 60;
 
+/// Slots in use: those held, and one for each `CALLS_PER_FREE_SLOT` fetchers called.
+fn slots_in_use(serving: usize, called: usize) -> usize {
+    serving + called.div_ceil(CALLS_PER_FREE_SLOT)
+}
+
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
 pub(super) struct InLink {
@@ -101,7 +106,7 @@ impl Peer {
         }
         if !self.take_slot(now, conn) {
             self.busy_refusals += 1;
-            self.wait_for_slot(conn, root);
+            self.join_line(conn, root, false);
             self.send(conn, &Message::Busy { root, chunk });
             return self.cut_long_turns(conn);
         }
@@ -127,8 +132,8 @@ impl Peer {
     /// been sent.
     fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
         let refusals = self.busy_refusals;
-        let others = self.slots_taken(now, Some(conn));
-        let serving = self.slots_held(Some(conn));
+        let (serving, called) = self.slot_counts(now, Some(conn));
+        let others = slots_in_use(serving, called);
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -167,10 +172,7 @@ impl Peer {
             }
             i.invited_until = None;
             self.slot_conns.remove(&conn);
-            let queued = self.waiting.iter().any(|(c, _)| *c == conn);
-            if !queued && self.waiting.len() < MAX_WAITING_FETCHERS {
-                self.waiting.push_front((conn, root));
-            }
+            self.join_line(conn, root, true);
         }
     }
 
@@ -291,7 +293,7 @@ impl Peer {
                 if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
                     f.uploads.withdrawn(chunk, conn);
                 }
-                self.wait_for_slot(conn, root);
+                self.join_line(conn, root, false);
                 self.send(conn, &Message::Busy { root, chunk });
             }
         }
@@ -300,22 +302,22 @@ impl Peer {
     /// Slots held or kept for fetchers called with `Ready` (those called for one slot count
     /// as one), but for `except`'s.
     pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
-        let called = self
-            .slot_conns
-            .iter()
-            .filter(|id| Some(**id) != except)
-            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if i.is_called(now)))
-            .count();
-        self.slots_held(except) + called.div_ceil(CALLS_PER_FREE_SLOT)
+        let (serving, called) = self.slot_counts(now, except);
+        slots_in_use(serving, called)
     }
 
-    /// Slots held by fetchers being served, but for `except`'s.
-    fn slots_held(&self, except: Option<ConnId>) -> usize {
-        self.slot_conns
-            .iter()
-            .filter(|id| Some(**id) != except)
-            .filter(|id| matches!(self.conns.get(id), Some(Conn::In(i)) if i.slot))
-            .count()
+    /// Fetchers holding a slot, and fetchers called for one and not yet come, but for
+    /// `except`: one pass over the few connections in `slot_conns`.
+    fn slot_counts(&self, now: Timestamp, except: Option<ConnId>) -> (usize, usize) {
+        let (mut serving, mut called) = (0, 0);
+        for id in self.slot_conns.iter().filter(|id| Some(**id) != except) {
+            match self.conns.get(id) {
+                Some(Conn::In(i)) if i.slot => serving += 1,
+                Some(Conn::In(i)) if i.is_called(now) => called += 1,
+                _ => {}
+            }
+        }
+        (serving, called)
     }
 
     /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
@@ -326,11 +328,17 @@ impl Peer {
         }
     }
 
-    /// Remembers a fetcher told `Busy`, once, so it hears `Ready` when a slot frees.
-    fn wait_for_slot(&mut self, conn: ConnId, root: Root) {
-        if self.waiting.len() < MAX_WAITING_FETCHERS
-            && !self.waiting.iter().any(|(c, _)| *c == conn)
+    /// Remembers a fetcher told `Busy` (at the back of the line) or called back (at the
+    /// front), once, so it hears `Ready` when a slot frees; one that does not fit polls.
+    fn join_line(&mut self, conn: ConnId, root: Root, at_front: bool) {
+        if self.waiting.len() >= MAX_WAITING_FETCHERS
+            || self.waiting.iter().any(|(c, _)| *c == conn)
         {
+            return;
+        }
+        if at_front {
+            self.waiting.push_front((conn, root));
+        } else {
             self.waiting.push_back((conn, root));
         }
     }
