@@ -1,8 +1,10 @@
 //! The client commands: `drizzle list` asks the tracker for its files; `drizzle get`
-//! downloads one (resuming an interrupted download), serving what it holds while it runs.
+//! downloads one (checking what an earlier run left, never replacing the user's file
+//! unless told), serving what it holds while it runs.
 
 use crate::exit::{Exit, Fail};
-use crate::node::{log_event, os_seed, stop_on_signal};
+use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
+use crate::out::{say, warn_user};
 use crate::progress::{Display, Tally};
 use drizzle_core::machine::FailKind;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
@@ -11,10 +13,7 @@ use drizzle_mio::{Driver, FileStore, Flow};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// How long a client waits for the tracker to accept its connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use std::time::Instant;
 
 pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
     let listen = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -22,52 +21,44 @@ pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
     peer.command(drizzle_core::Timestamp::ZERO, PeerCommand::List)
         .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
     let mut driver = Driver::new(peer, None, None, stop_on_signal())?;
-    let started = Instant::now();
+    let mut watch = TrackerWatch::new(tracker);
     let mut outcome = Err(Fail::new(Exit::Failure, "interrupted"));
-    let mut connected = false;
-    driver.run(|_, _, event| match event {
-        Some(Event::TrackerConnected { .. }) => {
-            connected = true;
-            Flow::Continue
+    driver.run(|_, _, event| {
+        if let Err(fail) = watch.see(event) {
+            outcome = Err(fail);
+            return Flow::Stop;
         }
-        Some(Event::FileList { files, more }) => {
-            for f in files {
-                if json_out {
-                    let line = json!({"name": f.name, "size": f.size, "chunk_size": f.chunk_size,
-                        "chunks": f.chunks, "root": f.root, "peers": f.peers});
-                    println!("{line}");
-                } else {
-                    println!(
-                        "{}  {} bytes  {} chunks  {} peer(s)  root {}",
-                        f.name, f.size, f.chunks, f.peers, f.root
-                    );
-                }
-            }
-            if files.is_empty() && !json_out {
-                println!("(no files)");
-            }
-            if *more {
-                eprintln!(
-                    "drizzle: the tracker has more files than one answer carries; the list is cut"
+        let Some(Event::FileList { files, more }) = event else {
+            return Flow::Continue;
+        };
+        for f in files {
+            if json_out {
+                let line = json!({"name": f.name, "size": f.size, "chunk_size": f.chunk_size,
+                    "chunks": f.chunks, "root": f.root, "peers": f.peers});
+                say!("{line}");
+            } else {
+                say!(
+                    "{}  {} bytes  {} chunks  {} peer(s)  root {}",
+                    f.name,
+                    f.size,
+                    f.chunks,
+                    f.peers,
+                    f.root
                 );
             }
-            outcome = Ok(());
-            Flow::Stop
         }
-        None if !connected && started.elapsed() > CONNECT_TIMEOUT => {
-            outcome = Err(unreachable_tracker(tracker));
-            Flow::Stop
+        if files.is_empty() && !json_out {
+            say!("(no files)");
         }
-        _ => Flow::Continue,
+        if *more {
+            warn_user!(
+                "drizzle: the tracker has more files than one answer carries; the list is cut"
+            );
+        }
+        outcome = Ok(());
+        Flow::Stop
     })?;
     outcome
-}
-
-fn unreachable_tracker(tracker: SocketAddr) -> Fail {
-    Fail::new(
-        Exit::Unavailable,
-        format!("tracker {tracker} is unreachable"),
-    )
 }
 
 /// What `drizzle get` was asked.
@@ -77,14 +68,30 @@ pub struct GetArgs {
     pub tracker: SocketAddr,
     pub out: PathBuf,
     pub listen: SocketAddr,
+    pub advertise: Option<SocketAddr>,
     pub expect: Option<String>,
     pub chunks: Option<Vec<u32>>,
     pub serve: bool,
     pub upload_limit: Option<u64>,
+    pub force: bool,
+    pub stall_timeout_ms: u64,
     pub json: bool,
 }
 
+/// Runs `get`; with `--json`, every failure is also an event, `failed`, the last line.
 pub fn get(args: GetArgs) -> Result<(), Fail> {
+    let json = args.json;
+    let result = fetch(args);
+    if let (true, Err(f)) = (json, &result) {
+        say!(
+            "{}",
+            json!({"event": "failed", "code": f.exit as u8, "reason": f.message})
+        );
+    }
+    result
+}
+
+fn fetch(args: GetArgs) -> Result<(), Fail> {
     let name = FileName::new(args.name.clone()).map_err(|e| {
         Fail::new(
             Exit::Usage,
@@ -106,6 +113,20 @@ pub fn get(args: GetArgs) -> Result<(), Fail> {
             format!("cannot create {}: {e}", args.out.display()),
         )
     })?;
+    let store = FileStore::new(&args.out).replacing(args.force);
+    let path = store.final_path(&name);
+    let cannot = |e: std::io::Error| Fail::new(Exit::Failure, format!("{}: {e}", path.display()));
+    let _lock = store.lock(&name).map_err(cannot)?.ok_or_else(|| {
+        Fail::new(
+            Exit::Failure,
+            format!(
+                "another drizzle get is writing {} (its lock is {}.part.lock); wait for it or stop it",
+                path.display(),
+                path.display()
+            ),
+        )
+    })?;
+    let on_disk = store.on_disk(&name).map_err(cannot)?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Fail::new(
             Exit::Failure,
@@ -113,51 +134,53 @@ pub fn get(args: GetArgs) -> Result<(), Fail> {
         )
     })?;
     let local = listener.local_addr()?;
-    let store = FileStore::new(&args.out);
-    let path = store.final_path(&name);
-    let resume = store.resume_info(&name);
-    if let Some((_, chunks)) = &resume {
-        log::info!(
-            "resuming {name}: {} chunk(s) already verified",
-            chunks.len()
-        );
-    }
     let request = DownloadRequest {
         name: name.clone(),
         expect,
         only: args.chunks.clone(),
-        resume,
+        on_disk,
+        replace: args.force,
     };
-    let mut peer = Peer::new(PeerConfig::new(args.tracker, local, os_seed()));
+    let mut config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
+    config.unavailable_after_ms = args.stall_timeout_ms;
+    let mut peer = Peer::new(config);
     peer.command(
         drizzle_core::Timestamp::ZERO,
         PeerCommand::Download(request),
     )
     .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
+    let part = store.part_path(&name);
     let mut driver = Driver::new(peer, Some(listener), Some(store), stop_on_signal())?;
     driver.set_upload_limit(args.upload_limit);
+    driver.set_local_ip(Some(local.ip()));
 
     let started = Instant::now();
     let mut display = Display::new(args.json);
     let mut tally = Tally::default();
-    let mut connected = false;
+    let mut watch = TrackerWatch::new(args.tracker);
     let mut outcome: Option<Result<(), Fail>> = None;
     driver.run(|_, _, event| {
-        let Some(event) = event else {
-            if !connected && started.elapsed() > CONNECT_TIMEOUT && outcome.is_none() {
-                outcome = Some(Err(unreachable_tracker(args.tracker)));
+        if let Err(fail) = watch.see(event) {
+            if outcome.is_none() {
+                outcome = Some(Err(fail));
                 return Flow::Stop;
             }
+        }
+        let Some(event) = event else {
             return Flow::Continue;
         };
         log_event("get", event);
-        display.show(event, &mut tally, &path, started.elapsed().as_secs_f64());
+        let shown = match event {
+            Event::Done {
+                complete: false, ..
+            } => &part,
+            _ => &path,
+        };
+        display.show(event, &mut tally, shown, started.elapsed().as_secs_f64());
         let ended = match event {
-            Event::TrackerConnected { .. } => {
-                connected = true;
-                None
+            Event::Done { name: n, .. } | Event::AlreadyComplete { name: n, .. } if *n == name => {
+                Some(Ok(()))
             }
-            Event::Done { name: n, .. } if *n == name => Some(Ok(())),
             Event::Rejected {
                 name: n, chunks, ..
             } if *n == name => Some(Err(Fail::new(
@@ -168,7 +191,7 @@ pub fn get(args: GetArgs) -> Result<(), Fail> {
                 name: n,
                 kind,
                 reason,
-            } if *n == name => Some(Err(failure(*kind, reason))),
+            } if *n == name => Some(Err(failure(*kind, &path, reason))),
             _ => None,
         };
         match ended {
@@ -192,12 +215,15 @@ pub fn get(args: GetArgs) -> Result<(), Fail> {
     })
 }
 
-fn failure(kind: FailKind, reason: &str) -> Fail {
+fn failure(kind: FailKind, path: &std::path::Path, reason: &str) -> Fail {
     let exit = match kind {
         FailKind::RootMismatch => Exit::Integrity,
-        FailKind::NotFound | FailKind::Unavailable => Exit::Unavailable,
+        FailKind::NotFound | FailKind::Unavailable | FailKind::Stalled => Exit::Unavailable,
         FailKind::BadRequest => Exit::Usage,
         FailKind::Storage => Exit::Failure,
+        FailKind::Exists => {
+            return Fail::new(Exit::Failure, format!("{}: {reason}", path.display()))
+        }
     };
     Fail::new(exit, reason.to_string())
 }

@@ -3,6 +3,7 @@
 //! scenario checks that it behaved as specified; the demo exits 0 only if all did.
 
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
 use drizzle_core::{Event, FileName};
 use drizzle_mio::{scan_dir, spawn_peer, spawn_tracker, NodeHandle};
@@ -46,10 +47,10 @@ pub fn demo(which: Which) -> Result<(), Fail> {
                 failed.push(name);
             }
         }
-        println!();
+        say!("");
     }
     if failed.is_empty() {
-        println!("all scenarios behaved as specified");
+        say!("all scenarios behaved as specified");
         Ok(())
     } else {
         Err(Fail::new(
@@ -90,11 +91,11 @@ impl Stage {
 
     fn say(&self, text: &str) {
         let t = self.started.elapsed().as_secs_f64();
-        println!("{t:>8.3}s  {:<8} {text}", "--");
+        say!("{t:>8.3}s  {:<8} {text}", "--");
     }
 
     fn banner(&self, title: &str) {
-        println!("-----\n--- {title} ---\n-----");
+        say!("-----\n--- {title} ---\n-----");
     }
 
     fn start_tracker(&mut self) -> Result<SocketAddr, String> {
@@ -135,7 +136,10 @@ impl Stage {
         .map_err(|e| format!("{name}: {e}"))?;
         self.names.insert(node.addr, name.to_string());
         self.say(&format!("{name} started, uploading on {}", node.addr));
-        for (file, manifest) in scan_dir(&dir, CHUNK, &mut |_, _| {}).map_err(|e| e.to_string())? {
+        for (file, manifest) in scan_dir(&dir, CHUNK, &mut |_, _| {})
+            .map_err(|e| e.to_string())?
+            .files
+        {
             node.command(PeerCommand::Share {
                 name: file,
                 manifest,
@@ -181,7 +185,7 @@ impl Stage {
             names.get(&a).cloned().unwrap_or_else(|| a.to_string())
         });
         let t = self.started.elapsed().as_secs_f64();
-        println!("{t:>8.3}s  {who:<8} {text}");
+        say!("{t:>8.3}s  {who:<8} {text}");
     }
 
     fn list(&mut self, peer: &str) -> Result<(), String> {

@@ -1,5 +1,6 @@
 //! The exit codes of the CLI contract, and the one-line error that goes with a failure.
 
+use crate::out::warn_user;
 use std::process::ExitCode;
 
 /// How a command ended; the numbers are part of the CLI contract.
@@ -40,7 +41,7 @@ pub fn code(result: Result<(), Fail>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("drizzle: {}", f.message);
+            warn_user!("drizzle: {}", f.message);
             ExitCode::from(f.exit as u8)
         }
     }

@@ -7,13 +7,14 @@ mod client;
 mod demo;
 mod exit;
 mod node;
+mod out;
 mod progress;
 mod serve;
 mod sim;
 mod units;
 
 use clap::{Parser, Subcommand};
-use exit::{Exit, Fail};
+use exit::Fail;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,26 +34,35 @@ struct Cli {
 enum Command {
     /// Run a tracker; prints `listening on IP:PORT`, serves until SIGINT/SIGTERM.
     Tracker {
-        #[arg(long, default_value = "0.0.0.0:55555")]
+        /// Address to accept peers on (port 0 picks a free one).
+        #[arg(long, default_value = "0.0.0.0:55555", value_parser = units::parse_addr)]
         listen: SocketAddr,
     },
     /// Share every regular file under DIR; prints `listening on IP:PORT` first.
     Share {
+        /// The directory to share; each file is named by its path relative to DIR.
         dir: PathBuf,
-        #[arg(long)]
+        /// The tracker's address, HOST:PORT or IP:PORT.
+        #[arg(long, value_parser = units::parse_addr)]
         tracker: SocketAddr,
-        #[arg(long, default_value = "0.0.0.0:0")]
+        /// Address to serve other peers on; connections to the tracker leave from its IP.
+        #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
         listen: SocketAddr,
-        /// Chunk size, e.g. 1MiB or 65536.
-        #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-        chunk_size: u64,
-        /// Upload cap, e.g. 25MB/s.
-        #[arg(long, value_parser = units::parse_size)]
+        /// Address other peers should use to reach this one (NAT, port forwarding): its
+        /// port is registered instead of the listening port.
+        #[arg(long, value_parser = units::parse_addr)]
+        advertise: Option<SocketAddr>,
+        /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB).
+        #[arg(long, default_value = "1MiB", value_parser = units::parse_chunk_size)]
+        chunk_size: u32,
+        /// Upload cap, e.g. 25MB/s (no cap when left out).
+        #[arg(long, value_parser = units::parse_rate)]
         upload_limit: Option<u64>,
     },
     /// List the tracker's files.
     List {
-        #[arg(long)]
+        /// The tracker's address, HOST:PORT or IP:PORT.
+        #[arg(long, value_parser = units::parse_addr)]
         tracker: SocketAddr,
         /// One JSON object per file.
         #[arg(long)]
@@ -60,13 +70,20 @@ enum Command {
     },
     /// Download NAME into DIR/NAME, verified chunk by chunk (resumes an interrupted get).
     Get {
+        /// The file's name as `list` shows it (a relative path).
         name: String,
-        #[arg(long)]
+        /// The tracker's address, HOST:PORT or IP:PORT.
+        #[arg(long, value_parser = units::parse_addr)]
         tracker: SocketAddr,
+        /// Directory to write NAME into (created if missing).
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        #[arg(long, default_value = "0.0.0.0:0")]
+        /// Address to serve other peers on while downloading.
+        #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
         listen: SocketAddr,
+        /// Address other peers should use to reach this one (see `share --advertise`).
+        #[arg(long, value_parser = units::parse_addr)]
+        advertise: Option<SocketAddr>,
         /// Refuse the file unless its root (from `list`) is this.
         #[arg(long)]
         expect: Option<String>,
@@ -76,8 +93,15 @@ enum Command {
         /// Keep serving after the download until SIGINT/SIGTERM.
         #[arg(long)]
         serve: bool,
-        #[arg(long, value_parser = units::parse_size)]
+        /// Upload cap while serving, e.g. 25MB/s.
+        #[arg(long, value_parser = units::parse_rate)]
         upload_limit: Option<u64>,
+        /// Replace DIR/NAME if it exists with other content (never done otherwise).
+        #[arg(long)]
+        force: bool,
+        /// Give up (exit 4) when no chunk has arrived for this many seconds.
+        #[arg(long, default_value = "30", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        stall_timeout: u64,
         /// NDJSON events on stdout.
         #[arg(long)]
         json: bool,
@@ -139,39 +163,45 @@ fn run(command: Command) -> Result<(), Fail> {
             dir,
             tracker,
             listen,
+            advertise,
             chunk_size,
             upload_limit,
-        } => {
-            let chunk_size = u32::try_from(chunk_size).map_err(|_| {
-                Fail::new(Exit::Usage, format!("chunk size {chunk_size} is too large"))
-            })?;
-            serve::share(&dir, tracker, listen, chunk_size, upload_limit)
-        }
+        } => serve::share(serve::ShareArgs {
+            dir,
+            tracker,
+            listen,
+            advertise,
+            chunk_size,
+            upload_limit,
+        }),
         Command::List { tracker, json } => client::list(tracker, json),
         Command::Get {
             name,
             tracker,
             out,
             listen,
+            advertise,
             expect,
             chunks,
             serve,
             upload_limit,
+            force,
+            stall_timeout,
             json,
-        } => {
-            let chunks = chunks.map(|c| c.0);
-            client::get(client::GetArgs {
-                name,
-                tracker,
-                out,
-                listen,
-                expect,
-                chunks,
-                serve,
-                upload_limit,
-                json,
-            })
-        }
+        } => client::get(client::GetArgs {
+            name,
+            tracker,
+            out,
+            listen,
+            advertise,
+            expect,
+            chunks: chunks.map(|c| c.0),
+            serve,
+            upload_limit,
+            force,
+            stall_timeout_ms: stall_timeout * 1000,
+            json,
+        }),
         Command::Demo { which } => demo::demo(which),
         Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),
         Command::Bench(BenchCommand::Sim(a)) => bench::sim(&a),

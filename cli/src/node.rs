@@ -3,20 +3,82 @@
 //! narration for logs.
 
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use drizzle_core::Event;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a command waits for the tracker's address to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server that accepted the connection has to answer as a Drizzle tracker
+/// (its hello is due within 10 s; the rest is a margin for the register's answer).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Watches a command's first contact with its tracker and names what went wrong: nobody
+/// there, or somebody there who is not a Drizzle tracker. Once the session is up it has
+/// nothing more to say (a tracker lost later is retried; downloads have their own
+/// stall timeout).
+#[derive(Debug)]
+pub struct TrackerWatch {
+    tracker: SocketAddr,
+    started: Instant,
+    reached: bool,
+    up: bool,
+}
+
+impl TrackerWatch {
+    pub fn new(tracker: SocketAddr) -> TrackerWatch {
+        TrackerWatch {
+            tracker,
+            started: Instant::now(),
+            reached: false,
+            up: false,
+        }
+    }
+
+    /// Looks at an event (or a tick, `None`); `Err` ends the command with exit 4.
+    pub fn see(&mut self, event: Option<&Event>) -> Result<(), Fail> {
+        let tracker = self.tracker;
+        match event {
+            _ if self.up => Ok(()),
+            Some(Event::TrackerReached { .. }) => {
+                self.reached = true;
+                Ok(())
+            }
+            Some(Event::TrackerConnected { .. }) => {
+                self.up = true;
+                Ok(())
+            }
+            Some(Event::NotATracker { reason, .. }) => Err(Fail::new(
+                Exit::Unavailable,
+                format!("{tracker} is not a Drizzle tracker ({reason})"),
+            )),
+            None if !self.reached && self.started.elapsed() > CONNECT_TIMEOUT => Err(Fail::new(
+                Exit::Unavailable,
+                format!("tracker {tracker} is unreachable"),
+            )),
+            None if self.started.elapsed() > ANSWER_TIMEOUT => Err(Fail::new(
+                Exit::Unavailable,
+                format!(
+                    "{tracker} accepted the connection but did not answer as a Drizzle tracker \
+                     within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// Binds `addr` and prints the contract's first line, `listening on IP:PORT`.
 pub fn bind_and_announce(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Fail> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| Fail::new(Exit::Failure, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    println!("listening on {local}");
-    let _ = std::io::stdout().flush();
+    say!("listening on {local}");
     Ok((listener, local))
 }
 
@@ -45,9 +107,11 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
 pub fn log_event(who: &str, event: &Event) {
     let text = drizzle_sim::trace::describe(event, &|a| a.to_string());
     match event {
-        Event::Mismatch { .. } | Event::Rejected { .. } | Event::Failed { .. } => {
-            log::error!("{who}: {text}")
+        // Said once, by the command that ends on it.
+        Event::Rejected { .. } | Event::Failed { .. } | Event::NotATracker { .. } => {
+            log::debug!("{who}: {text}")
         }
+        Event::Mismatch { .. } => log::error!("{who}: {text}"),
         Event::ProtocolViolation { .. } | Event::TrackerLost { .. } => log::warn!("{who}: {text}"),
         Event::Served { .. } | Event::Requested { .. } | Event::Verified { .. } => {
             log::debug!("{who}: {text}")

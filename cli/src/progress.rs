@@ -1,6 +1,7 @@
 //! How `get` shows what happens: NDJSON events with `--json`, progress bars on a terminal
 //! (the file's bar and one line per source peer), plain periodic lines otherwise.
 
+use crate::out::say;
 use drizzle_core::Event;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -59,7 +60,7 @@ impl Display {
         match self {
             Display::Json => {
                 if let Some(line) = json_line(event, path, secs) {
-                    println!("{line}");
+                    say!("{line}");
                 }
             }
             Display::Bars { multi, file, peers } => match event {
@@ -83,16 +84,29 @@ impl Display {
                     let n = tally.from.get(peer).copied().unwrap_or(0);
                     bar.set_message(format!("from {peer}: {n} chunk(s)"));
                 }
-                Event::Mismatch { .. } | Event::HolderLost { .. } => {
-                    let text = describe(event);
-                    let _ = multi.println(text);
+                Event::Checked { good, .. } => {
+                    file.set_position(u64::from(*good));
+                    let _ = multi.println(describe(event));
                 }
-                Event::Done { .. } | Event::Rejected { .. } | Event::Failed { .. } => {
+                Event::Mismatch { .. }
+                | Event::HolderLost { .. }
+                | Event::Checking { .. }
+                | Event::Waiting { .. } => {
+                    let _ = multi.println(describe(event));
+                }
+                Event::Done { .. } | Event::AlreadyComplete { .. } => {
                     file.finish();
                     for b in peers.values() {
                         b.finish();
                     }
-                    println!("{}", final_line(event, path, secs));
+                    say!("{}", final_line(event, path, secs));
+                }
+                // The command says why it failed, once, as it exits.
+                Event::Rejected { .. } | Event::Failed { .. } => {
+                    file.abandon();
+                    for b in peers.values() {
+                        b.abandon();
+                    }
                 }
                 _ => {}
             },
@@ -104,17 +118,19 @@ impl Display {
                     ..
                 } => {
                     // One line per holder, not per chunk: files can have many thousands.
-                    println!(
+                    say!(
                         "located {name}: {chunks} chunk(s), {} holder(s)",
                         holders.len()
                     );
                     for h in holders {
-                        println!("  {} holds {} chunk(s)", h.addr, h.have.count());
+                        say!("  {} holds {} chunk(s)", h.addr, h.have.count());
                     }
                 }
-                Event::Mismatch { .. } | Event::HolderLost { .. } => {
-                    println!("{}", describe(event))
-                }
+                Event::Mismatch { .. }
+                | Event::HolderLost { .. }
+                | Event::Checking { .. }
+                | Event::Checked { .. }
+                | Event::Waiting { .. } => say!("{}", describe(event)),
                 Event::Verified {
                     name, have, want, ..
                 } => {
@@ -127,7 +143,7 @@ impl Display {
                             .iter()
                             .map(|(p, n)| format!("{p}: {n}"))
                             .collect();
-                        println!(
+                        say!(
                             "[{}{}] {percent:>3}% {name} ({have}/{want} chunks; from {})",
                             "=".repeat(filled),
                             " ".repeat(10 - filled.min(10)),
@@ -135,8 +151,8 @@ impl Display {
                         );
                     }
                 }
-                Event::Done { .. } | Event::Rejected { .. } | Event::Failed { .. } => {
-                    println!("{}", final_line(event, path, secs))
+                Event::Done { .. } | Event::AlreadyComplete { .. } => {
+                    say!("{}", final_line(event, path, secs))
                 }
                 _ => {}
             },
@@ -152,15 +168,26 @@ fn final_line(event: &Event, path: &Path, secs: f64) -> String {
     match event {
         Event::Done {
             bytes,
-            complete: true,
+            complete,
+            fetched,
             ..
         } => {
-            let rate = *bytes as f64 / secs.max(1e-6) / 1e6;
+            // The rate is of what this run fetched, not of what an earlier run left.
+            let rate = *fetched as f64 / secs.max(1e-6) / 1e6;
+            let earlier = match bytes - fetched {
+                0 => String::new(),
+                n => format!("; {n} bytes were already here"),
+            };
+            let what = if *complete { "done" } else { "partial" };
             format!(
-                "done: {} ({bytes} bytes in {secs:.2} s, {rate:.1} MB/s)",
+                "{what}: {} ({bytes} bytes; fetched {fetched} in {secs:.2} s, {rate:.1} MB/s{earlier})",
                 path.display()
             )
         }
+        Event::AlreadyComplete { bytes, .. } => format!(
+            "already complete: {} ({bytes} bytes, the tracker's content); nothing fetched",
+            path.display()
+        ),
         _ => describe(event),
     }
 }
@@ -203,19 +230,26 @@ pub fn json_line(event: &Event, path: &Path, secs: f64) -> Option<serde_json::Va
             bytes,
             complete,
             root,
+            fetched,
         } => json!({
             "event": "done", "name": name, "path": path.display().to_string(), "bytes": bytes,
-            "secs": secs, "complete": complete, "root": root
+            "secs": secs, "complete": complete, "root": root, "fetched": fetched
         }),
+        Event::AlreadyComplete { name, root, bytes } => json!({
+            "event": "done", "name": name, "path": path.display().to_string(), "bytes": bytes,
+            "secs": secs, "complete": true, "root": root, "fetched": 0, "already_complete": true
+        }),
+        Event::Checking { chunks, .. } => json!({"event": "checking", "chunks": chunks}),
+        Event::Checked { good, bad, .. } => json!({"event": "checked", "good": good, "bad": bad}),
+        Event::Waiting { secs, on, .. } => {
+            json!({"event": "waiting", "secs_without_progress": secs, "on": on})
+        }
         Event::Rejected {
             reason,
             chunks,
             name,
         } => {
             json!({"event": "rejected", "name": name, "reason": reason, "chunks": chunks})
-        }
-        Event::Failed { name, kind, reason } => {
-            json!({"event": "failed", "name": name, "kind": kind, "reason": reason})
         }
         _ => return None,
     })

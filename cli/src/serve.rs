@@ -2,13 +2,14 @@
 //! listening address first and then serve until SIGINT/SIGTERM.
 
 use crate::exit::{Exit, Fail};
-use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal};
+use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, TrackerWatch};
+use crate::out::{say, warn_user};
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
 use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 
 pub fn tracker(listen: SocketAddr) -> Result<(), Fail> {
     let (listener, _) = bind_and_announce(listen)?;
@@ -24,20 +25,26 @@ pub fn tracker(listen: SocketAddr) -> Result<(), Fail> {
     Ok(())
 }
 
-pub fn share(
-    dir: &Path,
-    tracker: SocketAddr,
-    listen: SocketAddr,
-    chunk_size: u32,
-    upload_limit: Option<u64>,
-) -> Result<(), Fail> {
+/// What `drizzle share` was asked.
+#[derive(Debug)]
+pub struct ShareArgs {
+    pub dir: PathBuf,
+    pub tracker: SocketAddr,
+    pub listen: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    pub chunk_size: u32,
+    pub upload_limit: Option<u64>,
+}
+
+pub fn share(args: ShareArgs) -> Result<(), Fail> {
+    let dir = args.dir.as_path();
     if !dir.is_dir() {
         return Err(Fail::new(
             Exit::Failure,
             format!("{} is not a directory", dir.display()),
         ));
     }
-    let (listener, local) = bind_and_announce(listen)?;
+    let (listener, local) = bind_and_announce(args.listen)?;
     let stop = stop_on_signal();
     // On a terminal, a spinner says which file is being hashed (big trees take a while).
     let spinner = std::io::stderr().is_terminal().then(|| {
@@ -46,7 +53,7 @@ pub fn share(
         bar
     });
     let (mut count, mut bytes) = (0u64, 0u64);
-    let scanned = scan_dir(dir, chunk_size, &mut |name, size| {
+    let scanned = scan_dir(dir, args.chunk_size, &mut |name, size| {
         log::info!("hashing {name} ({size} bytes)");
         if let Some(bar) = &spinner {
             bar.set_message(format!(
@@ -59,17 +66,21 @@ pub fn share(
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
-    let files = scanned
+    let scan = scanned
         .map_err(|e| Fail::new(Exit::Failure, format!("cannot read {}: {e}", dir.display())))?;
-    let total: u64 = files.iter().map(|(_, m)| m.size).sum();
-    println!(
+    for (path, why) in &scan.skipped {
+        warn_user!("drizzle: not sharing {}: {why}", path.display());
+    }
+    let total: u64 = scan.files.iter().map(|(_, m)| m.size).sum();
+    say!(
         "sharing {} file(s), {total} bytes, from {}",
-        files.len(),
+        scan.files.len(),
         dir.display()
     );
-    let mut peer = Peer::new(PeerConfig::new(tracker, local, os_seed()));
+    let config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
+    let mut peer = Peer::new(config);
     let now = drizzle_core::Timestamp::ZERO;
-    for (name, manifest) in files {
+    for (name, manifest) in scan.files {
         let cmd = PeerCommand::Share {
             name,
             manifest,
@@ -79,15 +90,22 @@ pub fn share(
             .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
     }
     let mut driver = Driver::new(peer, Some(listener), Some(FileStore::new(dir)), stop)?;
-    driver.set_upload_limit(upload_limit);
+    driver.set_upload_limit(args.upload_limit);
+    driver.set_local_ip(Some(local.ip()));
+    let mut watch = TrackerWatch::new(args.tracker);
+    let mut outcome = Ok(());
     driver.run(|_, _, event| {
+        if let Err(fail) = watch.see(event) {
+            outcome = Err(fail);
+            return Flow::Stop;
+        }
         match event {
-            Some(Event::Shared { name }) => println!("shared {name}"),
-            Some(Event::ShareRefused { name, reason }) => println!("refused {name}: {reason}"),
+            Some(Event::Shared { name }) => say!("shared {name}"),
+            Some(Event::ShareRefused { name, reason }) => say!("refused {name}: {reason}"),
             Some(e) => log_event("share", e),
             None => {}
         }
         Flow::Continue
     })?;
-    Ok(())
+    outcome
 }

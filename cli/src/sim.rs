@@ -3,6 +3,7 @@
 //! against the lower bound, optionally drawn as SVG. The same seed prints the same bytes.
 
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use crate::units;
 use drizzle_sim::{run_scenario, run_swarm, Arrival, Scenario, SwarmConfig, SwarmReport};
 use std::path::PathBuf;
@@ -60,9 +61,9 @@ pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
     let report = run_scenario(scenario, args.seed);
     for line in &report.trace {
         if args.json {
-            println!("{}", line.json());
+            say!("{}", line.json());
         } else {
-            println!("{}", line.human());
+            say!("{}", line.human());
         }
     }
     if args.json {
@@ -75,7 +76,7 @@ pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
             "virtual_ms": report.virtual_ms,
             "steps": report.steps,
         });
-        println!("{summary}");
+        say!("{summary}");
     }
     if report.passed() {
         Ok(())
@@ -125,9 +126,9 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
     let report = run_swarm(&config);
     for line in &report.trace {
         if args.json {
-            println!("{}", line.json());
+            say!("{}", line.json());
         } else {
-            println!("{}", line.human());
+            say!("{}", line.human());
         }
     }
     print_timeline(args, &report);
@@ -154,16 +155,16 @@ fn print_timeline(args: &SwarmArgs, r: &SwarmReport) {
             if let Some(obj) = line.as_object_mut() {
                 obj.insert("event".into(), "timeline".into());
             }
-            println!("{line}");
+            say!("{line}");
         }
         return;
     }
     if r.timeline.is_empty() {
         return;
     }
-    println!("    time   done  holding   held  upload  slots  waiting");
+    say!("    time   done  holding   held  upload  slots  waiting");
     for row in &r.timeline {
-        println!(
+        say!(
             "{:7.2}s {:6} {:8} {:5.1}% {:6.1}% {:6} {:8}",
             row.t_secs,
             row.done,
@@ -187,7 +188,7 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
                 "event": "peer_done", "peer": o.node, "arrived_secs": o.arrived_ms as f64 / 1000.0,
                 "secs": o.secs(),
             });
-            println!("{line}");
+            say!("{line}");
         }
         // Wall time is the one thing that varies between runs of a seed: it is last.
         let summary = serde_json::json!({
@@ -198,17 +199,17 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             "seeder_uploads": r.seeder_uploads,
             "events": r.events, "failures": r.failures, "wall_secs": r.wall_secs,
         });
-        println!("{summary}");
+        say!("{summary}");
     } else {
         let c = &r.config;
-        println!(
+        say!(
             "swarm: {} peers, {} seeder(s), {} file in {} chunks, up {} / down {} per node, {} ms latency, seed {}",
             c.peers, c.seeders, units::bytes(c.file_size),
             c.file_size.div_ceil(u64::from(c.chunk_size.max(1))),
             units::rate(c.up_bytes_per_sec as f64), units::rate(c.down_bytes_per_sec as f64),
             c.latency_ms, c.seed
         );
-        println!(
+        say!(
             "finished {}/{}: min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s",
             r.finished(),
             c.peers,
@@ -217,13 +218,13 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             s.p99,
             s.max
         );
-        println!(
+        say!(
             "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
             bound,
             s.median / bound,
             s.max / bound
         );
-        println!(
+        say!(
             "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time",
             r.seeder_uploads,
             r.seeder_uploads as f64 / c.file_size.div_ceil(u64::from(c.chunk_size.max(1))).max(1) as f64,

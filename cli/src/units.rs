@@ -30,6 +30,44 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Parses a rate for `--upload-limit`: a size per second, more than zero (a limit of
+/// nothing would accept fetchers and then send them nothing).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("an upload limit of 0 would send nothing; leave it out for no limit".into()),
+        rate => Ok(rate),
+    }
+}
+
+/// Parses `--chunk-size` and checks it against the protocol's bounds.
+pub fn parse_chunk_size(text: &str) -> Result<u32, String> {
+    use drizzle_core::limits::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    let size = parse_size(text)?;
+    u32::try_from(size)
+        .ok()
+        .filter(|s| (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(s))
+        .ok_or_else(|| {
+            format!(
+                "chunk size must be {MIN_CHUNK_SIZE} B to {} MiB",
+                MAX_CHUNK_SIZE >> 20
+            )
+        })
+}
+
+/// Parses `HOST:PORT` or `IP:PORT`, resolving a host name (the first address it has).
+pub fn parse_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT or IP:PORT: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 /// A `--chunks` list, sorted and without repeats.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkList(pub Vec<u32>);

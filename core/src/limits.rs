@@ -16,9 +16,12 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Chunks one file may have (with 1 MiB chunks, 256 GiB).
 pub const MAX_CHUNKS_PER_FILE: u32 = 256 * 1024;
 
-/// Bytes in a file name (a relative `/`-separated path) and in one of its components.
+/// Bytes in a file name (a relative `/`-separated path) and in one of its components. A
+/// component leaves room for the longest suffix of a download's side files
+/// (`NAME.part.chunks`, 12 bytes) within the 255 bytes common filesystems allow, so every
+/// name that can be shared can be fetched.
 pub const MAX_NAME_BYTES: usize = 1024;
-pub const MAX_NAME_COMPONENT_BYTES: usize = 255;
+pub const MAX_NAME_COMPONENT_BYTES: usize = 255 - ".part.chunks".len();
 
 /// Files one register message may carry, and files a tracker records in all.
 pub const MAX_FILES_PER_REGISTER: usize = 4096;

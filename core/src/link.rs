@@ -52,6 +52,11 @@ impl Link {
         }
     }
 
+    /// Whether the remote introduced itself with a valid hello.
+    pub fn hello_done(&self) -> bool {
+        self.hello_done
+    }
+
     /// Counts bytes queued to send on this link.
     pub fn queued(&mut self, bytes: usize) {
         self.unsent = self.unsent.saturating_add(bytes);

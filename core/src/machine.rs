@@ -91,14 +91,15 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
-    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`]. The bytes will be sent
-    /// on `conn`: a driver may defer the read while that connection's send buffer is full.
+    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`]. When the bytes will be
+    /// sent on `conn`, a driver may defer the read while that connection's send buffer is
+    /// full; `None` for bytes read to be checked (a resumed or existing file).
     Load {
         io: IoId,
         key: StorageKey,
         offset: u64,
         len: u32,
-        conn: ConnId,
+        conn: Option<ConnId>,
     },
     /// Compute the SHA-256 of `data`; answer with [`Input::Hashed`]. Pure computation, asked
     /// of the driver so it can run beside receiving (another thread); the machine still
@@ -145,6 +146,10 @@ pub enum FailKind {
     Unavailable,
     /// Local storage failed.
     Storage,
+    /// A different file is already under the name (replacing it takes `--force`).
+    Exists,
+    /// No chunk arrived for the stall timeout while some were missing.
+    Stalled,
     /// The request does not fit the file (a chunk index past its end).
     BadRequest,
 }
@@ -161,8 +166,14 @@ pub enum Event {
     },
     /// Tracker side: a peer's session closed; its holdings are forgotten.
     PeerLeft { peer: SocketAddr },
-    /// Peer side: the tracker session is up and everything held was registered.
+    /// Peer side: the connection to the tracker's address is established (it may yet
+    /// turn out not to be a Drizzle tracker).
+    TrackerReached { tracker: SocketAddr },
+    /// Peer side: the tracker session is up: the tracker answered our register.
     TrackerConnected { tracker: SocketAddr },
+    /// Peer side: the server at the tracker's address does not speak Drizzle (no hello,
+    /// or bytes that are not one); it is tried again like a lost tracker.
+    NotATracker { tracker: SocketAddr, reason: String },
     /// Peer side: the tracker session is down; it is retried after `retry_in_ms`.
     TrackerLost {
         tracker: SocketAddr,
@@ -210,6 +221,30 @@ pub enum Event {
         bytes: u64,
         /// False when only some chunks were asked for.
         complete: bool,
+        /// Bytes fetched from holders by this download (not those found on disk).
+        fetched: u64,
+    },
+    /// Chunks found on disk (an interrupted download's `.part`, or a file already under
+    /// the name) are being hashed before they count.
+    Checking { name: FileName, chunks: u32 },
+    /// The chunks found on disk were checked: `good` count as held, `bad` are fetched again.
+    Checked {
+        name: FileName,
+        good: u32,
+        bad: Vec<u32>,
+    },
+    /// The file under the name already has the manifest's content: nothing was fetched.
+    AlreadyComplete {
+        name: FileName,
+        root: Root,
+        bytes: u64,
+    },
+    /// Nothing arrived for `secs` seconds: what the download waits on (repeated every
+    /// few seconds until something arrives or the stall timeout ends it).
+    Waiting {
+        name: FileName,
+        secs: u64,
+        on: String,
     },
     /// Hash mismatches left some chunk with no good holder: the file is refused.
     Rejected {
@@ -237,6 +272,7 @@ impl Event {
     pub fn ended_download(&self) -> Option<&FileName> {
         match self {
             Event::Done { name, .. }
+            | Event::AlreadyComplete { name, .. }
             | Event::Rejected { name, .. }
             | Event::Failed { name, .. } => Some(name),
             _ => None,

@@ -64,6 +64,10 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
         }
         Event::PeerLeft { peer } => format!("{} left; its holdings are forgotten", who(*peer)),
         Event::TrackerConnected { .. } => "connected to the tracker".into(),
+        Event::TrackerReached { tracker } => format!("reached {}", who(*tracker)),
+        Event::NotATracker { tracker, reason } => {
+            format!("{} is not a Drizzle tracker: {reason}", who(*tracker))
+        }
         Event::TrackerLost { retry_in_ms, .. } => {
             format!("lost the tracker; retrying in {retry_in_ms} ms")
         }
@@ -130,6 +134,22 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
                 format!("-- holds the requested chunks of {name} ({bytes} bytes, partial) --")
             }
         }
+        Event::Checking { name, chunks } => {
+            format!("checking {chunks} chunk(s) of {name} found on disk")
+        }
+        Event::Checked { name, good, bad } if bad.is_empty() => {
+            format!("checked {name}: {good} chunk(s) on disk are good")
+        }
+        Event::Checked { name, good, bad } => format!(
+            "checked {name}: {good} chunk(s) on disk are good, {} damaged (fetched again): {bad:?}",
+            bad.len()
+        ),
+        Event::Waiting { name, secs, on } => {
+            format!("{name}: nothing arrived for {secs} s; waiting on {on}")
+        }
+        Event::AlreadyComplete { name, bytes, .. } => {
+            format!("-- {name} is already complete ({bytes} bytes); nothing fetched --")
+        }
         Event::Rejected {
             name,
             reason,
@@ -144,6 +164,8 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
                 FailKind::Unavailable => "unavailable",
                 FailKind::Storage => "storage error",
                 FailKind::BadRequest => "bad request",
+                FailKind::Exists => "exists",
+                FailKind::Stalled => "stalled",
             };
             format!("FAILED {name} ({kind}): {reason}")
         }

@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +88,8 @@ pub struct Driver<M: Machine> {
     writer: Option<Writer>,
     hasher: Option<Hasher>,
     limiter: Option<RateLimiter>,
+    /// Where outbound connections leave from (see `set_local_ip`).
+    local_ip: Option<IpAddr>,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
     read_buf: Vec<u8>,
@@ -110,7 +112,7 @@ impl<M: Machine> Driver<M> {
         // Writes and hashing run on their own threads, overlapping the loop's receiving.
         let writer = store
             .as_ref()
-            .map(|s| spawn_writer(s.dir().to_path_buf(), waker.clone()));
+            .map(|s| spawn_writer(s.twin(), waker.clone()));
         let hasher = store.as_ref().map(|_| spawn_hasher(waker.clone()));
         let listener = match listener {
             Some(l) => {
@@ -136,6 +138,7 @@ impl<M: Machine> Driver<M> {
             hasher,
             store,
             limiter: None,
+            local_ip: None,
             deferred: BTreeMap::new(),
             epoch: Instant::now(),
             read_buf: vec![0; READ_BUF],
@@ -145,6 +148,12 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Caps what this process uploads, in bytes per second.
+    /// Outbound connections leave from `ip` (the address a node listens on, so that the
+    /// tracker records the address it serves on); `None` or unspecified: the OS picks.
+    pub fn set_local_ip(&mut self, ip: Option<IpAddr>) {
+        self.local_ip = ip.filter(|ip| !ip.is_unspecified());
+    }
+
     pub fn set_upload_limit(&mut self, bytes_per_sec: Option<u64>) {
         self.limiter = bytes_per_sec.map(|r| RateLimiter::new(r, Instant::now()));
     }
@@ -332,11 +341,9 @@ impl<M: Machine> Driver<M> {
                         offset,
                         len,
                     };
-                    let full = self.conns.contains_key(&conn) && !self.has_room(conn);
-                    if full {
-                        self.deferred.entry(conn).or_default().push_back(pending);
-                    } else {
-                        self.load(pending);
+                    match conn.filter(|c| self.conns.contains_key(c) && !self.has_room(*c)) {
+                        Some(full) => self.deferred.entry(full).or_default().push_back(pending),
+                        None => self.load(pending),
                     }
                 }
                 write @ (Output::Store { io, .. }
@@ -470,7 +477,7 @@ impl<M: Machine> Driver<M> {
     }
 
     fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
-        let result = TcpStream::connect(addr).and_then(|s| self.register(conn, s, true));
+        let result = connect_from(self.local_ip, addr).and_then(|s| self.register(conn, s, true));
         if let Err(e) = result {
             self.feed(Input::ConnectFailed {
                 conn,
@@ -666,4 +673,24 @@ impl<M: Machine> Driver<M> {
         }
         self.drain(app);
     }
+}
+
+/// A non-blocking connect to `addr`, from `local` when given (bound first, any port).
+fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) else {
+        return TcpStream::connect(addr);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
 }

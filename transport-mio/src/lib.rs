@@ -16,4 +16,4 @@ pub mod writer;
 
 pub use driver::{Driver, Flow};
 pub use node::{spawn_peer, spawn_tracker, NodeHandle};
-pub use storage::{scan_dir, FileStore};
+pub use storage::{scan_dir, FileStore, Scan};

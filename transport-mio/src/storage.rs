@@ -6,6 +6,7 @@
 
 use crate::pool::BufferPool;
 use drizzle_core::manifest::ManifestBuilder;
+use drizzle_core::peer::OnDisk;
 use drizzle_core::{FileName, Manifest, Root, StorageKey};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 const PART_SUFFIX: &str = ".part";
 const RECORD_SUFFIX: &str = ".part.chunks";
+/// Held (flock) by the one `get` writing `NAME.part`. The longest side-file suffix is
+/// what `MAX_NAME_COMPONENT_BYTES` leaves room for.
+const LOCK_SUFFIX: &str = ".part.lock";
 /// Open file handles kept for reuse.
 const MAX_OPEN_FILES: usize = 64;
 /// Alignment O_DIRECT asks of offsets, lengths and buffers (covers 512 B and 4 KiB sectors).
@@ -31,6 +35,25 @@ pub struct FileStore {
     direct: BTreeMap<FileName, Option<File>>,
     /// Reused for direct writes, which need an aligned buffer.
     aligned: AlignedBuf,
+    /// A commit may replace a file already under the final name (`get --force`).
+    replace: bool,
+}
+
+/// The lock on one download's `.part` (see [`FileStore::lock`]); released and removed
+/// when dropped.
+#[derive(Debug)]
+pub struct DownloadLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for DownloadLock {
+    fn drop(&mut self) {
+        // Removed while still held, so a `get` that opens the path afterwards makes a new
+        // lock file rather than locking this one just as it goes.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
 }
 
 impl FileStore {
@@ -41,7 +64,72 @@ impl FileStore {
             records: BTreeMap::new(),
             direct: BTreeMap::new(),
             aligned: AlignedBuf::default(),
+            replace: false,
         }
+    }
+
+    /// Another store on the same directory with the same settings (for a writer thread;
+    /// file handles are not shared).
+    pub fn twin(&self) -> FileStore {
+        FileStore::new(self.dir.clone()).replacing(self.replace)
+    }
+
+    /// Lets a commit replace a file already under the final name (`get --force`).
+    pub fn replacing(mut self, replace: bool) -> FileStore {
+        self.replace = replace;
+        self
+    }
+
+    /// Takes the lock that makes this process the only one downloading `name` here;
+    /// `None` if another holds it. Two downloads writing one `.part` would each record
+    /// chunks the other overwrote.
+    pub fn lock(&self, name: &FileName) -> io::Result<Option<DownloadLock>> {
+        let path = with_suffix(self.final_path(name), LOCK_SUFFIX);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+            // The holder before us may have removed the path as we opened it: the lock is
+            // ours only if the path still names the file we locked.
+            use std::os::unix::fs::MetadataExt;
+            let same = fs::metadata(&path)
+                .map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0))
+                .unwrap_or(false);
+            if same {
+                return Ok(Some(DownloadLock { file, path }));
+            }
+        }
+    }
+
+    /// What of `name` is already here: a file under the final name, or an interrupted
+    /// download's record of chunks. Nothing of it is trusted until the machine checks it.
+    pub fn on_disk(&self, name: &FileName) -> io::Result<Option<OnDisk>> {
+        let path = self.final_path(name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => return Ok(Some(OnDisk::Final { size: meta.len() })),
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a regular file", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(self
+            .resume_info(name)
+            .map(|(root, chunks)| OnDisk::Part { root, chunks }))
     }
 
     pub fn dir(&self) -> &Path {
@@ -235,12 +323,36 @@ impl FileStore {
         self.direct.remove(name);
         self.records.remove(name);
         let target = self.final_path(name);
-        fs::rename(self.part_path(name), &target)?;
+        self.move_into_place(&self.part_path(name), &target)?;
         if let Some(parent) = target.parent() {
             File::open(parent)?.sync_all()?;
         }
         let _ = fs::remove_file(self.record_path(name));
         Ok(())
+    }
+
+    /// Renames `part` to `target`; unless replacing, never over a file that appeared there
+    /// meanwhile (a hard link fails if the name is taken; where the filesystem has no hard
+    /// links, a look first leaves only a short race).
+    fn move_into_place(&self, part: &Path, target: &Path) -> io::Result<()> {
+        if self.replace {
+            return fs::rename(part, target);
+        }
+        let taken = || {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} appeared while downloading; --force replaces it",
+                    target.display()
+                ),
+            )
+        };
+        match fs::hard_link(part, target) {
+            Ok(()) => fs::remove_file(part),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(taken()),
+            Err(_) if fs::symlink_metadata(target).is_ok() => Err(taken()),
+            Err(_) => fs::rename(part, target),
+        }
     }
 
     /// Removes the `.part` file and its record (a rejected download).
@@ -281,43 +393,79 @@ fn with_suffix(path: PathBuf, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// What `scan_dir` found: the files to share with their manifests, and what it passed
+/// over, each with why (a symlink, a download in progress, an unreadable file, …).
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<(FileName, Manifest)>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// Every regular file under `dir` (recursively, symlinks not followed, downloads in progress
-/// skipped) with its manifest. `on_file` hears each name and size before it is hashed.
+/// skipped) with its manifest. `on_file` hears each name and size before it is hashed. Only
+/// `dir` itself being unreadable is an error: whatever else cannot be read is skipped and
+/// named, so one bad file does not stop the rest from being shared.
 pub fn scan_dir(
     dir: &Path,
     chunk_size: u32,
     on_file: &mut dyn FnMut(&FileName, u64),
-) -> io::Result<Vec<(FileName, Manifest)>> {
-    let mut found = Vec::new();
+) -> io::Result<Scan> {
+    let mut scan = Scan::default();
+    fs::read_dir(dir)?;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, prefix)) = stack.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+        let entries = fs::read_dir(&path).and_then(|d| d.collect::<Result<Vec<_>, _>>());
+        let mut entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => {
+                scan.skipped
+                    .push((path, format!("cannot read the directory: {e}")));
+                continue;
+            }
+        };
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
+            let path = entry.path();
+            let mut skip = |why: String| scan.skipped.push((path.clone(), why));
             let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
-                log::warn!("skipping {:?}: name is not UTF-8", entry.path());
+                skip("the name is not UTF-8".into());
                 continue;
             };
             let rel = format!("{prefix}{file_name}");
-            let meta = entry.metadata()?; // does not follow symlinks
+            let meta = match entry.metadata() {
+                Ok(meta) => meta, // of the entry itself: symlinks are not followed
+                Err(e) => {
+                    skip(format!("cannot read: {e}"));
+                    continue;
+                }
+            };
             if meta.is_dir() {
                 stack.push((entry.path(), format!("{rel}/")));
-            } else if meta.is_file() && !rel.ends_with(PART_SUFFIX) && !rel.ends_with(RECORD_SUFFIX)
+            } else if meta.file_type().is_symlink() {
+                skip("a symbolic link (not followed)".into());
+            } else if !meta.is_file() {
+                skip("not a regular file".into());
+            } else if let Some(s) = [PART_SUFFIX, RECORD_SUFFIX, LOCK_SUFFIX]
+                .iter()
+                .find(|s| rel.ends_with(*s))
             {
+                skip(format!("ends in {s}: a download's working file"));
+            } else {
                 match FileName::new(rel.clone()) {
                     Ok(name) => {
                         on_file(&name, meta.len());
-                        found.push((name, hash_file(&entry.path(), chunk_size)?));
+                        match hash_file(&entry.path(), chunk_size) {
+                            Ok(manifest) => scan.files.push((name, manifest)),
+                            Err(e) => skip(format!("cannot read: {e}")),
+                        }
                     }
-                    Err(e) => log::warn!("skipping {rel}: {e}"),
+                    Err(e) => skip(format!("cannot be shared under that name: {e}")),
                 }
-            } else if meta.file_type().is_symlink() {
-                log::info!("skipping symlink {rel}");
             }
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found)
+    scan.files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(scan)
 }
 
 /// Hashes a file chunk by chunk, holding one read buffer.
@@ -384,8 +532,9 @@ mod tests {
         fs::write(dir.path().join("d/a"), b"abc").unwrap();
         fs::write(dir.path().join("b.part"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
-        let files = scan_dir(dir.path(), 64, &mut |_, _| {}).unwrap();
-        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        let scan = scan_dir(dir.path(), 64, &mut |_, _| {}).unwrap();
+        assert_eq!(scan.skipped.len(), 2, "{:?}", scan.skipped);
+        let names: Vec<&str> = scan.files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["d/a"]);
     }
 }

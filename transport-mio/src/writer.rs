@@ -6,7 +6,6 @@ use crate::worker::Worker;
 use drizzle_core::machine::Output;
 use drizzle_core::IoId;
 use mio::Waker;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Writes queued at most; past it the loop waits for the disk (a bound on memory).
@@ -14,9 +13,8 @@ const QUEUE: usize = 8;
 
 pub type Writer = Worker<Output, (IoId, Result<(), String>)>;
 
-/// A writer for files under `dir`: takes `Output::Store`, `Commit` and `Discard`.
-pub fn spawn_writer(dir: PathBuf, waker: Arc<Waker>) -> Writer {
-    let mut store = FileStore::new(dir);
+/// A writer for the files of `store`: takes `Output::Store`, `Commit` and `Discard`.
+pub fn spawn_writer(mut store: FileStore, waker: Arc<Waker>) -> Writer {
     Worker::spawn(QUEUE, waker, move |job| match job {
         Output::Store {
             io,

@@ -2,6 +2,7 @@
 //! second of wall time — with the swarm's own outcome beside it.
 
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use crate::units;
 use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
@@ -47,9 +48,9 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
                 "virtual_secs": r.virtual_ms as f64 / 1000.0,
                 "finished": r.finished(), "median_ratio": s.median / config.bound_secs(),
             });
-            println!("{line}");
+            say!("{line}");
         } else {
-            println!(
+            say!(
                 "run {run}: {} peers, {} events in {:.1} s wall ({:.0} events/s), {:.1} s simulated; {} finished, median {:.2}x the bound",
                 args.peers, r.events, r.wall_secs, rate, r.virtual_ms as f64 / 1000.0,
                 r.finished(), s.median / config.bound_secs()
@@ -60,9 +61,9 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
     if args.json {
         let line = json!({"event": "summary", "runs": args.runs,
             "events_per_sec": {"median": median, "min": min, "max": max}});
-        println!("{line}");
+        say!("{line}");
     } else {
-        println!(
+        say!(
             "median of {} runs: {median:.0} events/s (min {min:.0}, max {max:.0})",
             args.runs
         );

@@ -6,6 +6,7 @@
 use super::median;
 use super::process::Node;
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile};
 use drizzle_core::{ChunkSet, FileName, Manifest, Root};
 use rand::{Rng, SeedableRng};
@@ -243,9 +244,9 @@ fn report(args: &TrackerArgs, runs: &[ClientRun], secs: f64, tracker: &Node) {
             "locate_answer_bytes": answer_bytes_avg,
             "tracker_peak_rss_kib": rss, "tracker_cpu_s": cpu,
         });
-        println!("{line}");
+        say!("{line}");
     } else {
-        println!(
+        say!(
             "{} clients × {} in flight, {:.1} s: {:.0} ops/s ({} have-chunk + {} locate); locate round trip p50 {} µs, p99 {} µs, max {} µs; answers {} bytes each ({} chunks, up to 50 holders); tracker peak RSS {} KiB, CPU {:.2} s",
             args.clients, args.depth, secs, ops_s, haves, locates, p50, p99, max,
             answer_bytes_avg, args.chunks, rss, cpu

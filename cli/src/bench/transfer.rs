@@ -5,6 +5,7 @@
 use super::process::Node;
 use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
+use crate::out::say;
 use crate::units;
 use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
@@ -329,10 +330,10 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
             "getter_cpu_s": r.getter_cpu_s, "sharer_cpu_s": r.sharer_cpu_s,
             "sharer_chunks_supplied": r.sharer_chunks,
         });
-        println!("{line}");
+        say!("{line}");
     } else {
         let per: Vec<String> = per.iter().map(|v| format!("{v:.0}")).collect();
-        println!(
+        say!(
             "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
             r.getter_cpu_s, r.sharer_cpu_s, r.sharer_chunks
@@ -361,14 +362,14 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "sim_secs": predicted,
             "measured_to_sim": predicted.map(|p| measured / p.max(1e-9)),
         });
-        println!("{line}");
+        say!("{line}");
     } else {
-        println!(
+        say!(
             "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
         );
         if let Some(p) = predicted {
-            println!(
+            say!(
                 "simulator predicts {p:.2} s for this transfer; measured median {measured:.2} s ({:.2}x the prediction)",
                 measured / p.max(1e-9)
             );

@@ -2,6 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
+use super::check::DiskCheck;
 use super::cooldown::Cooldowns;
 use super::picker;
 use crate::chunkset::ChunkSet;
@@ -18,6 +19,8 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::net::SocketAddr;
 
+/// A download that receives nothing says what it waits on this often.
+pub(crate) const STALL_NOTE_EVERY_MS: u64 = 5_000;
 /// A chunk may be requested from at most this many holders at once (endgame duplicates).
 const MAX_COPIES_IN_FLIGHT: usize = 2;
 /// Endgame starts when every missing chunk is in flight and at most this many are missing:
@@ -55,6 +58,18 @@ pub(crate) struct Active {
     /// The current wait between chunk-map refreshes (see `PeerConfig::refresh_min_ms`).
     pub refresh_ms: u64,
     pub committing: bool,
+    /// Chunks found on disk still being checked (see `check`): not requested meanwhile.
+    pub check: Option<DiskCheck>,
+    /// When a chunk last arrived, or was found good on disk: a download that goes without
+    /// for the stall timeout fails, whatever it is still waiting for.
+    pub last_progress: Timestamp,
+    /// When the user was last told what a download without progress waits on.
+    pub stall_noted: Timestamp,
+    /// Bytes fetched from holders (for the rate shown; chunks found on disk excluded).
+    pub fetched: u64,
+    /// Why each holder last failed us (refused, timed out, busy, bad data): named when the
+    /// download stalls. Bounded like the chunk map.
+    trouble: BTreeMap<SocketAddr, String>,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -112,7 +127,77 @@ impl Active {
             next_refresh: now,
             refresh_ms: 0,
             committing: false,
+            check: None,
+            last_progress: now,
+            stall_noted: now,
+            fetched: 0,
+            trouble: BTreeMap::new(),
         }
+    }
+
+    /// When to tell the user next what the download waits on, if nothing arrives first.
+    pub fn stall_note_at(&self) -> Timestamp {
+        self.last_progress
+            .max(self.stall_noted)
+            .plus_ms(STALL_NOTE_EVERY_MS)
+    }
+
+    /// A chunk arrived or was found good on disk.
+    pub fn note_progress(&mut self, now: Timestamp) {
+        self.last_progress = now;
+    }
+
+    /// Remembers why `holder` failed us last (kept for as many holders as the map keeps).
+    pub fn note_trouble(&mut self, holder: SocketAddr, why: &str) {
+        if self.trouble.len() < MAX_KNOWN_HOLDERS || self.trouble.contains_key(&holder) {
+            self.trouble.insert(holder, why.to_string());
+        }
+    }
+
+    /// What the download waits on, in one line: the missing chunks, and for their holders
+    /// why each has not delivered (or that nobody holds them).
+    pub fn waiting_on(&self) -> String {
+        const SHOWN: usize = 8;
+        let missing: Vec<u32> = self.missing().collect();
+        let mut chunks: Vec<String> = missing.iter().take(SHOWN).map(u32::to_string).collect();
+        if missing.len() > SHOWN {
+            chunks.push(format!("… {} more", missing.len() - SHOWN));
+        }
+        // Those that have a missing chunk, and those that failed us (a holder that refused
+        // a chunk is no longer listed for it until the next chunk map).
+        let mut holders: BTreeSet<SocketAddr> = self.trouble.keys().copied().collect();
+        for (addr, have) in &self.holders {
+            if missing.iter().any(|c| have.contains(*c)) {
+                holders.insert(*addr);
+            }
+        }
+        let mut why: Vec<String> = holders
+            .iter()
+            .take(SHOWN)
+            .map(|h| {
+                let reason = if self.bad.contains(h) {
+                    "sent bad data"
+                } else {
+                    self.trouble
+                        .get(h)
+                        .map_or("asked, no answer yet", String::as_str)
+                };
+                format!("{h}: {reason}")
+            })
+            .collect();
+        if holders.len() > SHOWN {
+            why.push(format!("… {} more holder(s)", holders.len() - SHOWN));
+        }
+        let who = if why.is_empty() {
+            "no holder of them is known".to_string()
+        } else {
+            format!("holders: {}", why.join("; "))
+        };
+        format!(
+            "{} chunk(s) missing ({}); {who}",
+            missing.len(),
+            chunks.join(", ")
+        )
     }
 
     /// Replaces the chunk map with a fresh locate answer (bad marks and cooldowns stay).
@@ -270,11 +355,15 @@ impl Active {
         self.in_flight.values().map(Vec::len).sum()
     }
 
-    /// Wanted chunks neither held nor being stored.
+    /// Wanted chunks neither held nor being stored nor waiting for their check on disk.
     fn missing(&self) -> impl Iterator<Item = u32> + '_ {
-        self.want
-            .iter()
-            .filter(|c| !self.have.contains(*c) && !self.storing.contains(c))
+        self.want.iter().filter(|c| {
+            !self.have.contains(*c) && !self.storing.contains(c) && !self.is_checking(*c)
+        })
+    }
+
+    fn is_checking(&self, chunk: u32) -> bool {
+        self.check.as_ref().is_some_and(|k| k.is_pending(chunk))
     }
 
     /// The chunks of `missing`, as a set.
@@ -282,6 +371,9 @@ impl Active {
         let mut set = self.want.clone();
         set.remove_all(&self.have);
         self.storing.iter().for_each(|c| set.remove(*c));
+        if self.check.is_some() {
+            set = ChunkSet::from_indices(set.len(), set.iter().filter(|c| !self.is_checking(*c)));
+        }
         set
     }
 

@@ -3,6 +3,7 @@
 //! the chunks it holds. Downloading logic is in `download`, pure choices in `picker`,
 //! serving in `serve`.
 
+mod check;
 mod cooldown;
 mod download;
 pub mod picker;
@@ -21,6 +22,7 @@ use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::{encode, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use check::DiskCheck;
 use download::{seek, Active, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -87,8 +89,22 @@ pub struct DownloadRequest {
     pub expect: Option<Root>,
     /// Only these chunks (`--chunks`); `None` for the whole file.
     pub only: Option<Vec<u32>>,
-    /// Chunks already verified in the `.part` file of an interrupted download of `root`.
-    pub resume: Option<(Root, Vec<u32>)>,
+    /// What of the file is already on disk: checked against the manifest before it counts.
+    pub on_disk: Option<OnDisk>,
+    /// A file under the name with other content is replaced (`--force`); without this the
+    /// download fails (`FailKind::Exists`) and the file is left as it is.
+    pub replace: bool,
+}
+
+/// What of a file is on disk when its download starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnDisk {
+    /// An interrupted download of `root` recorded these chunks in its `.part` file. The
+    /// record is only a hint: each chunk is hashed again before it counts, since the bytes
+    /// may have changed between runs.
+    Part { root: Root, chunks: Vec<u32> },
+    /// A file of `size` bytes is already under the final name.
+    Final { size: u64 },
 }
 
 impl DownloadRequest {
@@ -97,7 +113,8 @@ impl DownloadRequest {
             name,
             expect: None,
             only: None,
-            resume: None,
+            on_disk: None,
+            replace: false,
         }
     }
 }
@@ -164,11 +181,17 @@ impl Download {
             let give_up = self.started.plus_ms(unavailable_after_ms);
             return earliest(Some(give_up), self.relocate_at).unwrap_or(give_up);
         };
-        [a.cooldown.earliest_end(), a.give_up_at, a.reject_at]
-            .into_iter()
-            .fold(a.next_refresh, |t, other| {
-                earliest(Some(t), other).unwrap_or(t)
-            })
+        let stall_at = a.last_progress.plus_ms(unavailable_after_ms);
+        let timers = [
+            a.cooldown.earliest_end(),
+            a.give_up_at,
+            a.reject_at,
+            Some(stall_at),
+            Some(a.stall_note_at()),
+        ];
+        timers.into_iter().fold(a.next_refresh, |t, other| {
+            earliest(Some(t), other).unwrap_or(t)
+        })
     }
 }
 
@@ -227,6 +250,14 @@ enum Io {
         root: Root,
         chunk: u32,
     },
+    /// A chunk found on disk being read (`hashing: false`) or hashed, to be checked against
+    /// the manifest before it counts (see `OnDisk`).
+    Check {
+        name: FileName,
+        root: Root,
+        chunk: u32,
+        hashing: bool,
+    },
     /// A received chunk being hashed; `root` tells it from a later download of the same name.
     Verify {
         name: FileName,
@@ -253,6 +284,11 @@ pub struct Peer {
     peer_id: u64,
     tracker: TrackerState,
     reconnect_attempts: u32,
+    /// This session's connection to the tracker is established (TCP), and the tracker
+    /// answered our register: told apart so that a server that is not a Drizzle tracker
+    /// is named as such, not as unreachable.
+    tracker_reached: bool,
+    tracker_answered: bool,
     list_pending: Option<u32>,
     files: BTreeMap<FileName, LocalFile>,
     by_root: BTreeMap<Root, FileName>,
@@ -303,6 +339,8 @@ impl Peer {
                 retry_at: Timestamp::ZERO,
             },
             reconnect_attempts: 0,
+            tracker_reached: false,
+            tracker_answered: false,
             list_pending: None,
             files: BTreeMap::new(),
             by_root: BTreeMap::new(),
@@ -501,6 +539,8 @@ impl Peer {
         let conn = self.new_conn();
         let tracker = self.config.tracker;
         self.tracker = TrackerState::Up { conn };
+        self.tracker_reached = false;
+        self.tracker_answered = false;
         let link = Link::new(tracker, Role::Tracker, now);
         self.open_conn(now, conn, Conn::Tracker(link));
         self.out.push_back(Output::Connect {
@@ -610,6 +650,12 @@ impl Peer {
         match msg {
             Message::Registered { accepted, refused } => {
                 self.reconnect_attempts = 0;
+                if !self.tracker_answered {
+                    self.tracker_answered = true;
+                    self.emit(Event::TrackerConnected {
+                        tracker: self.config.tracker,
+                    });
+                }
                 for name in accepted {
                     self.emit(Event::Shared { name });
                 }
@@ -729,26 +775,35 @@ impl Peer {
             },
             None => ChunkSet::full(count),
         };
-        let have = match &download.request.resume {
-            Some((r, chunks)) if *r == root => {
-                ChunkSet::from_indices(count, chunks.iter().copied())
-            }
-            _ => ChunkSet::empty(count),
-        };
+        let request = &download.request;
+        let check =
+            match DiskCheck::plan(request.on_disk.as_ref(), root, &manifest, request.replace) {
+                Ok(check) => check,
+                Err(reason) => return self.fail(name, FailKind::Exists, reason),
+            };
         self.emit(Event::Located {
             name: name.clone(),
             root,
             chunks: count,
             holders: holders.clone(),
         });
+        if let Some(check) = &check {
+            self.emit(Event::Checking {
+                name: name.clone(),
+                chunks: check.chunks(),
+            });
+        }
+        let have = ChunkSet::empty(count);
         let mut active = Active::new(root, manifest.clone(), want, have.clone(), now);
         active.set_holders(holders);
         active.refresh_ms = self.config.refresh_min_ms;
         active.next_refresh = now.plus_ms(active.refresh_ms);
+        active.check = check;
         if let Some(d) = self.downloads.get_mut(&name) {
             d.active = Some(active);
         }
         self.insert_file(name.clone(), manifest, root, have, true);
+        self.pump_checks(now, &name);
         self.pump(now, &name);
     }
 
@@ -940,6 +995,7 @@ impl Peer {
                 );
                 if let Some(a) = self.active_mut(&name) {
                     a.forget_chunk(holder, chunk);
+                    a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
                 }
             }
             Message::Busy { .. } => {
@@ -947,6 +1003,7 @@ impl Peer {
                 let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
                 if let Some(a) = self.active_mut(&name) {
                     a.cooldown.extend(holder, retry_at);
+                    a.note_trouble(holder, "busy serving others");
                 }
             }
             _ => {}
@@ -1101,6 +1158,18 @@ impl Peer {
         digest: &crate::manifest::Hash,
         data: Bytes,
     ) {
+        if let Some(Io::Check { hashing: true, .. }) = self.ios.get(&io) {
+            if let Some(Io::Check {
+                name, root, chunk, ..
+            }) = self.ios.remove(&io)
+            {
+                let good = self.active_mut(&name).is_some_and(|a| {
+                    a.root == root && a.manifest.chunk_matches(chunk, data.len(), digest)
+                });
+                self.judge_checked(now, &name, root, chunk, good);
+            }
+            return;
+        }
         if !matches!(self.ios.get(&io), Some(Io::Verify { .. })) {
             return;
         }
@@ -1120,7 +1189,7 @@ impl Peer {
             a.storing.remove(&chunk);
             a.mismatched.insert(chunk);
             a.mark_bad(peer);
-            log::error!("hash mismatch for chunk {chunk} of {name} from {peer}");
+            a.note_trouble(peer, "sent bad data");
             self.emit(Event::Mismatch {
                 name: name.clone(),
                 chunk,
@@ -1154,6 +1223,11 @@ impl Peer {
         };
         a.storing.remove(&chunk);
         a.have.insert(chunk);
+        a.note_progress(now);
+        a.fetched += a
+            .manifest
+            .chunk_range(chunk)
+            .map_or(0, |(_, len)| u64::from(len));
         let (root, have, want) = (a.root, a.have.count(), a.want.count());
         let mut announced = false;
         if let Some(f) = self.files.get_mut(&name) {
@@ -1185,7 +1259,16 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
-        if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() {
+        if now.since_ms(a.last_progress) >= unavailable_after && !a.committing {
+            let reason = format!(
+                "no chunk arrived for {} s: {}",
+                unavailable_after / 1000,
+                a.waiting_on()
+            );
+            return self.fail(name.clone(), FailKind::Stalled, reason);
+        }
+        if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() || a.check.is_some()
+        {
             a.give_up_at = None;
             a.reject_at = None;
             return;
@@ -1279,6 +1362,7 @@ impl Peer {
             root: a.root,
             bytes,
             complete,
+            fetched: a.fetched,
         });
     }
 
@@ -1379,6 +1463,7 @@ impl Peer {
             None => return,
         };
         log::warn!("closing {remote}: {reason}");
+        self.not_a_tracker(conn, &reason);
         self.send(
             conn,
             &Message::Error {
@@ -1440,6 +1525,7 @@ impl Peer {
             a.in_flight.retain(|_, asked| !asked.is_empty());
             if owed || a.knows(holder) {
                 a.cooldown.set(holder, retry_at);
+                a.note_trouble(holder, reason);
             }
             if owed {
                 self.emit(Event::HolderLost {
@@ -1505,7 +1591,16 @@ impl Peer {
             }
             (Io::Store { name, chunk, peer }, Ok(_)) => self.handle_stored(now, name, chunk, peer),
             (Io::Commit { name }, Ok(_)) => self.finish(&name, true),
-            (Io::Verify { name, .. }, _) => {
+            (
+                Io::Check {
+                    name,
+                    root,
+                    chunk,
+                    hashing: false,
+                },
+                result,
+            ) => self.handle_check_loaded(now, name, root, chunk, result),
+            (Io::Verify { name, .. } | Io::Check { name, .. }, _) => {
                 let reason = "the driver answered a hash request as storage".to_string();
                 self.fail(name, FailKind::Storage, reason);
             }
@@ -1615,7 +1710,8 @@ impl Machine for Peer {
             }
             Input::Connected { conn } => {
                 if matches!(self.tracker, TrackerState::Up { conn: c } if c == conn) {
-                    self.emit(Event::TrackerConnected {
+                    self.tracker_reached = true;
+                    self.emit(Event::TrackerReached {
                         tracker: self.config.tracker,
                     });
                 }
@@ -1739,6 +1835,9 @@ impl Peer {
         }
         for (conn, why) in expired {
             log::info!("closing {conn}: timed out: {why}");
+            if self.tracker_reached {
+                self.not_a_tracker(conn, why);
+            }
             self.out.push_back(Output::Close { conn });
             self.close_conn(now, conn);
         }
@@ -1749,6 +1848,19 @@ impl Peer {
             }
         }
         self.deadlines.scanned(now, next, self.conns.len());
+    }
+
+    /// The tracker connection `conn` is being closed for `reason`: if the remote never
+    /// said a Drizzle hello, it is not a Drizzle tracker, and the user is told so.
+    fn not_a_tracker(&mut self, conn: ConnId, reason: &str) {
+        if let Some(Conn::Tracker(link)) = self.conns.get(&conn) {
+            if !link.hello_done() {
+                self.emit(Event::NotATracker {
+                    tracker: self.config.tracker,
+                    reason: reason.to_string(),
+                });
+            }
+        }
     }
 
     fn open_conn(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
@@ -1772,9 +1884,22 @@ impl Peer {
             return;
         };
         a.cooldown.expire(now);
+        if a.stall_note_at() <= now && !a.committing {
+            a.stall_noted = now;
+            let waiting = Event::Waiting {
+                name: name.clone(),
+                secs: now.since_ms(a.last_progress) / 1000,
+                on: a.waiting_on(),
+            };
+            self.emit(waiting);
+        }
+        let refresh_max_ms = self.config.refresh_max_ms;
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
         if a.next_refresh <= now {
             // Pushed back again by the answer; this covers an answer that never comes.
-            a.next_refresh = now.plus_ms(a.refresh_ms.max(self.config.refresh_max_ms));
+            a.next_refresh = now.plus_ms(a.refresh_ms.max(refresh_max_ms));
             self.send_locate(name.clone());
         }
         self.pump(now, name);

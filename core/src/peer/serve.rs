@@ -521,7 +521,7 @@ impl Peer {
                 key,
                 offset,
                 len,
-                conn,
+                conn: Some(conn),
             });
         }
     }
