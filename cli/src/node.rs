@@ -39,6 +39,11 @@ impl TrackerWatch {
         }
     }
 
+    /// Whether the tracker session has been up (so a lost tracker is worth a word).
+    pub fn was_up(&self) -> bool {
+        self.up
+    }
+
     /// Looks at an event (or a tick, `None`); `Err` ends the command with exit 4.
     pub fn see(&mut self, event: Option<&Event>) -> Result<(), Fail> {
         let tracker = self.tracker;
@@ -112,7 +117,10 @@ pub fn log_event(who: &str, event: &Event) {
             log::debug!("{who}: {text}")
         }
         Event::Mismatch { .. } => log::error!("{who}: {text}"),
-        Event::ProtocolViolation { .. } | Event::TrackerLost { .. } => log::warn!("{who}: {text}"),
+        // Retried quietly: the commands say when it matters (see `TrackerWatch`).
+        Event::TrackerLost { .. } => log::info!("{who}: {text}"),
+        // The machine logged it as it closed the connection.
+        Event::ProtocolViolation { .. } => log::debug!("{who}: {text}"),
         Event::Served { .. } | Event::Requested { .. } | Event::Verified { .. } => {
             log::debug!("{who}: {text}")
         }

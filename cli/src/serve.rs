@@ -102,6 +102,15 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
         match event {
             Some(Event::Shared { name }) => say!("shared {name}"),
             Some(Event::ShareRefused { name, reason }) => say!("refused {name}: {reason}"),
+            Some(Event::TrackerLost {
+                tracker,
+                retry_in_ms,
+            }) if watch.was_up() => {
+                warn_user!("drizzle: lost the tracker {tracker}; retrying in {retry_in_ms} ms")
+            }
+            Some(Event::Withdrawn { name, reason }) => {
+                say!("withdrawn {name}: {reason}; restart share to offer it again")
+            }
             Some(e) => log_event("share", e),
             None => {}
         }

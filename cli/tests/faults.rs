@@ -74,10 +74,24 @@ fn bad_bytes_close_only_that_connection() {
     assert_eq!(files.len(), 1, "the honest peer's file is still listed");
 }
 
+/// A connection to `addr` that leaves from `ip` (another loopback address plays another
+/// host).
+fn connect_from(ip: &str, addr: &str) -> TcpStream {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let local: std::net::SocketAddr = format!("{ip}:0").parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 #[test]
 fn three_hundred_idle_connections_do_not_lock_out_list() {
     let (_t, tr) = tracker();
-    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&tr).unwrap()).collect();
+    // From three other hosts, 100 each: under the per-address cap.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 3), &tr))
+        .collect();
     let started = Instant::now();
     let (code, _) = list_json(&tr);
     assert_eq!(code, 0);
@@ -87,6 +101,21 @@ fn three_hundred_idle_connections_do_not_lock_out_list() {
         started.elapsed()
     );
     drop(idle);
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let (_t, tr) = tracker();
+    let mut crowd: Vec<TcpStream> = (0..200).map(|_| connect_from("127.0.0.2", &tr)).collect();
+    // Past the cap, the tracker closes what that address opens at once.
+    let mut last = crowd.pop().unwrap();
+    assert!(
+        closed_by_server(&mut last),
+        "the 200th connection stayed open"
+    );
+    let (code, _) = list_json(&tr);
+    assert_eq!(code, 0, "another address is still served");
+    drop(crowd);
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub const MAX_TRACKER_FILES: usize = 100_000;
 pub const ORPHAN_TTL_MS: u64 = 60_000;
 /// Files one peer session may register.
 pub const MAX_FILES_PER_SESSION: usize = 16_384;
+/// Names the sessions from one IP address may pin at a tracker (register first), so that
+/// one host cannot fill the tracker for everyone else: a quarter of `MAX_TRACKER_FILES`.
+pub const MAX_NAMES_PER_ADDRESS: usize = MAX_TRACKER_FILES / 4;
 /// Bytes of file list one answer carries at most (longer lists are cut, and say so).
 pub const MAX_FILE_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Holders a locate answer samples at most.

@@ -183,6 +183,9 @@ pub enum Event {
     Shared { name: FileName },
     /// The tracker refused a shared file.
     ShareRefused { name: FileName, reason: String },
+    /// A shared file could not be read as registered: it is no longer offered (the tracker
+    /// was told) until shared again.
+    Withdrawn { name: FileName, reason: String },
     /// The tracker's files; `more`: it had more than one answer carries.
     FileList { files: Vec<FileSummary>, more: bool },
     /// A download learned its manifest and holders.

@@ -144,6 +144,9 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
             "checked {name}: {good} chunk(s) on disk are good, {} damaged (fetched again): {bad:?}",
             bad.len()
         ),
+        Event::Withdrawn { name, reason } => {
+            format!("withdrew {name}: {reason}; share it again to offer it")
+        }
         Event::Waiting { name, secs, on } => {
             format!("{name}: nothing arrived for {secs} s; waiting on {on}")
         }

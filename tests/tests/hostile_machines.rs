@@ -462,6 +462,52 @@ fn a_sharer_refuses_chunks_it_cannot_read_whole() {
         .sent
         .iter()
         .any(|(_, m)| matches!(m, Message::ChunkData { .. })));
+    // The file is withdrawn, so fetchers stop being sent to us for it.
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, Event::Withdrawn { name, .. } if name.as_str() == "f")),
+        "{d:?}"
+    );
+    assert!(p.have(&root).is_none());
+}
+
+/// The per-session limit counts names, not contents: one content under many names costs
+/// the tracker a name each.
+#[test]
+fn one_session_registers_at_most_its_quota_of_names() {
+    use drizzle_core::limits::{MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION};
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    let one = file("x", b"same content");
+    let names: Vec<SharedFile> = (0..=MAX_FILES_PER_SESSION)
+        .map(|i| SharedFile {
+            name: FileName::new(format!("n{i}")).unwrap(),
+            ..one.clone()
+        })
+        .collect();
+    let mut bytes = hello(Role::Peer);
+    for batch in names.chunks(MAX_FILES_PER_REGISTER) {
+        bytes.extend(encode(&Message::Register {
+            peer_id: 1,
+            listen: addr(7000),
+            files: batch.to_vec(),
+        }));
+    }
+    let d = send(&mut t, conn, 1, &bytes);
+    let (mut accepted, mut refused) = (0, 0);
+    for (_, m) in &d.sent {
+        if let Message::Registered {
+            accepted: a,
+            refused: r,
+        } = m
+        {
+            accepted += a.len();
+            refused += r.len();
+        }
+    }
+    assert_eq!((accepted, refused), (MAX_FILES_PER_SESSION, 1));
+    assert!(lists_ok(&mut t, 2), "others are still served");
 }
 
 /// A fetcher only asks for chunks, so a connection to a peer that starts a large frame (a

@@ -31,6 +31,10 @@ const WRITE_HIGH: usize = drizzle_core::limits::MAX_UNSENT_BYTES_PER_CONN;
 const WRITE_LOW: usize = 1 << 20;
 /// Connections accepted at most (beyond it, new ones are closed at once).
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections accepted from one IP address: one host cannot take every place. A getter
+/// holds one connection to each holder it fetches from, so even many peers behind one
+/// address stay far below it.
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 /// A connection with bytes to send that takes none of them for this long is dropped
 /// (a remote that stops reading must not pin its buffers forever).
 const WRITE_STALL: Duration = Duration::from_secs(60);
@@ -56,6 +60,8 @@ struct Conn {
     last_write: Instant,
     /// Readable data is waiting while reading is paused for back-pressure.
     read_pending: bool,
+    /// The remote's IP, for connections it opened to us (counted per address).
+    accepted_from: Option<IpAddr>,
 }
 
 impl Conn {
@@ -90,6 +96,8 @@ pub struct Driver<M: Machine> {
     limiter: Option<RateLimiter>,
     /// Where outbound connections leave from (see `set_local_ip`).
     local_ip: Option<IpAddr>,
+    /// Open accepted connections per remote IP (see `MAX_CONNECTIONS_PER_ADDRESS`).
+    accepted_per_ip: BTreeMap<IpAddr, usize>,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
     read_buf: Vec<u8>,
@@ -139,6 +147,7 @@ impl<M: Machine> Driver<M> {
             store,
             limiter: None,
             local_ip: None,
+            accepted_per_ip: BTreeMap::new(),
             deferred: BTreeMap::new(),
             epoch: Instant::now(),
             read_buf: vec![0; READ_BUF],
@@ -433,6 +442,9 @@ impl<M: Machine> Driver<M> {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let _ = stream.set_nodelay(true);
+        if let Err(e) = detect_silent_hosts(&stream) {
+            log::debug!("cannot set keepalive on {conn}: {e}");
+        }
         self.tokens.insert(token, conn);
         self.conns.insert(
             conn,
@@ -444,6 +456,7 @@ impl<M: Machine> Driver<M> {
                 closing: false,
                 last_write: Instant::now(),
                 read_pending: false,
+                accepted_from: None,
             },
         );
         Ok(())
@@ -460,9 +473,22 @@ impl<M: Machine> Driver<M> {
                         log::warn!("refusing {remote}: {MAX_CONNECTIONS} connections open");
                         continue;
                     }
+                    let from = self.accepted_per_ip.get(&remote.ip()).copied();
+                    if from.unwrap_or(0) >= MAX_CONNECTIONS_PER_ADDRESS {
+                        log::warn!(
+                            "refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} connections open \
+                             from {}",
+                            remote.ip()
+                        );
+                        continue;
+                    }
                     self.next_inbound += 1;
                     let conn = ConnId::Inbound(self.next_inbound);
                     if self.register(conn, stream, false).is_ok() {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.accepted_from = Some(remote.ip());
+                            *self.accepted_per_ip.entry(remote.ip()).or_default() += 1;
+                        }
                         self.feed(Input::Accepted { conn, remote });
                         self.drain(app);
                     }
@@ -561,6 +587,14 @@ impl<M: Machine> Driver<M> {
     /// Forgets a connection; `tell` feeds the machine a close it did not ask for.
     fn drop_conn(&mut self, conn: ConnId, tell: bool) {
         if let Some(mut c) = self.conns.remove(&conn) {
+            if let Some(ip) = c.accepted_from {
+                if let Some(n) = self.accepted_per_ip.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.accepted_per_ip.remove(&ip);
+                    }
+                }
+            }
             let _ = self.poll.registry().deregister(&mut c.stream);
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
             self.tokens.remove(&c.token);
@@ -693,4 +727,19 @@ fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// A host that vanishes without closing (powered off, cable pulled, link down) must not
+/// hold a connection open for ever: the tracker would keep listing its chunks and fetchers
+/// would wait on it. TCP keepalive probes an idle connection after 10 s, every 5 s, three
+/// times; unacknowledged data gives up after 30 s. Either way the connection closes within
+/// about 30 s and its owner forgets it.
+fn detect_silent_hosts(stream: &TcpStream) -> io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_user_timeout(Some(Duration::from_secs(30)))
 }

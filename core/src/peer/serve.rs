@@ -559,20 +559,28 @@ impl Peer {
                 }
                 return self.pump_serving(now, conn);
             }
-            Ok(_) => {
-                log::warn!(
-                    "chunk {chunk} of {} is short on disk; refusing it",
-                    root.short()
-                );
-                "chunk unreadable here (file changed on disk)".to_string()
-            }
-            Err(e) => {
-                log::warn!("cannot read chunk {chunk} of {}: {e}", root.short());
-                "chunk unreadable here".to_string()
-            }
+            Ok(_) => format!("chunk {chunk} is short on disk (the file changed)"),
+            Err(e) => format!("cannot read chunk {chunk}: {e}"),
         };
-        self.refuse(conn, root, chunk, reason);
+        self.refuse(conn, root, chunk, reason.clone());
+        self.withdraw(root, reason);
         self.pump_serving(now, conn);
+    }
+
+    /// A shared file can no longer be read as registered (deleted, truncated, unreadable):
+    /// the tracker stops listing us for it, so fetchers stop asking us in vain. A file
+    /// being downloaded stays: its chunks are still coming.
+    fn withdraw(&mut self, root: Root, reason: String) {
+        let Some(name) = self.by_root.get(&root).cloned() else {
+            return;
+        };
+        if self.downloads.contains_key(&name) {
+            return;
+        }
+        self.files.remove(&name);
+        self.by_root.remove(&root);
+        self.send_tracker(&Message::Unshare { root });
+        self.emit(Event::Withdrawn { name, reason });
     }
 
     /// Answers a request for `chunk` of `root` with a refusal saying why.

@@ -6,8 +6,8 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     INTRODUCTIONS_PER_FREE_SLOT, MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION,
-    MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_TRACKER_FILES,
-    MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, SEEKER_DRAWS,
+    MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS,
+    MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, SEEKER_DRAWS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
@@ -17,7 +17,7 @@ use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, R
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
@@ -44,6 +44,9 @@ struct Session {
     listen: SocketAddr,
     /// Files this peer holds (some chunks of).
     roots: BTreeSet<Root>,
+    /// Names it registered: at most `MAX_FILES_PER_SESSION` (names, not contents: one
+    /// content under many names costs the tracker a name each).
+    names: BTreeSet<FileName>,
     /// Files this peer located: the only ones it may announce new chunks of.
     located: BTreeSet<Root>,
     /// When it last said it was idle (it may not say so more often than
@@ -85,6 +88,10 @@ pub struct Tracker {
     deadlines: ConnDeadlines,
     sessions: BTreeMap<ConnId, Session>,
     names: BTreeMap<FileName, Root>,
+    /// Who pinned each name (registered it first): names pinned per IP address are
+    /// bounded, so one host cannot fill the tracker for everyone else.
+    pinned_by: BTreeMap<FileName, IpAddr>,
+    pins_per_ip: BTreeMap<IpAddr, usize>,
     swarms: BTreeMap<Root, Swarm>,
     out: VecDeque<Output>,
 }
@@ -109,6 +116,8 @@ impl Tracker {
             deadlines: ConnDeadlines::new(DEADLINE_LEAD_MS.min(REGISTER_TIMEOUT_MS)),
             sessions: BTreeMap::new(),
             names: BTreeMap::new(),
+            pinned_by: BTreeMap::new(),
+            pins_per_ip: BTreeMap::new(),
             swarms: BTreeMap::new(),
             out: VecDeque::new(),
         }
@@ -285,6 +294,7 @@ impl Tracker {
                 peer_id,
                 listen,
                 roots: BTreeSet::new(),
+                names: BTreeSet::new(),
                 located: BTreeSet::new(),
                 last_idle: None,
             },
@@ -297,12 +307,16 @@ impl Tracker {
             return Err("chunk set does not match the manifest".into());
         }
         let root = file.manifest.root();
-        let owned = self.sessions.get(&conn).map_or(0, |s| s.roots.len());
-        if owned >= MAX_FILES_PER_SESSION {
+        let Some(session) = self.sessions.get(&conn) else {
+            return Err("not registered".into());
+        };
+        let ip = session.listen.ip();
+        if !session.names.contains(&file.name) && session.names.len() >= MAX_FILES_PER_SESSION {
             return Err(format!(
                 "a peer may share at most {MAX_FILES_PER_SESSION} files"
             ));
         }
+        let pins = self.pins_per_ip.get(&ip).copied().unwrap_or(0);
         match self.names.get(&file.name) {
             Some(known) if *known != root => {
                 return Err(format!(
@@ -315,9 +329,19 @@ impl Tracker {
             None if self.names.len() >= MAX_TRACKER_FILES => {
                 return Err(format!("tracker is full ({MAX_TRACKER_FILES} files)"))
             }
+            None if pins >= MAX_NAMES_PER_ADDRESS => {
+                return Err(format!(
+                    "{ip} already registered {MAX_NAMES_PER_ADDRESS} names (the limit per address)"
+                ))
+            }
             None => {
                 self.names.insert(file.name.clone(), root);
+                self.pinned_by.insert(file.name.clone(), ip);
+                self.pins_per_ip.insert(ip, pins + 1);
             }
+        }
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.names.insert(file.name.clone());
         }
         let swarm = self.swarms.entry(root).or_insert_with(|| Swarm {
             manifest: file.manifest.clone(),
@@ -544,7 +568,28 @@ impl Tracker {
             .collect();
         for root in expired {
             self.swarms.remove(&root);
-            self.names.retain(|_, r| *r != root);
+            let names: Vec<FileName> = self
+                .names
+                .iter()
+                .filter(|(_, r)| **r == root)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                self.forget_name(&name);
+            }
+        }
+    }
+
+    fn forget_name(&mut self, name: &FileName) {
+        self.names.remove(name);
+        let Some(ip) = self.pinned_by.remove(name) else {
+            return;
+        };
+        if let Some(n) = self.pins_per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pins_per_ip.remove(&ip);
+            }
         }
     }
 
