@@ -242,13 +242,7 @@ impl Peer {
     /// The file under the name is the manifest's content: nothing to fetch. It is served
     /// from there (and registered) for as long as this peer runs.
     fn already_complete(&mut self, name: &FileName) {
-        let Some(d) = self.downloads.remove(name) else {
-            return;
-        };
-        if self.downloads.is_empty() {
-            self.drop_holder_conns();
-        }
-        let Some(a) = d.active else {
+        let Some(a) = self.end_download(name) else {
             return;
         };
         let have = ChunkSet::full(a.manifest.chunk_count());

@@ -1336,14 +1336,18 @@ impl Peer {
         }
     }
 
-    fn finish(&mut self, name: &FileName, complete: bool) {
-        let Some(d) = self.downloads.remove(name) else {
-            return;
-        };
+    /// Ends the download of `name` that got its file: returns its state, and lets go of
+    /// holders if it was the last download.
+    fn end_download(&mut self, name: &FileName) -> Option<Active> {
+        let d = self.downloads.remove(name)?;
         if self.downloads.is_empty() {
             self.drop_holder_conns();
         }
-        let Some(a) = d.active else {
+        d.active
+    }
+
+    fn finish(&mut self, name: &FileName, complete: bool) {
+        let Some(a) = self.end_download(name) else {
             return;
         };
         if complete {
