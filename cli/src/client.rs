@@ -6,6 +6,7 @@ use crate::exit::{Exit, Fail};
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
 use crate::progress::{Display, Tally};
+use crate::units;
 use drizzle_core::machine::FailKind;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
 use drizzle_core::{Event, FileName, Peer, PeerConfig, Root};
@@ -62,19 +63,42 @@ pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
 }
 
 /// What `drizzle get` was asked.
-#[derive(Debug)]
+#[derive(clap::Args, Debug)]
 pub struct GetArgs {
+    /// The file's name as `list` shows it (a relative path).
     pub name: String,
+    /// The tracker's address, HOST:PORT or IP:PORT.
+    #[arg(long, value_parser = units::parse_addr)]
     pub tracker: SocketAddr,
+    /// Directory to write NAME into (created if missing).
+    #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// Address to serve other peers on while downloading.
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
     pub listen: SocketAddr,
+    /// Address other peers should use to reach this one (see `share --advertise`).
+    #[arg(long, value_parser = units::parse_addr)]
     pub advertise: Option<SocketAddr>,
+    /// Refuse the file unless its root (from `list`) is this.
+    #[arg(long)]
     pub expect: Option<String>,
-    pub chunks: Option<Vec<u32>>,
+    /// Only these chunks, e.g. 0,2,5-9 (the file stays partial, but served).
+    #[arg(long, value_parser = units::parse_chunk_list)]
+    pub chunks: Option<units::ChunkList>,
+    /// Keep serving after the download until SIGINT/SIGTERM.
+    #[arg(long)]
     pub serve: bool,
+    /// Upload cap while serving, e.g. 25MB/s.
+    #[arg(long, value_parser = units::parse_rate)]
     pub upload_limit: Option<u64>,
+    /// Replace DIR/NAME if it exists with other content (never done otherwise).
+    #[arg(long)]
     pub force: bool,
-    pub stall_timeout_ms: u64,
+    /// Give up (exit 4) when no chunk has arrived for this many seconds.
+    #[arg(long, default_value = "30", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stall_timeout: u64,
+    /// NDJSON events on stdout.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -137,12 +161,12 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     let request = DownloadRequest {
         name: name.clone(),
         expect,
-        only: args.chunks.clone(),
+        only: args.chunks.as_ref().map(|c| c.0.clone()),
         on_disk,
         replace: args.force,
     };
     let mut config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
-    config.unavailable_after_ms = args.stall_timeout_ms;
+    config.unavailable_after_ms = args.stall_timeout.saturating_mul(1000);
     let mut peer = Peer::new(config);
     peer.command(
         drizzle_core::Timestamp::ZERO,

@@ -16,7 +16,6 @@ mod units;
 use clap::{Parser, Subcommand};
 use exit::Fail;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -39,26 +38,7 @@ enum Command {
         listen: SocketAddr,
     },
     /// Share every regular file under DIR; prints `listening on IP:PORT` first.
-    Share {
-        /// The directory to share; each file is named by its path relative to DIR.
-        dir: PathBuf,
-        /// The tracker's address, HOST:PORT or IP:PORT.
-        #[arg(long, value_parser = units::parse_addr)]
-        tracker: SocketAddr,
-        /// Address to serve other peers on; connections to the tracker leave from its IP.
-        #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
-        listen: SocketAddr,
-        /// Address other peers should use to reach this one (NAT, port forwarding): its
-        /// port is registered instead of the listening port.
-        #[arg(long, value_parser = units::parse_addr)]
-        advertise: Option<SocketAddr>,
-        /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB).
-        #[arg(long, default_value = "1MiB", value_parser = units::parse_chunk_size)]
-        chunk_size: u32,
-        /// Upload cap, e.g. 25MB/s (no cap when left out).
-        #[arg(long, value_parser = units::parse_rate)]
-        upload_limit: Option<u64>,
-    },
+    Share(serve::ShareArgs),
     /// List the tracker's files.
     List {
         /// The tracker's address, HOST:PORT or IP:PORT.
@@ -69,43 +49,7 @@ enum Command {
         json: bool,
     },
     /// Download NAME into DIR/NAME, verified chunk by chunk (resumes an interrupted get).
-    Get {
-        /// The file's name as `list` shows it (a relative path).
-        name: String,
-        /// The tracker's address, HOST:PORT or IP:PORT.
-        #[arg(long, value_parser = units::parse_addr)]
-        tracker: SocketAddr,
-        /// Directory to write NAME into (created if missing).
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// Address to serve other peers on while downloading.
-        #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
-        listen: SocketAddr,
-        /// Address other peers should use to reach this one (see `share --advertise`).
-        #[arg(long, value_parser = units::parse_addr)]
-        advertise: Option<SocketAddr>,
-        /// Refuse the file unless its root (from `list`) is this.
-        #[arg(long)]
-        expect: Option<String>,
-        /// Only these chunks, e.g. 0,2,5-9 (the file stays partial, but served).
-        #[arg(long, value_parser = units::parse_chunk_list)]
-        chunks: Option<units::ChunkList>,
-        /// Keep serving after the download until SIGINT/SIGTERM.
-        #[arg(long)]
-        serve: bool,
-        /// Upload cap while serving, e.g. 25MB/s.
-        #[arg(long, value_parser = units::parse_rate)]
-        upload_limit: Option<u64>,
-        /// Replace DIR/NAME if it exists with other content (never done otherwise).
-        #[arg(long)]
-        force: bool,
-        /// Give up (exit 4) when no chunk has arrived for this many seconds.
-        #[arg(long, default_value = "30", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        stall_timeout: u64,
-        /// NDJSON events on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Get(client::GetArgs),
     /// Run the three reference scenarios on 127.0.0.1 over real TCP.
     Demo {
         #[arg(value_enum, default_value = "all")]
@@ -159,49 +103,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), Fail> {
     match command {
         Command::Tracker { listen } => serve::tracker(listen),
-        Command::Share {
-            dir,
-            tracker,
-            listen,
-            advertise,
-            chunk_size,
-            upload_limit,
-        } => serve::share(serve::ShareArgs {
-            dir,
-            tracker,
-            listen,
-            advertise,
-            chunk_size,
-            upload_limit,
-        }),
+        Command::Share(args) => serve::share(args),
         Command::List { tracker, json } => client::list(tracker, json),
-        Command::Get {
-            name,
-            tracker,
-            out,
-            listen,
-            advertise,
-            expect,
-            chunks,
-            serve,
-            upload_limit,
-            force,
-            stall_timeout,
-            json,
-        } => client::get(client::GetArgs {
-            name,
-            tracker,
-            out,
-            listen,
-            advertise,
-            expect,
-            chunks: chunks.map(|c| c.0),
-            serve,
-            upload_limit,
-            force,
-            stall_timeout_ms: stall_timeout * 1000,
-            json,
-        }),
+        Command::Get(args) => client::get(args),
         Command::Demo { which } => demo::demo(which),
         Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),
         Command::Bench(BenchCommand::Sim(a)) => bench::sim(&a),

@@ -4,6 +4,7 @@
 use crate::exit::{Exit, Fail};
 use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
+use crate::units;
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
 use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
@@ -26,13 +27,25 @@ pub fn tracker(listen: SocketAddr) -> Result<(), Fail> {
 }
 
 /// What `drizzle share` was asked.
-#[derive(Debug)]
+#[derive(clap::Args, Debug)]
 pub struct ShareArgs {
+    /// The directory to share; each file is named by its path relative to DIR.
     pub dir: PathBuf,
+    /// The tracker's address, HOST:PORT or IP:PORT.
+    #[arg(long, value_parser = units::parse_addr)]
     pub tracker: SocketAddr,
+    /// Address to serve other peers on; connections to the tracker leave from its IP.
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = units::parse_addr)]
     pub listen: SocketAddr,
+    /// Address other peers should use to reach this one (NAT, port forwarding): its
+    /// port is registered instead of the listening port.
+    #[arg(long, value_parser = units::parse_addr)]
     pub advertise: Option<SocketAddr>,
+    /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB).
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_chunk_size)]
     pub chunk_size: u32,
+    /// Upload cap, e.g. 25MB/s (no cap when left out).
+    #[arg(long, value_parser = units::parse_rate)]
     pub upload_limit: Option<u64>,
 }
 

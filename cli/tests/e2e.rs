@@ -227,17 +227,7 @@ fn killed_get_resumes_with_fewer_requests() {
     write(d1.path(), "slow", &data(chunks * CHUNK, 8));
     // 1 MB/s: the whole file takes about two seconds.
     let (_p, _) = share(d1.path(), &tr, &["slow"], &["--upload-limit", "1MB/s"]);
-    let mut first = Proc::start(&[
-        "get",
-        "slow",
-        "--tracker",
-        &tr,
-        "--out",
-        d2.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--json",
-    ]);
+    let mut first = start_get("slow", &tr, d2.path());
     for _ in 0..8 {
         first.wait_line("a verified chunk", |l| l.contains("\"event\":\"verified\""));
     }

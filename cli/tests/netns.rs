@@ -194,6 +194,21 @@ fn swarm(net: &Net, sharers: usize, dir: &std::path::Path) -> (String, Vec<Reape
     (tracker, procs)
 }
 
+/// `drizzle get big --json` on host i into `out`, with `extra` flags.
+fn get_big(
+    net: &Net,
+    i: usize,
+    tracker: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> (Reaped, Receiver<String>) {
+    let mut args = vec!["get", "big", "--tracker", tracker];
+    args.extend(["--out", out.to_str().unwrap(), "--json"]);
+    args.extend_from_slice(extra);
+    let (child, rx) = net.run(i, &args);
+    (Reaped(child), rx)
+}
+
 #[test]
 fn a_holder_whose_link_goes_down_mid_transfer() {
     let (d1, d2, d3) = (
@@ -208,19 +223,7 @@ fn a_holder_whose_link_goes_down_mid_transfer() {
         move || {
             let Some(net) = Net::new(1, 4) else { return };
             let (tracker, _procs) = swarm(&net, 2, &src);
-            let (getter, rx) = net.run(
-                3,
-                &[
-                    "get",
-                    "big",
-                    "--tracker",
-                    &tracker,
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--json",
-                ],
-            );
-            let mut getter = Reaped(getter);
+            let (mut getter, rx) = get_big(&net, 3, &tracker, &out, &[]);
             let from_1 = format!("\"peer\":\"{}:", net.addr(1));
             wait_for(&rx, "a chunk from host 1", |l| {
                 l.contains("\"event\":\"verified\"") && l.contains(&from_1)
@@ -237,22 +240,7 @@ fn a_holder_whose_link_goes_down_mid_transfer() {
         move || {
             let Some(net) = Net::new(2, 3) else { return };
             let (tracker, _procs) = swarm(&net, 1, &src);
-            let out = out.to_str().unwrap().to_string();
-            let (getter, rx) = net.run(
-                2,
-                &[
-                    "get",
-                    "big",
-                    "--tracker",
-                    &tracker,
-                    "--out",
-                    &out,
-                    "--json",
-                    "--stall-timeout",
-                    "8",
-                ],
-            );
-            let mut getter = Reaped(getter);
+            let (mut getter, rx) = get_big(&net, 2, &tracker, &out, &["--stall-timeout", "8"]);
             wait_for(&rx, "a verified chunk", |l| {
                 l.contains("\"event\":\"verified\"")
             });
@@ -262,7 +250,7 @@ fn a_holder_whose_link_goes_down_mid_transfer() {
             assert_eq!(status.code(), Some(4), "get ended {status:?}");
             let took = unplugged.elapsed();
             assert!(took < Duration::from_secs(20), "exit 4 after {took:?}");
-            assert!(!std::path::Path::new(&out).join("big").exists());
+            assert!(!out.join("big").exists());
         }
     });
     two.join().unwrap();

@@ -16,11 +16,36 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `drizzle share DIR` with both output streams piped, for a test that reads them itself.
+fn spawn_sharer(dir: &std::path::Path, tracker: &str) -> Child {
+    Command::new(BIN)
+        .args(["share", dir.to_str().unwrap(), "--tracker", tracker])
+        .args(["--listen", "127.0.0.1:0", "--chunk-size", "64KiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Ends a process from `spawn_sharer`; what it said on stderr.
+fn stop(mut child: Child) -> String {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
 
 /// The last `--json` event, which for a failure is `failed` with the exit code.
@@ -118,17 +143,7 @@ fn a_second_get_into_the_same_place_is_refused_and_the_first_finishes_intact() {
     write(d1.path(), "slow", &data(32 * CHUNK, 5));
     // 1 MB/s: about two seconds.
     let (_p, _) = share(d1.path(), &tr, &["slow"], &["--upload-limit", "1MB/s"]);
-    let mut first = Proc::start(&[
-        "get",
-        "slow",
-        "--tracker",
-        &tr,
-        "--out",
-        d2.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--json",
-    ]);
+    let mut first = start_get("slow", &tr, d2.path());
     first.wait_line("a verified chunk", |l| l.contains("\"event\":\"verified\""));
     let second = get("slow", &tr, d2.path(), &[]);
     assert_eq!(code(&second), 1, "{}", stderr(&second));
@@ -233,13 +248,7 @@ fn a_closed_stdout_does_not_kill_a_sharer_or_a_list() {
     for i in 0..3 {
         write(d1.path(), &format!("f{i}"), &data(CHUNK, i));
     }
-    let mut sharer = Command::new(BIN)
-        .args(["share", d1.path().to_str().unwrap(), "--tracker", &tr])
-        .args(["--listen", "127.0.0.1:0", "--chunk-size", "64KiB"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sharer = spawn_sharer(d1.path(), &tr);
     // Read the first line as `| head -1` would, then close the pipe.
     let mut stdout = sharer.stdout.take().unwrap();
     let mut first = Vec::new();
@@ -259,15 +268,7 @@ fn a_closed_stdout_does_not_kill_a_sharer_or_a_list() {
         }
     }
     assert!(sharer.try_wait().unwrap().is_none(), "the sharer died");
-    sharer.kill().unwrap();
-    sharer.wait().unwrap();
-    let mut err = String::new();
-    sharer
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stop(sharer);
     assert!(!err.contains("panicked"), "{err}");
 
     // A one-shot command whose reader is gone ends without a panic.
@@ -290,13 +291,7 @@ fn any_name_share_accepts_can_be_fetched() {
     let too_long = "m".repeat(250);
     write(d1.path(), &longest, b"fits");
     write(d1.path(), &too_long, b"does not");
-    let mut sharer = Command::new(BIN)
-        .args(["share", d1.path().to_str().unwrap(), "--tracker", &tr])
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sharer = spawn_sharer(d1.path(), &tr);
     let mut lines = String::new();
     let mut stdout = sharer.stdout.take().unwrap();
     let mut buf = [0u8; 4096];
@@ -309,15 +304,7 @@ fn any_name_share_accepts_can_be_fetched() {
     let out = get(&longest, &tr, d2.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_same_file(d1.path(), d2.path(), &longest);
-    sharer.kill().unwrap();
-    sharer.wait().unwrap();
-    let mut err = String::new();
-    sharer
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stop(sharer);
     assert!(
         err.contains("not sharing") && err.contains(&too_long),
         "{err}"

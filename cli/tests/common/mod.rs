@@ -116,6 +116,21 @@ pub fn share(dir: &Path, tracker: &str, names: &[&str], extra: &[&str]) -> (Proc
     (p, addr)
 }
 
+/// Starts `drizzle get NAME --json` in the background (see `get` for one run to its end).
+pub fn start_get(name: &str, tracker: &str, out: &Path) -> Proc {
+    Proc::start(&[
+        "get",
+        name,
+        "--tracker",
+        tracker,
+        "--out",
+        out.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+    ])
+}
+
 pub fn get(name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
     Command::new(BIN)
         .args([

@@ -210,13 +210,7 @@ impl Peer {
             return self.pump(now, name);
         }
         if good && !in_final {
-            a.have.insert(chunk);
-            if let Some(f) = self.files.get_mut(name) {
-                if f.have.insert(chunk) {
-                    f.uploads.held(chunk);
-                }
-            }
-            self.announce_chunk(now, root, chunk);
+            self.hold_chunk(now, name, chunk);
         }
         self.pump_checks(now, name);
     }

@@ -1222,15 +1222,36 @@ impl Peer {
             return;
         };
         a.storing.remove(&chunk);
-        a.have.insert(chunk);
         a.note_progress(now);
         a.fetched += a
             .manifest
             .chunk_range(chunk)
             .map_or(0, |(_, len)| u64::from(len));
-        let (root, have, want) = (a.root, a.have.count(), a.want.count());
+        self.hold_chunk(now, &name, chunk);
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        let (have, want) = (a.have.count(), a.want.count());
+        self.emit(Event::Verified {
+            name: name.clone(),
+            chunk,
+            peer,
+            have,
+            want,
+        });
+        self.pump(now, &name);
+    }
+
+    /// `chunk` of the download `name` is verified and on disk (stored now, or found good
+    /// there): held from now on, served, and announced unless it was as it arrived.
+    fn hold_chunk(&mut self, now: Timestamp, name: &FileName, chunk: u32) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        a.have.insert(chunk);
+        let root = a.root;
         let mut announced = false;
-        if let Some(f) = self.files.get_mut(&name) {
+        if let Some(f) = self.files.get_mut(name) {
             announced = f.arriving.remove(&chunk);
             f.owed.remove(&chunk);
             if f.have.insert(chunk) {
@@ -1242,14 +1263,6 @@ impl Peer {
         } else {
             self.announce_chunk(now, root, chunk);
         }
-        self.emit(Event::Verified {
-            name: name.clone(),
-            chunk,
-            peer,
-            have,
-            want,
-        });
-        self.pump(now, &name);
     }
 
     /// Ends the download when it is complete, hopeless or starved.
