@@ -117,6 +117,12 @@ pub fn log_event(who: &str, event: &Event) {
             log::debug!("{who}: {text}")
         }
         Event::Mismatch { .. } => log::error!("{who}: {text}"),
+        // An operator should hear when the swarm stops handing a holder out.
+        Event::HolderReported { reporters, .. }
+            if *reporters as usize == drizzle_core::limits::REPORTERS_TO_SUSPEND =>
+        {
+            log::warn!("{who}: {text}")
+        }
         // Retried quietly: the commands say when it matters (see `TrackerWatch`).
         Event::TrackerLost { .. } => log::info!("{who}: {text}"),
         // The machine logged it as it closed the connection.

@@ -369,3 +369,65 @@ fn host_names_resolve_and_peers_register_where_they_listen() {
     assert!(located["holders"].get(&holder).is_some(), "{located}");
     assert_same_file(d1.path(), d2.path(), "f");
 }
+
+/// `drizzle get NAME --json` from the host address `ip` (a 127.0.0.x address stands for
+/// another machine: the tracker tells peers apart by the address they connect from).
+fn get_from(ip: &str, name: &str, tracker: &str, out: &std::path::Path) -> std::process::Output {
+    let listen = format!("{ip}:0");
+    let dir = out.to_str().unwrap();
+    Command::new(BIN)
+        .args(["get", name, "--tracker", tracker, "--out", dir, "--json"])
+        .args(["--listen", &listen])
+        .output()
+        .unwrap()
+}
+
+/// A holder registered where nobody can reach it (advertising a port it does not listen
+/// on) is reported by each getter that fails to connect; once three hosts have reported
+/// it, a fourth is not handed it at all, and every download completes from the holder left.
+#[test]
+fn a_holder_nobody_can_reach_is_reported_and_no_longer_handed_out() {
+    let (_t, tr) = tracker();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "f", &data(16 * CHUNK, 8));
+    let (_good, good) = share(src.path(), &tr, &["f"], &[]);
+    let dead_port = TcpListener::bind("127.0.0.5:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let advertise = format!("127.0.0.5:{dead_port}");
+    let mut dead = Proc::start(&[
+        "share",
+        src.path().to_str().unwrap(),
+        "--tracker",
+        &tr,
+        "--listen",
+        "127.0.0.5:0",
+        "--advertise",
+        &advertise,
+        "--chunk-size",
+        "64KiB",
+    ]);
+    dead.wait_line("shared", |l| l == "shared f");
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = get_from(ip, "f", &tr, out_dir.path());
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let events = events(&out);
+        let located = of_kind(&events, "located")[0].clone();
+        assert!(located["holders"].get(&advertise).is_some(), "{located}");
+        assert_same_file(src.path(), out_dir.path(), "f");
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = get_from("127.0.0.6", "f", &tr, out_dir.path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events = events(&out);
+    let located = of_kind(&events, "located")[0].clone();
+    assert!(located["holders"].get(&advertise).is_none(), "{located}");
+    assert!(located["holders"].get(&good).is_some(), "{located}");
+    assert!(of_kind(&events, "request")
+        .iter()
+        .all(|r| r["peer"] == good.as_str()));
+    assert_same_file(src.path(), out_dir.path(), "f");
+}

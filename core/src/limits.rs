@@ -34,6 +34,18 @@ pub const MAX_FILES_PER_SESSION: usize = 16_384;
 /// Names the sessions from one IP address may pin at a tracker (register first), so that
 /// one host cannot fill the tracker for everyone else: a quarter of `MAX_TRACKER_FILES`.
 pub const MAX_NAMES_PER_ADDRESS: usize = MAX_TRACKER_FILES / 4;
+/// Bad-holder reports (`Message::Report`). A report counts for this long; a fetcher
+/// repeats one at most this often.
+pub const REPORT_TTL_MS: u64 = 120_000;
+/// A holder reported for a file by this many distinct IP addresses (within the TTL) is
+/// no longer handed out for it, unless it alone offers some chunk (counting as no source
+/// a holder the asker's address reported). So a liar must hold this many addresses to
+/// hide an honest holder, and cannot make a chunk unavailable.
+pub const REPORTERS_TO_SUSPEND: usize = 3;
+/// Reports one tracker session may make (more are ignored), and reporters remembered for
+/// one holder of one file (enough to suspend it many times over).
+pub const MAX_REPORTS_PER_SESSION: usize = 4096;
+pub const MAX_REPORTERS_PER_HOLDER: usize = 64;
 /// Bytes of file list one answer carries at most (longer lists are cut, and say so).
 pub const MAX_FILE_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// Holders a locate answer samples at most.

@@ -5,7 +5,7 @@
 use crate::bytes::Bytes;
 use crate::manifest::{FileName, Hash, Root};
 use crate::time::Timestamp;
-use crate::wire::{FileSummary, LocatedHolder, Refusal};
+use crate::wire::{Complaint, FileSummary, LocatedHolder, Refusal};
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -166,6 +166,16 @@ pub enum Event {
     },
     /// Tracker side: a peer's session closed; its holdings are forgotten.
     PeerLeft { peer: SocketAddr },
+    /// Tracker side: `reporter` says `holder` failed it for the file with this root;
+    /// `reporters`: distinct addresses that now report it (at `REPORTERS_TO_SUSPEND` it is
+    /// no longer handed out).
+    HolderReported {
+        holder: SocketAddr,
+        reporter: SocketAddr,
+        root: Root,
+        complaint: Complaint,
+        reporters: u32,
+    },
     /// Peer side: the connection to the tracker's address is established (it may yet
     /// turn out not to be a Drizzle tracker).
     TrackerReached { tracker: SocketAddr },

@@ -1,6 +1,7 @@
 //! Turning core events into the run's trace: one line per event, with virtual time, the
 //! node, and words a newcomer can follow; or one JSON object per line for machines.
 
+use drizzle_core::limits::REPORTERS_TO_SUSPEND;
 use drizzle_core::machine::FailKind;
 use drizzle_core::Event;
 use serde::Serialize;
@@ -63,6 +64,25 @@ pub fn describe(event: &Event, who: &dyn Fn(SocketAddr) -> String) -> String {
             s
         }
         Event::PeerLeft { peer } => format!("{} left; its holdings are forgotten", who(*peer)),
+        Event::HolderReported {
+            holder,
+            reporter,
+            root,
+            complaint,
+            reporters,
+        } => {
+            let mut s = format!(
+                "{} reports {} for {} ({}); reported from {reporters} address(es)",
+                who(*reporter),
+                who(*holder),
+                root.short(),
+                complaint.as_str()
+            );
+            if *reporters as usize >= REPORTERS_TO_SUSPEND {
+                s.push_str(": no longer handed out where others offer its chunks");
+            }
+            s
+        }
         Event::TrackerConnected { .. } => "connected to the tracker".into(),
         Event::TrackerReached { tracker } => format!("reached {}", who(*tracker)),
         Event::NotATracker { tracker, reason } => {

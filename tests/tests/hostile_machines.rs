@@ -1009,6 +1009,7 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
     let connects = answer_each_request(&mut p, &d, 2, 0, |chunk| Message::ChunkRefused {
         root,
         chunk,
+        because: drizzle_core::wire::RefusedBecause::SentOften,
         reason: "not now".to_string(),
     });
     assert_eq!(connects.len(), MAX_PEER_CONNECTIONS);
@@ -1472,4 +1473,225 @@ fn a_chunk_is_announced_as_it_begins_to_arrive() {
         _ => None,
     });
     assert_eq!(refused, vec![second], "{d:?}");
+}
+
+/// Peer `n` joins from IP address `ip` (its own host): registers `files` and locates `name`.
+fn join_from(
+    t: &mut Tracker,
+    n: u64,
+    ip: [u8; 4],
+    files: Vec<SharedFile>,
+    name: &FileName,
+) -> ConnId {
+    let conn = ConnId::Inbound(n);
+    let remote = SocketAddr::from((ip, 40_000));
+    t.handle(Timestamp(1), Input::Accepted { conn, remote });
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: n,
+        listen: SocketAddr::from((ip, 7000 + n as u16)),
+        files,
+    }));
+    bytes.extend(encode(&Message::Locate {
+        req: 1,
+        name: name.clone(),
+        known: None,
+    }));
+    send(t, conn, 1, &bytes);
+    conn
+}
+
+/// The holders a locate by `conn` at `now` is answered with.
+fn located_holders(t: &mut Tracker, conn: ConnId, now: u64, name: &FileName) -> Vec<SocketAddr> {
+    let ask = encode(&Message::Locate {
+        req: 2,
+        name: name.clone(),
+        known: None,
+    });
+    let d = send(t, conn, now, &ask);
+    let holders = d.sent.iter().find_map(|(c, m)| match m {
+        Message::Located { holders, .. } if *c == conn => Some(holders),
+        _ => None,
+    });
+    let mut addrs: Vec<SocketAddr> = holders.unwrap().iter().map(|h| h.addr).collect();
+    addrs.sort();
+    addrs
+}
+
+fn reports(d: &Drained) -> Vec<u32> {
+    d.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HolderReported { reporters, .. } => Some(*reporters),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A holder reported from `REPORTERS_TO_SUSPEND` addresses is handed out to nobody and not
+/// introduced either — unless it alone offers some chunk, counting as no source a holder
+/// the asker itself reported. One address counts once, reports expire, and reports from a
+/// session that never located the file, or on an address that is not a holder, count for
+/// nothing: a liar on one host cannot hide an honest holder.
+#[test]
+fn reported_holders_are_withheld_but_never_the_last_source_of_a_chunk() {
+    use drizzle_core::limits::{REPORTERS_TO_SUSPEND, REPORT_TTL_MS};
+    use drizzle_core::wire::Complaint;
+    assert_eq!(
+        REPORTERS_TO_SUSPEND, 3,
+        "the test reports from three addresses"
+    );
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let data = vec![6u8; 64 * 4];
+    let full = file("f", &data);
+    let (name, root) = (full.name.clone(), full.manifest.root());
+    let mut first_three = full.clone();
+    first_three.have = ChunkSet::from_indices(4, [0, 1, 2]);
+    let doubted = SocketAddr::from(([10, 0, 0, 1], 7001));
+    let other = SocketAddr::from(([10, 0, 0, 2], 7002));
+    let a = join_from(&mut t, 1, [10, 0, 0, 1], vec![full.clone()], &name);
+    let b = join_from(&mut t, 2, [10, 0, 0, 2], vec![full.clone()], &name);
+    let r1 = join_from(&mut t, 3, [10, 0, 1, 1], vec![], &name);
+    let r1_again = join_from(&mut t, 4, [10, 0, 1, 1], vec![], &name);
+    let r2 = join_from(&mut t, 5, [10, 0, 1, 2], vec![], &name);
+    let r3 = join_from(&mut t, 6, [10, 0, 1, 3], vec![], &name);
+    let bystander = join_from(&mut t, 7, [10, 0, 1, 4], vec![], &name);
+    let stranger = join_from(
+        &mut t,
+        8,
+        [10, 0, 1, 5],
+        vec![],
+        &FileName::new("g").unwrap(),
+    );
+    let report = |holder, complaint| {
+        encode(&Message::Report {
+            root,
+            holder,
+            complaint,
+        })
+    };
+    let both = vec![doubted, other];
+
+    // Not counted: a session that never located the file, an address holding nothing.
+    let d = send(&mut t, stranger, 10, &report(doubted, Complaint::Stalled));
+    assert_eq!(reports(&d), Vec::<u32>::new(), "{d:?}");
+    let nobody = SocketAddr::from(([10, 9, 9, 9], 7000));
+    assert_eq!(
+        reports(&send(&mut t, r1, 10, &report(nobody, Complaint::Stalled))),
+        vec![]
+    );
+
+    // One address counts once, however many sessions it opens; below three, nothing changes.
+    let d = send(&mut t, r1, 10, &report(doubted, Complaint::Unreachable));
+    assert_eq!(reports(&d), vec![1], "{d:?}");
+    let d = send(&mut t, r1_again, 12, &report(doubted, Complaint::Refused));
+    assert_eq!(reports(&d), vec![1], "{d:?}");
+    assert_eq!(
+        reports(&send(&mut t, r2, 13, &report(doubted, Complaint::BadData))),
+        vec![2]
+    );
+    assert_eq!(located_holders(&mut t, r1, 14, &name), both);
+    assert_eq!(located_holders(&mut t, bystander, 14, &name), both);
+    assert_eq!(
+        reports(&send(&mut t, r3, 15, &report(doubted, Complaint::Stalled))),
+        vec![3]
+    );
+    assert_eq!(located_holders(&mut t, bystander, 16, &name), vec![other]);
+    assert_eq!(located_holders(&mut t, r1, 16, &name), vec![other]);
+
+    // A suspended holder is not introduced when idle.
+    let idle = encode(&Message::Idle { root, free: 2 });
+    let d = send(&mut t, a, 20, &idle);
+    assert!(
+        !d.sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Introduce { .. })),
+        "{d:?}"
+    );
+
+    // Reports expire.
+    let later = 15 + REPORT_TTL_MS;
+    assert_eq!(located_holders(&mut t, bystander, later, &name), both);
+
+    // Suspended or not, the only source of a chunk is handed out: the only one the asker
+    // can count on, or the only one at all.
+    for (conn, at) in [(r1, later + 1), (r2, later + 2), (r3, later + 3)] {
+        send(&mut t, conn, at, &report(doubted, Complaint::Stalled));
+    }
+    assert_eq!(
+        located_holders(&mut t, bystander, later + 4, &name),
+        vec![other]
+    );
+    send(
+        &mut t,
+        bystander,
+        later + 5,
+        &report(other, Complaint::BadData),
+    );
+    assert_eq!(located_holders(&mut t, bystander, later + 6, &name), both);
+    assert_eq!(located_holders(&mut t, r1, later + 6, &name), vec![other]);
+    let mut partial = encode(&Message::Unshare { root });
+    partial.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: other,
+        files: vec![first_three],
+    }));
+    send(&mut t, b, later + 7, &partial);
+    assert_eq!(located_holders(&mut t, r1, later + 8, &name), both);
+}
+
+/// A fetcher reports a holder that refuses a chunk it was listed as holding, once per
+/// holder (a repeated failure costs the tracker nothing more); a refusal that only steers
+/// it elsewhere is not reported.
+#[test]
+fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
+    use drizzle_core::wire::{Complaint, RefusedBecause};
+    let (manifest, located) = one_chunk_each(2, 2);
+    let root = manifest.root();
+    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
+    assert_eq!(d.connects.len(), 2, "{d:?}");
+    let mut reported = Vec::new();
+    for (i, (conn, holder)) in d.connects.iter().copied().enumerate() {
+        p.handle(Timestamp(2), Input::Connected { conn });
+        let because = [RefusedBecause::SentOften, RefusedBecause::NotHeld][i];
+        let refusal = |chunk| {
+            encode(&Message::ChunkRefused {
+                root,
+                chunk,
+                because,
+                reason: "no".into(),
+            })
+        };
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(refusal(i as u32));
+        // It says it has the chunk after all, is asked again and refuses again.
+        bytes.extend(encode(&Message::Have {
+            root,
+            chunk: i as u32,
+        }));
+        let mut d = send(&mut p, conn, 3, &bytes);
+        let asked_again = d
+            .sent
+            .iter()
+            .any(|(c, m)| *c == conn && matches!(m, Message::GetChunk { .. }));
+        assert!(asked_again, "{d:?}");
+        d.sent
+            .extend(send(&mut p, conn, 4, &refusal(i as u32)).sent);
+        for (c, m) in d.sent {
+            if let (
+                true,
+                Message::Report {
+                    holder: h,
+                    complaint,
+                    root: r,
+                },
+            ) = (c == tracker, m)
+            {
+                assert_eq!((r, h), (root, holder));
+                reported.push((h, complaint));
+            }
+        }
+    }
+    let holder_1 = d.connects[1].1;
+    assert_eq!(reported, vec![(holder_1, Complaint::Refused)]);
 }

@@ -8,7 +8,7 @@ use super::picker;
 use crate::chunkset::ChunkSet;
 use crate::limits::{
     FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
-    MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER,
+    MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER, REPORT_TTL_MS,
 };
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
@@ -70,6 +70,8 @@ pub(crate) struct Active {
     /// Why each holder last failed us (refused, timed out, busy, bad data): named when the
     /// download stalls. Bounded like the chunk map.
     trouble: BTreeMap<SocketAddr, String>,
+    /// When each holder was last reported to the tracker (see `may_report`).
+    reported: BTreeMap<SocketAddr, Timestamp>,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -132,6 +134,7 @@ impl Active {
             stall_noted: now,
             fetched: 0,
             trouble: BTreeMap::new(),
+            reported: BTreeMap::new(),
         }
     }
 
@@ -152,6 +155,24 @@ impl Active {
         if self.trouble.len() < MAX_KNOWN_HOLDERS || self.trouble.contains_key(&holder) {
             self.trouble.insert(holder, why.to_string());
         }
+    }
+
+    /// Whether `holder` may be reported to the tracker now (and, if so, that it was): once
+    /// for as long as the tracker keeps a report, so a failing holder costs the tracker one
+    /// message per download, not one per failure. Bounded like the chunk map.
+    pub fn may_report(&mut self, holder: SocketAddr, now: Timestamp) -> bool {
+        let fresh = |at: &Timestamp| now.since_ms(*at) < REPORT_TTL_MS;
+        if self.reported.get(&holder).is_some_and(fresh) {
+            return false;
+        }
+        if self.reported.len() >= MAX_KNOWN_HOLDERS {
+            self.reported.retain(|_, at| fresh(at));
+        }
+        if self.reported.len() >= MAX_KNOWN_HOLDERS && !self.reported.contains_key(&holder) {
+            return false;
+        }
+        self.reported.insert(holder, now);
+        true
     }
 
     /// What the download waits on, in one line: the missing chunks, and for their holders

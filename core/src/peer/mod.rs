@@ -21,7 +21,9 @@ use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
-use crate::wire::{encode, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use crate::wire::{
+    encode, Complaint, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role, SharedFile,
+};
 use check::DiskCheck;
 use download::{seek, Active, Verdict};
 use rand::{Rng, SeedableRng};
@@ -624,6 +626,34 @@ impl Peer {
         });
     }
 
+    /// Tells the tracker that `holder` failed the download of `name` (it stops handing it
+    /// out once enough addresses say so). Once per holder and download for as long as the
+    /// tracker keeps a report; not while the tracker is away (there is nobody to tell).
+    fn report_holder(
+        &mut self,
+        now: Timestamp,
+        name: &FileName,
+        holder: SocketAddr,
+        complaint: Complaint,
+    ) {
+        if !self.tracker_up() {
+            return;
+        }
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if !a.may_report(holder, now) {
+            return;
+        }
+        let root = a.root;
+        log::debug!("reporting {holder} for {name}: {}", complaint.as_str());
+        self.send_tracker(&Message::Report {
+            root,
+            holder,
+            complaint,
+        });
+    }
+
     fn send_tracker(&mut self, msg: &Message) {
         if let TrackerState::Up { conn } = self.tracker {
             self.send(conn, msg);
@@ -988,7 +1018,9 @@ impl Peer {
         }
         match msg {
             Message::ChunkData { data, .. } => self.handle_chunk(&name, chunk, holder, data),
-            Message::ChunkRefused { reason, .. } => {
+            Message::ChunkRefused {
+                because, reason, ..
+            } => {
                 log::info!(
                     "{holder} refused chunk {chunk} of {name}: {}",
                     clip(&reason)
@@ -996,6 +1028,9 @@ impl Peer {
                 if let Some(a) = self.active_mut(&name) {
                     a.forget_chunk(holder, chunk);
                     a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
+                }
+                if because != RefusedBecause::SentOften {
+                    self.report_holder(now, &name, holder, Complaint::Refused);
                 }
             }
             Message::Busy { .. } => {
@@ -1123,7 +1158,7 @@ impl Peer {
     fn evict_holder(&mut self, now: Timestamp, conn: ConnId) {
         self.out.push_back(Output::Close { conn });
         if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
-            self.forget_holder(now, conn, &o, "connection closed");
+            self.forget_holder(now, conn, &o, "connection closed", None);
         }
     }
 
@@ -1190,6 +1225,7 @@ impl Peer {
             a.mismatched.insert(chunk);
             a.mark_bad(peer);
             a.note_trouble(peer, "sent bad data");
+            self.report_holder(now, &name, peer, Complaint::BadData);
             self.emit(Event::Mismatch {
                 name: name.clone(),
                 chunk,
@@ -1500,7 +1536,7 @@ impl Peer {
                     self.tracker_lost(now);
                 }
             }
-            Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed"),
+            Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed", None),
             Some(Conn::In(_)) => {
                 self.slot_conns.remove(&conn);
                 self.fetcher_left(now);
@@ -1509,21 +1545,30 @@ impl Peer {
         }
     }
 
-    fn holder_lost(&mut self, now: Timestamp, conn: ConnId, o: OutLink, reason: &str) {
-        let names = self.forget_holder(now, conn, &o, reason);
+    fn holder_lost(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        o: OutLink,
+        reason: &str,
+        complaint: Option<Complaint>,
+    ) {
+        let names = self.forget_holder(now, conn, &o, reason, complaint);
         for name in &names {
             self.pump(now, name);
         }
     }
 
     /// A holder connection is gone: what it owed returns to the pool and the holder cools
-    /// down. Returns every download's name, for a caller that picks again.
+    /// down (and, for a `complaint`, is reported to the tracker). Returns every download's
+    /// name, for a caller that picks again.
     fn forget_holder(
         &mut self,
         now: Timestamp,
         conn: ConnId,
         o: &OutLink,
         reason: &str,
+        complaint: Option<Complaint>,
     ) -> Vec<FileName> {
         let holder = o.link.remote;
         if self.holder_conns.get(&holder) == Some(&conn) {
@@ -1543,6 +1588,9 @@ impl Peer {
             if owed || a.knows(holder) {
                 a.cooldown.set(holder, retry_at);
                 a.note_trouble(holder, reason);
+                if let Some(complaint) = complaint {
+                    self.report_holder(now, name, holder, complaint);
+                }
             }
             if owed {
                 self.emit(Event::HolderLost {
@@ -1735,7 +1783,13 @@ impl Machine for Peer {
             }
             Input::ConnectFailed { conn, reason } => {
                 log::debug!("connection {conn} failed: {reason}");
-                self.close_conn(now, conn);
+                if !matches!(self.conns.get(&conn), Some(Conn::Out(_))) {
+                    return self.close_conn(now, conn);
+                }
+                if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+                    let why = format!("cannot connect: {reason}");
+                    self.holder_lost(now, conn, o, &why, Some(Complaint::Unreachable));
+                }
             }
             Input::Received { conn, data } => {
                 self.handle_received(now, conn, |l| l.push(now, data))
@@ -1861,7 +1915,7 @@ impl Peer {
         for conn in stalled {
             if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
                 self.out.push_back(Output::Close { conn });
-                self.holder_lost(now, conn, o, "timed out");
+                self.holder_lost(now, conn, o, "timed out", Some(Complaint::Stalled));
             }
         }
         self.deadlines.scanned(now, next, self.conns.len());

@@ -13,7 +13,7 @@ use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::{FileName, Root};
 use crate::time::Timestamp;
-use crate::wire::{encode_chunk_data, Message, Role};
+use crate::wire::{encode_chunk_data, Message, RefusedBecause, Role};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
@@ -95,14 +95,15 @@ impl Peer {
             let reason = format!("unexpected {} from a fetching peer", msg.kind());
             return self.violation(now, conn, reason);
         };
-        if let Err((reason, steered)) = self.check_servable(&root, chunk, others, now, conn) {
+        if let Err((because, reason)) = self.check_servable(&root, chunk, others, now, conn) {
+            let steered = because == RefusedBecause::SentOften;
             if let (true, Some(Conn::In(i))) = (steered, self.conns.get_mut(&conn)) {
                 if i.steered.len() >= MAX_STEERED_PER_CONN {
                     i.steered.clear();
                 }
                 i.steered.insert((root, chunk));
             }
-            return self.refuse(conn, root, chunk, reason);
+            return self.refuse(conn, root, chunk, because, reason);
         }
         if !self.take_slot(now, conn) {
             self.busy_refusals += 1;
@@ -245,7 +246,7 @@ impl Peer {
                     f.uploads.withdrawn(chunk, conn);
                 }
                 let reason = format!("chunk {chunk} not held here (its transfer failed)");
-                self.refuse(conn, root, chunk, reason);
+                self.refuse(conn, root, chunk, RefusedBecause::NotHeld, reason);
             }
             self.pump_serving(now, conn);
         }
@@ -443,7 +444,7 @@ impl Peer {
         others: u8,
         now: Timestamp,
         requester: ConnId,
-    ) -> Result<(), (String, bool)> {
+    ) -> Result<(), (RefusedBecause, String)> {
         let connected = |c: ConnId| self.conns.contains_key(&c);
         let steered_before = match self.conns.get(&requester) {
             Some(Conn::In(i)) => i.steered.contains(&(*root, chunk)),
@@ -451,11 +452,12 @@ impl Peer {
         };
         let file = self.by_root.get(root).and_then(|n| self.files.get(n));
         match file {
-            None => Err(("file not shared here".into(), false)),
+            None => Err((RefusedBecause::NotHeld, "file not shared here".into())),
             // A chunk arriving here is as good as held: the request waits for it.
-            Some(f) if !f.have.contains(chunk) && !f.arriving.contains(&chunk) => {
-                Err((format!("chunk {chunk} not held here"), false))
-            }
+            Some(f) if !f.have.contains(chunk) && !f.arriving.contains(&chunk) => Err((
+                RefusedBecause::NotHeld,
+                format!("chunk {chunk} not held here"),
+            )),
             // Only a holder of the whole file steers requests (every chunk is wanted from
             // it); a partial holder serves what it has.
             Some(f)
@@ -464,7 +466,7 @@ impl Peer {
                     && f.uploads.refuse(chunk, others, now, requester, connected) =>
             {
                 let why = "was sent from here more than others: fetch it elsewhere";
-                Err((format!("chunk {chunk} {why}"), true))
+                Err((RefusedBecause::SentOften, format!("chunk {chunk} {why}")))
             }
             Some(_) => Ok(()),
         }
@@ -512,7 +514,8 @@ impl Peer {
             });
             let Some((key, offset, len)) = located else {
                 self.finish_load(conn);
-                self.refuse(conn, root, chunk, "file no longer shared here".into());
+                let reason = "file no longer shared here".into();
+                self.refuse(conn, root, chunk, RefusedBecause::NotHeld, reason);
                 continue;
             };
             let io = self.new_io(Io::Serve { conn, root, chunk });
@@ -562,7 +565,8 @@ impl Peer {
             Ok(_) => format!("chunk {chunk} is short on disk (the file changed)"),
             Err(e) => format!("cannot read chunk {chunk}: {e}"),
         };
-        self.refuse(conn, root, chunk, reason.clone());
+        let because = RefusedBecause::Unreadable;
+        self.refuse(conn, root, chunk, because, reason.clone());
         self.withdraw(root, reason);
         self.pump_serving(now, conn);
     }
@@ -584,10 +588,18 @@ impl Peer {
     }
 
     /// Answers a request for `chunk` of `root` with a refusal saying why.
-    fn refuse(&mut self, conn: ConnId, root: Root, chunk: u32, reason: String) {
+    fn refuse(
+        &mut self,
+        conn: ConnId,
+        root: Root,
+        chunk: u32,
+        because: RefusedBecause,
+        reason: String,
+    ) {
         let msg = Message::ChunkRefused {
             root,
             chunk,
+            because,
             reason,
         };
         self.send(conn, &msg);

@@ -7,13 +7,16 @@ use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     INTRODUCTIONS_PER_FREE_SLOT, MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION,
     MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS,
-    MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, SEEKER_DRAWS,
+    MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS,
+    ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
-use crate::wire::{encode, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile};
+use crate::wire::{
+    encode, Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -52,6 +55,8 @@ struct Session {
     /// When it last said it was idle (it may not say so more often than
     /// `MIN_IDLE_GAP_MS`).
     last_idle: Option<Timestamp>,
+    /// Bad-holder reports it made (at most `MAX_REPORTS_PER_SESSION` count).
+    reports_made: usize,
 }
 
 /// Everything known about one content root.
@@ -67,12 +72,69 @@ struct Swarm {
     /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
     /// forgotten with its name, so departed sessions leave nothing behind for long.
     orphaned_since: Option<Timestamp>,
+    /// Holders reported as failing fetchers of this file: by which IP address, when.
+    /// Dropped with the holder; a report counts for `REPORT_TTL_MS`.
+    reports: BTreeMap<ConnId, BTreeMap<IpAddr, Timestamp>>,
 }
 
 impl Swarm {
+    fn new(manifest: Manifest) -> Swarm {
+        Swarm {
+            manifest,
+            holders: BTreeMap::new(),
+            seekers: Vec::new(),
+            seeking: BTreeSet::new(),
+            orphaned_since: None,
+            reports: BTreeMap::new(),
+        }
+    }
+
     /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
     fn is_holder(&self, have: &ChunkSet) -> bool {
         !have.is_empty() || self.manifest.chunk_count() == 0
+    }
+
+    /// The addresses whose reports on `holder` still count.
+    fn reporters(&self, holder: ConnId, now: Timestamp) -> impl Iterator<Item = IpAddr> + '_ {
+        let live = move |(ip, at): (&IpAddr, &Timestamp)| {
+            (now.since_ms(*at) < REPORT_TTL_MS).then_some(*ip)
+        };
+        self.reports
+            .get(&holder)
+            .into_iter()
+            .flat_map(move |r| r.iter().filter_map(live))
+    }
+
+    /// Whether `holder` is reported by `REPORTERS_TO_SUSPEND` addresses: not handed out.
+    fn suspended(&self, holder: ConnId, now: Timestamp) -> bool {
+        let mut reporters = self.reporters(holder, now);
+        reporters.nth(REPORTERS_TO_SUSPEND - 1).is_some()
+    }
+
+    /// Holders not to hand `asker` (its session, its address): the suspended ones, except
+    /// those offering a chunk that neither the asker nor any holder it can rely on has (one
+    /// neither suspended nor reported from the asker's address). So reports steer fetchers
+    /// away from a holder but never make a chunk unavailable; and a fetcher's own reports
+    /// only tell the tracker whom it cannot count on — whom to avoid, it decides itself.
+    fn withheld(&self, asker: ConnId, ip: Option<IpAddr>, now: Timestamp) -> BTreeSet<ConnId> {
+        let suspended: BTreeSet<ConnId> = (self.reports.keys().copied())
+            .filter(|c| self.suspended(*c, now))
+            .collect();
+        if suspended.is_empty() || self.manifest.chunk_count() == 0 {
+            return BTreeSet::new();
+        }
+        let doubted_by_asker =
+            |c: &ConnId| ip.is_some_and(|ip| self.reporters(*c, now).any(|r| r == ip));
+        let mut offered = ChunkSet::empty(self.manifest.chunk_count());
+        for (conn, have) in &self.holders {
+            if *conn == asker || !(suspended.contains(conn) || doubted_by_asker(conn)) {
+                offered.add_all(have);
+            }
+        }
+        suspended
+            .into_iter()
+            .filter(|c| self.holders.get(c).is_some_and(|h| h.is_subset(&offered)))
+            .collect()
     }
 }
 
@@ -218,6 +280,11 @@ impl Tracker {
             Message::Locate { req, name, known } => self.handle_locate(conn, req, name, known),
             Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
             Message::Idle { root, free } => self.handle_idle(conn, root, free),
+            Message::Report {
+                root,
+                holder,
+                complaint,
+            } => self.handle_report(conn, root, holder, complaint),
             Message::Unshare { root } => {
                 self.drop_holder(root, conn);
                 if let Some(s) = self.sessions.get_mut(&conn) {
@@ -297,6 +364,7 @@ impl Tracker {
                 names: BTreeSet::new(),
                 located: BTreeSet::new(),
                 last_idle: None,
+                reports_made: 0,
             },
         );
     }
@@ -343,13 +411,10 @@ impl Tracker {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.names.insert(file.name.clone());
         }
-        let swarm = self.swarms.entry(root).or_insert_with(|| Swarm {
-            manifest: file.manifest.clone(),
-            holders: BTreeMap::new(),
-            seekers: Vec::new(),
-            seeking: BTreeSet::new(),
-            orphaned_since: None,
-        });
+        let swarm = self
+            .swarms
+            .entry(root)
+            .or_insert_with(|| Swarm::new(file.manifest.clone()));
         swarm.orphaned_since = None;
         let held = swarm
             .holders
@@ -369,6 +434,8 @@ impl Tracker {
             session.located.insert(*root);
         }
         let registered = self.sessions.contains_key(&conn);
+        let asker_ip = self.links.get(&conn).map(|l| l.remote.ip());
+        let now = self.now;
         let Some((&root, swarm)) = self
             .names
             .get(&name)
@@ -387,10 +454,11 @@ impl Tracker {
         if registered && swarm.seeking.insert(conn) {
             swarm.seekers.push(conn);
         }
+        let withheld = swarm.withheld(conn, asker_ip, now);
         let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
             .holders
             .iter()
-            .filter(|(c, have)| **c != conn && swarm.is_holder(have))
+            .filter(|(c, have)| **c != conn && swarm.is_holder(have) && !withheld.contains(c))
             .collect();
         let picked: Vec<usize> = if candidates.len() > MAX_LOCATE_HOLDERS {
             let mut idx =
@@ -481,6 +549,9 @@ impl Tracker {
         let Some(have) = swarm.holders.get(&conn).cloned() else {
             return;
         };
+        if swarm.suspended(conn, now) {
+            return; // fetchers find it through locate answers if nobody else will do
+        }
         let mut introduced = Vec::new();
         let wanted = usize::from(free).saturating_mul(INTRODUCTIONS_PER_FREE_SLOT);
         for _ in 0..wanted.min(MAX_INTRODUCTIONS_PER_IDLE) {
@@ -503,6 +574,47 @@ impl Tracker {
             };
             self.send(seeker, &Message::Introduce { root, holder });
         }
+    }
+
+    /// A fetcher says `holder` failed it. Counted only from a registered session that
+    /// located or holds the file, about a current holder other than itself, within the
+    /// session's report budget; one address counts once per holder.
+    fn handle_report(&mut self, conn: ConnId, root: Root, holder: SocketAddr, why: Complaint) {
+        let now = self.now;
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return self.drop_link(conn, "report before the peer registered".into());
+        };
+        let concerned = session.located.contains(&root) || session.roots.contains(&root);
+        if !concerned || session.reports_made >= MAX_REPORTS_PER_SESSION {
+            log::debug!("{conn}: report on {holder} ignored (file not located, or budget spent)");
+            return;
+        }
+        session.reports_made += 1;
+        let reporter = session.listen;
+        let Some(swarm) = self.swarms.get_mut(&root) else {
+            return;
+        };
+        let sessions = &self.sessions;
+        let Some(reported) = (swarm.holders.keys().copied())
+            .find(|c| *c != conn && sessions.get(c).is_some_and(|s| s.listen == holder))
+        else {
+            return; // gone already, or never a holder of this file
+        };
+        let reports = swarm.reports.entry(reported).or_default();
+        reports.retain(|_, at| now.since_ms(*at) < REPORT_TTL_MS);
+        let ip = reporter.ip();
+        if reports.len() >= MAX_REPORTERS_PER_HOLDER && !reports.contains_key(&ip) {
+            return;
+        }
+        reports.insert(ip, now);
+        let reporters = reports.len() as u32;
+        self.emit(Event::HolderReported {
+            holder,
+            reporter,
+            root,
+            complaint: why,
+            reporters,
+        });
     }
 
     // ---- helpers ----
@@ -549,6 +661,7 @@ impl Tracker {
         let now = self.now;
         if let Some(swarm) = self.swarms.get_mut(&root) {
             swarm.holders.remove(&conn);
+            swarm.reports.remove(&conn);
             if swarm.holders.is_empty() {
                 swarm.orphaned_since = Some(now);
             }

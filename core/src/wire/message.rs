@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,43 @@ pub struct FileSummary {
 pub struct LocatedHolder {
     pub addr: SocketAddr,
     pub have: ChunkSet,
+}
+
+/// Why a holder refused a chunk: a fetcher reports the holder to the tracker for a
+/// refusal the tracker's chunk map did not predict, never for a hint to go elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusedBecause {
+    /// The holder does not have the chunk (or no longer shares the file).
+    NotHeld,
+    /// The holder could not read it from its disk (it withdraws the file).
+    Unreadable,
+    /// The holder has sent this chunk more often than others: fetch it elsewhere.
+    SentOften,
+}
+
+/// What a fetcher reports about a holder the tracker handed out, in a [`Message::Report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Complaint {
+    /// No connection could be made to it.
+    Unreachable,
+    /// It refused a chunk the tracker listed it as holding.
+    Refused,
+    /// It accepted requests and sent nothing for the request timeout.
+    Stalled,
+    /// It sent a chunk that does not match the manifest.
+    BadData,
+}
+
+impl Complaint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Complaint::Unreachable => "unreachable",
+            Complaint::Refused => "refused",
+            Complaint::Stalled => "stalled",
+            Complaint::BadData => "bad data",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +184,7 @@ pub enum Message {
     ChunkRefused {
         root: Root,
         chunk: u32,
+        because: RefusedBecause,
         reason: String,
     },
 
@@ -199,6 +237,16 @@ pub enum Message {
         root: Root,
         chunk: u32,
     },
+
+    // peer → tracker
+    /// The holder listening at `holder`, handed out for the file with this root, failed
+    /// the sender. Once enough addresses report it (`limits::REPORTERS_TO_SUSPEND`), the
+    /// tracker stops handing it out for a while.
+    Report {
+        root: Root,
+        holder: SocketAddr,
+        complaint: Complaint,
+    },
 }
 
 impl Message {
@@ -225,6 +273,7 @@ impl Message {
             Message::Idle { .. } => "idle",
             Message::Introduce { .. } => "introduce",
             Message::Have { .. } => "have",
+            Message::Report { .. } => "report",
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod message;
 
 pub use codec::{encode, encode_chunk_data, FrameDecoder, FrameError};
 pub use message::{
-    FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile, MAGIC, PROTOCOL_VERSION,
+    Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role,
+    SharedFile, MAGIC, PROTOCOL_VERSION,
 };
