@@ -181,9 +181,7 @@ impl Stage {
             return;
         }
         let names = &self.names;
-        let text = drizzle_sim::trace::describe(event, &|a| {
-            names.get(&a).cloned().unwrap_or_else(|| a.to_string())
-        });
+        let text = event.describe(&|a| names.get(&a).cloned().unwrap_or_else(|| a.to_string()));
         let t = self.started.elapsed().as_secs_f64();
         say!("{t:>8.3}s  {who:<8} {text}");
     }

@@ -110,7 +110,7 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
 
 /// Logs an event in words.
 pub fn log_event(who: &str, event: &Event) {
-    let text = drizzle_sim::trace::describe(event, &|a| a.to_string());
+    let text = event.to_string();
     match event {
         // Said once, by the command that ends on it.
         Event::Rejected { .. } | Event::Failed { .. } | Event::NotATracker { .. } => {

@@ -161,7 +161,7 @@ impl Display {
 }
 
 fn describe(event: &Event) -> String {
-    drizzle_sim::trace::describe(event, &|a| a.to_string())
+    event.to_string()
 }
 
 fn final_line(event: &Event, path: &Path, secs: f64) -> String {

@@ -7,6 +7,7 @@
 pub mod bytes;
 pub mod chunkset;
 mod deadlines;
+pub mod event;
 pub mod limits;
 mod link;
 pub mod machine;

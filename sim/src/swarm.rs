@@ -314,11 +314,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         };
         match event {
             Event::Done { .. } => o.done_ms = Some(*t_ms),
-            other => failures.push(format!(
-                "{}: {}",
-                world.node_name(*node),
-                crate::trace::describe(other, &|a| a.to_string())
-            )),
+            other => failures.push(format!("{}: {}", world.node_name(*node), other)),
         }
     }
     let unfinished = outcomes.iter().filter(|o| o.done_ms.is_none()).count();

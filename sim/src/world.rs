@@ -5,7 +5,7 @@
 use crate::checkers;
 use crate::faults::Fault;
 use crate::storage::{Content, Storage};
-use crate::trace::{describe, TraceLine};
+use crate::trace::TraceLine;
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
 use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
@@ -803,7 +803,7 @@ impl World {
             Some(n) => self.node_name(n).to_string(),
             None => addr.to_string(),
         };
-        let text = describe(&event, &who);
+        let text = event.describe(&who);
         self.trace.push(TraceLine {
             t_ms: self.now_ms(),
             node: self.node_name(node).to_string(),
