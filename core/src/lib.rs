@@ -12,6 +12,7 @@ pub mod limits;
 mod link;
 pub mod machine;
 pub mod manifest;
+mod outbox;
 pub mod peer;
 pub mod time;
 pub mod tracker;

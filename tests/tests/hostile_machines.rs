@@ -1695,3 +1695,26 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
     let holder_1 = d.connects[1].1;
     assert_eq!(reported, vec![(holder_1, Complaint::Refused)]);
 }
+
+/// A remote that says why it leaves (`Error`) is let go on our side too — by a peer as by
+/// the tracker — without being answered with an error of our own.
+#[test]
+fn a_remote_that_says_why_it_leaves_is_closed_quietly() {
+    let said = |d: &Drained, conn: ConnId| d.sent.iter().any(|(c, _)| *c == conn);
+    let leaving = encode(&Message::Error {
+        reason: "bye".into(),
+    });
+    let (mut p, tracker, root) = sharing(&[5u8; 64 * 4]);
+    let (fetcher, _) = fetch(&mut p, 1, 1, root, &[]);
+    let d = send(&mut p, fetcher, 2, &leaving);
+    assert!(d.closed.contains(&fetcher) && !said(&d, fetcher), "{d:?}");
+    assert!(d.events.is_empty(), "{d:?}");
+    let d = send(&mut p, tracker, 3, &leaving);
+    assert!(d.closed.contains(&tracker) && !said(&d, tracker), "{d:?}");
+
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 1);
+    register(&mut t, conn, vec![]);
+    let d = send(&mut t, conn, 2, &leaving);
+    assert!(d.closed.contains(&conn) && !said(&d, conn), "{d:?}");
+}

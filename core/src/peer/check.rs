@@ -138,7 +138,7 @@ impl Peer {
                 chunk,
                 hashing: false,
             });
-            self.out.push_back(Output::Load {
+            self.out.push(Output::Load {
                 io,
                 key: StorageKey {
                     name: name.clone(),
@@ -168,7 +168,7 @@ impl Peer {
                     chunk,
                     hashing: true,
                 });
-                self.out.push_back(Output::Hash { io, data });
+                self.out.push(Output::Hash { io, data });
             }
             Ok(None) | Err(_) => self.judge_checked(now, &name, root, chunk, false),
         }

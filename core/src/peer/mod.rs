@@ -20,9 +20,10 @@ use crate::limits::{
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
+use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{
-    encode, Complaint, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role, SharedFile,
+    Complaint, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role, SharedFile,
 };
 use check::DiskCheck;
 use download::{seek, Active, Verdict};
@@ -217,6 +218,14 @@ enum Conn {
 }
 
 impl Conn {
+    fn link(&self) -> &Link {
+        match self {
+            Conn::Tracker(link) => link,
+            Conn::Out(o) => &o.link,
+            Conn::In(i) => &i.link,
+        }
+    }
+
     fn link_mut(&mut self) -> &mut Link {
         match self {
             Conn::Tracker(link) => link,
@@ -325,7 +334,7 @@ pub struct Peer {
     next_req: u32,
     /// Pending tracker requests: request id → file name (`None` for a list).
     tracker_reqs: BTreeMap<u32, Option<FileName>>,
-    out: VecDeque<Output>,
+    out: Outbox,
 }
 
 impl Peer {
@@ -363,7 +372,7 @@ impl Peer {
             next_io: 0,
             next_req: 0,
             tracker_reqs: BTreeMap::new(),
-            out: VecDeque::new(),
+            out: Outbox::default(),
         }
     }
 
@@ -545,7 +554,7 @@ impl Peer {
         self.tracker_answered = false;
         let link = Link::new(tracker, Role::Tracker, now);
         self.open_conn(now, conn, Conn::Tracker(link));
-        self.out.push_back(Output::Connect {
+        self.out.push(Output::Connect {
             conn,
             addr: tracker,
         });
@@ -735,10 +744,6 @@ impl Peer {
             }
             Message::Introduce { root, holder } => self.handle_introduce(now, root, holder),
             Message::FileList { .. } => {}
-            Message::Error { reason } => {
-                log::warn!("tracker closed the session: {}", clip(&reason));
-                self.close_conn(now, conn);
-            }
             other => self.violation(
                 now,
                 conn,
@@ -945,7 +950,7 @@ impl Peer {
         let outbound: Vec<ConnId> = self.holder_conns.values().copied().collect();
         for conn in outbound {
             self.conns.remove(&conn);
-            self.out.push_back(Output::Close { conn });
+            self.out.close(conn);
         }
         self.holder_conns.clear();
     }
@@ -959,7 +964,7 @@ impl Peer {
             }
         }
         let conn = self.new_conn();
-        self.out.push_back(Output::Connect { conn, addr });
+        self.out.push(Output::Connect { conn, addr });
         let out = OutLink {
             link: Link::new(addr, Role::Peer, now),
             requests: Vec::new(),
@@ -1156,7 +1161,7 @@ impl Peer {
     /// Closes a connection to a holder with nothing asked of it to make room for another.
     /// No pick follows: the caller is about to make the request the room is for.
     fn evict_holder(&mut self, now: Timestamp, conn: ConnId) {
-        self.out.push_back(Output::Close { conn });
+        self.out.close(conn);
         if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
             self.forget_holder(now, conn, &o, "connection closed", None);
         }
@@ -1181,7 +1186,7 @@ impl Peer {
             chunk,
             peer: holder,
         });
-        self.out.push_back(Output::Hash { io, data });
+        self.out.push(Output::Hash { io, data });
     }
 
     /// A received chunk's digest is known: store it if it is the chunk the manifest names,
@@ -1242,7 +1247,7 @@ impl Peer {
             chunk,
             peer,
         });
-        self.out.push_back(Output::Store {
+        self.out.push(Output::Store {
             io,
             name,
             root,
@@ -1351,7 +1356,7 @@ impl Peer {
                 self.abandon(name);
                 // Told once the `.part` file is gone, so "rejected" means cleaned up too.
                 let io = self.new_io(Io::Discard(rejected));
-                self.out.push_back(Output::Discard {
+                self.out.push(Output::Discard {
                     io,
                     name: name.clone(),
                 });
@@ -1376,7 +1381,7 @@ impl Peer {
         if a.want.is_full() {
             a.committing = true;
             let io = self.new_io(Io::Commit { name: name.clone() });
-            self.out.push_back(Output::Commit {
+            self.out.push(Output::Commit {
                 io,
                 name: name.clone(),
             });
@@ -1499,6 +1504,9 @@ impl Peer {
     }
 
     fn dispatch(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        if let Message::Error { reason } = &msg {
+            return self.closed_by_remote(now, conn, reason);
+        }
         match self.conns.get(&conn) {
             Some(Conn::Tracker(_)) => self.handle_tracker_message(now, conn, msg),
             Some(Conn::Out(_)) => self.handle_holder_message(now, conn, msg),
@@ -1507,24 +1515,28 @@ impl Peer {
         }
     }
 
+    /// The remote said why it leaves (`Message::Error`): we close too.
+    fn closed_by_remote(&mut self, now: Timestamp, conn: ConnId, reason: &str) {
+        match self.conns.get(&conn) {
+            Some(Conn::Tracker(_)) => {
+                log::warn!("tracker closed the session: {}", clip(reason));
+                self.out.close(conn);
+            }
+            Some(c) => self.out.close_on_error(c.link(), conn, reason),
+            None => return,
+        }
+        self.close_conn(now, conn);
+    }
+
     /// Closes a connection whose remote broke the protocol, telling it why.
     fn violation(&mut self, now: Timestamp, conn: ConnId, reason: String) {
-        let remote = match self.conns.get(&conn) {
-            Some(Conn::Tracker(l)) => l.remote,
-            Some(Conn::Out(o)) => o.link.remote,
-            Some(Conn::In(i)) => i.link.remote,
-            None => return,
-        };
-        log::warn!("closing {remote}: {reason}");
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         self.not_a_tracker(conn, &reason);
-        self.send(
-            conn,
-            &Message::Error {
-                reason: clip(&reason),
-            },
-        );
-        self.out.push_back(Output::Close { conn });
-        self.emit(Event::ProtocolViolation { remote, reason });
+        if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+            self.out.close_for_violation(link, conn, reason);
+        }
         self.close_conn(now, conn);
     }
 
@@ -1631,19 +1643,18 @@ impl Peer {
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        self.send_bytes(conn, encode(msg).into());
+        let link = self.conns.get_mut(&conn).map(Conn::link_mut);
+        self.out.send(link, conn, msg);
     }
 
     /// Queues encoded bytes (whole frames, or a frame's parts in order).
     fn send_bytes(&mut self, conn: ConnId, bytes: Bytes) {
-        if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-            link.queued(bytes.len());
-        }
-        self.out.push_back(Output::Send { conn, bytes });
+        let link = self.conns.get_mut(&conn).map(Conn::link_mut);
+        self.out.send_bytes(link, conn, bytes);
     }
 
     fn emit(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
+        self.out.emit(event);
     }
 
     fn handle_io(&mut self, now: Timestamp, io: IoId, result: Result<Option<Bytes>, String>) {
@@ -1817,7 +1828,7 @@ impl Machine for Peer {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     fn accepts_input(&self, conn: ConnId) -> bool {
@@ -1909,12 +1920,12 @@ impl Peer {
             if self.tracker_reached {
                 self.not_a_tracker(conn, why);
             }
-            self.out.push_back(Output::Close { conn });
+            self.out.close(conn);
             self.close_conn(now, conn);
         }
         for conn in stalled {
             if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
-                self.out.push_back(Output::Close { conn });
+                self.out.close(conn);
                 self.holder_lost(now, conn, o, "timed out", Some(Complaint::Stalled));
             }
         }

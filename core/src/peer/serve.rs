@@ -519,7 +519,7 @@ impl Peer {
                 continue;
             };
             let io = self.new_io(Io::Serve { conn, root, chunk });
-            self.out.push_back(Output::Load {
+            self.out.push(Output::Load {
                 io,
                 key,
                 offset,

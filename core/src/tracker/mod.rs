@@ -10,16 +10,17 @@ use crate::limits::{
     MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS,
     ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS,
 };
-use crate::link::{clip, Link, DEADLINE_LEAD_MS};
+use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
+use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{
-    encode, Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
+    Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 #[derive(Clone, Debug)]
@@ -155,7 +156,7 @@ pub struct Tracker {
     pinned_by: BTreeMap<FileName, IpAddr>,
     pins_per_ip: BTreeMap<IpAddr, usize>,
     swarms: BTreeMap<Root, Swarm>,
-    out: VecDeque<Output>,
+    out: Outbox,
 }
 
 /// One (peer, file) holding, as the tracker records it; for checkers and tests.
@@ -181,7 +182,7 @@ impl Tracker {
             pinned_by: BTreeMap::new(),
             pins_per_ip: BTreeMap::new(),
             swarms: BTreeMap::new(),
-            out: VecDeque::new(),
+            out: Outbox::default(),
         }
     }
 
@@ -292,8 +293,9 @@ impl Tracker {
                 }
             }
             Message::Error { reason } => {
-                log::info!("peer {conn} closed with: {}", clip(&reason));
-                self.out.push_back(Output::Close { conn });
+                if let Some(link) = self.links.get(&conn) {
+                    self.out.close_on_error(link, conn, &reason);
+                }
                 self.forget(conn);
             }
             other => self.drop_link(conn, format!("unexpected message {}", other.kind())),
@@ -620,33 +622,19 @@ impl Tracker {
     // ---- helpers ----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let bytes = encode(msg);
-        if let Some(link) = self.links.get_mut(&conn) {
-            link.queued(bytes.len());
-        }
-        let bytes = bytes.into();
-        self.out.push_back(Output::Send { conn, bytes });
+        self.out.send(self.links.get_mut(&conn), conn, msg);
     }
 
     fn emit(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
+        self.out.emit(event);
     }
 
     /// Closes a connection whose remote broke the protocol, telling it why.
     fn drop_link(&mut self, conn: ConnId, reason: String) {
-        let Some(link) = self.links.get(&conn) else {
+        let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        let remote = link.remote;
-        log::warn!("closing {remote} ({conn}): {reason}");
-        self.send(
-            conn,
-            &Message::Error {
-                reason: reason.clone(),
-            },
-        );
-        self.out.push_back(Output::Close { conn });
-        self.emit(Event::ProtocolViolation { remote, reason });
+        self.out.close_for_violation(link, conn, reason);
         self.forget(conn);
     }
 
@@ -790,7 +778,7 @@ impl Machine for Tracker {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
