@@ -8,6 +8,7 @@ mod cooldown;
 mod download;
 pub mod picker;
 mod serve;
+mod session;
 mod uploads;
 
 use crate::bytes::Bytes;
@@ -15,21 +16,20 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
-    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS,
+    MAX_PEER_CONNECTIONS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::Outbox;
 use crate::time::Timestamp;
-use crate::wire::{
-    Complaint, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role, SharedFile,
-};
+use crate::wire::{Complaint, Hello, LocatedHolder, Message, RefusedBecause, Role, SharedFile};
 use check::DiskCheck;
 use download::{seek, Active, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
+use session::TrackerSession;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -247,12 +247,6 @@ impl Conn {
     }
 }
 
-#[derive(Debug)]
-enum TrackerState {
-    Down { retry_at: Timestamp },
-    Up { conn: ConnId },
-}
-
 /// What a storage request was for.
 #[derive(Debug)]
 enum Io {
@@ -293,14 +287,7 @@ pub struct Peer {
     config: PeerConfig,
     rng: ChaCha8Rng,
     peer_id: u64,
-    tracker: TrackerState,
-    reconnect_attempts: u32,
-    /// This session's connection to the tracker is established (TCP), and the tracker
-    /// answered our register: told apart so that a server that is not a Drizzle tracker
-    /// is named as such, not as unreachable.
-    tracker_reached: bool,
-    tracker_answered: bool,
-    list_pending: Option<u32>,
+    session: TrackerSession,
     files: BTreeMap<FileName, LocalFile>,
     by_root: BTreeMap<Root, FileName>,
     downloads: BTreeMap<FileName, Download>,
@@ -331,9 +318,6 @@ pub struct Peer {
     idle_streak: u32,
     next_conn: u64,
     next_io: u64,
-    next_req: u32,
-    /// Pending tracker requests: request id → file name (`None` for a list).
-    tracker_reqs: BTreeMap<u32, Option<FileName>>,
     out: Outbox,
 }
 
@@ -346,13 +330,7 @@ impl Peer {
             config,
             rng,
             peer_id,
-            tracker: TrackerState::Down {
-                retry_at: Timestamp::ZERO,
-            },
-            reconnect_attempts: 0,
-            tracker_reached: false,
-            tracker_answered: false,
-            list_pending: None,
+            session: TrackerSession::new(),
             files: BTreeMap::new(),
             by_root: BTreeMap::new(),
             downloads: BTreeMap::new(),
@@ -370,8 +348,6 @@ impl Peer {
             idle_streak: 0,
             next_conn: 0,
             next_io: 0,
-            next_req: 0,
-            tracker_reqs: BTreeMap::new(),
             out: Outbox::default(),
         }
     }
@@ -456,9 +432,7 @@ impl Peer {
                 have,
             } => self.share(name, manifest, have),
             PeerCommand::List => {
-                let req = self.next_req();
-                self.list_pending = Some(req);
-                self.tracker_reqs.insert(req, None);
+                let req = self.session.ask_list();
                 self.send_tracker(&Message::ListFiles { req });
                 Ok(())
             }
@@ -538,218 +512,6 @@ impl Peer {
                 owed: BTreeSet::new(),
             },
         );
-    }
-
-    // ---- tracker session ----
-
-    fn tracker_up(&self) -> bool {
-        matches!(self.tracker, TrackerState::Up { .. })
-    }
-
-    fn connect_tracker(&mut self, now: Timestamp) {
-        let conn = self.new_conn();
-        let tracker = self.config.tracker;
-        self.tracker = TrackerState::Up { conn };
-        self.tracker_reached = false;
-        self.tracker_answered = false;
-        let link = Link::new(tracker, Role::Tracker, now);
-        self.open_conn(now, conn, Conn::Tracker(link));
-        self.out.push(Output::Connect {
-            conn,
-            addr: tracker,
-        });
-        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
-        let files: Vec<SharedFile> = self
-            .files
-            .iter()
-            .map(|(name, f)| SharedFile {
-                name: name.clone(),
-                manifest: f.manifest.clone(),
-                have: f.have.clone(),
-            })
-            .collect();
-        // Registering even with no files tells the tracker where this peer listens.
-        self.send_register(files);
-        // Everything asked of the previous session is asked again.
-        self.tracker_reqs.clear();
-        if let Some(_old) = self.list_pending.take() {
-            let req = self.next_req();
-            self.list_pending = Some(req);
-            self.tracker_reqs.insert(req, None);
-            self.send(conn, &Message::ListFiles { req });
-        }
-        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
-        for name in names {
-            self.send_locate(name);
-        }
-        for d in self.downloads.values_mut() {
-            if let Some(a) = d.active.as_mut() {
-                a.next_refresh = now.plus_ms(a.refresh_ms);
-            }
-        }
-    }
-
-    /// Sends register messages, split so that each stays well inside the frame limit.
-    fn send_register(&mut self, files: Vec<SharedFile>) {
-        let budget = MAX_FRAME_BYTES / 2;
-        let mut batch = Vec::new();
-        let mut size = 0;
-        for file in files {
-            let cost = file.manifest.hashes.len() * 33 + file.have.len() as usize / 8 + 1100;
-            if !batch.is_empty()
-                && (size + cost > budget || batch.len() >= crate::limits::MAX_FILES_PER_REGISTER)
-            {
-                self.register_batch(std::mem::take(&mut batch));
-                size = 0;
-            }
-            size += cost;
-            batch.push(file);
-        }
-        if !batch.is_empty() || size == 0 {
-            self.register_batch(batch);
-        }
-    }
-
-    fn register_batch(&mut self, files: Vec<SharedFile>) {
-        self.send_tracker(&Message::Register {
-            peer_id: self.peer_id,
-            listen: self.config.listen,
-            files,
-        });
-    }
-
-    fn tracker_lost(&mut self, now: Timestamp) {
-        let delay = backoff_ms(
-            self.config.reconnect_base_ms,
-            self.config.reconnect_max_ms,
-            self.reconnect_attempts,
-            &mut self.rng,
-        );
-        self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
-        self.tracker = TrackerState::Down {
-            retry_at: now.plus_ms(delay),
-        };
-        self.emit(Event::TrackerLost {
-            tracker: self.config.tracker,
-            retry_in_ms: delay,
-        });
-    }
-
-    /// Tells the tracker that `holder` failed the download of `name` (it stops handing it
-    /// out once enough addresses say so). Once per holder and download for as long as the
-    /// tracker keeps a report; not while the tracker is away (there is nobody to tell).
-    fn report_holder(
-        &mut self,
-        now: Timestamp,
-        name: &FileName,
-        holder: SocketAddr,
-        complaint: Complaint,
-    ) {
-        if !self.tracker_up() {
-            return;
-        }
-        let Some(a) = self.active_mut(name) else {
-            return;
-        };
-        if !a.may_report(holder, now) {
-            return;
-        }
-        let root = a.root;
-        log::debug!("reporting {holder} for {name}: {}", complaint.as_str());
-        self.send_tracker(&Message::Report {
-            root,
-            holder,
-            complaint,
-        });
-    }
-
-    fn send_tracker(&mut self, msg: &Message) {
-        if let TrackerState::Up { conn } = self.tracker {
-            self.send(conn, msg);
-        }
-    }
-
-    fn send_locate(&mut self, name: FileName) {
-        if !self.tracker_up() {
-            return; // asked again on reconnect
-        }
-        // One locate per name outstanding: an unanswered one is superseded, not piled up.
-        self.tracker_reqs.retain(|_, n| n.as_ref() != Some(&name));
-        let req = self.next_req();
-        self.tracker_reqs.insert(req, Some(name.clone()));
-        let known = self
-            .downloads
-            .get(&name)
-            .and_then(|d| d.active.as_ref())
-            .map(|a| a.root);
-        self.send_tracker(&Message::Locate { req, name, known });
-    }
-
-    fn handle_tracker_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
-        match msg {
-            Message::Registered { accepted, refused } => {
-                self.reconnect_attempts = 0;
-                if !self.tracker_answered {
-                    self.tracker_answered = true;
-                    self.emit(Event::TrackerConnected {
-                        tracker: self.config.tracker,
-                    });
-                }
-                for name in accepted {
-                    self.emit(Event::Shared { name });
-                }
-                for Refusal { name, reason } in refused {
-                    self.emit(Event::ShareRefused {
-                        name,
-                        reason: clip(&reason),
-                    });
-                }
-            }
-            Message::FileList { req, files, more } if self.list_pending == Some(req) => {
-                self.list_pending = None;
-                self.tracker_reqs.remove(&req);
-                self.emit(Event::FileList { files, more });
-            }
-            Message::Located {
-                req,
-                name,
-                manifest,
-                holders,
-            } => {
-                if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
-                    self.handle_located(now, name, manifest, holders);
-                }
-            }
-            Message::Holders {
-                req,
-                name,
-                root,
-                holders,
-            } => {
-                let active_root = self.active_mut(&name).map(|a| a.root);
-                if self.tracker_reqs.remove(&req) == Some(Some(name.clone()))
-                    && active_root == Some(root)
-                {
-                    self.refresh_holders(now, &name, holders);
-                }
-            }
-            Message::NotFound {
-                req,
-                name,
-                settling,
-            } => {
-                if self.tracker_reqs.remove(&req) == Some(Some(name.clone())) {
-                    self.handle_not_found(now, name, settling);
-                }
-            }
-            Message::Introduce { root, holder } => self.handle_introduce(now, root, holder),
-            Message::FileList { .. } => {}
-            other => self.violation(
-                now,
-                conn,
-                format!("unexpected {} from the tracker", other.kind()),
-            ),
-        }
     }
 
     // ---- downloading ----
@@ -1543,17 +1305,13 @@ impl Peer {
     /// Forgets a connection that closed (or that we closed) and recovers what it owed.
     fn close_conn(&mut self, now: Timestamp, conn: ConnId) {
         match self.conns.remove(&conn) {
-            Some(Conn::Tracker(_)) => {
-                if matches!(self.tracker, TrackerState::Up { conn: c } if c == conn) {
-                    self.tracker_lost(now);
-                }
-            }
+            Some(Conn::Tracker(_)) if self.session.is(conn) => self.tracker_lost(now),
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed", None),
             Some(Conn::In(_)) => {
                 self.slot_conns.remove(&conn);
                 self.fetcher_left(now);
             }
-            None => {}
+            Some(Conn::Tracker(_)) | None => {}
         }
     }
 
@@ -1635,11 +1393,6 @@ impl Peer {
         let id = IoId(self.next_io);
         self.ios.insert(id, io);
         id
-    }
-
-    fn next_req(&mut self) -> u32 {
-        self.next_req = self.next_req.wrapping_add(1);
-        self.next_req
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
@@ -1768,15 +1521,6 @@ fn evictable_holders(
         .filter(move |(from, _)| *from <= now)
 }
 
-/// Capped exponential backoff with jitter: uniform in [d/2, d] for d = base·2^attempt.
-fn backoff_ms(base_ms: u64, max_ms: u64, attempt: u32, rng: &mut ChaCha8Rng) -> u64 {
-    let d = base_ms
-        .saturating_mul(1u64 << attempt.min(20))
-        .min(max_ms)
-        .max(2);
-    rng.gen_range(d / 2..=d)
-}
-
 impl Machine for Peer {
     fn handle(&mut self, now: Timestamp, input: Input<'_>) {
         match input {
@@ -1785,8 +1529,7 @@ impl Machine for Peer {
                 self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
             }
             Input::Connected { conn } => {
-                if matches!(self.tracker, TrackerState::Up { conn: c } if c == conn) {
-                    self.tracker_reached = true;
+                if self.session.reached(conn) {
                     self.emit(Event::TrackerReached {
                         tracker: self.config.tracker,
                     });
@@ -1845,7 +1588,7 @@ impl Machine for Peer {
     fn poll_timeout(&self) -> Option<Timestamp> {
         let mut next: Option<Timestamp> = None;
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
-        if let TrackerState::Down { retry_at } = self.tracker {
+        if let Some(retry_at) = self.session.retry_at() {
             consider(retry_at);
         }
         if let Some(t) = self.deadlines.next_scan() {
@@ -1864,10 +1607,8 @@ impl Machine for Peer {
         if self.deadlines.is_due(now) {
             self.expire_conns(now);
         }
-        if let TrackerState::Down { retry_at } = self.tracker {
-            if retry_at <= now {
-                self.connect_tracker(now);
-            }
+        if self.session.retry_at().is_some_and(|t| t <= now) {
+            self.connect_tracker(now);
         }
         if self.slots_check_at.is_some_and(|t| t <= now) {
             self.check_free_slots(now);
@@ -1917,7 +1658,7 @@ impl Peer {
         }
         for (conn, why) in expired {
             log::info!("closing {conn}: timed out: {why}");
-            if self.tracker_reached {
+            if self.session.was_reached() {
                 self.not_a_tracker(conn, why);
             }
             self.out.close(conn);
