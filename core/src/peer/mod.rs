@@ -9,6 +9,7 @@ mod download;
 pub mod picker;
 mod serve;
 mod session;
+mod slots;
 mod uploads;
 
 use crate::bytes::Bytes;
@@ -30,8 +31,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
 use session::TrackerSession;
+use slots::UploadSlots;
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use uploads::Uploads;
 
@@ -296,26 +298,9 @@ pub struct Peer {
     deadlines: ConnDeadlines,
     holder_conns: BTreeMap<SocketAddr, ConnId>,
     ios: BTreeMap<IoId, Io>,
-    /// `Busy` answers sent so far (tells a slot holder that others are waiting).
-    busy_refusals: u64,
     /// No outbound connection is evictable before this (see `any_evictable`).
     no_evictable_before: Cell<Timestamp>,
-    /// Fetchers holding an upload slot or invited to one, and perhaps a few whose
-    /// invitation lapsed: the few connections `slots_taken` looks at.
-    slot_conns: BTreeSet<ConnId>,
-    /// Fetchers told `Busy`, oldest first: called with `Ready` as slots free, the first
-    /// `CALLS_PER_FREE_SLOT` for each.
-    waiting: VecDeque<(ConnId, Root)>,
-    /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
-    /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
-    called: Vec<(ConnId, Root)>,
-    /// When to look at free upload slots again (see `Peer::check_free_slots`): an
-    /// invitation lapses, or the tracker is to hear of them; when it was last told, and of
-    /// which file.
-    slots_check_at: Option<Timestamp>,
-    last_idle_report: Option<(Timestamp, Root)>,
-    /// Idle reports in a row that brought no fetcher: each waits twice as long.
-    idle_streak: u32,
+    slots: UploadSlots,
     next_conn: u64,
     next_io: u64,
     out: Outbox,
@@ -338,14 +323,8 @@ impl Peer {
             deadlines,
             holder_conns: BTreeMap::new(),
             ios: BTreeMap::new(),
-            busy_refusals: 0,
             no_evictable_before: Cell::new(Timestamp::ZERO),
-            slot_conns: BTreeSet::new(),
-            waiting: VecDeque::new(),
-            called: Vec::new(),
-            slots_check_at: None,
-            last_idle_report: None,
-            idle_streak: 0,
+            slots: UploadSlots::default(),
             next_conn: 0,
             next_io: 0,
             out: Outbox::default(),
@@ -388,7 +367,7 @@ impl Peer {
 
     /// Fetchers told `Busy` that wait to be called when a slot frees.
     pub fn fetchers_waiting(&self) -> usize {
-        self.waiting.len()
+        self.slots.waiting()
     }
 
     pub fn is_downloading(&self) -> bool {
@@ -1308,7 +1287,7 @@ impl Peer {
             Some(Conn::Tracker(_)) if self.session.is(conn) => self.tracker_lost(now),
             Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed", None),
             Some(Conn::In(_)) => {
-                self.slot_conns.remove(&conn);
+                self.slots.forget(conn);
                 self.fetcher_left(now);
             }
             Some(Conn::Tracker(_)) | None => {}
@@ -1594,7 +1573,7 @@ impl Machine for Peer {
         if let Some(t) = self.deadlines.next_scan() {
             consider(t);
         }
-        if let Some(t) = self.slots_check_at {
+        if let Some(t) = self.slots.check_at() {
             consider(t);
         }
         for d in self.downloads.values() {
@@ -1610,7 +1589,7 @@ impl Machine for Peer {
         if self.session.retry_at().is_some_and(|t| t <= now) {
             self.connect_tracker(now);
         }
-        if self.slots_check_at.is_some_and(|t| t <= now) {
+        if self.slots.check_at().is_some_and(|t| t <= now) {
             self.check_free_slots(now);
         }
         // Only downloads with a timer due: the others' picks would find nothing new.

@@ -2,12 +2,12 @@
 //! connection are outstanding at once (bounding what sits in send buffers), and every answer
 //! is the chunk or a refusal saying why.
 
+use super::slots::Seat;
 use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
-    CALLS_PER_FREE_SLOT, FETCHER_IDLE_TIMEOUT_MS, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS,
-    MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN, MAX_QUEUED_REQUESTS_PER_CONN,
-    MAX_WAITERS_TOLD_HAVE, SERVE_UNSENT_LOW_BYTES, SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+    FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
+    MAX_QUEUED_REQUESTS_PER_CONN, SERVE_UNSENT_LOW_BYTES,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -16,39 +16,18 @@ use crate::time::Timestamp;
 use crate::wire::{encode_chunk_data, Message, RefusedBecause, Role};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::ops::Bound;
 
 /// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
 /// only means it may be steered once more).
 const MAX_STEERED_PER_CONN: usize = 4096;
-/// Fetchers remembered as waiting for a slot; one that does not fit polls as before.
-const MAX_WAITING_FETCHERS: usize = 256;
-/// A slot offered with `Ready` is kept for the fetcher this long, so that a newcomer asking
-/// first cannot take it and send the waiter to the back again (at 1000 peers that starved a
-/// quarter of the swarm). Long enough for a round trip on a LAN or nearby; on longer paths
-/// the hold lapses and the slot goes to whoever asks first, as without it.
-const READY_HOLD_MS: u64 = 60;
-
-/// Slots in use: those held, and one for each `CALLS_PER_FREE_SLOT` fetchers called.
-fn slots_in_use(serving: usize, called: usize) -> usize {
-    serving + called.div_ceil(CALLS_PER_FREE_SLOT)
-}
-
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
 pub(super) struct InLink {
     pub link: Link,
     queue: VecDeque<(Root, u32)>,
     loading: usize,
-    /// Holds one of the upload slots: its requests are served, not refused as busy.
-    slot: bool,
-    /// Called with `Ready` for a slot, kept for it until then.
-    invited_until: Option<Timestamp>,
-    /// Chunks accepted in this turn at the slot.
-    turn_chunks: u32,
-    /// The peer's count of busy refusals when this turn began: a higher count now means
-    /// others are waiting.
-    turn_began_at_refusal: u64,
+    /// Its place at the upload slots.
+    pub seat: Seat,
     /// Chunks refused to this fetcher as sent here too often. A refusal is a hint, never a
     /// denial: a fetcher that asks again found no better holder, and is served (two full
     /// holders each pointing at the other would otherwise starve it).
@@ -61,19 +40,22 @@ impl InLink {
             link: Link::with_frame_limit(remote, Role::Peer, now, MAX_FETCHER_FRAME_BYTES),
             queue: VecDeque::new(),
             loading: 0,
-            slot: false,
-            invited_until: None,
-            turn_chunks: 0,
-            turn_began_at_refusal: 0,
+            seat: Seat::default(),
             steered: BTreeSet::new(),
         }
     }
 }
 
 impl InLink {
-    /// Called with `Ready` for a slot it has not taken, and the slot still kept for it.
-    fn is_called(&self, now: Timestamp) -> bool {
-        !self.slot && self.invited_until.is_some_and(|t| t > now)
+    /// Requests queued and not yet loaded.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes back the queued requests past the first `keep`.
+    pub fn unqueue_from(&mut self, keep: usize) -> Vec<(Root, u32)> {
+        let keep = keep.min(self.queue.len());
+        self.queue.drain(keep..).collect()
     }
 
     /// When to drop this fetcher: the link's own deadlines, or idleness while it has
@@ -106,10 +88,7 @@ impl Peer {
             return self.refuse(conn, root, chunk, because, reason);
         }
         if !self.take_slot(now, conn) {
-            self.busy_refusals += 1;
-            self.join_line(conn, root, false);
-            self.send(conn, &Message::Busy { root, chunk });
-            return self.cut_long_turns(conn);
+            return self.refuse_busy(conn, root, chunk);
         }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
@@ -118,63 +97,13 @@ impl Peer {
             return self.send(conn, &Message::Busy { root, chunk });
         }
         i.queue.push_back((root, chunk));
-        i.turn_chunks += 1;
+        i.seat.accepted();
         // Counted when promised, not when sent: requests arriving together must not all
         // be granted the same chunk.
         if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
             f.uploads.sent(chunk, now, conn);
         }
         self.pump_serving(now, conn);
-    }
-
-    /// Whether `conn` may be served now: it holds a slot whose turn is not over, or a
-    /// slot is free (or kept for it after `Ready`). A turn ends after `SLOT_TURN_CHUNKS` if
-    /// someone was turned away meanwhile; the slot is given up once what was accepted has
-    /// been sent.
-    fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
-        let refusals = self.busy_refusals;
-        let (serving, called) = self.slot_counts(now, Some(conn));
-        let others = slots_in_use(serving, called);
-        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-            return false;
-        };
-        if i.slot {
-            let others_waiting = refusals > i.turn_began_at_refusal;
-            return i.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
-        }
-        let invited = i.invited_until.take().is_some_and(|t| t > now);
-        // However many were called, no more than `UPLOAD_SLOTS` are served at once.
-        if serving >= UPLOAD_SLOTS || (!invited && others >= UPLOAD_SLOTS) {
-            self.slot_conns.remove(&conn);
-            return false;
-        }
-        i.slot = true;
-        self.idle_streak = 0;
-        self.slot_conns.insert(conn);
-        i.turn_chunks = 0;
-        i.turn_began_at_refusal = refusals;
-        self.waiting.retain(|(c, _)| *c != conn);
-        if serving + 1 >= UPLOAD_SLOTS {
-            self.recall_invitations(now);
-        }
-        true
-    }
-
-    /// Every slot is taken: fetchers still called for one go back to the front of the line
-    /// in the order they waited, to be called first when a slot frees.
-    fn recall_invitations(&mut self, now: Timestamp) {
-        let called = std::mem::take(&mut self.called);
-        for (conn, root) in called.into_iter().rev() {
-            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            if !i.is_called(now) {
-                continue;
-            }
-            i.invited_until = None;
-            self.slot_conns.remove(&conn);
-            self.join_line(conn, root, true);
-        }
     }
 
     /// The data of chunk `chunk` of `root`, requested from a holder, has begun to arrive:
@@ -202,7 +131,7 @@ impl Peer {
 
     /// A chunk that was arriving is stored: requests that waited for it are served.
     pub(super) fn serve_waiting_requests(&mut self, now: Timestamp) {
-        let conns: Vec<ConnId> = self.slot_conns.iter().copied().collect();
+        let conns = self.slots.conns();
         for conn in conns {
             self.pump_serving(now, conn);
         }
@@ -233,7 +162,7 @@ impl Peer {
             f.owed.insert(*chunk);
         }
         // Requests queue only at fetchers holding a slot.
-        let conns: Vec<ConnId> = self.slot_conns.iter().copied().collect();
+        let conns = self.slots.conns();
         for conn in conns {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 continue;
@@ -250,191 +179,6 @@ impl Peer {
             }
             self.pump_serving(now, conn);
         }
-    }
-
-    /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
-    /// first `MAX_WAITERS_TOLD_HAVE` waiting for it hear so at once. Their chunk maps come
-    /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
-    /// its few holders while they upload what many others have too.
-    pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
-        let waiting = self.waiting.iter().filter(|(_, r)| *r == root);
-        let first_in_line = waiting.map(|(c, _)| *c).take(MAX_WAITERS_TOLD_HAVE);
-        let told: BTreeSet<ConnId> = self
-            .slot_conns
-            .iter()
-            .copied()
-            .chain(first_in_line)
-            .collect();
-        for conn in told {
-            if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
-                self.send(conn, &Message::Have { root, chunk });
-            }
-        }
-    }
-
-    /// Someone waits now: fetchers whose turn ran past `SLOT_TURN_CHUNKS` (they asked for
-    /// more before anyone waited) are told `Busy` for what is still queued past it, so a
-    /// deep pipeline cannot keep a slot from others for longer than a turn.
-    fn cut_long_turns(&mut self, waiter: ConnId) {
-        let slots: Vec<ConnId> = self
-            .slot_conns
-            .iter()
-            .copied()
-            .filter(|c| *c != waiter)
-            .collect();
-        for conn in slots {
-            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            let excess = i.turn_chunks.saturating_sub(SLOT_TURN_CHUNKS) as usize;
-            let keep = i.queue.len().saturating_sub(excess);
-            let cut: Vec<(Root, u32)> = i.queue.drain(keep..).collect();
-            i.turn_chunks -= cut.len() as u32;
-            for (root, chunk) in cut {
-                if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
-                    f.uploads.withdrawn(chunk, conn);
-                }
-                self.join_line(conn, root, false);
-                self.send(conn, &Message::Busy { root, chunk });
-            }
-        }
-    }
-
-    /// Slots held or kept for fetchers called with `Ready` (those called for one slot count
-    /// as one), but for `except`'s.
-    pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
-        let (serving, called) = self.slot_counts(now, except);
-        slots_in_use(serving, called)
-    }
-
-    /// Fetchers holding a slot, and fetchers called for one and not yet come, but for
-    /// `except`: one pass over the few connections in `slot_conns`.
-    fn slot_counts(&self, now: Timestamp, except: Option<ConnId>) -> (usize, usize) {
-        let (mut serving, mut called) = (0, 0);
-        for id in self.slot_conns.iter().filter(|id| Some(**id) != except) {
-            match self.conns.get(id) {
-                Some(Conn::In(i)) if i.slot => serving += 1,
-                Some(Conn::In(i)) if i.is_called(now) => called += 1,
-                _ => {}
-            }
-        }
-        (serving, called)
-    }
-
-    /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
-    /// line is called.
-    pub(super) fn fetcher_left(&mut self, now: Timestamp) {
-        if self.slots_taken(now, None) < UPLOAD_SLOTS {
-            self.invite_waiting(now);
-        }
-    }
-
-    /// Remembers a fetcher told `Busy` (at the back of the line) or called back (at the
-    /// front), once, so it hears `Ready` when a slot frees; one that does not fit polls.
-    fn join_line(&mut self, conn: ConnId, root: Root, at_front: bool) {
-        if self.waiting.len() >= MAX_WAITING_FETCHERS
-            || self.waiting.iter().any(|(c, _)| *c == conn)
-        {
-            return;
-        }
-        if at_front {
-            self.waiting.push_front((conn, root));
-        } else {
-            self.waiting.push_back((conn, root));
-        }
-    }
-
-    /// A slot came free: calls the `CALLS_PER_FREE_SLOT` longest-waiting fetchers still
-    /// connected (`Ready`) and keeps it for them for `READY_HOLD_MS` (unused, it goes to
-    /// whoever asks next). The first to ask takes it; the others go back to the front of the
-    /// line. With nobody waiting, the tracker is told the slot is free.
-    pub(super) fn invite_waiting(&mut self, now: Timestamp) {
-        let until = now.plus_ms(READY_HOLD_MS);
-        // Those called before who came, or whose call lapsed, are no longer called.
-        let conns = &self.conns;
-        let still_called =
-            |c: &ConnId| matches!(conns.get(c), Some(Conn::In(i)) if i.is_called(now));
-        self.called.retain(|(c, _)| still_called(c));
-        let mut called = 0;
-        while called < CALLS_PER_FREE_SLOT {
-            let Some((conn, root)) = self.waiting.pop_front() else {
-                break;
-            };
-            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
-                continue;
-            };
-            if !i.slot {
-                i.invited_until = Some(until);
-                self.slot_conns.insert(conn);
-                self.called.push((conn, root));
-                self.send(conn, &Message::Ready { root });
-                called += 1;
-            }
-        }
-        if called == 0 {
-            return self.schedule_idle_report(now);
-        }
-        self.check_slots_at(until);
-    }
-
-    /// Upload slots free with nobody waiting for them.
-    fn idle_slots(&self, now: Timestamp) -> usize {
-        if !self.waiting.is_empty() {
-            return 0;
-        }
-        UPLOAD_SLOTS.saturating_sub(self.slots_taken(now, None))
-    }
-
-    /// Reports idle slots to the tracker as soon as `IDLE_REPORT_GAP_MS` allows: a slot came
-    /// free, or there is a new chunk to offer.
-    pub(super) fn schedule_idle_report(&mut self, now: Timestamp) {
-        let at = match self.last_idle_report {
-            Some((t, _)) => t.plus_ms(IDLE_REPORT_GAP_MS).max(now),
-            None => now,
-        };
-        self.check_slots_at(at);
-    }
-
-    /// Free slots are looked at again at `at` (or earlier, if asked for earlier).
-    fn check_slots_at(&mut self, at: Timestamp) {
-        self.slots_check_at = Some(self.slots_check_at.map_or(at, |t| t.min(at)));
-    }
-
-    /// Puts free slots to use: the next waiting fetcher is called when one called with
-    /// `Ready` asked nothing while the slot was kept for it (it found what we have elsewhere
-    /// meanwhile; left free, the slot would wait for someone to ask on their own, and the
-    /// line would keep the tracker from hearing of it). With nobody waiting, tells the
-    /// tracker about idle slots, offering the files held in turn, so that it sends fetchers
-    /// that lack what we have (`Message::Introduce`).
-    pub(super) fn check_free_slots(&mut self, now: Timestamp) {
-        self.slots_check_at = None;
-        if !self.waiting.is_empty() && self.slots_taken(now, None) < UPLOAD_SLOTS {
-            return self.invite_waiting(now);
-        }
-        let free = self.idle_slots(now);
-        if free == 0 || !self.tracker_up() {
-            return;
-        }
-        let last = self.last_idle_report.map(|(_, r)| r);
-        let held = |r: &&Root| {
-            let f = self.by_root.get(r).and_then(|n| self.files.get(n));
-            f.is_some_and(|f| !f.have.is_empty() || !f.arriving.is_empty())
-        };
-        let after = last.map_or(Bound::Unbounded, Bound::Excluded);
-        let later = self
-            .by_root
-            .range((after, Bound::Unbounded))
-            .map(|(r, _)| r);
-        let Some(root) = later.chain(self.by_root.keys()).find(held).copied() else {
-            return;
-        };
-        self.last_idle_report = Some((now, root));
-        let free = u8::try_from(free).unwrap_or(u8::MAX);
-        self.send_tracker(&Message::Idle { root, free });
-        // Still idle later (nobody came): say so again, less often each time.
-        let wait_ms = IDLE_REPORT_GAP_MS << self.idle_streak.min(IDLE_REPORT_BACKOFF_STEPS);
-        self.idle_streak += 1;
-        self.slots_check_at = Some(now.plus_ms(wait_ms));
     }
 
     fn check_servable(
@@ -480,10 +224,8 @@ impl Peer {
                 return;
             };
             let unsent = i.link.unsent();
-            if i.slot && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
-                i.slot = false;
-                self.slot_conns.remove(&conn);
-                self.invite_waiting(now);
+            if i.seat.holds_slot() && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
+                self.leave_slot(now, conn);
                 continue;
             }
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {

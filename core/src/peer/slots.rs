@@ -1,0 +1,361 @@
+//! Upload slots: a peer uploads to `UPLOAD_SLOTS` fetchers at once, in turns; the others
+//! are told `Busy` and wait in a line, called with `Ready` as slots free; slots nobody waits
+//! for are reported to the tracker, which introduces fetchers that lack what we hold.
+
+use super::{Conn, Peer};
+use crate::limits::{
+    CALLS_PER_FREE_SLOT, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS, MAX_WAITERS_TOLD_HAVE,
+    SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
+};
+use crate::machine::ConnId;
+use crate::manifest::Root;
+use crate::time::Timestamp;
+use crate::wire::Message;
+use std::collections::{BTreeSet, VecDeque};
+use std::ops::Bound;
+
+/// Fetchers remembered as waiting for a slot; one that does not fit polls as before.
+const MAX_WAITING_FETCHERS: usize = 256;
+/// A slot offered with `Ready` is kept for the fetcher this long, so that a newcomer asking
+/// first cannot take it and send the waiter to the back again (at 1000 peers that starved a
+/// quarter of the swarm). Long enough for a round trip on a LAN or nearby; on longer paths
+/// the hold lapses and the slot goes to whoever asks first, as without it.
+const READY_HOLD_MS: u64 = 60;
+
+/// Slots in use: those held, and one for each `CALLS_PER_FREE_SLOT` fetchers called.
+fn slots_in_use(serving: usize, called: usize) -> usize {
+    serving + called.div_ceil(CALLS_PER_FREE_SLOT)
+}
+
+/// The slots' own state (each fetcher's place at a slot is on its `InLink`). Private to
+/// this module: the rest of the peer goes through the methods here.
+#[derive(Debug, Default)]
+pub(super) struct UploadSlots {
+    /// `Busy` answers sent so far (tells a slot holder that others are waiting).
+    busy_refusals: u64,
+    /// Fetchers holding an upload slot or invited to one, and perhaps a few whose
+    /// invitation lapsed: the few connections `slots_taken` looks at.
+    conns: BTreeSet<ConnId>,
+    /// Fetchers told `Busy`, oldest first: called with `Ready` as slots free, the first
+    /// `CALLS_PER_FREE_SLOT` for each.
+    waiting: VecDeque<(ConnId, Root)>,
+    /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
+    /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
+    called: Vec<(ConnId, Root)>,
+    /// When to look at free upload slots again (see `Peer::check_free_slots`): an
+    /// invitation lapses, or the tracker is to hear of them.
+    check_at: Option<Timestamp>,
+    /// When the tracker last heard of idle slots, and for which file.
+    last_idle_report: Option<(Timestamp, Root)>,
+    /// Idle reports in a row that brought no fetcher: each waits twice as long.
+    idle_streak: u32,
+}
+
+impl UploadSlots {
+    /// Fetchers waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The connections holding a slot or called to one.
+    pub fn conns(&self) -> Vec<ConnId> {
+        self.conns.iter().copied().collect()
+    }
+
+    /// When free slots are to be looked at next.
+    pub fn check_at(&self) -> Option<Timestamp> {
+        self.check_at
+    }
+
+    /// A fetcher's connection closed.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+}
+
+/// A fetcher's place at the upload slots (kept on its connection).
+#[derive(Debug, Default)]
+pub(super) struct Seat {
+    /// Holds one of the upload slots: its requests are served, not refused as busy.
+    slot: bool,
+    /// Called with `Ready` for a slot, kept for it until then.
+    invited_until: Option<Timestamp>,
+    /// Chunks accepted in this turn at the slot.
+    turn_chunks: u32,
+    /// The peer's count of busy refusals when this turn began: a higher count now means
+    /// others are waiting.
+    turn_began_at_refusal: u64,
+}
+
+impl Seat {
+    pub fn holds_slot(&self) -> bool {
+        self.slot
+    }
+
+    /// A request was accepted in this turn.
+    pub fn accepted(&mut self) {
+        self.turn_chunks += 1;
+    }
+
+    /// Called with `Ready` for a slot it has not taken, and the slot still kept for it.
+    fn is_called(&self, now: Timestamp) -> bool {
+        !self.slot && self.invited_until.is_some_and(|t| t > now)
+    }
+}
+
+impl Peer {
+    /// `conn` has been sent all it was promised: its slot goes to the next in line.
+    pub(super) fn leave_slot(&mut self, now: Timestamp, conn: ConnId) {
+        if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+            i.seat.slot = false;
+        }
+        self.slots.conns.remove(&conn);
+        self.invite_waiting(now);
+    }
+
+    /// Answers a request that found no slot: `Busy`, a place in line (to be called with
+    /// `Ready`), and the turns of those at a slot cut to make room.
+    pub(super) fn refuse_busy(&mut self, conn: ConnId, root: Root, chunk: u32) {
+        self.slots.busy_refusals += 1;
+        self.join_line(conn, root, false);
+        self.send(conn, &Message::Busy { root, chunk });
+        self.cut_long_turns(conn);
+    }
+
+    /// Whether `conn` may be served now: it holds a slot whose turn is not over, or a
+    /// slot is free (or kept for it after `Ready`). A turn ends after `SLOT_TURN_CHUNKS` if
+    /// someone was turned away meanwhile; the slot is given up once what was accepted has
+    /// been sent.
+    pub(super) fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
+        let refusals = self.slots.busy_refusals;
+        let (serving, called) = self.slot_counts(now, Some(conn));
+        let others = slots_in_use(serving, called);
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let seat = &mut i.seat;
+        if seat.slot {
+            let others_waiting = refusals > seat.turn_began_at_refusal;
+            return seat.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
+        }
+        let invited = seat.invited_until.take().is_some_and(|t| t > now);
+        // However many were called, no more than `UPLOAD_SLOTS` are served at once.
+        if serving >= UPLOAD_SLOTS || (!invited && others >= UPLOAD_SLOTS) {
+            self.slots.conns.remove(&conn);
+            return false;
+        }
+        seat.slot = true;
+        seat.turn_chunks = 0;
+        seat.turn_began_at_refusal = refusals;
+        self.slots.idle_streak = 0;
+        self.slots.conns.insert(conn);
+        self.slots.waiting.retain(|(c, _)| *c != conn);
+        if serving + 1 >= UPLOAD_SLOTS {
+            self.recall_invitations(now);
+        }
+        true
+    }
+
+    /// Every slot is taken: fetchers still called for one go back to the front of the line
+    /// in the order they waited, to be called first when a slot frees.
+    fn recall_invitations(&mut self, now: Timestamp) {
+        let called = std::mem::take(&mut self.slots.called);
+        for (conn, root) in called.into_iter().rev() {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !i.seat.is_called(now) {
+                continue;
+            }
+            i.seat.invited_until = None;
+            self.slots.conns.remove(&conn);
+            self.join_line(conn, root, true);
+        }
+    }
+
+    /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
+    /// first `MAX_WAITERS_TOLD_HAVE` waiting for it hear so at once. Their chunk maps come
+    /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
+    /// its few holders while they upload what many others have too.
+    pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
+        let waiting = self.slots.waiting.iter().filter(|(_, r)| *r == root);
+        let first_in_line = waiting.map(|(c, _)| *c).take(MAX_WAITERS_TOLD_HAVE);
+        let told: BTreeSet<ConnId> = self
+            .slots
+            .conns
+            .iter()
+            .copied()
+            .chain(first_in_line)
+            .collect();
+        for conn in told {
+            if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
+                self.send(conn, &Message::Have { root, chunk });
+            }
+        }
+    }
+
+    /// Someone waits now: fetchers whose turn ran past `SLOT_TURN_CHUNKS` (they asked for
+    /// more before anyone waited) are told `Busy` for what is still queued past it, so a
+    /// deep pipeline cannot keep a slot from others for longer than a turn.
+    fn cut_long_turns(&mut self, waiter: ConnId) {
+        let slots: Vec<ConnId> = self
+            .slots
+            .conns
+            .iter()
+            .copied()
+            .filter(|c| *c != waiter)
+            .collect();
+        for conn in slots {
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let excess = i.seat.turn_chunks.saturating_sub(SLOT_TURN_CHUNKS) as usize;
+            let cut = i.unqueue_from(i.queued().saturating_sub(excess));
+            i.seat.turn_chunks -= cut.len() as u32;
+            for (root, chunk) in cut {
+                if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
+                    f.uploads.withdrawn(chunk, conn);
+                }
+                self.join_line(conn, root, false);
+                self.send(conn, &Message::Busy { root, chunk });
+            }
+        }
+    }
+
+    /// Slots held or kept for fetchers called with `Ready` (those called for one slot count
+    /// as one), but for `except`'s.
+    pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
+        let (serving, called) = self.slot_counts(now, except);
+        slots_in_use(serving, called)
+    }
+
+    /// Fetchers holding a slot, and fetchers called for one and not yet come, but for
+    /// `except`: one pass over the few connections in `slot_conns`.
+    fn slot_counts(&self, now: Timestamp, except: Option<ConnId>) -> (usize, usize) {
+        let (mut serving, mut called) = (0, 0);
+        for id in self.slots.conns.iter().filter(|id| Some(**id) != except) {
+            match self.conns.get(id) {
+                Some(Conn::In(i)) if i.seat.slot => serving += 1,
+                Some(Conn::In(i)) if i.seat.is_called(now) => called += 1,
+                _ => {}
+            }
+        }
+        (serving, called)
+    }
+
+    /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
+    /// line is called.
+    pub(super) fn fetcher_left(&mut self, now: Timestamp) {
+        if self.slots_taken(now, None) < UPLOAD_SLOTS {
+            self.invite_waiting(now);
+        }
+    }
+
+    /// Remembers a fetcher told `Busy` (at the back of the line) or called back (at the
+    /// front), once, so it hears `Ready` when a slot frees; one that does not fit polls.
+    fn join_line(&mut self, conn: ConnId, root: Root, at_front: bool) {
+        if self.slots.waiting.len() >= MAX_WAITING_FETCHERS
+            || self.slots.waiting.iter().any(|(c, _)| *c == conn)
+        {
+            return;
+        }
+        if at_front {
+            self.slots.waiting.push_front((conn, root));
+        } else {
+            self.slots.waiting.push_back((conn, root));
+        }
+    }
+
+    /// A slot came free: calls the `CALLS_PER_FREE_SLOT` longest-waiting fetchers still
+    /// connected (`Ready`) and keeps it for them for `READY_HOLD_MS` (unused, it goes to
+    /// whoever asks next). The first to ask takes it; the others go back to the front of the
+    /// line. With nobody waiting, the tracker is told the slot is free.
+    pub(super) fn invite_waiting(&mut self, now: Timestamp) {
+        let until = now.plus_ms(READY_HOLD_MS);
+        // Those called before who came, or whose call lapsed, are no longer called.
+        let conns = &self.conns;
+        let still_called =
+            |c: &ConnId| matches!(conns.get(c), Some(Conn::In(i)) if i.seat.is_called(now));
+        self.slots.called.retain(|(c, _)| still_called(c));
+        let mut called = 0;
+        while called < CALLS_PER_FREE_SLOT {
+            let Some((conn, root)) = self.slots.waiting.pop_front() else {
+                break;
+            };
+            let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !i.seat.slot {
+                i.seat.invited_until = Some(until);
+                self.slots.conns.insert(conn);
+                self.slots.called.push((conn, root));
+                self.send(conn, &Message::Ready { root });
+                called += 1;
+            }
+        }
+        if called == 0 {
+            return self.schedule_idle_report(now);
+        }
+        self.check_slots_at(until);
+    }
+
+    /// Upload slots free with nobody waiting for them.
+    fn idle_slots(&self, now: Timestamp) -> usize {
+        if !self.slots.waiting.is_empty() {
+            return 0;
+        }
+        UPLOAD_SLOTS.saturating_sub(self.slots_taken(now, None))
+    }
+
+    /// Reports idle slots to the tracker as soon as `IDLE_REPORT_GAP_MS` allows: a slot came
+    /// free, or there is a new chunk to offer.
+    pub(super) fn schedule_idle_report(&mut self, now: Timestamp) {
+        let at = match self.slots.last_idle_report {
+            Some((t, _)) => t.plus_ms(IDLE_REPORT_GAP_MS).max(now),
+            None => now,
+        };
+        self.check_slots_at(at);
+    }
+
+    /// Free slots are looked at again at `at` (or earlier, if asked for earlier).
+    fn check_slots_at(&mut self, at: Timestamp) {
+        self.slots.check_at = Some(self.slots.check_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Puts free slots to use: the next waiting fetcher is called when one called with
+    /// `Ready` asked nothing while the slot was kept for it (it found what we have elsewhere
+    /// meanwhile; left free, the slot would wait for someone to ask on their own, and the
+    /// line would keep the tracker from hearing of it). With nobody waiting, tells the
+    /// tracker about idle slots, offering the files held in turn, so that it sends fetchers
+    /// that lack what we have (`Message::Introduce`).
+    pub(super) fn check_free_slots(&mut self, now: Timestamp) {
+        self.slots.check_at = None;
+        if !self.slots.waiting.is_empty() && self.slots_taken(now, None) < UPLOAD_SLOTS {
+            return self.invite_waiting(now);
+        }
+        let free = self.idle_slots(now);
+        if free == 0 || !self.tracker_up() {
+            return;
+        }
+        let last = self.slots.last_idle_report.map(|(_, r)| r);
+        let held = |r: &&Root| {
+            let f = self.by_root.get(r).and_then(|n| self.files.get(n));
+            f.is_some_and(|f| !f.have.is_empty() || !f.arriving.is_empty())
+        };
+        let after = last.map_or(Bound::Unbounded, Bound::Excluded);
+        let later = self
+            .by_root
+            .range((after, Bound::Unbounded))
+            .map(|(r, _)| r);
+        let Some(root) = later.chain(self.by_root.keys()).find(held).copied() else {
+            return;
+        };
+        self.slots.last_idle_report = Some((now, root));
+        let free = u8::try_from(free).unwrap_or(u8::MAX);
+        self.send_tracker(&Message::Idle { root, free });
+        // Still idle later (nobody came): say so again, less often each time.
+        let wait_ms = IDLE_REPORT_GAP_MS << self.slots.idle_streak.min(IDLE_REPORT_BACKOFF_STEPS);
+        self.slots.idle_streak += 1;
+        self.slots.check_at = Some(now.plus_ms(wait_ms));
+    }
+}
