@@ -1,0 +1,388 @@
+//! The connection table: every connection the peer has (the tracker's, holders we fetch
+//! from, fetchers we serve), how bytes become messages for the right room, deadlines and
+//! silence, and which holder connection makes room for another when all are in use.
+
+use super::serve::InLink;
+use super::{Peer, PeerConfig};
+use crate::deadlines::earliest;
+use crate::limits::{
+    FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
+    MAX_PEER_CONNECTIONS,
+};
+use crate::link::{clip, Link, DEADLINE_LEAD_MS};
+use crate::machine::{ConnId, Event, Output};
+use crate::manifest::Root;
+use crate::time::Timestamp;
+use crate::wire::{Complaint, Hello, Message, Role};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// An outbound connection to a holder.
+#[derive(Debug)]
+pub(super) struct OutLink {
+    pub(super) link: Link,
+    /// Chunks requested on this link and not yet answered, oldest first.
+    pub(super) requests: Vec<(Root, u32)>,
+    pub(super) last_activity: Timestamp,
+    /// The holder served us since it last said `Busy`: a full pipeline may go to it. Until
+    /// then one request probes it, so a busy holder costs one refusal, not a pipeline's.
+    pub(super) serving: bool,
+}
+
+#[derive(Debug)]
+pub(super) enum Conn {
+    Tracker(Link),
+    Out(OutLink),
+    In(InLink),
+}
+
+impl Conn {
+    pub(super) fn link(&self) -> &Link {
+        match self {
+            Conn::Tracker(link) => link,
+            Conn::Out(o) => &o.link,
+            Conn::In(i) => &i.link,
+        }
+    }
+
+    pub(super) fn link_mut(&mut self) -> &mut Link {
+        match self {
+            Conn::Tracker(link) => link,
+            Conn::Out(o) => &mut o.link,
+            Conn::In(i) => &mut i.link,
+        }
+    }
+
+    /// When this connection is dropped for silence (see `Link::deadline`).
+    pub(super) fn deadline(&self) -> Option<(Timestamp, &'static str)> {
+        match self {
+            Conn::Tracker(link) => link.deadline(None),
+            // A holder we ask nothing of is let go, freeing one of the outbound slots.
+            Conn::Out(o) => o
+                .link
+                .deadline(o.requests.is_empty().then_some(HOLDER_IDLE_TIMEOUT_MS)),
+            Conn::In(i) => i.deadline(),
+        }
+    }
+}
+
+impl Peer {
+    /// Bytes arrived on `conn` (`push` hands them to its link and says whether there were
+    /// any): decode and act on every message they complete.
+    pub(super) fn handle_received(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        push: impl FnOnce(&mut Link) -> bool,
+    ) {
+        match self.conns.get_mut(&conn) {
+            Some(Conn::Tracker(link)) => {
+                push(link);
+            }
+            Some(Conn::Out(o)) => {
+                if push(&mut o.link) {
+                    o.last_activity = now;
+                }
+            }
+            Some(Conn::In(i)) => {
+                push(&mut i.link);
+            }
+            None => return,
+        }
+        loop {
+            let next = match self.conns.get_mut(&conn) {
+                Some(Conn::Tracker(link)) => link.next_message(),
+                Some(Conn::Out(o)) => o.link.next_message(),
+                Some(Conn::In(i)) => i.link.next_message(),
+                None => return,
+            };
+            match next {
+                Ok(Some(msg)) => self.dispatch(now, conn, msg),
+                Ok(None) => return self.note_arriving(now, conn),
+                Err(reason) => return self.violation(now, conn, reason),
+            }
+        }
+    }
+
+    /// A chunk we asked this holder for has begun to arrive: see `Peer::chunk_arriving`.
+    pub(super) fn note_arriving(&mut self, now: Timestamp, conn: ConnId) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let arriving = o.link.arriving_chunk();
+        if let Some((root, chunk)) = arriving.filter(|a| o.requests.contains(a)) {
+            self.chunk_arriving(now, root, chunk);
+        }
+    }
+
+    pub(super) fn dispatch(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        if let Message::Error { reason } = &msg {
+            return self.closed_by_remote(now, conn, reason);
+        }
+        match self.conns.get(&conn) {
+            Some(Conn::Tracker(_)) => self.handle_tracker_message(now, conn, msg),
+            Some(Conn::Out(_)) => self.handle_holder_message(now, conn, msg),
+            Some(Conn::In(_)) => self.handle_request(now, conn, msg),
+            None => {}
+        }
+    }
+
+    /// The remote said why it leaves (`Message::Error`): we close too.
+    pub(super) fn closed_by_remote(&mut self, now: Timestamp, conn: ConnId, reason: &str) {
+        match self.conns.get(&conn) {
+            Some(Conn::Tracker(_)) => {
+                log::warn!("tracker closed the session: {}", clip(reason));
+                self.out.close(conn);
+            }
+            Some(c) => self.out.close_on_error(c.link(), conn, reason),
+            None => return,
+        }
+        self.close_conn(now, conn);
+    }
+
+    /// Closes a connection whose remote broke the protocol, telling it why.
+    pub(super) fn violation(&mut self, now: Timestamp, conn: ConnId, reason: String) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.not_a_tracker(conn, &reason);
+        if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+            self.out.close_for_violation(link, conn, reason);
+        }
+        self.close_conn(now, conn);
+    }
+
+    /// Forgets a connection that closed (or that we closed) and recovers what it owed.
+    pub(super) fn close_conn(&mut self, now: Timestamp, conn: ConnId) {
+        match self.conns.remove(&conn) {
+            Some(Conn::Tracker(_)) if self.session.is(conn) => self.tracker_lost(now),
+            Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed", None),
+            Some(Conn::In(_)) => {
+                self.slots.forget(conn);
+                self.fetcher_left(now);
+            }
+            Some(Conn::Tracker(_)) | None => {}
+        }
+    }
+
+    /// Closes connections past a deadline — silent, idle, or holders that let a request
+    /// go unanswered — and finds when the next one is due.
+    pub(super) fn expire_conns(&mut self, now: Timestamp) {
+        let timeout = self.config.request_timeout_ms;
+        // While input is held back for our own disk, silence is not the holders' fault.
+        let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
+        let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
+        let mut consider = |t: Timestamp| next = earliest(next, Some(t));
+        for (id, c) in &self.conns {
+            match c.deadline() {
+                Some((t, why)) if t <= now => {
+                    expired.push((*id, why));
+                    continue;
+                }
+                Some((t, _)) => consider(t),
+                None => {}
+            }
+            if let Conn::Out(o) = c {
+                if !o.requests.is_empty() {
+                    let t = o.last_activity.plus_ms(timeout);
+                    if t <= now && !held_back {
+                        stalled.push(*id);
+                    } else {
+                        consider(t);
+                    }
+                }
+            }
+        }
+        for (conn, why) in expired {
+            log::info!("closing {conn}: timed out: {why}");
+            if self.session.was_reached() {
+                self.not_a_tracker(conn, why);
+            }
+            self.out.close(conn);
+            self.close_conn(now, conn);
+        }
+        for conn in stalled {
+            if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+                self.out.close(conn);
+                self.holder_lost(now, conn, o, "timed out", Some(Complaint::Stalled));
+            }
+        }
+        self.deadlines.scanned(now, next, self.conns.len());
+    }
+
+    /// The tracker connection `conn` is being closed for `reason`: if the remote never
+    /// said a Drizzle hello, it is not a Drizzle tracker, and the user is told so.
+    pub(super) fn not_a_tracker(&mut self, conn: ConnId, reason: &str) {
+        if let Some(Conn::Tracker(link)) = self.conns.get(&conn) {
+            if !link.hello_done() {
+                self.emit(Event::NotATracker {
+                    tracker: self.config.tracker,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn open_conn(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
+        self.conns.insert(id, conn);
+        self.deadlines.opened(now);
+    }
+
+    pub(super) fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId::Outbound(self.next_conn)
+    }
+
+    /// An outbound connection has nothing asked of it from `now`: it may be evicted from
+    /// `HOLDER_EVICTABLE_AFTER_MS` on.
+    pub(super) fn fell_idle(&mut self, now: Timestamp) {
+        let from = now.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
+        self.no_evictable_before
+            .set(self.no_evictable_before.get().min(from));
+    }
+
+    /// Whether a connection to one more holder may open now, leaving a holder we only wait
+    /// at if need be: a free slot serves at once, a place in a busy holder's queue may take
+    /// long.
+    pub(super) fn room_for_one_more(&mut self, now: Timestamp) -> bool {
+        self.holder_conns.len() < MAX_PEER_CONNECTIONS
+            || any_evictable(&self.conns, now, &self.no_evictable_before)
+            || self.leave_a_busy_holder(now)
+    }
+
+    /// Closes the connection to a holder we only wait at (it said `Busy`, nothing is
+    /// asked of it), the one heard from longest ago; whether there was one.
+    pub(super) fn leave_a_busy_holder(&mut self, now: Timestamp) -> bool {
+        let waited_at = self
+            .conns
+            .range(ConnId::Outbound(0)..)
+            .filter_map(|(id, c)| match c {
+                Conn::Out(o) if !o.serving && o.requests.is_empty() => Some((o.last_activity, *id)),
+                _ => None,
+            })
+            .min();
+        let Some((_, conn)) = waited_at else {
+            return false;
+        };
+        self.evict_holder(now, conn);
+        true
+    }
+
+    /// Closes a connection to a holder with nothing asked of it to make room for another.
+    /// No pick follows: the caller is about to make the request the room is for.
+    pub(super) fn evict_holder(&mut self, now: Timestamp, conn: ConnId) {
+        self.out.close(conn);
+        if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
+            self.forget_holder(now, conn, &o, "connection closed", None);
+        }
+    }
+
+    /// Nothing is left to fetch: connections to holders would only keep our place in their
+    /// queues (and take invitations others could use), so they close now.
+    pub(super) fn drop_holder_conns(&mut self) {
+        let outbound: Vec<ConnId> = self.holder_conns.values().copied().collect();
+        for conn in outbound {
+            self.conns.remove(&conn);
+            self.out.close(conn);
+        }
+        self.holder_conns.clear();
+    }
+
+    pub(super) fn connect_holder(&mut self, now: Timestamp, addr: SocketAddr) -> ConnId {
+        if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
+            // The holder asked nothing for longest makes room: its map entry stays, and
+            // it is reconnected when it has something we want.
+            if let Some((_, idle)) = evictable_holders(&self.conns, now).min() {
+                self.evict_holder(now, idle);
+            }
+        }
+        let conn = self.new_conn();
+        self.out.push(Output::Connect { conn, addr });
+        let out = OutLink {
+            link: Link::new(addr, Role::Peer, now),
+            requests: Vec::new(),
+            last_activity: now,
+            serving: true,
+        };
+        self.open_conn(now, conn, Conn::Out(out));
+        self.fell_idle(now);
+        self.holder_conns.insert(addr, conn);
+        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+        conn
+    }
+}
+
+/// How far ahead a peer with `config` sets connection deadlines at the least — the link's
+/// own, the idle times, the request timeout — and so how often it scans for them at the
+/// least (see [`crate::deadlines`]).
+pub(super) fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
+    DEADLINE_LEAD_MS
+        .min(HOLDER_IDLE_TIMEOUT_MS)
+        .min(FETCHER_IDLE_TIMEOUT_MS)
+        .min(config.request_timeout_ms)
+}
+
+/// Whether one more request may go to a holder: its connection `conn` has room in its
+/// pipeline of `depth` requests, or it has none and there is room for a new connection. A
+/// holder that said `Busy` and has not served us since gets one request at a time.
+pub(super) fn holder_has_slot(
+    conns: &BTreeMap<ConnId, Conn>,
+    conn: Option<ConnId>,
+    room: bool,
+    depth: usize,
+) -> bool {
+    match conn.and_then(|c| conns.get(&c)) {
+        Some(Conn::Out(o)) if o.serving => o.requests.len() < depth,
+        Some(Conn::Out(o)) => o.requests.is_empty(),
+        _ => room,
+    }
+}
+
+/// Whether some outbound connection is evictable now. `no_evictable_before` skips the walk
+/// while no connection can be (a bound that `Peer::fell_idle` lowers); a walk that finds
+/// none raises it to the moment the first idle connection becomes evictable.
+pub(super) fn any_evictable(
+    conns: &BTreeMap<ConnId, Conn>,
+    now: Timestamp,
+    no_evictable_before: &Cell<Timestamp>,
+) -> bool {
+    if now < no_evictable_before.get() {
+        return false;
+    }
+    let mut first = Timestamp(u64::MAX);
+    for from in conns
+        .range(ConnId::Outbound(0)..)
+        .filter_map(|(_, c)| evictable_from(c))
+    {
+        if from <= now {
+            return true;
+        }
+        first = first.min(from);
+    }
+    no_evictable_before.set(first);
+    false
+}
+
+/// When an outbound connection with nothing asked of it may be evicted (`None`: in use).
+pub(super) fn evictable_from(c: &Conn) -> Option<Timestamp> {
+    match c {
+        Conn::Out(o) if o.requests.is_empty() => {
+            Some(o.last_activity.plus_ms(HOLDER_EVICTABLE_AFTER_MS))
+        }
+        _ => None,
+    }
+}
+
+/// Outbound holder connections with nothing asked of them for a while (evictable), with
+/// when they became evictable; `min()` is the one idle longest.
+pub(super) fn evictable_holders(
+    conns: &BTreeMap<ConnId, Conn>,
+    now: Timestamp,
+) -> impl Iterator<Item = (Timestamp, ConnId)> + '_ {
+    // Inbound ids sort first: fetchers' connections are not even looked at.
+    conns
+        .range(ConnId::Outbound(0)..)
+        .filter_map(move |(id, c)| Some((evictable_from(c)?, *id)))
+        .filter(move |(from, _)| *from <= now)
+}

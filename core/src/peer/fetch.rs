@@ -1,0 +1,655 @@
+//! Fetching a file: from the tracker's answer to chunks in hand — the chunk map and its
+//! refreshes, picking (rarest first, a random holder), requests and what holders answer,
+//! holders lost or reported, and each download's timers.
+
+use super::check::DiskCheck;
+use super::conns::{any_evictable, holder_has_slot, OutLink};
+use super::download::{seek, Active};
+use super::{Conn, DownloadRequest, Io, Peer};
+use crate::bytes::Bytes;
+use crate::chunkset::ChunkSet;
+use crate::deadlines::earliest;
+use crate::limits::MAX_PEER_CONNECTIONS;
+use crate::link::clip;
+use crate::machine::{ConnId, Event, FailKind, IoId, Output};
+use crate::manifest::{FileName, Manifest, Root};
+use crate::time::Timestamp;
+use crate::wire::{Complaint, LocatedHolder, Message, RefusedBecause};
+use rand::Rng;
+use std::net::SocketAddr;
+
+#[derive(Debug)]
+pub(super) struct Download {
+    pub(super) request: DownloadRequest,
+    pub(super) started: Timestamp,
+    /// `None` while locating.
+    pub(super) active: Option<Active>,
+    /// While locating: when to ask the tracker again after a "not found" that may only
+    /// mean the tracker restarted and its peers have not re-registered yet.
+    pub(super) relocate_at: Option<Timestamp>,
+}
+
+impl Download {
+    /// When this download's next timer is due: a refresh, a cooldown's end, giving up or
+    /// rejecting; while locating, asking again or giving up.
+    pub(super) fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
+        let Some(a) = &self.active else {
+            let give_up = self.started.plus_ms(unavailable_after_ms);
+            return earliest(Some(give_up), self.relocate_at).unwrap_or(give_up);
+        };
+        let stall_at = a.last_progress.plus_ms(unavailable_after_ms);
+        let timers = [
+            a.cooldown.earliest_end(),
+            a.give_up_at,
+            a.reject_at,
+            Some(stall_at),
+            Some(a.stall_note_at()),
+        ];
+        timers.into_iter().fold(a.next_refresh, |t, other| {
+            earliest(Some(t), other).unwrap_or(t)
+        })
+    }
+}
+
+impl Peer {
+    /// A tracker that is `settling` (just restarted) may not have heard from every holder
+    /// yet, so its "not found" is retried rather than final.
+    pub(super) fn handle_not_found(&mut self, now: Timestamp, name: FileName, settling: bool) {
+        let retry_at = now.plus_ms(self.config.refresh_max_ms);
+        let Some(d) = self.downloads.get_mut(&name) else {
+            return;
+        };
+        if d.active.is_some() {
+            return; // a refresh; what is already known stays usable
+        }
+        if settling {
+            d.relocate_at = Some(retry_at);
+        } else {
+            let reason = format!("the tracker has no file {name}");
+            self.fail(name, FailKind::NotFound, reason);
+        }
+    }
+
+    pub(super) fn handle_located(
+        &mut self,
+        now: Timestamp,
+        name: FileName,
+        manifest: Manifest,
+        holders: Vec<LocatedHolder>,
+    ) {
+        let Some(download) = self.downloads.get(&name) else {
+            return;
+        };
+        if let Err(e) = manifest.validate() {
+            let reason = format!("the tracker sent an invalid manifest: {e}");
+            return self.fail(name, FailKind::Unavailable, reason);
+        }
+        let root = manifest.root();
+        if let Some(active) = &download.active {
+            if active.root == root {
+                self.refresh_holders(now, &name, holders);
+            }
+            return;
+        }
+        if let Some(expect) = download.request.expect {
+            if expect != root {
+                let reason = format!("tracker serves root {root}, expected {expect}");
+                return self.fail(name, FailKind::RootMismatch, reason);
+            }
+        }
+        let count = manifest.chunk_count();
+        let want = match &download.request.only {
+            Some(only) => match only.iter().find(|c| **c >= count) {
+                Some(bad) => {
+                    let reason = format!("chunk {bad} is past the end ({name} has {count} chunks)");
+                    return self.fail(name, FailKind::BadRequest, reason);
+                }
+                None => ChunkSet::from_indices(count, only.iter().copied()),
+            },
+            None => ChunkSet::full(count),
+        };
+        let request = &download.request;
+        let check =
+            match DiskCheck::plan(request.on_disk.as_ref(), root, &manifest, request.replace) {
+                Ok(check) => check,
+                Err(reason) => return self.fail(name, FailKind::Exists, reason),
+            };
+        self.emit(Event::Located {
+            name: name.clone(),
+            root,
+            chunks: count,
+            holders: holders.clone(),
+        });
+        if let Some(check) = &check {
+            self.emit(Event::Checking {
+                name: name.clone(),
+                chunks: check.chunks(),
+            });
+        }
+        let have = ChunkSet::empty(count);
+        let mut active = Active::new(root, manifest.clone(), want, have.clone(), now);
+        active.set_holders(holders);
+        active.refresh_ms = self.config.refresh_min_ms;
+        active.next_refresh = now.plus_ms(active.refresh_ms);
+        active.check = check;
+        if let Some(d) = self.downloads.get_mut(&name) {
+            d.active = Some(active);
+        }
+        self.insert_file(name.clone(), manifest, root, have, true);
+        self.pump_checks(now, &name);
+        self.pump(now, &name);
+    }
+
+    /// A fresh chunk map for a download under way: use it, and refresh again soon if it
+    /// brought news, later if not.
+    pub(super) fn refresh_holders(
+        &mut self,
+        now: Timestamp,
+        name: &FileName,
+        holders: Vec<LocatedHolder>,
+    ) {
+        let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
+        // Holders we are connected to stay known: the tracker samples afresh each time, and
+        // a map that forgot them would churn connections.
+        let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+        let keep = |addr: SocketAddr| {
+            holder_conns
+                .get(&addr)
+                .is_some_and(|c| conns.contains_key(c))
+        };
+        if let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) {
+            let news = a.merge_holders(holders, keep);
+            a.refresh_ms = if news {
+                min_ms
+            } else {
+                a.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
+            };
+            a.next_refresh = now.plus_ms(a.refresh_ms);
+        }
+        self.pump(now, name);
+    }
+
+    pub(super) fn active_mut(&mut self, name: &FileName) -> Option<&mut Active> {
+        self.downloads.get_mut(name)?.active.as_mut()
+    }
+
+    /// Sends as many requests as the limits allow, then finishes the download if it is
+    /// complete, rejected or stuck.
+    pub(super) fn pump(&mut self, now: Timestamp, name: &FileName) {
+        self.settle_arrivals(now, name);
+        loop {
+            let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
+                return;
+            };
+            if !active.may_request() {
+                break;
+            }
+            let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+            let room = holder_conns.len() < MAX_PEER_CONNECTIONS
+                || any_evictable(conns, now, &self.no_evictable_before);
+            // Without room for a new connection only connected holders can take a request.
+            let mut connected = holder_conns.keys().copied();
+            let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
+            // Asked in address order, as `holder_conns` is kept: one walk.
+            let mut by_addr = holder_conns.iter().peekable();
+            let depth = active.pipeline_depth();
+            let mut has_slot = |addr: SocketAddr| {
+                holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), room, depth)
+            };
+            let Some((chunk, holder)) =
+                active.next_request(now, only, &mut has_slot, &mut self.rng)
+            else {
+                break;
+            };
+            let root = active.root;
+            self.request_chunk(now, name, root, chunk, holder);
+        }
+        self.settle(now, name);
+    }
+
+    pub(super) fn request_chunk(
+        &mut self,
+        now: Timestamp,
+        name: &FileName,
+        root: Root,
+        chunk: u32,
+        holder: SocketAddr,
+    ) {
+        let conn = match self.holder_conns.get(&holder) {
+            Some(conn) => *conn,
+            None => self.connect_holder(now, holder),
+        };
+        if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
+            if o.requests.is_empty() {
+                o.last_activity = now;
+            }
+            o.requests.push((root, chunk));
+        }
+        if let Some(a) = self.active_mut(name) {
+            a.in_flight.entry(chunk).or_default().push(holder);
+        }
+        let others = self.active_mut(name).map_or(0, |a| {
+            let n = a.good_holder_count(chunk) - usize::from(a.is_good_holder(holder, chunk));
+            u8::try_from(n).unwrap_or(u8::MAX)
+        });
+        self.send(
+            conn,
+            &Message::GetChunk {
+                root,
+                chunk,
+                others,
+            },
+        );
+        self.emit(Event::Requested {
+            name: name.clone(),
+            chunk,
+            peer: holder,
+        });
+    }
+
+    pub(super) fn handle_holder_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
+        match msg {
+            Message::Ready { root } => return self.handle_ready(now, conn, root),
+            Message::Have { root, chunk } => return self.handle_have(now, conn, root, chunk),
+            _ => {}
+        }
+        let (root, chunk) = match &msg {
+            Message::ChunkData { root, chunk, .. }
+            | Message::ChunkRefused { root, chunk, .. }
+            | Message::Busy { root, chunk } => (*root, *chunk),
+            other => {
+                let reason = format!("unexpected {} from a holder", other.kind());
+                return self.violation(now, conn, reason);
+            }
+        };
+        let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(pos) = o.requests.iter().position(|r| *r == (root, chunk)) else {
+            return self.violation(now, conn, format!("chunk {chunk} was not requested"));
+        };
+        o.requests.remove(pos);
+        o.last_activity = now;
+        match &msg {
+            Message::ChunkData { .. } => o.serving = true,
+            Message::Busy { .. } => o.serving = false,
+            _ => {}
+        }
+        let (holder, idle) = (o.link.remote, o.requests.is_empty());
+        if idle {
+            self.fell_idle(now);
+        }
+        let Some(name) = self.download_of(&root) else {
+            return; // finished or abandoned meanwhile
+        };
+        if let Some(a) = self.active_mut(&name) {
+            if let Some(asked) = a.in_flight.get_mut(&chunk) {
+                asked.retain(|h| *h != holder);
+                if asked.is_empty() {
+                    a.in_flight.remove(&chunk);
+                }
+            }
+        }
+        match msg {
+            Message::ChunkData { data, .. } => self.handle_chunk(&name, chunk, holder, data),
+            Message::ChunkRefused {
+                because, reason, ..
+            } => {
+                log::info!(
+                    "{holder} refused chunk {chunk} of {name}: {}",
+                    clip(&reason)
+                );
+                if let Some(a) = self.active_mut(&name) {
+                    a.forget_chunk(holder, chunk);
+                    a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
+                }
+                if because != RefusedBecause::SentOften {
+                    self.report_holder(now, &name, holder, Complaint::Refused);
+                }
+            }
+            Message::Busy { .. } => {
+                let base = self.config.busy_retry_ms.max(2);
+                let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
+                if let Some(a) = self.active_mut(&name) {
+                    a.cooldown.extend(holder, retry_at);
+                    a.note_trouble(holder, "busy serving others");
+                }
+            }
+            _ => {}
+        }
+        self.pump(now, &name);
+    }
+
+    /// A holder we fetch from (or wait at) has a new chunk: if we lack it, it goes in the
+    /// chunk map, and is asked for at once if the holder has room for a request.
+    pub(super) fn handle_have(&mut self, now: Timestamp, conn: ConnId, root: Root, chunk: u32) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let holder = o.link.remote;
+        let Some(name) = self.download_of(&root) else {
+            return; // finished or abandoned meanwhile
+        };
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        let count = a.manifest.chunk_count();
+        if chunk >= count {
+            let reason = format!("have for chunk {chunk} past the end ({count} chunks)");
+            return self.violation(now, conn, reason);
+        }
+        // Only news may change a pick: a holder repeating itself costs us no pick.
+        if a.want.contains(chunk) && !a.have.contains(chunk) && a.learn_chunk(holder, chunk) {
+            self.ask_first(now, &name, holder);
+        }
+    }
+
+    /// A holder that said `Busy` has a free slot: stop waiting for it.
+    pub(super) fn handle_ready(&mut self, now: Timestamp, conn: ConnId, root: Root) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let holder = o.link.remote;
+        let Some(name) = self.download_of(&root) else {
+            return;
+        };
+        if let Some(a) = self.active_mut(&name) {
+            a.cooldown.remove(holder);
+        }
+        self.ask_first(now, &name, holder);
+    }
+
+    /// Asks `holder` (whose slot is free for us) for the rarest chunk it has that we lack,
+    /// before the rest of the pipeline fills: a free slot left unused lapses.
+    pub(super) fn ask_first(&mut self, now: Timestamp, name: &FileName, holder: SocketAddr) {
+        let conn = self.holder_conns.get(&holder).copied();
+        let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
+            return;
+        };
+        let may_ask = a.may_request();
+        let conns = &self.conns;
+        let depth = a.pipeline_depth();
+        let mut has_slot = |_| holder_has_slot(conns, conn, true, depth);
+        let mut only = std::iter::once(holder);
+        let pick = may_ask
+            .then(|| a.next_request(now, Some(&mut only), &mut has_slot, &mut self.rng))
+            .flatten();
+        let root = a.root;
+        // Nothing asked of it: nothing else changed that a full pick could use.
+        let Some((chunk, holder)) = pick else {
+            return;
+        };
+        if conn.is_some() || self.room_for_one_more(now) {
+            self.request_chunk(now, name, root, chunk, holder);
+        }
+        self.pump(now, name);
+    }
+
+    /// The tracker sent a holder with a free upload slot and chunks we lack: ask it now.
+    pub(super) fn handle_introduce(&mut self, now: Timestamp, root: Root, holder: LocatedHolder) {
+        let Some(name) = self.download_of(&root) else {
+            return;
+        };
+        let addr = holder.addr;
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        if a.learn_holder(holder) {
+            a.cooldown.remove(addr);
+            self.ask_first(now, &name, addr);
+        }
+    }
+
+    /// A requested chunk arrived: have it hashed (unless an endgame duplicate already did).
+    /// It counts as `storing` from now on, so it is not requested again while hashed.
+    pub(super) fn handle_chunk(
+        &mut self,
+        name: &FileName,
+        chunk: u32,
+        holder: SocketAddr,
+        data: Bytes,
+    ) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.have.contains(chunk) || a.storing.contains(&chunk) {
+            return; // an endgame duplicate
+        }
+        a.storing.insert(chunk);
+        // Duplicates still owed by other holders are ignored when they land.
+        a.in_flight.remove(&chunk);
+        let root = a.root;
+        let io = self.new_io(Io::Verify {
+            name: name.clone(),
+            root,
+            chunk,
+            peer: holder,
+        });
+        self.out.push(Output::Hash { io, data });
+    }
+
+    /// A received chunk's digest is known: store it if it is the chunk the manifest names,
+    /// otherwise mark its sender bad and ask elsewhere.
+    pub(super) fn handle_hashed(
+        &mut self,
+        now: Timestamp,
+        io: IoId,
+        digest: &crate::manifest::Hash,
+        data: Bytes,
+    ) {
+        if let Some(Io::Check { hashing: true, .. }) = self.ios.get(&io) {
+            if let Some(Io::Check {
+                name, root, chunk, ..
+            }) = self.ios.remove(&io)
+            {
+                let good = self.active_mut(&name).is_some_and(|a| {
+                    a.root == root && a.manifest.chunk_matches(chunk, data.len(), digest)
+                });
+                self.judge_checked(now, &name, root, chunk, good);
+            }
+            return;
+        }
+        if !matches!(self.ios.get(&io), Some(Io::Verify { .. })) {
+            return;
+        }
+        let Some(Io::Verify {
+            name,
+            root,
+            chunk,
+            peer,
+        }) = self.ios.remove(&io)
+        else {
+            return;
+        };
+        let Some(a) = self.active_mut(&name).filter(|a| a.root == root) else {
+            return; // finished or abandoned meanwhile
+        };
+        if !a.manifest.chunk_matches(chunk, data.len(), digest) {
+            a.storing.remove(&chunk);
+            a.mismatched.insert(chunk);
+            a.mark_bad(peer);
+            a.note_trouble(peer, "sent bad data");
+            self.report_holder(now, &name, peer, Complaint::BadData);
+            self.emit(Event::Mismatch {
+                name: name.clone(),
+                chunk,
+                peer,
+            });
+            return self.pump(now, &name);
+        }
+        let (offset, size) = (
+            a.manifest.chunk_range(chunk).map_or(0, |(o, _)| o),
+            a.manifest.size,
+        );
+        let io = self.new_io(Io::Store {
+            name: name.clone(),
+            chunk,
+            peer,
+        });
+        self.out.push(Output::Store {
+            io,
+            name,
+            root,
+            size,
+            chunk,
+            offset,
+            data,
+        });
+    }
+
+    pub(super) fn handle_stored(
+        &mut self,
+        now: Timestamp,
+        name: FileName,
+        chunk: u32,
+        peer: SocketAddr,
+    ) {
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        a.storing.remove(&chunk);
+        a.note_progress(now);
+        a.fetched += a
+            .manifest
+            .chunk_range(chunk)
+            .map_or(0, |(_, len)| u64::from(len));
+        self.hold_chunk(now, &name, chunk);
+        let Some(a) = self.active_mut(&name) else {
+            return;
+        };
+        let (have, want) = (a.have.count(), a.want.count());
+        self.emit(Event::Verified {
+            name: name.clone(),
+            chunk,
+            peer,
+            have,
+            want,
+        });
+        self.pump(now, &name);
+    }
+
+    /// `chunk` of the download `name` is verified and on disk (stored now, or found good
+    /// there): held from now on, served, and announced unless it was as it arrived.
+    pub(super) fn hold_chunk(&mut self, now: Timestamp, name: &FileName, chunk: u32) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        a.have.insert(chunk);
+        let root = a.root;
+        let mut announced = false;
+        if let Some(f) = self.files.get_mut(name) {
+            announced = f.arriving.remove(&chunk);
+            f.owed.remove(&chunk);
+            if f.have.insert(chunk) {
+                f.uploads.held(chunk);
+            }
+        }
+        if announced {
+            self.serve_waiting_requests(now);
+        } else {
+            self.announce_chunk(now, root, chunk);
+        }
+    }
+
+    pub(super) fn download_of(&self, root: &Root) -> Option<FileName> {
+        self.downloads
+            .iter()
+            .find(|(_, d)| d.active.as_ref().is_some_and(|a| a.root == *root))
+            .map(|(name, _)| name.clone())
+    }
+
+    pub(super) fn holder_lost(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        o: OutLink,
+        reason: &str,
+        complaint: Option<Complaint>,
+    ) {
+        let names = self.forget_holder(now, conn, &o, reason, complaint);
+        for name in &names {
+            self.pump(now, name);
+        }
+    }
+
+    /// A holder connection is gone: what it owed returns to the pool and the holder cools
+    /// down (and, for a `complaint`, is reported to the tracker). Returns every download's
+    /// name, for a caller that picks again.
+    pub(super) fn forget_holder(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        o: &OutLink,
+        reason: &str,
+        complaint: Option<Complaint>,
+    ) -> Vec<FileName> {
+        let holder = o.link.remote;
+        if self.holder_conns.get(&holder) == Some(&conn) {
+            self.holder_conns.remove(&holder);
+        }
+        let retry_at = now.plus_ms(self.config.holder_retry_ms);
+        let names: Vec<FileName> = self.downloads.keys().cloned().collect();
+        for name in &names {
+            let Some(a) = self.active_mut(name) else {
+                continue;
+            };
+            let owed = o.requests.iter().any(|(r, _)| *r == a.root);
+            for asked in a.in_flight.values_mut() {
+                asked.retain(|h| *h != holder);
+            }
+            a.in_flight.retain(|_, asked| !asked.is_empty());
+            if owed || a.knows(holder) {
+                a.cooldown.set(holder, retry_at);
+                a.note_trouble(holder, reason);
+                if let Some(complaint) = complaint {
+                    self.report_holder(now, name, holder, complaint);
+                }
+            }
+            if owed {
+                self.emit(Event::HolderLost {
+                    name: name.clone(),
+                    peer: holder,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        names
+    }
+
+    pub(super) fn download_timers(&mut self, now: Timestamp, name: &FileName) {
+        let unavailable_after = self.config.unavailable_after_ms;
+        let Some(d) = self.downloads.get_mut(name) else {
+            return;
+        };
+        let Some(a) = d.active.as_mut() else {
+            if now.since_ms(d.started) >= unavailable_after {
+                let reason = format!("could not locate {name}: tracker unreachable");
+                self.fail(name.clone(), FailKind::Unavailable, reason);
+            } else if d.relocate_at.is_some_and(|t| t <= now) {
+                d.relocate_at = None;
+                self.send_locate(name.clone());
+            }
+            return;
+        };
+        a.cooldown.expire(now);
+        if a.stall_note_at() <= now && !a.committing {
+            a.stall_noted = now;
+            let waiting = Event::Waiting {
+                name: name.clone(),
+                secs: now.since_ms(a.last_progress) / 1000,
+                on: a.waiting_on(),
+            };
+            self.emit(waiting);
+        }
+        let refresh_max_ms = self.config.refresh_max_ms;
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.next_refresh <= now {
+            // Pushed back again by the answer; this covers an answer that never comes.
+            a.next_refresh = now.plus_ms(a.refresh_ms.max(refresh_max_ms));
+            self.send_locate(name.clone());
+        }
+        self.pump(now, name);
+    }
+}

@@ -1,0 +1,151 @@
+//! How a download ends: complete (committed under its final name), partial (`--chunks`),
+//! rejected (bad data and no good holder left) or failed — and what it lets go of.
+
+use super::download::{Active, Verdict};
+use super::{Io, Peer};
+use crate::machine::{Event, FailKind, Output};
+use crate::manifest::FileName;
+use crate::time::Timestamp;
+use crate::wire::Message;
+
+impl Peer {
+    /// Ends the download when it is complete, hopeless or starved.
+    pub(super) fn settle(&mut self, now: Timestamp, name: &FileName) {
+        let unavailable_after = self.config.unavailable_after_ms;
+        let reject_grace = self.config.reject_grace_ms;
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if now.since_ms(a.last_progress) >= unavailable_after && !a.committing {
+            let reason = format!(
+                "no chunk arrived for {} s: {}",
+                unavailable_after / 1000,
+                a.waiting_on()
+            );
+            return self.fail(name.clone(), FailKind::Stalled, reason);
+        }
+        if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() || a.check.is_some()
+        {
+            a.give_up_at = None;
+            a.reject_at = None;
+            return;
+        }
+        if a.is_complete() {
+            return self.complete(name);
+        }
+        match a.verdict(now) {
+            Verdict::Proceed => {
+                a.give_up_at = None;
+                a.reject_at = None;
+            }
+            Verdict::Reject if a.reject_at.is_none() => {
+                // A good holder may be between sessions: look again before refusing the file.
+                a.reject_at = Some(now.plus_ms(reject_grace));
+                a.give_up_at = None;
+                a.next_refresh = now;
+            }
+            Verdict::Reject if a.reject_at.is_some_and(|t| t > now) => {}
+            Verdict::Reject => {
+                let chunks: Vec<u32> = a.mismatched.iter().copied().collect();
+                let reason = format!(
+                    "hash mismatch in {} chunk(s) and no good holder left for them",
+                    chunks.len()
+                );
+                let rejected = Event::Rejected {
+                    name: name.clone(),
+                    reason,
+                    chunks,
+                };
+                self.abandon(name);
+                // Told once the `.part` file is gone, so "rejected" means cleaned up too.
+                let io = self.new_io(Io::Discard(rejected));
+                self.out.push(Output::Discard {
+                    io,
+                    name: name.clone(),
+                });
+            }
+            Verdict::Wait => match a.give_up_at {
+                _ if a.reject_at.take().is_some() => {}
+                None => a.give_up_at = Some(now.plus_ms(unavailable_after)),
+                Some(t) if t <= now => {
+                    let stuck = a.want.iter().find(|c| !a.have.contains(*c)).unwrap_or(0);
+                    let reason = format!("no reachable holder for chunk {stuck} of {name}");
+                    self.fail(name.clone(), FailKind::Unavailable, reason);
+                }
+                Some(_) => {}
+            },
+        }
+    }
+
+    pub(super) fn complete(&mut self, name: &FileName) {
+        let Some(a) = self.active_mut(name) else {
+            return;
+        };
+        if a.want.is_full() {
+            a.committing = true;
+            let io = self.new_io(Io::Commit { name: name.clone() });
+            self.out.push(Output::Commit {
+                io,
+                name: name.clone(),
+            });
+        } else {
+            self.finish(name, false);
+        }
+    }
+
+    /// Ends the download of `name` that got its file: returns its state, and lets go of
+    /// holders if it was the last download.
+    pub(super) fn end_download(&mut self, name: &FileName) -> Option<Active> {
+        let d = self.downloads.remove(name)?;
+        if self.downloads.is_empty() {
+            self.drop_holder_conns();
+        }
+        d.active
+    }
+
+    pub(super) fn finish(&mut self, name: &FileName, complete: bool) {
+        let Some(a) = self.end_download(name) else {
+            return;
+        };
+        if complete {
+            if let Some(f) = self.files.get_mut(name) {
+                f.partial = false;
+            }
+        }
+        let bytes = a
+            .have
+            .iter()
+            .filter_map(|c| a.manifest.chunk_range(c))
+            .map(|(_, len)| u64::from(len))
+            .sum();
+        self.emit(Event::Done {
+            name: name.clone(),
+            root: a.root,
+            bytes,
+            complete,
+            fetched: a.fetched,
+        });
+    }
+
+    pub(super) fn fail(&mut self, name: FileName, kind: FailKind, reason: String) {
+        self.abandon(&name);
+        self.emit(Event::Failed { name, kind, reason });
+    }
+
+    /// Drops a download; what it verified stays in the `.part` file but is no longer served
+    /// unless shared again.
+    pub(super) fn abandon(&mut self, name: &FileName) {
+        let Some(d) = self.downloads.remove(name) else {
+            return;
+        };
+        if let Some(a) = d.active {
+            if self.files.get(name).is_some_and(|f| f.partial) {
+                self.files.remove(name);
+                if self.by_root.get(&a.root) == Some(name) {
+                    self.by_root.remove(&a.root);
+                }
+                self.send_tracker(&Message::Unshare { root: a.root });
+            }
+        }
+    }
+}
