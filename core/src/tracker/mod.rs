@@ -1,6 +1,9 @@
 //! The tracker machine: who is online, which files exist (pinned by the first manifest
 //! registered for each name), and which peer holds which chunks. A peer's holdings live
-//! exactly as long as its session; peers re-register after a tracker restart.
+//! exactly as long as its session; peers re-register after a tracker restart. Each file's
+//! swarm (holders, seekers, reports) is in `swarm`.
+
+mod swarm;
 
 use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
@@ -8,20 +11,21 @@ use crate::limits::{
     INTRODUCTIONS_PER_FREE_SLOT, MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION,
     MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS,
     MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS,
-    ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS,
+    ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORT_TTL_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
-use crate::manifest::{FileName, Manifest, Root};
+use crate::manifest::{FileName, Root};
 use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{
     Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use swarm::{draw_seeker, Swarm};
 
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
@@ -58,85 +62,6 @@ struct Session {
     last_idle: Option<Timestamp>,
     /// Bad-holder reports it made (at most `MAX_REPORTS_PER_SESSION` count).
     reports_made: usize,
-}
-
-/// Everything known about one content root.
-#[derive(Debug)]
-struct Swarm {
-    manifest: Manifest,
-    holders: BTreeMap<ConnId, ChunkSet>,
-    /// Sessions that located the file and may still lack chunks of it: whom an idle holder
-    /// is introduced to. A list to draw from at random, and a set to keep it free of
-    /// duplicates; sessions that left or completed are dropped when drawn.
-    seekers: Vec<ConnId>,
-    seeking: BTreeSet<ConnId>,
-    /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
-    /// forgotten with its name, so departed sessions leave nothing behind for long.
-    orphaned_since: Option<Timestamp>,
-    /// Holders reported as failing fetchers of this file: by which IP address, when.
-    /// Dropped with the holder; a report counts for `REPORT_TTL_MS`.
-    reports: BTreeMap<ConnId, BTreeMap<IpAddr, Timestamp>>,
-}
-
-impl Swarm {
-    fn new(manifest: Manifest) -> Swarm {
-        Swarm {
-            manifest,
-            holders: BTreeMap::new(),
-            seekers: Vec::new(),
-            seeking: BTreeSet::new(),
-            orphaned_since: None,
-            reports: BTreeMap::new(),
-        }
-    }
-
-    /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
-    fn is_holder(&self, have: &ChunkSet) -> bool {
-        !have.is_empty() || self.manifest.chunk_count() == 0
-    }
-
-    /// The addresses whose reports on `holder` still count.
-    fn reporters(&self, holder: ConnId, now: Timestamp) -> impl Iterator<Item = IpAddr> + '_ {
-        let live = move |(ip, at): (&IpAddr, &Timestamp)| {
-            (now.since_ms(*at) < REPORT_TTL_MS).then_some(*ip)
-        };
-        self.reports
-            .get(&holder)
-            .into_iter()
-            .flat_map(move |r| r.iter().filter_map(live))
-    }
-
-    /// Whether `holder` is reported by `REPORTERS_TO_SUSPEND` addresses: not handed out.
-    fn suspended(&self, holder: ConnId, now: Timestamp) -> bool {
-        let mut reporters = self.reporters(holder, now);
-        reporters.nth(REPORTERS_TO_SUSPEND - 1).is_some()
-    }
-
-    /// Holders not to hand `asker` (its session, its address): the suspended ones, except
-    /// those offering a chunk that neither the asker nor any holder it can rely on has (one
-    /// neither suspended nor reported from the asker's address). So reports steer fetchers
-    /// away from a holder but never make a chunk unavailable; and a fetcher's own reports
-    /// only tell the tracker whom it cannot count on — whom to avoid, it decides itself.
-    fn withheld(&self, asker: ConnId, ip: Option<IpAddr>, now: Timestamp) -> BTreeSet<ConnId> {
-        let suspended: BTreeSet<ConnId> = (self.reports.keys().copied())
-            .filter(|c| self.suspended(*c, now))
-            .collect();
-        if suspended.is_empty() || self.manifest.chunk_count() == 0 {
-            return BTreeSet::new();
-        }
-        let doubted_by_asker =
-            |c: &ConnId| ip.is_some_and(|ip| self.reporters(*c, now).any(|r| r == ip));
-        let mut offered = ChunkSet::empty(self.manifest.chunk_count());
-        for (conn, have) in &self.holders {
-            if *conn == asker || !(suspended.contains(conn) || doubted_by_asker(conn)) {
-                offered.add_all(have);
-            }
-        }
-        suspended
-            .into_iter()
-            .filter(|c| self.holders.get(c).is_some_and(|h| h.is_subset(&offered)))
-            .collect()
-    }
 }
 
 #[derive(Debug)]
@@ -707,38 +632,6 @@ impl Tracker {
             peer: session.listen,
         });
     }
-}
-
-/// Draws a seeker of `swarm` (not `holder`, nor one in `skip`) lacking some chunk of
-/// `have`, dropping those that left or completed; a few draws at most, so an idle report
-/// costs little however many seekers have all the holder has.
-fn draw_seeker(
-    swarm: &mut Swarm,
-    sessions: &BTreeMap<ConnId, Session>,
-    holder: ConnId,
-    have: &ChunkSet,
-    skip: &[ConnId],
-    rng: &mut ChaCha8Rng,
-) -> Option<ConnId> {
-    for _ in 0..SEEKER_DRAWS {
-        if swarm.seekers.is_empty() {
-            return None;
-        }
-        let i = rng.gen_range(0..swarm.seekers.len());
-        let seeker = *swarm.seekers.get(i)?;
-        let theirs = swarm.holders.get(&seeker);
-        let gone = !sessions.contains_key(&seeker) || theirs.is_some_and(ChunkSet::is_full);
-        if gone {
-            swarm.seekers.swap_remove(i);
-            swarm.seeking.remove(&seeker);
-            continue;
-        }
-        let lacks = theirs.is_none_or(|t| !have.is_subset(t));
-        if seeker != holder && lacks && !skip.contains(&seeker) {
-            return Some(seeker);
-        }
-    }
-    None
 }
 
 /// A peer is reachable at the IP its session comes from, on the port it announces: taking

@@ -1,0 +1,134 @@
+//! One file's swarm at the tracker: its manifest, who holds which chunks, who seeks it (to
+//! introduce idle holders to), and the bad-holder reports that can suspend a holder — never
+//! the last source of a chunk.
+
+use super::Session;
+use crate::chunkset::ChunkSet;
+use crate::limits::{REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS};
+use crate::machine::ConnId;
+use crate::manifest::Manifest;
+use crate::time::Timestamp;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Everything known about one content root.
+#[derive(Debug)]
+pub(super) struct Swarm {
+    pub(super) manifest: Manifest,
+    pub(super) holders: BTreeMap<ConnId, ChunkSet>,
+    /// Sessions that located the file and may still lack chunks of it: whom an idle holder
+    /// is introduced to. A list to draw from at random, and a set to keep it free of
+    /// duplicates; sessions that left or completed are dropped when drawn.
+    pub(super) seekers: Vec<ConnId>,
+    pub(super) seeking: BTreeSet<ConnId>,
+    /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
+    /// forgotten with its name, so departed sessions leave nothing behind for long.
+    pub(super) orphaned_since: Option<Timestamp>,
+    /// Holders reported as failing fetchers of this file: by which IP address, when.
+    /// Dropped with the holder; a report counts for `REPORT_TTL_MS`.
+    pub(super) reports: BTreeMap<ConnId, BTreeMap<IpAddr, Timestamp>>,
+}
+
+impl Swarm {
+    pub(super) fn new(manifest: Manifest) -> Swarm {
+        Swarm {
+            manifest,
+            holders: BTreeMap::new(),
+            seekers: Vec::new(),
+            seeking: BTreeSet::new(),
+            orphaned_since: None,
+            reports: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
+    pub(super) fn is_holder(&self, have: &ChunkSet) -> bool {
+        !have.is_empty() || self.manifest.chunk_count() == 0
+    }
+
+    /// The addresses whose reports on `holder` still count.
+    pub(super) fn reporters(
+        &self,
+        holder: ConnId,
+        now: Timestamp,
+    ) -> impl Iterator<Item = IpAddr> + '_ {
+        let live = move |(ip, at): (&IpAddr, &Timestamp)| {
+            (now.since_ms(*at) < REPORT_TTL_MS).then_some(*ip)
+        };
+        self.reports
+            .get(&holder)
+            .into_iter()
+            .flat_map(move |r| r.iter().filter_map(live))
+    }
+
+    /// Whether `holder` is reported by `REPORTERS_TO_SUSPEND` addresses: not handed out.
+    pub(super) fn suspended(&self, holder: ConnId, now: Timestamp) -> bool {
+        let mut reporters = self.reporters(holder, now);
+        reporters.nth(REPORTERS_TO_SUSPEND - 1).is_some()
+    }
+
+    /// Holders not to hand `asker` (its session, its address): the suspended ones, except
+    /// those offering a chunk that neither the asker nor any holder it can rely on has (one
+    /// neither suspended nor reported from the asker's address). So reports steer fetchers
+    /// away from a holder but never make a chunk unavailable; and a fetcher's own reports
+    /// only tell the tracker whom it cannot count on — whom to avoid, it decides itself.
+    pub(super) fn withheld(
+        &self,
+        asker: ConnId,
+        ip: Option<IpAddr>,
+        now: Timestamp,
+    ) -> BTreeSet<ConnId> {
+        let suspended: BTreeSet<ConnId> = (self.reports.keys().copied())
+            .filter(|c| self.suspended(*c, now))
+            .collect();
+        if suspended.is_empty() || self.manifest.chunk_count() == 0 {
+            return BTreeSet::new();
+        }
+        let doubted_by_asker =
+            |c: &ConnId| ip.is_some_and(|ip| self.reporters(*c, now).any(|r| r == ip));
+        let mut offered = ChunkSet::empty(self.manifest.chunk_count());
+        for (conn, have) in &self.holders {
+            if *conn == asker || !(suspended.contains(conn) || doubted_by_asker(conn)) {
+                offered.add_all(have);
+            }
+        }
+        suspended
+            .into_iter()
+            .filter(|c| self.holders.get(c).is_some_and(|h| h.is_subset(&offered)))
+            .collect()
+    }
+}
+
+/// Draws a seeker of `swarm` (not `holder`, nor one in `skip`) lacking some chunk of
+/// `have`, dropping those that left or completed; a few draws at most, so an idle report
+/// costs little however many seekers have all the holder has.
+pub(super) fn draw_seeker(
+    swarm: &mut Swarm,
+    sessions: &BTreeMap<ConnId, Session>,
+    holder: ConnId,
+    have: &ChunkSet,
+    skip: &[ConnId],
+    rng: &mut ChaCha8Rng,
+) -> Option<ConnId> {
+    for _ in 0..SEEKER_DRAWS {
+        if swarm.seekers.is_empty() {
+            return None;
+        }
+        let i = rng.gen_range(0..swarm.seekers.len());
+        let seeker = *swarm.seekers.get(i)?;
+        let theirs = swarm.holders.get(&seeker);
+        let gone = !sessions.contains_key(&seeker) || theirs.is_some_and(ChunkSet::is_full);
+        if gone {
+            swarm.seekers.swap_remove(i);
+            swarm.seeking.remove(&seeker);
+            continue;
+        }
+        let lacks = theirs.is_none_or(|t| !have.is_subset(t));
+        if seeker != holder && lacks && !skip.contains(&seeker) {
+            return Some(seeker);
+        }
+    }
+    None
+}
