@@ -350,19 +350,8 @@ fn host_names_resolve_and_peers_register_where_they_listen() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write(d1.path(), "f", &data(3 * CHUNK, 7));
     // Bound to 127.0.0.2, its tracker session must come from there too.
-    let mut p = Proc::start(&[
-        "share",
-        d1.path().to_str().unwrap(),
-        "--tracker",
-        &by_name,
-        "--listen",
-        "127.0.0.2:0",
-        "--chunk-size",
-        "64KiB",
-    ]);
-    let holder = p.listening();
+    let (_p, holder) = share_at("127.0.0.2:0", d1.path(), &by_name, &["f"], &[]);
     assert!(holder.starts_with("127.0.0.2:"), "{holder}");
-    p.wait_line("shared", |l| l == "shared f");
     let out = get("f", &by_name, d2.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let located = of_kind(&events(&out), "located")[0].clone();
@@ -397,19 +386,8 @@ fn a_holder_nobody_can_reach_is_reported_and_no_longer_handed_out() {
         .unwrap()
         .port();
     let advertise = format!("127.0.0.5:{dead_port}");
-    let mut dead = Proc::start(&[
-        "share",
-        src.path().to_str().unwrap(),
-        "--tracker",
-        &tr,
-        "--listen",
-        "127.0.0.5:0",
-        "--advertise",
-        &advertise,
-        "--chunk-size",
-        "64KiB",
-    ]);
-    dead.wait_line("shared", |l| l == "shared f");
+    let extra = ["--advertise", advertise.as_str()];
+    let (_dead, _) = share_at("127.0.0.5:0", src.path(), &tr, &["f"], &extra);
     for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         let out_dir = tempfile::tempdir().unwrap();
         let out = get_from(ip, "f", &tr, out_dir.path());

@@ -1059,20 +1059,7 @@ fn a_download_with_many_holders_keeps_few_requests_in_flight() {
 /// Peer `n` (connection number and port) registers `files` with the tracker and locates
 /// `name`, which makes it a seeker of that file.
 fn join_swarm(t: &mut Tracker, n: u64, files: Vec<SharedFile>, name: &FileName) -> ConnId {
-    let conn = connect(t, n, 1);
-    let mut bytes = hello(Role::Peer);
-    bytes.extend(encode(&Message::Register {
-        peer_id: n,
-        listen: addr(7000 + n as u16),
-        files,
-    }));
-    bytes.extend(encode(&Message::Locate {
-        req: 1,
-        name: name.clone(),
-        known: None,
-    }));
-    send(t, conn, 1, &bytes);
-    conn
+    join_from(t, n, [127, 0, 0, 1], files, name)
 }
 
 /// A holder with free slots and nobody waiting says so, and the tracker introduces it to a
@@ -1475,7 +1462,8 @@ fn a_chunk_is_announced_as_it_begins_to_arrive() {
     assert_eq!(refused, vec![second], "{d:?}");
 }
 
-/// Peer `n` joins from IP address `ip` (its own host): registers `files` and locates `name`.
+/// Peer `n` (connection number and port) joins from the IP address `ip` (its host):
+/// registers `files` and locates `name`, which makes it a seeker of that file.
 fn join_from(
     t: &mut Tracker,
     n: u64,
@@ -1484,7 +1472,7 @@ fn join_from(
     name: &FileName,
 ) -> ConnId {
     let conn = ConnId::Inbound(n);
-    let remote = SocketAddr::from((ip, 40_000));
+    let remote = SocketAddr::from((ip, 40_000 + n as u16));
     t.handle(Timestamp(1), Input::Accepted { conn, remote });
     let mut bytes = hello(Role::Peer);
     bytes.extend(encode(&Message::Register {

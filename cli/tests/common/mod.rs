@@ -94,13 +94,24 @@ pub fn tracker() -> (Proc, String) {
 
 /// Shares `dir` and waits until every name in `names` is registered.
 pub fn share(dir: &Path, tracker: &str, names: &[&str], extra: &[&str]) -> (Proc, String) {
+    share_at("127.0.0.1:0", dir, tracker, names, extra)
+}
+
+/// Like `share`, listening at `listen` (a 127.0.0.x address stands for another host).
+pub fn share_at(
+    listen: &str,
+    dir: &Path,
+    tracker: &str,
+    names: &[&str],
+    extra: &[&str],
+) -> (Proc, String) {
     let mut args = vec![
         "share",
         dir.to_str().unwrap(),
         "--tracker",
         tracker,
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--chunk-size",
         "64KiB",
     ];
