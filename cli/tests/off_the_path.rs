@@ -359,18 +359,6 @@ fn host_names_resolve_and_peers_register_where_they_listen() {
     assert_same_file(d1.path(), d2.path(), "f");
 }
 
-/// `drizzle get NAME --json` from the host address `ip` (a 127.0.0.x address stands for
-/// another machine: the tracker tells peers apart by the address they connect from).
-fn get_from(ip: &str, name: &str, tracker: &str, out: &std::path::Path) -> std::process::Output {
-    let listen = format!("{ip}:0");
-    let dir = out.to_str().unwrap();
-    Command::new(BIN)
-        .args(["get", name, "--tracker", tracker, "--out", dir, "--json"])
-        .args(["--listen", &listen])
-        .output()
-        .unwrap()
-}
-
 /// A holder registered where nobody can reach it (advertising a port it does not listen
 /// on) is reported by each getter that fails to connect; once three hosts have reported
 /// it, a fourth is not handed it at all, and every download completes from the holder left.
@@ -390,7 +378,7 @@ fn a_holder_nobody_can_reach_is_reported_and_no_longer_handed_out() {
     let (_dead, _) = share_at("127.0.0.5:0", src.path(), &tr, &["f"], &extra);
     for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         let out_dir = tempfile::tempdir().unwrap();
-        let out = get_from(ip, "f", &tr, out_dir.path());
+        let out = get_at(&format!("{ip}:0"), "f", &tr, out_dir.path(), &[]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let events = events(&out);
         let located = of_kind(&events, "located")[0].clone();
@@ -398,7 +386,7 @@ fn a_holder_nobody_can_reach_is_reported_and_no_longer_handed_out() {
         assert_same_file(src.path(), out_dir.path(), "f");
     }
     let out_dir = tempfile::tempdir().unwrap();
-    let out = get_from("127.0.0.6", "f", &tr, out_dir.path());
+    let out = get_at("127.0.0.6:0", "f", &tr, out_dir.path(), &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let events = events(&out);
     let located = of_kind(&events, "located")[0].clone();

@@ -127,34 +127,39 @@ pub fn share_at(
     (p, addr)
 }
 
-/// Starts `drizzle get NAME --json` in the background (see `get` for one run to its end).
-pub fn start_get(name: &str, tracker: &str, out: &Path) -> Proc {
-    Proc::start(&[
+/// `drizzle get NAME --json` into `out`, listening at `listen`.
+fn get_args(name: &str, tracker: &str, out: &Path, listen: &str) -> Vec<String> {
+    let out = out.to_str().unwrap();
+    [
         "get",
         name,
         "--tracker",
         tracker,
         "--out",
-        out.to_str().unwrap(),
+        out,
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--json",
-    ])
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Starts `drizzle get NAME --json` in the background (see `get` for one run to its end).
+pub fn start_get(name: &str, tracker: &str, out: &Path) -> Proc {
+    let args = get_args(name, tracker, out, "127.0.0.1:0");
+    Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 pub fn get(name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
+    get_at("127.0.0.1:0", name, tracker, out, extra)
+}
+
+/// Like `get`, listening at `listen` (a 127.0.0.x address stands for another host: the
+/// tracker tells peers apart by the address they connect from).
+pub fn get_at(listen: &str, name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
     Command::new(BIN)
-        .args([
-            "get",
-            name,
-            "--tracker",
-            tracker,
-            "--out",
-            out.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-        ])
+        .args(get_args(name, tracker, out, listen))
         .args(extra)
         .output()
         .unwrap()
