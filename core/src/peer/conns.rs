@@ -2,6 +2,7 @@
 //! from, fetchers we serve), how bytes become messages for the right room, deadlines and
 //! silence, and which holder connection makes room for another when all are in use.
 
+use super::ledger::Ledger;
 use super::serve::InLink;
 use super::{Peer, PeerConfig};
 use crate::deadlines::earliest;
@@ -22,8 +23,6 @@ use std::net::SocketAddr;
 #[derive(Debug)]
 pub(super) struct OutLink {
     pub(super) link: Link,
-    /// Chunks requested on this link and not yet answered, oldest first.
-    pub(super) requests: Vec<(Root, u32)>,
     pub(super) last_activity: Timestamp,
     /// The holder served us since it last said `Busy`: a full pipeline may go to it. Until
     /// then one request probes it, so a busy holder costs one refusal, not a pipeline's.
@@ -54,14 +53,15 @@ impl Conn {
         }
     }
 
-    /// When this connection is dropped for silence (see `Link::deadline`).
-    pub(super) fn deadline(&self) -> Option<(Timestamp, &'static str)> {
+    /// When this connection is dropped for silence (see `Link::deadline`); `owes_nothing`:
+    /// a holder's owes no request.
+    pub(super) fn deadline(&self, owes_nothing: bool) -> Option<(Timestamp, &'static str)> {
         match self {
             Conn::Tracker(link) => link.deadline(None),
             // A holder we ask nothing of is let go, freeing one of the outbound slots.
             Conn::Out(o) => o
                 .link
-                .deadline(o.requests.is_empty().then_some(HOLDER_IDLE_TIMEOUT_MS)),
+                .deadline(owes_nothing.then_some(HOLDER_IDLE_TIMEOUT_MS)),
             Conn::In(i) => i.deadline(),
         }
     }
@@ -111,7 +111,8 @@ impl Peer {
             return;
         };
         let arriving = o.link.arriving_chunk();
-        if let Some((root, chunk)) = arriving.filter(|a| o.requests.contains(a)) {
+        let owed = |(root, chunk): &(Root, u32)| self.ledger.owes(conn, *root, *chunk);
+        if let Some((root, chunk)) = arriving.filter(owed) {
             self.chunk_arriving(now, root, chunk);
         }
     }
@@ -157,7 +158,9 @@ impl Peer {
     pub(super) fn close_conn(&mut self, now: Timestamp, conn: ConnId) {
         match self.conns.remove(&conn) {
             Some(Conn::Tracker(_)) if self.session.is(conn) => self.tracker_lost(now),
-            Some(Conn::Out(o)) => self.holder_lost(now, conn, o, "connection closed", None),
+            Some(Conn::Out(o)) => {
+                self.holder_lost(now, conn, o.link.remote, "connection closed", None)
+            }
             Some(Conn::In(_)) => {
                 self.slots.forget(conn);
                 self.fetcher_left(now);
@@ -175,7 +178,8 @@ impl Peer {
         let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         for (id, c) in &self.conns {
-            match c.deadline() {
+            let owes_nothing = self.ledger.owes_nothing(*id);
+            match c.deadline(owes_nothing) {
                 Some((t, why)) if t <= now => {
                     expired.push((*id, why));
                     continue;
@@ -184,7 +188,7 @@ impl Peer {
                 None => {}
             }
             if let Conn::Out(o) = c {
-                if !o.requests.is_empty() {
+                if !owes_nothing {
                     let t = o.last_activity.plus_ms(timeout);
                     if t <= now && !held_back {
                         stalled.push(*id);
@@ -205,7 +209,8 @@ impl Peer {
         for conn in stalled {
             if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
                 self.out.close(conn);
-                self.holder_lost(now, conn, o, "timed out", Some(Complaint::Stalled));
+                let holder = o.link.remote;
+                self.holder_lost(now, conn, holder, "timed out", Some(Complaint::Stalled));
             }
         }
         self.deadlines.scanned(now, next, self.conns.len());
@@ -247,18 +252,21 @@ impl Peer {
     /// long.
     pub(super) fn room_for_one_more(&mut self, now: Timestamp) -> bool {
         self.holder_conns.len() < MAX_PEER_CONNECTIONS
-            || any_evictable(&self.conns, now, &self.no_evictable_before)
+            || any_evictable(&self.conns, &self.ledger, now, &self.no_evictable_before)
             || self.leave_a_busy_holder(now)
     }
 
     /// Closes the connection to a holder we only wait at (it said `Busy`, nothing is
     /// asked of it), the one heard from longest ago; whether there was one.
     pub(super) fn leave_a_busy_holder(&mut self, now: Timestamp) -> bool {
+        let ledger = &self.ledger;
         let waited_at = self
             .conns
             .range(ConnId::Outbound(0)..)
             .filter_map(|(id, c)| match c {
-                Conn::Out(o) if !o.serving && o.requests.is_empty() => Some((o.last_activity, *id)),
+                Conn::Out(o) if !o.serving && ledger.owes_nothing(*id) => {
+                    Some((o.last_activity, *id))
+                }
                 _ => None,
             })
             .min();
@@ -274,16 +282,18 @@ impl Peer {
     pub(super) fn evict_holder(&mut self, now: Timestamp, conn: ConnId) {
         self.out.close(conn);
         if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
-            self.forget_holder(now, conn, &o, "connection closed", None);
+            self.forget_holder(now, conn, o.link.remote, "connection closed", None);
         }
     }
 
     /// Nothing is left to fetch: connections to holders would only keep our place in their
     /// queues (and take invitations others could use), so they close now.
     pub(super) fn drop_holder_conns(&mut self) {
-        let outbound: Vec<ConnId> = self.holder_conns.values().copied().collect();
-        for conn in outbound {
+        let outbound: Vec<(SocketAddr, ConnId)> =
+            std::mem::take(&mut self.holder_conns).into_iter().collect();
+        for (holder, conn) in outbound {
             self.conns.remove(&conn);
+            self.ledger.drop_conn(conn, holder);
             self.out.close(conn);
         }
         self.holder_conns.clear();
@@ -293,7 +303,7 @@ impl Peer {
         if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
             // The holder asked nothing for longest makes room: its map entry stays, and
             // it is reconnected when it has something we want.
-            if let Some((_, idle)) = evictable_holders(&self.conns, now).min() {
+            if let Some((_, idle)) = evictable_holders(&self.conns, &self.ledger, now).min() {
                 self.evict_holder(now, idle);
             }
         }
@@ -301,7 +311,6 @@ impl Peer {
         self.out.push(Output::Connect { conn, addr });
         let out = OutLink {
             link: Link::new(addr, Role::Peer, now),
-            requests: Vec::new(),
             last_activity: now,
             serving: true,
         };
@@ -328,13 +337,17 @@ pub(super) fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 /// holder that said `Busy` and has not served us since gets one request at a time.
 pub(super) fn holder_has_slot(
     conns: &BTreeMap<ConnId, Conn>,
+    ledger: &Ledger,
     conn: Option<ConnId>,
     room: bool,
     depth: usize,
 ) -> bool {
-    match conn.and_then(|c| conns.get(&c)) {
-        Some(Conn::Out(o)) if o.serving => o.requests.len() < depth,
-        Some(Conn::Out(o)) => o.requests.is_empty(),
+    let Some(conn) = conn else {
+        return room;
+    };
+    match conns.get(&conn) {
+        Some(Conn::Out(o)) if o.serving => ledger.owed_by(conn) < depth,
+        Some(Conn::Out(_)) => ledger.owes_nothing(conn),
         _ => room,
     }
 }
@@ -344,6 +357,7 @@ pub(super) fn holder_has_slot(
 /// none raises it to the moment the first idle connection becomes evictable.
 pub(super) fn any_evictable(
     conns: &BTreeMap<ConnId, Conn>,
+    ledger: &Ledger,
     now: Timestamp,
     no_evictable_before: &Cell<Timestamp>,
 ) -> bool {
@@ -353,7 +367,7 @@ pub(super) fn any_evictable(
     let mut first = Timestamp(u64::MAX);
     for from in conns
         .range(ConnId::Outbound(0)..)
-        .filter_map(|(_, c)| evictable_from(c))
+        .filter_map(|(id, c)| evictable_from(*id, c, ledger))
     {
         if from <= now {
             return true;
@@ -365,9 +379,9 @@ pub(super) fn any_evictable(
 }
 
 /// When an outbound connection with nothing asked of it may be evicted (`None`: in use).
-pub(super) fn evictable_from(c: &Conn) -> Option<Timestamp> {
+pub(super) fn evictable_from(id: ConnId, c: &Conn, ledger: &Ledger) -> Option<Timestamp> {
     match c {
-        Conn::Out(o) if o.requests.is_empty() => {
+        Conn::Out(o) if ledger.owes_nothing(id) => {
             Some(o.last_activity.plus_ms(HOLDER_EVICTABLE_AFTER_MS))
         }
         _ => None,
@@ -376,13 +390,14 @@ pub(super) fn evictable_from(c: &Conn) -> Option<Timestamp> {
 
 /// Outbound holder connections with nothing asked of them for a while (evictable), with
 /// when they became evictable; `min()` is the one idle longest.
-pub(super) fn evictable_holders(
-    conns: &BTreeMap<ConnId, Conn>,
+pub(super) fn evictable_holders<'a>(
+    conns: &'a BTreeMap<ConnId, Conn>,
+    ledger: &'a Ledger,
     now: Timestamp,
-) -> impl Iterator<Item = (Timestamp, ConnId)> + '_ {
+) -> impl Iterator<Item = (Timestamp, ConnId)> + 'a {
     // Inbound ids sort first: fetchers' connections are not even looked at.
     conns
         .range(ConnId::Outbound(0)..)
-        .filter_map(move |(id, c)| Some((evictable_from(c)?, *id)))
+        .filter_map(move |(id, c)| Some((evictable_from(*id, c, ledger)?, *id)))
         .filter(move |(from, _)| *from <= now)
 }

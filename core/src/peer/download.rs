@@ -4,6 +4,7 @@
 
 use super::check::DiskCheck;
 use super::cooldown::Cooldowns;
+use super::ledger::Asked;
 use super::picker;
 use crate::chunkset::ChunkSet;
 use crate::limits::{
@@ -47,7 +48,6 @@ pub(crate) struct Active {
     good_counts: Vec<u32>,
     /// Holders whose connection failed, unused until the time given.
     pub cooldown: Cooldowns,
-    pub in_flight: BTreeMap<u32, Vec<SocketAddr>>,
     pub mismatched: BTreeSet<u32>,
     /// When a download that cannot progress gives up (armed while it waits).
     pub give_up_at: Option<Timestamp>,
@@ -122,7 +122,6 @@ impl Active {
             bad: BTreeSet::new(),
             good_counts,
             cooldown: Cooldowns::default(),
-            in_flight: BTreeMap::new(),
             mismatched: BTreeSet::new(),
             give_up_at: None,
             reject_at: None,
@@ -313,9 +312,9 @@ impl Active {
         }
     }
 
-    /// Whether another request may be made now.
-    pub fn may_request(&self) -> bool {
-        !self.committing && self.requests_in_flight() < self.request_budget()
+    /// Whether another request may be made now, with `asked` in flight.
+    pub fn may_request(&self, asked: &Asked) -> bool {
+        !self.committing && asked.count() < self.request_budget()
     }
 
     /// Whether `addr` is in the chunk map.
@@ -372,10 +371,6 @@ impl Active {
         self.want.is_subset(&self.have)
     }
 
-    pub fn requests_in_flight(&self) -> usize {
-        self.in_flight.values().map(Vec::len).sum()
-    }
-
     /// Wanted chunks neither held nor being stored nor waiting for their check on disk.
     fn missing(&self) -> impl Iterator<Item = u32> + '_ {
         self.want.iter().filter(|c| {
@@ -427,6 +422,7 @@ impl Active {
     /// address order) the only holders that may have a slot, and the rest are not visited.
     pub fn next_request(
         &self,
+        asked: &Asked,
         now: Timestamp,
         only: Option<&mut dyn Iterator<Item = SocketAddr>>,
         has_slot: &mut dyn FnMut(SocketAddr) -> bool,
@@ -435,12 +431,12 @@ impl Active {
         if self.hopeless() {
             return None;
         }
-        let endgame = self.in_endgame();
+        let endgame = self.in_endgame(asked);
         // What a request could be for: chunks nobody was asked for, or in the endgame
         // (where every missing chunk is in flight) stragglers.
         let mut wanted = self.missing_set();
         if !endgame {
-            self.in_flight.keys().for_each(|c| wanted.remove(*c));
+            asked.chunks().for_each(|c| wanted.remove(c));
         }
         if wanted.is_empty() {
             return None;
@@ -462,14 +458,8 @@ impl Active {
             return None;
         }
         let rarity = |c: u32| self.good_holder_count(c);
-        let asked = |c: u32| {
-            self.in_flight
-                .get(&c)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-        };
         let ready_for = |c: u32| {
-            let asked = asked(c);
+            let asked = asked.holders(c);
             ready
                 .iter()
                 .filter(move |(addr, have)| have.contains(c) && !asked.contains(addr))
@@ -478,7 +468,7 @@ impl Active {
         let chunk = if endgame {
             let stragglers = wanted
                 .iter()
-                .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                .filter(|c| asked.holders(*c).len() < MAX_COPIES_IN_FLIGHT)
                 .filter(|c| ready_for(*c).next().is_some());
             picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
         } else {
@@ -497,11 +487,11 @@ impl Active {
 
     /// Every missing chunk is in flight and few are missing: duplicating now costs little
     /// and saves waiting on the slowest holder.
-    fn in_endgame(&self) -> bool {
+    fn in_endgame(&self, asked: &Asked) -> bool {
         let mut missing = 0;
         for c in self.missing() {
             missing += 1;
-            if missing > ENDGAME_MAX_MISSING || !self.in_flight.contains_key(&c) {
+            if missing > ENDGAME_MAX_MISSING || !asked.contains(c) {
                 return false;
             }
         }
@@ -574,7 +564,13 @@ mod tests {
         let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let (chunk, holder) = a
-            .next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng)
+            .next_request(
+                &Asked::default(),
+                Timestamp::ZERO,
+                None,
+                &mut |_| true,
+                &mut rng,
+            )
             .unwrap();
         assert!(chunk == 0 || chunk == 2);
         assert_eq!(holder, addr(1));
@@ -588,6 +584,7 @@ mod tests {
             let mut asked = Vec::new();
             let mut only = [addr(2), addr(4)].into_iter();
             let next = a.next_request(
+                &Asked::default(),
                 Timestamp::ZERO,
                 Some(&mut only),
                 &mut |h| {
@@ -609,24 +606,24 @@ mod tests {
     fn verified_chunks_are_never_requested_again() {
         let mut a = active(2, &[(1, &[0, 1]), (2, &[0, 1])]);
         a.have.insert(0);
-        a.in_flight.insert(1, vec![addr(1)]);
+        let asked = Asked::with([(1, vec![addr(1)])]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for _ in 0..20 {
-            let next = a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng);
+            let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
             assert_eq!(next, Some((1, addr(2))));
         }
     }
 
     #[test]
     fn endgame_duplicates_to_another_holder() {
-        let mut a = active(1, &[(1, &[0]), (2, &[0])]);
-        a.in_flight.insert(0, vec![addr(1)]);
+        let a = active(1, &[(1, &[0]), (2, &[0])]);
+        let asked = Asked::with([(0, vec![addr(1)])]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let next = a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng);
+        let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
         assert_eq!(next, Some((0, addr(2))));
-        a.in_flight.insert(0, vec![addr(1), addr(2)]);
+        let asked = Asked::with([(0, vec![addr(1), addr(2)])]);
         assert_eq!(
-            a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng),
+            a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng),
             None
         );
     }
@@ -639,7 +636,13 @@ mod tests {
         assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(
-            a.next_request(Timestamp::ZERO, None, &mut |_| true, &mut rng),
+            a.next_request(
+                &Asked::default(),
+                Timestamp::ZERO,
+                None,
+                &mut |_| true,
+                &mut rng
+            ),
             None
         );
     }
@@ -681,6 +684,7 @@ mod tests {
     /// random draw (the simulator's reports depend on both).
     fn reference_pick(
         a: &Active,
+        in_flight: &Asked,
         now: Timestamp,
         only: Option<&[SocketAddr]>,
         has_slot: &dyn Fn(SocketAddr) -> bool,
@@ -712,7 +716,7 @@ mod tests {
             })
             .copied()
             .collect();
-        let asked = |c: u32| a.in_flight.get(&c).cloned().unwrap_or_default();
+        let asked = |c: u32| in_flight.holders(c).to_vec();
         let ready_for = |c: u32| -> Vec<SocketAddr> {
             let asked = asked(c);
             ready
@@ -724,10 +728,10 @@ mod tests {
         let fresh = missing
             .iter()
             .copied()
-            .filter(|c| !a.in_flight.contains_key(c) && ready.iter().any(|(_, h)| h.contains(*c)));
+            .filter(|c| !in_flight.contains(*c) && ready.iter().any(|(_, h)| h.contains(*c)));
         let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
             Some(chunk) => chunk,
-            None if a.in_endgame() => {
+            None if a.in_endgame(in_flight) => {
                 let stragglers = missing
                     .iter()
                     .copied()
@@ -759,13 +763,14 @@ mod tests {
             let held: Vec<(u8, &[u32])> = holders.iter().map(|(n, c)| (*n, c.as_slice())).collect();
             let mut a = active(chunks, &held);
             let now = Timestamp(1_000);
+            let mut flight = Vec::new();
             for c in 0..chunks {
                 match state[c as usize] {
                     0 => { a.have.insert(c); }
                     1 => { a.storing.insert(c); }
                     2 => { a.want.remove(c); }
-                    3 => { a.in_flight.insert(c, vec![addr(1 + c as u8 % 7)]); }
-                    4 => { a.in_flight.insert(c, vec![addr(1), addr(2)]); }
+                    3 => flight.push((c, vec![addr(1 + c as u8 % 7)])),
+                    4 => flight.push((c, vec![addr(1), addr(2)])),
                     _ => {}
                 }
             }
@@ -776,18 +781,20 @@ mod tests {
                 if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
             }
             if mismatch { a.mismatched.insert(0); }
+            let in_flight = Asked::with(flight);
             let slot = |h: SocketAddr| per_holder.iter().enumerate().any(|(i, b)| addr(i as u8 + 1) == h && b & 4 == 0);
             let listed: Vec<SocketAddr> = (0..7u8).filter(|i| per_holder[*i as usize] & 8 == 0).map(|i| addr(i + 1)).collect();
             for only in [None, Some(listed.as_slice())] {
                 let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
                 let mut it = only.map(|o| o.iter().copied());
                 let got = a.next_request(
+                    &in_flight,
                     now,
                     it.as_mut().map(|i| i as &mut dyn Iterator<Item = SocketAddr>),
                     &mut |h| slot(h),
                     &mut r1,
                 );
-                let want = reference_pick(&a, now, only, &slot, &mut r2);
+                let want = reference_pick(&a, &in_flight, now, only, &slot, &mut r2);
                 proptest::prop_assert_eq!(got, want);
                 proptest::prop_assert_eq!(rand::RngCore::next_u64(&mut r1), rand::RngCore::next_u64(&mut r2), "random draws differ");
             }
@@ -814,19 +821,23 @@ mod tests {
         let mut a = active(1, &few);
         assert_eq!(a.request_budget(), MAX_REQUESTS_PER_DOWNLOAD);
         let holders = (0..MAX_SHARED_REQUESTS_PER_DOWNLOAD as u8).map(|n| addr(100 + n));
-        a.in_flight.insert(0, holders.collect());
-        assert!(a.may_request());
+        let mut flight: Vec<SocketAddr> = holders.collect();
+        assert!(a.may_request(&Asked::with([(0, flight.clone())])));
         let one_more = LocatedHolder {
             addr: addr(200),
             have: ChunkSet::full(1),
         };
         assert!(a.learn_holder(one_more));
         assert_eq!(a.request_budget(), MAX_SHARED_REQUESTS_PER_DOWNLOAD);
-        assert!(!a.may_request(), "the budget is spent");
-        a.in_flight.get_mut(&0).unwrap().pop();
-        assert!(a.may_request());
+        assert!(
+            !a.may_request(&Asked::with([(0, flight.clone())])),
+            "the budget is spent"
+        );
+        flight.pop();
+        let asked = Asked::with([(0, flight)]);
+        assert!(a.may_request(&asked));
         a.committing = true;
-        assert!(!a.may_request(), "nothing is asked while committing");
+        assert!(!a.may_request(&asked), "nothing is asked while committing");
     }
 
     #[test]

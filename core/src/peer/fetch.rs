@@ -3,7 +3,7 @@
 //! holders lost or reported, and each download's timers.
 
 use super::check::DiskCheck;
-use super::conns::{any_evictable, holder_has_slot, OutLink};
+use super::conns::{any_evictable, holder_has_slot};
 use super::download::{seek, Active};
 use super::{Conn, DownloadRequest, Io, Peer};
 use crate::bytes::Bytes;
@@ -181,12 +181,13 @@ impl Peer {
             let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
                 return;
             };
-            if !active.may_request() {
+            let asked = self.ledger.asked(&active.root);
+            if !active.may_request(asked) {
                 break;
             }
-            let (conns, holder_conns) = (&self.conns, &self.holder_conns);
+            let (conns, holder_conns, ledger) = (&self.conns, &self.holder_conns, &self.ledger);
             let room = holder_conns.len() < MAX_PEER_CONNECTIONS
-                || any_evictable(conns, now, &self.no_evictable_before);
+                || any_evictable(conns, ledger, now, &self.no_evictable_before);
             // Without room for a new connection only connected holders can take a request.
             let mut connected = holder_conns.keys().copied();
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
@@ -194,10 +195,16 @@ impl Peer {
             let mut by_addr = holder_conns.iter().peekable();
             let depth = active.pipeline_depth();
             let mut has_slot = |addr: SocketAddr| {
-                holder_has_slot(conns, seek(&mut by_addr, &addr).copied(), room, depth)
+                holder_has_slot(
+                    conns,
+                    ledger,
+                    seek(&mut by_addr, &addr).copied(),
+                    room,
+                    depth,
+                )
             };
             let Some((chunk, holder)) =
-                active.next_request(now, only, &mut has_slot, &mut self.rng)
+                active.next_request(asked, now, only, &mut has_slot, &mut self.rng)
             else {
                 break;
             };
@@ -220,14 +227,11 @@ impl Peer {
             None => self.connect_holder(now, holder),
         };
         if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
-            if o.requests.is_empty() {
+            if self.ledger.owes_nothing(conn) {
                 o.last_activity = now;
             }
-            o.requests.push((root, chunk));
         }
-        if let Some(a) = self.active_mut(name) {
-            a.in_flight.entry(chunk).or_default().push(holder);
-        }
+        self.ledger.issue(conn, holder, root, chunk);
         let others = self.active_mut(name).map_or(0, |a| {
             let n = a.good_holder_count(chunk) - usize::from(a.is_good_holder(holder, chunk));
             u8::try_from(n).unwrap_or(u8::MAX)
@@ -265,31 +269,22 @@ impl Peer {
         let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(pos) = o.requests.iter().position(|r| *r == (root, chunk)) else {
+        let holder = o.link.remote;
+        let Some(idle) = self.ledger.answer(conn, holder, root, chunk) else {
             return self.violation(now, conn, format!("chunk {chunk} was not requested"));
         };
-        o.requests.remove(pos);
         o.last_activity = now;
         match &msg {
             Message::ChunkData { .. } => o.serving = true,
             Message::Busy { .. } => o.serving = false,
             _ => {}
         }
-        let (holder, idle) = (o.link.remote, o.requests.is_empty());
         if idle {
             self.fell_idle(now);
         }
         let Some(name) = self.download_of(&root) else {
             return; // finished or abandoned meanwhile
         };
-        if let Some(a) = self.active_mut(&name) {
-            if let Some(asked) = a.in_flight.get_mut(&chunk) {
-                asked.retain(|h| *h != holder);
-                if asked.is_empty() {
-                    a.in_flight.remove(&chunk);
-                }
-            }
-        }
         match msg {
             Message::ChunkData { data, .. } => self.handle_chunk(&name, chunk, holder, data),
             Message::ChunkRefused {
@@ -366,13 +361,14 @@ impl Peer {
         let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
             return;
         };
-        let may_ask = a.may_request();
-        let conns = &self.conns;
+        let asked = self.ledger.asked(&a.root);
+        let may_ask = a.may_request(asked);
+        let (conns, ledger) = (&self.conns, &self.ledger);
         let depth = a.pipeline_depth();
-        let mut has_slot = |_| holder_has_slot(conns, conn, true, depth);
+        let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, depth);
         let mut only = std::iter::once(holder);
         let pick = may_ask
-            .then(|| a.next_request(now, Some(&mut only), &mut has_slot, &mut self.rng))
+            .then(|| a.next_request(asked, now, Some(&mut only), &mut has_slot, &mut self.rng))
             .flatten();
         let root = a.root;
         // Nothing asked of it: nothing else changed that a full pick could use.
@@ -416,9 +412,9 @@ impl Peer {
             return; // an endgame duplicate
         }
         a.storing.insert(chunk);
-        // Duplicates still owed by other holders are ignored when they land.
-        a.in_flight.remove(&chunk);
         let root = a.root;
+        // Duplicates still owed by other holders are ignored when they land.
+        self.ledger.arrived(root, chunk);
         let io = self.new_io(Io::Verify {
             name: name.clone(),
             root,
@@ -562,11 +558,11 @@ impl Peer {
         &mut self,
         now: Timestamp,
         conn: ConnId,
-        o: OutLink,
+        holder: SocketAddr,
         reason: &str,
         complaint: Option<Complaint>,
     ) {
-        let names = self.forget_holder(now, conn, &o, reason, complaint);
+        let names = self.forget_holder(now, conn, holder, reason, complaint);
         for name in &names {
             self.pump(now, name);
         }
@@ -579,11 +575,11 @@ impl Peer {
         &mut self,
         now: Timestamp,
         conn: ConnId,
-        o: &OutLink,
+        holder: SocketAddr,
         reason: &str,
         complaint: Option<Complaint>,
     ) -> Vec<FileName> {
-        let holder = o.link.remote;
+        let owed = self.ledger.drop_conn(conn, holder);
         if self.holder_conns.get(&holder) == Some(&conn) {
             self.holder_conns.remove(&holder);
         }
@@ -593,11 +589,7 @@ impl Peer {
             let Some(a) = self.active_mut(name) else {
                 continue;
             };
-            let owed = o.requests.iter().any(|(r, _)| *r == a.root);
-            for asked in a.in_flight.values_mut() {
-                asked.retain(|h| *h != holder);
-            }
-            a.in_flight.retain(|_, asked| !asked.is_empty());
+            let owed = owed.iter().any(|(r, _)| *r == a.root);
             if owed || a.knows(holder) {
                 a.cooldown.set(holder, retry_at);
                 a.note_trouble(holder, reason);

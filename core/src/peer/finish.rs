@@ -13,9 +13,10 @@ impl Peer {
     pub(super) fn settle(&mut self, now: Timestamp, name: &FileName) {
         let unavailable_after = self.config.unavailable_after_ms;
         let reject_grace = self.config.reject_grace_ms;
-        let Some(a) = self.active_mut(name) else {
+        let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) else {
             return;
         };
+        let in_flight = self.ledger.asked(&a.root).count();
         if now.since_ms(a.last_progress) >= unavailable_after && !a.committing {
             let reason = format!(
                 "no chunk arrived for {} s: {}",
@@ -24,8 +25,7 @@ impl Peer {
             );
             return self.fail(name.clone(), FailKind::Stalled, reason);
         }
-        if a.committing || a.requests_in_flight() > 0 || !a.storing.is_empty() || a.check.is_some()
-        {
+        if a.committing || in_flight > 0 || !a.storing.is_empty() || a.check.is_some() {
             a.give_up_at = None;
             a.reject_at = None;
             return;
@@ -97,6 +97,9 @@ impl Peer {
     /// holders if it was the last download.
     pub(super) fn end_download(&mut self, name: &FileName) -> Option<Active> {
         let d = self.downloads.remove(name)?;
+        if let Some(a) = &d.active {
+            self.ledger.end(&a.root);
+        }
         if self.downloads.is_empty() {
             self.drop_holder_conns();
         }
@@ -139,6 +142,7 @@ impl Peer {
             return;
         };
         if let Some(a) = d.active {
+            self.ledger.end(&a.root);
             if self.files.get(name).is_some_and(|f| f.partial) {
                 self.files.remove(name);
                 if self.by_root.get(&a.root) == Some(name) {

@@ -14,6 +14,7 @@ mod cooldown;
 mod download;
 mod fetch;
 mod finish;
+mod ledger;
 pub mod picker;
 mod serve;
 mod session;
@@ -30,8 +31,8 @@ use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Hello, Message, Role, SharedFile};
 use conns::{conn_deadline_lead_ms, Conn};
-use download::Active;
 use fetch::Download;
+use ledger::Ledger;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
@@ -220,6 +221,8 @@ pub struct Peer {
     /// When the connections' deadlines are next looked at.
     deadlines: ConnDeadlines,
     holder_conns: BTreeMap<SocketAddr, ConnId>,
+    /// Every chunk request outstanding.
+    ledger: Ledger,
     ios: BTreeMap<IoId, Io>,
     /// No outbound connection is evictable before this (see `any_evictable`).
     no_evictable_before: Cell<Timestamp>,
@@ -245,6 +248,7 @@ impl Peer {
             conns: BTreeMap::new(),
             deadlines,
             holder_conns: BTreeMap::new(),
+            ledger: Ledger::default(),
             ios: BTreeMap::new(),
             no_evictable_before: Cell::new(Timestamp::ZERO),
             slots: UploadSlots::default(),
@@ -300,9 +304,9 @@ impl Peer {
     /// Chunk requests outstanding, per holder (for limit checkers).
     pub fn requests_per_holder(&self) -> BTreeMap<SocketAddr, usize> {
         self.conns
-            .values()
-            .filter_map(|c| match c {
-                Conn::Out(o) => Some((o.link.remote, o.requests.len())),
+            .iter()
+            .filter_map(|(id, c)| match c {
+                Conn::Out(o) => Some((o.link.remote, self.ledger.owed_by(*id))),
                 _ => None,
             })
             .collect()
@@ -312,7 +316,8 @@ impl Peer {
     pub fn requests_per_download(&self) -> Vec<usize> {
         self.downloads
             .values()
-            .filter_map(|d| d.active.as_ref().map(Active::requests_in_flight))
+            .filter_map(|d| d.active.as_ref())
+            .map(|a| self.ledger.asked(&a.root).count())
             .collect()
     }
 
@@ -498,7 +503,8 @@ impl Machine for Peer {
                 }
                 if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
                     let why = format!("cannot connect: {reason}");
-                    self.holder_lost(now, conn, o, &why, Some(Complaint::Unreachable));
+                    let unreachable = Some(Complaint::Unreachable);
+                    self.holder_lost(now, conn, o.link.remote, &why, unreachable);
                 }
             }
             Input::Received { conn, data } => {

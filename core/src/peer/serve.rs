@@ -149,9 +149,10 @@ impl Peer {
             return;
         }
         let a = self.downloads.get(name).and_then(|d| d.active.as_ref());
+        let ledger = &self.ledger;
         // Never held as well: a chunk leaves `arriving` when it is stored.
         let coming =
-            |c: u32| a.is_some_and(|a| a.in_flight.contains_key(&c) || a.storing.contains(&c));
+            |c: u32| a.is_some_and(|a| ledger.asked(&a.root).contains(c) || a.storing.contains(&c));
         let failed: Vec<u32> = f.arriving.iter().copied().filter(|c| !coming(*c)).collect();
         if failed.is_empty() {
             return;

@@ -1,0 +1,202 @@
+//! The request ledger: every chunk request outstanding, recorded once and changed only by
+//! `issue`, `answer`, `arrived` and `drop_conn`. It is read two ways: per holder connection
+//! (what it owes, for pipelines, deadlines and eviction) and per file (who was asked for
+//! each chunk, for the picker and the request budget).
+
+use crate::machine::ConnId;
+use crate::manifest::Root;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    /// Per holder connection: requests not yet answered, in the order asked (a holder
+    /// answers in that order). An endgame duplicate stays here after another copy arrived:
+    /// the holder still owes it and will send it.
+    owed: BTreeMap<ConnId, Vec<(Root, u32)>>,
+    /// Per file: chunks asked for and not yet arrived, with the holders asked.
+    asked: BTreeMap<Root, Asked>,
+}
+
+/// Who was asked for each chunk of one file that has not arrived yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Asked(BTreeMap<u32, Vec<SocketAddr>>);
+
+static NOTHING_ASKED: Asked = Asked(BTreeMap::new());
+
+impl Asked {
+    /// Requests outstanding for chunks still missing (a duplicate counts once per holder).
+    pub fn count(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
+    pub fn contains(&self, chunk: u32) -> bool {
+        self.0.contains_key(&chunk)
+    }
+
+    /// The holders asked for `chunk`.
+    pub fn holders(&self, chunk: u32) -> &[SocketAddr] {
+        self.0.get(&chunk).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The chunks asked for, ascending.
+    pub fn chunks(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.keys().copied()
+    }
+
+    fn add(&mut self, chunk: u32, holder: SocketAddr) {
+        self.0.entry(chunk).or_default().push(holder);
+    }
+
+    fn remove(&mut self, chunk: u32, holder: SocketAddr) {
+        if let Some(asked) = self.0.get_mut(&chunk) {
+            asked.retain(|h| *h != holder);
+            if asked.is_empty() {
+                self.0.remove(&chunk);
+            }
+        }
+    }
+
+    fn remove_holder(&mut self, holder: SocketAddr) {
+        for asked in self.0.values_mut() {
+            asked.retain(|h| *h != holder);
+        }
+        self.0.retain(|_, asked| !asked.is_empty());
+    }
+
+    #[cfg(test)]
+    pub fn with(chunks: impl IntoIterator<Item = (u32, Vec<SocketAddr>)>) -> Asked {
+        Asked(chunks.into_iter().collect())
+    }
+}
+
+impl Ledger {
+    // ---- getters ----
+
+    /// Who was asked for which chunk of the file `root`.
+    pub fn asked(&self, root: &Root) -> &Asked {
+        self.asked.get(root).unwrap_or(&NOTHING_ASKED)
+    }
+
+    /// How many requests the holder on `conn` owes.
+    pub fn owed_by(&self, conn: ConnId) -> usize {
+        self.owed.get(&conn).map_or(0, Vec::len)
+    }
+
+    /// Whether the holder on `conn` owes nothing (it may be let go).
+    pub fn owes_nothing(&self, conn: ConnId) -> bool {
+        self.owed_by(conn) == 0
+    }
+
+    /// Whether the holder on `conn` owes `chunk` of `root`.
+    pub fn owes(&self, conn: ConnId, root: Root, chunk: u32) -> bool {
+        self.owed
+            .get(&conn)
+            .is_some_and(|o| o.contains(&(root, chunk)))
+    }
+
+    // ---- changes ----
+
+    /// `chunk` of `root` was asked of `holder` on `conn`.
+    pub fn issue(&mut self, conn: ConnId, holder: SocketAddr, root: Root, chunk: u32) {
+        self.owed.entry(conn).or_default().push((root, chunk));
+        self.asked.entry(root).or_default().add(chunk, holder);
+    }
+
+    /// `holder` on `conn` answered the request for `chunk` of `root` (with data, a refusal
+    /// or `Busy`). `None` if that was never asked of it; otherwise whether it now owes
+    /// nothing.
+    pub fn answer(
+        &mut self,
+        conn: ConnId,
+        holder: SocketAddr,
+        root: Root,
+        chunk: u32,
+    ) -> Option<bool> {
+        let owed = self.owed.get_mut(&conn)?;
+        let pos = owed.iter().position(|r| *r == (root, chunk))?;
+        owed.remove(pos);
+        let idle = owed.is_empty();
+        if idle {
+            self.owed.remove(&conn);
+        }
+        if let Some(asked) = self.asked.get_mut(&root) {
+            asked.remove(chunk, holder);
+        }
+        Some(idle)
+    }
+
+    /// A copy of `chunk` of `root` arrived: it is no longer in flight, though holders
+    /// asked for duplicates still owe theirs (ignored when they land).
+    pub fn arrived(&mut self, root: Root, chunk: u32) {
+        if let Some(asked) = self.asked.get_mut(&root) {
+            asked.0.remove(&chunk);
+        }
+    }
+
+    /// The connection `conn` to `holder` is gone: nothing it owed will come. Returns what
+    /// it owed.
+    pub fn drop_conn(&mut self, conn: ConnId, holder: SocketAddr) -> Vec<(Root, u32)> {
+        for asked in self.asked.values_mut() {
+            asked.remove_holder(holder);
+        }
+        self.owed.remove(&conn).unwrap_or_default()
+    }
+
+    /// The download of `root` ended: its chunks are no longer in flight for anyone
+    /// (holders that owe them still send them; they are ignored).
+    pub fn end(&mut self, root: &Root) {
+        self.asked.remove(root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, n], 7000))
+    }
+
+    #[test]
+    fn an_answer_clears_both_views_and_only_what_was_asked() {
+        let mut l = Ledger::default();
+        let (root, c1, c2) = (Root([1; 32]), ConnId::Outbound(1), ConnId::Outbound(2));
+        l.issue(c1, addr(1), root, 0);
+        l.issue(c1, addr(1), root, 1);
+        l.issue(c2, addr(2), root, 1);
+        assert_eq!(l.asked(&root).count(), 3);
+        assert_eq!(l.answer(c2, addr(2), root, 0), None, "never asked of it");
+        assert_eq!(l.answer(c1, addr(1), root, 1), Some(false));
+        assert_eq!(l.asked(&root).holders(1), [addr(2)]);
+        assert_eq!(l.answer(c1, addr(1), root, 0), Some(true));
+        assert!(l.owes_nothing(c1) && !l.asked(&root).contains(0));
+    }
+
+    #[test]
+    fn a_duplicate_stays_owed_after_another_copy_arrived() {
+        let mut l = Ledger::default();
+        let (root, c1, c2) = (Root([1; 32]), ConnId::Outbound(1), ConnId::Outbound(2));
+        l.issue(c1, addr(1), root, 4);
+        l.issue(c2, addr(2), root, 4);
+        l.arrived(root, 4);
+        assert_eq!(l.asked(&root).count(), 0);
+        assert!(l.owes(c2, root, 4), "the holder will still send it");
+        assert_eq!(l.answer(c2, addr(2), root, 4), Some(true));
+    }
+
+    #[test]
+    fn a_dropped_connection_owes_nothing_and_is_asked_for_nothing() {
+        let mut l = Ledger::default();
+        let (a, b, c1) = (Root([1; 32]), Root([2; 32]), ConnId::Outbound(1));
+        l.issue(c1, addr(1), a, 0);
+        l.issue(c1, addr(1), b, 3);
+        l.issue(ConnId::Outbound(2), addr(2), a, 0);
+        assert_eq!(l.drop_conn(c1, addr(1)), vec![(a, 0), (b, 3)]);
+        assert_eq!(l.owed_by(c1), 0);
+        assert_eq!(l.asked(&a).holders(0), [addr(2)]);
+        assert!(!l.asked(&b).contains(3));
+        l.end(&a);
+        assert_eq!(l.asked(&a).count(), 0);
+    }
+}
