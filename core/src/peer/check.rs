@@ -112,7 +112,7 @@ impl Peer {
     pub(super) fn pump_checks(&mut self, now: Timestamp, name: &FileName) {
         let done = self
             .active_mut(name)
-            .and_then(|a| a.check.as_ref())
+            .and_then(|a| a.check())
             .is_some_and(DiskCheck::is_done);
         if done {
             return self.end_check(now, name);
@@ -121,15 +121,15 @@ impl Peer {
             let Some(a) = self.active_mut(name) else {
                 return;
             };
-            let root = a.root;
-            let Some(check) = a.check.as_mut() else {
+            let root = a.root();
+            let Some(check) = a.check_mut() else {
                 return;
             };
             let in_final = check.in_final;
             let Some(chunk) = check.next_read() else {
                 return;
             };
-            let Some((offset, len)) = a.manifest.chunk_range(chunk) else {
+            let Some((offset, len)) = a.manifest().chunk_range(chunk) else {
                 continue;
             };
             let io = self.new_io(Io::Check {
@@ -186,10 +186,10 @@ impl Peer {
         good: bool,
     ) {
         let replace = self.downloads.get(name).is_some_and(|d| d.request.replace);
-        let Some(a) = self.active_mut(name).filter(|a| a.root == root) else {
+        let Some(a) = self.active_mut(name).filter(|a| a.root() == root) else {
             return;
         };
-        let Some(check) = a.check.as_mut() else {
+        let Some(check) = a.check_mut() else {
             return;
         };
         if !check.judge(chunk, good) {
@@ -198,7 +198,7 @@ impl Peer {
         let in_final = check.in_final;
         a.note_progress(now);
         if in_final && !good {
-            a.check = None;
+            a.end_check();
             if !replace {
                 let reason = format!(
                     "a different file is already there (chunk {chunk} differs from the \
@@ -219,7 +219,7 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
-        let Some(check) = a.check.take() else {
+        let Some(check) = a.end_check() else {
             return;
         };
         if check.in_final {
@@ -239,20 +239,21 @@ impl Peer {
         let Some(a) = self.end_download(name) else {
             return;
         };
-        let have = ChunkSet::full(a.manifest.chunk_count());
+        let (root, manifest) = (a.root(), a.manifest().clone());
+        let have = ChunkSet::full(manifest.chunk_count());
         let file = SharedFile {
             name: name.clone(),
-            manifest: a.manifest.clone(),
+            manifest: manifest.clone(),
             have: have.clone(),
         };
-        let bytes = a.manifest.size;
-        self.insert_file(name.clone(), a.manifest, a.root, have, false);
+        let bytes = manifest.size;
+        self.insert_file(name.clone(), manifest, root, have, false);
         if self.tracker_up() {
             self.send_register(vec![file]);
         }
         self.emit(Event::AlreadyComplete {
             name: name.clone(),
-            root: a.root,
+            root,
             bytes,
         });
     }

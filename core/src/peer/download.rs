@@ -7,6 +7,7 @@ use super::cooldown::Cooldowns;
 use super::ledger::Asked;
 use super::picker;
 use crate::chunkset::ChunkSet;
+use crate::deadlines::earliest;
 use crate::limits::{
     FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
     MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER, REPORT_TTL_MS,
@@ -30,14 +31,14 @@ const ENDGAME_MAX_MISSING: usize = 4;
 
 #[derive(Debug)]
 pub(crate) struct Active {
-    pub root: Root,
-    pub manifest: Manifest,
+    root: Root,
+    manifest: Manifest,
     /// Chunks the user asked for (all of them unless `--chunks`).
-    pub want: ChunkSet,
+    want: ChunkSet,
     /// Verified and stored.
-    pub have: ChunkSet,
+    have: ChunkSet,
     /// Verified, being written.
-    pub storing: BTreeSet<u32>,
+    storing: BTreeSet<u32>,
     /// Who holds what, as the tracker's samples said (changed only through methods, which
     /// keep `good_counts` true).
     holders: BTreeMap<SocketAddr, ChunkSet>,
@@ -47,26 +48,26 @@ pub(crate) struct Active {
     /// counted because the picker weighs every missing chunk on every request.
     good_counts: Vec<u32>,
     /// Holders whose connection failed, unused until the time given.
-    pub cooldown: Cooldowns,
-    pub mismatched: BTreeSet<u32>,
+    cooldown: Cooldowns,
+    mismatched: BTreeSet<u32>,
     /// When a download that cannot progress gives up (armed while it waits).
-    pub give_up_at: Option<Timestamp>,
+    give_up_at: Option<Timestamp>,
     /// When a download whose remaining chunks have only bad holders is rejected (armed when
     /// that happens; a refreshed chunk map with a good holder disarms it).
-    pub reject_at: Option<Timestamp>,
-    pub next_refresh: Timestamp,
+    reject_at: Option<Timestamp>,
+    next_refresh: Timestamp,
     /// The current wait between chunk-map refreshes (see `PeerConfig::refresh_min_ms`).
-    pub refresh_ms: u64,
-    pub committing: bool,
+    refresh_ms: u64,
+    committing: bool,
     /// Chunks found on disk still being checked (see `check`): not requested meanwhile.
-    pub check: Option<DiskCheck>,
+    check: Option<DiskCheck>,
     /// When a chunk last arrived, or was found good on disk: a download that goes without
     /// for the stall timeout fails, whatever it is still waiting for.
-    pub last_progress: Timestamp,
+    last_progress: Timestamp,
     /// When the user was last told what a download without progress waits on.
-    pub stall_noted: Timestamp,
+    stall_noted: Timestamp,
     /// Bytes fetched from holders (for the rate shown; chunks found on disk excluded).
-    pub fetched: u64,
+    fetched: u64,
     /// Why each holder last failed us (refused, timed out, busy, bad data): named when the
     /// download stalls. Bounded like the chunk map.
     trouble: BTreeMap<SocketAddr, String>,
@@ -92,6 +93,21 @@ pub(super) fn seek<'a, K: Ord, V>(
     None
 }
 
+/// How a download stands after a change (see `Active::judge`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Still under way, or waiting within its time.
+    Going,
+    /// Every wanted chunk is held.
+    Complete,
+    /// No chunk arrived for the stall timeout.
+    Stalled,
+    /// These chunks came bad from every holder that has them, and the grace is over.
+    Rejected(Vec<u32>),
+    /// This chunk has had no usable holder for the unavailability timeout.
+    Unavailable(u32),
+}
+
 /// What to do with a download that has nothing in flight.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -104,19 +120,22 @@ pub(crate) enum Verdict {
 }
 
 impl Active {
+    /// A download of `want` of the file `root` starting at `now` with nothing held, whose
+    /// chunk map is refreshed `refresh_ms` from now and `check` on disk first.
     pub fn new(
         root: Root,
         manifest: Manifest,
         want: ChunkSet,
-        have: ChunkSet,
+        check: Option<DiskCheck>,
+        refresh_ms: u64,
         now: Timestamp,
     ) -> Active {
         let good_counts = vec![0; want.len() as usize];
         Active {
             root,
+            have: ChunkSet::empty(manifest.chunk_count()),
             manifest,
             want,
-            have,
             storing: BTreeSet::new(),
             holders: BTreeMap::new(),
             bad: BTreeSet::new(),
@@ -125,10 +144,10 @@ impl Active {
             mismatched: BTreeSet::new(),
             give_up_at: None,
             reject_at: None,
-            next_refresh: now,
-            refresh_ms: 0,
+            next_refresh: now.plus_ms(refresh_ms),
+            refresh_ms,
             committing: false,
-            check: None,
+            check,
             last_progress: now,
             stall_noted: now,
             fetched: 0,
@@ -137,8 +156,214 @@ impl Active {
         }
     }
 
+    // ---- getters ----
+
+    pub fn root(&self) -> Root {
+        self.root
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Chunks the user asked for.
+    pub fn want(&self) -> &ChunkSet {
+        &self.want
+    }
+
+    /// Chunks verified and stored.
+    pub fn have(&self) -> &ChunkSet {
+        &self.have
+    }
+
+    /// Whether `chunk` arrived and is being hashed or written.
+    pub fn is_storing(&self, chunk: u32) -> bool {
+        self.storing.contains(&chunk)
+    }
+
+    /// Chunks arrived and being hashed or written.
+    pub fn storing_count(&self) -> usize {
+        self.storing.len()
+    }
+
+    /// Bytes fetched from holders (chunks found on disk excluded).
+    pub fn fetched(&self) -> u64 {
+        self.fetched
+    }
+
+    /// The check of chunks found on disk, while it runs.
+    pub fn check(&self) -> Option<&DiskCheck> {
+        self.check.as_ref()
+    }
+
+    pub fn check_mut(&mut self) -> Option<&mut DiskCheck> {
+        self.check.as_mut()
+    }
+
+    /// When this download's next timer is due: a refresh, a cooldown's end, a note on a
+    /// stall, giving up or rejecting.
+    pub fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
+        let timers = [
+            self.cooldown.earliest_end(),
+            self.give_up_at,
+            self.reject_at,
+            Some(self.last_progress.plus_ms(unavailable_after_ms)),
+            Some(self.stall_note_at()),
+        ];
+        timers.into_iter().fold(self.next_refresh, |t, other| {
+            earliest(Some(t), other).unwrap_or(t)
+        })
+    }
+
+    // ---- what happens to it ----
+
+    /// A copy of `chunk` arrived: false if it is held or being stored already (an endgame
+    /// duplicate), otherwise it is being stored from now on.
+    pub fn arrived(&mut self, chunk: u32) -> bool {
+        if self.have.contains(chunk) || self.storing.contains(&chunk) {
+            return false;
+        }
+        self.storing.insert(chunk)
+    }
+
+    /// The copy of `chunk` that `holder` sent failed verification: the holder is bad for
+    /// this file, and the chunk is missing again.
+    pub fn mismatched(&mut self, chunk: u32, holder: SocketAddr) {
+        self.storing.remove(&chunk);
+        self.mismatched.insert(chunk);
+        self.mark_bad(holder);
+        self.note_trouble(holder, "sent bad data");
+    }
+
+    /// `chunk`, fetched, is stored: progress (not yet held: see `hold`).
+    pub fn stored(&mut self, now: Timestamp, chunk: u32) {
+        self.storing.remove(&chunk);
+        self.note_progress(now);
+        self.fetched += self
+            .manifest
+            .chunk_range(chunk)
+            .map_or(0, |(_, len)| u64::from(len));
+    }
+
+    /// `chunk` is verified and on disk: held.
+    pub fn hold(&mut self, chunk: u32) {
+        self.have.insert(chunk);
+    }
+
+    /// Every wanted chunk is held and the file is being committed: nothing more is asked.
+    pub fn start_commit(&mut self) {
+        self.committing = true;
+    }
+
+    /// The check on disk is over (or abandoned): its chunks count as missing or held.
+    pub fn end_check(&mut self) -> Option<DiskCheck> {
+        self.check.take()
+    }
+
+    /// Leaves `holder` alone until `until`, replacing any cooldown it had (its connection
+    /// failed).
+    pub fn cool(&mut self, holder: SocketAddr, until: Timestamp) {
+        self.cooldown.set(holder, until);
+    }
+
+    /// Leaves `holder` alone until `until` at least (it said `Busy`).
+    pub fn cool_at_least(&mut self, holder: SocketAddr, until: Timestamp) {
+        self.cooldown.extend(holder, until);
+    }
+
+    /// `holder` may be asked at once (it said `Ready`, or the tracker introduced it).
+    pub fn warm(&mut self, holder: SocketAddr) {
+        self.cooldown.remove(holder);
+    }
+
+    /// A fresh chunk map came: refresh again soon if it brought `news`, later if not
+    /// (doubling from `min_ms` up to `max_ms`).
+    pub fn refreshed(&mut self, now: Timestamp, news: bool, min_ms: u64, max_ms: u64) {
+        self.refresh_ms = if news {
+            min_ms
+        } else {
+            self.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
+        };
+        self.next_refresh = now.plus_ms(self.refresh_ms);
+    }
+
+    /// The tracker session began again: the next refresh is one wait from now.
+    pub fn refresh_from(&mut self, now: Timestamp) {
+        self.next_refresh = now.plus_ms(self.refresh_ms);
+    }
+
+    /// Whether a refresh is due now; if so, the next is pushed back by at least `max_ms`
+    /// (a fresh map moves it again: this covers an answer that never comes).
+    pub fn refresh_due(&mut self, now: Timestamp, max_ms: u64) -> bool {
+        if self.next_refresh > now {
+            return false;
+        }
+        self.next_refresh = now.plus_ms(self.refresh_ms.max(max_ms));
+        true
+    }
+
+    /// The timers' housekeeping at `now`: ended cooldowns are forgotten, and when a
+    /// download without progress should tell the user what it waits on, that is returned
+    /// (seconds without progress, what it waits on).
+    pub fn tick(&mut self, now: Timestamp) -> Option<(u64, String)> {
+        self.cooldown.expire(now);
+        if self.stall_note_at() > now || self.committing {
+            return None;
+        }
+        self.stall_noted = now;
+        Some((now.since_ms(self.last_progress) / 1000, self.waiting_on()))
+    }
+
+    /// Judges the download after a change, with `in_flight` requests outstanding: arms or
+    /// disarms the give-up and reject timers and says how it stands.
+    pub fn judge(
+        &mut self,
+        now: Timestamp,
+        in_flight: usize,
+        unavailable_after_ms: u64,
+        reject_grace_ms: u64,
+    ) -> Standing {
+        if now.since_ms(self.last_progress) >= unavailable_after_ms && !self.committing {
+            return Standing::Stalled;
+        }
+        if self.committing || in_flight > 0 || !self.storing.is_empty() || self.check.is_some() {
+            self.give_up_at = None;
+            self.reject_at = None;
+            return Standing::Going;
+        }
+        if self.is_complete() {
+            return Standing::Complete;
+        }
+        match self.verdict(now) {
+            Verdict::Proceed => {
+                self.give_up_at = None;
+                self.reject_at = None;
+            }
+            Verdict::Reject if self.reject_at.is_none() => {
+                // A good holder may be between sessions: look again before refusing the file.
+                self.reject_at = Some(now.plus_ms(reject_grace_ms));
+                self.give_up_at = None;
+                self.next_refresh = now;
+            }
+            Verdict::Reject if self.reject_at.is_some_and(|t| t > now) => {}
+            Verdict::Reject => {
+                return Standing::Rejected(self.mismatched.iter().copied().collect())
+            }
+            Verdict::Wait => match self.give_up_at {
+                _ if self.reject_at.take().is_some() => {}
+                None => self.give_up_at = Some(now.plus_ms(unavailable_after_ms)),
+                Some(t) if t <= now => {
+                    let stuck = self.want.iter().find(|c| !self.have.contains(*c));
+                    return Standing::Unavailable(stuck.unwrap_or(0));
+                }
+                Some(_) => {}
+            },
+        }
+        Standing::Going
+    }
+
     /// When to tell the user next what the download waits on, if nothing arrives first.
-    pub fn stall_note_at(&self) -> Timestamp {
+    fn stall_note_at(&self) -> Timestamp {
         self.last_progress
             .max(self.stall_noted)
             .plus_ms(STALL_NOTE_EVERY_MS)
@@ -526,354 +751,4 @@ fn count_holder(counts: &mut [u32], chunk: u32, more: bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    fn addr(n: u8) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, n], 7000))
-    }
-
-    fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
-        let manifest = Manifest {
-            size: u64::from(chunks) * 64,
-            chunk_size: 64,
-            hashes: vec![[0; 32]; chunks as usize],
-        };
-        let mut a = Active::new(
-            manifest.root(),
-            manifest,
-            ChunkSet::full(chunks),
-            ChunkSet::empty(chunks),
-            Timestamp::ZERO,
-        );
-        a.set_holders(
-            holders
-                .iter()
-                .map(|(n, have)| LocatedHolder {
-                    addr: addr(*n),
-                    have: ChunkSet::from_indices(chunks, have.iter().copied()),
-                })
-                .collect(),
-        );
-        a
-    }
-
-    #[test]
-    fn rare_chunks_come_first() {
-        let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let (chunk, holder) = a
-            .next_request(
-                &Asked::default(),
-                Timestamp::ZERO,
-                None,
-                &mut |_| true,
-                &mut rng,
-            )
-            .unwrap();
-        assert!(chunk == 0 || chunk == 2);
-        assert_eq!(holder, addr(1));
-    }
-
-    #[test]
-    fn with_only_some_holders_listed_the_others_are_not_asked() {
-        let a = active(2, &[(1, &[0, 1]), (2, &[0, 1]), (3, &[0, 1])]);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        for _ in 0..20 {
-            let mut asked = Vec::new();
-            let mut only = [addr(2), addr(4)].into_iter();
-            let next = a.next_request(
-                &Asked::default(),
-                Timestamp::ZERO,
-                Some(&mut only),
-                &mut |h| {
-                    asked.push(h);
-                    true
-                },
-                &mut rng,
-            );
-            assert_eq!(next.map(|(_, h)| h), Some(addr(2)));
-            assert_eq!(
-                asked,
-                vec![addr(2)],
-                "an unknown listed holder is skipped too"
-            );
-        }
-    }
-
-    #[test]
-    fn verified_chunks_are_never_requested_again() {
-        let mut a = active(2, &[(1, &[0, 1]), (2, &[0, 1])]);
-        a.have.insert(0);
-        let asked = Asked::with([(1, vec![addr(1)])]);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        for _ in 0..20 {
-            let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
-            assert_eq!(next, Some((1, addr(2))));
-        }
-    }
-
-    #[test]
-    fn endgame_duplicates_to_another_holder() {
-        let a = active(1, &[(1, &[0]), (2, &[0])]);
-        let asked = Asked::with([(0, vec![addr(1)])]);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
-        assert_eq!(next, Some((0, addr(2))));
-        let asked = Asked::with([(0, vec![addr(1), addr(2)])]);
-        assert_eq!(
-            a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng),
-            None
-        );
-    }
-
-    #[test]
-    fn only_bad_holders_means_reject() {
-        let mut a = active(2, &[(1, &[0, 1])]);
-        a.mark_bad(addr(1));
-        a.mismatched.insert(0);
-        assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        assert_eq!(
-            a.next_request(
-                &Asked::default(),
-                Timestamp::ZERO,
-                None,
-                &mut |_| true,
-                &mut rng
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn connected_holders_outlive_a_sample_that_left_them_out() {
-        let mut a = active(2, &[(1, &[0]), (2, &[1])]);
-        let sample = vec![LocatedHolder {
-            addr: addr(3),
-            have: ChunkSet::from_indices(2, [0, 1]),
-        }];
-        a.merge_holders(sample, |h| h == addr(1));
-        let known: Vec<SocketAddr> = a.holders.keys().copied().collect();
-        assert_eq!(known, vec![addr(1), addr(3)]);
-    }
-
-    #[test]
-    fn kept_rarity_matches_a_count_of_good_holders() {
-        let mut a = active(3, &[(1, &[0, 1]), (2, &[1, 2]), (3, &[1])]);
-        let counted = |a: &Active| {
-            (0..3)
-                .map(|c| a.good_holders(c).count())
-                .collect::<Vec<_>>()
-        };
-        let kept = |a: &Active| (0..3).map(|c| a.good_holder_count(c)).collect::<Vec<_>>();
-        assert_eq!(kept(&a), vec![1, 3, 1]);
-        a.forget_chunk(addr(3), 1);
-        a.forget_chunk(addr(3), 1);
-        assert_eq!(kept(&a), counted(&a));
-        a.mark_bad(addr(2));
-        assert_eq!(kept(&a), vec![1, 1, 0]);
-        a.forget_chunk(addr(2), 2);
-        a.merge_holders(vec![], |h| h != addr(1));
-        assert_eq!((kept(&a), counted(&a)), (vec![0, 0, 0], vec![0, 0, 0]));
-    }
-
-    /// The picker as first written: every holder visited, rarity counted per chunk. The
-    /// kept counts and early exits of `next_request` must not change a single choice or
-    /// random draw (the simulator's reports depend on both).
-    fn reference_pick(
-        a: &Active,
-        in_flight: &Asked,
-        now: Timestamp,
-        only: Option<&[SocketAddr]>,
-        has_slot: &dyn Fn(SocketAddr) -> bool,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<(u32, SocketAddr)> {
-        let missing: Vec<u32> = a
-            .want
-            .iter()
-            .filter(|c| !a.have.contains(*c) && !a.storing.contains(c))
-            .collect();
-        let good: Vec<(SocketAddr, &ChunkSet)> = a
-            .holders
-            .iter()
-            .filter(|(addr, _)| !a.bad.contains(addr))
-            .map(|(addr, have)| (*addr, have))
-            .collect();
-        let rarity = |c: u32| good.iter().filter(|(_, h)| h.contains(c)).count();
-        let hopeless = !a.mismatched.is_empty()
-            && missing
-                .iter()
-                .any(|c| rarity(*c) == 0 && a.holders.values().any(|h| h.contains(*c)));
-        if hopeless {
-            return None;
-        }
-        let ready: Vec<(SocketAddr, &ChunkSet)> = good
-            .iter()
-            .filter(|(addr, _)| {
-                !a.cooling(*addr, now) && only.is_none_or(|o| o.contains(addr)) && has_slot(*addr)
-            })
-            .copied()
-            .collect();
-        let asked = |c: u32| in_flight.holders(c).to_vec();
-        let ready_for = |c: u32| -> Vec<SocketAddr> {
-            let asked = asked(c);
-            ready
-                .iter()
-                .filter(|(addr, have)| have.contains(c) && !asked.contains(addr))
-                .map(|(addr, _)| *addr)
-                .collect()
-        };
-        let fresh = missing
-            .iter()
-            .copied()
-            .filter(|c| !in_flight.contains(*c) && ready.iter().any(|(_, h)| h.contains(*c)));
-        let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
-            Some(chunk) => chunk,
-            None if a.in_endgame(in_flight) => {
-                let stragglers = missing
-                    .iter()
-                    .copied()
-                    .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
-                    .filter(|c| !ready_for(*c).is_empty());
-                picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
-            }
-            None => return None,
-        };
-        let holder = picker::random_holder(&ready_for(chunk), rng)?;
-        Some((chunk, holder))
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn next_request_picks_as_the_reference_does(
-            chunks in 1u32..20,
-            sets in proptest::collection::vec(proptest::collection::vec(proptest::bool::weighted(0.4), 20), 0..7),
-            state in proptest::collection::vec(0u8..8, 20),
-            per_holder in proptest::collection::vec(0u8..16, 7),
-            mismatch in proptest::bool::weighted(0.1),
-            seed in proptest::prelude::any::<u64>(),
-        ) {
-            let holders: Vec<(u8, Vec<u32>)> = sets
-                .iter()
-                .enumerate()
-                .map(|(i, bits)| (i as u8 + 1, (0..chunks).filter(|c| bits[*c as usize]).collect()))
-                .collect();
-            let held: Vec<(u8, &[u32])> = holders.iter().map(|(n, c)| (*n, c.as_slice())).collect();
-            let mut a = active(chunks, &held);
-            let now = Timestamp(1_000);
-            let mut flight = Vec::new();
-            for c in 0..chunks {
-                match state[c as usize] {
-                    0 => { a.have.insert(c); }
-                    1 => { a.storing.insert(c); }
-                    2 => { a.want.remove(c); }
-                    3 => flight.push((c, vec![addr(1 + c as u8 % 7)])),
-                    4 => flight.push((c, vec![addr(1), addr(2)])),
-                    _ => {}
-                }
-            }
-            // Per holder: bad, cooling (past or future), slot, listed in `only`.
-            for (i, bits) in per_holder.iter().enumerate() {
-                let h = addr(i as u8 + 1);
-                if bits & 1 != 0 && i % 3 == 0 { a.mark_bad(h); }
-                if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
-            }
-            if mismatch { a.mismatched.insert(0); }
-            let in_flight = Asked::with(flight);
-            let slot = |h: SocketAddr| per_holder.iter().enumerate().any(|(i, b)| addr(i as u8 + 1) == h && b & 4 == 0);
-            let listed: Vec<SocketAddr> = (0..7u8).filter(|i| per_holder[*i as usize] & 8 == 0).map(|i| addr(i + 1)).collect();
-            for only in [None, Some(listed.as_slice())] {
-                let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
-                let mut it = only.map(|o| o.iter().copied());
-                let got = a.next_request(
-                    &in_flight,
-                    now,
-                    it.as_mut().map(|i| i as &mut dyn Iterator<Item = SocketAddr>),
-                    &mut |h| slot(h),
-                    &mut r1,
-                );
-                let want = reference_pick(&a, &in_flight, now, only, &slot, &mut r2);
-                proptest::prop_assert_eq!(got, want);
-                proptest::prop_assert_eq!(rand::RngCore::next_u64(&mut r1), rand::RngCore::next_u64(&mut r2), "random draws differ");
-            }
-        }
-    }
-
-    #[test]
-    fn many_holders_mean_a_shallow_pipeline() {
-        let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
-        let mut a = active(1, &few);
-        assert_eq!(a.pipeline_depth(), MAX_REQUESTS_PER_HOLDER);
-        let one_more = LocatedHolder {
-            addr: addr(200),
-            have: ChunkSet::full(1),
-        };
-        assert!(a.learn_holder(one_more));
-        assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
-        assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
-    }
-
-    #[test]
-    fn many_holders_mean_few_requests_in_flight() {
-        let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
-        let mut a = active(1, &few);
-        assert_eq!(a.request_budget(), MAX_REQUESTS_PER_DOWNLOAD);
-        let holders = (0..MAX_SHARED_REQUESTS_PER_DOWNLOAD as u8).map(|n| addr(100 + n));
-        let mut flight: Vec<SocketAddr> = holders.collect();
-        assert!(a.may_request(&Asked::with([(0, flight.clone())])));
-        let one_more = LocatedHolder {
-            addr: addr(200),
-            have: ChunkSet::full(1),
-        };
-        assert!(a.learn_holder(one_more));
-        assert_eq!(a.request_budget(), MAX_SHARED_REQUESTS_PER_DOWNLOAD);
-        assert!(
-            !a.may_request(&Asked::with([(0, flight.clone())])),
-            "the budget is spent"
-        );
-        flight.pop();
-        let asked = Asked::with([(0, flight)]);
-        assert!(a.may_request(&asked));
-        a.committing = true;
-        assert!(!a.may_request(&asked), "nothing is asked while committing");
-    }
-
-    #[test]
-    fn introductions_fill_the_chunk_map_only_to_its_bound() {
-        let mut a = active(1, &[]);
-        let holder = |i: usize| LocatedHolder {
-            addr: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 7)),
-            have: ChunkSet::full(1),
-        };
-        for i in 0..MAX_KNOWN_HOLDERS {
-            assert!(a.learn_holder(holder(i)));
-        }
-        assert!(!a.learn_holder(holder(MAX_KNOWN_HOLDERS)));
-        assert!(a.learn_holder(holder(0)), "a known holder may still change");
-        assert_eq!(a.good_holder_count(0), MAX_KNOWN_HOLDERS);
-    }
-
-    #[test]
-    fn a_told_chunk_counts_once_and_only_for_a_known_good_holder() {
-        let mut a = active(3, &[(1, &[0]), (2, &[0])]);
-        assert!(a.learn_chunk(addr(1), 2));
-        assert!(!a.learn_chunk(addr(1), 2), "no news the second time");
-        assert!(!a.learn_chunk(addr(9), 2), "not in the map");
-        assert!(!a.learn_chunk(addr(1), 3), "past the end");
-        assert_eq!(a.good_holder_count(2), 1);
-        assert!(a.is_good_holder(addr(1), 2));
-        a.mark_bad(addr(2));
-        a.learn_chunk(addr(2), 1);
-        assert_eq!(a.good_holder_count(1), 0);
-    }
-
-    #[test]
-    fn cooling_holders_mean_wait() {
-        let mut a = active(1, &[(1, &[0])]);
-        a.cooldown.set(addr(1), Timestamp(500));
-        assert_eq!(a.verdict(Timestamp(10)), Verdict::Wait);
-        assert_eq!(a.verdict(Timestamp(500)), Verdict::Proceed);
-    }
-}
+mod tests;

@@ -37,17 +37,7 @@ impl Download {
             let give_up = self.started.plus_ms(unavailable_after_ms);
             return earliest(Some(give_up), self.relocate_at).unwrap_or(give_up);
         };
-        let stall_at = a.last_progress.plus_ms(unavailable_after_ms);
-        let timers = [
-            a.cooldown.earliest_end(),
-            a.give_up_at,
-            a.reject_at,
-            Some(stall_at),
-            Some(a.stall_note_at()),
-        ];
-        timers.into_iter().fold(a.next_refresh, |t, other| {
-            earliest(Some(t), other).unwrap_or(t)
-        })
+        a.next_timer(unavailable_after_ms)
     }
 }
 
@@ -86,7 +76,7 @@ impl Peer {
         }
         let root = manifest.root();
         if let Some(active) = &download.active {
-            if active.root == root {
+            if active.root() == root {
                 self.refresh_holders(now, &name, holders);
             }
             return;
@@ -127,11 +117,9 @@ impl Peer {
             });
         }
         let have = ChunkSet::empty(count);
-        let mut active = Active::new(root, manifest.clone(), want, have.clone(), now);
+        let refresh_ms = self.config.refresh_min_ms;
+        let mut active = Active::new(root, manifest.clone(), want, check, refresh_ms, now);
         active.set_holders(holders);
-        active.refresh_ms = self.config.refresh_min_ms;
-        active.next_refresh = now.plus_ms(active.refresh_ms);
-        active.check = check;
         if let Some(d) = self.downloads.get_mut(&name) {
             d.active = Some(active);
         }
@@ -159,12 +147,7 @@ impl Peer {
         };
         if let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) {
             let news = a.merge_holders(holders, keep);
-            a.refresh_ms = if news {
-                min_ms
-            } else {
-                a.refresh_ms.saturating_mul(2).clamp(min_ms, max_ms)
-            };
-            a.next_refresh = now.plus_ms(a.refresh_ms);
+            a.refreshed(now, news, min_ms, max_ms);
         }
         self.pump(now, name);
     }
@@ -181,7 +164,7 @@ impl Peer {
             let Some(active) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
                 return;
             };
-            let asked = self.ledger.asked(&active.root);
+            let asked = self.ledger.asked(&active.root());
             if !active.may_request(asked) {
                 break;
             }
@@ -208,7 +191,7 @@ impl Peer {
             else {
                 break;
             };
-            let root = active.root;
+            let root = active.root();
             self.request_chunk(now, name, root, chunk, holder);
         }
         self.settle(now, name);
@@ -306,7 +289,7 @@ impl Peer {
                 let base = self.config.busy_retry_ms.max(2);
                 let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
                 if let Some(a) = self.active_mut(&name) {
-                    a.cooldown.extend(holder, retry_at);
+                    a.cool_at_least(holder, retry_at);
                     a.note_trouble(holder, "busy serving others");
                 }
             }
@@ -328,13 +311,14 @@ impl Peer {
         let Some(a) = self.active_mut(&name) else {
             return;
         };
-        let count = a.manifest.chunk_count();
+        let count = a.manifest().chunk_count();
         if chunk >= count {
             let reason = format!("have for chunk {chunk} past the end ({count} chunks)");
             return self.violation(now, conn, reason);
         }
         // Only news may change a pick: a holder repeating itself costs us no pick.
-        if a.want.contains(chunk) && !a.have.contains(chunk) && a.learn_chunk(holder, chunk) {
+        let wanted = a.want().contains(chunk) && !a.have().contains(chunk);
+        if wanted && a.learn_chunk(holder, chunk) {
             self.ask_first(now, &name, holder);
         }
     }
@@ -349,7 +333,7 @@ impl Peer {
             return;
         };
         if let Some(a) = self.active_mut(&name) {
-            a.cooldown.remove(holder);
+            a.warm(holder);
         }
         self.ask_first(now, &name, holder);
     }
@@ -361,7 +345,7 @@ impl Peer {
         let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
             return;
         };
-        let asked = self.ledger.asked(&a.root);
+        let asked = self.ledger.asked(&a.root());
         let may_ask = a.may_request(asked);
         let (conns, ledger) = (&self.conns, &self.ledger);
         let depth = a.pipeline_depth();
@@ -370,7 +354,7 @@ impl Peer {
         let pick = may_ask
             .then(|| a.next_request(asked, now, Some(&mut only), &mut has_slot, &mut self.rng))
             .flatten();
-        let root = a.root;
+        let root = a.root();
         // Nothing asked of it: nothing else changed that a full pick could use.
         let Some((chunk, holder)) = pick else {
             return;
@@ -391,7 +375,7 @@ impl Peer {
             return;
         };
         if a.learn_holder(holder) {
-            a.cooldown.remove(addr);
+            a.warm(addr);
             self.ask_first(now, &name, addr);
         }
     }
@@ -408,11 +392,10 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
-        if a.have.contains(chunk) || a.storing.contains(&chunk) {
+        if !a.arrived(chunk) {
             return; // an endgame duplicate
         }
-        a.storing.insert(chunk);
-        let root = a.root;
+        let root = a.root();
         // Duplicates still owed by other holders are ignored when they land.
         self.ledger.arrived(root, chunk);
         let io = self.new_io(Io::Verify {
@@ -439,7 +422,7 @@ impl Peer {
             }) = self.ios.remove(&io)
             {
                 let good = self.active_mut(&name).is_some_and(|a| {
-                    a.root == root && a.manifest.chunk_matches(chunk, data.len(), digest)
+                    a.root() == root && a.manifest().chunk_matches(chunk, data.len(), digest)
                 });
                 self.judge_checked(now, &name, root, chunk, good);
             }
@@ -457,14 +440,11 @@ impl Peer {
         else {
             return;
         };
-        let Some(a) = self.active_mut(&name).filter(|a| a.root == root) else {
+        let Some(a) = self.active_mut(&name).filter(|a| a.root() == root) else {
             return; // finished or abandoned meanwhile
         };
-        if !a.manifest.chunk_matches(chunk, data.len(), digest) {
-            a.storing.remove(&chunk);
-            a.mismatched.insert(chunk);
-            a.mark_bad(peer);
-            a.note_trouble(peer, "sent bad data");
+        if !a.manifest().chunk_matches(chunk, data.len(), digest) {
+            a.mismatched(chunk, peer);
             self.report_holder(now, &name, peer, Complaint::BadData);
             self.emit(Event::Mismatch {
                 name: name.clone(),
@@ -473,10 +453,9 @@ impl Peer {
             });
             return self.pump(now, &name);
         }
-        let (offset, size) = (
-            a.manifest.chunk_range(chunk).map_or(0, |(o, _)| o),
-            a.manifest.size,
-        );
+        let manifest = a.manifest();
+        let offset = manifest.chunk_range(chunk).map_or(0, |(o, _)| o);
+        let size = manifest.size;
         let io = self.new_io(Io::Store {
             name: name.clone(),
             chunk,
@@ -503,17 +482,12 @@ impl Peer {
         let Some(a) = self.active_mut(&name) else {
             return;
         };
-        a.storing.remove(&chunk);
-        a.note_progress(now);
-        a.fetched += a
-            .manifest
-            .chunk_range(chunk)
-            .map_or(0, |(_, len)| u64::from(len));
+        a.stored(now, chunk);
         self.hold_chunk(now, &name, chunk);
         let Some(a) = self.active_mut(&name) else {
             return;
         };
-        let (have, want) = (a.have.count(), a.want.count());
+        let (have, want) = (a.have().count(), a.want().count());
         self.emit(Event::Verified {
             name: name.clone(),
             chunk,
@@ -530,8 +504,8 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
-        a.have.insert(chunk);
-        let root = a.root;
+        a.hold(chunk);
+        let root = a.root();
         let mut announced = false;
         if let Some(f) = self.files.get_mut(name) {
             announced = f.arriving.remove(&chunk);
@@ -550,7 +524,7 @@ impl Peer {
     pub(super) fn download_of(&self, root: &Root) -> Option<FileName> {
         self.downloads
             .iter()
-            .find(|(_, d)| d.active.as_ref().is_some_and(|a| a.root == *root))
+            .find(|(_, d)| d.active.as_ref().is_some_and(|a| a.root() == *root))
             .map(|(name, _)| name.clone())
     }
 
@@ -589,9 +563,9 @@ impl Peer {
             let Some(a) = self.active_mut(name) else {
                 continue;
             };
-            let owed = owed.iter().any(|(r, _)| *r == a.root);
+            let owed = owed.iter().any(|(r, _)| *r == a.root());
             if owed || a.knows(holder) {
-                a.cooldown.set(holder, retry_at);
+                a.cool(holder, retry_at);
                 a.note_trouble(holder, reason);
                 if let Some(complaint) = complaint {
                     self.report_holder(now, name, holder, complaint);
@@ -623,23 +597,14 @@ impl Peer {
             }
             return;
         };
-        a.cooldown.expire(now);
-        if a.stall_note_at() <= now && !a.committing {
-            a.stall_noted = now;
-            let waiting = Event::Waiting {
-                name: name.clone(),
-                secs: now.since_ms(a.last_progress) / 1000,
-                on: a.waiting_on(),
-            };
-            self.emit(waiting);
-        }
         let refresh_max_ms = self.config.refresh_max_ms;
-        let Some(a) = self.active_mut(name) else {
-            return;
-        };
-        if a.next_refresh <= now {
-            // Pushed back again by the answer; this covers an answer that never comes.
-            a.next_refresh = now.plus_ms(a.refresh_ms.max(refresh_max_ms));
+        let note = a.tick(now);
+        let refresh = a.refresh_due(now, refresh_max_ms);
+        if let Some((secs, on)) = note {
+            let name = name.clone();
+            self.emit(Event::Waiting { name, secs, on });
+        }
+        if refresh {
             self.send_locate(name.clone());
         }
         self.pump(now, name);

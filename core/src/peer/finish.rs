@@ -1,7 +1,7 @@
 //! How a download ends: complete (committed under its final name), partial (`--chunks`),
 //! rejected (bad data and no good holder left) or failed — and what it lets go of.
 
-use super::download::{Active, Verdict};
+use super::download::{Active, Standing};
 use super::{Io, Peer};
 use crate::machine::{Event, FailKind, Output};
 use crate::manifest::FileName;
@@ -16,37 +16,16 @@ impl Peer {
         let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) else {
             return;
         };
-        let in_flight = self.ledger.asked(&a.root).count();
-        if now.since_ms(a.last_progress) >= unavailable_after && !a.committing {
-            let reason = format!(
-                "no chunk arrived for {} s: {}",
-                unavailable_after / 1000,
-                a.waiting_on()
-            );
-            return self.fail(name.clone(), FailKind::Stalled, reason);
-        }
-        if a.committing || in_flight > 0 || !a.storing.is_empty() || a.check.is_some() {
-            a.give_up_at = None;
-            a.reject_at = None;
-            return;
-        }
-        if a.is_complete() {
-            return self.complete(name);
-        }
-        match a.verdict(now) {
-            Verdict::Proceed => {
-                a.give_up_at = None;
-                a.reject_at = None;
+        let in_flight = self.ledger.asked(&a.root()).count();
+        match a.judge(now, in_flight, unavailable_after, reject_grace) {
+            Standing::Going => {}
+            Standing::Complete => self.complete(name),
+            Standing::Stalled => {
+                let secs = unavailable_after / 1000;
+                let reason = format!("no chunk arrived for {secs} s: {}", a.waiting_on());
+                self.fail(name.clone(), FailKind::Stalled, reason);
             }
-            Verdict::Reject if a.reject_at.is_none() => {
-                // A good holder may be between sessions: look again before refusing the file.
-                a.reject_at = Some(now.plus_ms(reject_grace));
-                a.give_up_at = None;
-                a.next_refresh = now;
-            }
-            Verdict::Reject if a.reject_at.is_some_and(|t| t > now) => {}
-            Verdict::Reject => {
-                let chunks: Vec<u32> = a.mismatched.iter().copied().collect();
+            Standing::Rejected(chunks) => {
                 let reason = format!(
                     "hash mismatch in {} chunk(s) and no good holder left for them",
                     chunks.len()
@@ -64,16 +43,10 @@ impl Peer {
                     name: name.clone(),
                 });
             }
-            Verdict::Wait => match a.give_up_at {
-                _ if a.reject_at.take().is_some() => {}
-                None => a.give_up_at = Some(now.plus_ms(unavailable_after)),
-                Some(t) if t <= now => {
-                    let stuck = a.want.iter().find(|c| !a.have.contains(*c)).unwrap_or(0);
-                    let reason = format!("no reachable holder for chunk {stuck} of {name}");
-                    self.fail(name.clone(), FailKind::Unavailable, reason);
-                }
-                Some(_) => {}
-            },
+            Standing::Unavailable(stuck) => {
+                let reason = format!("no reachable holder for chunk {stuck} of {name}");
+                self.fail(name.clone(), FailKind::Unavailable, reason);
+            }
         }
     }
 
@@ -81,8 +54,8 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
-        if a.want.is_full() {
-            a.committing = true;
+        if a.want().is_full() {
+            a.start_commit();
             let io = self.new_io(Io::Commit { name: name.clone() });
             self.out.push(Output::Commit {
                 io,
@@ -98,7 +71,7 @@ impl Peer {
     pub(super) fn end_download(&mut self, name: &FileName) -> Option<Active> {
         let d = self.downloads.remove(name)?;
         if let Some(a) = &d.active {
-            self.ledger.end(&a.root);
+            self.ledger.end(&a.root());
         }
         if self.downloads.is_empty() {
             self.drop_holder_conns();
@@ -116,17 +89,17 @@ impl Peer {
             }
         }
         let bytes = a
-            .have
+            .have()
             .iter()
-            .filter_map(|c| a.manifest.chunk_range(c))
+            .filter_map(|c| a.manifest().chunk_range(c))
             .map(|(_, len)| u64::from(len))
             .sum();
         self.emit(Event::Done {
             name: name.clone(),
-            root: a.root,
+            root: a.root(),
             bytes,
             complete,
-            fetched: a.fetched,
+            fetched: a.fetched(),
         });
     }
 
@@ -142,13 +115,14 @@ impl Peer {
             return;
         };
         if let Some(a) = d.active {
-            self.ledger.end(&a.root);
+            let root = a.root();
+            self.ledger.end(&root);
             if self.files.get(name).is_some_and(|f| f.partial) {
                 self.files.remove(name);
-                if self.by_root.get(&a.root) == Some(name) {
-                    self.by_root.remove(&a.root);
+                if self.by_root.get(&root) == Some(name) {
+                    self.by_root.remove(&root);
                 }
-                self.send_tracker(&Message::Unshare { root: a.root });
+                self.send_tracker(&Message::Unshare { root });
             }
         }
     }

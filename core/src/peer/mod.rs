@@ -31,6 +31,7 @@ use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Hello, Message, Role, SharedFile};
 use conns::{conn_deadline_lead_ms, Conn};
+use download::Active;
 use fetch::Download;
 use ledger::Ledger;
 use rand::{Rng, SeedableRng};
@@ -317,7 +318,7 @@ impl Peer {
         self.downloads
             .values()
             .filter_map(|d| d.active.as_ref())
-            .map(|a| self.ledger.asked(&a.root).count())
+            .map(|a| self.ledger.asked(&a.root()).count())
             .collect()
     }
 
@@ -325,7 +326,7 @@ impl Peer {
     pub fn chunks_storing(&self) -> usize {
         self.downloads
             .values()
-            .filter_map(|d| d.active.as_ref().map(|a| a.storing.len()))
+            .filter_map(|d| d.active.as_ref().map(Active::storing_count))
             .sum()
     }
 

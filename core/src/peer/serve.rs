@@ -152,7 +152,7 @@ impl Peer {
         let ledger = &self.ledger;
         // Never held as well: a chunk leaves `arriving` when it is stored.
         let coming =
-            |c: u32| a.is_some_and(|a| ledger.asked(&a.root).contains(c) || a.storing.contains(&c));
+            |c: u32| a.is_some_and(|a| ledger.asked(&a.root()).contains(c) || a.is_storing(c));
         let failed: Vec<u32> = f.arriving.iter().copied().filter(|c| !coming(*c)).collect();
         if failed.is_empty() {
             return;

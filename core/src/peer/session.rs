@@ -204,7 +204,7 @@ impl Peer {
         }
         for d in self.downloads.values_mut() {
             if let Some(a) = d.active.as_mut() {
-                a.next_refresh = now.plus_ms(a.refresh_ms);
+                a.refresh_from(now);
             }
         }
     }
@@ -265,7 +265,7 @@ impl Peer {
         if !a.may_report(holder, now) {
             return;
         }
-        let root = a.root;
+        let root = a.root();
         log::debug!("reporting {holder} for {name}: {}", complaint.as_str());
         self.send_tracker(&Message::Report {
             root,
@@ -289,7 +289,7 @@ impl Peer {
             .downloads
             .get(&name)
             .and_then(|d| d.active.as_ref())
-            .map(|a| a.root);
+            .map(|a| a.root());
         self.send_tracker(&Message::Locate { req, name, known });
     }
 
@@ -332,7 +332,7 @@ impl Peer {
                 root,
                 holders,
             } => {
-                let active_root = self.active_mut(&name).map(|a| a.root);
+                let active_root = self.active_mut(&name).map(|a| a.root());
                 if self.session.answered(req, &name) && active_root == Some(root) {
                     self.refresh_holders(now, &name, holders);
                 }

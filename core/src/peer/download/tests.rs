@@ -1,0 +1,351 @@
+//! The download's pure decisions: the picker against a reference, rarity counts, budgets.
+use super::*;
+use rand::SeedableRng;
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, n], 7000))
+}
+
+fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
+    let manifest = Manifest {
+        size: u64::from(chunks) * 64,
+        chunk_size: 64,
+        hashes: vec![[0; 32]; chunks as usize],
+    };
+    let mut a = Active::new(
+        manifest.root(),
+        manifest,
+        ChunkSet::full(chunks),
+        None,
+        0,
+        Timestamp::ZERO,
+    );
+    a.set_holders(
+        holders
+            .iter()
+            .map(|(n, have)| LocatedHolder {
+                addr: addr(*n),
+                have: ChunkSet::from_indices(chunks, have.iter().copied()),
+            })
+            .collect(),
+    );
+    a
+}
+
+#[test]
+fn rare_chunks_come_first() {
+    let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let (chunk, holder) = a
+        .next_request(
+            &Asked::default(),
+            Timestamp::ZERO,
+            None,
+            &mut |_| true,
+            &mut rng,
+        )
+        .unwrap();
+    assert!(chunk == 0 || chunk == 2);
+    assert_eq!(holder, addr(1));
+}
+
+#[test]
+fn with_only_some_holders_listed_the_others_are_not_asked() {
+    let a = active(2, &[(1, &[0, 1]), (2, &[0, 1]), (3, &[0, 1])]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for _ in 0..20 {
+        let mut asked = Vec::new();
+        let mut only = [addr(2), addr(4)].into_iter();
+        let next = a.next_request(
+            &Asked::default(),
+            Timestamp::ZERO,
+            Some(&mut only),
+            &mut |h| {
+                asked.push(h);
+                true
+            },
+            &mut rng,
+        );
+        assert_eq!(next.map(|(_, h)| h), Some(addr(2)));
+        assert_eq!(
+            asked,
+            vec![addr(2)],
+            "an unknown listed holder is skipped too"
+        );
+    }
+}
+
+#[test]
+fn verified_chunks_are_never_requested_again() {
+    let mut a = active(2, &[(1, &[0, 1]), (2, &[0, 1])]);
+    a.have.insert(0);
+    let asked = Asked::with([(1, vec![addr(1)])]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for _ in 0..20 {
+        let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
+        assert_eq!(next, Some((1, addr(2))));
+    }
+}
+
+#[test]
+fn endgame_duplicates_to_another_holder() {
+    let a = active(1, &[(1, &[0]), (2, &[0])]);
+    let asked = Asked::with([(0, vec![addr(1)])]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
+    assert_eq!(next, Some((0, addr(2))));
+    let asked = Asked::with([(0, vec![addr(1), addr(2)])]);
+    assert_eq!(
+        a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng),
+        None
+    );
+}
+
+#[test]
+fn only_bad_holders_means_reject() {
+    let mut a = active(2, &[(1, &[0, 1])]);
+    a.mark_bad(addr(1));
+    a.mismatched.insert(0);
+    assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    assert_eq!(
+        a.next_request(
+            &Asked::default(),
+            Timestamp::ZERO,
+            None,
+            &mut |_| true,
+            &mut rng
+        ),
+        None
+    );
+}
+
+#[test]
+fn connected_holders_outlive_a_sample_that_left_them_out() {
+    let mut a = active(2, &[(1, &[0]), (2, &[1])]);
+    let sample = vec![LocatedHolder {
+        addr: addr(3),
+        have: ChunkSet::from_indices(2, [0, 1]),
+    }];
+    a.merge_holders(sample, |h| h == addr(1));
+    let known: Vec<SocketAddr> = a.holders.keys().copied().collect();
+    assert_eq!(known, vec![addr(1), addr(3)]);
+}
+
+#[test]
+fn kept_rarity_matches_a_count_of_good_holders() {
+    let mut a = active(3, &[(1, &[0, 1]), (2, &[1, 2]), (3, &[1])]);
+    let counted = |a: &Active| {
+        (0..3)
+            .map(|c| a.good_holders(c).count())
+            .collect::<Vec<_>>()
+    };
+    let kept = |a: &Active| (0..3).map(|c| a.good_holder_count(c)).collect::<Vec<_>>();
+    assert_eq!(kept(&a), vec![1, 3, 1]);
+    a.forget_chunk(addr(3), 1);
+    a.forget_chunk(addr(3), 1);
+    assert_eq!(kept(&a), counted(&a));
+    a.mark_bad(addr(2));
+    assert_eq!(kept(&a), vec![1, 1, 0]);
+    a.forget_chunk(addr(2), 2);
+    a.merge_holders(vec![], |h| h != addr(1));
+    assert_eq!((kept(&a), counted(&a)), (vec![0, 0, 0], vec![0, 0, 0]));
+}
+
+/// The picker as first written: every holder visited, rarity counted per chunk. The
+/// kept counts and early exits of `next_request` must not change a single choice or
+/// random draw (the simulator's reports depend on both).
+fn reference_pick(
+    a: &Active,
+    in_flight: &Asked,
+    now: Timestamp,
+    only: Option<&[SocketAddr]>,
+    has_slot: &dyn Fn(SocketAddr) -> bool,
+    rng: &mut ChaCha8Rng,
+) -> Option<(u32, SocketAddr)> {
+    let missing: Vec<u32> = a
+        .want
+        .iter()
+        .filter(|c| !a.have.contains(*c) && !a.storing.contains(c))
+        .collect();
+    let good: Vec<(SocketAddr, &ChunkSet)> = a
+        .holders
+        .iter()
+        .filter(|(addr, _)| !a.bad.contains(addr))
+        .map(|(addr, have)| (*addr, have))
+        .collect();
+    let rarity = |c: u32| good.iter().filter(|(_, h)| h.contains(c)).count();
+    let hopeless = !a.mismatched.is_empty()
+        && missing
+            .iter()
+            .any(|c| rarity(*c) == 0 && a.holders.values().any(|h| h.contains(*c)));
+    if hopeless {
+        return None;
+    }
+    let ready: Vec<(SocketAddr, &ChunkSet)> = good
+        .iter()
+        .filter(|(addr, _)| {
+            !a.cooling(*addr, now) && only.is_none_or(|o| o.contains(addr)) && has_slot(*addr)
+        })
+        .copied()
+        .collect();
+    let asked = |c: u32| in_flight.holders(c).to_vec();
+    let ready_for = |c: u32| -> Vec<SocketAddr> {
+        let asked = asked(c);
+        ready
+            .iter()
+            .filter(|(addr, have)| have.contains(c) && !asked.contains(addr))
+            .map(|(addr, _)| *addr)
+            .collect()
+    };
+    let fresh = missing
+        .iter()
+        .copied()
+        .filter(|c| !in_flight.contains(*c) && ready.iter().any(|(_, h)| h.contains(*c)));
+    let chunk = match picker::rarest(fresh.map(|c| (c, rarity(c))), rng) {
+        Some(chunk) => chunk,
+        None if a.in_endgame(in_flight) => {
+            let stragglers = missing
+                .iter()
+                .copied()
+                .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                .filter(|c| !ready_for(*c).is_empty());
+            picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+        }
+        None => return None,
+    };
+    let holder = picker::random_holder(&ready_for(chunk), rng)?;
+    Some((chunk, holder))
+}
+
+proptest::proptest! {
+    #[test]
+    fn next_request_picks_as_the_reference_does(
+        chunks in 1u32..20,
+        sets in proptest::collection::vec(proptest::collection::vec(proptest::bool::weighted(0.4), 20), 0..7),
+        state in proptest::collection::vec(0u8..8, 20),
+        per_holder in proptest::collection::vec(0u8..16, 7),
+        mismatch in proptest::bool::weighted(0.1),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let holders: Vec<(u8, Vec<u32>)> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, bits)| (i as u8 + 1, (0..chunks).filter(|c| bits[*c as usize]).collect()))
+            .collect();
+        let held: Vec<(u8, &[u32])> = holders.iter().map(|(n, c)| (*n, c.as_slice())).collect();
+        let mut a = active(chunks, &held);
+        let now = Timestamp(1_000);
+        let mut flight = Vec::new();
+        for c in 0..chunks {
+            match state[c as usize] {
+                0 => { a.have.insert(c); }
+                1 => { a.storing.insert(c); }
+                2 => { a.want.remove(c); }
+                3 => flight.push((c, vec![addr(1 + c as u8 % 7)])),
+                4 => flight.push((c, vec![addr(1), addr(2)])),
+                _ => {}
+            }
+        }
+        // Per holder: bad, cooling (past or future), slot, listed in `only`.
+        for (i, bits) in per_holder.iter().enumerate() {
+            let h = addr(i as u8 + 1);
+            if bits & 1 != 0 && i % 3 == 0 { a.mark_bad(h); }
+            if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
+        }
+        if mismatch { a.mismatched.insert(0); }
+        let in_flight = Asked::with(flight);
+        let slot = |h: SocketAddr| per_holder.iter().enumerate().any(|(i, b)| addr(i as u8 + 1) == h && b & 4 == 0);
+        let listed: Vec<SocketAddr> = (0..7u8).filter(|i| per_holder[*i as usize] & 8 == 0).map(|i| addr(i + 1)).collect();
+        for only in [None, Some(listed.as_slice())] {
+            let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
+            let mut it = only.map(|o| o.iter().copied());
+            let got = a.next_request(
+                &in_flight,
+                now,
+                it.as_mut().map(|i| i as &mut dyn Iterator<Item = SocketAddr>),
+                &mut |h| slot(h),
+                &mut r1,
+            );
+            let want = reference_pick(&a, &in_flight, now, only, &slot, &mut r2);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(rand::RngCore::next_u64(&mut r1), rand::RngCore::next_u64(&mut r2), "random draws differ");
+        }
+    }
+}
+
+#[test]
+fn many_holders_mean_a_shallow_pipeline() {
+    let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+    let mut a = active(1, &few);
+    assert_eq!(a.pipeline_depth(), MAX_REQUESTS_PER_HOLDER);
+    let one_more = LocatedHolder {
+        addr: addr(200),
+        have: ChunkSet::full(1),
+    };
+    assert!(a.learn_holder(one_more));
+    assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
+    assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
+}
+
+#[test]
+fn many_holders_mean_few_requests_in_flight() {
+    let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+    let mut a = active(1, &few);
+    assert_eq!(a.request_budget(), MAX_REQUESTS_PER_DOWNLOAD);
+    let holders = (0..MAX_SHARED_REQUESTS_PER_DOWNLOAD as u8).map(|n| addr(100 + n));
+    let mut flight: Vec<SocketAddr> = holders.collect();
+    assert!(a.may_request(&Asked::with([(0, flight.clone())])));
+    let one_more = LocatedHolder {
+        addr: addr(200),
+        have: ChunkSet::full(1),
+    };
+    assert!(a.learn_holder(one_more));
+    assert_eq!(a.request_budget(), MAX_SHARED_REQUESTS_PER_DOWNLOAD);
+    assert!(
+        !a.may_request(&Asked::with([(0, flight.clone())])),
+        "the budget is spent"
+    );
+    flight.pop();
+    let asked = Asked::with([(0, flight)]);
+    assert!(a.may_request(&asked));
+    a.committing = true;
+    assert!(!a.may_request(&asked), "nothing is asked while committing");
+}
+
+#[test]
+fn introductions_fill_the_chunk_map_only_to_its_bound() {
+    let mut a = active(1, &[]);
+    let holder = |i: usize| LocatedHolder {
+        addr: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 7)),
+        have: ChunkSet::full(1),
+    };
+    for i in 0..MAX_KNOWN_HOLDERS {
+        assert!(a.learn_holder(holder(i)));
+    }
+    assert!(!a.learn_holder(holder(MAX_KNOWN_HOLDERS)));
+    assert!(a.learn_holder(holder(0)), "a known holder may still change");
+    assert_eq!(a.good_holder_count(0), MAX_KNOWN_HOLDERS);
+}
+
+#[test]
+fn a_told_chunk_counts_once_and_only_for_a_known_good_holder() {
+    let mut a = active(3, &[(1, &[0]), (2, &[0])]);
+    assert!(a.learn_chunk(addr(1), 2));
+    assert!(!a.learn_chunk(addr(1), 2), "no news the second time");
+    assert!(!a.learn_chunk(addr(9), 2), "not in the map");
+    assert!(!a.learn_chunk(addr(1), 3), "past the end");
+    assert_eq!(a.good_holder_count(2), 1);
+    assert!(a.is_good_holder(addr(1), 2));
+    a.mark_bad(addr(2));
+    a.learn_chunk(addr(2), 1);
+    assert_eq!(a.good_holder_count(1), 0);
+}
+
+#[test]
+fn cooling_holders_mean_wait() {
+    let mut a = active(1, &[(1, &[0])]);
+    a.cooldown.set(addr(1), Timestamp(500));
+    assert_eq!(a.verdict(Timestamp(10)), Verdict::Wait);
+    assert_eq!(a.verdict(Timestamp(500)), Verdict::Proceed);
+}
