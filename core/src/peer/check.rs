@@ -185,7 +185,10 @@ impl Peer {
         chunk: u32,
         good: bool,
     ) {
-        let replace = self.downloads.get(name).is_some_and(|d| d.request.replace);
+        let replace = self
+            .downloads
+            .get(name)
+            .is_some_and(|d| d.request().replace);
         let Some(a) = self.active_mut(name).filter(|a| a.root() == root) else {
             return;
         };

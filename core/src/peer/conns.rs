@@ -22,11 +22,36 @@ use std::net::SocketAddr;
 /// An outbound connection to a holder.
 #[derive(Debug)]
 pub(super) struct OutLink {
-    pub(super) link: Link,
-    pub(super) last_activity: Timestamp,
+    link: Link,
+    /// When the holder last answered, or was first asked after owing nothing: it owes an
+    /// answer within the request timeout from then.
+    last_activity: Timestamp,
     /// The holder served us since it last said `Busy`: a full pipeline may go to it. Until
     /// then one request probes it, so a busy holder costs one refusal, not a pipeline's.
-    pub(super) serving: bool,
+    serving: bool,
+}
+
+impl OutLink {
+    pub(super) fn remote(&self) -> SocketAddr {
+        self.link.remote
+    }
+
+    /// A request goes to the holder; `owed_nothing`: it owed none before, so its time to
+    /// answer starts now.
+    pub(super) fn asked(&mut self, now: Timestamp, owed_nothing: bool) {
+        if owed_nothing {
+            self.last_activity = now;
+        }
+    }
+
+    /// The holder answered a request: with data (`Some(true)`), `Busy` (`Some(false)`) or
+    /// a refusal (`None`, which says nothing of its slots).
+    pub(super) fn answered(&mut self, now: Timestamp, serving: Option<bool>) {
+        self.last_activity = now;
+        if let Some(serving) = serving {
+            self.serving = serving;
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -20,16 +20,43 @@ use std::net::SocketAddr;
 
 #[derive(Debug)]
 pub(super) struct Download {
-    pub(super) request: DownloadRequest,
-    pub(super) started: Timestamp,
+    request: DownloadRequest,
+    started: Timestamp,
     /// `None` while locating.
-    pub(super) active: Option<Active>,
+    active: Option<Active>,
     /// While locating: when to ask the tracker again after a "not found" that may only
     /// mean the tracker restarted and its peers have not re-registered yet.
-    pub(super) relocate_at: Option<Timestamp>,
+    relocate_at: Option<Timestamp>,
 }
 
 impl Download {
+    /// The user asked for `request` at `now`: the file is located first.
+    pub(super) fn new(request: DownloadRequest, now: Timestamp) -> Download {
+        Download {
+            request,
+            started: now,
+            active: None,
+            relocate_at: None,
+        }
+    }
+
+    pub(super) fn request(&self) -> &DownloadRequest {
+        &self.request
+    }
+
+    /// The download once located (`None` while locating).
+    pub(super) fn active(&self) -> Option<&Active> {
+        self.active.as_ref()
+    }
+
+    pub(super) fn active_mut(&mut self) -> Option<&mut Active> {
+        self.active.as_mut()
+    }
+
+    pub(super) fn into_active(self) -> Option<Active> {
+        self.active
+    }
+
     /// When this download's next timer is due: a refresh, a cooldown's end, giving up or
     /// rejecting; while locating, asking again or giving up.
     pub(super) fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
@@ -210,9 +237,7 @@ impl Peer {
             None => self.connect_holder(now, holder),
         };
         if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
-            if self.ledger.owes_nothing(conn) {
-                o.last_activity = now;
-            }
+            o.asked(now, self.ledger.owes_nothing(conn));
         }
         self.ledger.issue(conn, holder, root, chunk);
         let others = self.active_mut(name).map_or(0, |a| {
@@ -252,16 +277,16 @@ impl Peer {
         let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
             return;
         };
-        let holder = o.link.remote;
+        let holder = o.remote();
         let Some(idle) = self.ledger.answer(conn, holder, root, chunk) else {
             return self.violation(now, conn, format!("chunk {chunk} was not requested"));
         };
-        o.last_activity = now;
-        match &msg {
-            Message::ChunkData { .. } => o.serving = true,
-            Message::Busy { .. } => o.serving = false,
-            _ => {}
-        }
+        let serving = match &msg {
+            Message::ChunkData { .. } => Some(true),
+            Message::Busy { .. } => Some(false),
+            _ => None,
+        };
+        o.answered(now, serving);
         if idle {
             self.fell_idle(now);
         }
@@ -304,7 +329,7 @@ impl Peer {
         let Some(Conn::Out(o)) = self.conns.get(&conn) else {
             return;
         };
-        let holder = o.link.remote;
+        let holder = o.remote();
         let Some(name) = self.download_of(&root) else {
             return; // finished or abandoned meanwhile
         };
@@ -328,7 +353,7 @@ impl Peer {
         let Some(Conn::Out(o)) = self.conns.get(&conn) else {
             return;
         };
-        let holder = o.link.remote;
+        let holder = o.remote();
         let Some(name) = self.download_of(&root) else {
             return;
         };

@@ -2,6 +2,7 @@
 //! rejected (bad data and no good holder left) or failed — and what it lets go of.
 
 use super::download::{Active, Standing};
+use super::fetch::Download;
 use super::{Io, Peer};
 use crate::machine::{Event, FailKind, Output};
 use crate::manifest::FileName;
@@ -13,7 +14,7 @@ impl Peer {
     pub(super) fn settle(&mut self, now: Timestamp, name: &FileName) {
         let unavailable_after = self.config.unavailable_after_ms;
         let reject_grace = self.config.reject_grace_ms;
-        let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) else {
+        let Some(a) = self.downloads.get_mut(name).and_then(Download::active_mut) else {
             return;
         };
         let in_flight = self.ledger.asked(&a.root()).count();
@@ -70,13 +71,13 @@ impl Peer {
     /// holders if it was the last download.
     pub(super) fn end_download(&mut self, name: &FileName) -> Option<Active> {
         let d = self.downloads.remove(name)?;
-        if let Some(a) = &d.active {
+        if let Some(a) = d.active() {
             self.ledger.end(&a.root());
         }
         if self.downloads.is_empty() {
             self.drop_holder_conns();
         }
-        d.active
+        d.into_active()
     }
 
     pub(super) fn finish(&mut self, name: &FileName, complete: bool) {
@@ -114,7 +115,7 @@ impl Peer {
         let Some(d) = self.downloads.remove(name) else {
             return;
         };
-        if let Some(a) = d.active {
+        if let Some(a) = d.into_active() {
             let root = a.root();
             self.ledger.end(&root);
             if self.files.get(name).is_some_and(|f| f.partial) {

@@ -307,7 +307,7 @@ impl Peer {
         self.conns
             .iter()
             .filter_map(|(id, c)| match c {
-                Conn::Out(o) => Some((o.link.remote, self.ledger.owed_by(*id))),
+                Conn::Out(o) => Some((o.remote(), self.ledger.owed_by(*id))),
                 _ => None,
             })
             .collect()
@@ -317,7 +317,7 @@ impl Peer {
     pub fn requests_per_download(&self) -> Vec<usize> {
         self.downloads
             .values()
-            .filter_map(|d| d.active.as_ref())
+            .filter_map(Download::active)
             .map(|a| self.ledger.asked(&a.root()).count())
             .collect()
     }
@@ -326,7 +326,7 @@ impl Peer {
     pub fn chunks_storing(&self) -> usize {
         self.downloads
             .values()
-            .filter_map(|d| d.active.as_ref().map(Active::storing_count))
+            .filter_map(|d| d.active().map(Active::storing_count))
             .sum()
     }
 
@@ -349,15 +349,8 @@ impl Peer {
                     return Err(CommandError::AlreadyDownloading(request.name));
                 }
                 let name = request.name.clone();
-                self.downloads.insert(
-                    name.clone(),
-                    Download {
-                        request,
-                        started: now,
-                        active: None,
-                        relocate_at: None,
-                    },
-                );
+                self.downloads
+                    .insert(name.clone(), Download::new(request, now));
                 self.send_locate(name);
                 Ok(())
             }
@@ -505,7 +498,7 @@ impl Machine for Peer {
                 if let Some(Conn::Out(o)) = self.conns.remove(&conn) {
                     let why = format!("cannot connect: {reason}");
                     let unreachable = Some(Complaint::Unreachable);
-                    self.holder_lost(now, conn, o.link.remote, &why, unreachable);
+                    self.holder_lost(now, conn, o.remote(), &why, unreachable);
                 }
             }
             Input::Received { conn, data } => {

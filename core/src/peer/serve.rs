@@ -148,7 +148,7 @@ impl Peer {
         if f.arriving.is_empty() {
             return;
         }
-        let a = self.downloads.get(name).and_then(|d| d.active.as_ref());
+        let a = self.downloads.get(name).and_then(|d| d.active());
         let ledger = &self.ledger;
         // Never held as well: a chunk leaves `arriving` when it is stored.
         let coming =

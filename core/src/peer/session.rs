@@ -203,7 +203,7 @@ impl Peer {
             self.send_locate(name);
         }
         for d in self.downloads.values_mut() {
-            if let Some(a) = d.active.as_mut() {
+            if let Some(a) = d.active_mut() {
                 a.refresh_from(now);
             }
         }
@@ -288,7 +288,7 @@ impl Peer {
         let known = self
             .downloads
             .get(&name)
-            .and_then(|d| d.active.as_ref())
+            .and_then(|d| d.active())
             .map(|a| a.root());
         self.send_tracker(&Message::Locate { req, name, known });
     }
