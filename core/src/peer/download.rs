@@ -6,8 +6,8 @@ use super::check::DiskCheck;
 use super::cooldown::Cooldowns;
 use super::ledger::Asked;
 use super::picker;
+use super::timers::DownloadTimer;
 use crate::chunkset::ChunkSet;
-use crate::deadlines::earliest;
 use crate::limits::{
     FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
     MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER, REPORT_TTL_MS,
@@ -200,19 +200,21 @@ impl Active {
         self.check.as_mut()
     }
 
-    /// When this download's next timer is due: a refresh, a cooldown's end, a note on a
-    /// stall, giving up or rejecting.
-    pub fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
-        let timers = [
-            self.cooldown.earliest_end(),
-            self.give_up_at,
-            self.reject_at,
-            Some(self.last_progress.plus_ms(unavailable_after_ms)),
-            Some(self.stall_note_at()),
-        ];
-        timers.into_iter().fold(self.next_refresh, |t, other| {
-            earliest(Some(t), other).unwrap_or(t)
-        })
+    /// This download's armed timers and when each is due. While the file is committed
+    /// nothing is waited for: no stall counts.
+    pub fn timers(&self, unavailable_after_ms: u64) -> [Option<(DownloadTimer, Timestamp)>; 6] {
+        let waiting = !self.committing;
+        let stall_at = self.last_progress.plus_ms(unavailable_after_ms);
+        [
+            waiting.then_some((DownloadTimer::Stall, stall_at)),
+            Some((DownloadTimer::Refresh, self.next_refresh)),
+            self.cooldown
+                .earliest_end()
+                .map(|t| (DownloadTimer::CooldownEnd, t)),
+            self.give_up_at.map(|t| (DownloadTimer::GiveUp, t)),
+            self.reject_at.map(|t| (DownloadTimer::Reject, t)),
+            waiting.then(|| (DownloadTimer::StallNote, self.stall_note_at())),
+        ]
     }
 
     // ---- what happens to it ----
@@ -292,26 +294,22 @@ impl Active {
         self.next_refresh = now.plus_ms(self.refresh_ms);
     }
 
-    /// Whether a refresh is due now; if so, the next is pushed back by at least `max_ms`
-    /// (a fresh map moves it again: this covers an answer that never comes).
-    pub fn refresh_due(&mut self, now: Timestamp, max_ms: u64) -> bool {
-        if self.next_refresh > now {
-            return false;
-        }
+    /// A refresh is asked for now: the next is pushed back by at least `max_ms` (a fresh
+    /// map moves it again: this covers an answer that never comes).
+    pub fn refresh_asked(&mut self, now: Timestamp, max_ms: u64) {
         self.next_refresh = now.plus_ms(self.refresh_ms.max(max_ms));
-        true
     }
 
-    /// The timers' housekeeping at `now`: ended cooldowns are forgotten, and when a
-    /// download without progress should tell the user what it waits on, that is returned
-    /// (seconds without progress, what it waits on).
-    pub fn tick(&mut self, now: Timestamp) -> Option<(u64, String)> {
+    /// Forgets cooldowns over by `now`.
+    pub fn expire_cooldowns(&mut self, now: Timestamp) {
         self.cooldown.expire(now);
-        if self.stall_note_at() > now || self.committing {
-            return None;
-        }
+    }
+
+    /// What to tell the user a download without progress waits on (seconds without
+    /// progress, what it waits on); the next note is due one period from now.
+    pub fn stall_note(&mut self, now: Timestamp) -> (u64, String) {
         self.stall_noted = now;
-        Some((now.since_ms(self.last_progress) / 1000, self.waiting_on()))
+        (now.since_ms(self.last_progress) / 1000, self.waiting_on())
     }
 
     /// Judges the download after a change, with `in_flight` requests outstanding: arms or

@@ -5,10 +5,10 @@
 use super::check::DiskCheck;
 use super::conns::{any_evictable, holder_has_slot};
 use super::download::{seek, Active};
+use super::timers::DownloadTimer;
 use super::{Conn, DownloadRequest, Io, Peer};
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
-use crate::deadlines::earliest;
 use crate::limits::MAX_PEER_CONNECTIONS;
 use crate::link::clip;
 use crate::machine::{ConnId, Event, FailKind, IoId, Output};
@@ -57,14 +57,28 @@ impl Download {
         self.active
     }
 
-    /// When this download's next timer is due: a refresh, a cooldown's end, giving up or
-    /// rejecting; while locating, asking again or giving up.
-    pub(super) fn next_timer(&self, unavailable_after_ms: u64) -> Timestamp {
-        let Some(a) = &self.active else {
-            let give_up = self.started.plus_ms(unavailable_after_ms);
-            return earliest(Some(give_up), self.relocate_at).unwrap_or(give_up);
+    /// This download's armed timers and when each is due; while locating, asking again
+    /// or giving up.
+    pub(super) fn timers(
+        &self,
+        unavailable_after_ms: u64,
+    ) -> impl Iterator<Item = (DownloadTimer, Timestamp)> {
+        let armed = match &self.active {
+            Some(a) => a.timers(unavailable_after_ms),
+            None => {
+                let give_up = self.started.plus_ms(unavailable_after_ms);
+                let relocate = self.relocate_at.map(|t| (DownloadTimer::Relocate, t));
+                [
+                    Some((DownloadTimer::Stall, give_up)),
+                    relocate,
+                    None,
+                    None,
+                    None,
+                    None,
+                ]
+            }
         };
-        a.next_timer(unavailable_after_ms)
+        armed.into_iter().flatten()
     }
 }
 
@@ -607,24 +621,37 @@ impl Peer {
         names
     }
 
-    pub(super) fn download_timers(&mut self, now: Timestamp, name: &FileName) {
-        let unavailable_after = self.config.unavailable_after_ms;
+    /// Acts on the download's timers that `fired`. Those not named here (a cooldown's end,
+    /// giving up, rejecting, a stall) are acted on by the pick and the judgement that
+    /// follow every timer.
+    pub(super) fn download_timers(
+        &mut self,
+        now: Timestamp,
+        name: &FileName,
+        fired: &[DownloadTimer],
+    ) {
+        let refresh_max_ms = self.config.refresh_max_ms;
         let Some(d) = self.downloads.get_mut(name) else {
             return;
         };
         let Some(a) = d.active.as_mut() else {
-            if now.since_ms(d.started) >= unavailable_after {
+            if fired.contains(&DownloadTimer::Stall) {
                 let reason = format!("could not locate {name}: tracker unreachable");
                 self.fail(name.clone(), FailKind::Unavailable, reason);
-            } else if d.relocate_at.is_some_and(|t| t <= now) {
+            } else if fired.contains(&DownloadTimer::Relocate) {
                 d.relocate_at = None;
                 self.send_locate(name.clone());
             }
             return;
         };
-        let refresh_max_ms = self.config.refresh_max_ms;
-        let note = a.tick(now);
-        let refresh = a.refresh_due(now, refresh_max_ms);
+        a.expire_cooldowns(now);
+        let note = fired
+            .contains(&DownloadTimer::StallNote)
+            .then(|| a.stall_note(now));
+        let refresh = fired.contains(&DownloadTimer::Refresh);
+        if refresh {
+            a.refresh_asked(now, refresh_max_ms);
+        }
         if let Some((secs, on)) = note {
             let name = name.clone();
             self.emit(Event::Waiting { name, secs, on });

@@ -19,11 +19,12 @@ pub mod picker;
 mod serve;
 mod session;
 mod slots;
+mod timers;
 mod uploads;
 
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
-use crate::deadlines::{earliest, ConnDeadlines};
+use crate::deadlines::ConnDeadlines;
 use crate::limits::MAX_CHUNKS_STORING;
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
@@ -542,43 +543,10 @@ impl Machine for Peer {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let mut next: Option<Timestamp> = None;
-        let mut consider = |t: Timestamp| next = earliest(next, Some(t));
-        if let Some(retry_at) = self.session.retry_at() {
-            consider(retry_at);
-        }
-        if let Some(t) = self.deadlines.next_scan() {
-            consider(t);
-        }
-        if let Some(t) = self.slots.check_at() {
-            consider(t);
-        }
-        for d in self.downloads.values() {
-            consider(d.next_timer(self.config.unavailable_after_ms));
-        }
-        next
+        self.next_timeout()
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
-        if self.deadlines.is_due(now) {
-            self.expire_conns(now);
-        }
-        if self.session.retry_at().is_some_and(|t| t <= now) {
-            self.connect_tracker(now);
-        }
-        if self.slots.check_at().is_some_and(|t| t <= now) {
-            self.check_free_slots(now);
-        }
-        // Only downloads with a timer due: the others' picks would find nothing new.
-        let unavailable_after = self.config.unavailable_after_ms;
-        let due: Vec<FileName> = self
-            .downloads
-            .iter()
-            .filter(|(_, d)| d.next_timer(unavailable_after) <= now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
-            self.download_timers(now, &name);
-        }
+        self.fire_due(now);
     }
 }

@@ -349,3 +349,20 @@ fn cooling_holders_mean_wait() {
     assert_eq!(a.verdict(Timestamp(10)), Verdict::Wait);
     assert_eq!(a.verdict(Timestamp(500)), Verdict::Proceed);
 }
+
+#[test]
+fn a_download_being_committed_waits_for_nothing() {
+    let mut a = active(1, &[(1, &[0])]);
+    let armed = |a: &Active| -> Vec<DownloadTimer> {
+        a.timers(30_000)
+            .into_iter()
+            .flatten()
+            .map(|(t, _)| t)
+            .collect()
+    };
+    assert!(armed(&a).contains(&DownloadTimer::Stall));
+    assert!(armed(&a).contains(&DownloadTimer::StallNote));
+    a.start_commit();
+    // A slow fsync must not count as a stall, nor wake the peer over and over once past.
+    assert_eq!(armed(&a), [DownloadTimer::Refresh]);
+}
