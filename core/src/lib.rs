@@ -53,6 +53,6 @@ pub use bytes::Bytes;
 pub use chunkset::ChunkSet;
 pub use machine::{ConnId, Event, Input, IoId, Machine, Output, StorageKey};
 pub use manifest::{FileName, Manifest, NameError, Root};
-pub use peer::{DownloadRequest, Peer, PeerCommand, PeerConfig};
+pub use peer::{DownloadRequest, FetchPolicy, Peer, PeerCommand, PeerConfig, ServePolicy};
 pub use time::Timestamp;
 pub use tracker::{Tracker, TrackerConfig};

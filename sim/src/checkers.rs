@@ -3,7 +3,6 @@
 //! their peers really hold. Each returns violations as sentences, never panics.
 
 use crate::world::{NodeId, NodeMachine, World};
-use drizzle_core::limits::{MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER};
 use drizzle_core::{Bytes, FileName};
 
 /// Every check that can run after any step.
@@ -64,18 +63,22 @@ fn check_limits(world: &World) -> Vec<String> {
         let Some(NodeMachine::Peer(peer)) = &node.machine else {
             continue;
         };
+        // The policy's deep settings are the most it ever keeps outstanding.
+        let policy = peer.config().fetch;
+        let per_holder = policy.requests_per_holder;
         for (holder, n) in peer.requests_per_holder() {
-            if n > MAX_REQUESTS_PER_HOLDER {
+            if n > per_holder {
                 found.push(format!(
-                    "{}: {n} requests outstanding to {holder} (limit {MAX_REQUESTS_PER_HOLDER})",
+                    "{}: {n} requests outstanding to {holder} (limit {per_holder})",
                     world.node_name(id)
                 ));
             }
         }
+        let per_download = policy.requests_per_download;
         for n in peer.requests_per_download() {
-            if n > MAX_REQUESTS_PER_DOWNLOAD {
+            if n > per_download {
                 found.push(format!(
-                    "{}: {n} requests in flight for one download (limit {MAX_REQUESTS_PER_DOWNLOAD})",
+                    "{}: {n} requests in flight for one download (limit {per_download})",
                     world.node_name(id)
                 ));
             }

@@ -765,13 +765,12 @@ fn a_refresh_does_not_resend_the_manifest() {
 }
 
 /// Fetchers turned away as `Busy` are not left to poll: when an upload slot frees, the
-/// `CALLS_PER_FREE_SLOT` longest-waiting still connected are told `Ready` and the slot is
+/// `serve().calls_per_free_slot` longest-waiting still connected are told `Ready` and the slot is
 /// kept for them (a fetcher that left is skipped). The first to ask takes it; the others
 /// are told `Busy` if they ask, and are called first, in their order, when a slot frees.
 #[test]
 fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
-    use drizzle_core::limits::CALLS_PER_FREE_SLOT;
-    let (mut p, root, loads, busy) = slots_full_and_waiting(CALLS_PER_FREE_SLOT as u64 + 3);
+    let (mut p, root, loads, busy) = slots_full_and_waiting(serve().calls_per_free_slot as u64 + 3);
     let called = |d: &Drained| -> Vec<ConnId> {
         let ready = d
             .sent
@@ -808,7 +807,7 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
             bytes: usize::MAX,
         },
     );
-    let first_called = &busy[1..=CALLS_PER_FREE_SLOT];
+    let first_called = &busy[1..=serve().calls_per_free_slot];
     assert_eq!(called(&drain(&mut p)), first_called);
     // The slot is kept for those called: a newcomer asking first is told to wait.
     let newcomer = ConnId::Inbound(100);
@@ -830,7 +829,7 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
     p.handle(Timestamp(5), Input::Closed { conn: busy[2] });
     let mut again = vec![busy[1]];
     again.extend(&busy[3..]);
-    again.truncate(CALLS_PER_FREE_SLOT);
+    again.truncate(serve().calls_per_free_slot);
     assert_eq!(called(&drain(&mut p)), again);
 }
 
@@ -840,9 +839,8 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
 fn slots_full_and_waiting(
     waiting: u64,
 ) -> (Peer, Root, Vec<(ConnId, drizzle_core::IoId)>, Vec<ConnId>) {
-    use drizzle_core::limits::UPLOAD_SLOTS;
     let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
-    let fetchers = UPLOAD_SLOTS as u64 + waiting;
+    let fetchers = serve().upload_slots as u64 + waiting;
     let mut loads = Vec::new();
     let mut busy = Vec::new();
     for n in 1..=fetchers {
@@ -865,7 +863,7 @@ fn slots_full_and_waiting(
             busy.push(conn);
         }
     }
-    assert_eq!(loads.len(), UPLOAD_SLOTS, "{loads:?}");
+    assert_eq!(loads.len(), serve().upload_slots, "{loads:?}");
     assert_eq!(busy.len() as u64, waiting, "{busy:?}");
     (p, root, loads, busy)
 }
@@ -881,8 +879,7 @@ fn loaded_fives(p: &mut Peer, io: drizzle_core::IoId, now: u64) {
 /// next in line are called.
 #[test]
 fn a_lapsed_invitation_calls_the_next_in_line() {
-    use drizzle_core::limits::CALLS_PER_FREE_SLOT;
-    let (mut p, _, loads, busy) = slots_full_and_waiting(2 * CALLS_PER_FREE_SLOT as u64);
+    let (mut p, _, loads, busy) = slots_full_and_waiting(2 * serve().calls_per_free_slot as u64);
     let (conn, io) = loads[0];
     loaded_fives(&mut p, io, 3);
     p.handle(
@@ -899,7 +896,7 @@ fn a_lapsed_invitation_calls_the_next_in_line() {
             .filter(|(_, m)| matches!(m, Message::Ready { .. }));
         ready.map(|(c, _)| *c).collect()
     };
-    let (first, next) = busy.split_at(CALLS_PER_FREE_SLOT);
+    let (first, next) = busy.split_at(serve().calls_per_free_slot);
     assert_eq!(called(&drain(&mut p)), first);
     // Those called ask nothing; the next timer calls the next, within a round trip or so.
     let at = p.poll_timeout().unwrap();
@@ -1029,7 +1026,6 @@ fn a_full_connection_table_makes_room_for_a_needed_holder() {
 /// committed to one holder while others fall idle. Each answer frees room for one more.
 #[test]
 fn a_download_with_many_holders_keeps_few_requests_in_flight() {
-    use drizzle_core::limits::{MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER};
     let (data, manifest, _) = one_holder_of(64);
     let located: Vec<_> = (0..20)
         .map(|i| drizzle_core::wire::LocatedHolder {
@@ -1037,7 +1033,10 @@ fn a_download_with_many_holders_keeps_few_requests_in_flight() {
             have: ChunkSet::full(64),
         })
         .collect();
-    assert!(located.len() * MAX_SHARED_REQUESTS_PER_HOLDER > MAX_SHARED_REQUESTS_PER_DOWNLOAD);
+    assert!(
+        located.len() * fetch_policy().shared_requests_per_holder
+            > fetch_policy().shared_requests_per_download
+    );
     let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), located);
     let requests = |d: &Drained| -> Vec<(ConnId, u32)> {
         let asked = d.sent.iter().filter_map(|(c, m)| match m {
@@ -1047,7 +1046,11 @@ fn a_download_with_many_holders_keeps_few_requests_in_flight() {
         asked.collect()
     };
     let asked = requests(&d);
-    assert_eq!(asked.len(), MAX_SHARED_REQUESTS_PER_DOWNLOAD, "{d:?}");
+    assert_eq!(
+        asked.len(),
+        fetch_policy().shared_requests_per_download,
+        "{d:?}"
+    );
     let (conn, chunk) = asked[0];
     p.handle(Timestamp(1), Input::Connected { conn });
     let mut bytes = hello(Role::Peer);
@@ -1200,7 +1203,6 @@ fn fetch(p: &mut Peer, n: u64, now: u64, root: Root, chunks: &[u32]) -> (ConnId,
 /// (so that it can send a fetcher); reports that bring nobody are repeated, less often.
 #[test]
 fn a_free_slot_nobody_waits_for_is_reported_to_the_tracker() {
-    use drizzle_core::limits::{IDLE_REPORT_GAP_MS, UPLOAD_SLOTS};
     let (mut p, tracker, root) = sharing(&[5u8; 64 * 4]);
     let (conn, d) = fetch(&mut p, 1, 1, root, &[0]);
     let (io, _, _) = d.loads[0];
@@ -1232,19 +1234,24 @@ fn a_free_slot_nobody_waits_for_is_reported_to_the_tracker() {
             .map(|(_, m)| m.clone())
             .collect::<Vec<_>>()
     };
-    let free = UPLOAD_SLOTS as u8;
+    let free = serve().upload_slots as u8;
     assert_eq!(idle_reports(&mut p, 3), vec![Message::Idle { root, free }]);
-    assert!(idle_reports(&mut p, 3 + IDLE_REPORT_GAP_MS - 1).is_empty());
-    assert_eq!(idle_reports(&mut p, 3 + IDLE_REPORT_GAP_MS).len(), 1);
-    assert!(idle_reports(&mut p, 3 + 2 * IDLE_REPORT_GAP_MS).is_empty());
-    assert_eq!(idle_reports(&mut p, 3 + 3 * IDLE_REPORT_GAP_MS).len(), 1);
+    assert!(idle_reports(&mut p, 3 + serve().idle_report_gap_ms - 1).is_empty());
+    assert_eq!(
+        idle_reports(&mut p, 3 + serve().idle_report_gap_ms).len(),
+        1
+    );
+    assert!(idle_reports(&mut p, 3 + 2 * serve().idle_report_gap_ms).is_empty());
+    assert_eq!(
+        idle_reports(&mut p, 3 + 3 * serve().idle_report_gap_ms).len(),
+        1
+    );
 }
 
 /// A fetcher that asked for many chunks before anyone waited keeps its slot for one turn
 /// only once someone does: what it asked for past the turn is answered `Busy`.
 #[test]
 fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
-    use drizzle_core::limits::{SLOT_TURN_CHUNKS, UPLOAD_SLOTS};
     let (mut p, _, root) = sharing(&[5u8; 64 * 16]);
     let deep: Vec<u32> = (0..10).collect();
     let (first, d) = fetch(&mut p, 1, 1, root, &deep);
@@ -1254,7 +1261,7 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
             .all(|(_, m)| !matches!(m, Message::Busy { .. })),
         "{d:?}"
     );
-    for n in 2..=UPLOAD_SLOTS as u64 {
+    for n in 2..=serve().upload_slots as u64 {
         fetch(&mut p, n, 2, root, &[10 + n as u32]);
     }
     let (late, d) = fetch(&mut p, 50, 3, root, &[15]);
@@ -1265,16 +1272,15 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
         })
     };
     assert_eq!(busy(late), vec![15], "{d:?}");
-    let past_turn: Vec<u32> = deep[SLOT_TURN_CHUNKS as usize..].to_vec();
+    let past_turn: Vec<u32> = deep[serve().slot_turn_chunks as usize..].to_vec();
     assert_eq!(busy(first), past_turn, "{d:?}");
 }
 
 /// A peer that stores a chunk tells the fetchers it serves and the first
-/// `MAX_WAITERS_TOLD_HAVE` waiting for a slot (their chunk maps are seconds stale), and
+/// `serve().waiters_told_have` waiting for a slot (their chunk maps are seconds stale), and
 /// nobody else: not those further back in line, not a fetcher it refused.
 #[test]
 fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
-    use drizzle_core::limits::{MAX_WAITERS_TOLD_HAVE, UPLOAD_SLOTS};
     let (data, manifest, holders) = one_holder_of(8);
     let root = manifest.root();
     let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
@@ -1297,10 +1303,10 @@ fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
         drain(p)
     };
     arrives(&mut p, 0, 2);
-    let served: Vec<ConnId> = (1..=UPLOAD_SLOTS as u64)
+    let served: Vec<ConnId> = (1..=serve().upload_slots as u64)
         .map(|n| fetch(&mut p, n, 3, root, &[0]).0)
         .collect();
-    let waiting: Vec<ConnId> = (0..=MAX_WAITERS_TOLD_HAVE as u64)
+    let waiting: Vec<ConnId> = (0..=serve().waiters_told_have as u64)
         .map(|i| fetch(&mut p, 100 + i, 4 + i, root, &[0]).0)
         .collect();
     let (refused, d) = fetch(&mut p, 200, 20, root, &[5]);
@@ -1318,7 +1324,7 @@ fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
         .map(|(c, _)| *c)
         .collect();
     let mut expected = served.clone();
-    expected.extend(&waiting[..MAX_WAITERS_TOLD_HAVE]);
+    expected.extend(&waiting[..serve().waiters_told_have]);
     assert_eq!(told, expected, "{d:?}");
 }
 
@@ -1349,11 +1355,10 @@ fn a_holder_telling_of_a_new_chunk_is_asked_for_it() {
     assert!(closed_with_reason(&d, first, "past the end"), "{d:?}");
 }
 
-/// Each free slot an idle holder reports is offered to `INTRODUCTIONS_PER_FREE_SLOT`
+/// Each free slot an idle holder reports is offered to `TrackerConfig::new(0).introductions_per_free_slot`
 /// different seekers (many introduced seekers ask nothing), never more.
 #[test]
 fn a_free_slot_is_offered_to_more_than_one_seeker() {
-    use drizzle_core::limits::INTRODUCTIONS_PER_FREE_SLOT;
     let mut t = Tracker::new(TrackerConfig::new(2));
     let full = file("f", &[6u8; 64 * 4]);
     let root = full.manifest.root();
@@ -1373,11 +1378,18 @@ fn a_free_slot_is_offered_to_more_than_one_seeker() {
         .filter(|(_, m)| matches!(m, Message::Introduce { .. }))
         .map(|(c, _)| *c)
         .collect();
-    assert_eq!(introduced.len(), INTRODUCTIONS_PER_FREE_SLOT, "{d:?}");
+    assert_eq!(
+        introduced.len(),
+        TrackerConfig::new(0).introductions_per_free_slot,
+        "{d:?}"
+    );
     assert!(introduced.iter().all(|c| seekers.contains(c)));
     introduced.sort();
     introduced.dedup();
-    assert_eq!(introduced.len(), INTRODUCTIONS_PER_FREE_SLOT);
+    assert_eq!(
+        introduced.len(),
+        TrackerConfig::new(0).introductions_per_free_slot
+    );
 }
 
 /// A chunk is announced (to the tracker, and to fetchers) as soon as its data begins to
@@ -1705,4 +1717,13 @@ fn a_remote_that_says_why_it_leaves_is_closed_quietly() {
     register(&mut t, conn, vec![]);
     let d = send(&mut t, conn, 2, &leaving);
     assert!(d.closed.contains(&conn) && !said(&d, conn), "{d:?}");
+}
+
+/// The serve and fetch policies these tests' peers run with (the defaults).
+fn serve() -> drizzle_core::ServePolicy {
+    drizzle_core::ServePolicy::default()
+}
+
+fn fetch_policy() -> drizzle_core::FetchPolicy {
+    drizzle_core::FetchPolicy::default()
 }

@@ -7,11 +7,9 @@ use super::cooldown::Cooldowns;
 use super::ledger::Asked;
 use super::picker;
 use super::timers::DownloadTimer;
+use super::FetchPolicy;
 use crate::chunkset::ChunkSet;
-use crate::limits::{
-    FEW_HOLDERS, MAX_KNOWN_HOLDERS, MAX_REQUESTS_PER_DOWNLOAD, MAX_REQUESTS_PER_HOLDER,
-    MAX_SHARED_REQUESTS_PER_DOWNLOAD, MAX_SHARED_REQUESTS_PER_HOLDER, REPORT_TTL_MS,
-};
+use crate::limits::{MAX_KNOWN_HOLDERS, REPORT_TTL_MS};
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
@@ -21,16 +19,9 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::net::SocketAddr;
 
-/// A download that receives nothing says what it waits on this often.
-pub(crate) const STALL_NOTE_EVERY_MS: u64 = 5_000;
-/// A chunk may be requested from at most this many holders at once (endgame duplicates).
-const MAX_COPIES_IN_FLIGHT: usize = 2;
-/// Endgame starts when every missing chunk is in flight and at most this many are missing:
-/// duplicating earlier would waste bandwidth on chunks that are merely queued.
-const ENDGAME_MAX_MISSING: usize = 4;
-
 #[derive(Debug)]
 pub(crate) struct Active {
+    policy: FetchPolicy,
     root: Root,
     manifest: Manifest,
     /// Chunks the user asked for (all of them unless `--chunks`).
@@ -123,6 +114,7 @@ impl Active {
     /// A download of `want` of the file `root` starting at `now` with nothing held, whose
     /// chunk map is refreshed `refresh_ms` from now and `check` on disk first.
     pub fn new(
+        policy: FetchPolicy,
         root: Root,
         manifest: Manifest,
         want: ChunkSet,
@@ -132,6 +124,7 @@ impl Active {
     ) -> Active {
         let good_counts = vec![0; want.len() as usize];
         Active {
+            policy,
             root,
             have: ChunkSet::empty(manifest.chunk_count()),
             manifest,
@@ -364,7 +357,7 @@ impl Active {
     fn stall_note_at(&self) -> Timestamp {
         self.last_progress
             .max(self.stall_noted)
-            .plus_ms(STALL_NOTE_EVERY_MS)
+            .plus_ms(self.policy.stall_note_every_ms)
     }
 
     /// A chunk arrived or was found good on disk.
@@ -517,10 +510,11 @@ impl Active {
     /// that a chunk does not wait queued at one holder while another that frees a slot
     /// could send it at once.
     pub fn pipeline_depth(&self) -> usize {
-        if self.holders.len() > FEW_HOLDERS {
-            MAX_SHARED_REQUESTS_PER_HOLDER
+        let p = &self.policy;
+        if self.holders.len() > p.few_holders {
+            p.shared_requests_per_holder
         } else {
-            MAX_REQUESTS_PER_HOLDER
+            p.requests_per_holder
         }
     }
 
@@ -528,10 +522,11 @@ impl Active {
     /// holder's pipeline is deep), with many a few, so that chunks are not committed to
     /// holders long before they can arrive.
     pub fn request_budget(&self) -> usize {
-        if self.holders.len() > FEW_HOLDERS {
-            MAX_SHARED_REQUESTS_PER_DOWNLOAD
+        let p = &self.policy;
+        if self.holders.len() > p.few_holders {
+            p.shared_requests_per_download
         } else {
-            MAX_REQUESTS_PER_DOWNLOAD
+            p.requests_per_download
         }
     }
 
@@ -691,7 +686,7 @@ impl Active {
         let chunk = if endgame {
             let stragglers = wanted
                 .iter()
-                .filter(|c| asked.holders(*c).len() < MAX_COPIES_IN_FLIGHT)
+                .filter(|c| asked.holders(*c).len() < self.policy.copies_in_flight)
                 .filter(|c| ready_for(*c).next().is_some());
             picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
         } else {
@@ -714,7 +709,7 @@ impl Active {
         let mut missing = 0;
         for c in self.missing() {
             missing += 1;
-            if missing > ENDGAME_MAX_MISSING || !asked.contains(c) {
+            if missing > self.policy.endgame_max_missing || !asked.contains(c) {
                 return false;
             }
         }

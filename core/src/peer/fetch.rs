@@ -159,7 +159,8 @@ impl Peer {
         }
         let have = ChunkSet::empty(count);
         let refresh_ms = self.config.refresh_min_ms;
-        let mut active = Active::new(root, manifest.clone(), want, check, refresh_ms, now);
+        let policy = self.config.fetch;
+        let mut active = Active::new(policy, root, manifest.clone(), want, check, refresh_ms, now);
         active.set_holders(holders);
         if let Some(d) = self.downloads.get_mut(&name) {
             d.active = Some(active);

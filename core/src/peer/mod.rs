@@ -9,6 +9,7 @@
 //! - `conns`: the connection table, deadlines and eviction.
 
 mod check;
+mod config;
 mod conns;
 mod cooldown;
 mod download;
@@ -45,54 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use uploads::Uploads;
 
-/// How a peer behaves; times in milliseconds.
-#[derive(Clone, Debug)]
-pub struct PeerConfig {
-    pub tracker: SocketAddr,
-    /// Where this peer accepts other peers (`0.0.0.0:p` lets the tracker fill in the IP).
-    pub listen: SocketAddr,
-    /// Seeds the peer's RNG; the real driver draws it from the OS and logs it.
-    pub seed: u64,
-    /// A holder that sends nothing for this long while owing chunks is dropped.
-    pub request_timeout_ms: u64,
-    /// How often a download asks the tracker for a fresh chunk map: soon after a map that
-    /// brought news (new holders or chunks), backing off by doubling up to the max when
-    /// the maps stop changing. Peers that download together learn of each other quickly.
-    pub refresh_min_ms: u64,
-    pub refresh_max_ms: u64,
-    /// A download that cannot progress for this long fails as unavailable.
-    pub unavailable_after_ms: u64,
-    /// A holder whose connection failed is left alone this long.
-    pub holder_retry_ms: u64,
-    /// A holder that said `Busy` is asked again after about this long (jittered) if its
-    /// `Ready` has not come first.
-    pub busy_retry_ms: u64,
-    /// When only holders that sent bad data are left for some chunk, the chunk map is
-    /// refreshed and the file rejected if no good holder shows up within this time.
-    pub reject_grace_ms: u64,
-    /// Tracker reconnect backoff: first delay and cap (each jittered).
-    pub reconnect_base_ms: u64,
-    pub reconnect_max_ms: u64,
-}
-
-impl PeerConfig {
-    pub fn new(tracker: SocketAddr, listen: SocketAddr, seed: u64) -> PeerConfig {
-        PeerConfig {
-            tracker,
-            listen,
-            seed,
-            request_timeout_ms: 20_000,
-            refresh_min_ms: 250,
-            refresh_max_ms: 5_000,
-            unavailable_after_ms: 30_000,
-            holder_retry_ms: 2_000,
-            busy_retry_ms: 2_000,
-            reject_grace_ms: 3_000,
-            reconnect_base_ms: 200,
-            reconnect_max_ms: 5_000,
-        }
-    }
-}
+pub use config::{FetchPolicy, PeerConfig, ServePolicy};
 
 /// What the user asks a peer to fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +222,11 @@ impl Peer {
 
     pub fn listen(&self) -> SocketAddr {
         self.config.listen
+    }
+
+    /// How this peer was configured.
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
     }
 
     /// Chunks held (verified and stored) of the file with this root.

@@ -7,7 +7,7 @@ use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
-    MAX_QUEUED_REQUESTS_PER_CONN, SERVE_UNSENT_LOW_BYTES,
+    MAX_QUEUED_REQUESTS_PER_CONN, MAX_STEERED_PER_CONN,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -17,9 +17,6 @@ use crate::wire::{encode_chunk_data, Message, RefusedBecause, Role};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-/// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
-/// only means it may be steered once more).
-const MAX_STEERED_PER_CONN: usize = 4096;
 /// An inbound connection from a peer that fetches from us.
 #[derive(Debug)]
 pub(super) struct InLink {
@@ -220,6 +217,7 @@ impl Peer {
     /// Starts loads for queued requests while the connection has load slots and little
     /// unsent; gives up the upload slot once everything accepted has left.
     pub(super) fn pump_serving(&mut self, now: Timestamp, conn: ConnId) {
+        let unsent_low_bytes = self.config.serve.unsent_low_bytes;
         loop {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 return;
@@ -229,7 +227,7 @@ impl Peer {
                 self.leave_slot(now, conn);
                 continue;
             }
-            if i.loading >= MAX_LOADS_PER_CONN || unsent >= SERVE_UNSENT_LOW_BYTES {
+            if i.loading >= MAX_LOADS_PER_CONN || unsent >= unsent_low_bytes {
                 return;
             }
             // The first request that can be served: one for a chunk still arriving waits

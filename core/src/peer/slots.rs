@@ -1,12 +1,10 @@
-//! Upload slots: a peer uploads to `UPLOAD_SLOTS` fetchers at once, in turns; the others
+//! Upload slots: a peer uploads to `upload_slots` fetchers at once, in turns; the others
 //! are told `Busy` and wait in a line, called with `Ready` as slots free; slots nobody waits
 //! for are reported to the tracker, which introduces fetchers that lack what we hold.
 
+use super::ServePolicy;
 use super::{Conn, Peer};
-use crate::limits::{
-    CALLS_PER_FREE_SLOT, IDLE_REPORT_BACKOFF_STEPS, IDLE_REPORT_GAP_MS, MAX_WAITERS_TOLD_HAVE,
-    SLOT_TURN_CHUNKS, UPLOAD_SLOTS,
-};
+use crate::limits::MAX_WAITING_FETCHERS;
 use crate::machine::ConnId;
 use crate::manifest::Root;
 use crate::time::Timestamp;
@@ -14,17 +12,9 @@ use crate::wire::Message;
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 
-/// Fetchers remembered as waiting for a slot; one that does not fit polls as before.
-const MAX_WAITING_FETCHERS: usize = 256;
-/// A slot offered with `Ready` is kept for the fetcher this long, so that a newcomer asking
-/// first cannot take it and send the waiter to the back again (at 1000 peers that starved a
-/// quarter of the swarm). Long enough for a round trip on a LAN or nearby; on longer paths
-/// the hold lapses and the slot goes to whoever asks first, as without it.
-const READY_HOLD_MS: u64 = 60;
-
-/// Slots in use: those held, and one for each `CALLS_PER_FREE_SLOT` fetchers called.
-fn slots_in_use(serving: usize, called: usize) -> usize {
-    serving + called.div_ceil(CALLS_PER_FREE_SLOT)
+/// Slots in use: those held, and one for each `calls_per_free_slot` fetchers called.
+fn slots_in_use(policy: &ServePolicy, serving: usize, called: usize) -> usize {
+    serving + called.div_ceil(policy.calls_per_free_slot.max(1))
 }
 
 /// The slots' own state (each fetcher's place at a slot is on its `InLink`). Private to
@@ -37,7 +27,7 @@ pub(super) struct UploadSlots {
     /// invitation lapsed: the few connections `slots_taken` looks at.
     conns: BTreeSet<ConnId>,
     /// Fetchers told `Busy`, oldest first: called with `Ready` as slots free, the first
-    /// `CALLS_PER_FREE_SLOT` for each.
+    /// `calls_per_free_slot` for each.
     waiting: VecDeque<(ConnId, Root)>,
     /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
     /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
@@ -123,24 +113,25 @@ impl Peer {
     }
 
     /// Whether `conn` may be served now: it holds a slot whose turn is not over, or a
-    /// slot is free (or kept for it after `Ready`). A turn ends after `SLOT_TURN_CHUNKS` if
+    /// slot is free (or kept for it after `Ready`). A turn ends after `slot_turn_chunks` if
     /// someone was turned away meanwhile; the slot is given up once what was accepted has
     /// been sent.
     pub(super) fn take_slot(&mut self, now: Timestamp, conn: ConnId) -> bool {
         let refusals = self.slots.busy_refusals;
         let (serving, called) = self.slot_counts(now, Some(conn));
-        let others = slots_in_use(serving, called);
+        let policy = self.config.serve;
+        let others = slots_in_use(&policy, serving, called);
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
         let seat = &mut i.seat;
         if seat.slot {
             let others_waiting = refusals > seat.turn_began_at_refusal;
-            return seat.turn_chunks < SLOT_TURN_CHUNKS || !others_waiting;
+            return seat.turn_chunks < policy.slot_turn_chunks || !others_waiting;
         }
         let invited = seat.invited_until.take().is_some_and(|t| t > now);
-        // However many were called, no more than `UPLOAD_SLOTS` are served at once.
-        if serving >= UPLOAD_SLOTS || (!invited && others >= UPLOAD_SLOTS) {
+        // However many were called, no more than `upload_slots` are served at once.
+        if serving >= policy.upload_slots || (!invited && others >= policy.upload_slots) {
             self.slots.conns.remove(&conn);
             return false;
         }
@@ -150,7 +141,7 @@ impl Peer {
         self.slots.idle_streak = 0;
         self.slots.conns.insert(conn);
         self.slots.waiting.retain(|(c, _)| *c != conn);
-        if serving + 1 >= UPLOAD_SLOTS {
+        if serving + 1 >= policy.upload_slots {
             self.recall_invitations(now);
         }
         true
@@ -174,12 +165,14 @@ impl Peer {
     }
 
     /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
-    /// first `MAX_WAITERS_TOLD_HAVE` waiting for it hear so at once. Their chunk maps come
+    /// first `waiters_told_have` waiting for it hear so at once. Their chunk maps come
     /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
     /// its few holders while they upload what many others have too.
     pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
         let waiting = self.slots.waiting.iter().filter(|(_, r)| *r == root);
-        let first_in_line = waiting.map(|(c, _)| *c).take(MAX_WAITERS_TOLD_HAVE);
+        let first_in_line = waiting
+            .map(|(c, _)| *c)
+            .take(self.config.serve.waiters_told_have);
         let told: BTreeSet<ConnId> = self
             .slots
             .conns
@@ -194,7 +187,7 @@ impl Peer {
         }
     }
 
-    /// Someone waits now: fetchers whose turn ran past `SLOT_TURN_CHUNKS` (they asked for
+    /// Someone waits now: fetchers whose turn ran past `slot_turn_chunks` (they asked for
     /// more before anyone waited) are told `Busy` for what is still queued past it, so a
     /// deep pipeline cannot keep a slot from others for longer than a turn.
     fn cut_long_turns(&mut self, waiter: ConnId) {
@@ -205,11 +198,12 @@ impl Peer {
             .copied()
             .filter(|c| *c != waiter)
             .collect();
+        let turn_chunks = self.config.serve.slot_turn_chunks;
         for conn in slots {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            let excess = i.seat.turn_chunks.saturating_sub(SLOT_TURN_CHUNKS) as usize;
+            let excess = i.seat.turn_chunks.saturating_sub(turn_chunks) as usize;
             let cut = i.unqueue_from(i.queued().saturating_sub(excess));
             i.seat.turn_chunks -= cut.len() as u32;
             for (root, chunk) in cut {
@@ -226,7 +220,7 @@ impl Peer {
     /// as one), but for `except`'s.
     pub(super) fn slots_taken(&self, now: Timestamp, except: Option<ConnId>) -> usize {
         let (serving, called) = self.slot_counts(now, except);
-        slots_in_use(serving, called)
+        slots_in_use(&self.config.serve, serving, called)
     }
 
     /// Fetchers holding a slot, and fetchers called for one and not yet come, but for
@@ -246,7 +240,7 @@ impl Peer {
     /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
     /// line is called.
     pub(super) fn fetcher_left(&mut self, now: Timestamp) {
-        if self.slots_taken(now, None) < UPLOAD_SLOTS {
+        if self.slots_taken(now, None) < self.config.serve.upload_slots {
             self.invite_waiting(now);
         }
     }
@@ -266,19 +260,19 @@ impl Peer {
         }
     }
 
-    /// A slot came free: calls the `CALLS_PER_FREE_SLOT` longest-waiting fetchers still
-    /// connected (`Ready`) and keeps it for them for `READY_HOLD_MS` (unused, it goes to
+    /// A slot came free: calls the `calls_per_free_slot` longest-waiting fetchers still
+    /// connected (`Ready`) and keeps it for them for `ready_hold_ms` (unused, it goes to
     /// whoever asks next). The first to ask takes it; the others go back to the front of the
     /// line. With nobody waiting, the tracker is told the slot is free.
     pub(super) fn invite_waiting(&mut self, now: Timestamp) {
-        let until = now.plus_ms(READY_HOLD_MS);
+        let until = now.plus_ms(self.config.serve.ready_hold_ms);
         // Those called before who came, or whose call lapsed, are no longer called.
         let conns = &self.conns;
         let still_called =
             |c: &ConnId| matches!(conns.get(c), Some(Conn::In(i)) if i.seat.is_called(now));
         self.slots.called.retain(|(c, _)| still_called(c));
         let mut called = 0;
-        while called < CALLS_PER_FREE_SLOT {
+        while called < self.config.serve.calls_per_free_slot {
             let Some((conn, root)) = self.slots.waiting.pop_front() else {
                 break;
             };
@@ -304,14 +298,17 @@ impl Peer {
         if !self.slots.waiting.is_empty() {
             return 0;
         }
-        UPLOAD_SLOTS.saturating_sub(self.slots_taken(now, None))
+        self.config
+            .serve
+            .upload_slots
+            .saturating_sub(self.slots_taken(now, None))
     }
 
-    /// Reports idle slots to the tracker as soon as `IDLE_REPORT_GAP_MS` allows: a slot came
+    /// Reports idle slots to the tracker as soon as `idle_report_gap_ms` allows: a slot came
     /// free, or there is a new chunk to offer.
     pub(super) fn schedule_idle_report(&mut self, now: Timestamp) {
         let at = match self.slots.last_idle_report {
-            Some((t, _)) => t.plus_ms(IDLE_REPORT_GAP_MS).max(now),
+            Some((t, _)) => t.plus_ms(self.config.serve.idle_report_gap_ms).max(now),
             None => now,
         };
         self.check_slots_at(at);
@@ -330,7 +327,9 @@ impl Peer {
     /// that lack what we have (`Message::Introduce`).
     pub(super) fn check_free_slots(&mut self, now: Timestamp) {
         self.slots.check_at = None;
-        if !self.slots.waiting.is_empty() && self.slots_taken(now, None) < UPLOAD_SLOTS {
+        if !self.slots.waiting.is_empty()
+            && self.slots_taken(now, None) < self.config.serve.upload_slots
+        {
             return self.invite_waiting(now);
         }
         let free = self.idle_slots(now);
@@ -354,7 +353,9 @@ impl Peer {
         let free = u8::try_from(free).unwrap_or(u8::MAX);
         self.send_tracker(&Message::Idle { root, free });
         // Still idle later (nobody came): say so again, less often each time.
-        let wait_ms = IDLE_REPORT_GAP_MS << self.slots.idle_streak.min(IDLE_REPORT_BACKOFF_STEPS);
+        let policy = &self.config.serve;
+        let wait_ms = policy.idle_report_gap_ms
+            << self.slots.idle_streak.min(policy.idle_report_backoff_steps);
         self.slots.idle_streak += 1;
         self.slots.check_at = Some(now.plus_ms(wait_ms));
     }

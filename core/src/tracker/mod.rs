@@ -8,15 +8,15 @@ mod swarm;
 use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
-    INTRODUCTIONS_PER_FREE_SLOT, MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION,
-    MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE, MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS,
-    MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS,
-    ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORT_TTL_MS,
+    MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
+    MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS, MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION,
+    MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORT_TTL_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output};
 use crate::manifest::{FileName, Root};
 use crate::outbox::Outbox;
+use crate::peer::PeerConfig;
 use crate::time::Timestamp;
 use crate::wire::{
     Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
@@ -31,16 +31,26 @@ use swarm::{draw_seeker, Swarm};
 pub struct TrackerConfig {
     /// Seeds the tracker's RNG (holder sampling); the real driver draws it from the OS.
     pub seed: u64,
-    /// For this long after start, peers may still be re-registering (their reconnect backoff
-    /// is capped at 5 s), so "not found" is marked as possibly temporary.
+    /// For this long after start, peers may still be re-registering (their reconnect
+    /// backoff is capped), so "not found" is marked as possibly temporary.
     pub settle_ms: u64,
+    /// Seekers an idle report introduces the holder to per free upload slot: most
+    /// introduced seekers already have every chunk the holder could give them requested
+    /// elsewhere (or their request budget spent) and ask nothing, so one per slot leaves
+    /// slots idle (see `docs/swarm.md`).
+    pub introductions_per_free_slot: usize,
 }
 
 impl TrackerConfig {
+    /// A second past the peers' default reconnect cap: by then every peer that was
+    /// connected before a restart has tried again.
+    pub const DEFAULT_SETTLE_MS: u64 = PeerConfig::DEFAULT_RECONNECT_MAX_MS + 1_000;
+
     pub fn new(seed: u64) -> TrackerConfig {
         TrackerConfig {
             seed,
-            settle_ms: 6_000,
+            settle_ms: Self::DEFAULT_SETTLE_MS,
+            introductions_per_free_slot: 4,
         }
     }
 }
@@ -453,7 +463,7 @@ impl Tracker {
     }
 
     /// A holder has free upload slots and nobody waiting: each free slot is offered to
-    /// `INTRODUCTIONS_PER_FREE_SLOT` seekers that lack some chunk the holder has, drawn at
+    /// `introductions_per_free_slot` seekers that lack some chunk the holder has, drawn at
     /// random (so idle holders are found at once; many seekers ask nothing, having what the
     /// holder has requested elsewhere, and one too many is only told `Busy`).
     fn handle_idle(&mut self, conn: ConnId, root: Root, free: u8) {
@@ -480,7 +490,8 @@ impl Tracker {
             return; // fetchers find it through locate answers if nobody else will do
         }
         let mut introduced = Vec::new();
-        let wanted = usize::from(free).saturating_mul(INTRODUCTIONS_PER_FREE_SLOT);
+        let per_slot = self.config.introductions_per_free_slot;
+        let wanted = usize::from(free).saturating_mul(per_slot);
         for _ in 0..wanted.min(MAX_INTRODUCTIONS_PER_IDLE) {
             match draw_seeker(
                 swarm,

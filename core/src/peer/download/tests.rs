@@ -13,6 +13,7 @@ fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
         hashes: vec![[0; 32]; chunks as usize],
     };
     let mut a = Active::new(
+        FetchPolicy::default(),
         manifest.root(),
         manifest,
         ChunkSet::full(chunks),
@@ -208,7 +209,7 @@ fn reference_pick(
             let stragglers = missing
                 .iter()
                 .copied()
-                .filter(|c| asked(*c).len() < MAX_COPIES_IN_FLIGHT)
+                .filter(|c| asked(*c).len() < FetchPolicy::default().copies_in_flight)
                 .filter(|c| !ready_for(*c).is_empty());
             picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
         }
@@ -276,24 +277,41 @@ proptest::proptest! {
 
 #[test]
 fn many_holders_mean_a_shallow_pipeline() {
-    let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+    let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
+        .map(|n| (n, &[0u32][..]))
+        .collect();
     let mut a = active(1, &few);
-    assert_eq!(a.pipeline_depth(), MAX_REQUESTS_PER_HOLDER);
+    assert_eq!(
+        a.pipeline_depth(),
+        FetchPolicy::default().requests_per_holder
+    );
     let one_more = LocatedHolder {
         addr: addr(200),
         have: ChunkSet::full(1),
     };
     assert!(a.learn_holder(one_more));
-    assert_eq!(a.pipeline_depth(), MAX_SHARED_REQUESTS_PER_HOLDER);
-    assert_eq!(a.good_holder_count(0), FEW_HOLDERS + 1);
+    assert_eq!(
+        a.pipeline_depth(),
+        FetchPolicy::default().shared_requests_per_holder
+    );
+    assert_eq!(
+        a.good_holder_count(0),
+        FetchPolicy::default().few_holders + 1
+    );
 }
 
 #[test]
 fn many_holders_mean_few_requests_in_flight() {
-    let few: Vec<(u8, &[u32])> = (1..=FEW_HOLDERS as u8).map(|n| (n, &[0u32][..])).collect();
+    let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
+        .map(|n| (n, &[0u32][..]))
+        .collect();
     let mut a = active(1, &few);
-    assert_eq!(a.request_budget(), MAX_REQUESTS_PER_DOWNLOAD);
-    let holders = (0..MAX_SHARED_REQUESTS_PER_DOWNLOAD as u8).map(|n| addr(100 + n));
+    assert_eq!(
+        a.request_budget(),
+        FetchPolicy::default().requests_per_download
+    );
+    let holders =
+        (0..FetchPolicy::default().shared_requests_per_download as u8).map(|n| addr(100 + n));
     let mut flight: Vec<SocketAddr> = holders.collect();
     assert!(a.may_request(&Asked::with([(0, flight.clone())])));
     let one_more = LocatedHolder {
@@ -301,7 +319,10 @@ fn many_holders_mean_few_requests_in_flight() {
         have: ChunkSet::full(1),
     };
     assert!(a.learn_holder(one_more));
-    assert_eq!(a.request_budget(), MAX_SHARED_REQUESTS_PER_DOWNLOAD);
+    assert_eq!(
+        a.request_budget(),
+        FetchPolicy::default().shared_requests_per_download
+    );
     assert!(
         !a.may_request(&Asked::with([(0, flight.clone())])),
         "the budget is spent"
