@@ -1,10 +1,10 @@
 //! One connection's framing state, shared by both machines: incremental decoding and the
 //! hello check. A `Link` turns raw bytes into messages or into a reason to close.
 
-use crate::bytes::Bytes;
 use crate::limits::{
     FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_UNSENT_BYTES_PER_CONN,
 };
+use crate::machine::Received;
 use crate::manifest::Root;
 use crate::time::Timestamp;
 use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
@@ -77,37 +77,38 @@ impl Link {
         self.decoder.arriving_chunk()
     }
 
-    /// Takes received bytes; whether there were any.
-    pub fn push(&mut self, now: Timestamp, data: &[u8]) -> bool {
-        let any = self.received(now, data.len());
-        if any {
-            self.decoder.push(data);
+    /// Takes received bytes, in whatever form they came; whether there were any.
+    pub fn receive(&mut self, now: Timestamp, data: Received<'_>) -> bool {
+        match data {
+            Received::Slice(data) => {
+                let any = self.received(now, data.len());
+                if any {
+                    self.decoder.push(data);
+                }
+                any
+            }
+            // Kept without a copy (see [`FrameDecoder::push_bytes`]).
+            Received::Owned(data) => {
+                let any = self.received(now, data.len());
+                if any {
+                    self.decoder.push_bytes(data);
+                }
+                any
+            }
+            Received::InWindow(len) => {
+                let any = self.received(now, len);
+                if any {
+                    self.decoder.received_in_window(len);
+                }
+                any
+            }
         }
-        any
-    }
-
-    /// As `push`, for bytes handed over (see [`FrameDecoder::push_bytes`]).
-    pub fn push_bytes(&mut self, now: Timestamp, data: Bytes) -> bool {
-        let any = self.received(now, data.len());
-        if any {
-            self.decoder.push_bytes(data);
-        }
-        any
     }
 
     /// Where the next bytes may be received straight into (see
     /// [`FrameDecoder::receive_window`]).
     pub fn receive_window(&mut self) -> Option<&mut [u8]> {
         self.decoder.receive_window()
-    }
-
-    /// As `push`, for `len` bytes put into the last [`Link::receive_window`].
-    pub fn received_in_window(&mut self, now: Timestamp, len: usize) -> bool {
-        let any = self.received(now, len);
-        if any {
-            self.decoder.received_in_window(len);
-        }
-        any
     }
 
     /// Notes when bytes last came, if `len` says any did.

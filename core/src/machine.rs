@@ -48,13 +48,7 @@ pub enum Input<'a> {
     /// An outbound connection could not be established.
     ConnectFailed { conn: ConnId, reason: String },
     /// Bytes arrived, split anywhere.
-    Received { conn: ConnId, data: &'a [u8] },
-    /// Bytes arrived, handed over: as `Received`, except that the machine may keep them
-    /// without a copy (a chunk payload that arrives whole, as the simulator delivers it).
-    ReceivedBytes { conn: ConnId, data: Bytes },
-    /// `len` bytes arrived and were read straight into the start of the window that
-    /// [`Machine::receive_window`] gave for `conn` just before.
-    ReceivedInWindow { conn: ConnId, len: usize },
+    Received { conn: ConnId, data: Received<'a> },
     /// The connection is gone (remote close, reset, or the driver dropped it).
     Closed { conn: ConnId },
     /// The driver wrote `bytes` of this connection's queued output to the network. Machines
@@ -67,11 +61,47 @@ pub enum Input<'a> {
     },
     /// A [`Output::Hash`] finished: the SHA-256 of `data`, and the bytes handed back.
     Hashed { io: IoId, digest: Hash, data: Bytes },
-    /// A [`Output::Store`] or [`Output::Commit`] or [`Output::Discard`] finished.
+    /// A [`Output::Store`] finished: the chunk is written, and recorded as there.
     Stored {
         io: IoId,
         result: Result<(), String>,
     },
+    /// A [`Output::Commit`] finished: the file is synced and under its final name.
+    Committed {
+        io: IoId,
+        result: Result<(), String>,
+    },
+    /// A [`Output::Discard`] finished: the `.part` file is gone.
+    Discarded {
+        io: IoId,
+        result: Result<(), String>,
+    },
+}
+
+impl Input<'_> {
+    /// The completion of a write (`Output::Store`, `Commit` or `Discard`) with `io`, for
+    /// drivers that run writes apart and answer them alike; `None` for other outputs.
+    pub fn written(write: &Output, result: Result<(), String>) -> Option<Input<'static>> {
+        Some(match *write {
+            Output::Store { io, .. } => Input::Stored { io, result },
+            Output::Commit { io, .. } => Input::Committed { io, result },
+            Output::Discard { io, .. } => Input::Discarded { io, result },
+            _ => return None,
+        })
+    }
+}
+
+/// Bytes that arrived on a connection, in the form the driver has them.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// Borrowed from the driver's read buffer.
+    Slice(&'a [u8]),
+    /// Handed over: the machine may keep them without a copy (a chunk payload that arrives
+    /// whole, as the simulator delivers it).
+    Owned(Bytes),
+    /// This many bytes were read straight into the start of the window that
+    /// [`Machine::receive_window`] gave for the connection just before.
+    InWindow(usize),
 }
 
 /// Everything a machine asks of its driver. Drain with `poll_output` until `None` after
@@ -120,12 +150,12 @@ pub enum Output {
         data: Bytes,
     },
     /// Every chunk is verified and stored: sync the `.part` file and rename it into place;
-    /// answer with [`Input::Stored`].
+    /// answer with [`Input::Committed`].
     Commit {
         io: IoId,
         name: FileName,
     },
-    /// Remove the `.part` file of a rejected download; answer with [`Input::Stored`].
+    /// Remove the `.part` file of a rejected download; answer with [`Input::Discarded`].
     Discard {
         io: IoId,
         name: FileName,
@@ -153,7 +183,7 @@ pub trait Machine {
 
     /// Where the next bytes on `conn` may be read straight into, if anywhere: the room left
     /// in a chunk payload being collected. A driver that reads into it reports that with
-    /// [`Input::ReceivedInWindow`], sparing the copy out of its own read buffer.
+    /// [`Received::InWindow`], sparing the copy out of its own read buffer.
     fn receive_window(&mut self, _conn: ConnId) -> Option<&mut [u8]> {
         None
     }

@@ -6,7 +6,7 @@ use crate::checkers;
 use crate::faults::Fault;
 use crate::storage::{Content, Storage};
 use crate::trace::TraceLine;
-use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
+use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
 use drizzle_core::{
@@ -150,11 +150,11 @@ enum Action {
         link: LinkId,
         end: usize,
     },
+    /// A storage request's completion, typed as the machine takes it.
     Io {
         node: NodeId,
         incarnation: u32,
-        io: IoId,
-        result: Result<Option<Bytes>, String>,
+        done: Input<'static>,
     },
     Hashed {
         node: NodeId,
@@ -552,7 +552,8 @@ impl World {
                 };
                 let (node, conn, inc) = (e.node, e.conn, e.incarnation);
                 if self.alive(node, inc) && self.mapped(node, conn, link) {
-                    self.feed(node, Input::ReceivedBytes { conn, data });
+                    let data = Received::Owned(data);
+                    self.feed(node, Input::Received { conn, data });
                 }
             }
             Action::Closed { link, end } => {
@@ -570,19 +571,10 @@ impl World {
             Action::Io {
                 node,
                 incarnation,
-                io,
-                result,
+                done,
             } => {
                 if self.alive(node, incarnation) {
-                    let input = match result {
-                        Ok(Some(data)) => Input::Loaded {
-                            io,
-                            result: Ok(data),
-                        },
-                        Ok(None) => Input::Stored { io, result: Ok(()) },
-                        Err(e) => Input::Stored { io, result: Err(e) },
-                    };
-                    self.feed(node, input);
+                    self.feed(node, done);
                 }
             }
             Action::Hashed {
@@ -709,13 +701,13 @@ impl World {
                     .nodes
                     .get(node)
                     .map_or(Err("no node".into()), |n| n.storage.load(&key, offset, len));
+                let done = Input::Loaded { io, result };
                 self.push(
                     now_us,
                     Action::Io {
                         node,
                         incarnation,
-                        io,
-                        result: result.map(Some),
+                        done,
                     },
                 );
             }
@@ -745,13 +737,13 @@ impl World {
                     Some(n) => n.storage.store(&name, size, offset, data, truth.as_ref()),
                     None => Err("no node".into()),
                 };
+                let done = Input::Stored { io, result };
                 self.push(
                     now_us,
                     Action::Io {
                         node,
                         incarnation,
-                        io,
-                        result: result.map(|()| None),
+                        done,
                     },
                 );
             }
@@ -761,13 +753,13 @@ impl World {
                     None => Err("no node".into()),
                 };
                 checkers::check_commit(self, node, &name);
+                let done = Input::Committed { io, result };
                 self.push(
                     now_us,
                     Action::Io {
                         node,
                         incarnation,
-                        io,
-                        result: result.map(|()| None),
+                        done,
                     },
                 );
             }
@@ -775,13 +767,13 @@ impl World {
                 if let Some(n) = self.nodes.get_mut(node) {
                     n.storage.discard(&name);
                 }
+                let done = Input::Discarded { io, result: Ok(()) };
                 self.push(
                     now_us,
                     Action::Io {
                         node,
                         incarnation,
-                        io,
-                        result: Ok(None),
+                        done,
                     },
                 );
             }

@@ -8,7 +8,7 @@
 mod common;
 
 use drizzle_core::limits::MAX_FRAME_BYTES;
-use drizzle_core::machine::{Input, Machine};
+use drizzle_core::machine::{Input, Machine, Received};
 use drizzle_core::wire::{
     encode, encode_chunk_data, FrameDecoder, Hello, LocatedHolder, Message, Role,
 };
@@ -219,7 +219,7 @@ proptest! {
             m.handle(Timestamp(0), Input::Accepted { conn, remote });
             let mut start = 0;
             for end in &points {
-                m.handle(Timestamp(1), Input::Received { conn, data: &stream[start..*end] });
+                m.handle(Timestamp(1), Input::Received { conn, data: Received::Slice(&stream[start..*end]) });
                 start = *end;
                 while let Some(out) = m.poll_output() {
                     if let drizzle_core::Output::Send { bytes, .. } = out {

@@ -12,8 +12,8 @@ use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile, MAGIC};
 use drizzle_core::{
-    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Root, StorageKey, Timestamp, Tracker,
-    TrackerConfig,
+    ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Received, Root, StorageKey, Timestamp,
+    Tracker, TrackerConfig,
 };
 use std::net::SocketAddr;
 
@@ -76,7 +76,13 @@ fn connect(t: &mut Tracker, n: u64, now: u64) -> ConnId {
 }
 
 fn send(m: &mut dyn Machine, conn: ConnId, now: u64, bytes: &[u8]) -> Drained {
-    m.handle(Timestamp(now), Input::Received { conn, data: bytes });
+    m.handle(
+        Timestamp(now),
+        Input::Received {
+            conn,
+            data: Received::Slice(bytes),
+        },
+    );
     drain(m)
 }
 
@@ -554,7 +560,13 @@ fn answers_are_paced_by_what_was_sent() {
             known: None,
         }));
     }
-    t.handle(Timestamp(2), Input::Received { conn, data: &burst });
+    t.handle(
+        Timestamp(2),
+        Input::Received {
+            conn,
+            data: Received::Slice(&burst),
+        },
+    );
     let queued = |t: &mut Tracker| {
         let mut bytes = 0;
         while let Some(out) = t.poll_output() {
@@ -909,6 +921,46 @@ fn a_lapsed_invitation_calls_the_next_in_line() {
 /// its place in their queues and take a `Ready` another fetcher could use.
 #[test]
 fn a_finished_download_lets_go_of_its_holders() {
+    let (mut p, holder, commit) = one_chunk_stored();
+    p.handle(
+        Timestamp(5),
+        Input::Committed {
+            io: commit,
+            result: Ok(()),
+        },
+    );
+    let d = drain(&mut p);
+    let done = |e: &Event| matches!(e, Event::Done { complete: true, .. });
+    assert!(d.events.iter().any(done), "{d:?}");
+    assert_eq!(d.closed, vec![holder]);
+}
+
+/// Each storage request takes only its own kind of completion: a commit answered as a
+/// chunk write (a driver bug) fails the download as a storage error; it is not taken for
+/// the file being in place.
+#[test]
+fn a_completion_of_another_kind_fails_the_download_instead_of_passing_for_its_own() {
+    let (mut p, _, commit) = one_chunk_stored();
+    let io = commit;
+    p.handle(Timestamp(5), Input::Stored { io, result: Ok(()) });
+    let d = drain(&mut p);
+    let done = |e: &Event| matches!(e, Event::Done { .. });
+    assert!(!d.events.iter().any(done), "{d:?}");
+    let failed = |e: &Event| {
+        matches!(
+            e,
+            Event::Failed {
+                kind: drizzle_core::machine::FailKind::Storage,
+                ..
+            }
+        )
+    };
+    assert!(d.events.iter().any(failed), "{d:?}");
+}
+
+/// A peer downloading a one-chunk file from one holder, the chunk received, verified and
+/// stored: returns the peer, the holder's connection and the commit asked of the driver.
+fn one_chunk_stored() -> (Peer, ConnId, drizzle_core::IoId) {
     let data = vec![4u8; 64];
     let manifest = Manifest::from_bytes(&data, 64).unwrap();
     let root = manifest.root();
@@ -933,17 +985,7 @@ fn a_finished_download_lets_go_of_its_holders() {
     p.handle(Timestamp(4), Input::Stored { io, result: Ok(()) });
     let d = drain(&mut p);
     assert!(d.closed.is_empty(), "{d:?}");
-    p.handle(
-        Timestamp(5),
-        Input::Stored {
-            io: d.commits[0],
-            result: Ok(()),
-        },
-    );
-    let d = drain(&mut p);
-    let done = |e: &Event| matches!(e, Event::Done { complete: true, .. });
-    assert!(d.events.iter().any(done), "{d:?}");
-    assert_eq!(d.closed, vec![holder]);
+    (p, holder, d.commits[0])
 }
 
 /// A file of `chunks` chunks and its first `holders` holders, holder i having chunk i only.

@@ -8,7 +8,7 @@ use crate::pool::BufferPool;
 use crate::rate::RateLimiter;
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
-use drizzle_core::machine::{Event, Input, IoId, Machine, Output};
+use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::sha256;
 use drizzle_core::{Bytes, ConnId, Timestamp};
 
@@ -355,9 +355,9 @@ impl<M: Machine> Driver<M> {
                         None => self.load(pending),
                     }
                 }
-                write @ (Output::Store { io, .. }
-                | Output::Commit { io, .. }
-                | Output::Discard { io, .. }) => self.write(io, write),
+                write @ (Output::Store { .. } | Output::Commit { .. } | Output::Discard { .. }) => {
+                    self.write(write)
+                }
                 Output::Hash { io, data } => self.hash(io, data),
                 Output::Event(event) => {
                     let now = self.now();
@@ -370,16 +370,16 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Hands a write to the writer thread; a node without storage fails it at once.
-    fn write(&mut self, io: IoId, write: Output) {
-        let result = match &self.writer {
-            Some(w) => w.submit(write).map_err(|_| "the writer thread stopped"),
-            None => Err("this node has no storage"),
+    fn write(&mut self, write: Output) {
+        let (write, why) = match &self.writer {
+            Some(w) => match w.submit(write) {
+                Ok(()) => return,
+                Err(write) => (write, "the writer thread stopped"),
+            },
+            None => (write, "this node has no storage"),
         };
-        if let Err(e) = result {
-            self.feed(Input::Stored {
-                io,
-                result: Err(e.into()),
-            });
+        if let Some(failed) = Input::written(&write, Err(why.into())) {
+            self.feed(failed);
         }
     }
 
@@ -403,8 +403,8 @@ impl<M: Machine> Driver<M> {
             self.feed(Input::Hashed { io, digest, data });
         }
         let written: Vec<_> = self.writer.iter().flat_map(Writer::finished).collect();
-        for (io, result) in written {
-            self.feed(Input::Stored { io, result });
+        for done in written.into_iter().flatten() {
+            self.feed(done);
         }
         self.drain(app);
     }
@@ -670,10 +670,16 @@ impl<M: Machine> Driver<M> {
                 Ok(len) => {
                     let now = self.now();
                     if in_window {
-                        self.machine
-                            .handle(now, Input::ReceivedInWindow { conn, len });
+                        self.machine.handle(
+                            now,
+                            Input::Received {
+                                conn,
+                                data: Received::InWindow(len),
+                            },
+                        );
                     } else {
                         let data = self.read_buf.get(..len).unwrap_or_default();
+                        let data = Received::Slice(data);
                         self.machine.handle(now, Input::Received { conn, data });
                     }
                     self.drain(app);

@@ -158,10 +158,10 @@ impl Peer {
         name: FileName,
         root: Root,
         chunk: u32,
-        result: Result<Option<Bytes>, String>,
+        result: Result<Bytes, String>,
     ) {
         match result {
-            Ok(Some(data)) => {
+            Ok(data) => {
                 let io = self.new_io(Io::Check {
                     name,
                     root,
@@ -170,7 +170,7 @@ impl Peer {
                 });
                 self.out.push(Output::Hash { io, data });
             }
-            Ok(None) | Err(_) => self.judge_checked(now, &name, root, chunk, false),
+            Err(_) => self.judge_checked(now, &name, root, chunk, false),
         }
     }
 

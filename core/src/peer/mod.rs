@@ -129,6 +129,15 @@ struct LocalFile {
     owed: BTreeSet<u32>,
 }
 
+/// How a storage request ended, by kind (see `Input::Loaded` and the others).
+#[derive(Debug)]
+enum Done {
+    Loaded(Result<Bytes, String>),
+    Stored(Result<(), String>),
+    Committed(Result<(), String>),
+    Discarded(Result<(), String>),
+}
+
 /// What a storage request was for.
 #[derive(Debug)]
 enum Io {
@@ -399,16 +408,15 @@ impl Peer {
         self.out.emit(event);
     }
 
-    fn handle_io(&mut self, now: Timestamp, io: IoId, result: Result<Option<Bytes>, String>) {
+    /// A storage request finished: each kind of request takes only its own completion.
+    fn handle_io(&mut self, now: Timestamp, io: IoId, done: Done) {
         let Some(purpose) = self.ios.remove(&io) else {
             return;
         };
-        match (purpose, result) {
-            (Io::Serve { conn, root, chunk }, result) => {
+        match (purpose, done) {
+            (Io::Serve { conn, root, chunk }, Done::Loaded(result)) => {
                 self.handle_loaded(now, conn, root, chunk, result)
             }
-            (Io::Store { name, chunk, peer }, Ok(_)) => self.handle_stored(now, name, chunk, peer),
-            (Io::Commit { name }, Ok(_)) => self.finish(&name, true),
             (
                 Io::Check {
                     name,
@@ -416,22 +424,41 @@ impl Peer {
                     chunk,
                     hashing: false,
                 },
-                result,
+                Done::Loaded(result),
             ) => self.handle_check_loaded(now, name, root, chunk, result),
-            (Io::Verify { name, .. } | Io::Check { name, .. }, _) => {
-                let reason = "the driver answered a hash request as storage".to_string();
-                self.fail(name, FailKind::Storage, reason);
+            (Io::Store { name, chunk, peer }, Done::Stored(Ok(()))) => {
+                self.handle_stored(now, name, chunk, peer)
             }
-            (Io::Store { name, .. } | Io::Commit { name }, Err(e)) => {
+            (Io::Commit { name }, Done::Committed(Ok(()))) => self.finish(&name, true),
+            (Io::Store { name, .. }, Done::Stored(Err(e)))
+            | (Io::Commit { name }, Done::Committed(Err(e))) => {
                 let reason = format!("cannot write {name}: {e}");
                 self.fail(name, FailKind::Storage, reason);
             }
-            (Io::Discard(rejected), result) => {
+            (Io::Discard(rejected), Done::Discarded(result)) => {
                 if let Err(e) = result {
                     log::warn!("cannot remove a rejected download: {e}");
                 }
                 self.emit(rejected);
             }
+            (purpose, done) => self.misanswered(now, purpose, done),
+        }
+    }
+
+    /// The driver answered a request with another kind's completion: a driver bug, which
+    /// fails what the request was for rather than guessing.
+    fn misanswered(&mut self, now: Timestamp, purpose: Io, done: Done) {
+        let reason = format!("the driver answered {purpose:?} with {done:?}");
+        log::error!("{reason}");
+        match purpose {
+            Io::Serve { conn, root, chunk } => {
+                self.handle_loaded(now, conn, root, chunk, Err(reason))
+            }
+            Io::Check { name, .. }
+            | Io::Verify { name, .. }
+            | Io::Store { name, .. }
+            | Io::Commit { name } => self.fail(name, FailKind::Storage, reason),
+            Io::Discard(rejected) => self.emit(rejected),
         }
     }
 }
@@ -462,13 +489,7 @@ impl Machine for Peer {
                 }
             }
             Input::Received { conn, data } => {
-                self.handle_received(now, conn, |l| l.push(now, data))
-            }
-            Input::ReceivedBytes { conn, data } => {
-                self.handle_received(now, conn, |l| l.push_bytes(now, data))
-            }
-            Input::ReceivedInWindow { conn, len } => {
-                self.handle_received(now, conn, |l| l.received_in_window(now, len))
+                self.handle_received(now, conn, |l| l.receive(now, data))
             }
             Input::Closed { conn } => self.close_conn(now, conn),
             Input::Sent { conn, bytes } => {
@@ -480,8 +501,10 @@ impl Machine for Peer {
                 }
                 self.handle_received(now, conn, |_| false);
             }
-            Input::Loaded { io, result } => self.handle_io(now, io, result.map(Some)),
-            Input::Stored { io, result } => self.handle_io(now, io, result.map(|()| None)),
+            Input::Loaded { io, result } => self.handle_io(now, io, Done::Loaded(result)),
+            Input::Stored { io, result } => self.handle_io(now, io, Done::Stored(result)),
+            Input::Committed { io, result } => self.handle_io(now, io, Done::Committed(result)),
+            Input::Discarded { io, result } => self.handle_io(now, io, Done::Discarded(result)),
             Input::Hashed { io, digest, data } => self.handle_hashed(now, io, &digest, data),
         }
     }

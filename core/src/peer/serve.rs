@@ -282,7 +282,7 @@ impl Peer {
         conn: ConnId,
         root: Root,
         chunk: u32,
-        result: Result<Option<Bytes>, String>,
+        result: Result<Bytes, String>,
     ) {
         let Some(Conn::In(i)) = self.conns.get(&conn) else {
             return; // the fetcher left meanwhile
@@ -296,7 +296,7 @@ impl Peer {
             .and_then(|f| f.manifest.chunk_range(chunk))
             .map(|(_, len)| len as usize);
         let reason = match result {
-            Ok(Some(data)) if Some(data.len()) == expected => {
+            Ok(data) if Some(data.len()) == expected => {
                 self.emit(Event::Served { root, chunk, to });
                 for bytes in encode_chunk_data(root, chunk, data) {
                     self.send_bytes(conn, bytes);

@@ -13,7 +13,7 @@ use crate::limits::{
     MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORT_TTL_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
-use crate::machine::{ConnId, Event, Input, Machine, Output};
+use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
 use crate::manifest::{FileName, Root};
 use crate::outbox::Outbox;
 use crate::peer::PeerConfig;
@@ -185,11 +185,11 @@ impl Tracker {
 
     // ---- input handling ----
 
-    fn handle_received(&mut self, conn: ConnId, data: &[u8]) {
+    fn handle_received(&mut self, conn: ConnId, data: Received<'_>) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        link.push(self.now, data);
+        link.receive(self.now, data);
         loop {
             let Some(link) = self.links.get_mut(&conn) else {
                 return;
@@ -662,21 +662,21 @@ impl Machine for Tracker {
                 self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
-            Input::ReceivedBytes { conn, data } => self.handle_received(conn, &data),
             Input::Closed { conn } => self.forget(conn),
             Input::Sent { conn, bytes } => {
                 if let Some(link) = self.links.get_mut(&conn) {
                     link.sent(bytes);
                 }
-                self.handle_received(conn, &[]);
+                self.handle_received(conn, Received::Slice(&[]));
             }
             // The tracker never connects out or touches storage, and never offers a
             // receive window.
             Input::Connected { .. }
-            | Input::ReceivedInWindow { .. }
             | Input::ConnectFailed { .. }
             | Input::Loaded { .. }
             | Input::Stored { .. }
+            | Input::Committed { .. }
+            | Input::Discarded { .. }
             | Input::Hashed { .. } => {}
         }
     }
