@@ -1,0 +1,104 @@
+//! Faults applied to the world as the run reaches them: crashes and restarts, partitions,
+//! slow links, corrupted storage.
+
+use super::*;
+
+impl World {
+    pub(super) fn apply_fault(&mut self, fault: Fault) {
+        self.note(format!("fault: {fault:?}"));
+        match fault {
+            Fault::Crash { node, .. } => self.crash(node),
+            Fault::Restart { node, .. } => self.restart(node),
+            Fault::Partition { a, b, until_ms, .. } => {
+                self.partitions.push((a, b, until_ms * 1000));
+                let doomed: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| {
+                        let nodes = [l.ends[0].node, l.ends[1].node];
+                        nodes == [a, b] || nodes == [b, a]
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for link in doomed {
+                    self.sever(link);
+                }
+            }
+            Fault::SlowLink {
+                node,
+                factor,
+                until_ms,
+                ..
+            } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.slow = Some((factor, until_ms * 1000));
+                }
+            }
+            Fault::Corrupt {
+                node, file, chunk, ..
+            } => {
+                let chunk_size = self.config.chunk_size as usize;
+                let Ok(name) = FileName::new(file) else {
+                    return;
+                };
+                let Some(data) = self
+                    .nodes
+                    .get_mut(node)
+                    .and_then(|n| n.storage.files.get_mut(&name))
+                else {
+                    return;
+                };
+                let start = u64::from(chunk) * chunk_size as u64;
+                data.modify(start, start + chunk_size as u64, |b| b ^ 0xA5);
+            }
+        }
+    }
+
+    pub(super) fn crash(&mut self, node: NodeId) {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if n.machine.is_none() {
+            return;
+        }
+        n.machine = None;
+        n.incarnation += 1;
+        n.timer_us = None;
+        let conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
+        // Unfinished downloads are lost with the process.
+        n.storage.parts.clear();
+        for (conn, link) in conns {
+            self.close_towards(link, node, conn);
+        }
+    }
+
+    pub(super) fn restart(&mut self, node: NodeId) {
+        if self.nodes.get(node).is_none_or(|n| n.machine.is_some()) {
+            return;
+        }
+        self.start(node);
+        let files: Vec<(FileName, Vec<u8>)> = self
+            .nodes
+            .get(node)
+            .map(|n| {
+                n.storage
+                    .files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, data) in files {
+            let Ok(manifest) = Manifest::from_bytes(&data, self.config.chunk_size) else {
+                continue;
+            };
+            let cmd = PeerCommand::Share {
+                name,
+                manifest,
+                have: None,
+            };
+            // Re-sharing what is on disk; a refusal shows in the trace.
+            let _ = self.command(node, cmd);
+        }
+    }
+}

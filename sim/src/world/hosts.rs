@@ -1,0 +1,171 @@
+//! The hosts: each node runs a real core machine (tracker or peer); inputs are fed to it,
+//! its outputs drained and acted on, its timer kept in the queue, its events recorded.
+
+use super::*;
+
+#[derive(Debug)]
+pub(crate) enum NodeMachine {
+    Tracker(Box<Tracker>),
+    Peer(Box<Peer>),
+}
+
+impl NodeMachine {
+    pub(super) fn machine(&mut self) -> &mut dyn Machine {
+        match self {
+            NodeMachine::Tracker(t) => t.as_mut(),
+            NodeMachine::Peer(p) => p.as_mut(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub is_tracker: bool,
+    /// `None` while crashed.
+    pub machine: Option<NodeMachine>,
+    /// Bumped by every crash, so actions meant for an earlier life are dropped.
+    pub(super) incarnation: u32,
+    pub storage: Storage,
+    pub(super) up_bps: u64,
+    pub(super) down_bps: u64,
+    pub(super) slow: Option<(u32, u64)>,
+    pub(super) up_free_us: u64,
+    pub(super) down_free_us: u64,
+    pub(super) timer_us: Option<u64>,
+    pub(super) next_inbound: u64,
+    pub(super) conns: BTreeMap<ConnId, LinkId>,
+}
+
+/// Node `id` listens on 127.0.0.(id+1):7000 (labels only: no socket is ever opened).
+pub(super) fn node_addr(id: NodeId) -> SocketAddr {
+    let [a, b] = (id as u16 + 1).to_be_bytes();
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), LISTEN_PORT)
+}
+
+impl World {
+    pub(super) fn add_node(&mut self, name: &str, is_tracker: bool) -> NodeId {
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            name: name.to_string(),
+            addr: node_addr(id),
+            is_tracker,
+            machine: None,
+            incarnation: 0,
+            storage: Storage::default(),
+            up_bps: self.config.up_bytes_per_sec,
+            down_bps: self.config.down_bytes_per_sec,
+            slow: None,
+            up_free_us: 0,
+            down_free_us: 0,
+            timer_us: None,
+            next_inbound: 0,
+            conns: BTreeMap::new(),
+        });
+        self.start(id);
+        id
+    }
+
+    pub(super) fn start(&mut self, id: NodeId) {
+        let seed = self.seeds.gen();
+        let tracker = self.tracker_addr();
+        let tune = self.config.tune_peer;
+        let Some(node) = self.nodes.get_mut(id) else {
+            return;
+        };
+        node.machine = Some(if node.is_tracker {
+            NodeMachine::Tracker(Box::new(Tracker::new(TrackerConfig::new(seed))))
+        } else {
+            let mut config = PeerConfig::new(tracker, node.addr, seed);
+            tune(&mut config);
+            NodeMachine::Peer(Box::new(Peer::new(config)))
+        });
+        self.reschedule_timer(id);
+    }
+
+    pub(super) fn alive(&self, node: NodeId, incarnation: u32) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.machine.is_some() && n.incarnation == incarnation)
+    }
+
+    pub(super) fn mapped(&self, node: NodeId, conn: ConnId, link: LinkId) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.conns.get(&conn) == Some(&link))
+    }
+
+    /// Feeds one input to a node, then drains it.
+    pub(super) fn feed(&mut self, node: NodeId, input: Input<'_>) {
+        let now = self.now();
+        if let Some(m) = self.nodes.get_mut(node).and_then(|n| n.machine.as_mut()) {
+            m.machine().handle(now, input);
+        }
+        self.drain(node);
+    }
+
+    /// The drain rule: take every output, then re-arm the node's timer.
+    pub(super) fn drain(&mut self, node: NodeId) {
+        loop {
+            let output = self
+                .nodes
+                .get_mut(node)
+                .and_then(|n| n.machine.as_mut())
+                .and_then(|m| m.machine().poll_output());
+            let Some(output) = output else { break };
+            self.handle_output(node, output);
+        }
+        self.reschedule_timer(node);
+    }
+
+    pub(super) fn reschedule_timer(&mut self, node: NodeId) {
+        let now_us = self.now_us;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let Some(m) = n.machine.as_mut() else { return };
+        let Some(t) = m.machine().poll_timeout() else {
+            n.timer_us = None;
+            return;
+        };
+        // A timer already due runs at the next millisecond, never in a loop at this instant.
+        let at_us = (t.as_ms() * 1000).max(now_us + 1000 - now_us % 1000);
+        if n.timer_us != Some(at_us) {
+            n.timer_us = Some(at_us);
+            let incarnation = n.incarnation;
+            self.push(
+                at_us,
+                Action::Timer {
+                    node,
+                    incarnation,
+                    at_us,
+                },
+            );
+        }
+    }
+
+    pub(super) fn record(&mut self, node: NodeId, event: Event) {
+        if matches!(event, Event::Served { .. }) {
+            *self.served.entry(node).or_default() += 1;
+        }
+        if !self.config.trace {
+            if event.ended_download().is_some() {
+                self.events.push((self.now_ms(), node, event));
+            }
+            return;
+        }
+        let who = |addr: SocketAddr| match self.node_at(addr) {
+            Some(n) => self.node_name(n).to_string(),
+            None => addr.to_string(),
+        };
+        let text = event.describe(&who);
+        self.trace.push(TraceLine {
+            t_ms: self.now_ms(),
+            node: self.node_name(node).to_string(),
+            text,
+            event: Some(event.clone()),
+        });
+        self.events.push((self.now_ms(), node, event));
+    }
+}

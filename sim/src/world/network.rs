@@ -1,0 +1,283 @@
+//! The network: TCP-like links between nodes — latency, each node's upload and download
+//! bandwidth (a send leaves when the sender's uplink is free and lands when the receiver's
+//! downlink is), sends cut at random points, partitions and closes.
+
+use super::*;
+
+/// How much of a bulk send lands ahead of the rest: a socket read's worth.
+pub(super) const FIRST_BYTES: u64 = 16 * 1024;
+
+#[derive(Debug)]
+pub(super) struct LinkEnd {
+    pub(super) node: NodeId,
+    pub(super) conn: ConnId,
+    pub(super) incarnation: u32,
+    /// When the last byte sent towards this end arrives.
+    pub(super) last_arrival_us: u64,
+    /// When the last byte sent towards this end left its sender.
+    pub(super) last_departure_us: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) ends: [LinkEnd; 2],
+}
+
+impl World {
+    pub(super) fn latency_us(&self) -> u64 {
+        self.config.latency_ms * 1000
+    }
+
+    pub(super) fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
+        self.partitions
+            .iter()
+            .any(|(x, y, until)| ((*x, *y) == (a, b) || (*x, *y) == (b, a)) && *until > self.now_us)
+    }
+
+    pub(super) fn connect(&mut self, node: NodeId, conn: ConnId, addr: SocketAddr) {
+        let incarnation = self.nodes.get(node).map_or(0, |n| n.incarnation);
+        let target = self.nodes.iter().position(|n| n.addr == addr);
+        let reachable = target.filter(|t| {
+            self.nodes.get(*t).is_some_and(|n| n.machine.is_some()) && !self.partitioned(node, *t)
+        });
+        let lat = self.latency_us();
+        let Some(server) = reachable else {
+            self.push(
+                self.now_us + lat,
+                Action::ConnectFailed {
+                    node,
+                    incarnation,
+                    conn,
+                },
+            );
+            return;
+        };
+        let link = self.next_link;
+        self.next_link += 1;
+        let (server_inc, server_conn) = match self.nodes.get_mut(server) {
+            Some(s) => {
+                s.next_inbound += 1;
+                let c = ConnId::Inbound(s.next_inbound);
+                s.conns.insert(c, link);
+                (s.incarnation, c)
+            }
+            None => return,
+        };
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.conns.insert(conn, link);
+        }
+        let end = |node, conn, incarnation| LinkEnd {
+            node,
+            conn,
+            incarnation,
+            last_arrival_us: 0,
+            last_departure_us: 0,
+        };
+        self.links.insert(
+            link,
+            Link {
+                ends: [
+                    end(node, conn, incarnation),
+                    end(server, server_conn, server_inc),
+                ],
+            },
+        );
+        self.push(self.now_us + lat, Action::Accept { link });
+        self.push(self.now_us + 2 * lat, Action::Connected { link });
+    }
+
+    pub(super) fn send(&mut self, node: NodeId, conn: ConnId, bytes: Bytes) {
+        let Some(link) = self
+            .nodes
+            .get(node)
+            .and_then(|n| n.conns.get(&conn))
+            .copied()
+        else {
+            return;
+        };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        let (dest, in_order) = (l.ends[to].node, l.ends[to].last_departure_us);
+        let n = bytes.len() as u64;
+        let (up, down) = (self.bandwidth(node).0, self.bandwidth(dest).1);
+        let now_us = self.now_us;
+        let lat = self.latency_us();
+        let Some(src) = self.nodes.get_mut(node) else {
+            return;
+        };
+        // Bulk sends queue for the uplink one after another. A short message does not wait
+        // behind bulk on other connections (TCP interleaves flows packet by packet), only
+        // behind what its own connection sent before; it still uses its share of the link.
+        let short = n < self.config.interleave_below_bytes;
+        let up_us = n * 1_000_000 / up;
+        let queued = src.up_free_us.max(now_us) + up_us;
+        src.up_free_us = queued;
+        let departed = if short { now_us + up_us } else { queued }.max(in_order);
+        let incarnation = src.incarnation;
+        let sent = Action::Sent {
+            node,
+            incarnation,
+            conn,
+            bytes: n as usize,
+        };
+        self.push(departed, sent);
+        let Some(dst) = self.nodes.get_mut(dest) else {
+            return;
+        };
+        // A fluid approximation: the last byte lands when it has crossed the wire and when
+        // the receiver's downlink has had time to take all `n` bytes (short messages slip
+        // between bulk arrivals, as on the uplink).
+        let down_us = n * 1_000_000 / down;
+        let down_done = dst.down_free_us.max(now_us + lat) + down_us;
+        dst.down_free_us = if short {
+            down_done
+        } else {
+            down_done.max(departed + lat)
+        };
+        let arrived = if short {
+            departed + lat + down_us
+        } else {
+            dst.down_free_us
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.ends[to].last_departure_us = departed;
+        let arrival = arrived.max(l.ends[to].last_arrival_us);
+        let before = l.ends[to].last_arrival_us;
+        l.ends[to].last_arrival_us = arrival;
+        // Bulk bytes trickle in: the first of them land once they have crossed the wire and
+        // the downlink, well before the last (a receiver sees a chunk begin to arrive).
+        let mut bytes = bytes;
+        if !short {
+            let first = FIRST_BYTES.min(n / 2);
+            let rest_us = (n - first) * 1_000_000;
+            let landed = arrival
+                .saturating_sub(rest_us / down)
+                .max(queued.saturating_sub(rest_us / up) + lat)
+                .clamp(before, arrival);
+            let rest = bytes.split_off(first as usize);
+            let data = bytes;
+            self.push(
+                landed,
+                Action::Deliver {
+                    link,
+                    end: to,
+                    data,
+                },
+            );
+            bytes = rest;
+        }
+        for piece in self.split(bytes) {
+            self.push(
+                arrival,
+                Action::Deliver {
+                    link,
+                    end: to,
+                    data: piece,
+                },
+            );
+        }
+    }
+
+    /// Cuts a send into up to three pieces at random points, to exercise framing.
+    pub(super) fn split(&mut self, mut bytes: Bytes) -> Vec<Bytes> {
+        if !self.config.split_sends || bytes.len() < 2 || self.rng.gen_bool(0.5) {
+            return vec![bytes];
+        }
+        let mut cuts: BTreeSet<usize> = BTreeSet::new();
+        for _ in 0..self.rng.gen_range(1..=2) {
+            cuts.insert(self.rng.gen_range(1..bytes.len()));
+        }
+        let mut pieces = Vec::new();
+        // From the last cut back, so each cut is an offset into what is left.
+        for cut in cuts.into_iter().rev() {
+            pieces.push(bytes.split_off(cut));
+        }
+        pieces.push(bytes);
+        pieces.reverse();
+        pieces
+    }
+
+    pub(super) fn bandwidth(&self, node: NodeId) -> (u64, u64) {
+        let Some(n) = self.nodes.get(node) else {
+            return (1, 1);
+        };
+        match n.slow {
+            Some((factor, until)) if until > self.now_us => {
+                let f = u64::from(factor.max(1));
+                ((n.up_bps / f).max(1), (n.down_bps / f).max(1))
+            }
+            _ => (n.up_bps, n.down_bps),
+        }
+    }
+
+    /// `node` closes its end; the other end hears of it after what was sent has arrived.
+    pub(super) fn close(&mut self, node: NodeId, conn: ConnId) {
+        let Some(link) = self.nodes.get_mut(node).and_then(|n| n.conns.remove(&conn)) else {
+            return;
+        };
+        self.close_towards(link, node, conn);
+    }
+
+    /// Both ends of a link hear that it broke (a partition resets it).
+    pub(super) fn sever(&mut self, link: LinkId) {
+        let lat = self.latency_us();
+        for end in 0..2 {
+            self.push(self.now_us + lat, Action::Closed { link, end });
+        }
+    }
+
+    pub(super) fn close_towards(&mut self, link: LinkId, node: NodeId, conn: ConnId) {
+        let lat = self.latency_us();
+        let now_us = self.now_us;
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        let at = (now_us + lat).max(l.ends[to].last_arrival_us);
+        self.push(at, Action::Closed { link, end: to });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drizzle_core::peer::DownloadRequest;
+
+    /// A short answer is not queued behind the bulk a downloading peer is receiving: a file
+    /// list asked mid-download comes back in a round trip, not after the chunks in flight.
+    #[test]
+    fn short_messages_slip_between_bulk_transfers() {
+        let mut w = World::new(WorldConfig {
+            latency_ms: 20,
+            chunk_size: 1 << 20,
+            check_every_step: false,
+            interleave_below_bytes: 16 * 1024,
+            ..WorldConfig::new(1)
+        });
+        let seeder = w.add_peer("seed");
+        assert_eq!(w.share(seeder, "big", vec![7; 20 << 20]), Ok(()));
+        let getter = w.add_peer("get");
+        w.run_until(500, |_| false);
+        let Ok(name) = FileName::new("big") else {
+            panic!("valid name");
+        };
+        assert!(w
+            .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
+            .is_ok());
+        w.run_until(1_500, |_| false);
+        assert!(w.peer(getter).is_some_and(Peer::is_downloading));
+        let asked_ms = w.now_ms();
+        assert!(w.command(getter, PeerCommand::List).is_ok());
+        let listed = |w: &World| {
+            w.events_of(getter)
+                .any(|e| matches!(e, Event::FileList { .. }))
+        };
+        assert!(w.run_until(asked_ms + 5_000, listed));
+        let took_ms = w.now_ms() - asked_ms;
+        assert!(took_ms <= 60, "the list took {took_ms} ms");
+    }
+}
