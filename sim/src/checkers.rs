@@ -3,6 +3,7 @@
 //! their peers really hold. Each returns violations as sentences, never panics.
 
 use crate::world::{NodeId, NodeMachine, World};
+use drizzle_core::limits::MAX_CHUNKS_STORING;
 use drizzle_core::{Bytes, FileName};
 
 /// Every check that can run after any step.
@@ -73,6 +74,15 @@ fn check_limits(world: &World) -> Vec<String> {
                     world.node_name(id)
                 ));
             }
+        }
+        // Back-pressure: past this, a peer takes no more from holders until its disk and
+        // hasher catch up.
+        let storing = peer.chunks_storing();
+        if storing > MAX_CHUNKS_STORING {
+            found.push(format!(
+                "{}: {storing} chunks received and not stored (limit {MAX_CHUNKS_STORING})",
+                world.node_name(id)
+            ));
         }
         let per_download = policy.requests_per_download;
         for n in peer.requests_per_download() {

@@ -25,6 +25,15 @@ pub enum Fault {
         factor: u32,
         until_ms: u64,
     },
+    /// The node's disk fails reads (`reads`) and writes, commits and removals (`writes`)
+    /// until `until_ms`, changing nothing: an unreadable disk, a full one.
+    DiskFails {
+        at_ms: u64,
+        node: usize,
+        until_ms: u64,
+        reads: bool,
+        writes: bool,
+    },
     /// Flips bytes of one chunk of a stored file (after it was registered).
     Corrupt {
         at_ms: u64,
@@ -41,6 +50,7 @@ impl Fault {
             | Fault::Restart { at_ms, .. }
             | Fault::Partition { at_ms, .. }
             | Fault::SlowLink { at_ms, .. }
+            | Fault::DiskFails { at_ms, .. }
             | Fault::Corrupt { at_ms, .. } => *at_ms,
         }
     }

@@ -18,4 +18,4 @@ pub use faults::Fault;
 pub use scenarios::{run_scenario, Scenario, ScenarioReport};
 pub use swarm::{run_swarm, Arrival, SwarmConfig, SwarmReport, TimelineRow};
 pub use trace::TraceLine;
-pub use world::{NodeId, World, WorldConfig};
+pub use world::{DiskModel, NodeId, World, WorldConfig};

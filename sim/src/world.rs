@@ -23,10 +23,12 @@ use drizzle_core::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use disk::DiskFault;
+pub use disk::DiskModel;
 use hosts::node_addr;
 pub(crate) use hosts::{Node, NodeMachine};
 use network::Link;
@@ -61,6 +63,8 @@ pub struct WorldConfig {
     /// Sends shorter than this (requests, answers, refusals) are not queued behind bulk
     /// data of other connections; see `World::send`.
     pub interleave_below_bytes: u64,
+    /// How long each node's disk takes (instant by default).
+    pub disk: DiskModel,
 }
 
 impl WorldConfig {
@@ -77,6 +81,7 @@ impl WorldConfig {
             split_sends: true,
             trace: true,
             interleave_below_bytes: 1024,
+            disk: DiskModel::default(),
         }
     }
 }
@@ -407,8 +412,7 @@ impl World {
                 };
                 let (node, conn, inc) = (e.node, e.conn, e.incarnation);
                 if self.alive(node, inc) && self.mapped(node, conn, link) {
-                    let data = Received::Owned(data);
-                    self.feed(node, Input::Received { conn, data });
+                    self.deliver(node, conn, data);
                 }
             }
             Action::Closed { link, end } => {
@@ -417,10 +421,7 @@ impl World {
                 };
                 let (node, conn, inc) = (e.node, e.conn, e.incarnation);
                 if self.alive(node, inc) && self.mapped(node, conn, link) {
-                    if let Some(n) = self.nodes.get_mut(node) {
-                        n.conns.remove(&conn);
-                    }
-                    self.feed(node, Input::Closed { conn });
+                    self.deliver_close(node, conn);
                 }
             }
             Action::Io {

@@ -28,12 +28,23 @@ fn name() -> FileName {
 
 /// A world with `holders` peers sharing the same file A and one downloader (the last node).
 fn swarm(seed: u64, holders: usize, size: usize) -> (World, Vec<NodeId>, NodeId) {
+    swarm_with(seed, holders, size, |_| {})
+}
+
+/// As `swarm`, with `tune` adjusting the world's config first.
+fn swarm_with(
+    seed: u64,
+    holders: usize,
+    size: usize,
+    tune: impl FnOnce(&mut WorldConfig),
+) -> (World, Vec<NodeId>, NodeId) {
     let mut config = WorldConfig::new(seed);
     config.chunk_size = CHUNK;
     config.tune_peer = patient;
     // Slow links, so that transfers take seconds and the faults land in the middle of them.
     config.up_bytes_per_sec = 16_000;
     config.down_bytes_per_sec = 16_000;
+    tune(&mut config);
     let mut world = World::new(config);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let data: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
@@ -224,4 +235,108 @@ proptest! {
         prop_assert_eq!(from_getter as u32, chunks, "seed {}", seed);
         prop_assert!(world.violations.is_empty(), "{:?}; seed {}", world.violations, seed);
     }
+}
+
+/// Runs the getter's download of A to its end (or the deadline); its ending event.
+fn download_to_end(world: &mut World, getter: NodeId) -> Option<Event> {
+    get(world, getter);
+    world.run_until(DEADLINE_MS, |w| ended(w, getter, "A").is_some());
+    ended(world, getter, "A").cloned()
+}
+
+/// A disk slower than the network: received chunks pile up until the peer stops reading
+/// (`MAX_CHUNKS_STORING`), the rest waits in the network, and the download completes. The
+/// checkers, run after every step, flag a peer holding more (the simulator honours
+/// `Machine::accepts_input`).
+#[test]
+fn a_slow_disk_holds_input_back_and_the_download_completes() {
+    use drizzle_core::limits::MAX_CHUNKS_STORING;
+    let (mut world, _, getter) = swarm_with(7, 3, 48 * CHUNK as usize, |c| {
+        c.up_bytes_per_sec = 200_000;
+        c.down_bytes_per_sec = 200_000;
+        c.disk = drizzle_sim::DiskModel {
+            min_us: 40_000,
+            max_us: 60_000,
+            ..Default::default()
+        };
+    });
+    get(&mut world, getter);
+    let mut most = 0;
+    while ended(&world, getter, "A").is_none() && world.now_ms() < DEADLINE_MS {
+        if !world.step() {
+            break;
+        }
+        most = most.max(world.peer(getter).map_or(0, |p| p.chunks_storing()));
+    }
+    assert!(
+        world.violations.is_empty(),
+        "{:?}",
+        first_violations(&world)
+    );
+    assert!(
+        held_identical(&world, getter),
+        "{:?}",
+        ended(&world, getter, "A")
+    );
+    assert_eq!(most, MAX_CHUNKS_STORING, "the disk never held input back");
+}
+
+/// A full disk: the download fails as a storage error naming the cause, and nothing
+/// appears under the final name.
+#[test]
+fn a_full_disk_fails_the_download_and_nothing_is_committed() {
+    let (mut world, _, getter) = swarm(8, 1, 8 * CHUNK as usize);
+    world.add_fault(Fault::DiskFails {
+        at_ms: 0,
+        node: getter,
+        until_ms: DEADLINE_MS,
+        reads: false,
+        writes: true,
+    });
+    let end = download_to_end(&mut world, getter);
+    let Some(Event::Failed { kind, reason, .. }) = &end else {
+        panic!("expected a failure, got {end:?}");
+    };
+    assert_eq!(*kind, drizzle_core::machine::FailKind::Storage, "{reason}");
+    assert!(reason.contains("no space left on device"), "{reason}");
+    assert!(world
+        .storage(getter)
+        .is_some_and(|s| !s.files.contains_key(&name())));
+    assert!(
+        world.violations.is_empty(),
+        "{:?}",
+        first_violations(&world)
+    );
+}
+
+/// A sharer whose disk cannot be read withdraws the file (the tracker stops listing it)
+/// and the getter completes from the sharer that can.
+#[test]
+fn a_sharer_whose_disk_fails_is_left_for_one_that_reads() {
+    let (mut world, ids, getter) = swarm(9, 2, 8 * CHUNK as usize);
+    world.add_fault(Fault::DiskFails {
+        at_ms: 0,
+        node: ids[0],
+        until_ms: DEADLINE_MS,
+        reads: true,
+        writes: false,
+    });
+    let end = download_to_end(&mut world, getter);
+    assert!(held_identical(&world, getter), "{end:?}");
+    let withdrawn = |e: &Event| matches!(e, Event::Withdrawn { .. });
+    let asked_of_it = world.events_of(ids[0]).any(withdrawn);
+    let served = world.served.get(&ids[0]).copied().unwrap_or(0);
+    assert!(
+        asked_of_it || served == 0,
+        "the failing sharer served {served} chunks"
+    );
+    assert!(
+        world.violations.is_empty(),
+        "{:?}",
+        first_violations(&world)
+    );
+}
+
+fn first_violations(world: &World) -> &[String] {
+    &world.violations[..world.violations.len().min(3)]
 }

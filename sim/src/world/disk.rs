@@ -4,10 +4,107 @@
 
 use super::*;
 
+/// How long a node's disk takes. Requests run one after another, as on one disk (the real
+/// driver's writer thread takes writes in order): each starts when the disk is free and
+/// takes `min_us` to `max_us` (uniform), plus its bytes at `bytes_per_sec` (0: no limit),
+/// plus `sync_us` for a commit. All zero (the default): every request is done at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskModel {
+    pub min_us: u64,
+    pub max_us: u64,
+    pub bytes_per_sec: u64,
+    pub sync_us: u64,
+}
+
+/// A disk fault in force on a node until `until_us` (see `Fault::DiskFails`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DiskFault {
+    pub until_us: u64,
+    pub reads: bool,
+    pub writes: bool,
+}
+
 impl World {
-    /// A storage request of `node`, served on its disk and answered.
+    /// How long `request` keeps the disk busy (drawn from the world's RNG only when the
+    /// model has a spread, so a run without one draws exactly as before).
+    fn service_us(&mut self, request: &Output) -> u64 {
+        let model = self.config.disk;
+        let base = if model.max_us > model.min_us {
+            self.rng.gen_range(model.min_us..=model.max_us)
+        } else {
+            model.min_us
+        };
+        let bytes = match request {
+            Output::Load { len, .. } => u64::from(*len),
+            Output::Store { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        let transfer = match model.bytes_per_sec {
+            0 => 0,
+            bps => bytes.saturating_mul(1_000_000) / bps,
+        };
+        let sync = match request {
+            Output::Commit { .. } => model.sync_us,
+            _ => 0,
+        };
+        base + transfer + sync
+    }
+
+    /// The fault `request` meets on `node`'s disk now, if any: the error it fails with.
+    fn disk_error(&self, node: NodeId, request: &Output) -> Option<String> {
+        let fault = self.nodes.get(node)?.disk_fault?;
+        if self.now_us >= fault.until_us {
+            return None;
+        }
+        match request {
+            Output::Load { .. } if fault.reads => {
+                Some("input/output error (simulated disk fault)".into())
+            }
+            Output::Store { .. } | Output::Commit { .. } | Output::Discard { .. }
+                if fault.writes =>
+            {
+                Some("no space left on device (simulated disk fault)".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// A storage request of `node`: served on its disk when the disk gets to it (a faulty
+    /// disk fails it and changes nothing), and answered when done.
     pub(super) fn storage_request(&mut self, node: NodeId, request: Output) {
         let incarnation = self.nodes.get(node).map_or(0, |n| n.incarnation);
+        let service_us = self.service_us(&request);
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let done_us = n.disk_free_us.max(self.now_us) + service_us;
+        n.disk_free_us = done_us;
+        if let Some(error) = self.disk_error(node, &request) {
+            if let Some(done) = Input::written(&request, Err(error.clone())) {
+                return self.push(
+                    done_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        done,
+                    },
+                );
+            }
+            if let Output::Load { io, .. } = request {
+                let done = Input::Loaded {
+                    io,
+                    result: Err(error),
+                };
+                return self.push(
+                    done_us,
+                    Action::Io {
+                        node,
+                        incarnation,
+                        done,
+                    },
+                );
+            }
+        }
         let done = match request {
             Output::Load {
                 io,
@@ -62,7 +159,7 @@ impl World {
             incarnation,
             done,
         };
-        self.push(self.now_us, action);
+        self.push(done_us, action);
     }
 
     pub(super) fn learn_chunks(&mut self, manifest: &Manifest, truth: &Arc<[u8]>) {

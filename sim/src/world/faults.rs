@@ -34,6 +34,22 @@ impl World {
                     n.slow = Some((factor, until_ms * 1000));
                 }
             }
+            Fault::DiskFails {
+                node,
+                until_ms,
+                reads,
+                writes,
+                ..
+            } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    let until_us = until_ms.saturating_mul(1000);
+                    n.disk_fault = Some(DiskFault {
+                        until_us,
+                        reads,
+                        writes,
+                    });
+                }
+            }
             Fault::Corrupt {
                 node, file, chunk, ..
             } => {
@@ -64,6 +80,7 @@ impl World {
         n.machine = None;
         n.incarnation += 1;
         n.timer_us = None;
+        n.held.clear();
         let conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
         // Unfinished downloads are lost with the process.
         n.storage.parts.clear();

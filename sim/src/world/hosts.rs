@@ -36,6 +36,28 @@ pub(crate) struct Node {
     pub(super) timer_us: Option<u64>,
     pub(super) next_inbound: u64,
     pub(super) conns: BTreeMap<ConnId, LinkId>,
+    /// When the node's disk has finished what it was asked (see `World::storage_request`).
+    pub(super) disk_free_us: u64,
+    /// A disk fault in force (see `Fault::DiskFails`).
+    pub(super) disk_fault: Option<DiskFault>,
+    /// Input the machine would not take yet (`Machine::accepts_input`), in arrival order:
+    /// it waits in the network, as bytes wait in a socket nobody reads.
+    pub(super) held: VecDeque<Held>,
+}
+
+/// Input that arrived while its connection's machine held back (see `Node::held`).
+#[derive(Debug)]
+pub(super) enum Held {
+    Data(ConnId, Bytes),
+    Closed(ConnId),
+}
+
+impl Held {
+    fn conn(&self) -> ConnId {
+        match self {
+            Held::Data(conn, _) | Held::Closed(conn) => *conn,
+        }
+    }
 }
 
 /// Node `id` listens on 127.0.0.(id+1):7000 (labels only: no socket is ever opened).
@@ -62,6 +84,9 @@ impl World {
             timer_us: None,
             next_inbound: 0,
             conns: BTreeMap::new(),
+            disk_free_us: 0,
+            disk_fault: None,
+            held: VecDeque::new(),
         });
         self.start(id);
         id
@@ -98,11 +123,89 @@ impl World {
 
     /// Feeds one input to a node, then drains it.
     pub(super) fn feed(&mut self, node: NodeId, input: Input<'_>) {
+        self.feed_one(node, input);
+        self.release_held(node);
+    }
+
+    fn feed_one(&mut self, node: NodeId, input: Input<'_>) {
         let now = self.now();
         if let Some(m) = self.nodes.get_mut(node).and_then(|n| n.machine.as_mut()) {
             m.machine().handle(now, input);
         }
         self.drain(node);
+    }
+
+    /// Bytes arrived for `conn`: fed to the machine if it takes input on `conn` now and
+    /// nothing arrived before them is still waiting; otherwise they wait in line.
+    pub(super) fn deliver(&mut self, node: NodeId, conn: ConnId, data: Bytes) {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let queued = n.held.iter().any(|h| h.conn() == conn);
+        let accepts = n
+            .machine
+            .as_mut()
+            .is_some_and(|m| m.machine().accepts_input(conn));
+        if queued || !accepts {
+            n.held.push_back(Held::Data(conn, data));
+            return;
+        }
+        let data = Received::Owned(data);
+        self.feed(node, Input::Received { conn, data });
+    }
+
+    /// `conn` closed: seen after whatever arrived on it before.
+    pub(super) fn deliver_close(&mut self, node: NodeId, conn: ConnId) {
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if n.held.iter().any(|h| h.conn() == conn) {
+            n.held.push_back(Held::Closed(conn));
+            return;
+        }
+        n.conns.remove(&conn);
+        self.feed(node, Input::Closed { conn });
+    }
+
+    /// Feeds waiting input the machine takes now, oldest first, each connection's in order.
+    fn release_held(&mut self, node: NodeId) {
+        loop {
+            let Some(n) = self.nodes.get_mut(node) else {
+                return;
+            };
+            let Some(m) = n.machine.as_mut() else {
+                return;
+            };
+            let mut behind = BTreeSet::new();
+            let mut next = None;
+            for (i, h) in n.held.iter().enumerate() {
+                if behind.contains(&h.conn()) {
+                    continue;
+                }
+                let ready = match h {
+                    Held::Data(conn, _) => m.machine().accepts_input(*conn),
+                    Held::Closed(_) => true,
+                };
+                if ready {
+                    next = Some(i);
+                    break;
+                }
+                behind.insert(h.conn());
+            }
+            let Some(held) = next.and_then(|i| n.held.remove(i)) else {
+                return;
+            };
+            match held {
+                Held::Data(conn, data) => {
+                    let data = Received::Owned(data);
+                    self.feed_one(node, Input::Received { conn, data });
+                }
+                Held::Closed(conn) => {
+                    n.conns.remove(&conn);
+                    self.feed_one(node, Input::Closed { conn });
+                }
+            }
+        }
     }
 
     /// The drain rule: take every output, then re-arm the node's timer.
