@@ -79,33 +79,24 @@ impl World {
         };
         let done_us = n.disk_free_us.max(self.now_us) + service_us;
         n.disk_free_us = done_us;
-        if let Some(error) = self.disk_error(node, &request) {
-            if let Some(done) = Input::written(&request, Err(error.clone())) {
-                return self.push(
-                    done_us,
-                    Action::Io {
-                        node,
-                        incarnation,
-                        done,
-                    },
-                );
-            }
-            if let Output::Load { io, .. } = request {
-                let done = Input::Loaded {
-                    io,
-                    result: Err(error),
-                };
-                return self.push(
-                    done_us,
-                    Action::Io {
-                        node,
-                        incarnation,
-                        done,
-                    },
-                );
-            }
-        }
-        let done = match request {
+        let done = match self.disk_error(node, &request) {
+            Some(error) => failed(request, error),
+            None => self.serve(node, request),
+        };
+        let Some(done) = done else {
+            return;
+        };
+        let action = Action::Io {
+            node,
+            incarnation,
+            done,
+        };
+        self.push(done_us, action);
+    }
+
+    /// Does `request` on `node`'s storage; its completion.
+    fn serve(&mut self, node: NodeId, request: Output) -> Option<Input<'static>> {
+        Some(match request {
             Output::Load {
                 io,
                 key,
@@ -152,14 +143,8 @@ impl World {
                 }
                 Input::Discarded { io, result: Ok(()) }
             }
-            _ => return,
-        };
-        let action = Action::Io {
-            node,
-            incarnation,
-            done,
-        };
-        self.push(done_us, action);
+            _ => return None,
+        })
     }
 
     pub(super) fn learn_chunks(&mut self, manifest: &Manifest, truth: &Arc<[u8]>) {
@@ -202,4 +187,15 @@ fn chunk_prefix(data: &[u8]) -> [u8; 16] {
         *p = *b;
     }
     prefix
+}
+
+/// The completion of `request` failed with `error`.
+fn failed(request: Output, error: String) -> Option<Input<'static>> {
+    match request {
+        Output::Load { io, .. } => Some(Input::Loaded {
+            io,
+            result: Err(error),
+        }),
+        write => Input::written(&write, Err(error)),
+    }
 }
