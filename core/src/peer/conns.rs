@@ -5,7 +5,7 @@
 use super::ledger::Ledger;
 use super::serve::InLink;
 use super::{Peer, PeerConfig};
-use crate::deadlines::earliest;
+use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
     MAX_PEER_CONNECTIONS,
@@ -51,6 +51,107 @@ impl OutLink {
         if let Some(serving) = serving {
             self.serving = serving;
         }
+    }
+}
+
+/// Every connection the peer has, by id, with what is kept about them as a whole.
+#[derive(Debug)]
+pub(super) struct ConnTable {
+    by_id: BTreeMap<ConnId, Conn>,
+    /// Our connection to each holder we fetch from, by the holder's address.
+    holders: BTreeMap<SocketAddr, ConnId>,
+    /// When the connections' deadlines are next looked at.
+    deadlines: ConnDeadlines,
+    /// No outbound connection is evictable before this (see `any_evictable`).
+    no_evictable_before: Cell<Timestamp>,
+    next_id: u64,
+}
+
+impl ConnTable {
+    /// A table whose connections' deadlines are at least `lead_ms` away when set.
+    pub(super) fn new(lead_ms: u64) -> ConnTable {
+        ConnTable {
+            by_id: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            deadlines: ConnDeadlines::new(lead_ms),
+            no_evictable_before: Cell::new(Timestamp::ZERO),
+            next_id: 0,
+        }
+    }
+
+    pub(super) fn get(&self, id: &ConnId) -> Option<&Conn> {
+        self.by_id.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
+        self.by_id.get_mut(id)
+    }
+
+    pub(super) fn contains_key(&self, id: &ConnId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Forgets a connection (a holder's stays listed by address until `forget_holder`).
+    pub(super) fn remove(&mut self, id: &ConnId) -> Option<Conn> {
+        self.by_id.remove(id)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&ConnId, &Conn)> {
+        self.by_id.iter()
+    }
+
+    /// Outbound connections only (inbound ids sort first: fetchers are not even looked at).
+    pub(super) fn outbound(&self) -> impl Iterator<Item = (&ConnId, &Conn)> {
+        self.by_id.range(ConnId::Outbound(0)..)
+    }
+
+    /// A name for a connection the peer opens.
+    pub(super) fn new_id(&mut self) -> ConnId {
+        self.next_id += 1;
+        ConnId::Outbound(self.next_id)
+    }
+
+    pub(super) fn open(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
+        self.by_id.insert(id, conn);
+        self.deadlines.opened(now);
+    }
+
+    /// Our connection to the holder at `addr`.
+    pub(super) fn holder(&self, addr: SocketAddr) -> Option<ConnId> {
+        self.holders.get(&addr).copied()
+    }
+
+    /// Holders' connections, in address order.
+    pub(super) fn holders(&self) -> &BTreeMap<SocketAddr, ConnId> {
+        &self.holders
+    }
+
+    /// Connections to holders, however many are open.
+    pub(super) fn holder_count(&self) -> usize {
+        self.holders.len()
+    }
+
+    fn set_holder(&mut self, addr: SocketAddr, conn: ConnId) {
+        self.holders.insert(addr, conn);
+    }
+
+    /// `conn` to `addr` is no longer the holder's connection.
+    pub(super) fn forget_holder(&mut self, addr: SocketAddr, conn: ConnId) {
+        if self.holders.get(&addr) == Some(&conn) {
+            self.holders.remove(&addr);
+        }
+    }
+
+    pub(super) fn deadlines(&self) -> &ConnDeadlines {
+        &self.deadlines
+    }
+
+    /// An outbound connection has nothing asked of it from `now`: it may be evicted from
+    /// `HOLDER_EVICTABLE_AFTER_MS` on.
+    pub(super) fn fell_idle(&self, now: Timestamp) {
+        let from = now.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
+        self.no_evictable_before
+            .set(self.no_evictable_before.get().min(from));
     }
 }
 
@@ -202,7 +303,7 @@ impl Peer {
         let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
         let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
-        for (id, c) in &self.conns {
+        for (id, c) in self.conns.iter() {
             let owes_nothing = self.ledger.owes_nothing(*id);
             match c.deadline(owes_nothing) {
                 Some((t, why)) if t <= now => {
@@ -238,7 +339,8 @@ impl Peer {
                 self.holder_lost(now, conn, holder, "timed out", Some(Complaint::Stalled));
             }
         }
-        self.deadlines.scanned(now, next, self.conns.len());
+        let open = self.conns.by_id.len();
+        self.conns.deadlines.scanned(now, next, open);
     }
 
     /// The tracker connection `conn` is being closed for `reason`: if the remote never
@@ -254,30 +356,12 @@ impl Peer {
         }
     }
 
-    pub(super) fn open_conn(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
-        self.conns.insert(id, conn);
-        self.deadlines.opened(now);
-    }
-
-    pub(super) fn new_conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId::Outbound(self.next_conn)
-    }
-
-    /// An outbound connection has nothing asked of it from `now`: it may be evicted from
-    /// `HOLDER_EVICTABLE_AFTER_MS` on.
-    pub(super) fn fell_idle(&mut self, now: Timestamp) {
-        let from = now.plus_ms(HOLDER_EVICTABLE_AFTER_MS);
-        self.no_evictable_before
-            .set(self.no_evictable_before.get().min(from));
-    }
-
     /// Whether a connection to one more holder may open now, leaving a holder we only wait
     /// at if need be: a free slot serves at once, a place in a busy holder's queue may take
     /// long.
     pub(super) fn room_for_one_more(&mut self, now: Timestamp) -> bool {
-        self.holder_conns.len() < MAX_PEER_CONNECTIONS
-            || any_evictable(&self.conns, &self.ledger, now, &self.no_evictable_before)
+        self.conns.holder_count() < MAX_PEER_CONNECTIONS
+            || any_evictable(&self.conns, &self.ledger, now)
             || self.leave_a_busy_holder(now)
     }
 
@@ -287,7 +371,7 @@ impl Peer {
         let ledger = &self.ledger;
         let waited_at = self
             .conns
-            .range(ConnId::Outbound(0)..)
+            .outbound()
             .filter_map(|(id, c)| match c {
                 Conn::Out(o) if !o.serving && ledger.owes_nothing(*id) => {
                     Some((o.last_activity, *id))
@@ -314,34 +398,32 @@ impl Peer {
     /// Nothing is left to fetch: connections to holders would only keep our place in their
     /// queues (and take invitations others could use), so they close now.
     pub(super) fn drop_holder_conns(&mut self) {
-        let outbound: Vec<(SocketAddr, ConnId)> =
-            std::mem::take(&mut self.holder_conns).into_iter().collect();
+        let outbound = std::mem::take(&mut self.conns.holders);
         for (holder, conn) in outbound {
             self.conns.remove(&conn);
             self.ledger.drop_conn(conn, holder);
             self.out.close(conn);
         }
-        self.holder_conns.clear();
     }
 
     pub(super) fn connect_holder(&mut self, now: Timestamp, addr: SocketAddr) -> ConnId {
-        if self.holder_conns.len() >= MAX_PEER_CONNECTIONS {
+        if self.conns.holder_count() >= MAX_PEER_CONNECTIONS {
             // The holder asked nothing for longest makes room: its map entry stays, and
             // it is reconnected when it has something we want.
             if let Some((_, idle)) = evictable_holders(&self.conns, &self.ledger, now).min() {
                 self.evict_holder(now, idle);
             }
         }
-        let conn = self.new_conn();
+        let conn = self.conns.new_id();
         self.out.push(Output::Connect { conn, addr });
         let out = OutLink {
             link: Link::new(addr, Role::Peer, now),
             last_activity: now,
             serving: true,
         };
-        self.open_conn(now, conn, Conn::Out(out));
-        self.fell_idle(now);
-        self.holder_conns.insert(addr, conn);
+        self.conns.open(now, conn, Conn::Out(out));
+        self.conns.fell_idle(now);
+        self.conns.set_holder(addr, conn);
         self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
         conn
     }
@@ -361,7 +443,7 @@ pub(super) fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 /// pipeline of `depth` requests, or it has none and there is room for a new connection. A
 /// holder that said `Busy` and has not served us since gets one request at a time.
 pub(super) fn holder_has_slot(
-    conns: &BTreeMap<ConnId, Conn>,
+    conns: &ConnTable,
     ledger: &Ledger,
     conn: Option<ConnId>,
     room: bool,
@@ -378,20 +460,16 @@ pub(super) fn holder_has_slot(
 }
 
 /// Whether some outbound connection is evictable now. `no_evictable_before` skips the walk
-/// while no connection can be (a bound that `Peer::fell_idle` lowers); a walk that finds
+/// while no connection can be (a bound that `ConnTable::fell_idle` lowers); a walk that finds
 /// none raises it to the moment the first idle connection becomes evictable.
-pub(super) fn any_evictable(
-    conns: &BTreeMap<ConnId, Conn>,
-    ledger: &Ledger,
-    now: Timestamp,
-    no_evictable_before: &Cell<Timestamp>,
-) -> bool {
+pub(super) fn any_evictable(conns: &ConnTable, ledger: &Ledger, now: Timestamp) -> bool {
+    let no_evictable_before = &conns.no_evictable_before;
     if now < no_evictable_before.get() {
         return false;
     }
     let mut first = Timestamp(u64::MAX);
     for from in conns
-        .range(ConnId::Outbound(0)..)
+        .outbound()
         .filter_map(|(id, c)| evictable_from(*id, c, ledger))
     {
         if from <= now {
@@ -416,13 +494,12 @@ pub(super) fn evictable_from(id: ConnId, c: &Conn, ledger: &Ledger) -> Option<Ti
 /// Outbound holder connections with nothing asked of them for a while (evictable), with
 /// when they became evictable; `min()` is the one idle longest.
 pub(super) fn evictable_holders<'a>(
-    conns: &'a BTreeMap<ConnId, Conn>,
+    conns: &'a ConnTable,
     ledger: &'a Ledger,
     now: Timestamp,
 ) -> impl Iterator<Item = (Timestamp, ConnId)> + 'a {
-    // Inbound ids sort first: fetchers' connections are not even looked at.
     conns
-        .range(ConnId::Outbound(0)..)
+        .outbound()
         .filter_map(move |(id, c)| Some((evictable_from(*id, c, ledger)?, *id)))
         .filter(move |(from, _)| *from <= now)
 }

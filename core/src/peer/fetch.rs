@@ -181,12 +181,8 @@ impl Peer {
         let (min_ms, max_ms) = (self.config.refresh_min_ms, self.config.refresh_max_ms);
         // Holders we are connected to stay known: the tracker samples afresh each time, and
         // a map that forgot them would churn connections.
-        let (conns, holder_conns) = (&self.conns, &self.holder_conns);
-        let keep = |addr: SocketAddr| {
-            holder_conns
-                .get(&addr)
-                .is_some_and(|c| conns.contains_key(c))
-        };
+        let conns = &self.conns;
+        let keep = |addr: SocketAddr| conns.holder(addr).is_some_and(|c| conns.contains_key(&c));
         if let Some(a) = self.downloads.get_mut(name).and_then(|d| d.active.as_mut()) {
             let news = a.merge_holders(holders, keep);
             a.refreshed(now, news, min_ms, max_ms);
@@ -210,9 +206,10 @@ impl Peer {
             if !active.may_request(asked) {
                 break;
             }
-            let (conns, holder_conns, ledger) = (&self.conns, &self.holder_conns, &self.ledger);
-            let room = holder_conns.len() < MAX_PEER_CONNECTIONS
-                || any_evictable(conns, ledger, now, &self.no_evictable_before);
+            let (conns, ledger) = (&self.conns, &self.ledger);
+            let holder_conns = conns.holders();
+            let room =
+                holder_conns.len() < MAX_PEER_CONNECTIONS || any_evictable(conns, ledger, now);
             // Without room for a new connection only connected holders can take a request.
             let mut connected = holder_conns.keys().copied();
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
@@ -247,8 +244,8 @@ impl Peer {
         chunk: u32,
         holder: SocketAddr,
     ) {
-        let conn = match self.holder_conns.get(&holder) {
-            Some(conn) => *conn,
+        let conn = match self.conns.holder(holder) {
+            Some(conn) => conn,
             None => self.connect_holder(now, holder),
         };
         if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
@@ -303,7 +300,7 @@ impl Peer {
         };
         o.answered(now, serving);
         if idle {
-            self.fell_idle(now);
+            self.conns.fell_idle(now);
         }
         let Some(name) = self.download_of(&root) else {
             return; // finished or abandoned meanwhile
@@ -381,7 +378,7 @@ impl Peer {
     /// Asks `holder` (whose slot is free for us) for the rarest chunk it has that we lack,
     /// before the rest of the pipeline fills: a free slot left unused lapses.
     pub(super) fn ask_first(&mut self, now: Timestamp, name: &FileName, holder: SocketAddr) {
-        let conn = self.holder_conns.get(&holder).copied();
+        let conn = self.conns.holder(holder);
         let Some(a) = self.downloads.get(name).and_then(|d| d.active.as_ref()) else {
             return;
         };
@@ -594,9 +591,7 @@ impl Peer {
         complaint: Option<Complaint>,
     ) -> Vec<FileName> {
         let owed = self.ledger.drop_conn(conn, holder);
-        if self.holder_conns.get(&holder) == Some(&conn) {
-            self.holder_conns.remove(&holder);
-        }
+        self.conns.forget_holder(holder, conn);
         let retry_at = now.plus_ms(self.config.holder_retry_ms);
         let names: Vec<FileName> = self.downloads.keys().cloned().collect();
         for name in &names {

@@ -25,14 +25,13 @@ mod uploads;
 
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
-use crate::deadlines::ConnDeadlines;
 use crate::limits::MAX_CHUNKS_STORING;
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::Outbox;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Hello, Message, Role, SharedFile};
-use conns::{conn_deadline_lead_ms, Conn};
+use conns::{conn_deadline_lead_ms, Conn, ConnTable};
 use download::Active;
 use fetch::Download;
 use ledger::Ledger;
@@ -41,7 +40,6 @@ use rand_chacha::ChaCha8Rng;
 use serve::InLink;
 use session::TrackerSession;
 use slots::UploadSlots;
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use uploads::Uploads;
@@ -182,17 +180,11 @@ pub struct Peer {
     files: BTreeMap<FileName, LocalFile>,
     by_root: BTreeMap<Root, FileName>,
     downloads: BTreeMap<FileName, Download>,
-    conns: BTreeMap<ConnId, Conn>,
-    /// When the connections' deadlines are next looked at.
-    deadlines: ConnDeadlines,
-    holder_conns: BTreeMap<SocketAddr, ConnId>,
+    conns: ConnTable,
     /// Every chunk request outstanding.
     ledger: Ledger,
     ios: BTreeMap<IoId, Io>,
-    /// No outbound connection is evictable before this (see `any_evictable`).
-    no_evictable_before: Cell<Timestamp>,
     slots: UploadSlots,
-    next_conn: u64,
     next_io: u64,
     out: Outbox,
 }
@@ -201,7 +193,7 @@ impl Peer {
     pub fn new(config: PeerConfig) -> Peer {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let peer_id = rng.gen();
-        let deadlines = ConnDeadlines::new(conn_deadline_lead_ms(&config));
+        let conns = ConnTable::new(conn_deadline_lead_ms(&config));
         Peer {
             config,
             rng,
@@ -210,14 +202,10 @@ impl Peer {
             files: BTreeMap::new(),
             by_root: BTreeMap::new(),
             downloads: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            deadlines,
-            holder_conns: BTreeMap::new(),
+            conns,
             ledger: Ledger::default(),
             ios: BTreeMap::new(),
-            no_evictable_before: Cell::new(Timestamp::ZERO),
             slots: UploadSlots::default(),
-            next_conn: 0,
             next_io: 0,
             out: Outbox::default(),
         }
@@ -467,7 +455,8 @@ impl Machine for Peer {
     fn handle(&mut self, now: Timestamp, input: Input<'_>) {
         match input {
             Input::Accepted { conn, remote } => {
-                self.open_conn(now, conn, Conn::In(InLink::new(remote, now)));
+                self.conns
+                    .open(now, conn, Conn::In(InLink::new(remote, now)));
                 self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
             }
             Input::Connected { conn } => {

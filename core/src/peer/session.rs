@@ -173,11 +173,11 @@ impl Peer {
     }
 
     pub(super) fn connect_tracker(&mut self, now: Timestamp) {
-        let conn = self.new_conn();
+        let conn = self.conns.new_id();
         let tracker = self.config.tracker;
         let relist = self.session.opened(conn);
         let link = Link::new(tracker, Role::Tracker, now);
-        self.open_conn(now, conn, Conn::Tracker(link));
+        self.conns.open(now, conn, Conn::Tracker(link));
         self.out.push(Output::Connect {
             conn,
             addr: tracker,

@@ -59,7 +59,7 @@ impl Peer {
     /// When `timer` is due, if it is armed.
     fn timer_at(&self, timer: Timer) -> Option<Timestamp> {
         match timer {
-            Timer::ConnDeadlines => self.deadlines.next_scan(),
+            Timer::ConnDeadlines => self.conns.deadlines().next_scan(),
             Timer::TrackerReconnect => self.session.retry_at(),
             Timer::FreeSlots => self.slots.check_at(),
         }
