@@ -250,7 +250,7 @@ impl Peer {
             have: have.clone(),
         };
         let bytes = manifest.size;
-        self.insert_file(name.clone(), manifest, root, have, false);
+        self.files.insert(name.clone(), manifest, root, have, false);
         if self.tracker_up() {
             self.send_register(vec![file]);
         }

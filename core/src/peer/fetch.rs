@@ -165,7 +165,7 @@ impl Peer {
         if let Some(d) = self.downloads.get_mut(&name) {
             d.active = Some(active);
         }
-        self.insert_file(name.clone(), manifest, root, have, true);
+        self.files.insert(name.clone(), manifest, root, have, true);
         self.pump_checks(now, &name);
         self.pump(now, &name);
     }
@@ -543,14 +543,7 @@ impl Peer {
         };
         a.hold(chunk);
         let root = a.root();
-        let mut announced = false;
-        if let Some(f) = self.files.get_mut(name) {
-            announced = f.arriving.remove(&chunk);
-            f.owed.remove(&chunk);
-            if f.have.insert(chunk) {
-                f.uploads.held(chunk);
-            }
-        }
+        let announced = self.files.get_mut(name).is_some_and(|f| f.hold(chunk));
         if announced {
             self.serve_waiting_requests(now);
         } else {

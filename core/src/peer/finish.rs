@@ -3,6 +3,7 @@
 
 use super::download::{Active, Standing};
 use super::fetch::Download;
+use super::files::LocalFile;
 use super::{Io, Peer};
 use crate::machine::{Event, FailKind, Output};
 use crate::manifest::FileName;
@@ -86,7 +87,7 @@ impl Peer {
         };
         if complete {
             if let Some(f) = self.files.get_mut(name) {
-                f.partial = false;
+                f.completed();
             }
         }
         let bytes = a
@@ -118,11 +119,8 @@ impl Peer {
         if let Some(a) = d.into_active() {
             let root = a.root();
             self.ledger.end(&root);
-            if self.files.get(name).is_some_and(|f| f.partial) {
+            if self.files.get(name).is_some_and(LocalFile::is_partial) {
                 self.files.remove(name);
-                if self.by_root.get(&root) == Some(name) {
-                    self.by_root.remove(&root);
-                }
                 self.send_tracker(&Message::Unshare { root });
             }
         }

@@ -14,6 +14,7 @@ mod conns;
 mod cooldown;
 mod download;
 mod fetch;
+mod files;
 mod finish;
 mod ledger;
 pub mod picker;
@@ -34,15 +35,15 @@ use crate::wire::{Complaint, Hello, Message, Role, SharedFile};
 use conns::{conn_deadline_lead_ms, Conn, ConnTable};
 use download::Active;
 use fetch::Download;
+use files::{LocalFile, LocalFiles};
 use ledger::Ledger;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serve::InLink;
 use session::TrackerSession;
 use slots::UploadSlots;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use uploads::Uploads;
 
 pub use config::{FetchPolicy, PeerConfig, ServePolicy};
 
@@ -109,24 +110,6 @@ pub enum CommandError {
     ChunkSet,
 }
 
-/// A file this peer can serve.
-#[derive(Debug)]
-struct LocalFile {
-    manifest: Manifest,
-    /// The manifest's root, kept so it is not re-hashed.
-    root: Root,
-    have: ChunkSet,
-    /// Stored in the `.part` file (a download in progress, or `--chunks`).
-    partial: bool,
-    uploads: Uploads,
-    /// Chunks whose data has begun to arrive: already announced as held (see
-    /// `Peer::chunk_arriving`); requests for them wait until they are stored.
-    arriving: BTreeSet<u32>,
-    /// Chunks announced as arriving whose transfer then failed: the tracker still lists
-    /// them for us (requests are refused) until they are fetched again and stored.
-    owed: BTreeSet<u32>,
-}
-
 /// How a storage request ended, by kind (see `Input::Loaded` and the others).
 #[derive(Debug)]
 enum Done {
@@ -134,6 +117,32 @@ enum Done {
     Stored(Result<(), String>),
     Committed(Result<(), String>),
     Discarded(Result<(), String>),
+}
+
+/// Storage and hash requests asked of the driver and not yet answered, by id.
+#[derive(Debug, Default)]
+struct Ios {
+    pending: BTreeMap<IoId, Io>,
+    last: u64,
+}
+
+impl Ios {
+    /// Names a request for `io`.
+    fn start(&mut self, io: Io) -> IoId {
+        self.last += 1;
+        let id = IoId(self.last);
+        self.pending.insert(id, io);
+        id
+    }
+
+    fn get(&self, id: &IoId) -> Option<&Io> {
+        self.pending.get(id)
+    }
+
+    /// The request `id` was answered: what it was for.
+    fn remove(&mut self, id: &IoId) -> Option<Io> {
+        self.pending.remove(id)
+    }
 }
 
 /// What a storage request was for.
@@ -177,15 +186,13 @@ pub struct Peer {
     rng: ChaCha8Rng,
     peer_id: u64,
     session: TrackerSession,
-    files: BTreeMap<FileName, LocalFile>,
-    by_root: BTreeMap<Root, FileName>,
+    files: LocalFiles,
     downloads: BTreeMap<FileName, Download>,
     conns: ConnTable,
     /// Every chunk request outstanding.
     ledger: Ledger,
-    ios: BTreeMap<IoId, Io>,
+    ios: Ios,
     slots: UploadSlots,
-    next_io: u64,
     out: Outbox,
 }
 
@@ -199,14 +206,12 @@ impl Peer {
             rng,
             peer_id,
             session: TrackerSession::new(),
-            files: BTreeMap::new(),
-            by_root: BTreeMap::new(),
+            files: LocalFiles::default(),
             downloads: BTreeMap::new(),
             conns,
             ledger: Ledger::default(),
-            ios: BTreeMap::new(),
+            ios: Ios::default(),
             slots: UploadSlots::default(),
-            next_io: 0,
             out: Outbox::default(),
         }
     }
@@ -228,21 +233,14 @@ impl Peer {
 
     /// Chunks held (verified and stored) of the file with this root.
     pub fn have(&self, root: &Root) -> Option<&ChunkSet> {
-        let name = self.by_root.get(root)?;
-        self.files.get(name).map(|f| &f.have)
+        self.files.by_root(root).map(LocalFile::have)
     }
 
     /// Chunks of the file with this root that we told the tracker we hold: those held, and
     /// those announced as they began to arrive (see `Peer::chunk_arriving`) and not yet
     /// stored. The tracker's record of us never runs ahead of this.
     pub fn announced(&self, root: &Root) -> Option<ChunkSet> {
-        let name = self.by_root.get(root)?;
-        let f = self.files.get(name)?;
-        let mut all = f.have.clone();
-        for chunk in f.arriving.iter().chain(&f.owed) {
-            all.insert(*chunk);
-        }
-        Some(all)
+        self.files.by_root(root).map(LocalFile::announced)
     }
 
     /// Upload slots held by fetchers (or kept for one called with `Ready`).
@@ -335,50 +333,17 @@ impl Peer {
             manifest: manifest.clone(),
             have: have.clone(),
         };
-        self.insert_file(name, manifest, root, have, partial);
+        self.files.insert(name, manifest, root, have, partial);
         if self.tracker_up() {
             self.send_register(vec![file]);
         }
         Ok(())
     }
 
-    fn insert_file(
-        &mut self,
-        name: FileName,
-        manifest: Manifest,
-        root: Root,
-        have: ChunkSet,
-        partial: bool,
-    ) {
-        // A name now holding other content must not be served under its old root.
-        if let Some(old) = self.files.get(&name).map(|f| f.root) {
-            if old != root && self.by_root.get(&old) == Some(&name) {
-                self.by_root.remove(&old);
-            }
-        }
-        self.by_root.entry(root).or_insert_with(|| name.clone());
-        let uploads = Uploads::new(&have);
-        self.files.insert(
-            name,
-            LocalFile {
-                manifest,
-                root,
-                have,
-                partial,
-                uploads,
-                arriving: BTreeSet::new(),
-                owed: BTreeSet::new(),
-            },
-        );
-    }
-
     // ---- helpers ----
 
     fn new_io(&mut self, io: Io) -> IoId {
-        self.next_io += 1;
-        let id = IoId(self.next_io);
-        self.ios.insert(id, io);
-        id
+        self.ios.start(io)
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {

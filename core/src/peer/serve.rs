@@ -97,8 +97,8 @@ impl Peer {
         i.seat.accepted();
         // Counted when promised, not when sent: requests arriving together must not all
         // be granted the same chunk.
-        if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
-            f.uploads.sent(chunk, now, conn);
+        if let Some(f) = self.files.by_root_mut(&root) {
+            f.uploads_mut().sent(chunk, now, conn);
         }
         self.pump_serving(now, conn);
     }
@@ -110,10 +110,10 @@ impl Peer {
     /// tracker hop and a request after the last. Should the transfer fail, those waiting are
     /// refused (`settle_arrivals`).
     pub(super) fn chunk_arriving(&mut self, now: Timestamp, root: Root, chunk: u32) {
-        let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) else {
+        let Some(f) = self.files.by_root_mut(&root) else {
             return;
         };
-        if !f.have.contains(chunk) && f.arriving.insert(chunk) {
+        if f.begin_arriving(chunk) {
             self.announce_chunk(now, root, chunk);
         }
     }
@@ -142,23 +142,16 @@ impl Peer {
         let Some(f) = self.files.get_mut(name) else {
             return;
         };
-        if f.arriving.is_empty() {
-            return;
-        }
         let a = self.downloads.get(name).and_then(|d| d.active());
         let ledger = &self.ledger;
         // Never held as well: a chunk leaves `arriving` when it is stored.
         let coming =
             |c: u32| a.is_some_and(|a| ledger.asked(&a.root()).contains(c) || a.is_storing(c));
-        let failed: Vec<u32> = f.arriving.iter().copied().filter(|c| !coming(*c)).collect();
+        let failed = f.fail_arrivals(coming);
         if failed.is_empty() {
             return;
         }
-        let root = f.root;
-        for chunk in &failed {
-            f.arriving.remove(chunk);
-            f.owed.insert(*chunk);
-        }
+        let root = f.root();
         // Requests queue only at fetchers holding a slot.
         let conns = self.slots.conns();
         for conn in conns {
@@ -170,7 +163,7 @@ impl Peer {
             i.queue.retain(|q| !lost(q));
             for (root, chunk) in refused {
                 if let Some(f) = self.files.get_mut(name) {
-                    f.uploads.withdrawn(chunk, conn);
+                    f.uploads_mut().withdrawn(chunk, conn);
                 }
                 let reason = format!("chunk {chunk} not held here (its transfer failed)");
                 self.refuse(conn, root, chunk, RefusedBecause::NotHeld, reason);
@@ -192,20 +185,20 @@ impl Peer {
             Some(Conn::In(i)) => i.steered.contains(&(*root, chunk)),
             _ => false,
         };
-        let file = self.by_root.get(root).and_then(|n| self.files.get(n));
+        let file = self.files.by_root(root);
         match file {
             None => Err((RefusedBecause::NotHeld, "file not shared here".into())),
             // A chunk arriving here is as good as held: the request waits for it.
-            Some(f) if !f.have.contains(chunk) && !f.arriving.contains(&chunk) => Err((
+            Some(f) if !f.have().contains(chunk) && !f.is_arriving(chunk) => Err((
                 RefusedBecause::NotHeld,
                 format!("chunk {chunk} not held here"),
             )),
             // Only a holder of the whole file steers requests (every chunk is wanted from
             // it); a partial holder serves what it has.
             Some(f)
-                if f.have.is_full()
+                if f.have().is_full()
                     && !steered_before
-                    && f.uploads.refuse(chunk, others, now, requester, connected) =>
+                    && f.uploads().refuse(chunk, others, now, requester, connected) =>
             {
                 let why = "was sent from here more than others: fetch it elsewhere";
                 Err((RefusedBecause::SentOften, format!("chunk {chunk} {why}")))
@@ -232,11 +225,9 @@ impl Peer {
             }
             // The first request that can be served: one for a chunk still arriving waits
             // (a file no longer here is not waited for; it is refused below).
-            let (files, by_root) = (&self.files, &self.by_root);
-            let arriving = |(r, c): &(Root, u32)| {
-                let f = by_root.get(r).and_then(|n| files.get(n));
-                f.is_some_and(|f| f.arriving.contains(c))
-            };
+            let files = &self.files;
+            let arriving =
+                |(r, c): &(Root, u32)| files.by_root(r).is_some_and(|f| f.is_arriving(*c));
             let Some(at) = i.queue.iter().position(|q| !arriving(q)) else {
                 return;
             };
@@ -244,12 +235,12 @@ impl Peer {
                 return;
             };
             i.loading += 1;
-            let located = self.by_root.get(&root).and_then(|name| {
+            let located = self.files.name_of(&root).and_then(|name| {
                 let f = self.files.get(name)?;
-                let (offset, len) = f.manifest.chunk_range(chunk)?;
+                let (offset, len) = f.manifest().chunk_range(chunk)?;
                 let key = StorageKey {
                     name: name.clone(),
-                    partial: f.partial,
+                    partial: f.is_partial(),
                 };
                 Some((key, offset, len))
             });
@@ -290,10 +281,9 @@ impl Peer {
         let to = i.link.remote;
         self.finish_load(conn);
         let expected = self
-            .by_root
-            .get(&root)
-            .and_then(|n| self.files.get(n))
-            .and_then(|f| f.manifest.chunk_range(chunk))
+            .files
+            .by_root(&root)
+            .and_then(|f| f.manifest().chunk_range(chunk))
             .map(|(_, len)| len as usize);
         let reason = match result {
             Ok(data) if Some(data.len()) == expected => {
@@ -316,14 +306,13 @@ impl Peer {
     /// the tracker stops listing us for it, so fetchers stop asking us in vain. A file
     /// being downloaded stays: its chunks are still coming.
     fn withdraw(&mut self, root: Root, reason: String) {
-        let Some(name) = self.by_root.get(&root).cloned() else {
+        let Some(name) = self.files.name_of(&root).cloned() else {
             return;
         };
         if self.downloads.contains_key(&name) {
             return;
         }
         self.files.remove(&name);
-        self.by_root.remove(&root);
         self.send_tracker(&Message::Unshare { root });
         self.emit(Event::Withdrawn { name, reason });
     }

@@ -188,8 +188,8 @@ impl Peer {
             .iter()
             .map(|(name, f)| SharedFile {
                 name: name.clone(),
-                manifest: f.manifest.clone(),
-                have: f.have.clone(),
+                manifest: f.manifest().clone(),
+                have: f.have().clone(),
             })
             .collect();
         // Registering even with no files tells the tracker where this peer listens.

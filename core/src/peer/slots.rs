@@ -2,6 +2,7 @@
 //! are told `Busy` and wait in a line, called with `Ready` as slots free; slots nobody waits
 //! for are reported to the tracker, which introduces fetchers that lack what we hold.
 
+use super::files::LocalFile;
 use super::ServePolicy;
 use super::{Conn, Peer};
 use crate::limits::MAX_WAITING_FETCHERS;
@@ -207,8 +208,8 @@ impl Peer {
             let cut = i.unqueue_from(i.queued().saturating_sub(excess));
             i.seat.turn_chunks -= cut.len() as u32;
             for (root, chunk) in cut {
-                if let Some(f) = self.by_root.get(&root).and_then(|n| self.files.get_mut(n)) {
-                    f.uploads.withdrawn(chunk, conn);
+                if let Some(f) = self.files.by_root_mut(&root) {
+                    f.uploads_mut().withdrawn(chunk, conn);
                 }
                 self.join_line(conn, root, false);
                 self.send(conn, &Message::Busy { root, chunk });
@@ -337,16 +338,10 @@ impl Peer {
             return;
         }
         let last = self.slots.last_idle_report.map(|(_, r)| r);
-        let held = |r: &&Root| {
-            let f = self.by_root.get(r).and_then(|n| self.files.get(n));
-            f.is_some_and(|f| !f.have.is_empty() || !f.arriving.is_empty())
-        };
-        let after = last.map_or(Bound::Unbounded, Bound::Excluded);
-        let later = self
-            .by_root
-            .range((after, Bound::Unbounded))
-            .map(|(r, _)| r);
-        let Some(root) = later.chain(self.by_root.keys()).find(held).copied() else {
+        let held = |r: &&Root| self.files.by_root(r).is_some_and(LocalFile::has_any);
+        let after = last.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let later = self.files.roots_after(after);
+        let Some(root) = later.chain(self.files.roots()).find(held).copied() else {
             return;
         };
         self.slots.last_idle_report = Some((now, root));
