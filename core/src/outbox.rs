@@ -1,12 +1,33 @@
 //! What a machine has for its driver, in order: the plumbing tracker and peer share.
 //! Sending counts the bytes on the connection's link (back-pressure); closing a connection
-//! for a protocol violation is logged once, tells the remote why, and is reported.
+//! for a reason (`CloseReason`) is logged once, tells the remote why, and, for a protocol
+//! violation, is reported.
 
 use crate::bytes::Bytes;
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Output};
 use crate::wire::{encode, Message};
 use std::collections::VecDeque;
+use std::fmt;
+
+/// Why a machine closes a connection on its own account. Kept whole for logs and events;
+/// clipped to `MAX_REASON_BYTES` only where it is written to the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The remote broke the protocol (a bad frame, an unexpected message, a bound passed).
+    Violation(String),
+    /// The remote stayed silent past a deadline (which one).
+    TimedOut(&'static str),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Violation(reason) => f.write_str(reason),
+            CloseReason::TimedOut(why) => write!(f, "timed out: {why}"),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -40,17 +61,23 @@ impl Outbox {
         self.out.push_back(Output::Close { conn });
     }
 
-    /// Closes `conn`, whose remote broke the protocol: logged, the remote told why (the
-    /// reason clipped to `MAX_REASON_BYTES`), and reported. The caller forgets the link.
-    pub fn close_for_violation(&mut self, link: &mut Link, conn: ConnId, reason: String) {
+    /// Closes `conn` for `reason`: logged, the remote told why (clipped), and a protocol
+    /// violation reported. The caller forgets the link.
+    pub fn close_for(&mut self, link: &mut Link, conn: ConnId, reason: CloseReason) {
         let remote = link.remote;
-        log::warn!("closing {remote} ({conn}): {reason}");
+        let text = reason.to_string();
+        match reason {
+            CloseReason::Violation(_) => log::warn!("closing {remote} ({conn}): {text}"),
+            CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
+        }
         let error = Message::Error {
-            reason: clip(&reason),
+            reason: clip(&text),
         };
         self.send(Some(link), conn, &error);
         self.close(conn);
-        self.emit(Event::ProtocolViolation { remote, reason });
+        if let CloseReason::Violation(reason) = reason {
+            self.emit(Event::ProtocolViolation { remote, reason });
+        }
     }
 
     /// The remote of `conn` said why it leaves (`Message::Error`): logged, and the

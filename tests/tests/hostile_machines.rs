@@ -373,7 +373,7 @@ fn silence_is_timed_out_but_registered_sessions_stay() {
     );
     send(&mut t, unregistered, 1, &hello(Role::Peer));
     register(&mut t, registered, vec![]);
-    let mut closed = Vec::new();
+    let (mut closed, mut told, mut reported) = (Vec::new(), Vec::new(), Vec::new());
     let end = REGISTER_TIMEOUT_MS
         .max(FRAME_TIMEOUT_MS)
         .max(HELLO_TIMEOUT_MS)
@@ -386,8 +386,22 @@ fn silence_is_timed_out_but_registered_sessions_stay() {
         }
         wakeups += 1;
         t.handle_timeout(Timestamp(now));
-        closed.extend(drain(&mut t).closed.into_iter().map(|c| (c, now)));
+        let d = drain(&mut t);
+        closed.extend(d.closed.into_iter().map(|c| (c, now)));
+        told.extend(d.sent.into_iter().filter_map(|(c, m)| match m {
+            Message::Error { reason } => Some((c, reason)),
+            _ => None,
+        }));
+        let violation = |e: &Event| matches!(e, Event::ProtocolViolation { .. });
+        reported.extend(d.events.into_iter().filter(violation));
     }
+    // Each is told why; silence is not reported as a protocol violation.
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(
+        told.iter().all(|(_, r)| r.starts_with("timed out")),
+        "{told:?}"
+    );
+    assert!(reported.is_empty(), "{reported:?}");
     // Each at its deadline to the millisecond: from the accept, or from the last byte.
     let expected = [
         (silent, HELLO_TIMEOUT_MS),

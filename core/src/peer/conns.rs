@@ -13,6 +13,7 @@ use crate::limits::{
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Output};
 use crate::manifest::Root;
+use crate::outbox::CloseReason;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Hello, Message, Role};
 use std::cell::Cell;
@@ -275,7 +276,8 @@ impl Peer {
         }
         self.not_a_tracker(conn, &reason);
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-            self.out.close_for_violation(link, conn, reason);
+            self.out
+                .close_for(link, conn, CloseReason::Violation(reason));
         }
         self.close_conn(now, conn);
     }
@@ -325,11 +327,12 @@ impl Peer {
             }
         }
         for (conn, why) in expired {
-            log::info!("closing {conn}: timed out: {why}");
             if self.session.was_reached() {
                 self.not_a_tracker(conn, why);
             }
-            self.out.close(conn);
+            if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+                self.out.close_for(link, conn, CloseReason::TimedOut(why));
+            }
             self.close_conn(now, conn);
         }
         for conn in stalled {

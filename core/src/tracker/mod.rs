@@ -15,7 +15,7 @@ use crate::limits::{
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
 use crate::manifest::{FileName, Root};
-use crate::outbox::Outbox;
+use crate::outbox::{CloseReason, Outbox};
 use crate::peer::PeerConfig;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -566,11 +566,16 @@ impl Tracker {
     }
 
     /// Closes a connection whose remote broke the protocol, telling it why.
+    /// Closes a connection whose remote broke the protocol, telling it why.
     fn drop_link(&mut self, conn: ConnId, reason: String) {
+        self.close_link(conn, CloseReason::Violation(reason));
+    }
+
+    fn close_link(&mut self, conn: ConnId, reason: CloseReason) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        self.out.close_for_violation(link, conn, reason);
+        self.out.close_for(link, conn, reason);
         self.forget(conn);
     }
 
@@ -708,7 +713,7 @@ impl Machine for Tracker {
         let mut next = None;
         for (conn, at, why) in deadlines {
             if at <= now {
-                self.drop_link(conn, format!("timed out: {why}"));
+                self.close_link(conn, CloseReason::TimedOut(why));
             } else {
                 next = earliest(next, Some(at));
             }
