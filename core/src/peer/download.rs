@@ -3,6 +3,7 @@
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
 use super::check::DiskCheck;
+use super::chunkmap::ChunkMap;
 use super::cooldown::Cooldowns;
 use super::ledger::Asked;
 use super::picker;
@@ -30,14 +31,8 @@ pub(crate) struct Active {
     have: ChunkSet,
     /// Verified, being written.
     storing: BTreeSet<u32>,
-    /// Who holds what, as the tracker's samples said (changed only through methods, which
-    /// keep `good_counts` true).
-    holders: BTreeMap<SocketAddr, ChunkSet>,
-    /// Holders that sent a chunk that failed verification: never asked again for this file.
-    bad: BTreeSet<SocketAddr>,
-    /// For each chunk, how many holders not known bad have it: its rarity, kept rather than
-    /// counted because the picker weighs every missing chunk on every request.
-    good_counts: Vec<u32>,
+    /// Who holds what, who proved bad, and each chunk's rarity.
+    map: ChunkMap,
     /// Holders whose connection failed, unused until the time given.
     cooldown: Cooldowns,
     mismatched: BTreeSet<u32>,
@@ -122,17 +117,14 @@ impl Active {
         refresh_ms: u64,
         now: Timestamp,
     ) -> Active {
-        let good_counts = vec![0; want.len() as usize];
         Active {
             policy,
             root,
             have: ChunkSet::empty(manifest.chunk_count()),
+            map: ChunkMap::new(manifest.chunk_count()),
             manifest,
             want,
             storing: BTreeSet::new(),
-            holders: BTreeMap::new(),
-            bad: BTreeSet::new(),
-            good_counts,
             cooldown: Cooldowns::default(),
             mismatched: BTreeSet::new(),
             give_up_at: None,
@@ -226,7 +218,7 @@ impl Active {
     pub fn mismatched(&mut self, chunk: u32, holder: SocketAddr) {
         self.storing.remove(&chunk);
         self.mismatched.insert(chunk);
-        self.mark_bad(holder);
+        self.map.mark_bad(holder);
         self.note_trouble(holder, "sent bad data");
     }
 
@@ -402,7 +394,7 @@ impl Active {
         // Those that have a missing chunk, and those that failed us (a holder that refused
         // a chunk is no longer listed for it until the next chunk map).
         let mut holders: BTreeSet<SocketAddr> = self.trouble.keys().copied().collect();
-        for (addr, have) in &self.holders {
+        for (addr, have) in self.map.iter() {
             if missing.iter().any(|c| have.contains(*c)) {
                 holders.insert(*addr);
             }
@@ -411,7 +403,7 @@ impl Active {
             .iter()
             .take(SHOWN)
             .map(|h| {
-                let reason = if self.bad.contains(h) {
+                let reason = if self.map.is_bad(h) {
                     "sent bad data"
                 } else {
                     self.trouble
@@ -451,58 +443,28 @@ impl Active {
         keep: impl Fn(SocketAddr) -> bool,
     ) -> bool {
         let count = self.manifest.chunk_count();
-        let mut fresh: BTreeMap<SocketAddr, ChunkSet> = holders
+        let fresh: BTreeMap<SocketAddr, ChunkSet> = holders
             .into_iter()
             .filter(|h| h.have.len() == count && h.have.is_well_formed())
             .map(|h| (h.addr, h.have))
             .collect();
         let news = fresh.iter().any(|(addr, have)| {
-            let before = self.holders.get(addr);
+            let before = self.map.get(addr);
             self.missing()
                 .any(|c| have.contains(c) && !before.is_some_and(|b| b.contains(c)))
         });
-        for (addr, have) in std::mem::take(&mut self.holders) {
-            if keep(addr) && !fresh.contains_key(&addr) {
-                fresh.insert(addr, have);
-            }
-        }
-        self.holders = fresh;
-        self.recount();
+        self.map.replace(fresh, keep);
         news
-    }
-
-    /// Counts `good_counts` afresh (after the map or the bad marks changed wholesale).
-    fn recount(&mut self) {
-        self.good_counts.fill(0);
-        for (addr, have) in &self.holders {
-            if !self.bad.contains(addr) {
-                for c in have.iter() {
-                    count_holder(&mut self.good_counts, c, true);
-                }
-            }
-        }
     }
 
     /// Adds or updates one holder (an introduction); false if its chunk set does not fit
     /// the file, or the map is full.
     pub fn learn_holder(&mut self, holder: LocatedHolder) -> bool {
         let LocatedHolder { addr, have } = holder;
-        let full = self.holders.len() >= MAX_KNOWN_HOLDERS && !self.holders.contains_key(&addr);
-        if full || have.len() != self.manifest.chunk_count() || !have.is_well_formed() {
+        if have.len() != self.manifest.chunk_count() || !have.is_well_formed() {
             return false;
         }
-        let good = !self.bad.contains(&addr);
-        if good {
-            for c in have.iter() {
-                count_holder(&mut self.good_counts, c, true);
-            }
-        }
-        if let Some(before) = self.holders.insert(addr, have).filter(|_| good) {
-            for c in before.iter() {
-                count_holder(&mut self.good_counts, c, false);
-            }
-        }
-        true
+        self.map.learn_holder(addr, have)
     }
 
     /// Requests one holder may have outstanding: with few holders a deep pipeline (nobody
@@ -511,7 +473,7 @@ impl Active {
     /// could send it at once.
     pub fn pipeline_depth(&self) -> usize {
         let p = &self.policy;
-        if self.holders.len() > p.few_holders {
+        if self.map.len() > p.few_holders {
             p.shared_requests_per_holder
         } else {
             p.requests_per_holder
@@ -523,7 +485,7 @@ impl Active {
     /// holders long before they can arrive.
     pub fn request_budget(&self) -> usize {
         let p = &self.policy;
-        if self.holders.len() > p.few_holders {
+        if self.map.len() > p.few_holders {
             p.shared_requests_per_download
         } else {
             p.requests_per_download
@@ -535,54 +497,14 @@ impl Active {
         !self.committing && asked.count() < self.request_budget()
     }
 
-    /// Whether `addr` is in the chunk map.
-    pub fn knows(&self, addr: SocketAddr) -> bool {
-        self.holders.contains_key(&addr)
+    /// Who holds what.
+    pub fn map(&self) -> &ChunkMap {
+        &self.map
     }
 
-    /// `holder`, in the map, says it now has `chunk` (which must be in the file); whether
-    /// that is news.
-    pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) -> bool {
-        let Some(have) = self.holders.get_mut(&holder) else {
-            return false;
-        };
-        if chunk >= have.len() || !have.insert(chunk) {
-            return false;
-        }
-        if !self.bad.contains(&holder) {
-            count_holder(&mut self.good_counts, chunk, true);
-        }
-        true
-    }
-
-    /// `holder` turned out not to have `chunk` after all.
-    pub fn forget_chunk(&mut self, holder: SocketAddr, chunk: u32) {
-        let counted = self.is_good_holder(holder, chunk);
-        if let Some(have) = self.holders.get_mut(&holder) {
-            have.remove(chunk);
-        }
-        if counted {
-            count_holder(&mut self.good_counts, chunk, false);
-        }
-    }
-
-    /// `holder` sent bad data: it is never asked again for this file.
-    pub fn mark_bad(&mut self, holder: SocketAddr) {
-        if self.bad.insert(holder) {
-            self.recount();
-        }
-    }
-
-    /// How many holders not known bad have `chunk`.
-    pub fn good_holder_count(&self, chunk: u32) -> usize {
-        self.good_counts
-            .get(chunk as usize)
-            .map_or(0, |n| *n as usize)
-    }
-
-    /// Whether `holder` has `chunk` and is not known bad.
-    pub fn is_good_holder(&self, holder: SocketAddr, chunk: u32) -> bool {
-        !self.bad.contains(&holder) && self.holders.get(&holder).is_some_and(|h| h.contains(chunk))
+    /// Changes to who holds what (a `Have`, a refusal); bad marks come with `mismatched`.
+    pub fn map_mut(&mut self) -> &mut ChunkMap {
+        &mut self.map
     }
 
     pub fn is_complete(&self) -> bool {
@@ -611,14 +533,6 @@ impl Active {
         set
     }
 
-    /// Holders of `chunk` not known bad.
-    fn good_holders(&self, chunk: u32) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.holders
-            .iter()
-            .filter(move |(addr, have)| have.contains(chunk) && !self.bad.contains(addr))
-            .map(|(addr, _)| *addr)
-    }
-
     fn cooling(&self, addr: SocketAddr, now: Timestamp) -> bool {
         self.cooldown.is_cooling(addr, now)
     }
@@ -626,9 +540,9 @@ impl Active {
     /// Whether some missing chunk has holders, all of them bad.
     fn hopeless(&self) -> bool {
         !self.mismatched.is_empty()
-            && self.missing().any(|c| {
-                self.good_holder_count(c) == 0 && self.holders.values().any(|h| h.contains(c))
-            })
+            && self
+                .missing()
+                .any(|c| self.map.good_count(c) == 0 && self.map.anyone_has(c))
     }
 
     /// The next (chunk, holder) to request: the rarest missing chunk not in flight with a
@@ -660,7 +574,7 @@ impl Active {
             return None;
         }
         // The holders, `only` and the cooldowns are all in address order: merged passes.
-        let mut holders = self.holders.iter().peekable();
+        let mut holders = self.map.iter().peekable();
         let candidates: Box<dyn Iterator<Item = (SocketAddr, &ChunkSet)>> = match only {
             Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
             None => Box::new(holders.map(|(addr, have)| (*addr, have))),
@@ -669,13 +583,13 @@ impl Active {
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
                 let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                !cooling && have.intersects(&wanted) && !self.bad.contains(addr) && has_slot(*addr)
+                !cooling && have.intersects(&wanted) && !self.map.is_bad(addr) && has_slot(*addr)
             })
             .collect();
         if ready.is_empty() {
             return None;
         }
-        let rarity = |c: u32| self.good_holder_count(c);
+        let rarity = |c: u32| self.map.good_count(c);
         let ready_for = |c: u32| {
             let asked = asked.holders(c);
             ready
@@ -723,23 +637,12 @@ impl Active {
         }
         let blocked = self
             .missing()
-            .any(|c| self.good_holders(c).all(|a| self.cooling(a, now)));
+            .any(|c| self.map.good_holders(c).all(|a| self.cooling(a, now)));
         if blocked {
             Verdict::Wait
         } else {
             Verdict::Proceed
         }
-    }
-}
-
-/// One more (`more`) or one fewer good holder of `chunk` in `counts`.
-fn count_holder(counts: &mut [u32], chunk: u32, more: bool) {
-    if let Some(n) = counts.get_mut(chunk as usize) {
-        *n = if more {
-            n.saturating_add(1)
-        } else {
-            n.saturating_sub(1)
-        };
     }
 }
 

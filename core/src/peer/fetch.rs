@@ -253,7 +253,7 @@ impl Peer {
         }
         self.ledger.issue(conn, holder, root, chunk);
         let others = self.active_mut(name).map_or(0, |a| {
-            let n = a.good_holder_count(chunk) - usize::from(a.is_good_holder(holder, chunk));
+            let n = a.map().good_count(chunk) - usize::from(a.map().is_good_holder(holder, chunk));
             u8::try_from(n).unwrap_or(u8::MAX)
         });
         self.send(
@@ -315,7 +315,7 @@ impl Peer {
                     clip(&reason)
                 );
                 if let Some(a) = self.active_mut(&name) {
-                    a.forget_chunk(holder, chunk);
+                    a.map_mut().forget_chunk(holder, chunk);
                     a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
                 }
                 if because != RefusedBecause::SentOften {
@@ -355,7 +355,7 @@ impl Peer {
         }
         // Only news may change a pick: a holder repeating itself costs us no pick.
         let wanted = a.want().contains(chunk) && !a.have().contains(chunk);
-        if wanted && a.learn_chunk(holder, chunk) {
+        if wanted && a.map_mut().learn_chunk(holder, chunk) {
             self.ask_first(now, &name, holder);
         }
     }
@@ -592,7 +592,7 @@ impl Peer {
                 continue;
             };
             let owed = owed.iter().any(|(r, _)| *r == a.root());
-            if owed || a.knows(holder) {
+            if owed || a.map().knows(holder) {
                 a.cool(holder, retry_at);
                 a.note_trouble(holder, reason);
                 if let Some(complaint) = complaint {

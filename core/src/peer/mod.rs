@@ -9,6 +9,7 @@
 //! - `conns`: the connection table, deadlines and eviction.
 
 mod check;
+mod chunkmap;
 mod config;
 mod conns;
 mod cooldown;

@@ -105,7 +105,7 @@ fn endgame_duplicates_to_another_holder() {
 #[test]
 fn only_bad_holders_means_reject() {
     let mut a = active(2, &[(1, &[0, 1])]);
-    a.mark_bad(addr(1));
+    a.map.mark_bad(addr(1));
     a.mismatched.insert(0);
     assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -129,7 +129,7 @@ fn connected_holders_outlive_a_sample_that_left_them_out() {
         have: ChunkSet::from_indices(2, [0, 1]),
     }];
     a.merge_holders(sample, |h| h == addr(1));
-    let known: Vec<SocketAddr> = a.holders.keys().copied().collect();
+    let known: Vec<SocketAddr> = a.map.iter().map(|(k, _)| k).copied().collect();
     assert_eq!(known, vec![addr(1), addr(3)]);
 }
 
@@ -138,17 +138,17 @@ fn kept_rarity_matches_a_count_of_good_holders() {
     let mut a = active(3, &[(1, &[0, 1]), (2, &[1, 2]), (3, &[1])]);
     let counted = |a: &Active| {
         (0..3)
-            .map(|c| a.good_holders(c).count())
+            .map(|c| a.map.good_holders(c).count())
             .collect::<Vec<_>>()
     };
-    let kept = |a: &Active| (0..3).map(|c| a.good_holder_count(c)).collect::<Vec<_>>();
+    let kept = |a: &Active| (0..3).map(|c| a.map.good_count(c)).collect::<Vec<_>>();
     assert_eq!(kept(&a), vec![1, 3, 1]);
-    a.forget_chunk(addr(3), 1);
-    a.forget_chunk(addr(3), 1);
+    a.map.forget_chunk(addr(3), 1);
+    a.map.forget_chunk(addr(3), 1);
     assert_eq!(kept(&a), counted(&a));
-    a.mark_bad(addr(2));
+    a.map.mark_bad(addr(2));
     assert_eq!(kept(&a), vec![1, 1, 0]);
-    a.forget_chunk(addr(2), 2);
+    a.map.forget_chunk(addr(2), 2);
     a.merge_holders(vec![], |h| h != addr(1));
     assert_eq!((kept(&a), counted(&a)), (vec![0, 0, 0], vec![0, 0, 0]));
 }
@@ -170,16 +170,16 @@ fn reference_pick(
         .filter(|c| !a.have.contains(*c) && !a.storing.contains(c))
         .collect();
     let good: Vec<(SocketAddr, &ChunkSet)> = a
-        .holders
+        .map
         .iter()
-        .filter(|(addr, _)| !a.bad.contains(addr))
+        .filter(|(addr, _)| !a.map.is_bad(addr))
         .map(|(addr, have)| (*addr, have))
         .collect();
     let rarity = |c: u32| good.iter().filter(|(_, h)| h.contains(c)).count();
     let hopeless = !a.mismatched.is_empty()
         && missing
             .iter()
-            .any(|c| rarity(*c) == 0 && a.holders.values().any(|h| h.contains(*c)));
+            .any(|c| rarity(*c) == 0 && a.map.iter().map(|(_, v)| v).any(|h| h.contains(*c)));
     if hopeless {
         return None;
     }
@@ -251,7 +251,7 @@ proptest::proptest! {
         // Per holder: bad, cooling (past or future), slot, listed in `only`.
         for (i, bits) in per_holder.iter().enumerate() {
             let h = addr(i as u8 + 1);
-            if bits & 1 != 0 && i % 3 == 0 { a.mark_bad(h); }
+            if bits & 1 != 0 && i % 3 == 0 { a.map.mark_bad(h); }
             if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
         }
         if mismatch { a.mismatched.insert(0); }
@@ -294,10 +294,7 @@ fn many_holders_mean_a_shallow_pipeline() {
         a.pipeline_depth(),
         FetchPolicy::default().shared_requests_per_holder
     );
-    assert_eq!(
-        a.good_holder_count(0),
-        FetchPolicy::default().few_holders + 1
-    );
+    assert_eq!(a.map.good_count(0), FetchPolicy::default().few_holders + 1);
 }
 
 #[test]
@@ -346,21 +343,21 @@ fn introductions_fill_the_chunk_map_only_to_its_bound() {
     }
     assert!(!a.learn_holder(holder(MAX_KNOWN_HOLDERS)));
     assert!(a.learn_holder(holder(0)), "a known holder may still change");
-    assert_eq!(a.good_holder_count(0), MAX_KNOWN_HOLDERS);
+    assert_eq!(a.map.good_count(0), MAX_KNOWN_HOLDERS);
 }
 
 #[test]
 fn a_told_chunk_counts_once_and_only_for_a_known_good_holder() {
     let mut a = active(3, &[(1, &[0]), (2, &[0])]);
-    assert!(a.learn_chunk(addr(1), 2));
-    assert!(!a.learn_chunk(addr(1), 2), "no news the second time");
-    assert!(!a.learn_chunk(addr(9), 2), "not in the map");
-    assert!(!a.learn_chunk(addr(1), 3), "past the end");
-    assert_eq!(a.good_holder_count(2), 1);
-    assert!(a.is_good_holder(addr(1), 2));
-    a.mark_bad(addr(2));
-    a.learn_chunk(addr(2), 1);
-    assert_eq!(a.good_holder_count(1), 0);
+    assert!(a.map.learn_chunk(addr(1), 2));
+    assert!(!a.map.learn_chunk(addr(1), 2), "no news the second time");
+    assert!(!a.map.learn_chunk(addr(9), 2), "not in the map");
+    assert!(!a.map.learn_chunk(addr(1), 3), "past the end");
+    assert_eq!(a.map.good_count(2), 1);
+    assert!(a.map.is_good_holder(addr(1), 2));
+    a.map.mark_bad(addr(2));
+    a.map.learn_chunk(addr(2), 1);
+    assert_eq!(a.map.good_count(1), 0);
 }
 
 #[test]
