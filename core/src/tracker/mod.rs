@@ -9,8 +9,8 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
-    MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS, MAX_REPORTERS_PER_HOLDER, MAX_REPORTS_PER_SESSION,
-    MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS, REPORT_TTL_MS,
+    MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES,
+    MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
@@ -130,15 +130,15 @@ impl Tracker {
             .filter_map(|(name, root)| {
                 let swarm = self.swarms.get(root)?;
                 let peers = swarm
-                    .holders
+                    .holders()
                     .values()
                     .filter(|h| swarm.is_holder(h))
                     .count();
                 (peers > 0).then(|| FileSummary {
                     name: name.clone(),
-                    size: swarm.manifest.size,
-                    chunk_size: swarm.manifest.chunk_size,
-                    chunks: swarm.manifest.chunk_count(),
+                    size: swarm.manifest().size,
+                    chunk_size: swarm.manifest().chunk_size,
+                    chunks: swarm.manifest().chunk_count(),
                     root: *root,
                     peers: peers as u32,
                 })
@@ -165,7 +165,7 @@ impl Tracker {
     pub fn holdings(&self) -> Vec<Holding> {
         let mut all = Vec::new();
         for (root, swarm) in &self.swarms {
-            for (conn, have) in &swarm.holders {
+            for (conn, have) in swarm.holders() {
                 if let Some(s) = self.sessions.get(conn) {
                     all.push(Holding {
                         peer_id: s.peer_id,
@@ -352,14 +352,7 @@ impl Tracker {
             .swarms
             .entry(root)
             .or_insert_with(|| Swarm::new(file.manifest.clone()));
-        swarm.orphaned_since = None;
-        let held = swarm
-            .holders
-            .entry(conn)
-            .or_insert_with(|| ChunkSet::empty(file.manifest.chunk_count()));
-        for i in file.have.iter() {
-            held.insert(i);
-        }
+        swarm.hold(conn, file.have.iter());
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.roots.insert(root);
         }
@@ -388,12 +381,12 @@ impl Tracker {
             };
             return self.send(conn, &reply);
         };
-        if registered && swarm.seeking.insert(conn) {
-            swarm.seekers.push(conn);
+        if registered {
+            swarm.seek(conn);
         }
         let withheld = swarm.withheld(conn, asker_ip, now);
         let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
-            .holders
+            .holders()
             .iter()
             .filter(|(c, have)| **c != conn && swarm.is_holder(have) && !withheld.contains(c))
             .collect();
@@ -428,7 +421,7 @@ impl Tracker {
             Message::Located {
                 req,
                 name,
-                manifest: swarm.manifest.clone(),
+                manifest: swarm.manifest().clone(),
                 holders,
             }
         };
@@ -447,16 +440,11 @@ impl Tracker {
             log::debug!("{conn}: have-chunk for a file it neither holds nor located");
             return;
         };
-        let count = swarm.manifest.chunk_count();
+        let count = swarm.manifest().chunk_count();
         if chunk >= count {
             return self.drop_link(conn, format!("chunk {chunk} past the end ({count} chunks)"));
         }
-        swarm.orphaned_since = None;
-        swarm
-            .holders
-            .entry(conn)
-            .or_insert_with(|| ChunkSet::empty(count))
-            .insert(chunk);
+        swarm.hold(conn, [chunk]);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.roots.insert(root);
         }
@@ -483,7 +471,7 @@ impl Tracker {
         let Some(swarm) = self.swarms.get_mut(&root) else {
             return;
         };
-        let Some(have) = swarm.holders.get(&conn).cloned() else {
+        let Some(have) = swarm.holders().get(&conn).cloned() else {
             return;
         };
         if swarm.suspended(conn, now) {
@@ -533,19 +521,14 @@ impl Tracker {
             return;
         };
         let sessions = &self.sessions;
-        let Some(reported) = (swarm.holders.keys().copied())
+        let Some(reported) = (swarm.holders().keys().copied())
             .find(|c| *c != conn && sessions.get(c).is_some_and(|s| s.listen == holder))
         else {
             return; // gone already, or never a holder of this file
         };
-        let reports = swarm.reports.entry(reported).or_default();
-        reports.retain(|_, at| now.since_ms(*at) < REPORT_TTL_MS);
-        let ip = reporter.ip();
-        if reports.len() >= MAX_REPORTERS_PER_HOLDER && !reports.contains_key(&ip) {
+        let Some(reporters) = swarm.report(reported, reporter.ip(), now) else {
             return;
-        }
-        reports.insert(ip, now);
-        let reporters = reports.len() as u32;
+        };
         self.emit(Event::HolderReported {
             holder,
             reporter,
@@ -589,11 +572,7 @@ impl Tracker {
     fn drop_holder(&mut self, root: Root, conn: ConnId) {
         let now = self.now;
         if let Some(swarm) = self.swarms.get_mut(&root) {
-            swarm.holders.remove(&conn);
-            swarm.reports.remove(&conn);
-            if swarm.holders.is_empty() {
-                swarm.orphaned_since = Some(now);
-            }
+            swarm.drop_holder(conn, now);
         }
     }
 
@@ -603,7 +582,7 @@ impl Tracker {
             .swarms
             .iter()
             .filter(|(_, s)| {
-                s.orphaned_since
+                s.orphaned_since()
                     .is_some_and(|t| now.since_ms(t) >= ORPHAN_TTL_MS)
             })
             .map(|(r, _)| *r)
@@ -694,7 +673,7 @@ impl Machine for Tracker {
         let orphans = self
             .swarms
             .values()
-            .filter_map(|s| s.orphaned_since)
+            .filter_map(Swarm::orphaned_since)
             .map(|t| t.plus_ms(ORPHAN_TTL_MS));
         orphans.chain(self.deadlines.next_scan()).min()
     }

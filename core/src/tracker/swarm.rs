@@ -4,7 +4,7 @@
 
 use super::Session;
 use crate::chunkset::ChunkSet;
-use crate::limits::{REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS};
+use crate::limits::{MAX_REPORTERS_PER_HOLDER, REPORTERS_TO_SUSPEND, REPORT_TTL_MS, SEEKER_DRAWS};
 use crate::machine::ConnId;
 use crate::manifest::Manifest;
 use crate::time::Timestamp;
@@ -16,19 +16,19 @@ use std::net::IpAddr;
 /// Everything known about one content root.
 #[derive(Debug)]
 pub(super) struct Swarm {
-    pub(super) manifest: Manifest,
-    pub(super) holders: BTreeMap<ConnId, ChunkSet>,
+    manifest: Manifest,
+    holders: BTreeMap<ConnId, ChunkSet>,
     /// Sessions that located the file and may still lack chunks of it: whom an idle holder
     /// is introduced to. A list to draw from at random, and a set to keep it free of
     /// duplicates; sessions that left or completed are dropped when drawn.
-    pub(super) seekers: Vec<ConnId>,
-    pub(super) seeking: BTreeSet<ConnId>,
+    seekers: Vec<ConnId>,
+    seeking: BTreeSet<ConnId>,
     /// Since when nobody holds it. Kept a while (holders may be reconnecting), then
     /// forgotten with its name, so departed sessions leave nothing behind for long.
-    pub(super) orphaned_since: Option<Timestamp>,
+    orphaned_since: Option<Timestamp>,
     /// Holders reported as failing fetchers of this file: by which IP address, when.
     /// Dropped with the holder; a report counts for `REPORT_TTL_MS`.
-    pub(super) reports: BTreeMap<ConnId, BTreeMap<IpAddr, Timestamp>>,
+    reports: BTreeMap<ConnId, BTreeMap<IpAddr, Timestamp>>,
 }
 
 impl Swarm {
@@ -41,6 +41,63 @@ impl Swarm {
             orphaned_since: None,
             reports: BTreeMap::new(),
         }
+    }
+
+    pub(super) fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Who holds which chunks, by session.
+    pub(super) fn holders(&self) -> &BTreeMap<ConnId, ChunkSet> {
+        &self.holders
+    }
+
+    /// Since when nobody holds the file, if nobody does.
+    pub(super) fn orphaned_since(&self) -> Option<Timestamp> {
+        self.orphaned_since
+    }
+
+    /// `conn` holds `chunks` (which must be in the file), besides what it held before.
+    pub(super) fn hold(&mut self, conn: ConnId, chunks: impl IntoIterator<Item = u32>) {
+        self.orphaned_since = None;
+        let count = self.manifest.chunk_count();
+        let held = self
+            .holders
+            .entry(conn)
+            .or_insert_with(|| ChunkSet::empty(count));
+        for chunk in chunks {
+            held.insert(chunk);
+        }
+    }
+
+    /// `conn` located the file: an idle holder may be introduced to it.
+    pub(super) fn seek(&mut self, conn: ConnId) {
+        if self.seeking.insert(conn) {
+            self.seekers.push(conn);
+        }
+    }
+
+    /// `conn` holds the file no more (it unshared or left), with the reports about it; the
+    /// file is orphaned from `now` when nobody is left.
+    pub(super) fn drop_holder(&mut self, conn: ConnId, now: Timestamp) {
+        self.holders.remove(&conn);
+        self.reports.remove(&conn);
+        if self.holders.is_empty() {
+            self.orphaned_since = Some(now);
+        }
+    }
+
+    /// A report on holder `reported` from the address `ip` at `now` (the first of up to
+    /// `MAX_REPORTERS_PER_HOLDER` addresses counts; repeats refresh): how many addresses
+    /// now report it, or `None` if the report was not counted.
+    pub(super) fn report(&mut self, reported: ConnId, ip: IpAddr, now: Timestamp) -> Option<u32> {
+        let reports = self.reports.entry(reported).or_default();
+        reports.retain(|_, at| now.since_ms(*at) < REPORT_TTL_MS);
+        if reports.len() >= MAX_REPORTERS_PER_HOLDER && !reports.contains_key(&ip) {
+            return None;
+        }
+        reports.insert(ip, now);
+        Some(reports.len() as u32)
     }
 
     /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
