@@ -94,6 +94,9 @@ pub struct GetArgs {
     /// Replace DIR/NAME if it exists with other content (never done otherwise).
     #[arg(long)]
     pub force: bool,
+    /// Threads that verify received chunks (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub hash_threads: Option<u64>,
     /// Give up (exit 4) when no chunk has arrived for this many seconds.
     #[arg(long, default_value = "30", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stall_timeout: u64,
@@ -175,6 +178,9 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
     let part = store.part_path(&name);
     let mut driver = Driver::new(peer, Some(listener), Some(store), stop_on_signal())?;
+    if let Some(threads) = args.hash_threads {
+        driver.set_hash_threads(threads as usize);
+    }
     driver.set_upload_limit(args.upload_limit);
     driver.set_local_ip(Some(local.ip()));
 

@@ -2,7 +2,7 @@
 //! bytes between sockets and the machine, runs its timers, carries out its storage requests,
 //! and hands its events to the application. Follows the drain rule after every input.
 
-use crate::hasher::{spawn_hasher, Hasher};
+use crate::hasher::{default_hash_threads, spawn_hasher, Hasher};
 use crate::out_queue::OutQueue;
 use crate::pool::BufferPool;
 use crate::rate::RateLimiter;
@@ -121,7 +121,9 @@ impl<M: Machine> Driver<M> {
         let writer = store
             .as_ref()
             .map(|s| spawn_writer(s.twin(), waker.clone()));
-        let hasher = store.as_ref().map(|_| spawn_hasher(waker.clone()));
+        let hasher = store
+            .as_ref()
+            .map(|_| spawn_hasher(default_hash_threads(), waker.clone()));
         let listener = match listener {
             Some(l) => {
                 l.set_nonblocking(true)?;
@@ -154,6 +156,13 @@ impl<M: Machine> Driver<M> {
             pool: BufferPool::default(),
             flow: Flow::Continue,
         })
+    }
+
+    /// Hashes received chunks on `threads` threads (the default: one per core).
+    pub fn set_hash_threads(&mut self, threads: usize) {
+        if self.hasher.is_some() {
+            self.hasher = Some(spawn_hasher(threads, self.waker.clone()));
+        }
     }
 
     /// Caps what this process uploads, in bytes per second.
@@ -385,7 +394,7 @@ impl<M: Machine> Driver<M> {
 
     /// Hands a chunk to the hasher thread, or hashes it here if there is none.
     fn hash(&mut self, io: IoId, data: Bytes) {
-        let data = match &self.hasher {
+        let data = match &mut self.hasher {
             Some(h) => match h.submit((io, data)) {
                 Ok(()) => return,
                 Err((_, data)) => data,

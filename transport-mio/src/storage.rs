@@ -4,8 +4,9 @@
 //! and directory synced) only when the machine commits it. Whole aligned chunks skip the page
 //! cache (O_DIRECT) where the filesystem allows it.
 
+use crate::hasher::default_hash_threads;
 use crate::pool::BufferPool;
-use drizzle_core::manifest::ManifestBuilder;
+use drizzle_core::manifest::{sha256, ManifestBuilder};
 use drizzle_core::peer::OnDisk;
 use drizzle_core::{FileName, Manifest, Root, StorageKey};
 use std::collections::BTreeMap;
@@ -468,20 +469,54 @@ pub fn scan_dir(
     Ok(scan)
 }
 
-/// Hashes a file chunk by chunk, holding one read buffer.
+/// Hashes a file chunk by chunk on a thread per core, each taking a run of consecutive
+/// chunks and holding one chunk's buffer: sharing a large directory is not held to one
+/// core's hashing speed, and memory stays a chunk per thread.
 pub fn hash_file(path: &Path, chunk_size: u32) -> io::Result<Manifest> {
-    let mut builder = ManifestBuilder::new(chunk_size).map_err(io::Error::other)?;
-    let mut file = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => builder.update(buf.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    // Checks the chunk size, and makes the manifest of an empty file.
+    let builder = ManifestBuilder::new(chunk_size).map_err(io::Error::other)?;
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return builder.finish().map_err(io::Error::other);
     }
-    builder.finish().map_err(io::Error::other)
+    let chunk = u64::from(chunk_size);
+    let count = usize::try_from(size.div_ceil(chunk)).map_err(io::Error::other)?;
+    let threads = default_hash_threads().clamp(1, count);
+    let mut hashes = vec![[0u8; 32]; count];
+    let per_thread = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = hashes
+            .chunks_mut(per_thread)
+            .enumerate()
+            .map(|(t, run)| {
+                let file = &file;
+                scope.spawn(move || -> io::Result<()> {
+                    let mut buf = vec![0u8; chunk_size as usize];
+                    let first = (t * per_thread) as u64;
+                    for (i, digest) in run.iter_mut().enumerate() {
+                        let offset = (first + i as u64) * chunk;
+                        let len = (size - offset).min(chunk) as usize;
+                        let piece = buf.get_mut(..len).unwrap_or_default();
+                        file.read_exact_at(piece, offset)?;
+                        *digest = sha256(piece);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        runs.into_iter().try_for_each(|r| {
+            r.join()
+                .map_err(|_| io::Error::other("a hashing thread panicked"))?
+        })
+    })?;
+    let manifest = Manifest {
+        size,
+        chunk_size,
+        hashes,
+    };
+    manifest.validate().map_err(io::Error::other)?;
+    Ok(manifest)
 }
 
 #[cfg(test)]
@@ -523,6 +558,24 @@ mod tests {
         }
         store.commit(&name).unwrap();
         assert_eq!(fs::read(store.final_path(&name)).unwrap(), content);
+    }
+
+    /// Hashed on several threads, a file's manifest is the one its bytes give: every chunk
+    /// size, a ragged tail, one chunk, none.
+    #[test]
+    fn a_file_hashed_in_parallel_has_the_manifest_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for len in [0usize, 1, 64, 65, 64 * 37 + 5, 4096 * 3] {
+            let content: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            fs::write(&path, &content).unwrap();
+            let want = Manifest::from_bytes(&content, 64).unwrap();
+            assert_eq!(hash_file(&path, 64).unwrap(), want, "{len} bytes");
+        }
+        assert!(
+            hash_file(&path, 3).is_err(),
+            "a chunk size below the minimum"
+        );
     }
 
     #[test]

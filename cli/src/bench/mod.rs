@@ -2,6 +2,7 @@
 //! same run. `transfer` times verified transfers between real processes, `tracker` loads
 //! one tracker with many clients, `sim` times the simulator on a large swarm.
 
+mod curl;
 mod process;
 mod sim;
 mod tracker;

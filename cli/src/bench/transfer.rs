@@ -1,7 +1,9 @@
 //! `drizzle bench transfer`: times verified transfers between real `drizzle` processes on
-//! 127.0.0.1 and, in the same run on the same bytes, two references — a raw TCP copy into a
+//! 127.0.0.1 and, in the same run on the same bytes, three references — `curl` from a static
+//! HTTP server (what a user would otherwise run; nothing verified), a raw TCP copy into a
 //! file (no hashing) and SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
+use super::curl::HttpReference;
 use super::process::Node;
 use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
@@ -36,6 +38,9 @@ pub struct TransferArgs {
     pub chunk_size: u64,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Threads each getter verifies chunks on (default: one per core).
+    #[arg(long)]
+    pub hash_threads: Option<usize>,
     /// Where to put the test files (default: the system temp directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -52,11 +57,14 @@ pub struct TransferArgs {
 struct Run {
     secs_per_getter: Vec<f64>,
     secs_all: f64,
+    /// `curl` of the same file from a static HTTP server, whole process.
+    curl_secs: Option<f64>,
     raw_tcp_mb_s: f64,
     sha256_mb_s: f64,
     getter_rss_kib: Vec<u64>,
     sharer_rss_kib: Vec<u64>,
     getter_cpu_s: Vec<f64>,
+    /// Sharers' CPU from the moment they shared the file (their directory scan excluded).
     sharer_cpu_s: Vec<f64>,
     /// Chunks each sharer supplied, as counted by the getters' `verified` events.
     sharer_chunks: Vec<u64>,
@@ -83,9 +91,23 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
             fs::copy(source.join(FILE), dir.join(FILE))?;
         }
     }
+    let http = match HttpReference::start(&source, FILE) {
+        Ok(http) => Some(http),
+        Err(why) => {
+            if args.json {
+                say!(
+                    "{}",
+                    json!({"event": "reference_skipped", "reference": "curl", "reason": why})
+                );
+            } else {
+                say!("no curl reference: {why}");
+            }
+            None
+        }
+    };
     let mut runs = Vec::new();
     for i in 0..args.runs {
-        let run = one_run(args, base.path(), &source.join(FILE))?;
+        let run = one_run(args, base.path(), &source.join(FILE), http.as_ref())?;
         report_run(args, i, &run);
         runs.push(run);
     }
@@ -117,12 +139,19 @@ fn simulated(args: &TransferArgs) -> Result<f64, Fail> {
     Ok(report.spread().max)
 }
 
-fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail> {
+fn one_run(
+    args: &TransferArgs,
+    base: &Path,
+    source: &Path,
+    http: Option<&HttpReference>,
+) -> Result<Run, Fail> {
     settle_disk();
     let raw_tcp_mb_s = mb_s(args.size, raw_tcp_copy(source, &base.join("raw.out"))?);
     let _ = fs::remove_file(base.join("raw.out"));
     let sha256_mb_s = mb_s(args.size, sha256_secs(source)?);
     // Each measurement starts with no dirty pages of the previous one still being written.
+    settle_disk();
+    let curl_secs = http.and_then(|h| h.fetch_secs(&base.join("curl.out"), args.size));
     settle_disk();
 
     let exe = std::env::current_exe()?;
@@ -130,6 +159,7 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
     let tracker_addr = tracker.listening()?;
     let chunk = args.chunk_size.to_string();
     let limit = args.upload_limit.map(|l| l.to_string());
+    let hash_threads = args.hash_threads.map(|n| n.to_string());
     let mut sharers = Vec::new();
     for s in 0..args.seeders {
         let dir = base.join(format!("seed{s}"));
@@ -149,7 +179,9 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
         let mut node = Node::start(&exe, &a)?;
         let addr = node.listening()?;
         node.wait_for(&format!("shared {FILE}"))?;
-        sharers.push((node, addr));
+        // What hashing the directory took is not the transfer's.
+        let scan_cpu_s = node.cpu_secs();
+        sharers.push((node, addr, scan_cpu_s));
     }
     let started = Instant::now();
     let mut getters = Vec::new();
@@ -170,6 +202,9 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
         ];
         if let Some(l) = &limit {
             a.extend(["--upload-limit", l.as_str()]);
+        }
+        if let Some(n) = &hash_threads {
+            a.extend(["--hash-threads", n.as_str()]);
         }
         getters.push((Node::start(&exe, &a)?, out));
     }
@@ -208,18 +243,22 @@ fn one_run(args: &TransferArgs, base: &Path, source: &Path) -> Result<Run, Fail>
     let run = Run {
         secs_per_getter,
         secs_all,
+        curl_secs,
         raw_tcp_mb_s,
         sha256_mb_s,
         getter_rss_kib: getters.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
-        sharer_rss_kib: sharers.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
+        sharer_rss_kib: sharers.iter().map(|(n, _, _)| n.peak_rss_kib()).collect(),
         getter_cpu_s: getters
             .iter()
             .map(|(n, _)| n.cpu_at_done.unwrap_or_else(|| n.cpu_secs()))
             .collect(),
-        sharer_cpu_s: sharers.iter().map(|(n, _)| n.cpu_secs()).collect(),
+        sharer_cpu_s: sharers
+            .iter()
+            .map(|(n, _, scan)| n.cpu_secs() - scan)
+            .collect(),
         sharer_chunks: sharers
             .iter()
-            .map(|(_, addr)| supplied.get(addr).copied().unwrap_or(0))
+            .map(|(_, addr, _)| supplied.get(addr).copied().unwrap_or(0))
             .collect(),
     };
     for (_, out) in &getters {
@@ -325,6 +364,7 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
         let line = json!({
             "event": "run", "run": i, "size": args.size, "seeders": args.seeders, "getters": args.getters,
             "secs_all": r.secs_all, "mb_s_per_getter": per, "mb_s_overall": overall,
+            "curl_secs": r.curl_secs,
             "raw_tcp_mb_s": r.raw_tcp_mb_s, "sha256_mb_s": r.sha256_mb_s,
             "getter_peak_rss_kib": r.getter_rss_kib, "sharer_peak_rss_kib": r.sharer_rss_kib,
             "getter_cpu_s": r.getter_cpu_s, "sharer_cpu_s": r.sharer_cpu_s,
@@ -333,8 +373,9 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
         say!("{line}");
     } else {
         let per: Vec<String> = per.iter().map(|v| format!("{v:.0}")).collect();
+        let curl = r.curl_secs.map_or("-".into(), |s| format!("{s:.2} s"));
         say!(
-            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
+            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
             r.getter_cpu_s, r.sharer_cpu_s, r.sharer_chunks
         );
@@ -350,6 +391,15 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
     );
     let raw = median(runs.iter().map(|r| r.raw_tcp_mb_s).collect());
     let sha = median(runs.iter().map(|r| r.sha256_mb_s).collect());
+    let curls: Vec<f64> = runs.iter().filter_map(|r| r.curl_secs).collect();
+    let curl = (!curls.is_empty()).then(|| median(curls));
+    let gib = args.size as f64 / (1u64 << 30) as f64;
+    let cpu_per_gib = |cpu: fn(&Run) -> &Vec<f64>| {
+        let all = runs.iter().flat_map(|r| cpu(r).iter().copied()).collect();
+        median(all).0 / gib.max(1e-9)
+    };
+    let getter_cpu_per_gib = cpu_per_gib(|r| &r.getter_cpu_s);
+    let sharer_cpu_per_gib = cpu_per_gib(|r| &r.sharer_cpu_s);
     if args.json {
         let line = json!({
             "event": "summary", "runs": runs.len(),
@@ -359,6 +409,10 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "ratio_to_raw_tcp": overall.0 / raw.0.max(1e-9),
             "ratio_to_sha256": overall.0 / sha.0.max(1e-9),
             "secs_all": measured,
+            "curl_secs": curl.map(|c| json!({"median": c.0, "min": c.1, "max": c.2})),
+            "secs_to_curl": curl.map(|c| measured / c.0.max(1e-9)),
+            "getter_cpu_s_per_gib": getter_cpu_per_gib,
+            "sharer_cpu_s_per_gib": sharer_cpu_per_gib,
             "sim_secs": predicted,
             "measured_to_sim": predicted.map(|p| measured / p.max(1e-9)),
         });
@@ -367,6 +421,15 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
         say!(
             "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
+        );
+        if let Some((c, lo, hi)) = curl {
+            say!(
+                "curl (HTTP from python3's http.server, nothing verified): median {c:.2} s (min {lo:.2}, max {hi:.2}); drizzle median {measured:.2} s = {:.2}x curl's time",
+                measured / c.max(1e-9)
+            );
+        }
+        say!(
+            "CPU per GiB (median): getter {getter_cpu_per_gib:.2} s, sharer {sharer_cpu_per_gib:.2} s"
         );
         if let Some(p) = predicted {
             say!(
