@@ -94,7 +94,7 @@ pub struct GetArgs {
     /// Replace DIR/NAME if it exists with other content (never done otherwise).
     #[arg(long)]
     pub force: bool,
-    /// Threads that verify received chunks (default: one per core).
+    /// Threads that verify received chunks (default: one per core but one).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub hash_threads: Option<u64>,
     /// Give up (exit 4) when no chunk has arrived for this many seconds.

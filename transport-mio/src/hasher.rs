@@ -20,9 +20,16 @@ pub struct Hasher {
     next: usize,
 }
 
-/// Threads to hash on when nobody says: one per core the process may use.
-pub fn default_hash_threads() -> usize {
+/// The cores this process may use.
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Threads to hash received chunks on when nobody says: one per core but the one the event
+/// loop receives on (on 2 cores a second hashing thread only takes turns with the loop:
+/// `bench transfer --size 1GiB`, four alternations, median 0.79 s with one, 0.84 s with two).
+pub fn default_hash_threads() -> usize {
+    cores().saturating_sub(1).max(1)
 }
 
 /// A pool of `threads` hashing threads (at least one) that wake `waker` with each result.

@@ -4,7 +4,7 @@
 //! and directory synced) only when the machine commits it. Whole aligned chunks skip the page
 //! cache (O_DIRECT) where the filesystem allows it.
 
-use crate::hasher::default_hash_threads;
+use crate::hasher::cores;
 use crate::pool::BufferPool;
 use drizzle_core::manifest::{sha256, ManifestBuilder};
 use drizzle_core::peer::OnDisk;
@@ -482,7 +482,7 @@ pub fn hash_file(path: &Path, chunk_size: u32) -> io::Result<Manifest> {
     }
     let chunk = u64::from(chunk_size);
     let count = usize::try_from(size.div_ceil(chunk)).map_err(io::Error::other)?;
-    let threads = default_hash_threads().clamp(1, count);
+    let threads = cores().clamp(1, count);
     let mut hashes = vec![[0u8; 32]; count];
     let per_thread = count.div_ceil(threads);
     std::thread::scope(|scope| {

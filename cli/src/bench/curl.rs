@@ -1,11 +1,22 @@
 //! The reference a user would reach for: `curl` fetching the same file from a static HTTP
-//! server on 127.0.0.1 (`python3 -m http.server`), nothing verified, nothing synced. Where
-//! either program is missing the bench says so and goes on without it.
+//! server on 127.0.0.1 (`python3 -m http.server`), nothing verified — timed as it exits
+//! (the bytes may still be only in the page cache) and once they are synced to disk, as a
+//! `get` does before it renames. Where either program is missing the bench says so and goes
+//! on without it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
+
+/// One curl run, in seconds from its start.
+#[derive(Clone, Copy, Debug)]
+pub struct CurlSecs {
+    /// Until curl exited.
+    pub exited: f64,
+    /// Until the file it wrote was synced to disk.
+    pub durable: f64,
+}
 
 /// A static HTTP server serving one directory, and the URL of the file to fetch.
 pub struct HttpReference {
@@ -49,9 +60,9 @@ impl HttpReference {
         })
     }
 
-    /// Seconds for one `curl -o out` of the file, whole process; `None` if it failed or
-    /// wrote other than `size` bytes.
-    pub fn fetch_secs(&self, out: &Path, size: u64) -> Option<f64> {
+    /// One `curl -o out` of the file: seconds until the process exits, and until the file
+    /// is synced too; `None` if it failed or wrote other than `size` bytes.
+    pub fn fetch_secs(&self, out: &Path, size: u64) -> Option<CurlSecs> {
         let started = Instant::now();
         let status = Command::new("curl")
             .args(["--silent", "--fail", "--output"])
@@ -59,10 +70,13 @@ impl HttpReference {
             .arg(&self.url)
             .status()
             .ok()?;
-        let secs = started.elapsed().as_secs_f64();
+        let exited = started.elapsed().as_secs_f64();
+        let synced = std::fs::File::open(out).and_then(|f| f.sync_all());
+        let durable = started.elapsed().as_secs_f64();
         let got = std::fs::metadata(out).map(|m| m.len()).ok();
         let _ = std::fs::remove_file(out);
-        (status.success() && got == Some(size)).then_some(secs)
+        let good = status.success() && synced.is_ok() && got == Some(size);
+        good.then_some(CurlSecs { exited, durable })
     }
 }
 

@@ -3,7 +3,7 @@
 //! HTTP server (what a user would otherwise run; nothing verified), a raw TCP copy into a
 //! file (no hashing) and SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
-use super::curl::HttpReference;
+use super::curl::{CurlSecs, HttpReference};
 use super::process::Node;
 use super::{mb_s, median};
 use crate::exit::{Exit, Fail};
@@ -38,7 +38,7 @@ pub struct TransferArgs {
     pub chunk_size: u64,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Threads each getter verifies chunks on (default: one per core).
+    /// Threads each getter verifies chunks on (default: one per core but one).
     #[arg(long)]
     pub hash_threads: Option<usize>,
     /// Where to put the test files (default: the system temp directory).
@@ -57,8 +57,8 @@ pub struct TransferArgs {
 struct Run {
     secs_per_getter: Vec<f64>,
     secs_all: f64,
-    /// `curl` of the same file from a static HTTP server, whole process.
-    curl_secs: Option<f64>,
+    /// `curl` of the same file from a static HTTP server, whole process (and synced).
+    curl_secs: Option<CurlSecs>,
     raw_tcp_mb_s: f64,
     sha256_mb_s: f64,
     getter_rss_kib: Vec<u64>,
@@ -364,7 +364,8 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
         let line = json!({
             "event": "run", "run": i, "size": args.size, "seeders": args.seeders, "getters": args.getters,
             "secs_all": r.secs_all, "mb_s_per_getter": per, "mb_s_overall": overall,
-            "curl_secs": r.curl_secs,
+            "curl_secs": r.curl_secs.map(|c| c.exited),
+            "curl_synced_secs": r.curl_secs.map(|c| c.durable),
             "raw_tcp_mb_s": r.raw_tcp_mb_s, "sha256_mb_s": r.sha256_mb_s,
             "getter_peak_rss_kib": r.getter_rss_kib, "sharer_peak_rss_kib": r.sharer_rss_kib,
             "getter_cpu_s": r.getter_cpu_s, "sharer_cpu_s": r.sharer_cpu_s,
@@ -373,7 +374,9 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
         say!("{line}");
     } else {
         let per: Vec<String> = per.iter().map(|v| format!("{v:.0}")).collect();
-        let curl = r.curl_secs.map_or("-".into(), |s| format!("{s:.2} s"));
+        let curl = r.curl_secs.map_or("-".into(), |c| {
+            format!("{:.2} s ({:.2} s synced)", c.exited, c.durable)
+        });
         say!(
             "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
@@ -391,8 +394,9 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
     );
     let raw = median(runs.iter().map(|r| r.raw_tcp_mb_s).collect());
     let sha = median(runs.iter().map(|r| r.sha256_mb_s).collect());
-    let curls: Vec<f64> = runs.iter().filter_map(|r| r.curl_secs).collect();
-    let curl = (!curls.is_empty()).then(|| median(curls));
+    let curls: Vec<CurlSecs> = runs.iter().filter_map(|r| r.curl_secs).collect();
+    let curl = (!curls.is_empty()).then(|| median(curls.iter().map(|c| c.exited).collect()));
+    let synced = (!curls.is_empty()).then(|| median(curls.iter().map(|c| c.durable).collect()));
     let gib = args.size as f64 / (1u64 << 30) as f64;
     let cpu_per_gib = |cpu: fn(&Run) -> &Vec<f64>| {
         let all = runs.iter().flat_map(|r| cpu(r).iter().copied()).collect();
@@ -411,6 +415,8 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "secs_all": measured,
             "curl_secs": curl.map(|c| json!({"median": c.0, "min": c.1, "max": c.2})),
             "secs_to_curl": curl.map(|c| measured / c.0.max(1e-9)),
+            "curl_synced_secs": synced.map(|c| json!({"median": c.0, "min": c.1, "max": c.2})),
+            "secs_to_curl_synced": synced.map(|c| measured / c.0.max(1e-9)),
             "getter_cpu_s_per_gib": getter_cpu_per_gib,
             "sharer_cpu_s_per_gib": sharer_cpu_per_gib,
             "sim_secs": predicted,
@@ -422,10 +428,11 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
         );
-        if let Some((c, lo, hi)) = curl {
+        if let (Some((c, lo, hi)), Some((s, _, _))) = (curl, synced) {
             say!(
-                "curl (HTTP from python3's http.server, nothing verified): median {c:.2} s (min {lo:.2}, max {hi:.2}); drizzle median {measured:.2} s = {:.2}x curl's time",
-                measured / c.max(1e-9)
+                "curl (HTTP from python3's http.server, nothing verified): median {c:.2} s (min {lo:.2}, max {hi:.2}), {s:.2} s with the file synced; drizzle (verified, synced) median {measured:.2} s = {:.2}x curl's time, {:.2}x curl's synced time",
+                measured / c.max(1e-9),
+                measured / s.max(1e-9)
             );
         }
         say!(
