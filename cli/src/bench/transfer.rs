@@ -374,13 +374,17 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
         say!("{line}");
     } else {
         let per: Vec<String> = per.iter().map(|v| format!("{v:.0}")).collect();
+        let secs = |v: &[f64]| {
+            let each: Vec<String> = v.iter().map(|s| format!("{s:.2}")).collect();
+            format!("[{}]", each.join(", "))
+        };
         let curl = r.curl_secs.map_or("-".into(), |c| {
             format!("{:.2} s ({:.2} s synced)", c.exited, c.durable)
         });
         say!(
-            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {:?} s, sharers {:?} s | chunks supplied by sharers {:?}",
+            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {} s, sharers {} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
-            r.getter_cpu_s, r.sharer_cpu_s, r.sharer_chunks
+            secs(&r.getter_cpu_s), secs(&r.sharer_cpu_s), r.sharer_chunks
         );
     }
 }
