@@ -5,7 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
-use drizzle_sim::{run_scenario, run_swarm, Arrival, Scenario, SwarmConfig, SwarmReport};
+use drizzle_sim::{run_scenario, run_swarm, Arrival, RateMix, Scenario, SwarmConfig, SwarmReport};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -28,12 +28,15 @@ pub struct SwarmArgs {
     file_size: u64,
     #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
     chunk_size: u64,
-    /// Every node's upload rate, e.g. 10MB/s.
-    #[arg(long, default_value = "10MB", value_parser = units::parse_size)]
-    up: u64,
-    /// Every node's download rate.
-    #[arg(long, default_value = "10MB", value_parser = units::parse_size)]
-    down: u64,
+    /// The peers' upload rate, e.g. 10MB/s, or a mix: 10MB:80%,2MB:20%.
+    #[arg(long, default_value = "10MB", value_parser = units::parse_mix)]
+    up: RateMix,
+    /// The peers' download rate, or a mix.
+    #[arg(long, default_value = "10MB", value_parser = units::parse_mix)]
+    down: RateMix,
+    /// The seeders' upload rate, or a mix (default: as --up).
+    #[arg(long, value_parser = units::parse_mix)]
+    seed_up: Option<RateMix>,
     /// One-way latency of every link, milliseconds.
     #[arg(long, default_value_t = 20)]
     latency: u64,
@@ -105,18 +108,28 @@ fn parse_arrival(s: &str) -> Result<Arrival, String> {
 pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
     let chunk_size = u32::try_from(args.chunk_size)
         .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
-    if args.peers == 0 || args.seeders == 0 || args.up == 0 || args.down == 0 {
+    if args.peers == 0 || args.seeders == 0 {
         return Err(Fail::new(
             Exit::Usage,
-            "--peers, --seeders, --up and --down must be positive",
+            "--peers and --seeders must be positive",
         ));
     }
+    // One rate for everyone is the plain case; a mix sets each peer's own.
+    let single = |m: &RateMix| match m.0.as_slice() {
+        [(rate, _)] => (*rate, None),
+        _ => (m.0.first().map_or(1, |(r, _)| *r), Some(m.clone())),
+    };
+    let (up, up_mix) = single(&args.up);
+    let (down, down_mix) = single(&args.down);
     let config = SwarmConfig {
         seeders: args.seeders,
         file_size: args.file_size,
         chunk_size,
-        up_bytes_per_sec: args.up,
-        down_bytes_per_sec: args.down,
+        up_bytes_per_sec: up,
+        down_bytes_per_sec: down,
+        up_mix,
+        down_mix,
+        seed_up: args.seed_up.clone(),
         latency_ms: args.latency,
         arrival: args.arrival,
         trace: args.trace,
@@ -206,7 +219,8 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             "swarm: {} peers, {} seeder(s), {} file in {} chunks, up {} / down {} per node, {} ms latency, seed {}",
             c.peers, c.seeders, units::bytes(c.file_size),
             c.file_size.div_ceil(u64::from(c.chunk_size.max(1))),
-            units::rate(c.up_bytes_per_sec as f64), units::rate(c.down_bytes_per_sec as f64),
+            describe_mix(c.up_mix.as_ref(), c.up_bytes_per_sec),
+            describe_mix(c.down_mix.as_ref(), c.down_bytes_per_sec),
             c.latency_ms, c.seed
         );
         say!(
@@ -308,4 +322,17 @@ fn nice_step(span: f64) -> f64 {
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag)
+}
+
+/// A rate or a mix, for people: `10.0 MB/s`, or `10.0 MB/s (80%), 2.0 MB/s (20%)`.
+fn describe_mix(mix: Option<&RateMix>, one: u64) -> String {
+    let Some(RateMix(parts)) = mix else {
+        return units::rate(one as f64);
+    };
+    let total: f64 = parts.iter().map(|(_, s)| s).sum();
+    let each: Vec<String> = parts
+        .iter()
+        .map(|(r, s)| format!("{} ({:.0}%)", units::rate(*r as f64), s / total * 100.0))
+        .collect();
+    each.join(", ")
 }

@@ -39,6 +39,31 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses a rate or a mix of rates over a group of nodes: `10MB`, or `10MB:80%,2MB:20%`
+/// (shares in percent; they need not add up to 100, they are taken in proportion).
+pub fn parse_mix(text: &str) -> Result<drizzle_sim::swarm::RateMix, String> {
+    let mut parts = Vec::new();
+    for part in text.split(',') {
+        let (rate, share) = match part.split_once(':') {
+            Some((rate, share)) => {
+                let pct = share.trim().trim_end_matches('%');
+                let share: f64 = pct
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or_else(|| format!("{part:?}: expected RATE:SHARE%, e.g. 2MB:20%"))?;
+                (rate, share)
+            }
+            None => (part, 100.0),
+        };
+        match parse_size(rate)? {
+            0 => return Err(format!("{part:?}: a rate of 0 would move nothing")),
+            rate => parts.push((rate, share)),
+        }
+    }
+    Ok(drizzle_sim::swarm::RateMix(parts))
+}
+
 /// Parses `--chunk-size` and checks it against the protocol's bounds.
 pub fn parse_chunk_size(text: &str) -> Result<u32, String> {
     use drizzle_core::limits::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};

@@ -1,6 +1,7 @@
-//! Swarms in the simulator: S seeders and N peers that all want one file, with equal links,
-//! arriving at once or as a Poisson stream. Reports when each peer finished beside the
-//! lower bound for distributing the file, T ≥ max(F/u_seed, F/d_min, N·F/(u_seed + Σu)).
+//! Swarms in the simulator: S seeders and N peers that all want one file, with links of
+//! one rate or a mix of rates, arriving at once or as a Poisson stream. Reports when each
+//! peer finished beside the lower bound for distributing the file,
+//! T ≥ max(F/u_seed, F/d_min, N·F/(u_seed + Σuᵢ)), computed for the mix.
 
 use crate::faults::Fault;
 use crate::world::{NodeId, World, WorldConfig};
@@ -27,6 +28,53 @@ pub enum Arrival {
     Poisson { per_sec: f64 },
 }
 
+/// Rates shared out over a group of nodes: each rate (bytes per second) with its share of
+/// the group. Node i of n gets the rate whose cumulative share first passes (i + ½)/n, so
+/// the proportions are exact and no draw is made (the same swarm whatever the seed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateMix(pub Vec<(u64, f64)>);
+
+impl RateMix {
+    /// Every node at `rate`.
+    pub fn one(rate: u64) -> RateMix {
+        RateMix(vec![(rate, 1.0)])
+    }
+
+    /// The rate of node `i` of `n`.
+    pub fn rate_of(&self, i: usize, n: usize) -> u64 {
+        let total: f64 = self.0.iter().map(|(_, share)| share).sum();
+        let at = (i as f64 + 0.5) / n.max(1) as f64 * total;
+        let mut seen = 0.0;
+        for (rate, share) in &self.0 {
+            seen += share;
+            if at < seen {
+                return *rate;
+            }
+        }
+        self.0.last().map_or(0, |(rate, _)| *rate)
+    }
+
+    /// Every node's rate, for a group of `n`.
+    pub fn rates(&self, n: usize) -> Vec<u64> {
+        (0..n).map(|i| self.rate_of(i, n)).collect()
+    }
+
+    /// As `--up` takes it: `10000000:80%,2000000:20%` (a single rate alone).
+    pub fn describe(&self) -> String {
+        match self.0.as_slice() {
+            [(rate, _)] => rate.to_string(),
+            parts => {
+                let total: f64 = parts.iter().map(|(_, s)| s).sum();
+                let each: Vec<String> = parts
+                    .iter()
+                    .map(|(r, s)| format!("{r}:{}%", s / total * 100.0))
+                    .collect();
+                each.join(",")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SwarmConfig {
     pub peers: usize,
@@ -36,6 +84,11 @@ pub struct SwarmConfig {
     pub up_bytes_per_sec: u64,
     pub down_bytes_per_sec: u64,
     pub latency_ms: u64,
+    /// The peers' upload and download rates, when they differ (`up_bytes_per_sec` and
+    /// `down_bytes_per_sec` otherwise), and the seeders' upload rates.
+    pub up_mix: Option<RateMix>,
+    pub down_mix: Option<RateMix>,
+    pub seed_up: Option<RateMix>,
     pub arrival: Arrival,
     pub seed: u64,
     /// Give up at this many times the bound (after the last arrival).
@@ -63,6 +116,9 @@ impl SwarmConfig {
             up_bytes_per_sec: 10_000_000,
             down_bytes_per_sec: 10_000_000,
             latency_ms: 20,
+            up_mix: None,
+            down_mix: None,
+            seed_up: None,
             arrival: Arrival::All,
             seed,
             deadline_factor: 20,
@@ -95,15 +151,36 @@ impl SwarmConfig {
         }
     }
 
-    /// The lower bound, seconds, for every peer to hold the file when all arrive at once.
+    /// The peers' upload rates, in the order they join.
+    pub fn peer_ups(&self) -> Vec<u64> {
+        let one = RateMix::one(self.up_bytes_per_sec);
+        self.up_mix.as_ref().unwrap_or(&one).rates(self.peers)
+    }
+
+    /// The peers' download rates, in the order they join.
+    pub fn peer_downs(&self) -> Vec<u64> {
+        let one = RateMix::one(self.down_bytes_per_sec);
+        self.down_mix.as_ref().unwrap_or(&one).rates(self.peers)
+    }
+
+    /// The seeders' upload rates.
+    pub fn seeder_ups(&self) -> Vec<u64> {
+        let one = RateMix::one(self.up_bytes_per_sec);
+        self.seed_up.as_ref().unwrap_or(&one).rates(self.seeders)
+    }
+
+    /// The lower bound, seconds, for every peer to hold the file when all arrive at once:
+    /// the seeders must send it once, the slowest downlink must take it whole, and all the
+    /// uplinks together must carry N copies.
     pub fn bound_secs(&self) -> f64 {
         let f = self.file_size as f64;
-        let u = self.up_bytes_per_sec as f64;
-        let u_seed = u * self.seeders as f64;
+        let u_seed: f64 = self.seeder_ups().iter().map(|u| *u as f64).sum();
+        let u_peers: f64 = self.peer_ups().iter().map(|u| *u as f64).sum();
+        let d_min = self.peer_downs().into_iter().min().unwrap_or(1) as f64;
         let n = self.peers as f64;
-        let seed_alone = f / u_seed;
-        let download = f / self.down_bytes_per_sec as f64;
-        let everyone = n * f / (u_seed + n * u);
+        let seed_alone = f / u_seed.max(1.0);
+        let download = f / d_min.max(1.0);
+        let everyone = n * f / (u_seed + u_peers).max(1.0);
         seed_alone.max(download).max(everyone)
     }
 }
@@ -202,10 +279,15 @@ impl SwarmReport {
             Arrival::All => "all".to_string(),
             Arrival::Poisson { per_sec } => format!("poisson:{per_sec}"),
         };
+        let mix = |m: &Option<RateMix>, one: u64| m.as_ref().map_or(one.to_string(), RateMix::describe);
+        let seed_up = c
+            .seed_up
+            .as_ref()
+            .map_or(String::new(), |m| format!(" --seed-up {}", m.describe()));
         format!(
-            "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {} --latency {} --arrival {arrival} --seed {}",
-            c.peers, c.seeders, c.file_size, c.chunk_size, c.up_bytes_per_sec,
-            c.down_bytes_per_sec, c.latency_ms, c.seed
+            "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {}{seed_up} --latency {} --arrival {arrival} --seed {}",
+            c.peers, c.seeders, c.file_size, c.chunk_size, mix(&c.up_mix, c.up_bytes_per_sec),
+            mix(&c.down_mix, c.down_bytes_per_sec), c.latency_ms, c.seed
         )
     }
 }
@@ -244,8 +326,12 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
     let data = file_bytes(&mut rng, config.file_size);
     let mut failures = Vec::new();
     let mut seeders = Vec::new();
+    let seeder_ups = config.seeder_ups();
     for s in 0..config.seeders {
         let node = world.add_peer(&format!("seed{s}"));
+        if let Some(up) = seeder_ups.get(s) {
+            world.set_bandwidth(node, *up, config.down_bytes_per_sec);
+        }
         seeders.push(node);
         if let Err(e) = world.share(node, FILE, data.clone()) {
             failures.push(format!("seed{s} could not share: {e}"));
@@ -255,8 +341,15 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
     for f in &config.faults {
         world.add_fault(f.clone());
     }
+    let (ups, downs) = (config.peer_ups(), config.peer_downs());
     let peers: Vec<NodeId> = (0..config.peers)
-        .map(|i| world.add_peer(&format!("p{i}")))
+        .map(|i| {
+            let node = world.add_peer(&format!("p{i}"));
+            if let (Some(up), Some(down)) = (ups.get(i), downs.get(i)) {
+                world.set_bandwidth(node, *up, *down);
+            }
+            node
+        })
         .collect();
     let mut outcomes = Vec::new();
     let mut at_ms = WARMUP_MS;
