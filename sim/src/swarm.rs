@@ -279,7 +279,8 @@ impl SwarmReport {
             Arrival::All => "all".to_string(),
             Arrival::Poisson { per_sec } => format!("poisson:{per_sec}"),
         };
-        let mix = |m: &Option<RateMix>, one: u64| m.as_ref().map_or(one.to_string(), RateMix::describe);
+        let mix =
+            |m: &Option<RateMix>, one: u64| m.as_ref().map_or(one.to_string(), RateMix::describe);
         let seed_up = c
             .seed_up
             .as_ref()

@@ -59,6 +59,16 @@ pub(crate) struct Active {
     trouble: BTreeMap<SocketAddr, String>,
     /// When each holder was last reported to the tracker (see `may_report`).
     reported: BTreeMap<SocketAddr, Timestamp>,
+    /// How fast each holder has been sending us chunks (see `delivered`). Bounded like the
+    /// chunk map.
+    speeds: BTreeMap<SocketAddr, Speed>,
+}
+
+/// A holder's delivery rate, smoothed, and when its last chunk came.
+#[derive(Clone, Copy, Debug)]
+struct Speed {
+    bytes_per_ms: f64,
+    last: Timestamp,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -138,6 +148,7 @@ impl Active {
             fetched: 0,
             trouble: BTreeMap::new(),
             reported: BTreeMap::new(),
+            speeds: BTreeMap::new(),
         }
     }
 
@@ -220,6 +231,27 @@ impl Active {
         self.mismatched.insert(chunk);
         self.map.mark_bad(holder);
         self.note_trouble(holder, "sent bad data");
+    }
+
+    /// `holder` delivered a chunk of `len` bytes at `now`, asked of it at `issued`: its
+    /// speed is the bytes over the time since it was asked or since its previous chunk
+    /// came, whichever is later (a pipelined holder is timed from chunk to chunk),
+    /// smoothed over deliveries.
+    pub fn delivered(&mut self, holder: SocketAddr, len: usize, issued: Timestamp, now: Timestamp) {
+        let known = self.speeds.get(&holder).copied();
+        if known.is_none() && self.speeds.len() >= MAX_KNOWN_HOLDERS {
+            return;
+        }
+        let from = known.map_or(issued, |s| s.last.max(issued));
+        let sample = len as f64 / now.since_ms(from).max(1) as f64;
+        let bytes_per_ms = known.map_or(sample, |s| (s.bytes_per_ms + sample) / 2.0);
+        self.speeds.insert(
+            holder,
+            Speed {
+                bytes_per_ms,
+                last: now,
+            },
+        );
     }
 
     /// `chunk`, fetched, is stored: progress (not yet held: see `hold`).
@@ -571,7 +603,11 @@ impl Active {
             asked.chunks().for_each(|c| wanted.remove(c));
         }
         if wanted.is_empty() {
-            return None;
+            return if endgame {
+                None
+            } else {
+                self.rescue(asked, now, only, has_slot, rng)
+            };
         }
         // The holders, `only` and the cooldowns are all in address order: merged passes.
         let mut holders = self.map.iter().peekable();
@@ -615,6 +651,76 @@ impl Active {
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))
+    }
+
+    /// Every missing chunk is asked of someone, the endgame not yet: a chunk still owed by
+    /// holders that are slow beside a ready one is asked of that one too, and whichever copy
+    /// comes first is kept. Without it a download waits on a slow holder for every chunk
+    /// queued there while a fast holder idles (4.4x the bound for one getter of a 4 MB/s and
+    /// a 400 KB/s seeder). Only a holder whose speed is known is trusted to be faster.
+    fn rescue(
+        &self,
+        asked: &Asked,
+        now: Timestamp,
+        only: Option<&mut dyn Iterator<Item = SocketAddr>>,
+        has_slot: &mut dyn FnMut(SocketAddr) -> bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
+        if self.speeds.is_empty() {
+            return None;
+        }
+        let copies = self.policy.copies_in_flight;
+        let owed: Vec<u32> = self
+            .missing()
+            .filter(|c| asked.holders(*c).len() < copies)
+            .collect();
+        if owed.is_empty() {
+            return None;
+        }
+        let mut holders = self.map.iter().peekable();
+        let candidates: Box<dyn Iterator<Item = (SocketAddr, &ChunkSet)>> = match only {
+            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
+            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
+        };
+        let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
+            .filter(|(addr, _)| self.speeds.contains_key(addr))
+            .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
+            .filter(|(addr, _)| has_slot(*addr))
+            .collect();
+        let sooner_for = |c: u32| -> Vec<SocketAddr> {
+            ready
+                .iter()
+                .filter(|(addr, have)| {
+                    have.contains(c)
+                        && !asked.holders(c).contains(addr)
+                        && self.sooner(*addr, c, asked, now)
+                })
+                .map(|(addr, _)| *addr)
+                .collect()
+        };
+        let rescuable = owed.iter().filter(|c| !sooner_for(**c).is_empty());
+        let chunk = picker::rarest(rescuable.map(|c| (*c, self.map.good_count(*c))), rng)?;
+        picker::random_holder(&sooner_for(chunk), rng).map(|holder| (chunk, holder))
+    }
+
+    /// Whether `fast` would send `chunk` far sooner than every holder it is asked of: each
+    /// is known to be less than half as fast, or has owed it four times as long as `fast`
+    /// takes for a chunk without a word.
+    fn sooner(&self, fast: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
+        let Some(speed) = self.speeds.get(&fast).map(|s| s.bytes_per_ms) else {
+            return false;
+        };
+        let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
+        let takes_ms = len / speed.max(f64::MIN_POSITIVE);
+        asked
+            .holders(chunk)
+            .iter()
+            .all(|h| match self.speeds.get(h) {
+                Some(s) => s.bytes_per_ms * 2.0 < speed,
+                None => asked
+                    .issued(chunk, *h)
+                    .is_some_and(|t| now.since_ms(t) as f64 > 4.0 * takes_ms),
+            })
     }
 
     /// Every missing chunk is in flight and few are missing: duplicating now costs little

@@ -251,7 +251,7 @@ impl Peer {
         if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
             o.asked(now, self.ledger.owes_nothing(conn));
         }
-        self.ledger.issue(conn, holder, root, chunk);
+        self.ledger.issue(conn, holder, root, chunk, now);
         let others = self.active_mut(name).map_or(0, |a| {
             let n = a.map().good_count(chunk) - usize::from(a.map().is_good_holder(holder, chunk));
             u8::try_from(n).unwrap_or(u8::MAX)
@@ -290,6 +290,7 @@ impl Peer {
             return;
         };
         let holder = o.remote();
+        let issued = self.ledger.asked(&root).issued(chunk, holder);
         let Some(idle) = self.ledger.answer(conn, holder, root, chunk) else {
             return self.violation(now, conn, format!("chunk {chunk} was not requested"));
         };
@@ -306,7 +307,12 @@ impl Peer {
             return; // finished or abandoned meanwhile
         };
         match msg {
-            Message::ChunkData { data, .. } => self.handle_chunk(&name, chunk, holder, data),
+            Message::ChunkData { data, .. } => {
+                if let (Some(a), Some(issued)) = (self.active_mut(&name), issued) {
+                    a.delivered(holder, data.len(), issued, now);
+                }
+                self.handle_chunk(&name, chunk, holder, data)
+            }
             Message::ChunkRefused {
                 because, reason, ..
             } => {

@@ -5,6 +5,7 @@
 
 use crate::machine::ConnId;
 use crate::manifest::Root;
+use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -18,55 +19,81 @@ pub(super) struct Ledger {
     asked: BTreeMap<Root, Asked>,
 }
 
-/// Who was asked for each chunk of one file that has not arrived yet.
+/// Who was asked for each chunk of one file that has not arrived yet, and when.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Asked(BTreeMap<u32, Vec<SocketAddr>>);
+pub(crate) struct Asked {
+    by_chunk: BTreeMap<u32, Vec<SocketAddr>>,
+    issued: BTreeMap<(u32, SocketAddr), Timestamp>,
+}
 
-static NOTHING_ASKED: Asked = Asked(BTreeMap::new());
+static NOTHING_ASKED: Asked = Asked {
+    by_chunk: BTreeMap::new(),
+    issued: BTreeMap::new(),
+};
 
 impl Asked {
     /// Requests outstanding for chunks still missing (a duplicate counts once per holder).
     pub fn count(&self) -> usize {
-        self.0.values().map(Vec::len).sum()
+        self.by_chunk.values().map(Vec::len).sum()
     }
 
     pub fn contains(&self, chunk: u32) -> bool {
-        self.0.contains_key(&chunk)
+        self.by_chunk.contains_key(&chunk)
     }
 
     /// The holders asked for `chunk`.
     pub fn holders(&self, chunk: u32) -> &[SocketAddr] {
-        self.0.get(&chunk).map(Vec::as_slice).unwrap_or_default()
+        self.by_chunk
+            .get(&chunk)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// When `holder` was asked for `chunk`.
+    pub fn issued(&self, chunk: u32, holder: SocketAddr) -> Option<Timestamp> {
+        self.issued.get(&(chunk, holder)).copied()
     }
 
     /// The chunks asked for, ascending.
     pub fn chunks(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.keys().copied()
+        self.by_chunk.keys().copied()
     }
 
-    fn add(&mut self, chunk: u32, holder: SocketAddr) {
-        self.0.entry(chunk).or_default().push(holder);
+    fn add(&mut self, chunk: u32, holder: SocketAddr, now: Timestamp) {
+        self.by_chunk.entry(chunk).or_default().push(holder);
+        self.issued.insert((chunk, holder), now);
     }
 
     fn remove(&mut self, chunk: u32, holder: SocketAddr) {
-        if let Some(asked) = self.0.get_mut(&chunk) {
+        self.issued.remove(&(chunk, holder));
+        if let Some(asked) = self.by_chunk.get_mut(&chunk) {
             asked.retain(|h| *h != holder);
             if asked.is_empty() {
-                self.0.remove(&chunk);
+                self.by_chunk.remove(&chunk);
             }
         }
     }
 
+    fn remove_chunk(&mut self, chunk: u32) {
+        for holder in self.by_chunk.remove(&chunk).unwrap_or_default() {
+            self.issued.remove(&(chunk, holder));
+        }
+    }
+
     fn remove_holder(&mut self, holder: SocketAddr) {
-        for asked in self.0.values_mut() {
+        for asked in self.by_chunk.values_mut() {
             asked.retain(|h| *h != holder);
         }
-        self.0.retain(|_, asked| !asked.is_empty());
+        self.by_chunk.retain(|_, asked| !asked.is_empty());
+        self.issued.retain(|(_, h), _| *h != holder);
     }
 
     #[cfg(test)]
     pub fn with(chunks: impl IntoIterator<Item = (u32, Vec<SocketAddr>)>) -> Asked {
-        Asked(chunks.into_iter().collect())
+        Asked {
+            by_chunk: chunks.into_iter().collect(),
+            issued: BTreeMap::new(),
+        }
     }
 }
 
@@ -97,10 +124,17 @@ impl Ledger {
 
     // ---- changes ----
 
-    /// `chunk` of `root` was asked of `holder` on `conn`.
-    pub fn issue(&mut self, conn: ConnId, holder: SocketAddr, root: Root, chunk: u32) {
+    /// `chunk` of `root` was asked of `holder` on `conn` at `now`.
+    pub fn issue(
+        &mut self,
+        conn: ConnId,
+        holder: SocketAddr,
+        root: Root,
+        chunk: u32,
+        now: Timestamp,
+    ) {
         self.owed.entry(conn).or_default().push((root, chunk));
-        self.asked.entry(root).or_default().add(chunk, holder);
+        self.asked.entry(root).or_default().add(chunk, holder, now);
     }
 
     /// `holder` on `conn` answered the request for `chunk` of `root` (with data, a refusal
@@ -130,7 +164,7 @@ impl Ledger {
     /// asked for duplicates still owe theirs (ignored when they land).
     pub fn arrived(&mut self, root: Root, chunk: u32) {
         if let Some(asked) = self.asked.get_mut(&root) {
-            asked.0.remove(&chunk);
+            asked.remove_chunk(chunk);
         }
     }
 
@@ -154,6 +188,8 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    const T: Timestamp = Timestamp::ZERO;
+
     fn addr(n: u8) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, n], 7000))
     }
@@ -162,9 +198,9 @@ mod tests {
     fn an_answer_clears_both_views_and_only_what_was_asked() {
         let mut l = Ledger::default();
         let (root, c1, c2) = (Root([1; 32]), ConnId::Outbound(1), ConnId::Outbound(2));
-        l.issue(c1, addr(1), root, 0);
-        l.issue(c1, addr(1), root, 1);
-        l.issue(c2, addr(2), root, 1);
+        l.issue(c1, addr(1), root, 0, T);
+        l.issue(c1, addr(1), root, 1, T);
+        l.issue(c2, addr(2), root, 1, T);
         assert_eq!(l.asked(&root).count(), 3);
         assert_eq!(l.answer(c2, addr(2), root, 0), None, "never asked of it");
         assert_eq!(l.answer(c1, addr(1), root, 1), Some(false));
@@ -177,8 +213,8 @@ mod tests {
     fn a_duplicate_stays_owed_after_another_copy_arrived() {
         let mut l = Ledger::default();
         let (root, c1, c2) = (Root([1; 32]), ConnId::Outbound(1), ConnId::Outbound(2));
-        l.issue(c1, addr(1), root, 4);
-        l.issue(c2, addr(2), root, 4);
+        l.issue(c1, addr(1), root, 4, T);
+        l.issue(c2, addr(2), root, 4, T);
         l.arrived(root, 4);
         assert_eq!(l.asked(&root).count(), 0);
         assert!(l.owes(c2, root, 4), "the holder will still send it");
@@ -189,9 +225,9 @@ mod tests {
     fn a_dropped_connection_owes_nothing_and_is_asked_for_nothing() {
         let mut l = Ledger::default();
         let (a, b, c1) = (Root([1; 32]), Root([2; 32]), ConnId::Outbound(1));
-        l.issue(c1, addr(1), a, 0);
-        l.issue(c1, addr(1), b, 3);
-        l.issue(ConnId::Outbound(2), addr(2), a, 0);
+        l.issue(c1, addr(1), a, 0, T);
+        l.issue(c1, addr(1), b, 3, T);
+        l.issue(ConnId::Outbound(2), addr(2), a, 0, T);
         assert_eq!(l.drop_conn(c1, addr(1)), vec![(a, 0), (b, 3)]);
         assert_eq!(l.owed_by(c1), 0);
         assert_eq!(l.asked(&a).holders(0), [addr(2)]);

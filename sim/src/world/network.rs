@@ -128,18 +128,16 @@ impl World {
         };
         // A fluid approximation: the last byte lands when it has crossed the wire and when
         // the receiver's downlink has had time to take all `n` bytes (short messages slip
-        // between bulk arrivals, as on the uplink).
+        // between bulk arrivals, as on the uplink). The downlink counts only the time its
+        // own capacity takes: a slow sender's bytes trickle in beside other flows (TCP
+        // interleaves them), they do not hold the downlink until their last byte lands.
         let down_us = n * 1_000_000 / down;
         let down_done = dst.down_free_us.max(now_us + lat) + down_us;
-        dst.down_free_us = if short {
-            down_done
-        } else {
-            down_done.max(departed + lat)
-        };
+        dst.down_free_us = down_done;
         let arrived = if short {
             departed + lat + down_us
         } else {
-            dst.down_free_us
+            down_done.max(departed + lat)
         };
         let Some(l) = self.links.get_mut(&link) else {
             return;

@@ -384,3 +384,52 @@ fn a_download_being_committed_waits_for_nothing() {
     // A slow fsync must not count as a stall, nor wake the peer over and over once past.
     assert_eq!(armed(&a), [DownloadTimer::Refresh]);
 }
+
+/// Every chunk asked of someone, half of them of a holder far slower than the other: a
+/// ready fast holder is asked for one of the slow holder's chunks too. Holders of like
+/// speed are not doubled up.
+#[test]
+fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
+    use crate::machine::ConnId;
+    use crate::peer::ledger::Ledger;
+    let (fast, slow) = (addr(1), addr(2));
+    let asked_of_each = |a: &Active| {
+        let mut ledger = Ledger::default();
+        for c in 0..10 {
+            let (holder, conn) = if c < 5 { (fast, 1) } else { (slow, 2) };
+            ledger.issue(ConnId::Outbound(conn), holder, a.root(), c, Timestamp::ZERO);
+        }
+        ledger
+    };
+    let all: Vec<u32> = (0..10).collect();
+    let mut a = active(10, &[(1, &all), (2, &all)]);
+    let ledger = asked_of_each(&a);
+    let asked = ledger.asked(&a.root());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let now = Timestamp(1_000);
+    assert_eq!(
+        a.next_request(asked, now, None, &mut |_| true, &mut rng),
+        None,
+        "no speed known: nothing doubled up"
+    );
+    a.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
+    a.delivered(slow, 64, Timestamp::ZERO, Timestamp(1_000));
+    let (chunk, holder) = a
+        .next_request(asked, now, None, &mut |_| true, &mut rng)
+        .unwrap();
+    assert_eq!(holder, fast);
+    assert!(
+        (5..10).contains(&chunk),
+        "chunk {chunk} is not the slow holder's"
+    );
+    // Alike: 64 B in 10 ms and in 15 ms.
+    let mut b = active(10, &[(1, &all), (2, &all)]);
+    b.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
+    b.delivered(slow, 64, Timestamp::ZERO, Timestamp(15));
+    let ledger = asked_of_each(&b);
+    let asked = ledger.asked(&b.root());
+    assert_eq!(
+        b.next_request(asked, now, None, &mut |_| true, &mut rng),
+        None
+    );
+}
