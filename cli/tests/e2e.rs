@@ -420,6 +420,33 @@ fn benches_run_and_report() {
     assert!(t["ops_per_sec"].as_f64().unwrap() > 0.0, "{t}");
     assert!(t["locates"].as_u64().unwrap() > 0, "{t}");
 
+    // A grid of two shapes (equal peers, a fifth slow), each cell beside its bound.
+    let grid = Command::new(BIN)
+        .args([
+            "bench",
+            "sim",
+            "--grid",
+            "--grid-peers",
+            "5",
+            "--grid-sizes",
+            "2MiB",
+        ])
+        .args(["--grid-latencies", "5", "--chunk-size", "256KiB", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&grid), 0, "{}", String::from_utf8_lossy(&grid.stderr));
+    let text = String::from_utf8_lossy(&grid.stdout);
+    let cells: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "cell")
+        .collect();
+    assert_eq!(cells.len(), 2, "{text}");
+    for cell in &cells {
+        assert_eq!(cell["finished"], 5, "{cell}");
+        assert!(cell["last_ratio"].as_f64().unwrap() >= 0.9, "{cell}");
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let transfer = Command::new(BIN)
         .args([

@@ -169,6 +169,18 @@ impl SwarmConfig {
         self.seed_up.as_ref().unwrap_or(&one).rates(self.seeders)
     }
 
+    /// The lower bound, seconds, for peer `i` (in joining order) to hold the file: as
+    /// `bound_secs`, but with its own downlink rather than the slowest one.
+    pub fn peer_bound_secs(&self, i: usize) -> f64 {
+        let f = self.file_size as f64;
+        let u_seed: f64 = self.seeder_ups().iter().map(|u| *u as f64).sum();
+        let u_peers: f64 = self.peer_ups().iter().map(|u| *u as f64).sum();
+        let down = self.peer_downs().get(i).copied().unwrap_or(1) as f64;
+        let n = self.peers as f64;
+        let everyone = n * f / (u_seed + u_peers).max(1.0);
+        (f / u_seed.max(1.0)).max(f / down.max(1.0)).max(everyone)
+    }
+
     /// The lower bound, seconds, for every peer to hold the file when all arrive at once:
     /// the seeders must send it once, the slowest downlink must take it whole, and all the
     /// uplinks together must carry N copies.

@@ -3,6 +3,7 @@
 //! one tracker with many clients, `sim` times the simulator on a large swarm.
 
 mod curl;
+mod grid;
 mod process;
 mod sim;
 mod tracker;

@@ -19,6 +19,20 @@ pub struct SimArgs {
     pub runs: usize,
     #[arg(long)]
     pub json: bool,
+    /// Run a grid of swarm shapes instead: every peer's time over its own bound, per cell
+    /// (peers x file size x latency x equal peers or a fifth of them at a fifth of the
+    /// rate), the worst cell first.
+    #[arg(long)]
+    pub grid: bool,
+    /// The grid's peer counts.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+    pub grid_peers: Vec<usize>,
+    /// The grid's file sizes.
+    #[arg(long, value_delimiter = ',', default_value = "20MiB,100MiB", value_parser = units::parse_size)]
+    pub grid_sizes: Vec<u64>,
+    /// The grid's one-way latencies, milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "1,20,100")]
+    pub grid_latencies: Vec<u64>,
 }
 
 pub fn sim(args: &SimArgs) -> Result<(), Fail> {
@@ -30,6 +44,18 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
     }
     let chunk_size = u32::try_from(args.chunk_size)
         .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    if args.grid {
+        if args.grid_peers.contains(&0) {
+            return Err(Fail::new(Exit::Usage, "--grid-peers must be positive"));
+        }
+        let grid = super::grid::Grid {
+            peers: args.grid_peers.clone(),
+            sizes: args.grid_sizes.clone(),
+            latencies_ms: args.grid_latencies.clone(),
+            chunk_size,
+        };
+        return super::grid::run_grid(&grid, args.json);
+    }
     let mut rates = Vec::new();
     for run in 0..args.runs {
         let config = SwarmConfig {
