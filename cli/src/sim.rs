@@ -5,7 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
-use drizzle_sim::{run_scenario, run_swarm, Arrival, RateMix, Scenario, SwarmConfig, SwarmReport};
+use drizzle_sim::{run_scenario, run_swarm, Arrival, Mix, Scenario, SwarmConfig, SwarmReport};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -30,16 +30,20 @@ pub struct SwarmArgs {
     chunk_size: u64,
     /// The peers' upload rate, e.g. 10MB/s, or a mix: 10MB:80%,2MB:20%.
     #[arg(long, default_value = "10MB", value_parser = units::parse_mix)]
-    up: RateMix,
+    up: Mix,
     /// The peers' download rate, or a mix.
     #[arg(long, default_value = "10MB", value_parser = units::parse_mix)]
-    down: RateMix,
+    down: Mix,
     /// The seeders' upload rate, or a mix (default: as --up).
     #[arg(long, value_parser = units::parse_mix)]
-    seed_up: Option<RateMix>,
+    seed_up: Option<Mix>,
     /// One-way latency of every link, milliseconds.
     #[arg(long, default_value_t = 20)]
     latency: u64,
+    /// Each peer's own access latency instead, one-way ms, or a mix (5:80%,100:20%): a
+    /// link between two peers takes the sum of theirs.
+    #[arg(long, value_parser = parse_latency_mix)]
+    access_latency: Option<Mix>,
     /// `all` (everyone at once) or `poisson:RATE` (RATE arrivals per second).
     #[arg(long, default_value = "all", value_parser = parse_arrival)]
     arrival: Arrival,
@@ -115,7 +119,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         ));
     }
     // One rate for everyone is the plain case; a mix sets each peer's own.
-    let single = |m: &RateMix| match m.0.as_slice() {
+    let single = |m: &Mix| match m.0.as_slice() {
         [(rate, _)] => (*rate, None),
         _ => (m.0.first().map_or(1, |(r, _)| *r), Some(m.clone())),
     };
@@ -130,6 +134,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         up_mix,
         down_mix,
         seed_up: args.seed_up.clone(),
+        access_latency_ms: args.access_latency.clone(),
         latency_ms: args.latency,
         arrival: args.arrival,
         trace: args.trace,
@@ -325,8 +330,8 @@ fn nice_step(span: f64) -> f64 {
 }
 
 /// A rate or a mix, for people: `10.0 MB/s`, or `10.0 MB/s (80%), 2.0 MB/s (20%)`.
-fn describe_mix(mix: Option<&RateMix>, one: u64) -> String {
-    let Some(RateMix(parts)) = mix else {
+fn describe_mix(mix: Option<&Mix>, one: u64) -> String {
+    let Some(Mix(parts)) = mix else {
         return units::rate(one as f64);
     };
     let total: f64 = parts.iter().map(|(_, s)| s).sum();
@@ -335,4 +340,25 @@ fn describe_mix(mix: Option<&RateMix>, one: u64) -> String {
         .map(|(r, s)| format!("{} ({:.0}%)", units::rate(*r as f64), s / total * 100.0))
         .collect();
     each.join(", ")
+}
+
+/// `--access-latency`: milliseconds, or a mix of them (`5:80%,100:20%`).
+fn parse_latency_mix(text: &str) -> Result<Mix, String> {
+    let mut parts = Vec::new();
+    for part in text.split(',') {
+        let (ms, share) = part.split_once(':').unwrap_or((part, "100"));
+        let ms: u64 = ms
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: expected MS or MS:SHARE%, e.g. 100:20%"))?;
+        let share: f64 = share
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s > 0.0 && s.is_finite())
+            .ok_or_else(|| format!("{part:?}: expected MS:SHARE%, e.g. 100:20%"))?;
+        parts.push((ms, share));
+    }
+    Ok(Mix(parts))
 }

@@ -41,7 +41,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
 
 /// Parses a rate or a mix of rates over a group of nodes: `10MB`, or `10MB:80%,2MB:20%`
 /// (shares in percent; they need not add up to 100, they are taken in proportion).
-pub fn parse_mix(text: &str) -> Result<drizzle_sim::swarm::RateMix, String> {
+pub fn parse_mix(text: &str) -> Result<drizzle_sim::swarm::Mix, String> {
     let mut parts = Vec::new();
     for part in text.split(',') {
         let (rate, share) = match part.split_once(':') {
@@ -61,7 +61,7 @@ pub fn parse_mix(text: &str) -> Result<drizzle_sim::swarm::RateMix, String> {
             rate => parts.push((rate, share)),
         }
     }
-    Ok(drizzle_sim::swarm::RateMix(parts))
+    Ok(drizzle_sim::swarm::Mix(parts))
 }
 
 /// Parses `--chunk-size` and checks it against the protocol's bounds.

@@ -16,6 +16,6 @@ pub mod world;
 
 pub use faults::Fault;
 pub use scenarios::{run_scenario, Scenario, ScenarioReport};
-pub use swarm::{run_swarm, Arrival, RateMix, SwarmConfig, SwarmReport, TimelineRow};
+pub use swarm::{run_swarm, Arrival, Mix, SwarmConfig, SwarmReport, TimelineRow};
 pub use trace::TraceLine;
 pub use world::{DiskModel, NodeId, World, WorldConfig};

@@ -28,16 +28,16 @@ pub enum Arrival {
     Poisson { per_sec: f64 },
 }
 
-/// Rates shared out over a group of nodes: each rate (bytes per second) with its share of
-/// the group. Node i of n gets the rate whose cumulative share first passes (i + ½)/n, so
-/// the proportions are exact and no draw is made (the same swarm whatever the seed).
+/// Values shared out over a group of nodes — rates (bytes per second) or latencies (ms) —
+/// each with its share of the group. Node i of n gets the value whose cumulative share
+/// first passes (i + ½)/n, so the proportions are exact and no draw is made.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RateMix(pub Vec<(u64, f64)>);
+pub struct Mix(pub Vec<(u64, f64)>);
 
-impl RateMix {
+impl Mix {
     /// Every node at `rate`.
-    pub fn one(rate: u64) -> RateMix {
-        RateMix(vec![(rate, 1.0)])
+    pub fn one(rate: u64) -> Mix {
+        Mix(vec![(rate, 1.0)])
     }
 
     /// The rate of node `i` of `n`.
@@ -86,9 +86,12 @@ pub struct SwarmConfig {
     pub latency_ms: u64,
     /// The peers' upload and download rates, when they differ (`up_bytes_per_sec` and
     /// `down_bytes_per_sec` otherwise), and the seeders' upload rates.
-    pub up_mix: Option<RateMix>,
-    pub down_mix: Option<RateMix>,
-    pub seed_up: Option<RateMix>,
+    pub up_mix: Option<Mix>,
+    pub down_mix: Option<Mix>,
+    pub seed_up: Option<Mix>,
+    /// The peers' own access latencies, one-way ms, when they differ: a link between two
+    /// peers takes the sum of theirs (`latency_ms` otherwise, for every link).
+    pub access_latency_ms: Option<Mix>,
     pub arrival: Arrival,
     pub seed: u64,
     /// Give up at this many times the bound (after the last arrival).
@@ -119,6 +122,7 @@ impl SwarmConfig {
             up_mix: None,
             down_mix: None,
             seed_up: None,
+            access_latency_ms: None,
             arrival: Arrival::All,
             seed,
             deadline_factor: 20,
@@ -153,19 +157,19 @@ impl SwarmConfig {
 
     /// The peers' upload rates, in the order they join.
     pub fn peer_ups(&self) -> Vec<u64> {
-        let one = RateMix::one(self.up_bytes_per_sec);
+        let one = Mix::one(self.up_bytes_per_sec);
         self.up_mix.as_ref().unwrap_or(&one).rates(self.peers)
     }
 
     /// The peers' download rates, in the order they join.
     pub fn peer_downs(&self) -> Vec<u64> {
-        let one = RateMix::one(self.down_bytes_per_sec);
+        let one = Mix::one(self.down_bytes_per_sec);
         self.down_mix.as_ref().unwrap_or(&one).rates(self.peers)
     }
 
     /// The seeders' upload rates.
     pub fn seeder_ups(&self) -> Vec<u64> {
-        let one = RateMix::one(self.up_bytes_per_sec);
+        let one = Mix::one(self.up_bytes_per_sec);
         self.seed_up.as_ref().unwrap_or(&one).rates(self.seeders)
     }
 
@@ -291,12 +295,12 @@ impl SwarmReport {
             Arrival::All => "all".to_string(),
             Arrival::Poisson { per_sec } => format!("poisson:{per_sec}"),
         };
-        let mix =
-            |m: &Option<RateMix>, one: u64| m.as_ref().map_or(one.to_string(), RateMix::describe);
-        let seed_up = c
-            .seed_up
-            .as_ref()
-            .map_or(String::new(), |m| format!(" --seed-up {}", m.describe()));
+        let mix = |m: &Option<Mix>, one: u64| m.as_ref().map_or(one.to_string(), Mix::describe);
+        let flag = |name: &str, m: &Option<Mix>| {
+            m.as_ref()
+                .map_or(String::new(), |m| format!(" --{name} {}", m.describe()))
+        };
+        let seed_up = flag("seed-up", &c.seed_up) + &flag("access-latency", &c.access_latency_ms);
         format!(
             "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {}{seed_up} --latency {} --arrival {arrival} --seed {}",
             c.peers, c.seeders, c.file_size, c.chunk_size, mix(&c.up_mix, c.up_bytes_per_sec),
@@ -355,11 +359,18 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         world.add_fault(f.clone());
     }
     let (ups, downs) = (config.peer_ups(), config.peer_downs());
+    let latencies = config
+        .access_latency_ms
+        .as_ref()
+        .map(|m| m.rates(config.peers));
     let peers: Vec<NodeId> = (0..config.peers)
         .map(|i| {
             let node = world.add_peer(&format!("p{i}"));
             if let (Some(up), Some(down)) = (ups.get(i), downs.get(i)) {
                 world.set_bandwidth(node, *up, *down);
+            }
+            if let Some(ms) = latencies.as_ref().and_then(|l| l.get(i)) {
+                world.set_latency(node, *ms);
             }
             node
         })

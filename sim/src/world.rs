@@ -209,6 +209,14 @@ impl World {
     }
 
     /// Sets one node's bandwidths, bytes per second.
+    /// Gives `node` an access link of its own with `ms` of one-way latency: a link between
+    /// two nodes takes the sum of theirs (half the world's latency for a node without one).
+    pub fn set_latency(&mut self, node: NodeId, ms: u64) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.latency_us = Some(ms.saturating_mul(1000));
+        }
+    }
+
     pub fn set_bandwidth(&mut self, node: NodeId, up: u64, down: u64) {
         if let Some(n) = self.nodes.get_mut(node) {
             n.up_bps = up.max(1);

@@ -126,7 +126,7 @@ proptest! {
 /// without the simulator's downlink letting flows interleave (1.7x).
 #[test]
 fn a_slow_holder_never_slows_a_download() {
-    let time = |seed_up: Option<drizzle_sim::RateMix>, seeders: usize| {
+    let time = |seed_up: Option<drizzle_sim::Mix>, seeders: usize| {
         let config = SwarmConfig {
             seeders,
             file_size: 40 << 20,
@@ -140,11 +140,39 @@ fn a_slow_holder_never_slows_a_download() {
         (report.spread().max, config.bound_secs())
     };
     let (alone, _) = time(None, 1);
-    let mix = drizzle_sim::RateMix(vec![(4_000_000, 1.0), (400_000, 1.0)]);
+    let mix = drizzle_sim::Mix(vec![(4_000_000, 1.0), (400_000, 1.0)]);
     let (with_slow, bound) = time(Some(mix), 2);
     assert!(
         with_slow <= alone * 1.05,
         "{with_slow} s with a slow holder, {alone} s without"
     );
     assert!(with_slow <= bound * 1.15, "{with_slow} s, bound {bound} s");
+}
+
+/// Per-node access latencies add up per link: every peer at 10 ms of its own is the same
+/// swarm as every link at 20 ms, to the millisecond; a fifth of the peers far away makes
+/// the last peer later, never the swarm faster.
+#[test]
+fn access_latencies_add_up_per_link() {
+    let run = |latency_ms: u64, access: Option<drizzle_sim::Mix>| {
+        let config = SwarmConfig {
+            file_size: 4 << 20,
+            chunk_size: 256 << 10,
+            latency_ms,
+            access_latency_ms: access,
+            ..SwarmConfig::new(10, 3)
+        };
+        let report = run_swarm(&config);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        report.times()
+    };
+    let everywhere = run(20, None);
+    assert_eq!(run(20, Some(drizzle_sim::Mix::one(10))), everywhere);
+    let far = drizzle_sim::Mix(vec![(10, 4.0), (100, 1.0)]);
+    let with_far = run(20, Some(far));
+    let last = |t: &[f64]| t.last().copied().unwrap_or(f64::NAN);
+    assert!(
+        last(&with_far) > last(&everywhere),
+        "{with_far:?} vs {everywhere:?}"
+    );
 }

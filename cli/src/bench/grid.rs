@@ -5,7 +5,7 @@
 use crate::exit::Fail;
 use crate::out::say;
 use crate::units;
-use drizzle_sim::{run_swarm, RateMix, SwarmConfig};
+use drizzle_sim::{run_swarm, Mix, SwarmConfig};
 use serde_json::json;
 use std::sync::Mutex;
 
@@ -68,7 +68,7 @@ pub fn run_grid(grid: &Grid, json: bool) -> Result<(), Fail> {
 }
 
 fn run_cell(peers: usize, file_size: u64, latency_ms: u64, mixed: bool, chunk: u32) -> Cell {
-    let fifth_slow = RateMix(vec![(10_000_000, 4.0), (2_000_000, 1.0)]);
+    let fifth_slow = Mix(vec![(10_000_000, 4.0), (2_000_000, 1.0)]);
     let config = SwarmConfig {
         file_size,
         chunk_size: chunk,

@@ -36,6 +36,9 @@ pub(crate) struct Node {
     pub(super) timer_us: Option<u64>,
     pub(super) next_inbound: u64,
     pub(super) conns: BTreeMap<ConnId, LinkId>,
+    /// One-way latency of the node's own access link, if it has its own (see
+    /// `World::latency_us`).
+    pub(super) latency_us: Option<u64>,
     /// When the node's disk has finished what it was asked (see `World::storage_request`).
     pub(super) disk_free_us: u64,
     /// A disk fault in force (see `Fault::DiskFails`).
@@ -84,6 +87,7 @@ impl World {
             timer_us: None,
             next_inbound: 0,
             conns: BTreeMap::new(),
+            latency_us: None,
             disk_free_us: 0,
             disk_fault: None,
             held: VecDeque::new(),

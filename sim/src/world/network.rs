@@ -24,8 +24,15 @@ pub(super) struct Link {
 }
 
 impl World {
-    pub(super) fn latency_us(&self) -> u64 {
-        self.config.latency_ms * 1000
+    /// One-way latency between `a` and `b`: the world's, or the sum of each node's own
+    /// access latency where set (a node without one counts half the world's).
+    pub(super) fn latency_us(&self, a: NodeId, b: NodeId) -> u64 {
+        let world = self.config.latency_ms * 1000;
+        let access = |n: NodeId| self.nodes.get(n).and_then(|n| n.latency_us);
+        match (access(a), access(b)) {
+            (None, None) => world,
+            (x, y) => x.unwrap_or(world / 2) + y.unwrap_or(world / 2),
+        }
     }
 
     pub(super) fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
@@ -40,7 +47,7 @@ impl World {
         let reachable = target.filter(|t| {
             self.nodes.get(*t).is_some_and(|n| n.machine.is_some()) && !self.partitioned(node, *t)
         });
-        let lat = self.latency_us();
+        let lat = self.latency_us(node, target.unwrap_or(node));
         let Some(server) = reachable else {
             self.push(
                 self.now_us + lat,
@@ -103,7 +110,7 @@ impl World {
         let n = bytes.len() as u64;
         let (up, down) = (self.bandwidth(node).0, self.bandwidth(dest).1);
         let now_us = self.now_us;
-        let lat = self.latency_us();
+        let lat = self.latency_us(node, dest);
         let Some(src) = self.nodes.get_mut(node) else {
             return;
         };
@@ -222,19 +229,22 @@ impl World {
 
     /// Both ends of a link hear that it broke (a partition resets it).
     pub(super) fn sever(&mut self, link: LinkId) {
-        let lat = self.latency_us();
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let lat = self.latency_us(l.ends[0].node, l.ends[1].node);
         for end in 0..2 {
             self.push(self.now_us + lat, Action::Closed { link, end });
         }
     }
 
     pub(super) fn close_towards(&mut self, link: LinkId, node: NodeId, conn: ConnId) {
-        let lat = self.latency_us();
         let now_us = self.now_us;
         let Some(l) = self.links.get(&link) else {
             return;
         };
         let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        let lat = self.latency_us(l.ends[0].node, l.ends[1].node);
         let at = (now_us + lat).max(l.ends[to].last_arrival_us);
         self.push(at, Action::Closed { link, end: to });
     }
