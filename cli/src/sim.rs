@@ -44,6 +44,9 @@ pub struct SwarmArgs {
     /// link between two peers takes the sum of theirs.
     #[arg(long, value_parser = parse_latency_mix)]
     access_latency: Option<Mix>,
+    /// Peers leave MS after they are done (default: they stay and serve).
+    #[arg(long, value_name = "MS")]
+    linger: Option<u64>,
     /// `all` (everyone at once) or `poisson:RATE` (RATE arrivals per second).
     #[arg(long, default_value = "all", value_parser = parse_arrival)]
     arrival: Arrival,
@@ -135,6 +138,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         down_mix,
         seed_up: args.seed_up.clone(),
         access_latency_ms: args.access_latency.clone(),
+        linger_ms: args.linger,
         latency_ms: args.latency,
         arrival: args.arrival,
         trace: args.trace,

@@ -92,6 +92,8 @@ pub struct SwarmConfig {
     /// The peers' own access latencies, one-way ms, when they differ: a link between two
     /// peers takes the sum of theirs (`latency_ms` otherwise, for every link).
     pub access_latency_ms: Option<Mix>,
+    /// Peers leave this long after they are done (`None`: they stay and serve).
+    pub linger_ms: Option<u64>,
     pub arrival: Arrival,
     pub seed: u64,
     /// Give up at this many times the bound (after the last arrival).
@@ -123,6 +125,7 @@ impl SwarmConfig {
             down_mix: None,
             seed_up: None,
             access_latency_ms: None,
+            linger_ms: None,
             arrival: Arrival::All,
             seed,
             deadline_factor: 20,
@@ -232,6 +235,8 @@ pub struct SwarmReport {
     pub seeder_uploads: u64,
     /// The swarm sampled every `SwarmConfig::timeline_ms`: where its time goes.
     pub timeline: Vec<TimelineRow>,
+    /// Peers that left once done (`SwarmConfig::linger_ms`).
+    pub departures: usize,
 }
 
 /// The swarm at one moment of virtual time (peers only, seeders left out).
@@ -300,7 +305,11 @@ impl SwarmReport {
             m.as_ref()
                 .map_or(String::new(), |m| format!(" --{name} {}", m.describe()))
         };
-        let seed_up = flag("seed-up", &c.seed_up) + &flag("access-latency", &c.access_latency_ms);
+        let linger = c
+            .linger_ms
+            .map_or(String::new(), |ms| format!(" --linger {ms}"));
+        let seed_up =
+            flag("seed-up", &c.seed_up) + &flag("access-latency", &c.access_latency_ms) + &linger;
         format!(
             "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {}{seed_up} --latency {} --arrival {arrival} --seed {}",
             c.peers, c.seeders, c.file_size, c.chunk_size, mix(&c.up_mix, c.up_bytes_per_sec),
@@ -323,6 +332,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             trace: Vec::new(),
             seeder_uploads: 0,
             timeline: Vec::new(),
+            departures: 0,
         };
     };
     let mut world = World::new(WorldConfig {
@@ -336,6 +346,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         split_sends: false,
         trace: config.trace,
         interleave_below_bytes: 16 * 1024,
+        leave_after_ms: config.linger_ms,
         ..WorldConfig::new(config.seed)
     });
     world.set_bandwidth(0, TRACKER_BYTES_PER_SEC, TRACKER_BYTES_PER_SEC);
@@ -454,6 +465,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             .map(|s| world.served.get(s).copied().unwrap_or(0))
             .sum(),
         timeline,
+        departures: world.departures,
     }
 }
 

@@ -65,6 +65,9 @@ pub struct WorldConfig {
     pub interleave_below_bytes: u64,
     /// How long each node's disk takes (instant by default).
     pub disk: DiskModel,
+    /// A peer whose download is done leaves (its process ends) this long after; `None`:
+    /// it stays and serves.
+    pub leave_after_ms: Option<u64>,
 }
 
 impl WorldConfig {
@@ -82,6 +85,7 @@ impl WorldConfig {
             trace: true,
             interleave_below_bytes: 1024,
             disk: DiskModel::default(),
+            leave_after_ms: None,
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct World {
     pub steps: u64,
     /// Chunks each node has served, kept even with the trace off.
     pub served: BTreeMap<NodeId, u64>,
+    /// Peers that left once done (see `WorldConfig::leave_after_ms`).
+    pub departures: usize,
 }
 
 impl World {
@@ -186,6 +192,7 @@ impl World {
             violations: Vec::new(),
             steps: 0,
             served: BTreeMap::new(),
+            departures: 0,
         };
         world.add_node("tracker", true);
         world
@@ -275,7 +282,11 @@ impl World {
     }
 
     /// Writes a note into the trace (scenario narration).
+    /// (Kept only with the trace on, like the events it narrates.)
     pub fn note(&mut self, text: impl Into<String>) {
+        if !self.config.trace {
+            return;
+        }
         self.trace.push(TraceLine {
             t_ms: self.now_ms(),
             node: "--".into(),

@@ -176,3 +176,29 @@ fn access_latencies_add_up_per_link() {
         "{with_far:?} vs {everywhere:?}"
     );
 }
+
+/// Peers that leave once done (`--linger`): every one leaves, and those still downloading
+/// finish from the seeder and whoever is left.
+#[test]
+fn peers_that_leave_when_done_leave_and_the_rest_finish() {
+    let run = |linger_ms: Option<u64>| {
+        let config = SwarmConfig {
+            file_size: 4 << 20,
+            chunk_size: 256 << 10,
+            arrival: drizzle_sim::Arrival::Poisson { per_sec: 4.0 },
+            linger_ms,
+            ..SwarmConfig::new(8, 5)
+        };
+        run_swarm(&config)
+    };
+    let stay = run(None);
+    assert_eq!(
+        (stay.finished(), stay.departures),
+        (8, 0),
+        "{:?}",
+        stay.failures
+    );
+    let leave = run(Some(0));
+    assert!(leave.failures.is_empty(), "{:?}", leave.failures);
+    assert_eq!((leave.finished(), leave.departures), (8, 8));
+}
