@@ -73,7 +73,7 @@ enum SimCommand {
     RarestFirst(sim::TraceArgs),
     /// Seeders and N peers all fetching one file; reports completion times against the
     /// lower bound.
-    Swarm(sim::SwarmArgs),
+    Swarm(Box<sim::SwarmArgs>),
 }
 
 #[derive(Subcommand, Debug)]
