@@ -78,13 +78,16 @@ enum SimCommand {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
-    /// Time verified transfers between real processes on 127.0.0.1, beside a raw TCP copy
-    /// and SHA-256 of the same bytes.
+    /// Time verified transfers between real processes on 127.0.0.1, beside curl, a raw TCP
+    /// copy and SHA-256 of the same bytes.
     Transfer(bench::TransferArgs),
     /// Time the simulator on a large swarm: simulated events per second of wall time.
     Sim(bench::SimArgs),
     /// Load one tracker process with many clients registering chunks and locating.
     Tracker(bench::TrackerArgs),
+    /// A real swarm of processes, each in its own network namespace with shaped links,
+    /// beside the same swarm simulated and the lower bound (root, `ip` and `tc`).
+    Swarm(bench::SwarmBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn run(command: Command) -> Result<(), Fail> {
         Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),
         Command::Bench(BenchCommand::Sim(a)) => bench::sim(&a),
         Command::Bench(BenchCommand::Tracker(a)) => bench::tracker(&a),
+        Command::Bench(BenchCommand::Swarm(a)) => bench::testbed_swarm(&a),
         Command::Sim(SimCommand::Standard(a)) => sim::sim(drizzle_sim::Scenario::Standard, &a),
         Command::Sim(SimCommand::Integrity(a)) => sim::sim(drizzle_sim::Scenario::Integrity, &a),
         Command::Sim(SimCommand::RarestFirst(a)) => {

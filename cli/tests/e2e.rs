@@ -506,3 +506,33 @@ fn a_throttled_transfer_takes_about_what_the_sim_predicts() {
     let ratio = s["measured_to_sim"].as_f64().unwrap();
     assert!((0.5..=2.0).contains(&ratio), "{s}");
 }
+
+/// The real testbed in small: two getters in network namespaces with shaped links, beside
+/// the simulator. Skipped, saying why, where namespaces cannot be made (not root, no `ip`).
+#[test]
+fn the_testbed_runs_a_small_real_swarm_beside_the_simulator() {
+    let out = Command::new(BIN)
+        .args(["bench", "swarm", "--peers", "2", "--file-size", "2MiB"])
+        .args([
+            "--chunk-size",
+            "256KiB",
+            "--up",
+            "4MB",
+            "--down",
+            "40MB",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if code(&out) == 2 && err.contains("cannot run here") {
+        eprintln!("skipped: {}", err.trim());
+        return;
+    }
+    assert_eq!(code(&out), 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["real_secs"].as_array().unwrap().len(), 2, "{s}");
+    let to_sim = s["real_median_to_sim"].as_f64().unwrap();
+    assert!((0.5..=2.0).contains(&to_sim), "{s}");
+    assert!(s["real_median_to_bound"].as_f64().unwrap() >= 0.9, "{s}");
+}

@@ -6,10 +6,12 @@ mod curl;
 mod grid;
 mod process;
 mod sim;
+mod testbed;
 mod tracker;
 mod transfer;
 
 pub use sim::{sim, SimArgs};
+pub use testbed::{swarm as testbed_swarm, SwarmBenchArgs};
 pub use tracker::{tracker, TrackerArgs};
 pub use transfer::{transfer, TransferArgs};
 

@@ -1,0 +1,302 @@
+//! `drizzle bench swarm`: a real swarm on one machine — every seeder and getter a `drizzle`
+//! process in its own network namespace on one bridge, its upload and download shaped with
+//! `tc tbf` — beside the same swarm in the simulator and the lower bound. Needs root and
+//! `ip`/`tc`; without them it says so and exits 2.
+
+use super::process::Node;
+use crate::exit::{Exit, Fail};
+use crate::out::say;
+use crate::units;
+use drizzle_sim::{run_swarm, Mix, SwarmConfig};
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const FILE: &str = "swarm.bin";
+const BRIDGE: &str = "drzbr0";
+/// The bridge's network; the tracker listens on .1, node i on .(i + 2).
+const NET: &str = "10.77.0";
+
+#[derive(clap::Args, Debug)]
+pub struct SwarmBenchArgs {
+    /// Getters.
+    #[arg(long, default_value_t = 4)]
+    pub peers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seeders: usize,
+    #[arg(long, default_value = "20MiB", value_parser = units::parse_size)]
+    pub file_size: u64,
+    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
+    pub chunk_size: u64,
+    /// The getters' upload rate in bytes per second (e.g. 5MB), or a mix (5MB:80%,1MB:20%).
+    #[arg(long, default_value = "5MB", value_parser = units::parse_mix)]
+    pub up: Mix,
+    /// The getters' download rate, or a mix.
+    #[arg(long, default_value = "50MB", value_parser = units::parse_mix)]
+    pub down: Mix,
+    /// The seeders' upload rate, or a mix (default: as --up).
+    #[arg(long, value_parser = units::parse_mix)]
+    pub seed_up: Option<Mix>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The namespaces and the bridge, removed when dropped.
+struct Testbed {
+    spaces: Vec<String>,
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // The links first: a namespace's own go with it, but not at once.
+        for i in 0..self.spaces.len() {
+            let _ = run("ip", &["link", "del", &format!("drzv{i}")]);
+        }
+        for ns in &self.spaces {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+        let _ = run("ip", &["link", "del", BRIDGE]);
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(format!("{program} {}: {}", args.join(" "), err.trim()))
+}
+
+/// tbf at `rate` bytes per second on `dev` (in `ns`, or the root namespace).
+fn shape(ns: Option<&str>, dev: &str, rate: u64) -> Result<(), String> {
+    let rate = format!("{}bit", rate.saturating_mul(8));
+    let mut args = vec![];
+    if let Some(ns) = ns {
+        args.extend(["netns", "exec", ns, "tc"]);
+    }
+    args.extend(["qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate]);
+    args.extend(["burst", "256kb", "latency", "400ms"]);
+    match ns {
+        Some(_) => run("ip", &args),
+        None => run("tc", &args),
+    }
+}
+
+impl Testbed {
+    /// A bridge with the tracker's address, and `nodes` namespaces on it.
+    fn build(nodes: usize) -> Result<Testbed, String> {
+        let _ = run("ip", &["link", "del", BRIDGE]);
+        run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
+        let mut bed = Testbed { spaces: Vec::new() };
+        run(
+            "ip",
+            &["addr", "add", &format!("{NET}.1/24"), "dev", BRIDGE],
+        )?;
+        run("ip", &["link", "set", BRIDGE, "up"])?;
+        for i in 0..nodes {
+            let ns = format!("drz{i}");
+            let host = format!("drzv{i}");
+            // What an interrupted run may have left.
+            let _ = run("ip", &["link", "del", &host]);
+            let _ = run("ip", &["netns", "del", &ns]);
+            run("ip", &["netns", "add", &ns])?;
+            bed.spaces.push(ns.clone());
+            run(
+                "ip",
+                &[
+                    "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ],
+            )?;
+            run("ip", &["link", "set", &host, "master", BRIDGE, "up"])?;
+            let addr = format!("{NET}.{}/24", i + 2);
+            run("ip", &["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
+            run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(bed)
+    }
+}
+
+pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
+    if args.peers == 0 || args.seeders == 0 {
+        return Err(Fail::new(
+            Exit::Usage,
+            "--peers and --seeders must be positive",
+        ));
+    }
+    let chunk_size = u32::try_from(args.chunk_size)
+        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    let cannot =
+        |why: String| Fail::new(Exit::Usage, format!("the testbed cannot run here: {why}"));
+    let nodes = args.seeders + args.peers;
+    let bed = Testbed::build(nodes).map_err(cannot)?;
+    let config = SwarmConfig {
+        seeders: args.seeders,
+        file_size: args.file_size,
+        chunk_size,
+        up_mix: Some(args.up.clone()),
+        down_mix: Some(args.down.clone()),
+        seed_up: Some(args.seed_up.clone().unwrap_or_else(|| args.up.clone())),
+        latency_ms: 1,
+        ..SwarmConfig::new(args.peers, 1)
+    };
+    // Uploads shaped inside each namespace, downloads on the bridge side of its link.
+    let (seed_ups, ups, downs) = (config.seeder_ups(), config.peer_ups(), config.peer_downs());
+    for i in 0..nodes {
+        let (up, down) = match i.checked_sub(args.seeders) {
+            None => (seed_ups.get(i).copied(), None),
+            Some(p) => (ups.get(p).copied(), downs.get(p).copied()),
+        };
+        let ns = format!("drz{i}");
+        if let Some(up) = up {
+            shape(Some(&ns), "eth0", up).map_err(cannot)?;
+        }
+        if let Some(down) = down {
+            shape(None, &format!("drzv{i}"), down).map_err(cannot)?;
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let real = run_real(args, &bed, dir.path())?;
+    drop(bed);
+    let predicted = run_swarm(&config);
+    report(args, &config, &real, &predicted.times());
+    Ok(())
+}
+
+/// Seconds each getter took, in order.
+fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64>, Fail> {
+    let exe = std::env::current_exe()?;
+    let exe = exe
+        .to_str()
+        .ok_or_else(|| Fail::new(Exit::Failure, "binary path is not UTF-8"))?;
+    let source = dir.join("source");
+    fs::create_dir_all(&source)?;
+    let data: Vec<u8> = (0..args.file_size)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    fs::write(source.join(FILE), &data)?;
+    drop(data);
+    let ip = Path::new("ip");
+    let mut tracker = Node::start(
+        Path::new(exe),
+        &["tracker", "--listen", &format!("{NET}.1:0")],
+    )?;
+    let tracker_addr = tracker.listening()?;
+    let chunk = args.chunk_size.to_string();
+    let mut seeders = Vec::new();
+    for s in 0..args.seeders {
+        let ns = format!("drz{s}");
+        let listen = format!("{NET}.{}:0", s + 2);
+        let src = source.to_str().unwrap_or_default();
+        let a = [
+            "netns",
+            "exec",
+            &ns,
+            exe,
+            "share",
+            src,
+            "--tracker",
+            &tracker_addr,
+            "--listen",
+            &listen,
+            "--chunk-size",
+            &chunk,
+        ];
+        let mut node = Node::start(ip, &a)?;
+        node.wait_for(&format!("shared {FILE}"))?;
+        seeders.push(node);
+    }
+    let started = Instant::now();
+    let mut getters = Vec::new();
+    for p in 0..args.peers {
+        let i = args.seeders + p;
+        let ns = format!("drz{i}");
+        let listen = format!("{NET}.{}:0", i + 2);
+        let out = dir.join(format!("get{p}"));
+        let out = out.to_str().unwrap_or_default().to_string();
+        let a = [
+            "netns",
+            "exec",
+            &ns,
+            exe,
+            "get",
+            FILE,
+            "--tracker",
+            &tracker_addr,
+            "--out",
+            &out,
+            "--listen",
+            &listen,
+            "--serve",
+            "--json",
+        ];
+        getters.push(Node::start(ip, &a)?);
+    }
+    let times: Vec<Result<f64, Fail>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = getters
+            .iter_mut()
+            .map(|node| {
+                scope.spawn(move || {
+                    node.verified_until_done()?;
+                    Ok(started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err(Fail::new(Exit::Failure, "a reader panicked")))
+            })
+            .collect()
+    });
+    drop(getters);
+    drop(seeders);
+    tracker.kill();
+    times.into_iter().collect()
+}
+
+fn report(args: &SwarmBenchArgs, config: &SwarmConfig, real: &[f64], sim: &[f64]) {
+    let bound = config.bound_secs();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let last = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+    let (rm, rl, sm, sl) = (median(real), last(real), median(sim), last(sim));
+    if args.json {
+        let line = json!({"event": "summary", "peers": args.peers, "seeders": args.seeders,
+            "bound_secs": bound, "real_secs": real, "real_median_secs": rm, "real_last_secs": rl,
+            "sim_median_secs": sm, "sim_last_secs": sl,
+            "real_median_to_bound": rm / bound, "real_median_to_sim": rm / sm});
+        say!("{line}");
+    } else {
+        say!(
+            "testbed: {} getter(s), {} seeder(s), {} in {} chunks; bound {bound:.2} s",
+            args.peers,
+            args.seeders,
+            units::bytes(args.file_size),
+            args.file_size.div_ceil(args.chunk_size.max(1))
+        );
+        say!(
+            "real:      median {rm:.2} s ({:.2}x the bound), last {rl:.2} s ({:.2}x)",
+            rm / bound,
+            rl / bound
+        );
+        say!(
+            "simulated: median {sm:.2} s ({:.2}x the bound), last {sl:.2} s ({:.2}x)",
+            sm / bound,
+            sl / bound
+        );
+        say!("real median / simulated median: {:.2}", rm / sm);
+    }
+}
