@@ -610,11 +610,7 @@ impl Active {
             };
         }
         // The holders, `only` and the cooldowns are all in address order: merged passes.
-        let mut holders = self.map.iter().peekable();
-        let candidates: Box<dyn Iterator<Item = (SocketAddr, &ChunkSet)>> = match only {
-            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
-            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
-        };
+        let candidates = self.candidates(only);
         let mut cooldowns = self.cooldown.by_addr().peekable();
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
@@ -677,11 +673,7 @@ impl Active {
         if owed.is_empty() {
             return None;
         }
-        let mut holders = self.map.iter().peekable();
-        let candidates: Box<dyn Iterator<Item = (SocketAddr, &ChunkSet)>> = match only {
-            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
-            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
-        };
+        let candidates = self.candidates(only);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, _)| self.speeds.contains_key(addr))
             .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
@@ -721,6 +713,19 @@ impl Active {
                     .issued(chunk, *h)
                     .is_some_and(|t| now.since_ms(t) as f64 > 4.0 * takes_ms),
             })
+    }
+
+    /// The holders a pick may consider, with their chunks, in address order: all of them,
+    /// or those of `only` (also in address order) that are in the map.
+    fn candidates<'r, 's: 'r, 'i: 'r>(
+        &'s self,
+        only: Option<&'r mut (dyn Iterator<Item = SocketAddr> + 'i)>,
+    ) -> Box<dyn Iterator<Item = (SocketAddr, &'s ChunkSet)> + 'r> {
+        let mut holders = self.map.iter().peekable();
+        match only {
+            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
+            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
+        }
     }
 
     /// Every missing chunk is in flight and few are missing: duplicating now costs little
