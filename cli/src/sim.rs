@@ -42,7 +42,7 @@ pub struct SwarmArgs {
     latency: u64,
     /// Each peer's own access latency instead, one-way ms, or a mix (5:80%,100:20%): a
     /// link between two peers takes the sum of theirs.
-    #[arg(long, value_parser = parse_latency_mix)]
+    #[arg(long, value_parser = units::parse_latency_mix)]
     access_latency: Option<Mix>,
     /// Peers leave MS after they are done (default: they stay and serve).
     #[arg(long, value_name = "MS")]
@@ -344,25 +344,4 @@ fn describe_mix(mix: Option<&Mix>, one: u64) -> String {
         .map(|(r, s)| format!("{} ({:.0}%)", units::rate(*r as f64), s / total * 100.0))
         .collect();
     each.join(", ")
-}
-
-/// `--access-latency`: milliseconds, or a mix of them (`5:80%,100:20%`).
-fn parse_latency_mix(text: &str) -> Result<Mix, String> {
-    let mut parts = Vec::new();
-    for part in text.split(',') {
-        let (ms, share) = part.split_once(':').unwrap_or((part, "100"));
-        let ms: u64 = ms
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?}: expected MS or MS:SHARE%, e.g. 100:20%"))?;
-        let share: f64 = share
-            .trim()
-            .trim_end_matches('%')
-            .parse()
-            .ok()
-            .filter(|s: &f64| *s > 0.0 && s.is_finite())
-            .ok_or_else(|| format!("{part:?}: expected MS:SHARE%, e.g. 100:20%"))?;
-        parts.push((ms, share));
-    }
-    Ok(Mix(parts))
 }

@@ -41,27 +41,40 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
 
 /// Parses a rate or a mix of rates over a group of nodes: `10MB`, or `10MB:80%,2MB:20%`
 /// (shares in percent; they need not add up to 100, they are taken in proportion).
-pub fn parse_mix(text: &str) -> Result<drizzle_sim::swarm::Mix, String> {
+pub fn parse_mix(text: &str) -> Result<drizzle_sim::Mix, String> {
+    parse_shares(text, |rate| match parse_size(rate)? {
+        0 => Err(format!("{rate:?}: a rate of 0 would move nothing")),
+        rate => Ok(rate),
+    })
+}
+
+/// Parses a latency in milliseconds or a mix of them: `20`, or `5:80%,100:20%`.
+pub fn parse_latency_mix(text: &str) -> Result<drizzle_sim::Mix, String> {
+    parse_shares(text, |ms| {
+        ms.trim()
+            .parse()
+            .map_err(|_| format!("{ms:?} is not a number of milliseconds"))
+    })
+}
+
+/// `VALUE[:SHARE%],...`, each value read by `value`.
+fn parse_shares(
+    text: &str,
+    value: impl Fn(&str) -> Result<u64, String>,
+) -> Result<drizzle_sim::Mix, String> {
     let mut parts = Vec::new();
     for part in text.split(',') {
-        let (rate, share) = match part.split_once(':') {
-            Some((rate, share)) => {
-                let pct = share.trim().trim_end_matches('%');
-                let share: f64 = pct
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| format!("{part:?}: expected RATE:SHARE%, e.g. 2MB:20%"))?;
-                (rate, share)
-            }
-            None => (part, 100.0),
-        };
-        match parse_size(rate)? {
-            0 => return Err(format!("{part:?}: a rate of 0 would move nothing")),
-            rate => parts.push((rate, share)),
-        }
+        let (v, share) = part.split_once(':').unwrap_or((part, "100"));
+        let share: f64 = share
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s > 0.0 && s.is_finite())
+            .ok_or_else(|| format!("{part:?}: expected VALUE:SHARE%, e.g. 2MB:20%"))?;
+        parts.push((value(v)?, share));
     }
-    Ok(drizzle_sim::swarm::Mix(parts))
+    Ok(drizzle_sim::Mix(parts))
 }
 
 /// Parses `--chunk-size` and checks it against the protocol's bounds.

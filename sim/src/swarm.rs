@@ -179,26 +179,24 @@ impl SwarmConfig {
     /// The lower bound, seconds, for peer `i` (in joining order) to hold the file: as
     /// `bound_secs`, but with its own downlink rather than the slowest one.
     pub fn peer_bound_secs(&self, i: usize) -> f64 {
-        let f = self.file_size as f64;
-        let u_seed: f64 = self.seeder_ups().iter().map(|u| *u as f64).sum();
-        let u_peers: f64 = self.peer_ups().iter().map(|u| *u as f64).sum();
-        let down = self.peer_downs().get(i).copied().unwrap_or(1) as f64;
-        let n = self.peers as f64;
-        let everyone = n * f / (u_seed + u_peers).max(1.0);
-        (f / u_seed.max(1.0)).max(f / down.max(1.0)).max(everyone)
+        self.bound_with_downlink(self.peer_downs().get(i).copied().unwrap_or(1))
     }
 
     /// The lower bound, seconds, for every peer to hold the file when all arrive at once:
     /// the seeders must send it once, the slowest downlink must take it whole, and all the
     /// uplinks together must carry N copies.
     pub fn bound_secs(&self) -> f64 {
+        self.bound_with_downlink(self.peer_downs().into_iter().min().unwrap_or(1))
+    }
+
+    /// The bound for a peer whose downlink takes `down` bytes per second.
+    fn bound_with_downlink(&self, down: u64) -> f64 {
         let f = self.file_size as f64;
         let u_seed: f64 = self.seeder_ups().iter().map(|u| *u as f64).sum();
         let u_peers: f64 = self.peer_ups().iter().map(|u| *u as f64).sum();
-        let d_min = self.peer_downs().into_iter().min().unwrap_or(1) as f64;
         let n = self.peers as f64;
         let seed_alone = f / u_seed.max(1.0);
-        let download = f / d_min.max(1.0);
+        let download = f / (down as f64).max(1.0);
         let everyone = n * f / (u_seed + u_peers).max(1.0);
         seed_alone.max(download).max(everyone)
     }

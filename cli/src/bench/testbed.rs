@@ -266,13 +266,8 @@ fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64
 
 fn report(args: &SwarmBenchArgs, config: &SwarmConfig, real: &[f64], sim: &[f64]) {
     let bound = config.bound_secs();
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    let last = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
-    let (rm, rl, sm, sl) = (median(real), last(real), median(sim), last(sim));
+    let (rm, _, rl) = super::median(real.to_vec());
+    let (sm, _, sl) = super::median(sim.to_vec());
     if args.json {
         let line = json!({"event": "summary", "peers": args.peers, "seeders": args.seeders,
             "bound_secs": bound, "real_secs": real, "real_median_secs": rm, "real_last_secs": rl,
