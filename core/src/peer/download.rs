@@ -696,23 +696,28 @@ impl Active {
     }
 
     /// Whether `fast` would send `chunk` far sooner than every holder it is asked of: each
-    /// is known to be less than half as fast, or has owed it four times as long as `fast`
-    /// takes for a chunk without a word.
+    /// is known to be less than half as fast; or has sent nothing for four times as long as
+    /// it (or, not yet timed, `fast`) takes for a chunk while owing this one — a holder that
+    /// was fast and stalled is not waited on for its pace of before.
     fn sooner(&self, fast: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
         let Some(speed) = self.speeds.get(&fast).map(|s| s.bytes_per_ms) else {
             return false;
         };
         let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
-        let takes_ms = len / speed.max(f64::MIN_POSITIVE);
-        asked
-            .holders(chunk)
-            .iter()
-            .all(|h| match self.speeds.get(h) {
-                Some(s) => s.bytes_per_ms * 2.0 < speed,
-                None => asked
-                    .issued(chunk, *h)
-                    .is_some_and(|t| now.since_ms(t) as f64 > 4.0 * takes_ms),
-            })
+        let takes_ms = |bytes_per_ms: f64| len / bytes_per_ms.max(f64::MIN_POSITIVE);
+        asked.holders(chunk).iter().all(|h| {
+            let Some(issued) = asked.issued(chunk, *h) else {
+                return false;
+            };
+            match self.speeds.get(h) {
+                Some(s) if s.bytes_per_ms * 2.0 < speed => true,
+                Some(s) => {
+                    let silent_ms = now.since_ms(s.last.max(issued)) as f64;
+                    silent_ms > 4.0 * takes_ms(s.bytes_per_ms)
+                }
+                None => now.since_ms(issued) as f64 > 4.0 * takes_ms(speed),
+            }
+        })
     }
 
     /// The holders a pick may consider, with their chunks, in address order: all of them,

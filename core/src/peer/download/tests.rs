@@ -422,14 +422,48 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
         (5..10).contains(&chunk),
         "chunk {chunk} is not the slow holder's"
     );
-    // Alike: 64 B in 10 ms and in 15 ms.
+    // Alike, and both still sending: 64 B in 10 ms and in 15 ms, the last 15 ms ago.
     let mut b = active(10, &[(1, &all), (2, &all)]);
     b.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
     b.delivered(slow, 64, Timestamp::ZERO, Timestamp(15));
     let ledger = asked_of_each(&b);
     let asked = ledger.asked(&b.root());
     assert_eq!(
-        b.next_request(asked, now, None, &mut |_| true, &mut rng),
+        b.next_request(asked, Timestamp(30), None, &mut |_| true, &mut rng),
         None
+    );
+}
+
+/// A holder as fast as any, that stopped sending: once it has been silent for four of its
+/// own chunk times while owing a chunk, that chunk is asked of a holder still sending.
+#[test]
+fn a_chunk_owed_by_a_holder_that_stalled_is_asked_elsewhere() {
+    use crate::machine::ConnId;
+    use crate::peer::ledger::Ledger;
+    let (sending, stalled) = (addr(1), addr(2));
+    let all: Vec<u32> = (0..10).collect();
+    let mut a = active(10, &[(1, &all), (2, &all)]);
+    let mut ledger = Ledger::default();
+    for c in 0..10 {
+        let (holder, conn) = if c < 5 { (sending, 1) } else { (stalled, 2) };
+        ledger.issue(ConnId::Outbound(conn), holder, a.root(), c, Timestamp(0));
+    }
+    // Both delivered a chunk of 64 B in 10 ms; the stalled one at 10 ms, never since.
+    a.delivered(sending, 64, Timestamp(0), Timestamp(10));
+    a.delivered(stalled, 64, Timestamp(0), Timestamp(10));
+    let asked = ledger.asked(&a.root());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let pick = |now: u64, rng: &mut ChaCha8Rng| {
+        a.next_request(asked, Timestamp(now), None, &mut |_| true, rng)
+    };
+    assert_eq!(
+        pick(45, &mut rng),
+        None,
+        "silent 35 ms: not yet four chunk times"
+    );
+    let (chunk, holder) = pick(60, &mut rng).unwrap();
+    assert!(
+        (5..10).contains(&chunk) && holder == sending,
+        "{chunk} from {holder}"
     );
 }
