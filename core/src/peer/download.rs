@@ -20,6 +20,9 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::net::SocketAddr;
 
+/// How long a request to a holder that has never delivered counts against the budget.
+const PROBE_PATIENCE_MS: u64 = 1_000;
+
 #[derive(Debug)]
 pub(crate) struct Active {
     policy: FetchPolicy,
@@ -524,9 +527,27 @@ impl Active {
         }
     }
 
-    /// Whether another request may be made now, with `asked` in flight.
-    pub fn may_request(&self, asked: &Asked) -> bool {
-        !self.committing && asked.count() < self.request_budget()
+    /// Whether another request may be made now, with `asked` in flight (see `counted`).
+    pub fn may_request(&self, asked: &Asked, now: Timestamp) -> bool {
+        !self.committing && self.counted(asked, now) < self.request_budget()
+    }
+
+    /// Requests in flight that count against the budget: all of them but those to holders
+    /// that have never delivered to us, asked more than `PROBE_PATIENCE_MS` ago (still
+    /// owed). So holders that take requests and send nothing cannot hold the budget until
+    /// the request timeout while others could deliver.
+    fn counted(&self, asked: &Asked, now: Timestamp) -> usize {
+        let mut counted = 0;
+        for chunk in asked.chunks() {
+            for holder in asked.holders(chunk) {
+                let stale = !self.speeds.contains_key(holder)
+                    && asked
+                        .issued(chunk, *holder)
+                        .is_some_and(|t| now.since_ms(t) >= PROBE_PATIENCE_MS);
+                counted += usize::from(!stale);
+            }
+        }
+        counted
     }
 
     /// Who holds what.
@@ -634,7 +655,19 @@ impl Active {
                 .iter()
                 .filter(|c| asked.holders(*c).len() < self.policy.copies_in_flight)
                 .filter(|c| ready_for(*c).next().is_some());
-            picker::rarest(stragglers.map(|c| (c, rarity(c))), rng)?
+            match picker::rarest(stragglers.map(|c| (c, rarity(c))), rng) {
+                Some(chunk) => chunk,
+                // Every straggler has its copies out: one more goes to a holder far
+                // sooner than all of them (those asked may have stalled).
+                None if !self.speeds.is_empty() => {
+                    let copies = self.policy.copies_in_flight + 1;
+                    let owed: Vec<u32> = (wanted.iter())
+                        .filter(|c| asked.holders(*c).len() < copies)
+                        .collect();
+                    return self.rescue_among(&ready, &owed, asked, now, rng);
+                }
+                None => return None,
+            }
         } else {
             // A chunk nobody was asked for has a ready holder if any ready holder has it.
             let mut offered = ChunkSet::empty(self.want.len());
@@ -679,6 +712,19 @@ impl Active {
             .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
             .filter(|(addr, _)| has_slot(*addr))
             .collect();
+        self.rescue_among(&ready, &owed, asked, now, rng)
+    }
+
+    /// The rescue's pick: among `owed`, the rarest chunk that a holder of `ready` (with a
+    /// known speed) would send far sooner than those it is asked of, and such a holder.
+    fn rescue_among(
+        &self,
+        ready: &[(SocketAddr, &ChunkSet)],
+        owed: &[u32],
+        asked: &Asked,
+        now: Timestamp,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
         let sooner_for = |c: u32| -> Vec<SocketAddr> {
             ready
                 .iter()

@@ -203,7 +203,7 @@ impl Peer {
                 return;
             };
             let asked = self.ledger.asked(&active.root());
-            if !active.may_request(asked) {
+            if !active.may_request(asked, now) {
                 break;
             }
             let (conns, ledger) = (&self.conns, &self.ledger);
@@ -217,13 +217,8 @@ impl Peer {
             let mut by_addr = holder_conns.iter().peekable();
             let depth = active.pipeline_depth();
             let mut has_slot = |addr: SocketAddr| {
-                holder_has_slot(
-                    conns,
-                    ledger,
-                    seek(&mut by_addr, &addr).copied(),
-                    room,
-                    depth,
-                )
+                let conn = seek(&mut by_addr, &addr).copied();
+                holder_has_slot(conns, ledger, conn, room, depth)
             };
             let Some((chunk, holder)) =
                 active.next_request(asked, now, only, &mut has_slot, &mut self.rng)
@@ -389,7 +384,7 @@ impl Peer {
             return;
         };
         let asked = self.ledger.asked(&a.root());
-        let may_ask = a.may_request(asked);
+        let may_ask = a.may_request(asked, now);
         let (conns, ledger) = (&self.conns, &self.ledger);
         let depth = a.pipeline_depth();
         let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, depth);

@@ -310,7 +310,7 @@ fn many_holders_mean_few_requests_in_flight() {
     let holders =
         (0..FetchPolicy::default().shared_requests_per_download as u8).map(|n| addr(100 + n));
     let mut flight: Vec<SocketAddr> = holders.collect();
-    assert!(a.may_request(&Asked::with([(0, flight.clone())])));
+    assert!(a.may_request(&Asked::with([(0, flight.clone())]), Timestamp::ZERO));
     let one_more = LocatedHolder {
         addr: addr(200),
         have: ChunkSet::full(1),
@@ -321,14 +321,17 @@ fn many_holders_mean_few_requests_in_flight() {
         FetchPolicy::default().shared_requests_per_download
     );
     assert!(
-        !a.may_request(&Asked::with([(0, flight.clone())])),
+        !a.may_request(&Asked::with([(0, flight.clone())]), Timestamp::ZERO),
         "the budget is spent"
     );
     flight.pop();
     let asked = Asked::with([(0, flight)]);
-    assert!(a.may_request(&asked));
+    assert!(a.may_request(&asked, Timestamp::ZERO));
     a.committing = true;
-    assert!(!a.may_request(&asked), "nothing is asked while committing");
+    assert!(
+        !a.may_request(&asked, Timestamp::ZERO),
+        "nothing is asked while committing"
+    );
 }
 
 #[test]
