@@ -3,10 +3,12 @@
 //! the chunks it holds. `Peer` routes inputs to its rooms:
 //!
 //! - `session`: the tracker session (connect, reconnect, register, requests, reports);
-//! - `fetch`, `download`, `picker`, `cooldown`, `check`, `finish`: downloads, from the
-//!   tracker's answer through requests, verification and storage to their end;
-//! - `serve`, `slots`, `uploads`: serving chunks, the upload slots and their line;
-//! - `conns`: the connection table, deadlines and eviction.
+//! - `fetch`, `download` (with `rescue`), `chunkmap`, `ledger`, `picker`, `cooldown`,
+//!   `check`, `finish`: downloads, from the tracker's answer through requests,
+//!   verification and storage to their end;
+//! - `serve`, `slots`, `uploads`, `files`: serving chunks, the upload slots and their line;
+//! - `conns`: the connection table, deadlines and eviction; `timers`: every timer by name;
+//!   `config`: how a peer behaves.
 
 mod check;
 mod chunkmap;

@@ -1,0 +1,140 @@
+//! Holders by their pace: each holder's delivery speed, measured chunk to chunk; the
+//! request budget that holders which never deliver cannot hold; and the rescue — a chunk
+//! owed by holders far slower than a delivering one (or stalled) is asked of that one too.
+
+use super::*;
+
+/// How long a request to a holder that has never delivered counts against the budget.
+const PROBE_PATIENCE_MS: u64 = 1_000;
+
+/// A holder's delivery rate, smoothed, and when its last chunk came.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Speed {
+    bytes_per_ms: f64,
+    last: Timestamp,
+}
+
+impl Active {
+    /// `holder` delivered a chunk of `len` bytes at `now`, asked of it at `issued`: its
+    /// speed is the bytes over the time since it was asked or since its previous chunk
+    /// came, whichever is later (a pipelined holder is timed from chunk to chunk),
+    /// smoothed over deliveries.
+    pub fn delivered(&mut self, holder: SocketAddr, len: usize, issued: Timestamp, now: Timestamp) {
+        let known = self.speeds.get(&holder).copied();
+        if known.is_none() && self.speeds.len() >= MAX_KNOWN_HOLDERS {
+            return;
+        }
+        let from = known.map_or(issued, |s| s.last.max(issued));
+        let sample = len as f64 / now.since_ms(from).max(1) as f64;
+        let bytes_per_ms = known.map_or(sample, |s| (s.bytes_per_ms + sample) / 2.0);
+        self.speeds.insert(
+            holder,
+            Speed {
+                bytes_per_ms,
+                last: now,
+            },
+        );
+    }
+
+    /// Requests in flight that count against the budget: all of them but those to holders
+    /// that have never delivered to us, asked more than `PROBE_PATIENCE_MS` ago (still
+    /// owed). So holders that take requests and send nothing cannot hold the budget until
+    /// the request timeout while others could deliver.
+    pub(super) fn counted(&self, asked: &Asked, now: Timestamp) -> usize {
+        let mut counted = 0;
+        for chunk in asked.chunks() {
+            for holder in asked.holders(chunk) {
+                let stale = !self.speeds.contains_key(holder)
+                    && asked
+                        .issued(chunk, *holder)
+                        .is_some_and(|t| now.since_ms(t) >= PROBE_PATIENCE_MS);
+                counted += usize::from(!stale);
+            }
+        }
+        counted
+    }
+
+    /// Every missing chunk is asked of someone, the endgame not yet: a chunk still owed by
+    /// holders that are slow beside a ready one is asked of that one too, and whichever copy
+    /// comes first is kept. Without it a download waits on a slow holder for every chunk
+    /// queued there while a fast holder idles (4.4x the bound for one getter of a 4 MB/s and
+    /// a 400 KB/s seeder). Only a holder whose speed is known is trusted to be faster.
+    pub(super) fn rescue(
+        &self,
+        asked: &Asked,
+        now: Timestamp,
+        only: Option<&mut dyn Iterator<Item = SocketAddr>>,
+        has_slot: &mut dyn FnMut(SocketAddr) -> bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
+        if self.speeds.is_empty() {
+            return None;
+        }
+        let copies = self.policy.copies_in_flight;
+        let owed: Vec<u32> = self
+            .missing()
+            .filter(|c| asked.holders(*c).len() < copies)
+            .collect();
+        if owed.is_empty() {
+            return None;
+        }
+        let candidates = self.candidates(only);
+        let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
+            .filter(|(addr, _)| self.speeds.contains_key(addr))
+            .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
+            .filter(|(addr, _)| has_slot(*addr))
+            .collect();
+        self.rescue_among(&ready, &owed, asked, now, rng)
+    }
+
+    /// The rescue's pick: among `owed`, the rarest chunk that a holder of `ready` (with a
+    /// known speed) would send far sooner than those it is asked of, and such a holder.
+    pub(super) fn rescue_among(
+        &self,
+        ready: &[(SocketAddr, &ChunkSet)],
+        owed: &[u32],
+        asked: &Asked,
+        now: Timestamp,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(u32, SocketAddr)> {
+        let sooner_for = |c: u32| -> Vec<SocketAddr> {
+            ready
+                .iter()
+                .filter(|(addr, have)| {
+                    have.contains(c)
+                        && !asked.holders(c).contains(addr)
+                        && self.sooner(*addr, c, asked, now)
+                })
+                .map(|(addr, _)| *addr)
+                .collect()
+        };
+        let rescuable = owed.iter().filter(|c| !sooner_for(**c).is_empty());
+        let chunk = picker::rarest(rescuable.map(|c| (*c, self.map.good_count(*c))), rng)?;
+        picker::random_holder(&sooner_for(chunk), rng).map(|holder| (chunk, holder))
+    }
+
+    /// Whether `fast` would send `chunk` far sooner than every holder it is asked of: each
+    /// is known to be less than half as fast; or has sent nothing for four times as long as
+    /// it (or, not yet timed, `fast`) takes for a chunk while owing this one — a holder that
+    /// was fast and stalled is not waited on for its pace of before.
+    fn sooner(&self, fast: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
+        let Some(speed) = self.speeds.get(&fast).map(|s| s.bytes_per_ms) else {
+            return false;
+        };
+        let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
+        let takes_ms = |bytes_per_ms: f64| len / bytes_per_ms.max(f64::MIN_POSITIVE);
+        asked.holders(chunk).iter().all(|h| {
+            let Some(issued) = asked.issued(chunk, *h) else {
+                return false;
+            };
+            match self.speeds.get(h) {
+                Some(s) if s.bytes_per_ms * 2.0 < speed => true,
+                Some(s) => {
+                    let silent_ms = now.since_ms(s.last.max(issued)) as f64;
+                    silent_ms > 4.0 * takes_ms(s.bytes_per_ms)
+                }
+                None => now.since_ms(issued) as f64 > 4.0 * takes_ms(speed),
+            }
+        })
+    }
+}
