@@ -16,6 +16,9 @@ pub struct TraceArgs {
     /// One JSON object per trace line.
     #[arg(long)]
     json: bool,
+    /// Run the swarm open (no key, nothing sealed); scenarios run closed by default.
+    #[arg(long)]
+    open: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,10 +68,13 @@ pub struct SwarmArgs {
     /// waiting fetchers) and print the timeline: where the time goes.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     timeline_ms: Option<u64>,
+    /// Run the swarm closed: keyed handshakes and every byte sealed (slower to simulate).
+    #[arg(long)]
+    closed: bool,
 }
 
 pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
-    let report = run_scenario(scenario, args.seed);
+    let report = run_scenario(scenario, args.seed, !args.open);
     for line in &report.trace {
         if args.json {
             say!("{}", line.json());
@@ -143,6 +149,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         arrival: args.arrival,
         trace: args.trace,
         timeline_ms: args.timeline_ms,
+        closed: args.closed,
         ..SwarmConfig::new(args.peers, args.seed)
     };
     let report = run_swarm(&config);
@@ -220,6 +227,7 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             "median_ratio": s.median / bound, "max_ratio": s.max / bound,
             "seeder_uploads": r.seeder_uploads,
             "events": r.events, "failures": r.failures, "wall_secs": r.wall_secs,
+            "closed": r.config.closed,
         });
         say!("{summary}");
     } else {
@@ -248,11 +256,12 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             s.max / bound
         );
         say!(
-            "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time",
+            "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time; {} swarm",
             r.seeder_uploads,
             r.seeder_uploads as f64 / c.file_size.div_ceil(u64::from(c.chunk_size.max(1))).max(1) as f64,
             r.events,
-            r.wall_secs
+            r.wall_secs,
+            if c.closed { "closed (every byte sealed)" } else { "open" }
         );
     }
 }

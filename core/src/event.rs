@@ -58,6 +58,9 @@ pub enum Event {
     /// Peer side: the server at the tracker's address does not speak Drizzle (no hello,
     /// or bytes that are not one); it is tried again like a lost tracker.
     NotATracker { tracker: SocketAddr, reason: String },
+    /// Peer side: the tracker and this peer are not of one swarm (a wrong or missing swarm
+    /// key, or an open swarm meeting a closed one); it is tried again like a lost tracker.
+    NotAuthorised { tracker: SocketAddr, reason: String },
     /// Peer side: the tracker session is down; it is retried after `retry_in_ms`.
     TrackerLost {
         tracker: SocketAddr,
@@ -209,6 +212,9 @@ impl Event {
             Event::TrackerReached { tracker } => format!("reached {}", who(*tracker)),
             Event::NotATracker { tracker, reason } => {
                 format!("{} is not a Drizzle tracker: {reason}", who(*tracker))
+            }
+            Event::NotAuthorised { tracker, reason } => {
+                format!("{} refused: {reason}", who(*tracker))
             }
             Event::TrackerLost { retry_in_ms, .. } => {
                 format!("lost the tracker; retrying in {retry_in_ms} ms")

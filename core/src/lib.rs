@@ -45,6 +45,7 @@ pub mod machine;
 pub mod manifest;
 mod outbox;
 pub mod peer;
+pub mod secure;
 pub mod time;
 pub mod tracker;
 pub mod wire;

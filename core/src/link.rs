@@ -1,13 +1,18 @@
-//! One connection's framing state, shared by both machines: incremental decoding and the
-//! hello check. A `Link` turns raw bytes into messages or into a reason to close.
+//! One connection's framing state, shared by both machines: incremental decoding, the
+//! hello check and, in a closed swarm, the handshake and records (`crate::secure`). A
+//! `Link` turns raw bytes into messages or into a reason to close, and plain frames into
+//! the bytes to put on the wire.
 
+use crate::bytes::Bytes;
 use crate::limits::{
     FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_UNSENT_BYTES_PER_CONN,
 };
 use crate::machine::Received;
 use crate::manifest::Root;
+use crate::outbox::CloseReason;
+use crate::secure::{Channel, SealError, WRONG_KEY_REASON};
 use crate::time::Timestamp;
-use crate::wire::{FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
+use crate::wire::{encode, FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 
 /// No deadline of a link is set sooner than this ahead, besides the idle time its machine
@@ -30,6 +35,13 @@ pub(crate) struct Link {
     frame_started: Option<Timestamp>,
     /// Bytes queued for this connection that the driver has not yet written.
     unsent: usize,
+    /// A closed swarm's handshake and records; `None` in an open swarm.
+    channel: Option<Channel>,
+    /// Wire bytes the link itself has for the remote (its handshake answer, what was held
+    /// during the handshake), taken by the machine's outbox (`Outbox::flush`).
+    outgoing: Vec<Bytes>,
+    /// Why the link broke while receiving (a record that failed authentication).
+    broken: Option<CloseReason>,
 }
 
 impl Link {
@@ -49,12 +61,54 @@ impl Link {
             last_rx: now,
             frame_started: None,
             unsent: 0,
+            channel: None,
+            outgoing: Vec::new(),
+            broken: None,
         }
+    }
+
+    /// This link in a closed swarm: `channel` (from the machine's keyring) secures it.
+    pub fn secured(mut self, channel: Option<Channel>) -> Link {
+        self.channel = channel;
+        self
     }
 
     /// Whether the remote introduced itself with a valid hello.
     pub fn hello_done(&self) -> bool {
         self.hello_done
+    }
+
+    /// Whether messages flow: the hello is done and, in a closed swarm, the handshake too.
+    fn ready(&self) -> bool {
+        self.hello_done && self.channel.as_ref().is_none_or(Channel::is_sealed)
+    }
+
+    /// The frames this side opens the connection with: its hello and, when it connected
+    /// into a closed swarm, the first handshake message.
+    pub fn greeting(&mut self, role: Role) -> Vec<Message> {
+        let mut hello = Hello::new(role);
+        hello.closed = self.channel.is_some();
+        let first = self.channel.as_mut().and_then(Channel::first_message);
+        let handshake = first.map(|noise| Message::Handshake { noise });
+        std::iter::once(Message::Hello(hello))
+            .chain(handshake)
+            .collect()
+    }
+
+    /// The wire bytes for plain frames `plain`: as they are in an open swarm (or, for
+    /// `clear_ok` frames — hello, handshake, a refusal — before the handshake is done),
+    /// sealed into records in a closed one, or `None` while held for the handshake.
+    pub fn wire(&mut self, plain: Bytes, clear_ok: bool) -> Option<Bytes> {
+        match self.channel.as_mut() {
+            None => Some(plain),
+            Some(c) if !c.is_sealed() && clear_ok => Some(plain),
+            Some(c) => c.seal(&plain).map(Bytes::from),
+        }
+    }
+
+    /// What the link itself has to send (see `outgoing`).
+    pub fn take_outgoing(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.outgoing)
     }
 
     /// Counts bytes queued to send on this link.
@@ -79,6 +133,22 @@ impl Link {
 
     /// Takes received bytes, in whatever form they came; whether there were any.
     pub fn receive(&mut self, now: Timestamp, data: Received<'_>) -> bool {
+        if let Some(c) = self.channel.as_mut().filter(|c| c.is_sealed()) {
+            let wire = match &data {
+                Received::Slice(data) => data,
+                Received::Owned(data) => data.as_slice(),
+                // Never offered while sealed (see `receive_window`).
+                Received::InWindow(_) => &[][..],
+            };
+            let any = !wire.is_empty();
+            if any {
+                self.last_rx = now;
+                if let Err(e) = c.open(wire, &mut self.decoder) {
+                    self.broken.get_or_insert(seal_failed(e));
+                }
+            }
+            return any;
+        }
         match data {
             Received::Slice(data) => {
                 let any = self.received(now, data.len());
@@ -108,6 +178,9 @@ impl Link {
     /// Where the next bytes may be received straight into (see
     /// [`FrameDecoder::receive_window`]).
     pub fn receive_window(&mut self) -> Option<&mut [u8]> {
+        if self.channel.is_some() {
+            return None; // records are opened into the decoder's window instead
+        }
         self.decoder.receive_window()
     }
 
@@ -124,6 +197,11 @@ impl Link {
     pub fn deadline(&self, idle_ms: Option<u64>) -> Option<(Timestamp, &'static str)> {
         if !self.hello_done {
             Some((self.opened.plus_ms(HELLO_TIMEOUT_MS), "no hello in time"))
+        } else if !self.ready() {
+            Some((
+                self.opened.plus_ms(HELLO_TIMEOUT_MS),
+                "no handshake in time",
+            ))
         } else if let Some(started) = self.frame_started {
             Some((
                 started.plus_ms(FRAME_TIMEOUT_MS),
@@ -137,28 +215,99 @@ impl Link {
     /// The next message after the hello, `Ok(None)` when more bytes are needed, `Err` with a
     /// reason when the remote broke the protocol.
     /// Decoding stops while the answers already owed to this remote are unsent.
-    pub fn next_message(&mut self) -> Result<Option<Message>, String> {
+    pub fn next_message(&mut self) -> Result<Option<Message>, CloseReason> {
+        if let Some(why) = self.broken.take() {
+            return Err(why);
+        }
         loop {
             if self.unsent > MAX_UNSENT_BYTES_PER_CONN {
                 return Ok(None);
             }
-            let Some(msg) = self.decoder.next_message().map_err(|e| e.to_string())? else {
-                if self.decoder.buffered() > 0 {
+            let next = self.decoder.next_message();
+            let next = next.map_err(|e| CloseReason::Violation(e.to_string()))?;
+            let Some(msg) = next else {
+                let buffered =
+                    self.decoder.buffered() + self.channel.as_ref().map_or(0, Channel::buffered);
+                if buffered > 0 {
                     self.frame_started.get_or_insert(self.last_rx);
                 }
                 return Ok(None);
             };
             self.frame_started = None;
-            if self.hello_done {
+            if self.ready() {
                 return Ok(Some(msg));
             }
-            self.check_hello(&msg)?;
-            self.hello_done = true;
-            self.decoder.hello_done();
+            if !self.hello_done {
+                self.check_hello(&msg)?;
+                self.hello_done = true;
+                if self.channel.is_none() {
+                    self.decoder.hello_done();
+                }
+                continue;
+            }
+            if let Some(msg) = self.handshake(msg)? {
+                return Ok(Some(msg));
+            }
         }
     }
 
-    fn check_hello(&self, msg: &Message) -> Result<(), String> {
+    /// A message of a closed swarm's handshake: the remote's half of it (after which the
+    /// link is sealed), or its refusal. An `Error` that is not about the key is handed on.
+    fn handshake(&mut self, msg: Message) -> Result<Option<Message>, CloseReason> {
+        let Some(channel) = self.channel.as_mut() else {
+            return Ok(Some(msg));
+        };
+        let noise = match msg {
+            Message::Handshake { noise } => noise,
+            Message::Error { reason } if reason == WRONG_KEY_REASON => {
+                let who = role_name(self.expect);
+                return Err(CloseReason::Unauthorised(format!(
+                    "{WRONG_KEY_REASON}: the {who} refused ours"
+                )));
+            }
+            Message::Error { .. } => return Ok(Some(msg)),
+            other => {
+                let why = format!("expected the handshake, got a {}", other.kind());
+                return Err(CloseReason::Violation(why));
+            }
+        };
+        let answer = channel.read_handshake(&noise).map_err(seal_failed)?;
+        if let Some(noise) = answer {
+            let frame = encode(&Message::Handshake { noise });
+            self.outgoing.push(frame.into());
+        }
+        if let Some(held) = channel.take_held() {
+            self.outgoing.push(held.into());
+        }
+        self.decoder.hello_done();
+        let rest = self.decoder.take_unread();
+        channel
+            .open(&rest, &mut self.decoder)
+            .map_err(seal_failed)?;
+        Ok(None)
+    }
+
+    fn check_hello(&self, msg: &Message) -> Result<(), CloseReason> {
+        let closed_here = self.channel.is_some();
+        let who = role_name(self.expect);
+        match msg {
+            Message::Hello(Hello { closed, .. }) if *closed && !closed_here => {
+                return Err(CloseReason::Unauthorised(format!(
+                    "the {who} runs a closed swarm: it needs the swarm key (--key, --key-file \
+                     or DRIZZLE_KEY)"
+                )));
+            }
+            Message::Hello(Hello { closed, .. }) if !*closed && closed_here => {
+                return Err(CloseReason::Unauthorised(format!(
+                    "the {who} runs an open swarm, without a key (use --open)"
+                )));
+            }
+            _ => {}
+        }
+        self.check_hello_fields(msg).map_err(CloseReason::Violation)
+    }
+
+    fn check_hello_fields(&self, msg: &Message) -> Result<(), String> {
         match msg {
             Message::Hello(Hello { magic, .. }) if *magic != MAGIC => {
                 Err("not a Drizzle connection (bad magic)".into())
@@ -173,6 +322,21 @@ impl Link {
             Message::Error { reason } => Err(format!("remote refused: {}", clip(reason))),
             _ => Err("first message was not a hello".into()),
         }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Tracker => "tracker",
+        Role::Peer => "peer",
+    }
+}
+
+/// A broken channel as a reason to close: a wrong key is a refusal, the rest a violation.
+fn seal_failed(e: SealError) -> CloseReason {
+    match e {
+        SealError::WrongKey => CloseReason::Unauthorised(WRONG_KEY_REASON.to_string()),
+        e => CloseReason::Violation(e.to_string()),
     }
 }
 

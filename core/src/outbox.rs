@@ -6,7 +6,7 @@
 use crate::bytes::Bytes;
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Output};
-use crate::wire::{encode, Message};
+use crate::wire::{encode, Message, Role};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -18,12 +18,17 @@ pub(crate) enum CloseReason {
     Violation(String),
     /// The remote stayed silent past a deadline (which one).
     TimedOut(&'static str),
+    /// The remote is not of this swarm: a wrong or missing swarm key, or an open swarm
+    /// meeting a closed one.
+    Unauthorised(String),
 }
 
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CloseReason::Violation(reason) => f.write_str(reason),
+            CloseReason::Violation(reason) | CloseReason::Unauthorised(reason) => {
+                f.write_str(reason)
+            }
             CloseReason::TimedOut(why) => write!(f, "timed out: {why}"),
         }
     }
@@ -35,17 +40,47 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues `msg` for `conn`, counted on its `link` (if it still has one).
+    /// Queues `msg` for `conn`, through its `link` (nothing for a connection gone).
     pub fn send(&mut self, link: Option<&mut Link>, conn: ConnId, msg: &Message) {
-        self.send_bytes(link, conn, encode(msg).into());
+        // Before a closed swarm's handshake is done, only these may go out in the clear.
+        let clear_ok = matches!(
+            msg,
+            Message::Hello(_) | Message::Handshake { .. } | Message::Error { .. }
+        );
+        self.send_wire(link, conn, encode(msg).into(), clear_ok);
     }
 
     /// Queues encoded bytes (whole frames, or a frame's parts in order).
     pub fn send_bytes(&mut self, link: Option<&mut Link>, conn: ConnId, bytes: Bytes) {
-        if let Some(link) = link {
-            link.queued(bytes.len());
+        self.send_wire(link, conn, bytes, false);
+    }
+
+    fn send_wire(&mut self, link: Option<&mut Link>, conn: ConnId, plain: Bytes, clear_ok: bool) {
+        let Some(link) = link else {
+            return;
+        };
+        if let Some(bytes) = link.wire(plain, clear_ok) {
+            self.push_send(link, conn, bytes);
         }
+    }
+
+    fn push_send(&mut self, link: &mut Link, conn: ConnId, bytes: Bytes) {
+        link.queued(bytes.len());
         self.out.push_back(Output::Send { conn, bytes });
+    }
+
+    /// Opens a connection: this side's hello (and handshake, when it connected).
+    pub fn greet(&mut self, link: &mut Link, conn: ConnId, role: Role) {
+        for msg in link.greeting(role) {
+            self.send(Some(link), conn, &msg);
+        }
+    }
+
+    /// Queues what the link itself has to send (a handshake answer, what it held).
+    pub fn flush(&mut self, link: &mut Link, conn: ConnId) {
+        for bytes in link.take_outgoing() {
+            self.push_send(link, conn, bytes);
+        }
     }
 
     pub fn emit(&mut self, event: Event) {
@@ -69,6 +104,7 @@ impl Outbox {
         match reason {
             CloseReason::Violation(_) => log::warn!("closing {remote} ({conn}): {text}"),
             CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
+            CloseReason::Unauthorised(_) => log::warn!("refusing {remote} ({conn}): {text}"),
         }
         let error = Message::Error {
             reason: clip(&text),

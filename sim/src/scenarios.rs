@@ -50,6 +50,8 @@ pub struct ScenarioReport {
     pub failures: Vec<String>,
     pub virtual_ms: u64,
     pub steps: u64,
+    /// Whether the swarm was closed (keyed and sealed), as scenarios run by default.
+    pub closed: bool,
 }
 
 impl ScenarioReport {
@@ -59,12 +61,22 @@ impl ScenarioReport {
 
     /// The command that reproduces this run.
     pub fn reproduce(&self) -> String {
-        format!("drizzle sim {} --seed {}", self.scenario.name(), self.seed)
+        let open = if self.closed { "" } else { " --open" };
+        format!(
+            "drizzle sim {} --seed {}{open}",
+            self.scenario.name(),
+            self.seed
+        )
     }
 }
 
-pub fn run_scenario(scenario: Scenario, seed: u64) -> ScenarioReport {
-    let mut world = World::new(WorldConfig::new(seed));
+/// Runs `scenario` from `seed`, in a `closed` swarm (every connection keyed and sealed
+/// with the real cipher) or an open one.
+pub fn run_scenario(scenario: Scenario, seed: u64, closed: bool) -> ScenarioReport {
+    let mut world = World::new(WorldConfig {
+        closed,
+        ..WorldConfig::new(seed)
+    });
     let mut data_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
     let mut failures = match scenario {
         Scenario::Standard => standard(&mut world, &mut data_rng),
@@ -86,6 +98,7 @@ pub fn run_scenario(scenario: Scenario, seed: u64) -> ScenarioReport {
         seed,
         virtual_ms: world.now_ms(),
         steps: world.steps,
+        closed,
         trace: std::mem::take(&mut world.trace),
         failures,
     }

@@ -68,6 +68,12 @@ pub struct WorldConfig {
     /// A peer whose download is done leaves (its process ends) this long after; `None`:
     /// it stays and serves.
     pub leave_after_ms: Option<u64>,
+    /// A closed swarm: every node holds the world's swarm key, and every connection is
+    /// handshaken and sealed with the real cipher.
+    pub closed: bool,
+    /// Keep a copy of every byte any node sends in `World::wire` (for tests that look at
+    /// what an eavesdropper would see).
+    pub tap_wire: bool,
 }
 
 impl WorldConfig {
@@ -86,6 +92,8 @@ impl WorldConfig {
             interleave_below_bytes: 1024,
             disk: DiskModel::default(),
             leave_after_ms: None,
+            closed: true,
+            tap_wire: false,
         }
     }
 }
@@ -162,6 +170,8 @@ pub struct World {
     pub trace: Vec<TraceLine>,
     pub events: Vec<(u64, NodeId, Event)>,
     pub violations: Vec<String>,
+    /// Every byte sent, when `WorldConfig::tap_wire` asked for it.
+    pub wire: Vec<u8>,
     pub steps: u64,
     /// Chunks each node has served, kept even with the trace off.
     pub served: BTreeMap<NodeId, u64>,
@@ -190,6 +200,7 @@ impl World {
             trace: Vec::new(),
             events: Vec::new(),
             violations: Vec::new(),
+            wire: Vec::new(),
             steps: 0,
             served: BTreeMap::new(),
             departures: 0,

@@ -7,7 +7,7 @@
 use drizzle_sim::{run_scenario, Scenario};
 
 fn rendered(scenario: Scenario, seed: u64) -> String {
-    let report = run_scenario(scenario, seed);
+    let report = run_scenario(scenario, seed, true);
     let mut out = String::new();
     for line in &report.trace {
         out.push_str(&line.human());
@@ -45,10 +45,10 @@ fn different_seeds_give_different_traces() {
 }
 
 #[test]
-fn scenarios_pass_for_many_seeds() {
+fn scenarios_pass_for_many_seeds_open_and_closed() {
     for scenario in Scenario::ALL {
-        for seed in 0..40 {
-            let report = run_scenario(scenario, seed);
+        for (seed, closed) in (0..40).flat_map(|s| [(s, true), (s, false)]) {
+            let report = run_scenario(scenario, seed, closed);
             assert!(
                 report.passed(),
                 "{:?}; reproduce with: {}",

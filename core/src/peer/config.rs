@@ -3,6 +3,7 @@
 //! a test can vary it per peer; the hard bounds on what remotes can make it do are in
 //! `limits.rs`. How the defaults were chosen is told in `docs/swarm.md`.
 
+use crate::secure::Security;
 use std::net::SocketAddr;
 
 /// How a peer behaves; times in milliseconds.
@@ -35,6 +36,8 @@ pub struct PeerConfig {
     pub reconnect_max_ms: u64,
     pub fetch: FetchPolicy,
     pub serve: ServePolicy,
+    /// Open, or closed to all but holders of the swarm key.
+    pub security: Security,
 }
 
 impl PeerConfig {
@@ -58,6 +61,7 @@ impl PeerConfig {
             reconnect_max_ms: Self::DEFAULT_RECONNECT_MAX_MS,
             fetch: FetchPolicy::default(),
             serve: ServePolicy::default(),
+            security: Security::Open,
         }
     }
 }

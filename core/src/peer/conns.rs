@@ -15,7 +15,7 @@ use crate::machine::{ConnId, Event, Output};
 use crate::manifest::Root;
 use crate::outbox::CloseReason;
 use crate::time::Timestamp;
-use crate::wire::{Complaint, Hello, Message, Role};
+use crate::wire::{Complaint, Message, Role};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -224,10 +224,13 @@ impl Peer {
                 Some(Conn::In(i)) => i.link.next_message(),
                 None => return,
             };
+            if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+                self.out.flush(link, conn);
+            }
             match next {
                 Ok(Some(msg)) => self.dispatch(now, conn, msg),
                 Ok(None) => return self.note_arriving(now, conn),
-                Err(reason) => return self.violation(now, conn, reason),
+                Err(reason) => return self.close_for(now, conn, reason),
             }
         }
     }
@@ -271,15 +274,40 @@ impl Peer {
 
     /// Closes a connection whose remote broke the protocol, telling it why.
     pub(super) fn violation(&mut self, now: Timestamp, conn: ConnId, reason: String) {
+        self.close_for(now, conn, CloseReason::Violation(reason));
+    }
+
+    /// Closes a connection for `reason`, telling the remote why; the tracker's connection
+    /// closed this way tells the user what the tracker is not (a Drizzle tracker, or of
+    /// this swarm).
+    pub(super) fn close_for(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) {
         if !self.conns.contains_key(&conn) {
             return;
         }
-        self.not_a_tracker(conn, &reason);
+        match &reason {
+            CloseReason::Unauthorised(why) => self.not_authorised(conn, why),
+            reason => self.not_a_tracker(conn, &reason.to_string()),
+        }
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-            self.out
-                .close_for(link, conn, CloseReason::Violation(reason));
+            self.out.close_for(link, conn, reason);
         }
         self.close_conn(now, conn);
+    }
+
+    fn not_authorised(&mut self, conn: ConnId, reason: &str) {
+        if let Some(Conn::Tracker(_)) = self.conns.get(&conn) {
+            self.emit(Event::NotAuthorised {
+                tracker: self.config.tracker,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Opens connection `conn` on our side: our hello, and our handshake when closed.
+    pub(super) fn greet(&mut self, conn: ConnId) {
+        if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
+            self.out.greet(link, conn, Role::Peer);
+        }
     }
 
     /// Forgets a connection that closed (or that we closed) and recovers what it owed.
@@ -419,15 +447,16 @@ impl Peer {
         }
         let conn = self.conns.new_id();
         self.out.push(Output::Connect { conn, addr });
+        let channel = self.keyring.as_mut().map(|k| k.channel(true));
         let out = OutLink {
-            link: Link::new(addr, Role::Peer, now),
+            link: Link::new(addr, Role::Peer, now).secured(channel),
             last_activity: now,
             serving: true,
         };
         self.conns.open(now, conn, Conn::Out(out));
         self.conns.fell_idle(now);
         self.conns.set_holder(addr, conn);
-        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+        self.greet(conn);
         conn
     }
 }

@@ -33,8 +33,9 @@ use crate::limits::MAX_CHUNKS_STORING;
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::Outbox;
+use crate::secure::Keyring;
 use crate::time::Timestamp;
-use crate::wire::{Complaint, Hello, Message, Role, SharedFile};
+use crate::wire::{Complaint, Message, SharedFile};
 use conns::{conn_deadline_lead_ms, Conn, ConnTable};
 use download::Active;
 use fetch::Download;
@@ -196,6 +197,8 @@ pub struct Peer {
     ledger: Ledger,
     ios: Ios,
     slots: UploadSlots,
+    /// Makes each connection's channel in a closed swarm.
+    keyring: Option<Keyring>,
     out: Outbox,
 }
 
@@ -205,7 +208,6 @@ impl Peer {
         let peer_id = rng.gen();
         let conns = ConnTable::new(conn_deadline_lead_ms(&config));
         Peer {
-            config,
             rng,
             peer_id,
             session: TrackerSession::new(),
@@ -215,6 +217,8 @@ impl Peer {
             ledger: Ledger::default(),
             ios: Ios::default(),
             slots: UploadSlots::default(),
+            keyring: Keyring::new(&config.security),
+            config,
             out: Outbox::default(),
         }
     }
@@ -423,9 +427,10 @@ impl Machine for Peer {
     fn handle(&mut self, now: Timestamp, input: Input<'_>) {
         match input {
             Input::Accepted { conn, remote } => {
-                self.conns
-                    .open(now, conn, Conn::In(InLink::new(remote, now)));
-                self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+                let channel = self.keyring.as_mut().map(|k| k.channel(false));
+                let link = InLink::new(remote, now, channel);
+                self.conns.open(now, conn, Conn::In(link));
+                self.greet(conn);
             }
             Input::Connected { conn } => {
                 if self.session.reached(conn) {

@@ -12,6 +12,7 @@ use crate::limits::{
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
 use crate::manifest::{FileName, Root};
+use crate::secure::Channel;
 use crate::time::Timestamp;
 use crate::wire::{encode_chunk_data, Message, RefusedBecause, Role};
 use std::collections::{BTreeSet, VecDeque};
@@ -32,9 +33,10 @@ pub(super) struct InLink {
 }
 
 impl InLink {
-    pub fn new(remote: SocketAddr, now: Timestamp) -> InLink {
+    pub fn new(remote: SocketAddr, now: Timestamp, channel: Option<Channel>) -> InLink {
+        let link = Link::with_frame_limit(remote, Role::Peer, now, MAX_FETCHER_FRAME_BYTES);
         InLink {
-            link: Link::with_frame_limit(remote, Role::Peer, now, MAX_FETCHER_FRAME_BYTES),
+            link: link.secured(channel),
             queue: VecDeque::new(),
             loading: 0,
             seat: Seat::default(),

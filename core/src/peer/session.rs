@@ -8,7 +8,7 @@ use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Output};
 use crate::manifest::FileName;
 use crate::time::Timestamp;
-use crate::wire::{Complaint, Hello, Message, Refusal, Role, SharedFile};
+use crate::wire::{Complaint, Message, Refusal, Role, SharedFile};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -176,13 +176,14 @@ impl Peer {
         let conn = self.conns.new_id();
         let tracker = self.config.tracker;
         let relist = self.session.opened(conn);
-        let link = Link::new(tracker, Role::Tracker, now);
+        let channel = self.keyring.as_mut().map(|k| k.channel(true));
+        let link = Link::new(tracker, Role::Tracker, now).secured(channel);
         self.conns.open(now, conn, Conn::Tracker(link));
         self.out.push(Output::Connect {
             conn,
             addr: tracker,
         });
-        self.send(conn, &Message::Hello(Hello::new(Role::Peer)));
+        self.greet(conn);
         let files: Vec<SharedFile> = self
             .files
             .iter()

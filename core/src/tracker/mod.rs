@@ -17,10 +17,9 @@ use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
 use crate::manifest::{FileName, Root};
 use crate::outbox::{CloseReason, Outbox};
 use crate::peer::PeerConfig;
+use crate::secure::{Keyring, Security};
 use crate::time::Timestamp;
-use crate::wire::{
-    Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, Role, SharedFile,
-};
+use crate::wire::{Complaint, FileSummary, LocatedHolder, Message, Refusal, Role, SharedFile};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +38,8 @@ pub struct TrackerConfig {
     /// elsewhere (or their request budget spent) and ask nothing, so one per slot leaves
     /// slots idle (see `docs/swarm.md`).
     pub introductions_per_free_slot: usize,
+    /// Open, or closed to all but holders of the swarm key.
+    pub security: Security,
 }
 
 impl TrackerConfig {
@@ -51,6 +52,7 @@ impl TrackerConfig {
             seed,
             settle_ms: Self::DEFAULT_SETTLE_MS,
             introductions_per_free_slot: 4,
+            security: Security::Open,
         }
     }
 }
@@ -91,6 +93,8 @@ pub struct Tracker {
     pinned_by: BTreeMap<FileName, IpAddr>,
     pins_per_ip: BTreeMap<IpAddr, usize>,
     swarms: BTreeMap<Root, Swarm>,
+    /// Makes each connection's channel in a closed swarm.
+    keyring: Option<Keyring>,
     out: Outbox,
 }
 
@@ -107,6 +111,7 @@ impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
         Tracker {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            keyring: Keyring::new(&config.security),
             started: None,
             now: Timestamp::ZERO,
             config,
@@ -194,10 +199,12 @@ impl Tracker {
             let Some(link) = self.links.get_mut(&conn) else {
                 return;
             };
-            match link.next_message() {
+            let next = link.next_message();
+            self.out.flush(link, conn);
+            match next {
                 Ok(Some(msg)) => self.handle_message(conn, msg),
                 Ok(None) => return,
-                Err(reason) => return self.drop_link(conn, reason),
+                Err(reason) => return self.close_link(conn, reason),
             }
         }
     }
@@ -549,7 +556,6 @@ impl Tracker {
     }
 
     /// Closes a connection whose remote broke the protocol, telling it why.
-    /// Closes a connection whose remote broke the protocol, telling it why.
     fn drop_link(&mut self, conn: ConnId, reason: String) {
         self.close_link(conn, CloseReason::Violation(reason));
     }
@@ -641,9 +647,11 @@ impl Machine for Tracker {
         self.now = now;
         match input {
             Input::Accepted { conn, remote } => {
-                self.links.insert(conn, Link::new(remote, Role::Peer, now));
+                let channel = self.keyring.as_mut().map(|k| k.channel(false));
+                let link = self.links.entry(conn);
+                let link = link.or_insert(Link::new(remote, Role::Peer, now).secured(channel));
+                self.out.greet(link, conn, Role::Tracker);
                 self.deadlines.opened(now);
-                self.send(conn, &Message::Hello(Hello::new(Role::Tracker)));
             }
             Input::Received { conn, data } => self.handle_received(conn, data),
             Input::Closed { conn } => self.forget(conn),

@@ -254,6 +254,16 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Takes the bytes received but not decoded: the records after a closed swarm's
+    /// handshake, which arrived before the decoder knew they were not frames. Never a chunk
+    /// payload (none is collected before the hello is done).
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        rest.drain(..self.start.min(rest.len()));
+        self.start = 0;
+        rest
+    }
+
     /// Where the next bytes may be received straight into, saving `push`'s copy: the room
     /// for the rest of a chunk payload being collected. Report what was put there with
     /// [`FrameDecoder::received_in_window`].

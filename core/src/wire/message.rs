@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,14 +24,19 @@ pub struct Hello {
     pub magic: [u8; 4],
     pub version: u16,
     pub role: Role,
+    /// Whether the sender's swarm is closed: a `Handshake` follows, then only records. The
+    /// two ends compare their own setting, never negotiate it (no downgrade).
+    pub closed: bool,
 }
 
 impl Hello {
+    /// The hello of an open swarm.
     pub fn new(role: Role) -> Hello {
         Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             role,
+            closed: false,
         }
     }
 }
@@ -247,6 +252,13 @@ pub enum Message {
         holder: SocketAddr,
         complaint: Complaint,
     },
+
+    // either side, in a closed swarm
+    /// A Noise handshake message (see `crate::secure`), in the clear after the hello; at
+    /// most `secure::MAX_HANDSHAKE_BYTES`.
+    Handshake {
+        noise: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -274,6 +286,7 @@ impl Message {
             Message::Introduce { .. } => "introduce",
             Message::Have { .. } => "have",
             Message::Report { .. } => "report",
+            Message::Handshake { .. } => "handshake",
         }
     }
 }

@@ -2,6 +2,12 @@
 //! its outputs drained and acted on, its timer kept in the queue, its events recorded.
 
 use super::*;
+use drizzle_core::secure::{Security, SwarmKey};
+use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
+
+/// Keeps the key streams apart from the seeds they are derived from.
+const KEY_SALT: u64 = 0x6b65_795f_7361_6c74;
 
 #[derive(Debug)]
 pub(crate) enum NodeMachine {
@@ -100,17 +106,38 @@ impl World {
         let seed = self.seeds.gen();
         let tracker = self.tracker_addr();
         let tune = self.config.tune_peer;
+        let security = self.security(seed);
         let Some(node) = self.nodes.get_mut(id) else {
             return;
         };
         node.machine = Some(if node.is_tracker {
-            NodeMachine::Tracker(Box::new(Tracker::new(TrackerConfig::new(seed))))
+            let mut config = TrackerConfig::new(seed);
+            config.security = security;
+            NodeMachine::Tracker(Box::new(Tracker::new(config)))
         } else {
             let mut config = PeerConfig::new(tracker, node.addr, seed);
+            config.security = security;
             tune(&mut config);
             NodeMachine::Peer(Box::new(Peer::new(config)))
         });
         self.reschedule_timer(id);
+    }
+
+    /// A node's security: in a closed swarm, the world's key (from the world's seed) and
+    /// ephemeral keys seeded from the node's own seed — drawn without touching the seed
+    /// stream, so an open world runs exactly as before closed ones existed.
+    fn security(&self, node_seed: u64) -> Security {
+        if !self.config.closed {
+            return Security::Open;
+        }
+        let mut key = [0u8; 32];
+        ChaCha20Rng::seed_from_u64(self.config.seed ^ KEY_SALT).fill_bytes(&mut key);
+        let mut secret_seed = [0u8; 32];
+        ChaCha20Rng::seed_from_u64(node_seed ^ KEY_SALT).fill_bytes(&mut secret_seed);
+        Security::Closed {
+            key: SwarmKey::from_bytes(key),
+            secret_seed,
+        }
     }
 
     pub(super) fn alive(&self, node: NodeId, incarnation: u32) -> bool {

@@ -108,6 +108,9 @@ impl World {
         let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
         let (dest, in_order) = (l.ends[to].node, l.ends[to].last_departure_us);
         let n = bytes.len() as u64;
+        if self.config.tap_wire {
+            self.wire.extend_from_slice(&bytes);
+        }
         let (up, down) = (self.bandwidth(node).0, self.bandwidth(dest).1);
         let now_us = self.now_us;
         let lat = self.latency_us(node, dest);
