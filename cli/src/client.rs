@@ -3,6 +3,7 @@
 //! unless told), serving what it holds while it runs.
 
 use crate::exit::{Exit, Fail};
+use crate::keys::KeyArgs;
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
 use crate::progress::{Display, Tally};
@@ -16,9 +17,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub fn list(tracker: SocketAddr, json_out: bool) -> Result<(), Fail> {
+pub fn list(tracker: SocketAddr, json_out: bool, keys: &KeyArgs) -> Result<(), Fail> {
     let listen = SocketAddr::from(([0, 0, 0, 0], 0));
-    let mut peer = Peer::new(PeerConfig::new(tracker, listen, os_seed()));
+    let mut config = PeerConfig::new(tracker, listen, os_seed());
+    config.security = keys.security()?;
+    let mut peer = Peer::new(config);
     peer.command(drizzle_core::Timestamp::ZERO, PeerCommand::List)
         .map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
     let mut driver = Driver::new(peer, None, None, stop_on_signal())?;
@@ -103,6 +106,8 @@ pub struct GetArgs {
     /// NDJSON events on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// Runs `get`; with `--json`, every failure is also an event, `failed`, the last line.
@@ -134,6 +139,7 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
         })?),
         None => None,
     };
+    let security = args.keys.security()?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         Fail::new(
             Exit::Failure,
@@ -170,6 +176,7 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     };
     let mut config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
     config.unavailable_after_ms = args.stall_timeout.saturating_mul(1000);
+    config.security = security;
     let mut peer = Peer::new(config);
     peer.command(
         drizzle_core::Timestamp::ZERO,

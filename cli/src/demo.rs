@@ -3,6 +3,7 @@
 //! scenario checks that it behaved as specified; the demo exits 0 only if all did.
 
 use crate::exit::{Exit, Fail};
+use crate::keys;
 use crate::out::say;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
 use drizzle_core::{Event, FileName};
@@ -71,6 +72,8 @@ struct Stage {
     tracker: Option<NodeHandle>,
     peers: BTreeMap<String, NodeHandle>,
     seed: u64,
+    /// The demo runs a closed swarm of its own, as `drizzle tracker` does by default.
+    key: drizzle_core::secure::SwarmKey,
 }
 
 impl Stage {
@@ -86,6 +89,7 @@ impl Stage {
             tracker: None,
             peers: BTreeMap::new(),
             seed: crate::node::os_seed(),
+            key: keys::random_key(),
         })
     }
 
@@ -100,7 +104,9 @@ impl Stage {
 
     fn start_tracker(&mut self) -> Result<SocketAddr, String> {
         let tx = self.tx.clone();
-        let node = spawn_tracker(SocketAddr::from(([127, 0, 0, 1], 0)), self.seed, move |e| {
+        let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
+        let security = keys::closed(self.key.clone());
+        let node = spawn_tracker(localhost, self.seed, security, move |e| {
             let _ = tx.send(("tracker".into(), e.clone()));
         })
         .map_err(|e| format!("tracker: {e}"))?;
@@ -122,13 +128,14 @@ impl Stage {
         let tx = self.tx.clone();
         let who = name.to_string();
         self.seed = self.seed.wrapping_add(1);
+        let security = keys::closed(self.key.clone());
         let node = spawn_peer(
             tracker,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             dir.clone(),
             self.seed,
             None,
-            |_| {},
+            |config| config.security = security,
             move |e| {
                 let _ = tx.send((who.clone(), e.clone()));
             },

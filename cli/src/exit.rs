@@ -13,6 +13,9 @@ pub enum Exit {
     Integrity = 3,
     /// Tracker unreachable, no such file, or no reachable holder for some chunk.
     Unavailable = 4,
+    /// A wrong or missing swarm key, or a keyed command meeting an open swarm (or the
+    /// reverse).
+    NotAuthorised = 5,
 }
 
 /// A failure with its exit code and a one-line message for stderr.

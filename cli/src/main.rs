@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod demo;
 mod exit;
+mod keys;
 mod node;
 mod out;
 mod progress;
@@ -36,6 +37,8 @@ enum Command {
         /// Address to accept peers on (port 0 picks a free one).
         #[arg(long, default_value = "0.0.0.0:55555", value_parser = units::parse_addr)]
         listen: SocketAddr,
+        #[command(flatten)]
+        keys: keys::TrackerKeyArgs,
     },
     /// Share every regular file under DIR; prints `listening on IP:PORT` first.
     Share(serve::ShareArgs),
@@ -47,6 +50,8 @@ enum Command {
         /// One JSON object per file.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        keys: keys::KeyArgs,
     },
     /// Download NAME into DIR/NAME, verified chunk by chunk (resumes an interrupted get).
     Get(client::GetArgs),
@@ -105,9 +110,13 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Fail> {
     match command {
-        Command::Tracker { listen } => serve::tracker(listen),
+        Command::Tracker { listen, keys } => serve::tracker(listen, &keys),
         Command::Share(args) => serve::share(args),
-        Command::List { tracker, json } => client::list(tracker, json),
+        Command::List {
+            tracker,
+            json,
+            keys,
+        } => client::list(tracker, json, &keys),
         Command::Get(args) => client::get(args),
         Command::Demo { which } => demo::demo(which),
         Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),

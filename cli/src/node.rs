@@ -57,6 +57,10 @@ impl TrackerWatch {
                 self.up = true;
                 Ok(())
             }
+            Some(Event::NotAuthorised { reason, .. }) => Err(Fail::new(
+                Exit::NotAuthorised,
+                format!("tracker {tracker}: {reason}"),
+            )),
             Some(Event::NotATracker { reason, .. }) => Err(Fail::new(
                 Exit::Unavailable,
                 format!("{tracker} is not a Drizzle tracker ({reason})"),
@@ -113,7 +117,10 @@ pub fn log_event(who: &str, event: &Event) {
     let text = event.to_string();
     match event {
         // Said once, by the command that ends on it.
-        Event::Rejected { .. } | Event::Failed { .. } | Event::NotATracker { .. } => {
+        Event::Rejected { .. }
+        | Event::Failed { .. }
+        | Event::NotATracker { .. }
+        | Event::NotAuthorised { .. } => {
             log::debug!("{who}: {text}")
         }
         Event::Mismatch { .. } => log::error!("{who}: {text}"),

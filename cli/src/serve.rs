@@ -2,6 +2,7 @@
 //! listening address first and then serve until SIGINT/SIGTERM.
 
 use crate::exit::{Exit, Fail};
+use crate::keys::{KeyArgs, TrackerKeyArgs};
 use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
 use crate::units;
@@ -12,10 +13,17 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub fn tracker(listen: SocketAddr) -> Result<(), Fail> {
+pub fn tracker(listen: SocketAddr, keys: &TrackerKeyArgs) -> Result<(), Fail> {
+    let (security, key) = keys.security()?;
     let (listener, _) = bind_and_announce(listen)?;
+    match key {
+        Some(key) => say!("swarm key {}", key.to_hex()),
+        None => say!("swarm open (no key)"),
+    }
     let stop = stop_on_signal();
-    let machine = Tracker::new(TrackerConfig::new(os_seed()));
+    let mut config = TrackerConfig::new(os_seed());
+    config.security = security;
+    let machine = Tracker::new(config);
     let mut driver = Driver::new(machine, Some(listener), None, stop)?;
     driver.run(|_, _, event| {
         if let Some(e) = event {
@@ -47,10 +55,13 @@ pub struct ShareArgs {
     /// Upload cap, e.g. 25MB/s (no cap when left out).
     #[arg(long, value_parser = units::parse_rate)]
     pub upload_limit: Option<u64>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 pub fn share(args: ShareArgs) -> Result<(), Fail> {
     let dir = args.dir.as_path();
+    let security = args.keys.security()?;
     if !dir.is_dir() {
         return Err(Fail::new(
             Exit::Failure,
@@ -90,7 +101,8 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
         scan.files.len(),
         dir.display()
     );
-    let config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
+    let mut config = PeerConfig::new(args.tracker, args.advertise.unwrap_or(local), os_seed());
+    config.security = security;
     let mut peer = Peer::new(config);
     let now = drizzle_core::Timestamp::ZERO;
     for (name, manifest) in scan.files {

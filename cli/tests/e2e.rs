@@ -14,7 +14,7 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -139,7 +139,7 @@ fn list_shows_every_registration() {
     write(d2.path(), "three", b"");
     let (_p1, _) = share(d1.path(), &tr, &["dir/two", "one"], &[]);
     let (_p2, _) = share(d2.path(), &tr, &["three"], &[]);
-    let out = Command::new(BIN)
+    let out = drizzle()
         .args(["list", "--tracker", &tr, "--json"])
         .output()
         .unwrap();
@@ -195,7 +195,7 @@ fn two_getters_at_once() {
     let children: Vec<Child> = outs
         .iter()
         .map(|d| {
-            Command::new(BIN)
+            drizzle()
                 .args([
                     "get",
                     "big",
@@ -286,10 +286,7 @@ fn unreachable_tracker_exits_4_quickly() {
         "took {:?}",
         started.elapsed()
     );
-    let list = Command::new(BIN)
-        .args(["list", "--tracker", &tr])
-        .output()
-        .unwrap();
+    let list = drizzle().args(["list", "--tracker", &tr]).output().unwrap();
     assert_eq!(code(&list), 4);
 }
 
@@ -307,7 +304,7 @@ fn bad_names_are_usage_errors() {
 
 #[test]
 fn demo_runs_all_three_scenarios() {
-    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let out = drizzle().arg("demo").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(code(&out), 0, "{text}");
     for name in [
@@ -324,7 +321,7 @@ fn demo_runs_all_three_scenarios() {
 #[test]
 fn sim_is_deterministic_through_the_binary() {
     let run = || {
-        Command::new(BIN)
+        drizzle()
             .args(["sim", "rarest-first", "--seed", "7"])
             .output()
             .unwrap()
@@ -332,7 +329,7 @@ fn sim_is_deterministic_through_the_binary() {
     let (a, b) = (run(), run());
     assert_eq!(code(&a), 0);
     assert_eq!(a.stdout, b.stdout);
-    let other = Command::new(BIN)
+    let other = drizzle()
         .args(["sim", "rarest-first", "--seed", "8"])
         .output()
         .unwrap();
@@ -367,7 +364,7 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
         "3",
         "--json",
     ];
-    let run = |extra: &[&str]| Command::new(BIN).args(args).args(extra).output().unwrap();
+    let run = |extra: &[&str]| drizzle().args(args).args(extra).output().unwrap();
     let a = run(&["--svg", svg.to_str().unwrap()]);
     assert_eq!(code(&a), 0, "{}", String::from_utf8_lossy(&a.stderr));
     let s = summary(&a);
@@ -396,7 +393,7 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
 
 #[test]
 fn benches_run_and_report() {
-    let tracker = Command::new(BIN)
+    let tracker = drizzle()
         .args([
             "bench",
             "tracker",
@@ -421,7 +418,7 @@ fn benches_run_and_report() {
     assert!(t["locates"].as_u64().unwrap() > 0, "{t}");
 
     // A grid of two shapes (equal peers, a fifth slow), each cell beside its bound.
-    let grid = Command::new(BIN)
+    let grid = drizzle()
         .args([
             "bench",
             "sim",
@@ -448,7 +445,7 @@ fn benches_run_and_report() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let transfer = Command::new(BIN)
+    let transfer = drizzle()
         .args([
             "bench",
             "transfer",
@@ -495,7 +492,7 @@ fn benches_run_and_report() {
 #[test]
 fn a_throttled_transfer_takes_about_what_the_sim_predicts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = drizzle()
         .args(["bench", "transfer", "--size", "32MiB", "--seeders", "2"])
         .args(["--getters", "2", "--upload-limit", "4MB", "--runs", "1"])
         .args(["--sim", "--json", "--dir", dir.path().to_str().unwrap()])
@@ -511,7 +508,7 @@ fn a_throttled_transfer_takes_about_what_the_sim_predicts() {
 /// the simulator. Skipped, saying why, where namespaces cannot be made (not root, no `ip`).
 #[test]
 fn the_testbed_runs_a_small_real_swarm_beside_the_simulator() {
-    let out = Command::new(BIN)
+    let out = drizzle()
         .args(["bench", "swarm", "--peers", "2", "--file-size", "2MiB"])
         .args([
             "--chunk-size",

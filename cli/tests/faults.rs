@@ -15,11 +15,10 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn list_json(tracker: &str) -> (i32, Vec<serde_json::Value>) {
-    let out = Command::new(BIN)
+    let out = drizzle()
         .args(["list", "--tracker", tracker, "--json"])
         .output()
         .unwrap();

@@ -50,11 +50,13 @@ fn silent_holder(tracker: &str, name: &str, manifest: &Manifest, id: u64) {
 /// times).
 #[test]
 fn silent_holders_cannot_stall_a_download() {
-    let (_t, tracker) = tracker();
+    // The adversary speaks the open protocol: a key holder turned hostile, or anyone in an
+    // open swarm.
+    let (_t, tracker) = tracker_with(&["--open"]);
     let dir = tempfile::tempdir().unwrap();
     let bytes = data(20 * CHUNK, 7);
     write(dir.path(), "f.bin", &bytes);
-    let (_sharer, _) = share(dir.path(), &tracker, &["f.bin"], &[]);
+    let (_sharer, _) = share(dir.path(), &tracker, &["f.bin"], &["--open"]);
     let manifest = Manifest::from_bytes(&bytes, CHUNK as u32).unwrap();
     for id in 0..8 {
         silent_holder(&tracker, "f.bin", &manifest, 1_000 + id);
@@ -62,7 +64,12 @@ fn silent_holders_cannot_stall_a_download() {
     std::thread::sleep(Duration::from_millis(200));
     let out = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let got = get("f.bin", &tracker, out.path(), &["--stall-timeout", "60"]);
+    let got = get(
+        "f.bin",
+        &tracker,
+        out.path(),
+        &["--stall-timeout", "60", "--open"],
+    );
     let took = started.elapsed();
     assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
     assert_same_file(dir.path(), out.path(), "f.bin");

@@ -113,6 +113,8 @@ impl Net {
     /// Runs `drizzle ARGS` on host i; its stdout lines arrive on the channel.
     fn run(&self, i: usize, args: &[&str]) -> (Child, Receiver<String>) {
         let mut child = Command::new("ip")
+            .env("XDG_CONFIG_HOME", key_home())
+            .env_remove("DRIZZLE_KEY")
             .args(["netns", "exec", &self.host(i), BIN])
             .args(args)
             .stdout(Stdio::piped())

@@ -16,7 +16,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn stderr(out: &std::process::Output) -> String {
@@ -25,7 +25,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// `drizzle share DIR` with both output streams piped, for a test that reads them itself.
 fn spawn_sharer(dir: &std::path::Path, tracker: &str) -> Child {
-    Command::new(BIN)
+    drizzle()
         .args(["share", dir.to_str().unwrap(), "--tracker", tracker])
         .args(["--listen", "127.0.0.1:0", "--chunk-size", "64KiB"])
         .stdout(Stdio::piped())
@@ -203,7 +203,7 @@ fn a_server_that_is_not_a_tracker_is_named_within_seconds() {
     let run = |args: Vec<String>| {
         std::thread::spawn(move || {
             let started = Instant::now();
-            let out = Command::new(BIN).args(&args).output().unwrap();
+            let out = drizzle().args(&args).output().unwrap();
             (args, out, started.elapsed())
         })
     };
@@ -272,7 +272,7 @@ fn a_closed_stdout_does_not_kill_a_sharer_or_a_list() {
     assert!(!err.contains("panicked"), "{err}");
 
     // A one-shot command whose reader is gone ends without a panic.
-    let mut list = Command::new(BIN)
+    let mut list = drizzle()
         .args(["list", "--tracker", &tr])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -336,7 +336,7 @@ fn bad_flags_are_usage_errors_before_anything_starts() {
         vec!["list", "--tracker", "no-such-host.invalid:1"],
     ];
     for args in cases {
-        let out = Command::new(BIN).args(&args).output().unwrap();
+        let out = drizzle().args(&args).output().unwrap();
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
         assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
     }

@@ -293,13 +293,13 @@ impl Link {
         match msg {
             Message::Hello(Hello { closed, .. }) if *closed && !closed_here => {
                 return Err(CloseReason::Unauthorised(format!(
-                    "the {who} runs a closed swarm: it needs the swarm key (--key, --key-file \
-                     or DRIZZLE_KEY)"
+                    "the {who} runs a closed swarm; this side has no swarm key"
                 )));
             }
             Message::Hello(Hello { closed, .. }) if !*closed && closed_here => {
                 return Err(CloseReason::Unauthorised(format!(
-                    "the {who} runs an open swarm, without a key (use --open)"
+                    "the {who} runs an open swarm; this side has a swarm key (an open swarm \
+                     is joined with --open)"
                 )));
             }
             _ => {}

@@ -104,7 +104,11 @@ impl Outbox {
         match reason {
             CloseReason::Violation(_) => log::warn!("closing {remote} ({conn}): {text}"),
             CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
-            CloseReason::Unauthorised(_) => log::warn!("refusing {remote} ({conn}): {text}"),
+            // Whoever refused a stranger says so; whoever was refused tells its user.
+            CloseReason::Unauthorised(_) if matches!(conn, ConnId::Inbound(_)) => {
+                log::warn!("refusing {remote} ({conn}): {text}")
+            }
+            CloseReason::Unauthorised(_) => log::info!("refused by {remote} ({conn}): {text}"),
         }
         let error = Message::Error {
             reason: clip(&text),

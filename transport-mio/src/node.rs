@@ -7,6 +7,7 @@ use crate::storage::FileStore;
 use drizzle_core::machine::Event;
 use drizzle_core::machine::Machine;
 use drizzle_core::peer::PeerCommand;
+use drizzle_core::secure::Security;
 use drizzle_core::{Peer, PeerConfig, Timestamp, Tracker, TrackerConfig};
 use mio::Waker;
 use std::io;
@@ -58,16 +59,19 @@ impl Drop for NodeHandle {
     }
 }
 
-/// Starts a tracker listening on `listen`.
+/// Starts a tracker listening on `listen`, open or closed as `security` says.
 pub fn spawn_tracker(
     listen: SocketAddr,
     seed: u64,
+    security: Security,
     on_event: impl FnMut(&Event) + Send + 'static,
 ) -> io::Result<NodeHandle> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let tracker = Tracker::new(TrackerConfig::new(seed));
+    let mut config = TrackerConfig::new(seed);
+    config.security = security;
+    let tracker = Tracker::new(config);
     let driver = Driver::new(tracker, Some(listener), None, stop.clone())?;
     // A tracker takes no commands.
     Ok(start(driver, addr, stop, |_, _, _| {}, on_event))

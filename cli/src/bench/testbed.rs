@@ -185,9 +185,18 @@ fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64
     fs::write(source.join(FILE), &data)?;
     drop(data);
     let ip = Path::new("ip");
+    // A closed swarm of its own, as users run them.
+    let key_file = dir.join("swarm.key");
+    let key_file = key_file.to_str().unwrap_or_default();
     let mut tracker = Node::start(
         Path::new(exe),
-        &["tracker", "--listen", &format!("{NET}.1:0")],
+        &[
+            "tracker",
+            "--listen",
+            &format!("{NET}.1:0"),
+            "--key-file",
+            key_file,
+        ],
     )?;
     let tracker_addr = tracker.listening()?;
     let chunk = args.chunk_size.to_string();
@@ -209,6 +218,8 @@ fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64
             &listen,
             "--chunk-size",
             &chunk,
+            "--key-file",
+            key_file,
         ];
         let mut node = Node::start(ip, &a)?;
         node.wait_for(&format!("shared {FILE}"))?;
@@ -237,6 +248,8 @@ fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64
             &listen,
             "--serve",
             "--json",
+            "--key-file",
+            key_file,
         ];
         getters.push(Node::start(ip, &a)?);
     }

@@ -50,6 +50,10 @@ pub struct TransferArgs {
     /// measured time (meaningful with --upload-limit: the sim models rates, not CPUs).
     #[arg(long)]
     pub sim: bool,
+    /// Run an open swarm (nothing encrypted) instead of a closed one; alternate runs with
+    /// and without it to see what sealing every byte costs.
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// One run's measurements.
@@ -155,7 +159,16 @@ fn one_run(
     settle_disk();
 
     let exe = std::env::current_exe()?;
-    let mut tracker = Node::start(&exe, &["tracker", "--listen", "127.0.0.1:0"])?;
+    let key_file = base.join("swarm.key");
+    let keys: Vec<&str> = if args.open {
+        vec!["--open"]
+    } else {
+        vec!["--key-file", path_str(&key_file)?]
+    };
+    let mut tracker = Node::start(
+        &exe,
+        &[&["tracker", "--listen", "127.0.0.1:0"], &keys[..]].concat(),
+    )?;
     let tracker_addr = tracker.listening()?;
     let chunk = args.chunk_size.to_string();
     let limit = args.upload_limit.map(|l| l.to_string());
@@ -176,6 +189,7 @@ fn one_run(
         if let Some(l) = &limit {
             a.extend(["--upload-limit", l.as_str()]);
         }
+        a.extend(&keys);
         let mut node = Node::start(&exe, &a)?;
         let addr = node.listening()?;
         node.wait_for(&format!("shared {FILE}"))?;
@@ -206,6 +220,7 @@ fn one_run(
         if let Some(n) = &hash_threads {
             a.extend(["--hash-threads", n.as_str()]);
         }
+        a.extend(&keys);
         getters.push((Node::start(&exe, &a)?, out));
     }
     // Each getter's output is read on its own thread: a getter whose stdout pipe fills
@@ -408,9 +423,10 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
     };
     let getter_cpu_per_gib = cpu_per_gib(|r| &r.getter_cpu_s);
     let sharer_cpu_per_gib = cpu_per_gib(|r| &r.sharer_cpu_s);
+    let swarm = if args.open { "open" } else { "closed" };
     if args.json {
         let line = json!({
-            "event": "summary", "runs": runs.len(),
+            "event": "summary", "runs": runs.len(), "swarm": swarm,
             "mb_s_overall": {"median": overall.0, "min": overall.1, "max": overall.2},
             "raw_tcp_mb_s": {"median": raw.0, "min": raw.1, "max": raw.2},
             "sha256_mb_s": {"median": sha.0, "min": sha.1, "max": sha.2},
@@ -429,7 +445,7 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
         say!("{line}");
     } else {
         say!(
-            "median of {} runs: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
+            "median of {} runs, {swarm} swarm: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
         );
         if let (Some((c, lo, hi)), Some((s, _, _))) = (curl, synced) {

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -28,9 +28,45 @@ pub struct Proc {
     pub seen: Vec<String>,
 }
 
+/// Where this test binary's processes keep and find their swarm key: its own config
+/// directory (XDG_CONFIG_HOME), so every tracker makes or reuses one key there and every
+/// client finds it, as on one machine.
+/// The key is made here, once, before any process starts, so that a client started before
+/// any tracker finds it too.
+pub fn key_home() -> PathBuf {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = std::env::temp_dir().join(format!("drizzle-tests-{}", std::process::id()));
+        let dir = home.join("drizzle");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(dir.join("swarm.key"), hex + "\n").unwrap();
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(dir.join("swarm.key"), private).unwrap();
+        home
+    })
+    .clone()
+}
+
+/// The swarm key every tracker of this test binary uses (after one has started).
+pub fn swarm_key() -> String {
+    let file = key_home().join("drizzle/swarm.key");
+    std::fs::read_to_string(file).unwrap().trim().to_string()
+}
+
+/// `drizzle`, with the environment of this test binary (see `key_home`).
+pub fn drizzle() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("XDG_CONFIG_HOME", key_home())
+        .env_remove("DRIZZLE_KEY");
+    c
+}
+
 impl Proc {
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        let mut child = drizzle()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -86,9 +122,19 @@ impl Drop for Proc {
     }
 }
 
+/// A tracker of a closed swarm (the key in `key_home`), and its address.
 pub fn tracker() -> (Proc, String) {
-    let mut t = Proc::start(&["tracker", "--listen", "127.0.0.1:0"]);
+    tracker_with(&[])
+}
+
+/// A tracker with `extra` arguments (`--open`, `--key-file F`); its address, after its
+/// second line (`swarm key KEY` or `swarm open (no key)`) has come.
+pub fn tracker_with(extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["tracker", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut t = Proc::start(&args);
     let addr = t.listening();
+    t.wait_line("the swarm line", |l| l.starts_with("swarm "));
     (t, addr)
 }
 
@@ -158,7 +204,7 @@ pub fn get(name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
 /// Like `get`, listening at `listen` (a 127.0.0.x address stands for another host: the
 /// tracker tells peers apart by the address they connect from).
 pub fn get_at(listen: &str, name: &str, tracker: &str, out: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN)
+    drizzle()
         .args(get_args(name, tracker, out, listen))
         .args(extra)
         .output()
