@@ -112,7 +112,9 @@ impl Stage {
         .map_err(|e| format!("tracker: {e}"))?;
         let addr = node.addr;
         self.names.insert(addr, "tracker".into());
-        self.say(&format!("tracker started on {addr}"));
+        self.say(&format!(
+            "tracker started on {addr} (a closed swarm: every connection keyed and encrypted)"
+        ));
         self.tracker = Some(node);
         Ok(addr)
     }
