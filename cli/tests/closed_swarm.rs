@@ -75,6 +75,41 @@ fn strangers_are_refused_with_exit_5_and_key_holders_go_on() {
     assert!(answer.contains("open swarm"), "{answer:?}");
     assert!(answer.len() < 512, "only a hello and a refusal");
 
+    // Nor register, locate or list at the tracker: it answers a hello and a refusal.
+    let squat = drizzle_core::Manifest::from_bytes(b"squatted", 1024).unwrap();
+    let mut session = TcpStream::connect(&tracker).unwrap();
+    session.set_read_timeout(Some(WAIT)).unwrap();
+    let mut attempt = encode(&Message::Hello(Hello::new(Role::Peer)));
+    for msg in [
+        Message::Register {
+            peer_id: 9,
+            listen: "127.0.0.1:9".parse().unwrap(),
+            files: vec![drizzle_core::wire::SharedFile {
+                name: drizzle_core::FileName::new("squat.bin").unwrap(),
+                have: drizzle_core::ChunkSet::full(squat.chunk_count()),
+                manifest: squat,
+            }],
+        },
+        Message::Locate {
+            req: 1,
+            name: drizzle_core::FileName::new("f.bin").unwrap(),
+            known: None,
+        },
+        Message::ListFiles { req: 2 },
+    ] {
+        attempt.extend(encode(&msg));
+    }
+    let _ = session.write_all(&attempt);
+    let mut answer = Vec::new();
+    let _ = session.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains("open swarm") && !answer.contains("f.bin"),
+        "{answer:?}"
+    );
+    let listed = list(&tracker, &[]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("squat.bin"));
+
     // Everyone with the key is still served.
     assert_eq!(code(&list(&tracker, &[])), 0);
     let got = get("f.bin", &tracker, out.path(), &[]);

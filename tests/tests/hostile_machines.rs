@@ -1785,3 +1785,68 @@ fn serve() -> drizzle_core::ServePolicy {
 fn fetch_policy() -> drizzle_core::FetchPolicy {
     drizzle_core::FetchPolicy::default()
 }
+
+/// A tracker of a closed swarm.
+fn closed_tracker() -> Tracker {
+    let mut config = TrackerConfig::new(1);
+    config.security = drizzle_core::secure::Security::Closed {
+        key: drizzle_core::secure::SwarmKey::from_bytes([5; 32]),
+        secret_seed: [6; 32],
+    };
+    Tracker::new(config)
+}
+
+fn closed_hello() -> Vec<u8> {
+    let mut hello = Hello::new(Role::Peer);
+    hello.closed = true;
+    encode(&Message::Hello(hello))
+}
+
+#[test]
+fn a_closed_swarm_closes_half_handshakes_in_time() {
+    let mut t = closed_tracker();
+    let conn = connect(&mut t, 1, 0);
+    drain(&mut t);
+    let d = send(&mut t, conn, 10, &closed_hello());
+    assert!(d.closed.is_empty(), "a hello alone is not yet a fault");
+    t.handle_timeout(Timestamp(HELLO_TIMEOUT_MS - 1));
+    assert!(drain(&mut t).closed.is_empty());
+    t.handle_timeout(Timestamp(HELLO_TIMEOUT_MS + 1));
+    assert_eq!(drain(&mut t).closed, vec![conn], "no handshake in time");
+}
+
+#[test]
+fn a_closed_swarm_refuses_forged_oversized_and_missing_handshakes() {
+    let forged = encode(&Message::Handshake { noise: vec![7; 48] });
+    let oversized = encode(&Message::Handshake {
+        noise: vec![7; 200],
+    });
+    let not_a_handshake = encode(&Message::ListFiles { req: 1 });
+    let garbage = vec![0xff; 64];
+    for (what, bytes) in [
+        ("forged", forged),
+        ("oversized", oversized),
+        ("no handshake", not_a_handshake),
+        ("garbage", garbage),
+    ] {
+        let mut t = closed_tracker();
+        let conn = connect(&mut t, 1, 0);
+        drain(&mut t);
+        let mut stream = closed_hello();
+        stream.extend(bytes);
+        let d = send(&mut t, conn, 10, &stream);
+        assert_eq!(d.closed, vec![conn], "{what}");
+        assert!(
+            !d.sent
+                .iter()
+                .any(|(_, m)| matches!(m, Message::FileList { .. })),
+            "{what}: nothing answered"
+        );
+        // And the tracker goes on serving others.
+        let other = connect(&mut t, 2, 20);
+        assert!(drain(&mut t)
+            .sent
+            .iter()
+            .any(|(c, m)| *c == other && matches!(m, Message::Hello(_))));
+    }
+}

@@ -107,13 +107,15 @@ proptest! {
             faults: faults.clone(),
             check_every_step: true,
             tune_peer: patient,
+            // Half the swarms closed: the faults hit keyed, sealed connections too.
+            closed: seed % 2 == 1,
             ..SwarmConfig::new(peers, seed)
         };
         let report = run_swarm(&config);
         prop_assert!(
             report.failures.is_empty(),
-            "{:?}\nreproduce: seed {} seeders {} peers {} chunks {} faults {:?}",
-            report.failures, seed, seeders, peers, chunks, faults
+            "{:?}\nreproduce: seed {} seeders {} peers {} chunks {} closed {} faults {:?}",
+            report.failures, seed, seeders, peers, chunks, config.closed, faults
         );
         prop_assert_eq!(report.finished(), peers);
     }
