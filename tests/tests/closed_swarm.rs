@@ -59,3 +59,42 @@ fn an_open_swarm_does_and_the_check_sees_it() {
     let (file, wire) = transfer(false, 1);
     assert!(plain_pieces_seen(&file, &wire) > file.len() / 32);
 }
+
+/// When a getter that starts at once has located a file, and when its first chunk is in.
+fn first_steps_ms(closed: bool) -> (u64, u64) {
+    let mut world = World::new(WorldConfig {
+        closed,
+        latency_ms: 20,
+        ..WorldConfig::new(5)
+    });
+    let sharer = world.add_peer("sharer");
+    world.share(sharer, "f.bin", vec![9; 8192]).unwrap();
+    let shared = |w: &World| w.events_of(sharer).any(|e| matches!(e, Event::Shared { .. }));
+    assert!(world.run_until(10_000, shared));
+    let started = world.now_ms();
+    let getter = world.add_peer("getter");
+    let name = FileName::new("f.bin").unwrap();
+    world
+        .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
+        .unwrap();
+    let located = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Located { .. }));
+    assert!(world.run_until(10_000, located));
+    let located_ms = world.now_ms() - started;
+    let verified = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Verified { .. }));
+    assert!(world.run_until(10_000, verified));
+    (located_ms, world.now_ms() - started)
+}
+
+#[test]
+fn the_handshake_costs_one_round_trip_per_connection() {
+    let (open_located, open_verified) = first_steps_ms(false);
+    let (closed_located, closed_verified) = first_steps_ms(true);
+    let rtt = 2 * 20;
+    // The tracker session: one round trip more before the locate is answered.
+    assert_eq!(closed_located - open_located, rtt, "{closed_located} vs {open_located}");
+    // And the connection to the holder one more before the chunk comes.
+    assert!(
+        closed_verified - open_verified <= 2 * rtt + 1,
+        "{closed_verified} vs {open_verified}"
+    );
+}
