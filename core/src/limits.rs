@@ -34,6 +34,13 @@ pub const MAX_FILES_PER_SESSION: usize = 16_384;
 /// Names the sessions from one IP address may pin at a tracker (register first), so that
 /// one host cannot fill the tracker for everyone else: a quarter of `MAX_TRACKER_FILES`.
 pub const MAX_NAMES_PER_ADDRESS: usize = MAX_TRACKER_FILES / 4;
+/// Chunk hashes a tracker keeps (32 bytes each, in manifests of distinct content), in all
+/// and for content first registered from one IP address: a manifest of the largest file
+/// costs 8 MiB of hashes (and about as much again of holder bookkeeping), so one host can
+/// make the tracker keep at most 8 of them, and it stays well under 512 MiB whatever comes.
+/// At the default 1 MiB chunks, one address may register 2 TiB of distinct content.
+pub const MAX_MANIFEST_BYTES_PER_ADDRESS: u64 = 64 << 20;
+pub const MAX_MANIFEST_BYTES: u64 = 4 * MAX_MANIFEST_BYTES_PER_ADDRESS;
 /// Bad-holder reports (`Message::Report`). A report counts for this long; a fetcher
 /// repeats one at most this often.
 pub const REPORT_TTL_MS: u64 = 120_000;

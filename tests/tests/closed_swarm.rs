@@ -69,7 +69,10 @@ fn first_steps_ms(closed: bool) -> (u64, u64) {
     });
     let sharer = world.add_peer("sharer");
     world.share(sharer, "f.bin", vec![9; 8192]).unwrap();
-    let shared = |w: &World| w.events_of(sharer).any(|e| matches!(e, Event::Shared { .. }));
+    let shared = |w: &World| {
+        w.events_of(sharer)
+            .any(|e| matches!(e, Event::Shared { .. }))
+    };
     assert!(world.run_until(10_000, shared));
     let started = world.now_ms();
     let getter = world.add_peer("getter");
@@ -77,10 +80,16 @@ fn first_steps_ms(closed: bool) -> (u64, u64) {
     world
         .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
         .unwrap();
-    let located = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Located { .. }));
+    let located = |w: &World| {
+        w.events_of(getter)
+            .any(|e| matches!(e, Event::Located { .. }))
+    };
     assert!(world.run_until(10_000, located));
     let located_ms = world.now_ms() - started;
-    let verified = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Verified { .. }));
+    let verified = |w: &World| {
+        w.events_of(getter)
+            .any(|e| matches!(e, Event::Verified { .. }))
+    };
     assert!(world.run_until(10_000, verified));
     (located_ms, world.now_ms() - started)
 }
@@ -91,7 +100,11 @@ fn the_handshake_costs_one_round_trip_per_connection() {
     let (closed_located, closed_verified) = first_steps_ms(true);
     let rtt = 2 * 20;
     // The tracker session: one round trip more before the locate is answered.
-    assert_eq!(closed_located - open_located, rtt, "{closed_located} vs {open_located}");
+    assert_eq!(
+        closed_located - open_located,
+        rtt,
+        "{closed_located} vs {open_located}"
+    );
     // And the connection to the holder one more before the chunk comes.
     assert!(
         closed_verified - open_verified <= 2 * rtt + 1,

@@ -1850,3 +1850,83 @@ fn a_closed_swarm_refuses_forged_oversized_and_missing_handshakes() {
             .any(|(c, m)| *c == other && matches!(m, Message::Hello(_))));
     }
 }
+
+/// A manifest of the largest file (262,144 chunks, 8 MiB of hashes), distinct per `n`.
+fn huge_manifest(n: u8) -> Manifest {
+    let chunks = drizzle_core::limits::MAX_CHUNKS_PER_FILE as usize;
+    Manifest {
+        size: chunks as u64 * 64,
+        chunk_size: 64,
+        hashes: (0..chunks)
+            .map(|i| {
+                [n, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+                    .repeat(8)
+                    .try_into()
+                    .unwrap()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn one_address_cannot_fill_the_tracker_with_huge_manifests() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let conn = connect(&mut t, 1, 0);
+    drain(&mut t);
+    send(&mut t, conn, 1, &hello(Role::Peer));
+    let per_address = drizzle_core::limits::MAX_MANIFEST_BYTES_PER_ADDRESS;
+    let fits = (per_address / (8 << 20)) as u8;
+    let mut accepted = 0;
+    let mut refusals = Vec::new();
+    for n in 0..fits + 2 {
+        let manifest = huge_manifest(n);
+        let msg = Message::Register {
+            peer_id: 1,
+            listen: addr(7000),
+            files: vec![SharedFile {
+                name: FileName::new(format!("huge{n}")).unwrap(),
+                have: ChunkSet::full(manifest.chunk_count()),
+                manifest,
+            }],
+        };
+        for (_, m) in send(&mut t, conn, 2, &encode(&msg)).sent {
+            if let Message::Registered {
+                accepted: a,
+                refused,
+            } = m
+            {
+                accepted += a.len();
+                refusals.extend(refused.into_iter().map(|r| r.reason));
+            }
+        }
+    }
+    assert_eq!(accepted, usize::from(fits));
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals[0].contains("limit per address"), "{refusals:?}");
+    // Another address is still served, and content already known costs nothing more.
+    let other = ConnId::Inbound(2);
+    t.handle(
+        Timestamp(3),
+        Input::Accepted {
+            conn: other,
+            remote: "10.0.0.2:4000".parse().unwrap(),
+        },
+    );
+    drain(&mut t);
+    let mut bytes = hello(Role::Peer);
+    let manifest = huge_manifest(0);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: addr(7001),
+        files: vec![
+            file("honest.txt", b"hello"),
+            SharedFile {
+                name: FileName::new("huge0").unwrap(),
+                have: ChunkSet::full(manifest.chunk_count()),
+                manifest,
+            },
+        ],
+    }));
+    let d = send(&mut t, other, 4, &bytes);
+    assert!(d.sent.iter().any(|(_, m)| matches!(m, Message::Registered { accepted, refused } if accepted.len() == 2 && refused.is_empty())), "{:?}", d.sent);
+}

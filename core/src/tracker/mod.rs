@@ -9,12 +9,13 @@ use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
-    MAX_LOCATE_HOLDERS, MAX_NAMES_PER_ADDRESS, MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES,
-    MIN_IDLE_GAP_MS, ORPHAN_TTL_MS, REGISTER_TIMEOUT_MS,
+    MAX_LOCATE_HOLDERS, MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES_PER_ADDRESS, MAX_NAMES_PER_ADDRESS,
+    MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS,
+    REGISTER_TIMEOUT_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
-use crate::manifest::{FileName, Root};
+use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::{CloseReason, Outbox};
 use crate::peer::PeerConfig;
 use crate::secure::{Keyring, Security};
@@ -92,6 +93,11 @@ pub struct Tracker {
     /// bounded, so one host cannot fill the tracker for everyone else.
     pinned_by: BTreeMap<FileName, IpAddr>,
     pins_per_ip: BTreeMap<IpAddr, usize>,
+    /// Manifest bytes kept, in all and per address that first registered the content
+    /// (each swarm is charged to one address, `charged_to`, until it is forgotten).
+    manifest_bytes: u64,
+    manifest_bytes_per_ip: BTreeMap<IpAddr, u64>,
+    charged_to: BTreeMap<Root, (IpAddr, u64)>,
     swarms: BTreeMap<Root, Swarm>,
     /// Makes each connection's channel in a closed swarm.
     keyring: Option<Keyring>,
@@ -121,6 +127,9 @@ impl Tracker {
             names: BTreeMap::new(),
             pinned_by: BTreeMap::new(),
             pins_per_ip: BTreeMap::new(),
+            manifest_bytes: 0,
+            manifest_bytes_per_ip: BTreeMap::new(),
+            charged_to: BTreeMap::new(),
             swarms: BTreeMap::new(),
             out: Outbox::default(),
         }
@@ -347,6 +356,9 @@ impl Tracker {
                 ))
             }
             None => {
+                if !self.swarms.contains_key(&root) {
+                    self.charge(root, ip, &file.manifest)?;
+                }
                 self.names.insert(file.name.clone(), root);
                 self.pinned_by.insert(file.name.clone(), ip);
                 self.pins_per_ip.insert(ip, pins + 1);
@@ -364,6 +376,44 @@ impl Tracker {
             s.roots.insert(root);
         }
         Ok(())
+    }
+
+    /// Charges new content's manifest to the address registering it, within the budgets
+    /// (`MAX_MANIFEST_BYTES_PER_ADDRESS`, `MAX_MANIFEST_BYTES`).
+    fn charge(&mut self, root: Root, ip: IpAddr, manifest: &Manifest) -> Result<(), String> {
+        let bytes = manifest.hashes.len() as u64 * 32;
+        let by_ip = self.manifest_bytes_per_ip.get(&ip).copied().unwrap_or(0);
+        if by_ip + bytes > MAX_MANIFEST_BYTES_PER_ADDRESS {
+            return Err(format!(
+                "{ip} registered {} MiB of manifests (the limit per address is {} MiB)",
+                by_ip >> 20,
+                MAX_MANIFEST_BYTES_PER_ADDRESS >> 20
+            ));
+        }
+        if self.manifest_bytes + bytes > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "tracker is full ({} MiB of manifests)",
+                MAX_MANIFEST_BYTES >> 20
+            ));
+        }
+        self.manifest_bytes += bytes;
+        self.manifest_bytes_per_ip.insert(ip, by_ip + bytes);
+        self.charged_to.insert(root, (ip, bytes));
+        Ok(())
+    }
+
+    /// A forgotten swarm's manifest no longer counts against its address.
+    fn release(&mut self, root: &Root) {
+        let Some((ip, bytes)) = self.charged_to.remove(root) else {
+            return;
+        };
+        self.manifest_bytes = self.manifest_bytes.saturating_sub(bytes);
+        if let Some(b) = self.manifest_bytes_per_ip.get_mut(&ip) {
+            *b = b.saturating_sub(bytes);
+            if *b == 0 {
+                self.manifest_bytes_per_ip.remove(&ip);
+            }
+        }
     }
 
     fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName, known: Option<Root>) {
@@ -595,6 +645,7 @@ impl Tracker {
             .collect();
         for root in expired {
             self.swarms.remove(&root);
+            self.release(&root);
             let names: Vec<FileName> = self
                 .names
                 .iter()
