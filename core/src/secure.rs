@@ -360,15 +360,16 @@ fn open_records(
         if len < TAG_BYTES {
             return Err(SealError::Tampered);
         }
-        let plain_len = len - TAG_BYTES;
-        match decoder.receive_window().filter(|w| w.len() >= plain_len) {
+        // Room for the whole record, tag included: ring opens it in place there (with less
+        // room it allocates and copies twice).
+        match decoder.receive_window().filter(|w| w.len() >= len) {
             Some(window) => {
                 let n =
                     (transport.read_message(record, window)).map_err(|_| SealError::Tampered)?;
                 decoder.received_in_window(n);
             }
             None => {
-                scratch.resize(plain_len, 0);
+                scratch.resize(len, 0);
                 let n =
                     (transport.read_message(record, scratch)).map_err(|_| SealError::Tampered)?;
                 decoder.push(scratch.get(..n).unwrap_or_default());
