@@ -40,6 +40,11 @@ impl ConnDeadlines {
         self.next_scan = earliest(self.next_scan, Some(now.plus_ms(self.min_lead_ms)));
     }
 
+    /// A deadline was set sooner than `min_lead_ms` ahead, at `at`: scan by then.
+    pub fn due_by(&mut self, at: Timestamp) {
+        self.next_scan = earliest(self.next_scan, Some(at));
+    }
+
     /// A scan at `now` found `earliest` among `conns` connections (after closing the expired).
     pub fn scanned(&mut self, now: Timestamp, earliest_found: Option<Timestamp>, conns: usize) {
         let bound = now.plus_ms(self.min_lead_ms);

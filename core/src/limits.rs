@@ -79,6 +79,15 @@ pub const MAX_QUEUED_REQUESTS_PER_CONN: usize = 64;
 pub const MAX_LOADS_PER_CONN: usize = 2;
 /// Fetchers a peer remembers as waiting for an upload slot; one that does not fit polls.
 pub const MAX_WAITING_FETCHERS: usize = 256;
+/// Places in that line one IP address may hold, so one host (or a handful) cannot fill it
+/// and keep every other fetcher polling.
+pub const MAX_WAITING_PER_ADDRESS: usize = 16;
+/// A fetcher holding an upload slot that takes none of the data sent to it for this long
+/// loses the slot (what it asked for beyond what was sent is refused `Busy`), and its
+/// address is called after every other address waiting for `SLOT_STALL_PENALTY_MS`:
+/// slots go to those who read.
+pub const SLOT_STALL_MS: u64 = 1_000;
+pub const SLOT_STALL_PENALTY_MS: u64 = 30_000;
 /// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
 /// only means it may be steered once more).
 pub const MAX_STEERED_PER_CONN: usize = 4096;

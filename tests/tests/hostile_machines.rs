@@ -1930,3 +1930,76 @@ fn one_address_cannot_fill_the_tracker_with_huge_manifests() {
     let d = send(&mut t, other, 4, &bytes);
     assert!(d.sent.iter().any(|(_, m)| matches!(m, Message::Registered { accepted, refused } if accepted.len() == 2 && refused.is_empty())), "{:?}", d.sent);
 }
+
+/// A fetcher connecting from `ip` asks for `chunk`: its connection, and what it was told.
+fn fetch_from(
+    p: &mut Peer,
+    ip: [u8; 4],
+    n: u64,
+    now: u64,
+    root: Root,
+    chunk: u32,
+) -> (ConnId, Drained) {
+    let conn = ConnId::Inbound(n);
+    let remote = SocketAddr::from((ip, 9000 + n as u16));
+    p.handle(Timestamp(now), Input::Accepted { conn, remote });
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::GetChunk {
+        root,
+        chunk,
+        others: 0,
+    }));
+    (conn, send(p, conn, now, &bytes))
+}
+
+/// One host's connections take every upload slot, stop reading, and queue up for more: the
+/// line keeps room for other hosts, the stalled slots are taken back within a second, and
+/// the fetcher from another host is called first — while that host's stalled slots stay
+/// taken back.
+#[test]
+fn a_host_that_fills_the_line_and_stalls_its_slots_cannot_starve_another() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    let hog = [127, 0, 0, 9];
+    let mut hogs = Vec::new();
+    for n in 1..=3 {
+        let (conn, d) = fetch_from(&mut p, hog, n, 1, root, n as u32);
+        loaded_fives(&mut p, d.loads[0].0, 2);
+        hogs.push(conn);
+    }
+    for n in 4..40 {
+        fetch_from(&mut p, hog, n, 3, root, (n % 10) as u32);
+    }
+    assert_eq!(
+        p.fetchers_waiting(),
+        drizzle_core::limits::MAX_WAITING_PER_ADDRESS
+    );
+    let (honest, d) = fetch_from(&mut p, [127, 0, 0, 7], 100, 4, root, 0);
+    assert!(d
+        .sent
+        .iter()
+        .any(|(c, m)| *c == honest && matches!(m, Message::Busy { .. })));
+    assert_eq!(
+        p.fetchers_waiting(),
+        drizzle_core::limits::MAX_WAITING_PER_ADDRESS + 1
+    );
+    // The hogs took nothing of what was sent: a second later their slots go, the honest
+    // fetcher is called first, and no slot goes back to the hog's address meanwhile.
+    let stall = drizzle_core::limits::SLOT_STALL_MS;
+    p.handle_timeout(Timestamp(1 + stall - 1));
+    assert!(drain(&mut p)
+        .sent
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Ready { .. })));
+    p.handle_timeout(Timestamp(1 + stall));
+    let d = drain(&mut p);
+    let called: Vec<ConnId> = (d.sent.iter())
+        .filter(|(_, m)| matches!(m, Message::Ready { .. }))
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(called, vec![honest], "{d:?}");
+    assert_eq!(
+        p.upload_slots_in_use(Timestamp(1 + stall)),
+        1,
+        "only the honest call"
+    );
+}

@@ -69,7 +69,12 @@ impl Proc {
         let mut child = drizzle()
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // TEST_STDERR=1 shows the processes' logs (with RUST_LOG) when a test fails.
+            .stderr(if std::env::var_os("TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

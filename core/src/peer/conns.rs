@@ -147,6 +147,11 @@ impl ConnTable {
         &self.deadlines
     }
 
+    /// A fetcher's upload slot stalls at `at` unless it takes data (sooner than the lead).
+    pub(super) fn slot_stall_due(&mut self, at: Timestamp) {
+        self.deadlines.due_by(at);
+    }
+
     /// An outbound connection has nothing asked of it from `now`: it may be evicted from
     /// `HOLDER_EVICTABLE_AFTER_MS` on.
     pub(super) fn fell_idle(&self, now: Timestamp) {
@@ -332,8 +337,16 @@ impl Peer {
         // While input is held back for our own disk, silence is not the holders' fault.
         let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
         let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
+        let mut slot_stalled = Vec::new();
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         for (id, c) in self.conns.iter() {
+            if let Conn::In(i) = c {
+                match i.slot_stalls_at() {
+                    Some(t) if t <= now => slot_stalled.push(*id),
+                    Some(t) => consider(t),
+                    None => {}
+                }
+            }
             let owes_nothing = self.ledger.owes_nothing(*id);
             match c.deadline(owes_nothing) {
                 Some((t, why)) if t <= now => {
@@ -362,6 +375,9 @@ impl Peer {
                 self.out.close_for(link, conn, CloseReason::TimedOut(why));
             }
             self.close_conn(now, conn);
+        }
+        for conn in slot_stalled {
+            self.revoke_slot(now, conn);
         }
         for conn in stalled {
             if let Some(Conn::Out(o)) = self.conns.remove(&conn) {

@@ -458,6 +458,9 @@ impl Machine for Peer {
                 if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
                     link.sent(bytes);
                 }
+                if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+                    i.drained(now);
+                }
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
                     self.pump_serving(now, conn);
                 }

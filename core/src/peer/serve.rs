@@ -7,7 +7,7 @@ use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
-    MAX_QUEUED_REQUESTS_PER_CONN, MAX_STEERED_PER_CONN,
+    MAX_QUEUED_REQUESTS_PER_CONN, MAX_STEERED_PER_CONN, SLOT_STALL_MS,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -30,6 +30,9 @@ pub(super) struct InLink {
     /// denial: a fetcher that asks again found no better holder, and is served (two full
     /// holders each pointing at the other would otherwise starve it).
     steered: BTreeSet<(Root, u32)>,
+    /// When it last took data we sent (or began to be sent data): a slot holder that
+    /// takes nothing for `SLOT_STALL_MS` loses its slot.
+    drained_at: Timestamp,
 }
 
 impl InLink {
@@ -41,7 +44,13 @@ impl InLink {
             loading: 0,
             seat: Seat::default(),
             steered: BTreeSet::new(),
+            drained_at: now,
         }
+    }
+
+    /// It took data (`Input::Sent`), or is about to be sent some with nothing unsent.
+    pub fn drained(&mut self, now: Timestamp) {
+        self.drained_at = now;
     }
 }
 
@@ -62,6 +71,12 @@ impl InLink {
     pub fn deadline(&self) -> Option<(Timestamp, &'static str)> {
         let idle = (self.queue.is_empty() && self.loading == 0).then_some(FETCHER_IDLE_TIMEOUT_MS);
         self.link.deadline(idle)
+    }
+
+    /// When it loses its upload slot if it takes no more of the data sent to it.
+    pub fn slot_stalls_at(&self) -> Option<Timestamp> {
+        (self.seat.holds_slot() && self.link.unsent() > 0)
+            .then(|| self.drained_at.plus_ms(SLOT_STALL_MS))
     }
 }
 
@@ -87,7 +102,7 @@ impl Peer {
             return self.refuse(conn, root, chunk, because, reason);
         }
         if !self.take_slot(now, conn) {
-            return self.refuse_busy(conn, root, chunk);
+            return self.refuse_busy(now, conn, root, chunk);
         }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
@@ -95,6 +110,13 @@ impl Peer {
         if i.queue.len() >= MAX_QUEUED_REQUESTS_PER_CONN {
             return self.send(conn, &Message::Busy { root, chunk });
         }
+        if i.link.unsent() == 0 {
+            i.drained(now);
+            self.conns.slot_stall_due(now.plus_ms(SLOT_STALL_MS));
+        }
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
         i.queue.push_back((root, chunk));
         i.seat.accepted();
         // Counted when promised, not when sent: requests arriving together must not all

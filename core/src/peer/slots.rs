@@ -5,12 +5,15 @@
 use super::files::LocalFile;
 use super::ServePolicy;
 use super::{Conn, Peer};
-use crate::limits::MAX_WAITING_FETCHERS;
+use crate::limits::{
+    MAX_WAITING_FETCHERS, MAX_WAITING_PER_ADDRESS, SLOT_STALL_MS, SLOT_STALL_PENALTY_MS,
+};
 use crate::machine::ConnId;
 use crate::manifest::Root;
 use crate::time::Timestamp;
 use crate::wire::Message;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::ops::Bound;
 
 /// Slots in use: those held, and one for each `calls_per_free_slot` fetchers called.
@@ -40,6 +43,9 @@ pub(super) struct UploadSlots {
     last_idle_report: Option<(Timestamp, Root)>,
     /// Idle reports in a row that brought no fetcher: each waits twice as long.
     idle_streak: u32,
+    /// Addresses that stalled a slot, and until when they are called only to idle slots
+    /// (see `revoke_slot`).
+    penalised_until: BTreeMap<IpAddr, Timestamp>,
 }
 
 impl UploadSlots {
@@ -104,12 +110,42 @@ impl Peer {
         self.invite_waiting(now);
     }
 
+    /// `conn` holds a slot and takes none of what is sent to it: the slot goes to the
+    /// next in line, what it asked beyond what is loaded is refused `Busy`, and its address
+    /// waits behind every other address for `SLOT_STALL_PENALTY_MS`.
+    pub(super) fn revoke_slot(&mut self, now: Timestamp, conn: ConnId) {
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        log::info!(
+            "{} ({conn}) took nothing for {SLOT_STALL_MS} ms: its upload slot goes to another",
+            i.link.remote
+        );
+        i.seat.slot = false;
+        let ip = i.link.remote.ip();
+        let cut = i.unqueue_from(0);
+        for (root, chunk) in cut {
+            if let Some(f) = self.files.by_root_mut(&root) {
+                f.uploads_mut().withdrawn(chunk, conn);
+            }
+            self.send(conn, &Message::Busy { root, chunk });
+        }
+        self.slots
+            .penalised_until
+            .insert(ip, now.plus_ms(SLOT_STALL_PENALTY_MS));
+        self.leave_slot(now, conn);
+    }
+
     /// Answers a request that found no slot: `Busy`, a place in line (to be called with
     /// `Ready`), and the turns of those at a slot cut to make room.
-    pub(super) fn refuse_busy(&mut self, conn: ConnId, root: Root, chunk: u32) {
-        self.slots.busy_refusals += 1;
+    /// A fetcher whose address lost a slot for stalling is not one that turns end for.
+    pub(super) fn refuse_busy(&mut self, now: Timestamp, conn: ConnId, root: Root, chunk: u32) {
         self.join_line(conn, root, false);
         self.send(conn, &Message::Busy { root, chunk });
+        if self.penalised(conn, now) {
+            return;
+        }
+        self.slots.busy_refusals += 1;
         self.cut_long_turns(conn);
     }
 
@@ -122,6 +158,7 @@ impl Peer {
         let (serving, called) = self.slot_counts(now, Some(conn));
         let policy = self.config.serve;
         let others = slots_in_use(&policy, serving, called);
+        let uncalled_ok = self.may_take_uncalled(now, conn);
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -132,14 +169,19 @@ impl Peer {
         }
         let invited = seat.invited_until.take().is_some_and(|t| t > now);
         // However many were called, no more than `upload_slots` are served at once.
-        if serving >= policy.upload_slots || (!invited && others >= policy.upload_slots) {
+        if serving >= policy.upload_slots
+            || (!invited && (others >= policy.upload_slots || !uncalled_ok))
+        {
             self.slots.conns.remove(&conn);
             return false;
         }
         seat.slot = true;
+        i.drained(now);
+        let seat = &mut i.seat;
         seat.turn_chunks = 0;
         seat.turn_began_at_refusal = refusals;
         self.slots.idle_streak = 0;
+        self.conns.slot_stall_due(now.plus_ms(SLOT_STALL_MS));
         self.slots.conns.insert(conn);
         self.slots.waiting.retain(|(c, _)| *c != conn);
         if serving + 1 >= policy.upload_slots {
@@ -246,10 +288,24 @@ impl Peer {
         }
     }
 
+    /// The address a fetcher connects from.
+    fn fetcher_ip(&self, conn: ConnId) -> Option<IpAddr> {
+        match self.conns.get(&conn) {
+            Some(Conn::In(i)) => Some(i.link.remote.ip()),
+            _ => None,
+        }
+    }
+
     /// Remembers a fetcher told `Busy` (at the back of the line) or called back (at the
-    /// front), once, so it hears `Ready` when a slot frees; one that does not fit polls.
+    /// front), once, so it hears `Ready` when a slot frees; one that does not fit (the line
+    /// is full, or its address holds `MAX_WAITING_PER_ADDRESS` places) polls.
     fn join_line(&mut self, conn: ConnId, root: Root, at_front: bool) {
+        let ip = self.fetcher_ip(conn);
+        let same_address = (self.slots.waiting.iter())
+            .filter(|(c, _)| self.fetcher_ip(*c) == ip)
+            .count();
         if self.slots.waiting.len() >= MAX_WAITING_FETCHERS
+            || same_address >= MAX_WAITING_PER_ADDRESS
             || self.slots.waiting.iter().any(|(c, _)| *c == conn)
         {
             return;
@@ -272,11 +328,16 @@ impl Peer {
         let still_called =
             |c: &ConnId| matches!(conns.get(c), Some(Conn::In(i)) if i.seat.is_called(now));
         self.slots.called.retain(|(c, _)| still_called(c));
+        let mut served = self.addresses_at_slots(now);
         let mut called = 0;
         while called < self.config.serve.calls_per_free_slot {
-            let Some((conn, root)) = self.slots.waiting.pop_front() else {
+            let Some(next) = self.next_in_line(now, &served) else {
                 break;
             };
+            let Some((conn, root)) = self.slots.waiting.remove(next) else {
+                break;
+            };
+            served.extend(self.fetcher_ip(conn));
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 continue;
             };
@@ -292,6 +353,55 @@ impl Peer {
             return self.schedule_idle_report(now);
         }
         self.check_slots_at(until);
+    }
+
+    /// Who in line is called next: the longest waiting, but of an address holding no slot
+    /// if one waits (one host's many connections cannot take every slot while another
+    /// host waits), and not of an address serving a penalty unless every slot is idle.
+    fn next_in_line(&mut self, now: Timestamp, served: &BTreeSet<IpAddr>) -> Option<usize> {
+        self.slots.penalised_until.retain(|_, t| *t > now);
+        let conns = &self.conns;
+        (self.slots.waiting).retain(|(c, _)| matches!(conns.get(c), Some(Conn::In(_))));
+        let penalised_until = &self.slots.penalised_until;
+        let callable = |ip: &IpAddr| served.is_empty() || !penalised_until.contains_key(ip);
+        let ips: Vec<Option<IpAddr>> = (self.slots.waiting.iter())
+            .map(|(c, _)| self.fetcher_ip(*c).filter(callable))
+            .collect();
+        let fresh = |ip: &Option<IpAddr>| ip.is_some_and(|ip| !served.contains(&ip));
+        (ips.iter().position(fresh)).or_else(|| ips.iter().position(Option::is_some))
+    }
+
+    /// Whether `conn`, not called, may take a free slot: not if its address stalled a slot
+    /// (it waits to be called, after every other address), nor if its address is at a slot
+    /// already while another address waits in line.
+    fn may_take_uncalled(&self, now: Timestamp, conn: ConnId) -> bool {
+        let Some(ip) = self.fetcher_ip(conn) else {
+            return false;
+        };
+        let another_waits = (self.slots.waiting.iter())
+            .any(|(c, _)| self.fetcher_ip(*c).is_some_and(|other| other != ip));
+        let crowding = another_waits && self.addresses_at_slots(now).contains(&ip);
+        !(self.penalised(conn, now) || crowding)
+    }
+
+    /// Whether `conn`'s address lost a slot for stalling, and waits behind the others.
+    fn penalised(&self, conn: ConnId, now: Timestamp) -> bool {
+        let at = self
+            .fetcher_ip(conn)
+            .and_then(|ip| self.slots.penalised_until.get(&ip));
+        at.is_some_and(|t| *t > now)
+    }
+
+    /// Addresses holding a slot or called to one.
+    fn addresses_at_slots(&self, now: Timestamp) -> BTreeSet<IpAddr> {
+        (self.slots.conns.iter())
+            .filter_map(|c| match self.conns.get(c) {
+                Some(Conn::In(i)) if i.seat.slot || i.seat.is_called(now) => {
+                    Some(i.link.remote.ip())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Upload slots free with nobody waiting for them.
