@@ -5,7 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::keys::KeyArgs;
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
-use crate::out::{say, warn_user};
+use crate::out::say;
 use crate::progress::{Display, Tally};
 use crate::units;
 use drizzle_core::machine::FailKind;
@@ -27,6 +27,7 @@ pub fn list(tracker: SocketAddr, json_out: bool, keys: &KeyArgs) -> Result<(), F
     let mut driver = Driver::new(peer, None, None, stop_on_signal())?;
     let mut watch = TrackerWatch::new(tracker);
     let mut outcome = Err(Fail::new(Exit::Failure, "interrupted"));
+    let mut listed_any = false;
     driver.run(|_, _, event| {
         if let Err(fail) = watch.see(event) {
             outcome = Err(fail);
@@ -51,13 +52,12 @@ pub fn list(tracker: SocketAddr, json_out: bool, keys: &KeyArgs) -> Result<(), F
                 );
             }
         }
-        if files.is_empty() && !json_out {
-            say!("(no files)");
-        }
         if *more {
-            warn_user!(
-                "drizzle: the tracker has more files than one answer carries; the list is cut"
-            );
+            listed_any |= !files.is_empty();
+            return Flow::Continue; // the next page is on its way
+        }
+        if files.is_empty() && !listed_any && !json_out {
+            say!("(no files)");
         }
         outcome = Ok(());
         Flow::Stop

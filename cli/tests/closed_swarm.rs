@@ -95,7 +95,10 @@ fn strangers_are_refused_with_exit_5_and_key_holders_go_on() {
             name: drizzle_core::FileName::new("f.bin").unwrap(),
             known: None,
         },
-        Message::ListFiles { req: 2 },
+        Message::ListFiles {
+            req: 2,
+            after: None,
+        },
     ] {
         attempt.extend(encode(&msg));
     }

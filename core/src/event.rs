@@ -73,7 +73,8 @@ pub enum Event {
     /// A shared file could not be read as registered: it is no longer offered (the tracker
     /// was told) until shared again.
     Withdrawn { name: FileName, reason: String },
-    /// The tracker's files; `more`: it had more than one answer carries.
+    /// A page of the tracker's files, in name order; `more`: the next page is asked for
+    /// and follows.
     FileList { files: Vec<FileSummary>, more: bool },
     /// A download learned its manifest and holders.
     Located {
@@ -223,7 +224,7 @@ impl Event {
             Event::ShareRefused { name, reason } => format!("tracker refused {name}: {reason}"),
             Event::FileList { files, more } => {
                 let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-                let cut = if *more { ", … (cut)" } else { "" };
+                let cut = if *more { ", … (more follow)" } else { "" };
                 format!("file list: {{{}{cut}}}", names.join(", "))
             }
             Event::Located {

@@ -29,7 +29,8 @@ fn root() -> impl Strategy<Value = Root> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         Just(Message::Hello(Hello::new(Role::Peer))),
-        any::<u32>().prop_map(|req| Message::ListFiles { req }),
+        (any::<u32>(), prop::option::of(name()))
+            .prop_map(|(req, after)| Message::ListFiles { req, after }),
         (any::<u32>(), name(), prop::option::of(root()))
             .prop_map(|(req, name, known)| Message::Locate { req, name, known }),
         (any::<u32>(), name(), root()).prop_map(|(req, name, root)| Message::Holders {

@@ -109,7 +109,10 @@ fn file(name: &str, data: &[u8]) -> SharedFile {
 fn lists_ok(t: &mut Tracker, n: u64) -> bool {
     let conn = connect(t, n, 2);
     let mut bytes = hello(Role::Peer);
-    bytes.extend(encode(&Message::ListFiles { req: 9 }));
+    bytes.extend(encode(&Message::ListFiles {
+        req: 9,
+        after: None,
+    }));
     let d = send(t, conn, 2, &bytes);
     d.sent
         .iter()
@@ -223,7 +226,10 @@ fn bad_streams_close_only_their_connection() {
         ("wrong role", hello(Role::Tracker), "expected a Peer"),
         (
             "not a hello first",
-            encode(&Message::ListFiles { req: 1 }),
+            encode(&Message::ListFiles {
+                req: 1,
+                after: None,
+            }),
             "not a hello",
         ),
         (
@@ -1821,7 +1827,10 @@ fn a_closed_swarm_refuses_forged_oversized_and_missing_handshakes() {
     let oversized = encode(&Message::Handshake {
         noise: vec![7; 200],
     });
-    let not_a_handshake = encode(&Message::ListFiles { req: 1 });
+    let not_a_handshake = encode(&Message::ListFiles {
+        req: 1,
+        after: None,
+    });
     let garbage = vec![0xff; 64];
     for (what, bytes) in [
         ("forged", forged),
@@ -2002,4 +2011,133 @@ fn a_host_that_fills_the_line_and_stalls_its_slots_cannot_starve_another() {
         1,
         "only the honest call"
     );
+}
+
+/// Thousands of long names that sort first cannot hide a file: the list comes in pages,
+/// and the last page has it.
+#[test]
+fn the_file_list_comes_in_pages_so_no_file_hides_behind_others() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let flooder = connect(&mut t, 1, 0);
+    drain(&mut t);
+    let shared = file("x", b"the same content under every name");
+    send(&mut t, flooder, 1, &hello(Role::Peer));
+    for batch in 0..4 {
+        let files = (0..4000)
+            .map(|i| SharedFile {
+                name: FileName::new(format!("a{batch}{i:05}{}", "-".repeat(200))).unwrap(),
+                ..shared.clone()
+            })
+            .collect();
+        let register = encode(&Message::Register {
+            peer_id: 1,
+            listen: addr(7000),
+            files,
+        });
+        send(&mut t, flooder, 1, &register);
+        // Its answers leave, so its next message is read.
+        t.handle(
+            Timestamp(1),
+            Input::Sent {
+                conn: flooder,
+                bytes: usize::MAX,
+            },
+        );
+    }
+    let honest = ConnId::Inbound(2);
+    t.handle(
+        Timestamp(2),
+        Input::Accepted {
+            conn: honest,
+            remote: "10.0.0.2:4000".parse().unwrap(),
+        },
+    );
+    drain(&mut t);
+    let d = register(&mut t, honest, vec![file("zzz.txt", b"honest")]);
+    assert!(d
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Message::Registered { refused, .. } if refused.is_empty())));
+    let (mut pages, mut seen, mut after) = (0, Vec::new(), None);
+    loop {
+        t.handle(
+            Timestamp(3),
+            Input::Sent {
+                conn: honest,
+                bytes: usize::MAX,
+            },
+        );
+        let ask = encode(&Message::ListFiles {
+            req: pages,
+            after: after.clone(),
+        });
+        let d = send(&mut t, honest, 3, &ask);
+        let Some((files, more)) = d.sent.into_iter().find_map(|(_, m)| match m {
+            Message::FileList { files, more, .. } => Some((files, more)),
+            _ => None,
+        }) else {
+            panic!("no answer to page {pages}");
+        };
+        pages += 1;
+        after = files.last().map(|f| f.name.clone());
+        seen.extend(files.into_iter().map(|f| f.name));
+        if !more {
+            break;
+        }
+    }
+    assert!(
+        pages >= 2,
+        "the flood is more than one answer: {} names",
+        seen.len()
+    );
+    assert_eq!(seen.len(), 16_001);
+    assert_eq!(seen.last().map(FileName::as_str), Some("zzz.txt"));
+}
+
+/// A peer listing asks for each next page, after the last name it got, until the last.
+#[test]
+fn a_peer_asks_for_every_page_of_the_list() {
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    p.command(Timestamp(0), PeerCommand::List).unwrap();
+    p.handle_timeout(Timestamp(0));
+    let d = drain(&mut p);
+    let tracker = d.connects[0].0;
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    send(&mut p, tracker, 0, &hello(Role::Tracker));
+    let asked = |d: &Drained| {
+        d.sent.iter().find_map(|(_, m)| match m {
+            Message::ListFiles { req, after } => Some((*req, after.clone())),
+            _ => None,
+        })
+    };
+    let (req, after) = asked(&d).expect("the first page is asked");
+    assert_eq!(after, None);
+    let summary = |name: &str| drizzle_core::wire::FileSummary {
+        name: FileName::new(name).unwrap(),
+        size: 1,
+        chunk_size: 64,
+        chunks: 1,
+        root: Root([1; 32]),
+        peers: 1,
+    };
+    let page = |req, name: &str, more| {
+        encode(&Message::FileList {
+            req,
+            files: vec![summary(name)],
+            more,
+        })
+    };
+    let d = send(&mut p, tracker, 1, &page(req, "a", true));
+    assert!(d
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FileList { more: true, .. })));
+    let (req, after) = asked(&d).expect("the next page is asked");
+    assert_eq!(after.as_ref().map(FileName::as_str), Some("a"));
+    let d = send(&mut p, tracker, 2, &page(req, "b", false));
+    assert!(d
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FileList { more: false, .. })));
+    assert_eq!(asked(&d), None, "no page after the last");
 }

@@ -302,8 +302,8 @@ impl Peer {
                 have,
             } => self.share(name, manifest, have),
             PeerCommand::List => {
-                let req = self.session.ask_list();
-                self.send_tracker(&Message::ListFiles { req });
+                let ask = self.session.ask_list(None);
+                self.send_tracker(&ask);
                 Ok(())
             }
             PeerCommand::Download(request) => {

@@ -25,8 +25,9 @@ pub(super) struct TrackerSession {
     /// such, not as unreachable.
     reached: bool,
     answered: bool,
-    /// The list the user asked for, while unanswered: asked again on reconnect.
-    list_pending: Option<u32>,
+    /// The page of the list the user asked for, while unanswered (its request, and the
+    /// name it starts after): asked again on reconnect.
+    list_pending: Option<(u32, Option<FileName>)>,
     next_req: u32,
     /// Pending requests: request id → file name (`None` for a list).
     reqs: BTreeMap<u32, Option<FileName>>,
@@ -85,14 +86,14 @@ impl TrackerSession {
     // ---- transitions ----
 
     /// A connection `conn` is being opened. Everything pending was asked of the previous
-    /// one: forgotten, except a list, asked again under the returned request id.
-    pub fn opened(&mut self, conn: ConnId) -> Option<u32> {
+    /// one: forgotten, except a page of the list, asked again: the returned request.
+    pub fn opened(&mut self, conn: ConnId) -> Option<Message> {
         self.state = State::Up { conn };
         self.reached = false;
         self.answered = false;
         self.reqs.clear();
-        self.list_pending.take()?;
-        Some(self.ask_list())
+        let (_, after) = self.list_pending.take()?;
+        Some(self.ask_list(after))
     }
 
     /// `conn` is established; whether it is the session's.
@@ -120,12 +121,12 @@ impl TrackerSession {
 
     // ---- requests ----
 
-    /// A list is asked for: its request id.
-    pub fn ask_list(&mut self) -> u32 {
+    /// A page of the list is asked for, the names after `after`: the request to send.
+    pub fn ask_list(&mut self, after: Option<FileName>) -> Message {
         let req = self.next_req();
-        self.list_pending = Some(req);
+        self.list_pending = Some((req, after.clone()));
         self.reqs.insert(req, None);
-        req
+        Message::ListFiles { req, after }
     }
 
     /// A locate of `name` is asked for: its request id. One per name is outstanding: an
@@ -139,7 +140,7 @@ impl TrackerSession {
 
     /// Whether `req` is the list outstanding (which it answers).
     pub fn answered_list(&mut self, req: u32) -> bool {
-        if self.list_pending != Some(req) {
+        if self.list_pending.as_ref().map(|(r, _)| *r) != Some(req) {
             return false;
         }
         self.list_pending = None;
@@ -196,8 +197,8 @@ impl Peer {
         // Registering even with no files tells the tracker where this peer listens.
         self.send_register(files);
         // Everything asked of the previous session is asked again.
-        if let Some(req) = relist {
-            self.send(conn, &Message::ListFiles { req });
+        if let Some(ask) = relist {
+            self.send(conn, &ask);
         }
         let names: Vec<FileName> = self.downloads.keys().cloned().collect();
         for name in names {
@@ -313,8 +314,18 @@ impl Peer {
                 }
             }
             Message::FileList { req, files, more } => {
-                if self.session.answered_list(req) {
-                    self.emit(Event::FileList { files, more });
+                if !self.session.answered_list(req) {
+                    return;
+                }
+                // An empty page that says more follow would only be asked again.
+                let next = files.last().map(|f| f.name.clone()).filter(|_| more);
+                self.emit(Event::FileList {
+                    files,
+                    more: next.is_some(),
+                });
+                if let Some(after) = next {
+                    let ask = self.session.ask_list(Some(after));
+                    self.send_tracker(&ask);
                 }
             }
             Message::Located {

@@ -51,7 +51,10 @@ fn frames_cross_sealed_in_both_directions_split_anywhere() {
     let (mut a, mut b) = pair(&key(7), &key(7)).unwrap();
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let [header, data] = encode_chunk_data(Root([3; 32]), 5, Bytes::from(payload.clone()));
-    let mut plain = encode(&Message::ListFiles { req: 9 });
+    let mut plain = encode(&Message::ListFiles {
+        req: 9,
+        after: None,
+    });
     plain.extend_from_slice(&header);
     plain.extend_from_slice(&data);
     let wire = a.seal(&plain).unwrap();
@@ -74,10 +77,21 @@ fn frames_cross_sealed_in_both_directions_split_anywhere() {
             }
         );
         // And back.
-        let reply = b2.seal(&encode(&Message::ListFiles { req: 10 })).unwrap();
+        let reply = b2
+            .seal(&encode(&Message::ListFiles {
+                req: 10,
+                after: None,
+            }))
+            .unwrap();
         let mut d = sealed_decoder();
         a2.open(&reply, &mut d).unwrap();
-        assert_eq!(messages(&mut d), vec![Message::ListFiles { req: 10 }]);
+        assert_eq!(
+            messages(&mut d),
+            vec![Message::ListFiles {
+                req: 10,
+                after: None
+            }]
+        );
     }
     let mut d = sealed_decoder();
     b.open(&wire, &mut d).unwrap();
@@ -100,7 +114,12 @@ fn a_wrong_key_is_refused_by_the_responder() {
 #[test]
 fn a_flipped_bit_fails_authentication() {
     let (mut a, mut b) = pair(&key(7), &key(7)).unwrap();
-    let mut wire = a.seal(&encode(&Message::ListFiles { req: 1 })).unwrap();
+    let mut wire = a
+        .seal(&encode(&Message::ListFiles {
+            req: 1,
+            after: None,
+        }))
+        .unwrap();
     let last = wire.len() - 1;
     wire[last] ^= 1;
     let mut d = sealed_decoder();
@@ -116,7 +135,12 @@ fn a_replayed_handshake_cannot_be_followed_by_recorded_records() {
     let first = a.first_message().unwrap();
     let answer = b.read_handshake(&first).unwrap().unwrap();
     a.read_handshake(&answer).unwrap();
-    let recorded = a.seal(&encode(&Message::ListFiles { req: 1 })).unwrap();
+    let recorded = a
+        .seal(&encode(&Message::ListFiles {
+            req: 1,
+            after: None,
+        }))
+        .unwrap();
     // An eavesdropper replays both to a fresh responder (fresh ephemeral key).
     let mut c = Channel::new(&key(7), [3; 32], false);
     c.read_handshake(&first).unwrap();
@@ -129,14 +153,26 @@ fn bytes_queued_during_the_handshake_are_held_then_sealed() {
     let mut a = Channel::new(&key(7), [1; 32], true);
     let mut b = Channel::new(&key(7), [2; 32], false);
     let first = a.first_message().unwrap();
-    assert_eq!(a.seal(&encode(&Message::ListFiles { req: 4 })), None);
+    assert_eq!(
+        a.seal(&encode(&Message::ListFiles {
+            req: 4,
+            after: None
+        })),
+        None
+    );
     let answer = b.read_handshake(&first).unwrap().unwrap();
     assert_eq!(a.take_held(), None, "not before the handshake is done");
     a.read_handshake(&answer).unwrap();
     let wire = a.take_held().unwrap();
     let mut d = sealed_decoder();
     b.open(&wire, &mut d).unwrap();
-    assert_eq!(messages(&mut d), vec![Message::ListFiles { req: 4 }]);
+    assert_eq!(
+        messages(&mut d),
+        vec![Message::ListFiles {
+            req: 4,
+            after: None
+        }]
+    );
     assert_eq!(a.take_held(), None);
 }
 

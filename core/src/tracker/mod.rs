@@ -25,6 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
 use swarm::{draw_seeker, Swarm};
 
 #[derive(Clone, Debug)]
@@ -139,8 +140,14 @@ impl Tracker {
 
     /// The file list as `list` shows it: files with at least one holder.
     pub fn files(&self) -> Vec<FileSummary> {
+        self.summaries(None).collect()
+    }
+
+    /// The files with at least one holder, in name order, after `after` (if given).
+    fn summaries(&self, after: Option<&FileName>) -> impl Iterator<Item = FileSummary> + '_ {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.names
-            .iter()
+            .range::<FileName, _>((from, Bound::Unbounded))
             .filter_map(|(name, root)| {
                 let swarm = self.swarms.get(root)?;
                 let peers = swarm
@@ -157,22 +164,23 @@ impl Tracker {
                     peers: peers as u32,
                 })
             })
-            .collect()
     }
 
-    /// The file list cut to what fits one answer; `true` when cut.
-    fn file_list(&self) -> (Vec<FileSummary>, bool) {
-        let mut files = self.files();
+    /// One page of the file list: the files after `after` that fit one answer, and
+    /// whether more follow (asked for with the last name as `after`). Paged, so that no
+    /// file is hidden behind however many names sort before it.
+    fn file_list(&self, after: Option<&FileName>) -> (Vec<FileSummary>, bool) {
+        let mut files = Vec::new();
         let mut bytes = 0;
-        // Name plus fixed fields (sizes, root, counts) as postcard encodes them, at most.
-        let cut = files.iter().position(|f| {
+        for f in self.summaries(after) {
+            // Name plus fixed fields (sizes, root, counts) as postcard encodes them, at most.
             bytes += f.name.as_str().len() + 64;
-            bytes > MAX_FILE_LIST_BYTES
-        });
-        if let Some(at) = cut {
-            files.truncate(at);
+            if bytes > MAX_FILE_LIST_BYTES {
+                return (files, true);
+            }
+            files.push(f);
         }
-        (files, cut.is_some())
+        (files, false)
     }
 
     /// Every recorded holding, in a stable order.
@@ -225,8 +233,8 @@ impl Tracker {
                 listen,
                 files,
             } => self.handle_register(conn, peer_id, listen, files),
-            Message::ListFiles { req } => {
-                let (files, more) = self.file_list();
+            Message::ListFiles { req, after } => {
+                let (files, more) = self.file_list(after.as_ref());
                 self.send(conn, &Message::FileList { req, files, more });
             }
             Message::Locate { req, name, known } => self.handle_locate(conn, req, name, known),

@@ -128,8 +128,11 @@ pub enum Message {
         listen: SocketAddr,
         files: Vec<SharedFile>,
     },
+    /// One page of the file list: the files named after `after` (from the first if
+    /// `None`), in name order; the answer says whether more follow.
     ListFiles {
         req: u32,
+        after: Option<FileName>,
     },
     /// Who holds `name`? `known`: the root of the manifest the asker already has; while
     /// it is still the file's, the answer is [`Message::Holders`], without the manifest.
@@ -153,7 +156,7 @@ pub enum Message {
         accepted: Vec<FileName>,
         refused: Vec<Refusal>,
     },
-    /// `more`: the list was cut to fit one answer.
+    /// `more`: another page follows (ask with the last name as `after`).
     FileList {
         req: u32,
         files: Vec<FileSummary>,
