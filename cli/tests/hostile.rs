@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A holder that registers `manifest` under `name` with every chunk, accepts fetchers,
-/// says its hello and then reads their requests forever without answering one.
-fn silent_holder(tracker: &str, name: &str, manifest: &Manifest, id: u64) {
+/// says its hello and then reads their requests forever without answering one — or, when
+/// it `trickles`, begins the first chunk asked and sends a byte of it every 500 ms.
+fn silent_holder(tracker: &str, name: &str, manifest: &Manifest, id: u64, trickles: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = listener.local_addr().unwrap();
     let mut session = TcpStream::connect(tracker).unwrap();
@@ -39,15 +40,36 @@ fn silent_holder(tracker: &str, name: &str, manifest: &Manifest, id: u64) {
             let Ok(mut conn) = conn else { return };
             std::thread::spawn(move || {
                 let _ = conn.write_all(&encode(&Message::Hello(Hello::new(Role::Peer))));
-                let mut sink = [0u8; 4096];
-                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+                let mut decoder = FrameDecoder::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    decoder.push(&buf[..n]);
+                    while let Ok(Some(msg)) = decoder.next_message() {
+                        decoder.hello_done();
+                        if let (true, Message::GetChunk { root, chunk, .. }) = (trickles, msg) {
+                            trickle(&mut conn, root, chunk);
+                            return;
+                        }
+                    }
+                }
             });
         }
     });
 }
 
-/// Eight holders that take requests and never send: the download still completes from the
-/// one honest sharer, long before any request times out (the holders' chunks are asked of
+/// Sends the header of chunk `chunk` of `root` (64 KiB) and then a byte of it every 500 ms.
+fn trickle(conn: &mut TcpStream, root: Root, chunk: u32) {
+    let [header, _] = drizzle_core::wire::encode_chunk_data(root, chunk, vec![0u8; CHUNK].into());
+    if conn.write_all(&header).is_err() {
+        return;
+    }
+    while conn.write_all(&[0]).is_ok() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Eight holders that take requests and never send, or trickle a byte now and then: the
+/// download still completes from the one honest sharer, long before any request times out (the holders' chunks are asked of
 /// the sharer once it has shown its pace and they have sent nothing for four of its chunk
 /// times).
 #[test]
@@ -61,7 +83,7 @@ fn silent_holders_cannot_stall_a_download() {
     let (_sharer, _) = share(dir.path(), &tracker, &["f.bin"], &["--open"]);
     let manifest = Manifest::from_bytes(&bytes, CHUNK as u32).unwrap();
     for id in 0..8 {
-        silent_holder(&tracker, "f.bin", &manifest, 1_000 + id);
+        silent_holder(&tracker, "f.bin", &manifest, 1_000 + id, id % 2 == 1);
     }
     std::thread::sleep(Duration::from_millis(200));
     let out = tempfile::tempdir().unwrap();

@@ -244,7 +244,7 @@ fn bad_streams_close_only_their_connection() {
                 encode(&Message::NotFound {
                     req: 1,
                     name: FileName::new("x").unwrap(),
-                    settling: false,
+                    uptime_ms: 60_000,
                 }),
             ]
             .concat(),

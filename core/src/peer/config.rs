@@ -34,6 +34,10 @@ pub struct PeerConfig {
     /// Tracker reconnect backoff: first delay and cap (each jittered).
     pub reconnect_base_ms: u64,
     pub reconnect_max_ms: u64,
+    /// A tracker up for less than this may not have heard from every holder again since
+    /// it started (their reconnect backoff is capped; a network fault can delay them more),
+    /// so its "no such file" is asked again rather than final.
+    pub tracker_settle_ms: u64,
     pub fetch: FetchPolicy,
     pub serve: ServePolicy,
     /// Open, or closed to all but holders of the swarm key.
@@ -42,8 +46,11 @@ pub struct PeerConfig {
 
 impl PeerConfig {
     /// The default cap of the tracker reconnect backoff: a restarted tracker has heard
-    /// from every peer again within about this long (see `TrackerConfig::settle_ms`).
+    /// from every peer again within about this long (see `tracker_settle_ms`).
     pub const DEFAULT_RECONNECT_MAX_MS: u64 = 5_000;
+    /// A second past the default reconnect cap: by then every peer that was connected to a
+    /// tracker before it restarted has tried again.
+    pub const DEFAULT_TRACKER_SETTLE_MS: u64 = Self::DEFAULT_RECONNECT_MAX_MS + 1_000;
 
     pub fn new(tracker: SocketAddr, listen: SocketAddr, seed: u64) -> PeerConfig {
         PeerConfig {
@@ -59,6 +66,7 @@ impl PeerConfig {
             reject_grace_ms: 3_000,
             reconnect_base_ms: 200,
             reconnect_max_ms: Self::DEFAULT_RECONNECT_MAX_MS,
+            tracker_settle_ms: Self::DEFAULT_TRACKER_SETTLE_MS,
             fetch: FetchPolicy::default(),
             serve: ServePolicy::default(),
             security: Security::Open,

@@ -484,6 +484,17 @@ impl Active {
         }
     }
 
+    /// Requests `holder` may have in flight: once another holder has delivered, one (a
+    /// probe) until it has delivered too — so holders that take requests and send nothing
+    /// hold one each, not a pipeline — else `pipeline_depth`.
+    pub fn depth_for(&self, holder: SocketAddr) -> usize {
+        if self.has_delivered(holder) || !self.any_delivered() {
+            self.pipeline_depth()
+        } else {
+            1
+        }
+    }
+
     /// Requests this download may have outstanding in all: with few holders many (each
     /// holder's pipeline is deep), with many a few, so that chunks are not committed to
     /// holders long before they can arrive.

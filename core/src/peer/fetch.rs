@@ -215,10 +215,9 @@ impl Peer {
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
             // Asked in address order, as `holder_conns` is kept: one walk.
             let mut by_addr = holder_conns.iter().peekable();
-            let depth = active.pipeline_depth();
             let mut has_slot = |addr: SocketAddr| {
                 let conn = seek(&mut by_addr, &addr).copied();
-                holder_has_slot(conns, ledger, conn, room, depth)
+                holder_has_slot(conns, ledger, conn, room, active.depth_for(addr))
             };
             let Some((chunk, holder)) =
                 active.next_request(asked, now, only, &mut has_slot, &mut self.rng)
@@ -386,7 +385,7 @@ impl Peer {
         let asked = self.ledger.asked(&a.root());
         let may_ask = a.may_request(asked, now);
         let (conns, ledger) = (&self.conns, &self.ledger);
-        let depth = a.pipeline_depth();
+        let depth = a.depth_for(holder);
         let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, depth);
         let mut only = std::iter::once(holder);
         let pick = may_ask

@@ -352,9 +352,10 @@ impl Peer {
             Message::NotFound {
                 req,
                 name,
-                settling,
+                uptime_ms,
             } => {
                 if self.session.answered(req, &name) {
+                    let settling = uptime_ms < self.config.tracker_settle_ms;
                     self.handle_not_found(now, name, settling);
                 }
             }

@@ -17,7 +17,6 @@ use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::{CloseReason, Outbox};
-use crate::peer::PeerConfig;
 use crate::secure::{Keyring, Security};
 use crate::time::Timestamp;
 use crate::wire::{Complaint, FileSummary, LocatedHolder, Message, Refusal, Role, SharedFile};
@@ -32,9 +31,6 @@ use swarm::{draw_seeker, Swarm};
 pub struct TrackerConfig {
     /// Seeds the tracker's RNG (holder sampling); the real driver draws it from the OS.
     pub seed: u64,
-    /// For this long after start, peers may still be re-registering (their reconnect
-    /// backoff is capped), so "not found" is marked as possibly temporary.
-    pub settle_ms: u64,
     /// Seekers an idle report introduces the holder to per free upload slot: most
     /// introduced seekers already have every chunk the holder could give them requested
     /// elsewhere (or their request budget spent) and ask nothing, so one per slot leaves
@@ -45,14 +41,9 @@ pub struct TrackerConfig {
 }
 
 impl TrackerConfig {
-    /// A second past the peers' default reconnect cap: by then every peer that was
-    /// connected before a restart has tried again.
-    pub const DEFAULT_SETTLE_MS: u64 = PeerConfig::DEFAULT_RECONNECT_MAX_MS + 1_000;
-
     pub fn new(seed: u64) -> TrackerConfig {
         TrackerConfig {
             seed,
-            settle_ms: Self::DEFAULT_SETTLE_MS,
             introductions_per_free_slot: 4,
             security: Security::Open,
         }
@@ -436,13 +427,11 @@ impl Tracker {
             .get(&name)
             .and_then(|r| Some((r, self.swarms.get_mut(r)?)))
         else {
-            let settling = self
-                .started
-                .is_none_or(|t| self.now.since_ms(t) < self.config.settle_ms);
+            let uptime_ms = self.started.map_or(0, |t| self.now.since_ms(t));
             let reply = Message::NotFound {
                 req,
                 name,
-                settling,
+                uptime_ms,
             };
             return self.send(conn, &reply);
         };

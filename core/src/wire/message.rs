@@ -168,12 +168,13 @@ pub enum Message {
         manifest: Manifest,
         holders: Vec<LocatedHolder>,
     },
-    /// No such file. `settling`: the tracker started recently and peers may still be
-    /// re-registering, so the answer may change.
+    /// No such file, from a tracker up for `uptime_ms`: just after a restart its peers may
+    /// still be re-registering, so the answer may change (the asker judges how long that
+    /// takes: `PeerConfig::tracker_settle_ms`).
     NotFound {
         req: u32,
         name: FileName,
-        settling: bool,
+        uptime_ms: u64,
     },
 
     // peer ⇄ peer

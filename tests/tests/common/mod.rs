@@ -22,4 +22,6 @@ pub fn patient(config: &mut PeerConfig) {
     config.refresh_max_ms = 1_000;
     config.unavailable_after_ms = 120_000;
     config.reject_grace_ms = 30_000;
+    // A tracker restarted during a partition hears from a holder only once it heals.
+    config.tracker_settle_ms = 20_000;
 }

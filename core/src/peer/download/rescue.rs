@@ -36,6 +36,16 @@ impl Active {
         );
     }
 
+    /// Whether `holder` has delivered a chunk of this download.
+    pub fn has_delivered(&self, holder: SocketAddr) -> bool {
+        self.speeds.contains_key(&holder)
+    }
+
+    /// Whether any holder has.
+    pub fn any_delivered(&self) -> bool {
+        !self.speeds.is_empty()
+    }
+
     /// Requests in flight that count against the budget: all of them but those to holders
     /// that have never delivered to us, asked more than `PROBE_PATIENCE_MS` ago (still
     /// owed). So holders that take requests and send nothing cannot hold the budget until
