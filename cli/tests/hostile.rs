@@ -102,13 +102,15 @@ fn silent_holders_cannot_stall_a_download() {
 }
 
 /// A connection that takes a place in a sharer's line for `root` and, once called with
-/// `Ready`, asks for a deep pipeline of chunks and stops reading; dropped, it comes back.
+/// `Ready`, asks for a deep pipeline of chunks and stops reading (or, given `trickle`,
+/// reads that many bytes a second); dropped, it comes back.
 fn line_filler(
     from: IpAddr,
     sharer: SocketAddr,
     root: Root,
     first: u32,
     chunks: u32,
+    trickle: Option<usize>,
     stop: Arc<AtomicBool>,
 ) {
     std::thread::spawn(move || {
@@ -161,6 +163,14 @@ fn line_filler(
             let pipeline: Vec<u8> = (0..12).flat_map(|i| ask(n + i)).collect();
             n += 12;
             let _ = conn.write_all(&pipeline);
+            if let Some(rate) = trickle {
+                // A tenth of it every 100 ms: steady, never silent for long.
+                let mut sip = vec![0u8; rate / 10];
+                while !stop.load(Ordering::Relaxed) && matches!(conn.read(&mut sip), Ok(1..)) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
             // Holds the slot and reads nothing more, until dropped.
             let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
             while !stop.load(Ordering::Relaxed) {
@@ -212,7 +222,15 @@ fn line_fillers_from_one_address_cannot_starve_a_fetcher() {
     let stop = Arc::new(AtomicBool::new(false));
     for i in 0..300u16 {
         let from = IpAddr::from([127, 0, 0, 3 + (i % 3) as u8]);
-        line_filler(from, sharer_addr, root, u32::from(i), 20, stop.clone());
+        line_filler(
+            from,
+            sharer_addr,
+            root,
+            u32::from(i),
+            20,
+            None,
+            stop.clone(),
+        );
     }
     std::thread::sleep(Duration::from_millis(500));
     let out = tempfile::tempdir().unwrap();
@@ -231,4 +249,57 @@ fn line_fillers_from_one_address_cannot_starve_a_fetcher() {
     eprintln!("done in {took:?} beside 300 line fillers");
     // 0.5-2.0 s on an idle machine; before, no chunk came for 40 s.
     assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+/// Three fetchers from one host take a sharer's upload slots, ask for twelve chunks each
+/// and read 32 KiB a second, steadily: a fetcher from another host still gets the file,
+/// soon.
+#[test]
+fn slow_readers_cannot_hold_a_sharers_slots() {
+    let (_t, tracker) = tracker_with(&["--open"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(20 << 20, 5);
+    write(dir.path(), "f.bin", &bytes);
+    let args = [
+        "share",
+        dir.path().to_str().unwrap(),
+        "--tracker",
+        &tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--open",
+    ];
+    let mut sharer = Proc::start(&args);
+    let sharer_addr: SocketAddr = sharer.listening().parse().unwrap();
+    sharer.wait_line("shared", |l| l.starts_with("shared "));
+    let root = Manifest::from_bytes(&bytes, 1 << 20).unwrap().root();
+    let stop = Arc::new(AtomicBool::new(false));
+    let from = IpAddr::from([127, 0, 0, 3]);
+    for i in 0..3 {
+        line_filler(
+            from,
+            sharer_addr,
+            root,
+            i * 5,
+            20,
+            Some(32 * 1024),
+            stop.clone(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let got = get_at(
+        "127.0.0.2:0",
+        "f.bin",
+        &tracker,
+        out.path(),
+        &["--stall-timeout", "60", "--open"],
+    );
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
+    assert_same_file(dir.path(), out.path(), "f.bin");
+    eprintln!("done in {took:?} beside 3 slow readers");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }

@@ -87,6 +87,12 @@ pub const MAX_WAITING_PER_ADDRESS: usize = 16;
 /// address is called after every other address waiting for `SLOT_STALL_PENALTY_MS`:
 /// slots go to those who read.
 pub const SLOT_STALL_MS: u64 = 1_000;
+/// A fetcher holding an upload slot that takes less than this over a window of
+/// `SLOT_PACE_WINDOW_MS` (with data waiting for it the whole time) loses the slot the same
+/// way, when a fetcher from another address waits: slots go to those who read at a useful
+/// rate, not to whoever trickles.
+pub const SLOT_MIN_BYTES_PER_SEC: u64 = 64 * 1024;
+pub const SLOT_PACE_WINDOW_MS: u64 = 2_000;
 pub const SLOT_STALL_PENALTY_MS: u64 = 30_000;
 /// Chunks remembered per fetcher as steered elsewhere (a bound on memory; forgetting one
 /// only means it may be steered once more).

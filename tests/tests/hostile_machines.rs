@@ -2141,3 +2141,49 @@ fn a_peer_asks_for_every_page_of_the_list() {
         .any(|e| matches!(e, Event::FileList { more: false, .. })));
     assert_eq!(asked(&d), None, "no page after the last");
 }
+
+/// Fetchers that hold every upload slot and take what is sent to them, but far too slowly,
+/// lose the slots to a fetcher from another address waiting for one.
+#[test]
+fn slots_go_from_slow_readers_to_a_waiting_fetcher() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    let slow = [127, 0, 0, 9];
+    let mut readers = Vec::new();
+    for n in 1..=3 {
+        let (conn, d) = fetch_from(&mut p, slow, n, 1, root, n as u32);
+        loaded_fives(&mut p, d.loads[0].0, 2);
+        readers.push(conn);
+    }
+    let (honest, d) = fetch_from(&mut p, [127, 0, 0, 7], 100, 3, root, 0);
+    assert!(d
+        .sent
+        .iter()
+        .any(|(c, m)| *c == honest && matches!(m, Message::Busy { .. })));
+    // Each takes a byte every 100 ms, never silent for a second (and never done).
+    let mut called = Vec::new();
+    for step in 1..=45u64 {
+        let now = 3 + step * 100;
+        for conn in &readers {
+            p.handle(
+                Timestamp(now),
+                Input::Sent {
+                    conn: *conn,
+                    bytes: 1,
+                },
+            );
+        }
+        p.handle_timeout(Timestamp(now));
+        let d = drain(&mut p);
+        called.extend(
+            d.sent
+                .iter()
+                .filter(|(_, m)| matches!(m, Message::Ready { .. }))
+                .map(|(c, _)| (now, *c)),
+        );
+    }
+    let window = drizzle_core::limits::SLOT_PACE_WINDOW_MS;
+    assert!(
+        matches!(called.first(), Some((at, c)) if *c == honest && *at <= 3 + 2 * window + 100),
+        "{called:?}"
+    );
+}

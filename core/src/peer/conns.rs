@@ -8,7 +8,7 @@ use super::{Peer, PeerConfig};
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
-    MAX_PEER_CONNECTIONS,
+    MAX_PEER_CONNECTIONS, SLOT_PACE_WINDOW_MS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Output};
@@ -337,14 +337,16 @@ impl Peer {
         // While input is held back for our own disk, silence is not the holders' fault.
         let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
         let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
-        let mut slot_stalled = Vec::new();
+        let (mut slot_losses, mut windows_over) = (Vec::new(), Vec::new());
+        let stall_ms = self.slot_stall_ms();
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         for (id, c) in self.conns.iter() {
             if let Conn::In(i) = c {
-                match i.slot_stalls_at() {
-                    Some(t) if t <= now => slot_stalled.push(*id),
-                    Some(t) => consider(t),
-                    None => {}
+                let (loss, check_at, window_over) = i.slot_check(now, stall_ms);
+                slot_losses.extend(loss.map(|l| (*id, l)));
+                check_at.map(&mut consider);
+                if window_over {
+                    windows_over.push(*id);
                 }
             }
             let owes_nothing = self.ledger.owes_nothing(*id);
@@ -376,8 +378,14 @@ impl Peer {
             }
             self.close_conn(now, conn);
         }
-        for conn in slot_stalled {
-            self.revoke_slot(now, conn);
+        for (conn, loss) in slot_losses {
+            self.lose_slot(now, conn, loss);
+        }
+        for conn in windows_over {
+            if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
+                i.restart_pace(now);
+                consider(now.plus_ms(SLOT_PACE_WINDOW_MS));
+            }
         }
         for conn in stalled {
             if let Some(Conn::Out(o)) = self.conns.remove(&conn) {

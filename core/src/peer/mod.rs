@@ -459,7 +459,8 @@ impl Machine for Peer {
                     link.sent(bytes);
                 }
                 if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
-                    i.drained(now);
+                    i.took(now, bytes);
+                    self.slots.uplink_took(now, bytes);
                 }
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
                     self.pump_serving(now, conn);

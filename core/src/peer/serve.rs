@@ -7,7 +7,8 @@ use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, MAX_FETCHER_FRAME_BYTES, MAX_LOADS_PER_CONN,
-    MAX_QUEUED_REQUESTS_PER_CONN, MAX_STEERED_PER_CONN, SLOT_STALL_MS,
+    MAX_QUEUED_REQUESTS_PER_CONN, MAX_STEERED_PER_CONN, SLOT_MIN_BYTES_PER_SEC,
+    SLOT_PACE_WINDOW_MS, SLOT_STALL_MS,
 };
 use crate::link::Link;
 use crate::machine::{ConnId, Event, Output, StorageKey};
@@ -30,9 +31,27 @@ pub(super) struct InLink {
     /// denial: a fetcher that asks again found no better holder, and is served (two full
     /// holders each pointing at the other would otherwise starve it).
     steered: BTreeSet<(Root, u32)>,
-    /// When it last took data we sent (or began to be sent data): a slot holder that
-    /// takes nothing for `SLOT_STALL_MS` loses its slot.
+    /// How it takes what is sent to it while it holds a slot (see `slot_check`).
+    pace: Pace,
+}
+
+/// A slot holder's pace: when it last took data we sent (or began to be sent data), and
+/// what it took since `since` — with data waiting for it then (`backlogged`).
+#[derive(Debug)]
+struct Pace {
     drained_at: Timestamp,
+    since: Timestamp,
+    bytes: u64,
+    backlogged: bool,
+}
+
+/// Why a slot holder loses its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlotLoss {
+    /// It took nothing for `SLOT_STALL_MS`.
+    Stalled,
+    /// It took less than `SLOT_MIN_BYTES_PER_SEC` over a window with data waiting.
+    Slow,
 }
 
 impl InLink {
@@ -44,13 +63,32 @@ impl InLink {
             loading: 0,
             seat: Seat::default(),
             steered: BTreeSet::new(),
-            drained_at: now,
+            pace: Pace {
+                drained_at: now,
+                since: now,
+                bytes: 0,
+                backlogged: false,
+            },
         }
     }
 
-    /// It took data (`Input::Sent`), or is about to be sent some with nothing unsent.
+    /// It is about to be sent data with nothing unsent, or took a slot: its pace is timed
+    /// from now.
     pub fn drained(&mut self, now: Timestamp) {
-        self.drained_at = now;
+        self.pace.drained_at = now;
+    }
+
+    /// It took `bytes` of what was sent to it (`Input::Sent`).
+    pub fn took(&mut self, now: Timestamp, bytes: usize) {
+        self.pace.drained_at = now;
+        self.pace.bytes = self.pace.bytes.saturating_add(bytes as u64);
+    }
+
+    /// A new pace window starts (a slot taken, or the last window judged).
+    pub fn restart_pace(&mut self, now: Timestamp) {
+        self.pace.since = now;
+        self.pace.bytes = 0;
+        self.pace.backlogged = self.link.unsent() > 0;
     }
 }
 
@@ -73,10 +111,36 @@ impl InLink {
         self.link.deadline(idle)
     }
 
-    /// When it loses its upload slot if it takes no more of the data sent to it.
-    pub fn slot_stalls_at(&self) -> Option<Timestamp> {
-        (self.seat.holds_slot() && self.link.unsent() > 0)
-            .then(|| self.drained_at.plus_ms(SLOT_STALL_MS))
+    /// Bytes queued for it and not yet taken.
+    pub fn unsent(&self) -> usize {
+        self.link.unsent()
+    }
+
+    /// A slot holder's standing at `now`: whether it loses the slot, and if not when to
+    /// look again; `window_over` when its pace window has ended (then restart it).
+    /// `stall_ms`: how long it may take nothing (see `Peer::slot_stall_ms`).
+    pub fn slot_check(
+        &self,
+        now: Timestamp,
+        stall_ms: u64,
+    ) -> (Option<SlotLoss>, Option<Timestamp>, bool) {
+        if !self.seat.holds_slot() {
+            return (None, None, false);
+        }
+        let p = &self.pace;
+        let unsent = self.link.unsent() > 0;
+        let stall_at = unsent.then(|| p.drained_at.plus_ms(stall_ms));
+        if stall_at.is_some_and(|t| t <= now) {
+            return (Some(SlotLoss::Stalled), None, false);
+        }
+        let window_end = p.since.plus_ms(SLOT_PACE_WINDOW_MS);
+        if window_end > now {
+            let next = stall_at.map_or(window_end, |t| t.min(window_end));
+            return (None, Some(next), false);
+        }
+        let elapsed_ms = now.since_ms(p.since).max(1);
+        let slow = p.backlogged && unsent && p.bytes * 1000 < SLOT_MIN_BYTES_PER_SEC * elapsed_ms;
+        (slow.then_some(SlotLoss::Slow), None, true)
     }
 }
 

@@ -3,6 +3,7 @@
 //! for are reported to the tracker, which introduces fetchers that lack what we hold.
 
 use super::files::LocalFile;
+use super::serve::SlotLoss;
 use super::ServePolicy;
 use super::{Conn, Peer};
 use crate::limits::{
@@ -44,9 +45,17 @@ pub(super) struct UploadSlots {
     /// Idle reports in a row that brought no fetcher: each waits twice as long.
     idle_streak: u32,
     /// Addresses that stalled a slot, and until when they are called only to idle slots
-    /// (see `revoke_slot`).
+    /// (see `lose_slot`).
     penalised_until: BTreeMap<IpAddr, Timestamp>,
+    /// The uplink's pace: what fetchers took since `uplink_since`, and the rate of the
+    /// last window of at least `UPLINK_WINDOW_MS` (bytes per ms; kept while nothing moves).
+    uplink_since: Timestamp,
+    uplink_bytes: u64,
+    uplink_bytes_per_ms: f64,
 }
+
+/// The uplink's rate is measured over windows at least this long.
+const UPLINK_WINDOW_MS: u64 = 500;
 
 impl UploadSlots {
     /// Fetchers waiting for a slot.
@@ -62,6 +71,17 @@ impl UploadSlots {
     /// When free slots are to be looked at next.
     pub fn check_at(&self) -> Option<Timestamp> {
         self.check_at
+    }
+
+    /// Fetchers took `bytes` of what we sent.
+    pub fn uplink_took(&mut self, now: Timestamp, bytes: usize) {
+        self.uplink_bytes = self.uplink_bytes.saturating_add(bytes as u64);
+        let elapsed_ms = now.since_ms(self.uplink_since);
+        if elapsed_ms >= UPLINK_WINDOW_MS {
+            self.uplink_bytes_per_ms = self.uplink_bytes as f64 / elapsed_ms as f64;
+            self.uplink_since = now;
+            self.uplink_bytes = 0;
+        }
     }
 
     /// A fetcher's connection closed.
@@ -110,15 +130,23 @@ impl Peer {
         self.invite_waiting(now);
     }
 
-    /// `conn` holds a slot and takes none of what is sent to it: the slot goes to the
-    /// next in line, what it asked beyond what is loaded is refused `Busy`, and its address
-    /// waits behind every other address for `SLOT_STALL_PENALTY_MS`.
-    pub(super) fn revoke_slot(&mut self, now: Timestamp, conn: ConnId) {
+    /// `conn` holds a slot and takes nothing of what is sent to it, or takes it too slowly
+    /// while another address waits: the slot goes to the next in line, what it asked
+    /// beyond what is loaded is refused `Busy`, and its address waits behind every other
+    /// address for `SLOT_STALL_PENALTY_MS`.
+    pub(super) fn lose_slot(&mut self, now: Timestamp, conn: ConnId, loss: SlotLoss) {
+        if loss == SlotLoss::Slow && !self.another_address_waits(now, conn) {
+            return;
+        }
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
             return;
         };
+        let why = match loss {
+            SlotLoss::Stalled => "took nothing for a second",
+            SlotLoss::Slow => "takes data too slowly while others wait",
+        };
         log::info!(
-            "{} ({conn}) took nothing for {SLOT_STALL_MS} ms: its upload slot goes to another",
+            "{} ({conn}) {why}: its upload slot goes to another",
             i.link.remote
         );
         i.seat.slot = false;
@@ -177,6 +205,7 @@ impl Peer {
         }
         seat.slot = true;
         i.drained(now);
+        i.restart_pace(now);
         let seat = &mut i.seat;
         seat.turn_chunks = 0;
         seat.turn_began_at_refusal = refusals;
@@ -382,6 +411,32 @@ impl Peer {
             .any(|(c, _)| self.fetcher_ip(*c).is_some_and(|other| other != ip));
         let crowding = another_waits && self.addresses_at_slots(now).contains(&ip);
         !(self.penalised(conn, now) || crowding)
+    }
+
+    /// How long a slot holder may take nothing before it loses its slot: `SLOT_STALL_MS`,
+    /// or, when the uplink is the bottleneck, twice what everything queued for the slot
+    /// holders takes at its measured rate — a holder waiting behind others' data on a slow
+    /// uplink has not stalled.
+    pub(super) fn slot_stall_ms(&self) -> u64 {
+        let queued: usize = (self.slots.conns.iter())
+            .filter_map(|c| match self.conns.get(c) {
+                Some(Conn::In(i)) if i.seat.holds_slot() => Some(i.unsent()),
+                _ => None,
+            })
+            .sum();
+        let rate = self.slots.uplink_bytes_per_ms;
+        if rate <= 0.0 {
+            return SLOT_STALL_MS;
+        }
+        let drain_ms = (2.0 * queued as f64 / rate).min(u64::MAX as f64 / 2.0) as u64;
+        drain_ms.max(SLOT_STALL_MS)
+    }
+
+    /// Whether a fetcher from another address than `conn`'s, not serving a penalty, waits.
+    fn another_address_waits(&self, now: Timestamp, conn: ConnId) -> bool {
+        let ip = self.fetcher_ip(conn);
+        (self.slots.waiting.iter())
+            .any(|(c, _)| self.fetcher_ip(*c) != ip && !self.penalised(*c, now))
     }
 
     /// Whether `conn`'s address lost a slot for stalling, and waits behind the others.
