@@ -140,7 +140,8 @@ struct Relay {
 }
 
 impl Relay {
-    fn start(target: SocketAddr, flip_at: Option<usize>) -> Relay {
+    /// A relay listening (its address is advertised before the sharer behind it exists).
+    fn bind() -> (Relay, TcpListener) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let relay = Relay {
             addr: listener.local_addr().unwrap(),
@@ -148,10 +149,15 @@ impl Relay {
             flipped: Arc::default(),
             first_closed: Arc::default(),
         };
+        (relay, listener)
+    }
+
+    /// Forwards what `listener` accepts to `target`, and back.
+    fn forward(&self, listener: TcpListener, target: SocketAddr, flip_at: Option<usize>) {
         let (seen, flipped, first_closed) = (
-            relay.seen.clone(),
-            relay.flipped.clone(),
-            relay.first_closed.clone(),
+            self.seen.clone(),
+            self.flipped.clone(),
+            self.first_closed.clone(),
         );
         std::thread::spawn(move || {
             for (i, getter) in listener.incoming().enumerate() {
@@ -173,7 +179,6 @@ impl Relay {
                 std::thread::spawn(move || pump(s2, g2, &seen2, flip, &flipped));
             }
         });
-        relay
     }
 }
 
@@ -209,31 +214,16 @@ fn through_relay(bytes: &[u8], flip_at: Option<usize>) -> (Relay, Vec<u8>) {
     let (_t, tracker) = tracker();
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "secret.bin", bytes);
-    // The relay's port is advertised: bind it first, then point it at the sharer.
-    let mut p = Proc::start(&[
-        "share",
-        dir.path().to_str().unwrap(),
-        "--tracker",
-        &tracker,
-        "--listen",
-        "127.0.0.1:0",
-        "--chunk-size",
-        "64KiB",
-        "--advertise",
-        "127.0.0.1:1", // replaced below: a second sharer process advertises the relay
-    ]);
-    let sharer: SocketAddr = p.listening().parse().unwrap();
-    drop(p);
-    let relay = Relay::start(sharer, flip_at);
-    // The same port again, now advertised as the relay.
+    // The relay's address is advertised: bound first, then pointed at the sharer.
+    let (relay, listener) = Relay::bind();
     let advertise = relay.addr.to_string();
-    let (_sharer, _) = share_at(
-        &sharer.to_string(),
+    let (_sharer, sharer) = share(
         dir.path(),
         &tracker,
         &["secret.bin"],
         &["--advertise", &advertise],
     );
+    relay.forward(listener, sharer.parse().unwrap(), flip_at);
     let out = tempfile::tempdir().unwrap();
     let got = get("secret.bin", &tracker, out.path(), &[]);
     assert_eq!(code(&got), 0, "{}", stderr(&got));

@@ -189,6 +189,57 @@ fn line_filler(
     });
 }
 
+/// An open swarm with one sharer of 20 MiB (1 MiB chunks, the default) on 127.0.0.1.
+struct Shared20 {
+    _tracker: Proc,
+    tracker: String,
+    _sharer: Proc,
+    sharer: SocketAddr,
+    root: Root,
+    dir: tempfile::TempDir,
+}
+
+fn shared_20mib(salt: u8) -> Shared20 {
+    let (t, tracker) = tracker_with(&["--open"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(20 << 20, salt);
+    write(dir.path(), "f.bin", &bytes);
+    let path = dir.path().to_str().unwrap();
+    let args = [
+        "share",
+        path,
+        "--tracker",
+        &tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--open",
+    ];
+    let mut sharer = Proc::start(&args);
+    let addr = sharer.listening().parse().unwrap();
+    sharer.wait_line("shared", |l| l.starts_with("shared "));
+    Shared20 {
+        _tracker: t,
+        tracker,
+        _sharer: sharer,
+        sharer: addr,
+        root: Manifest::from_bytes(&bytes, 1 << 20).unwrap().root(),
+        dir,
+    }
+}
+
+/// An honest `get` of the file from another host (127.0.0.2): how long it took, the copy
+/// checked.
+fn honest_get(swarm: &Shared20) -> Duration {
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let extra = ["--stall-timeout", "40", "--open"];
+    let got = get_at("127.0.0.2:0", "f.bin", &swarm.tracker, out.path(), &extra);
+    let took = started.elapsed();
+    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
+    assert_same_file(swarm.dir.path(), out.path(), "f.bin");
+    took
+}
+
 /// A TCP connection to `to` leaving from `from` (127.0.0.x stands for another host).
 fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
@@ -202,23 +253,8 @@ fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
 /// reading: an honest fetcher from another address still gets the file, soon.
 #[test]
 fn line_fillers_from_one_address_cannot_starve_a_fetcher() {
-    let (_t, tracker) = tracker_with(&["--open"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = data(20 << 20, 9);
-    write(dir.path(), "f.bin", &bytes);
-    let args = [
-        "share",
-        dir.path().to_str().unwrap(),
-        "--tracker",
-        &tracker,
-        "--listen",
-        "127.0.0.1:0",
-        "--open",
-    ];
-    let mut sharer = Proc::start(&args);
-    let sharer_addr: SocketAddr = sharer.listening().parse().unwrap();
-    sharer.wait_line("shared", |l| l.starts_with("shared "));
-    let root = Manifest::from_bytes(&bytes, 1 << 20).unwrap().root();
+    let swarm = shared_20mib(9);
+    let (sharer_addr, root) = (swarm.sharer, swarm.root);
     let stop = Arc::new(AtomicBool::new(false));
     for i in 0..300u16 {
         let from = IpAddr::from([127, 0, 0, 3 + (i % 3) as u8]);
@@ -233,19 +269,8 @@ fn line_fillers_from_one_address_cannot_starve_a_fetcher() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    let out = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let got = get_at(
-        "127.0.0.2:0",
-        "f.bin",
-        &tracker,
-        out.path(),
-        &["--stall-timeout", "40", "--open"],
-    );
-    let took = started.elapsed();
+    let took = honest_get(&swarm);
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
-    assert_same_file(dir.path(), out.path(), "f.bin");
     eprintln!("done in {took:?} beside 300 line fillers");
     // 0.5-2.0 s on an idle machine; before, no chunk came for 40 s.
     assert!(took < Duration::from_secs(8), "took {took:?}");
@@ -256,23 +281,8 @@ fn line_fillers_from_one_address_cannot_starve_a_fetcher() {
 /// soon.
 #[test]
 fn slow_readers_cannot_hold_a_sharers_slots() {
-    let (_t, tracker) = tracker_with(&["--open"]);
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = data(20 << 20, 5);
-    write(dir.path(), "f.bin", &bytes);
-    let args = [
-        "share",
-        dir.path().to_str().unwrap(),
-        "--tracker",
-        &tracker,
-        "--listen",
-        "127.0.0.1:0",
-        "--open",
-    ];
-    let mut sharer = Proc::start(&args);
-    let sharer_addr: SocketAddr = sharer.listening().parse().unwrap();
-    sharer.wait_line("shared", |l| l.starts_with("shared "));
-    let root = Manifest::from_bytes(&bytes, 1 << 20).unwrap().root();
+    let swarm = shared_20mib(5);
+    let (sharer_addr, root) = (swarm.sharer, swarm.root);
     let stop = Arc::new(AtomicBool::new(false));
     let from = IpAddr::from([127, 0, 0, 3]);
     for i in 0..3 {
@@ -287,19 +297,8 @@ fn slow_readers_cannot_hold_a_sharers_slots() {
         );
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let out = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let got = get_at(
-        "127.0.0.2:0",
-        "f.bin",
-        &tracker,
-        out.path(),
-        &["--stall-timeout", "60", "--open"],
-    );
-    let took = started.elapsed();
+    let took = honest_get(&swarm);
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
-    assert_same_file(dir.path(), out.path(), "f.bin");
     eprintln!("done in {took:?} beside 3 slow readers");
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }

@@ -47,15 +47,20 @@ pub(super) struct UploadSlots {
     /// Addresses that stalled a slot, and until when they are called only to idle slots
     /// (see `lose_slot`).
     penalised_until: BTreeMap<IpAddr, Timestamp>,
-    /// The uplink's pace: what fetchers took since `uplink_since`, and the rate of the
-    /// last window of at least `UPLINK_WINDOW_MS` (bytes per ms; kept while nothing moves).
+    /// The uplink's pace: what fetchers took since `uplink_since`, and the best rate of a
+    /// window (of at least `UPLINK_WINDOW_MS`) in the last `UPLINK_MEMORY_MS` — the best,
+    /// for windows when little was queued, or stalled fetchers held it, say nothing of
+    /// what the uplink can do.
     uplink_since: Timestamp,
     uplink_bytes: u64,
     uplink_bytes_per_ms: f64,
+    uplink_best_at: Timestamp,
 }
 
-/// The uplink's rate is measured over windows at least this long.
+/// The uplink's rate is measured over windows at least this long...
 const UPLINK_WINDOW_MS: u64 = 500;
+/// ...and the best of them is kept this long.
+const UPLINK_MEMORY_MS: u64 = 30_000;
 
 impl UploadSlots {
     /// Fetchers waiting for a slot.
@@ -78,7 +83,12 @@ impl UploadSlots {
         self.uplink_bytes = self.uplink_bytes.saturating_add(bytes as u64);
         let elapsed_ms = now.since_ms(self.uplink_since);
         if elapsed_ms >= UPLINK_WINDOW_MS {
-            self.uplink_bytes_per_ms = self.uplink_bytes as f64 / elapsed_ms as f64;
+            let rate = self.uplink_bytes as f64 / elapsed_ms as f64;
+            let forgotten = now.since_ms(self.uplink_best_at) > UPLINK_MEMORY_MS;
+            if rate >= self.uplink_bytes_per_ms || forgotten {
+                self.uplink_bytes_per_ms = rate;
+                self.uplink_best_at = now;
+            }
             self.uplink_since = now;
             self.uplink_bytes = 0;
         }
@@ -414,7 +424,7 @@ impl Peer {
     }
 
     /// How long a slot holder may take nothing before it loses its slot: `SLOT_STALL_MS`,
-    /// or, when the uplink is the bottleneck, twice what everything queued for the slot
+    /// or, when the uplink is the bottleneck, four times what everything queued for the slot
     /// holders takes at its measured rate — a holder waiting behind others' data on a slow
     /// uplink has not stalled.
     pub(super) fn slot_stall_ms(&self) -> u64 {
@@ -428,7 +438,7 @@ impl Peer {
         if rate <= 0.0 {
             return SLOT_STALL_MS;
         }
-        let drain_ms = (2.0 * queued as f64 / rate).min(u64::MAX as f64 / 2.0) as u64;
+        let drain_ms = (4.0 * queued as f64 / rate).min(u64::MAX as f64 / 2.0) as u64;
         drain_ms.max(SLOT_STALL_MS)
     }
 
