@@ -83,7 +83,7 @@ pub const MAX_WAITING_FETCHERS: usize = 256;
 /// and keep every other fetcher polling.
 pub const MAX_WAITING_PER_ADDRESS: usize = 16;
 /// A fetcher holding an upload slot that takes none of the data sent to it for this long
-/// loses the slot (what it asked for beyond what was sent is refused `Busy`), and its
+/// (longer when the uplink is the bottleneck: `Peer::slot_stall_ms`) loses the slot (what it asked for beyond what was sent is refused `Busy`), and its
 /// address is called after every other address waiting for `SLOT_STALL_PENALTY_MS`:
 /// slots go to those who read.
 pub const SLOT_STALL_MS: u64 = 1_000;
