@@ -34,6 +34,10 @@ pub enum Fault {
         reads: bool,
         writes: bool,
     },
+    /// The node's disk never answers a read from `at_ms` on: a holder that takes every
+    /// request and sends nothing (a hung mount, or an adversary that registers chunks it
+    /// will not serve).
+    ReadsHang { at_ms: u64, node: usize },
     /// Flips bytes of one chunk of a stored file (after it was registered).
     Corrupt {
         at_ms: u64,
@@ -51,6 +55,7 @@ impl Fault {
             | Fault::Partition { at_ms, .. }
             | Fault::SlowLink { at_ms, .. }
             | Fault::DiskFails { at_ms, .. }
+            | Fault::ReadsHang { at_ms, .. }
             | Fault::Corrupt { at_ms, .. } => *at_ms,
         }
     }

@@ -77,6 +77,9 @@ impl World {
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
+        if n.reads_hang && matches!(request, Output::Load { .. }) {
+            return; // never answered
+        }
         let done_us = n.disk_free_us.max(self.now_us) + service_us;
         n.disk_free_us = done_us;
         let done = match self.disk_error(node, &request) {

@@ -50,6 +50,11 @@ impl World {
                     });
                 }
             }
+            Fault::ReadsHang { node, .. } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.reads_hang = true;
+                }
+            }
             Fault::Corrupt {
                 node, file, chunk, ..
             } => {

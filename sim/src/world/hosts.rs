@@ -49,6 +49,8 @@ pub(crate) struct Node {
     pub(super) disk_free_us: u64,
     /// A disk fault in force (see `Fault::DiskFails`).
     pub(super) disk_fault: Option<DiskFault>,
+    /// Reads are never answered (see `Fault::ReadsHang`).
+    pub(super) reads_hang: bool,
     /// Input the machine would not take yet (`Machine::accepts_input`), in arrival order:
     /// it waits in the network, as bytes wait in a socket nobody reads.
     pub(super) held: VecDeque<Held>,
@@ -96,6 +98,7 @@ impl World {
             latency_us: None,
             disk_free_us: 0,
             disk_fault: None,
+            reads_hang: false,
             held: VecDeque::new(),
         });
         self.start(id);
