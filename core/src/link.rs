@@ -133,19 +133,20 @@ impl Link {
 
     /// Takes received bytes, in whatever form they came; whether there were any.
     pub fn receive(&mut self, now: Timestamp, data: Received<'_>) -> bool {
-        if let Some(c) = self.channel.as_mut().filter(|c| c.is_sealed()) {
+        if self.channel.as_ref().is_some_and(Channel::is_sealed) {
             let wire = match &data {
                 Received::Slice(data) => data,
                 Received::Owned(data) => data.as_slice(),
                 // Never offered while sealed (see `receive_window`).
                 Received::InWindow(_) => &[][..],
             };
-            let any = !wire.is_empty();
-            if any {
-                self.last_rx = now;
-                if let Err(e) = c.open(wire, &mut self.decoder) {
-                    self.broken.get_or_insert(seal_failed(e));
-                }
+            let any = self.received(now, wire.len());
+            let opened = match self.channel.as_mut() {
+                Some(c) if any => c.open(wire, &mut self.decoder),
+                _ => Ok(()),
+            };
+            if let Err(e) = opened {
+                self.broken.get_or_insert(seal_failed(e));
             }
             return any;
         }

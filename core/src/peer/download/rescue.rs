@@ -77,7 +77,7 @@ impl Active {
         has_slot: &mut dyn FnMut(SocketAddr) -> bool,
         rng: &mut ChaCha8Rng,
     ) -> Option<(u32, SocketAddr)> {
-        if self.speeds.is_empty() {
+        if !self.any_delivered() {
             return None;
         }
         let copies = self.policy.copies_in_flight;
