@@ -182,8 +182,9 @@ fn corrupt_holder_is_dropped_and_alone_it_is_rejected() {
         let mismatches = of_kind(&ev, "mismatch");
         assert!(
             mismatches.len() <= 16 + 2,
-            "stopped asking the corrupt holder: {}",
-            mismatches.len()
+            "stopped asking the corrupt holder: {}\n{}",
+            mismatches.len(),
+            String::from_utf8_lossy(&out.stdout)
         );
         assert!(mismatches.iter().all(|e| e["peer"] == bad_addr.as_str()));
     }

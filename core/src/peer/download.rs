@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
 use std::iter::Peekable;
 use std::net::SocketAddr;
 
@@ -62,6 +62,11 @@ pub(crate) struct Active {
     /// How fast each holder has been sending us chunks (see `delivered`). Bounded like the
     /// chunk map.
     speeds: BTreeMap<SocketAddr, rescue::Speed>,
+    /// When requests to holders that had not delivered stop counting against the budget
+    /// (see `rescue::PROBE_PATIENCE_MS`), in order: the download is looked at again then.
+    probes_due: VecDeque<Timestamp>,
+    /// Holders asked for something in this download (bounded like the chunk map).
+    tried: BTreeSet<SocketAddr>,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -142,6 +147,8 @@ impl Active {
             trouble: BTreeMap::new(),
             reported: BTreeMap::new(),
             speeds: BTreeMap::new(),
+            probes_due: VecDeque::new(),
+            tried: BTreeSet::new(),
         }
     }
 
@@ -191,7 +198,7 @@ impl Active {
 
     /// This download's armed timers and when each is due. While the file is committed
     /// nothing is waited for: no stall counts.
-    pub fn timers(&self, unavailable_after_ms: u64) -> [Option<(DownloadTimer, Timestamp)>; 6] {
+    pub fn timers(&self, unavailable_after_ms: u64) -> [Option<(DownloadTimer, Timestamp)>; 7] {
         let waiting = !self.committing;
         let stall_at = self.last_progress.plus_ms(unavailable_after_ms);
         [
@@ -203,6 +210,7 @@ impl Active {
             self.give_up_at.map(|t| (DownloadTimer::GiveUp, t)),
             self.reject_at.map(|t| (DownloadTimer::Reject, t)),
             waiting.then(|| (DownloadTimer::StallNote, self.stall_note_at())),
+            (self.probes_due.front()).map(|t| (DownloadTimer::ProbeDue, *t)),
         ]
     }
 

@@ -75,6 +75,7 @@ impl Download {
                     None,
                     None,
                     None,
+                    None,
                 ]
             }
         };
@@ -246,6 +247,9 @@ impl Peer {
             o.asked(now, self.ledger.owes_nothing(conn));
         }
         self.ledger.issue(conn, holder, root, chunk, now);
+        if let Some(a) = self.active_mut(name) {
+            a.issued(holder, now);
+        }
         let others = self.active_mut(name).map_or(0, |a| {
             let n = a.map().good_count(chunk) - usize::from(a.map().is_good_holder(holder, chunk));
             u8::try_from(n).unwrap_or(u8::MAX)
@@ -634,6 +638,7 @@ impl Peer {
             return;
         };
         a.expire_cooldowns(now);
+        a.probes_looked_at(now);
         let note = fired
             .contains(&DownloadTimer::StallNote)
             .then(|| a.stall_note(now));

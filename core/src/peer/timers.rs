@@ -43,6 +43,8 @@ pub(crate) enum DownloadTimer {
     Reject,
     /// Tell the user what a download without progress waits on.
     StallNote,
+    /// Requests to holders that have not delivered stop counting: ask elsewhere.
+    ProbeDue,
 }
 
 impl fmt::Display for Timer {

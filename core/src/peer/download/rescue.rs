@@ -6,6 +6,8 @@ use super::*;
 
 /// How long a request to a holder that has never delivered counts against the budget.
 const PROBE_PATIENCE_MS: u64 = 1_000;
+/// Probe expiries remembered per download (requests in flight are far fewer).
+const MAX_PROBES_DUE: usize = 256;
 
 /// A holder's delivery rate, smoothed, and when its last chunk came.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +36,24 @@ impl Active {
                 last: now,
             },
         );
+    }
+
+    /// A request went to `holder` at `now`: if it has not delivered yet, the download is
+    /// looked at again when that request stops counting against the budget.
+    pub fn issued(&mut self, holder: SocketAddr, now: Timestamp) {
+        if self.tried.len() < MAX_KNOWN_HOLDERS {
+            self.tried.insert(holder);
+        }
+        if !self.has_delivered(holder) && self.probes_due.len() < MAX_PROBES_DUE {
+            self.probes_due.push_back(now.plus_ms(PROBE_PATIENCE_MS));
+        }
+    }
+
+    /// Probes due by `now` are looked at.
+    pub fn probes_looked_at(&mut self, now: Timestamp) {
+        while self.probes_due.front().is_some_and(|t| *t <= now) {
+            self.probes_due.pop_front();
+        }
     }
 
     /// Whether `holder` has delivered a chunk of this download.
@@ -77,9 +97,6 @@ impl Active {
         has_slot: &mut dyn FnMut(SocketAddr) -> bool,
         rng: &mut ChaCha8Rng,
     ) -> Option<(u32, SocketAddr)> {
-        if !self.any_delivered() {
-            return None;
-        }
         let copies = self.policy.copies_in_flight;
         let owed: Vec<u32> = self
             .missing()
@@ -88,9 +105,20 @@ impl Active {
         if owed.is_empty() {
             return None;
         }
+        // Until someone delivers, holders never asked anything are tried instead (probes):
+        // otherwise, with every chunk asked of holders that never send, nothing would be
+        // asked elsewhere until the request timeout. (Not one merely owing nothing now: its
+        // answers may still be being checked, which under load outlasts the patience.)
+        let probing = !self.any_delivered();
         let candidates = self.candidates(only);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
-            .filter(|(addr, _)| self.speeds.contains_key(addr))
+            .filter(|(addr, _)| {
+                if probing {
+                    !self.tried.contains(addr)
+                } else {
+                    self.speeds.contains_key(addr)
+                }
+            })
             .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
             .filter(|(addr, _)| has_slot(*addr))
             .collect();
@@ -127,9 +155,15 @@ impl Active {
     /// is known to be less than half as fast; or has sent nothing for four times as long as
     /// it (or, not yet timed, `fast`) takes for a chunk while owing this one — a holder that
     /// was fast and stalled is not waited on for its pace of before.
+    /// A holder not yet timed (a probe, while nobody has delivered) is sooner only than
+    /// holders that have not delivered either, asked `PROBE_PATIENCE_MS` ago or more.
     fn sooner(&self, fast: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
         let Some(speed) = self.speeds.get(&fast).map(|s| s.bytes_per_ms) else {
-            return false;
+            return asked.holders(chunk).iter().all(|h| {
+                !self.speeds.contains_key(h)
+                    && (asked.issued(chunk, *h))
+                        .is_some_and(|t| now.since_ms(t) >= PROBE_PATIENCE_MS)
+            });
         };
         let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
         let takes_ms = |bytes_per_ms: f64| len / bytes_per_ms.max(f64::MIN_POSITIVE);

@@ -396,17 +396,19 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
     use crate::machine::ConnId;
     use crate::peer::ledger::Ledger;
     let (fast, slow) = (addr(1), addr(2));
-    let asked_of_each = |a: &Active| {
+    // Issued as the peer issues them: in the ledger, and told to the download.
+    let asked_of_each = |a: &mut Active| {
         let mut ledger = Ledger::default();
         for c in 0..10 {
             let (holder, conn) = if c < 5 { (fast, 1) } else { (slow, 2) };
             ledger.issue(ConnId::Outbound(conn), holder, a.root(), c, Timestamp::ZERO);
+            a.issued(holder, Timestamp::ZERO);
         }
         ledger
     };
     let all: Vec<u32> = (0..10).collect();
     let mut a = active(10, &[(1, &all), (2, &all)]);
-    let ledger = asked_of_each(&a);
+    let ledger = asked_of_each(&mut a);
     let asked = ledger.asked(&a.root());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let now = Timestamp(1_000);
@@ -429,7 +431,7 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
     let mut b = active(10, &[(1, &all), (2, &all)]);
     b.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
     b.delivered(slow, 64, Timestamp::ZERO, Timestamp(15));
-    let ledger = asked_of_each(&b);
+    let ledger = asked_of_each(&mut b);
     let asked = ledger.asked(&b.root());
     assert_eq!(
         b.next_request(asked, Timestamp(30), None, &mut |_| true, &mut rng),
