@@ -2187,3 +2187,62 @@ fn slots_go_from_slow_readers_to_a_waiting_fetcher() {
         "{called:?}"
     );
 }
+
+/// Once a holder's copy fails verification, what it still sends is dropped unhashed: a
+/// liar costs one hash, not one per chunk it was asked for.
+#[test]
+fn a_holder_caught_lying_is_not_hashed_again() {
+    let (_, manifest, mut holders) = one_holder_of(8);
+    holders.push(drizzle_core::wire::LocatedHolder {
+        addr: addr(10),
+        have: ChunkSet::full(8),
+    });
+    let (mut p, _tracker, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
+    let liar = d.connects.iter().find(|(_, a)| *a == addr(9)).unwrap().0;
+    for (conn, _) in &d.connects {
+        p.handle(Timestamp(1), Input::Connected { conn: *conn });
+    }
+    let get_chunk = |m: &Message| match m {
+        Message::GetChunk { chunk, .. } => Some(*chunk),
+        _ => None,
+    };
+    let owed = chunks_sent(&d, liar, get_chunk);
+    assert!(
+        owed.len() >= 2,
+        "the liar is asked for several chunks: {owed:?}"
+    );
+    let lie = |chunk: u32| {
+        let (_, len) = manifest.chunk_range(chunk).unwrap();
+        encode(&Message::ChunkData {
+            root: manifest.root(),
+            chunk,
+            data: vec![0xee; len as usize].into(),
+        })
+    };
+    let first = send(&mut p, liar, 2, &[hello(Role::Peer), lie(owed[0])].concat());
+    let [(io, bytes)] = first.hashes.as_slice() else {
+        panic!("one copy hashed: {first:?}")
+    };
+    let digest = drizzle_core::manifest::sha256(bytes);
+    let (io, data_back) = (*io, bytes.clone());
+    p.handle(
+        Timestamp(3),
+        Input::Hashed {
+            io,
+            digest,
+            data: data_back,
+        },
+    );
+    let caught = drain(&mut p);
+    assert!(caught
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Mismatch { .. })));
+    for (i, chunk) in owed.iter().enumerate().skip(1) {
+        let late = send(&mut p, liar, 4 + i as u64, &lie(*chunk));
+        assert!(
+            late.hashes.is_empty(),
+            "chunk {chunk} from a known liar was hashed"
+        );
+    }
+}

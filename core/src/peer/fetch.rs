@@ -433,6 +433,13 @@ impl Peer {
         let Some(a) = self.active_mut(name) else {
             return;
         };
+        if a.map().is_bad(&holder) {
+            // Found bad while this was on its way: hashing it again would only repeat the
+            // verdict (and let a fast liar spend our CPU); the chunk was already asked
+            // elsewhere when the holder was marked.
+            log::debug!("dropped chunk {chunk} of {name} from {holder}, known bad");
+            return;
+        }
         if !a.arrived(chunk) {
             return; // an endgame duplicate
         }
@@ -486,6 +493,7 @@ impl Peer {
         };
         if !a.manifest().chunk_matches(chunk, data.len(), digest) {
             a.mismatched(chunk, peer);
+            self.ledger.release_holder(&root, peer);
             self.report_holder(now, &name, peer, Complaint::BadData);
             self.emit(Event::Mismatch {
                 name: name.clone(),

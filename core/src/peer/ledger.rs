@@ -1,5 +1,5 @@
 //! The request ledger: every chunk request outstanding, recorded once and changed only by
-//! `issue`, `answer`, `arrived` and `drop_conn`. It is read two ways: per holder connection
+//! `issue`, `answer`, `arrived`, `release_holder` and `drop_conn`. It is read two ways: per holder connection
 //! (what it owes, for pipelines, deadlines and eviction) and per file (who was asked for
 //! each chunk, for the picker and the request budget).
 
@@ -168,6 +168,15 @@ impl Ledger {
         }
     }
 
+    /// `holder` turned out bad for the file `root`: what it still owes no longer counts as
+    /// in flight, so those chunks are asked elsewhere at once. It stays owed on the
+    /// connection, so the answers are still expected (and dropped when they land).
+    pub fn release_holder(&mut self, root: &Root, holder: SocketAddr) {
+        if let Some(asked) = self.asked.get_mut(root) {
+            asked.remove_holder(holder);
+        }
+    }
+
     /// The connection `conn` to `holder` is gone: nothing it owed will come. Returns what
     /// it owed.
     pub fn drop_conn(&mut self, conn: ConnId, holder: SocketAddr) -> Vec<(Root, u32)> {
@@ -187,6 +196,28 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_released_holder_still_owes_but_nothing_counts_as_in_flight_there() {
+        let (liar, other) = (addr(1), addr(2));
+        let root = Root([7; 32]);
+        let mut l = Ledger::default();
+        l.issue(ConnId::Outbound(1), liar, root, 0, Timestamp(0));
+        l.issue(ConnId::Outbound(1), liar, root, 1, Timestamp(0));
+        l.issue(ConnId::Outbound(2), other, root, 1, Timestamp(0));
+        l.release_holder(&root, liar);
+        assert!(
+            !l.asked(&root).contains(0),
+            "chunk 0 may be asked elsewhere"
+        );
+        assert_eq!(l.asked(&root).holders(1), [other]);
+        assert_eq!(
+            l.owed_by(ConnId::Outbound(1)),
+            2,
+            "its answers are still expected"
+        );
+        assert_eq!(l.answer(ConnId::Outbound(1), liar, root, 0), Some(false));
+    }
 
     const T: Timestamp = Timestamp::ZERO;
 
