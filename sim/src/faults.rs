@@ -38,6 +38,12 @@ pub enum Fault {
     /// request and sends nothing (a hung mount, or an adversary that registers chunks it
     /// will not serve).
     ReadsHang { at_ms: u64, node: usize },
+    /// The node reads nothing more from `at_ms` on, on any connection, while it goes on
+    /// sending: a fetcher that takes upload slots and lets the data pile up (a slot hog,
+    /// or a line filler when many do it). What is sent to it fills
+    /// [`STALLED_READER_WINDOW_BYTES`] per connection, as socket buffers would, and then
+    /// its senders' writes never complete. Its own download is not waited for.
+    StopsReading { at_ms: u64, node: usize },
     /// Flips bytes of one chunk of a stored file (after it was registered).
     Corrupt {
         at_ms: u64,
@@ -47,7 +53,21 @@ pub enum Fault {
     },
 }
 
+/// What a connection towards a node that stopped reading takes before its sender's
+/// writes stop completing: a receive buffer and a send buffer at Linux's defaults
+/// (`tcp_rmem`, `tcp_wmem`: 128 KiB and 16 KiB before autotuning grows them).
+pub const STALLED_READER_WINDOW_BYTES: u64 = 144 << 10;
+
 impl Fault {
+    /// The node this fault turns into an adversary, if it does: its own download is not
+    /// an honest peer's outcome.
+    pub fn adversary(&self) -> Option<usize> {
+        match self {
+            Fault::StopsReading { node, .. } => Some(*node),
+            _ => None,
+        }
+    }
+
     pub fn at_ms(&self) -> u64 {
         match self {
             Fault::Crash { at_ms, .. }
@@ -56,6 +76,7 @@ impl Fault {
             | Fault::SlowLink { at_ms, .. }
             | Fault::DiskFails { at_ms, .. }
             | Fault::ReadsHang { at_ms, .. }
+            | Fault::StopsReading { at_ms, .. }
             | Fault::Corrupt { at_ms, .. } => *at_ms,
         }
     }

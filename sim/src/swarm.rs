@@ -10,6 +10,7 @@ use drizzle_core::peer::{DownloadRequest, PeerCommand};
 use drizzle_core::{ChunkSet, FileName, PeerConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 const FILE: &str = "swarm.bin";
@@ -391,6 +392,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
             node
         })
         .collect();
+    let adversaries: BTreeSet<NodeId> = config.faults.iter().filter_map(Fault::adversary).collect();
     let mut outcomes = Vec::new();
     let mut at_ms = WARMUP_MS;
     for node in peers {
@@ -404,6 +406,9 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
         if let Err(e) = world.command(node, PeerCommand::Download(request)) {
             failures.push(format!("{}: {e}", world.node_name(node)));
         }
+        if adversaries.contains(&node) {
+            continue;
+        }
         outcomes.push(PeerOutcome {
             node,
             arrived_ms,
@@ -412,16 +417,15 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
     }
     let bound_ms = (config.bound_secs() * 1000.0) as u64;
     let deadline = at_ms + bound_ms.max(1000) * config.deadline_factor.max(1);
-    let everyone = config.peers;
+    let everyone = outcomes.len();
     let ended = |w: &World| {
-        if w.config.trace {
-            w.events
-                .iter()
-                .filter(|(_, _, e)| e.ended_download().is_some())
-                .count()
-        } else {
-            w.events.len() // only the events that end downloads are kept
+        if !w.config.trace && adversaries.is_empty() {
+            return w.events.len(); // only the events that end downloads are kept
         }
+        w.events
+            .iter()
+            .filter(|(_, node, e)| e.ended_download().is_some() && !adversaries.contains(node))
+            .count()
     };
     let timeline = match config.timeline_ms {
         Some(step_ms) => {

@@ -500,7 +500,8 @@ impl World {
                 conn,
                 bytes,
             } => {
-                if self.alive(node, incarnation) {
+                let bytes = self.completed_write(node, conn, bytes);
+                if bytes > 0 && self.alive(node, incarnation) {
                     self.feed(node, Input::Sent { conn, bytes });
                 }
             }

@@ -7,6 +7,7 @@
 // Test code: a panic here is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use drizzle_core::ServePolicy;
 use drizzle_sim::{run_swarm, Fault, SwarmConfig};
 mod common;
 
@@ -205,17 +206,48 @@ fn peers_that_leave_when_done_leave_and_the_rest_finish() {
     assert_eq!((leave.finished(), leave.departures), (8, 8));
 }
 
-/// The last peer's finish, seconds, in a swarm of `peers` beside one good seeder and
-/// `silent` seeders that register every chunk and never send one.
-fn finish_beside_silent(seed: u64, peers: usize, silent: usize) -> f64 {
-    let faults = (0..silent)
-        .map(|i| Fault::ReadsHang {
-            at_ms: 0,
-            node: 2 + i,
-        })
-        .collect();
+/// Adversaries beside an honest swarm: seeders that register every chunk and never send
+/// one, and fetchers that join like everyone else and stop reading at the given times
+/// (they take upload slots and let the data pile up).
+#[derive(Clone, Debug, Default)]
+struct Adversaries {
+    silent_seeders: usize,
+    hogs_stop_at_ms: Vec<u64>,
+}
+
+impl Adversaries {
+    /// What the adversaries may cost at most, as the defences allow, given the attack-free
+    /// time: half of it again, the probe patience (1 s) for silent seeders, and per round
+    /// of hogs that can fill a sharer's upload slots, the second a slot may take nothing
+    /// and half as much again for the buffers between to fill and the slot to change hands.
+    fn bound_secs(&self, free_secs: f64) -> f64 {
+        let slots = ServePolicy::default().upload_slots;
+        let rounds = self.hogs_stop_at_ms.len().div_ceil(slots) as f64;
+        1.5 * free_secs + 1.0 + 1.5 * rounds
+    }
+}
+
+/// The last honest peer's finish, seconds, in a swarm of `peers` beside one good seeder
+/// and `adversaries`.
+fn finish_beside(seed: u64, peers: usize, adversaries: &Adversaries) -> f64 {
+    let silent = adversaries.silent_seeders;
+    let seeders = 1 + silent;
+    let hogs = &adversaries.hogs_stop_at_ms;
+    let silent_faults = (0..silent).map(|i| Fault::ReadsHang {
+        at_ms: 0,
+        node: 2 + i,
+    });
+    // Hogs are the first peers to join (nodes after the tracker and the seeders).
+    let hog_faults = hogs
+        .iter()
+        .enumerate()
+        .map(|(i, at_ms)| Fault::StopsReading {
+            at_ms: *at_ms,
+            node: 1 + seeders + i,
+        });
+    let faults = silent_faults.chain(hog_faults).collect();
     let config = SwarmConfig {
-        seeders: 1 + silent,
+        seeders,
         file_size: 4 << 20,
         chunk_size: 256 << 10,
         up_bytes_per_sec: 4_000_000,
@@ -225,18 +257,18 @@ fn finish_beside_silent(seed: u64, peers: usize, silent: usize) -> f64 {
         faults,
         check_every_step: true,
         closed: seed.is_multiple_of(2),
-        ..SwarmConfig::new(peers, seed)
+        ..SwarmConfig::new(peers + hogs.len(), seed)
     };
     let report = run_swarm(&config);
     assert!(
         report.failures.is_empty(),
-        "{:?}; seed {seed} peers {peers} silent {silent}",
+        "{:?}; seed {seed} peers {peers} {adversaries:?}",
         report.failures
     );
     assert_eq!(
         report.finished(),
         peers,
-        "seed {seed} peers {peers} silent {silent}"
+        "seed {seed} peers {peers} {adversaries:?}"
     );
     report.spread().max
 }
@@ -249,9 +281,46 @@ proptest! {
     /// the attack-free time.
     #[test]
     fn silent_holders_cost_a_swarm_little(seed in any::<u64>(), peers in 1usize..8, silent in 1usize..5) {
-        let free = finish_beside_silent(seed, peers, 0);
-        let attacked = finish_beside_silent(seed, peers, silent);
+        let free = finish_beside(seed, peers, &Adversaries::default());
+        let silent_seeders = Adversaries { silent_seeders: silent, ..Adversaries::default() };
+        let attacked = finish_beside(seed, peers, &silent_seeders);
         // Measured over 300 cases: at most the probe patience (1 s) more, 1.01 s -> 2.01 s.
         prop_assert!(attacked <= 1.5 * free + 1.0, "{free:.2} s -> {attacked:.2} s; seed {seed} peers {peers} silent {silent}");
     }
+
+    /// Fetchers that join, take upload slots and stop reading (up to four, each its own
+    /// address: a Sybil line filler), beside honest peers and possibly silent seeders,
+    /// cost the honest peers at most a bounded share of the attack-free time.
+    #[test]
+    fn slot_hogs_cost_a_swarm_little(
+        seed in any::<u64>(),
+        peers in 1usize..8,
+        hogs_stop_at_ms in prop::collection::vec(100u64..700, 1..9),
+        silent_seeders in 0usize..3,
+    ) {
+        let free = finish_beside(seed, peers, &Adversaries::default());
+        let adversaries = Adversaries { silent_seeders, hogs_stop_at_ms };
+        let attacked = finish_beside(seed, peers, &adversaries);
+        let bound = adversaries.bound_secs(free);
+        prop_assert!(attacked <= bound, "{free:.2} s -> {attacked:.2} s (bound {bound:.2} s); seed {seed} peers {peers} {adversaries:?}");
+    }
+}
+
+/// Found by `slot_hogs_cost_a_swarm_little`: the last chunk, asked of three peers that
+/// had stopped reading, waited 9 s while the seeder that had steered the getter away from
+/// it (it had sent that chunk more than others) idled — copies given up on held the
+/// copies allowed in flight, and the steering hid the seeder from the rescue.
+#[test]
+fn a_last_chunk_stuck_at_deaf_peers_is_rescued_by_the_seeder() {
+    let seed = 52131850201012645;
+    let adversaries = Adversaries {
+        silent_seeders: 2,
+        hogs_stop_at_ms: vec![217, 635, 221, 698, 482],
+    };
+    let free = finish_beside(seed, 1, &Adversaries::default());
+    let attacked = finish_beside(seed, 1, &adversaries);
+    assert!(
+        attacked <= adversaries.bound_secs(free),
+        "{free:.2} s -> {attacked:.2} s"
+    );
 }

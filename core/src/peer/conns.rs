@@ -338,10 +338,10 @@ impl Peer {
         let held_back = self.chunks_storing() >= MAX_CHUNKS_STORING;
         let (mut expired, mut stalled, mut next) = (Vec::new(), Vec::new(), None);
         let (mut slot_losses, mut windows_over) = (Vec::new(), Vec::new());
-        let stall_ms = self.slot_stall_ms();
         let mut consider = |t: Timestamp| next = earliest(next, Some(t));
         for (id, c) in self.conns.iter() {
             if let Conn::In(i) = c {
+                let stall_ms = self.slot_stall_ms(now, *id);
                 let (loss, check_at, window_over) = i.slot_check(now, stall_ms);
                 slot_losses.extend(loss.map(|l| (*id, l)));
                 check_at.map(&mut consider);

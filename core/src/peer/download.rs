@@ -67,6 +67,10 @@ pub(crate) struct Active {
     probes_due: VecDeque<Timestamp>,
     /// Holders asked for something in this download (bounded like the chunk map).
     tried: BTreeSet<SocketAddr>,
+    /// Chunks a holder steered us away from (`SentOften`): no longer picked there, but
+    /// the rescue may still ask it when those it steered us to do not deliver (it serves
+    /// a chunk it steered once when asked again).
+    steered: BTreeSet<(SocketAddr, u32)>,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -149,6 +153,7 @@ impl Active {
             speeds: BTreeMap::new(),
             probes_due: VecDeque::new(),
             tried: BTreeSet::new(),
+            steered: BTreeSet::new(),
         }
     }
 
@@ -606,7 +611,8 @@ impl Active {
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
                 let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                !cooling && have.intersects(&wanted) && !self.map.is_bad(addr) && has_slot(*addr)
+                let offers = have.intersects(&wanted) || self.steered_any(*addr, &wanted);
+                !cooling && offers && !self.map.is_bad(addr) && has_slot(*addr)
             })
             .collect();
         if ready.is_empty() {
@@ -632,7 +638,7 @@ impl Active {
                 None if !self.speeds.is_empty() => {
                     let copies = self.policy.copies_in_flight + 1;
                     let owed: Vec<u32> = (wanted.iter())
-                        .filter(|c| asked.holders(*c).len() < copies)
+                        .filter(|c| self.live_copies(*c, asked, now) < copies)
                         .collect();
                     return self.rescue_among(&ready, &owed, asked, now, rng);
                 }

@@ -319,7 +319,11 @@ impl Peer {
                     clip(&reason)
                 );
                 if let Some(a) = self.active_mut(&name) {
-                    a.map_mut().forget_chunk(holder, chunk);
+                    if because == RefusedBecause::SentOften {
+                        a.steered_away(chunk, holder);
+                    } else {
+                        a.map_mut().forget_chunk(holder, chunk);
+                    }
                     a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
                 }
                 if because != RefusedBecause::SentOften {

@@ -84,6 +84,11 @@ impl InLink {
         self.pace.bytes = self.pace.bytes.saturating_add(bytes as u64);
     }
 
+    /// Whether it took data in the last `SLOT_STALL_MS` (or has just been given some).
+    pub fn taking(&self, now: Timestamp) -> bool {
+        now <= self.pace.drained_at.plus_ms(SLOT_STALL_MS)
+    }
+
     /// A new pace window starts (a slot taken, or the last window judged).
     pub fn restart_pace(&mut self, now: Timestamp) {
         self.pace.since = now;

@@ -423,14 +423,19 @@ impl Peer {
         !(self.penalised(conn, now) || crowding)
     }
 
-    /// How long a slot holder may take nothing before it loses its slot: `SLOT_STALL_MS`,
-    /// or, when the uplink is the bottleneck, four times what everything queued for the slot
-    /// holders takes at its measured rate — a holder waiting behind others' data on a slow
-    /// uplink has not stalled.
-    pub(super) fn slot_stall_ms(&self) -> u64 {
+    /// How long the slot holder on `conn` may take nothing before it loses its slot:
+    /// `SLOT_STALL_MS`, or, when the uplink is the bottleneck, four times what is queued
+    /// for the other slot holders still taking data takes at the uplink's measured rate —
+    /// a holder waiting behind others' data on a slow uplink has not stalled. Its own
+    /// queue and stalled holders' do not count: else fetchers that stop reading with deep
+    /// pipelines would buy themselves and each other seconds of grace (six such cost an
+    /// honest fetcher 4 s in the simulator).
+    pub(super) fn slot_stall_ms(&self, now: Timestamp, conn: ConnId) -> u64 {
         let queued: usize = (self.slots.conns.iter())
             .filter_map(|c| match self.conns.get(c) {
-                Some(Conn::In(i)) if i.seat.holds_slot() => Some(i.unsent()),
+                Some(Conn::In(i)) if i.seat.holds_slot() && (*c == conn || i.taking(now)) => {
+                    Some(i.unsent())
+                }
                 _ => None,
             })
             .sum();

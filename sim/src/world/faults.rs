@@ -55,6 +55,12 @@ impl World {
                     n.reads_hang = true;
                 }
             }
+            Fault::StopsReading { node, .. } => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.stopped_reading = true;
+                    n.held.clear();
+                }
+            }
             Fault::Corrupt {
                 node, file, chunk, ..
             } => {

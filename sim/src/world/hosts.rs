@@ -51,6 +51,8 @@ pub(crate) struct Node {
     pub(super) disk_fault: Option<DiskFault>,
     /// Reads are never answered (see `Fault::ReadsHang`).
     pub(super) reads_hang: bool,
+    /// Nothing more is read from the network (see `Fault::StopsReading`).
+    pub(super) stopped_reading: bool,
     /// Input the machine would not take yet (`Machine::accepts_input`), in arrival order:
     /// it waits in the network, as bytes wait in a socket nobody reads.
     pub(super) held: VecDeque<Held>,
@@ -99,6 +101,7 @@ impl World {
             disk_free_us: 0,
             disk_fault: None,
             reads_hang: false,
+            stopped_reading: false,
             held: VecDeque::new(),
         });
         self.start(id);
@@ -175,6 +178,9 @@ impl World {
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
+        if n.stopped_reading {
+            return; // it would wait in a socket nobody reads, for good
+        }
         let queued = n.held.iter().any(|h| h.conn() == conn);
         let accepts = n
             .machine

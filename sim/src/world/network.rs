@@ -1,8 +1,10 @@
 //! The network: TCP-like links between nodes — latency, each node's upload and download
 //! bandwidth (a send leaves when the sender's uplink is free and lands when the receiver's
-//! downlink is), sends cut at random points, partitions and closes.
+//! downlink is), sends cut at random points, partitions and closes, and receivers that stop
+//! reading (their senders' writes stall once the buffers between are full).
 
 use super::*;
+use crate::faults::STALLED_READER_WINDOW_BYTES;
 
 /// How much of a bulk send lands ahead of the rest: a socket read's worth.
 pub(super) const FIRST_BYTES: u64 = 16 * 1024;
@@ -16,6 +18,10 @@ pub(super) struct LinkEnd {
     pub(super) last_arrival_us: u64,
     /// When the last byte sent towards this end left its sender.
     pub(super) last_departure_us: u64,
+    /// Bytes handed to the link towards this end since its node stopped reading
+    /// (`Fault::StopsReading`), and of those and earlier ones, bytes whose write completed.
+    pub(super) unread_queued_bytes: u64,
+    pub(super) unread_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -79,6 +85,8 @@ impl World {
             incarnation,
             last_arrival_us: 0,
             last_departure_us: 0,
+            unread_queued_bytes: 0,
+            unread_bytes: 0,
         };
         self.links.insert(
             link,
@@ -107,6 +115,9 @@ impl World {
         };
         let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
         let (dest, in_order) = (l.ends[to].node, l.ends[to].last_departure_us);
+        let Some(bytes) = self.fit_unread(link, to, bytes) else {
+            return; // it never leaves: the other end reads nothing and the buffers are full
+        };
         let n = bytes.len() as u64;
         if self.config.tap_wire {
             self.wire.extend_from_slice(&bytes);
@@ -188,6 +199,53 @@ impl World {
                 },
             );
         }
+    }
+
+    /// What of a send towards `end` of `link` leaves: all of it, unless that end's node
+    /// stopped reading, when only what still fits its window does (what does not never
+    /// uses the sender's uplink).
+    fn fit_unread(&mut self, link: LinkId, end: usize, bytes: Bytes) -> Option<Bytes> {
+        let dest = self.links.get(&link)?.ends.get(end)?.node;
+        if !self.nodes.get(dest).is_some_and(|n| n.stopped_reading) {
+            return Some(bytes);
+        }
+        let e = self.links.get_mut(&link)?.ends.get_mut(end)?;
+        let room = STALLED_READER_WINDOW_BYTES.saturating_sub(e.unread_queued_bytes);
+        let fit = room.min(bytes.len() as u64);
+        e.unread_queued_bytes += fit;
+        (fit > 0).then(|| bytes.slice(0..fit as usize))
+    }
+
+    /// How much of a write of `bytes` by `node` on `conn` completes: all of it, unless the
+    /// other end stopped reading, when only what still fits that end's window does (so a
+    /// sender's writes stall as on TCP once the buffers between them are full).
+    pub(super) fn completed_write(&mut self, node: NodeId, conn: ConnId, bytes: usize) -> usize {
+        let Some(link) = self
+            .nodes
+            .get(node)
+            .and_then(|n| n.conns.get(&conn))
+            .copied()
+        else {
+            return bytes;
+        };
+        let Some(l) = self.links.get(&link) else {
+            return bytes;
+        };
+        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
+        if !self
+            .nodes
+            .get(l.ends[to].node)
+            .is_some_and(|n| n.stopped_reading)
+        {
+            return bytes;
+        }
+        let Some(e) = self.links.get_mut(&link).map(|l| &mut l.ends[to]) else {
+            return bytes;
+        };
+        let room = STALLED_READER_WINDOW_BYTES.saturating_sub(e.unread_bytes);
+        let fit = room.min(bytes as u64);
+        e.unread_bytes += fit;
+        fit as usize
     }
 
     /// Cuts a send into up to three pieces at random points, to exercise framing.

@@ -66,6 +66,21 @@ impl Active {
         !self.speeds.is_empty()
     }
 
+    /// `holder` steered us away from `chunk`: it is not picked for it again, but it may
+    /// still rescue it (see `steered`). Bounded: one entry per chunk at most, per holder
+    /// known.
+    pub fn steered_away(&mut self, chunk: u32, holder: SocketAddr) {
+        self.map.forget_chunk(holder, chunk);
+        if self.steered.len() < (self.want.len() as usize).max(MAX_KNOWN_HOLDERS) {
+            self.steered.insert((holder, chunk));
+        }
+    }
+
+    /// Whether `holder` steered us away from a chunk of `wanted`.
+    pub(super) fn steered_any(&self, holder: SocketAddr, wanted: &ChunkSet) -> bool {
+        (self.steered.range((holder, 0)..=(holder, u32::MAX))).any(|(_, c)| wanted.contains(*c))
+    }
+
     /// Requests in flight that count against the budget: all of them but those to holders
     /// that have never delivered to us, asked more than `PROBE_PATIENCE_MS` ago (still
     /// owed). So holders that take requests and send nothing cannot hold the budget until
@@ -100,7 +115,7 @@ impl Active {
         let copies = self.policy.copies_in_flight;
         let owed: Vec<u32> = self
             .missing()
-            .filter(|c| asked.holders(*c).len() < copies)
+            .filter(|c| self.live_copies(*c, asked, now) < copies)
             .collect();
         if owed.is_empty() {
             return None;
@@ -139,7 +154,7 @@ impl Active {
             ready
                 .iter()
                 .filter(|(addr, have)| {
-                    have.contains(c)
+                    (have.contains(c) || self.steered.contains(&(*addr, c)))
                         && !asked.holders(c).contains(addr)
                         && self.sooner(*addr, c, asked, now)
                 })
@@ -149,6 +164,35 @@ impl Active {
         let rescuable = owed.iter().filter(|c| !sooner_for(**c).is_empty());
         let chunk = picker::rarest(rescuable.map(|c| (*c, self.map.good_count(*c))), rng)?;
         picker::random_holder(&sooner_for(chunk), rng).map(|holder| (chunk, holder))
+    }
+
+    /// Copies of `chunk` asked of holders that may still send them: those given up on (see
+    /// `given_up`) do not count against the copies allowed in flight, so holders that take
+    /// a chunk and never send it cannot keep it from a holder that would.
+    pub(super) fn live_copies(&self, chunk: u32, asked: &Asked, now: Timestamp) -> usize {
+        let holders = asked.holders(chunk);
+        holders.len()
+            - holders
+                .iter()
+                .filter(|h| self.given_up(**h, chunk, asked, now))
+                .count()
+    }
+
+    /// Whether `holder`'s copy of `chunk` is no longer waited for: it has never delivered
+    /// and was asked `PROBE_PATIENCE_MS` ago, or it has and has sent nothing since for four
+    /// times its own chunk time.
+    fn given_up(&self, holder: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
+        let Some(issued) = asked.issued(chunk, holder) else {
+            return false;
+        };
+        match self.speeds.get(&holder) {
+            None => now.since_ms(issued) >= PROBE_PATIENCE_MS,
+            Some(s) => {
+                let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
+                let takes_ms = len / s.bytes_per_ms.max(f64::MIN_POSITIVE);
+                now.since_ms(s.last.max(issued)) as f64 > 4.0 * takes_ms
+            }
+        }
     }
 
     /// Whether `fast` would send `chunk` far sooner than every holder it is asked of: each
