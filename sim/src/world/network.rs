@@ -205,14 +205,8 @@ impl World {
     /// stopped reading, when only what still fits its window does (what does not never
     /// uses the sender's uplink).
     fn fit_unread(&mut self, link: LinkId, end: usize, bytes: Bytes) -> Option<Bytes> {
-        let dest = self.links.get(&link)?.ends.get(end)?.node;
-        if !self.nodes.get(dest).is_some_and(|n| n.stopped_reading) {
-            return Some(bytes);
-        }
-        let e = self.links.get_mut(&link)?.ends.get_mut(end)?;
-        let room = STALLED_READER_WINDOW_BYTES.saturating_sub(e.unread_queued_bytes);
-        let fit = room.min(bytes.len() as u64);
-        e.unread_queued_bytes += fit;
+        let n = bytes.len() as u64;
+        let fit = self.stalled_window(link, end, n, |e| &mut e.unread_queued_bytes);
         (fit > 0).then(|| bytes.slice(0..fit as usize))
     }
 
@@ -232,20 +226,28 @@ impl World {
             return bytes;
         };
         let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
-        if !self
-            .nodes
-            .get(l.ends[to].node)
-            .is_some_and(|n| n.stopped_reading)
-        {
-            return bytes;
-        }
-        let Some(e) = self.links.get_mut(&link).map(|l| &mut l.ends[to]) else {
-            return bytes;
+        self.stalled_window(link, to, bytes as u64, |e| &mut e.unread_bytes) as usize
+    }
+
+    /// Of `n` bytes towards `end` of `link`, how many its node's window still takes, as
+    /// counted by `used` (and counting them): all, unless the node stopped reading.
+    fn stalled_window(
+        &mut self,
+        link: LinkId,
+        end: usize,
+        n: u64,
+        used: impl Fn(&mut LinkEnd) -> &mut u64,
+    ) -> u64 {
+        let Some(e) = self.links.get_mut(&link).and_then(|l| l.ends.get_mut(end)) else {
+            return n;
         };
-        let room = STALLED_READER_WINDOW_BYTES.saturating_sub(e.unread_bytes);
-        let fit = room.min(bytes as u64);
-        e.unread_bytes += fit;
-        fit as usize
+        if !self.nodes.get(e.node).is_some_and(|n| n.stopped_reading) {
+            return n;
+        }
+        let used = used(e);
+        let fit = STALLED_READER_WINDOW_BYTES.saturating_sub(*used).min(n);
+        *used += fit;
+        fit
     }
 
     /// Cuts a send into up to three pieces at random points, to exercise framing.
