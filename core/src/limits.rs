@@ -111,6 +111,13 @@ pub const HELLO_TIMEOUT_MS: u64 = 10_000;
 pub const FRAME_TIMEOUT_MS: u64 = 30_000;
 /// A tracker connection must register within this time.
 pub const REGISTER_TIMEOUT_MS: u64 = 30_000;
+/// A peer that has heard nothing from its tracker for this long sends a `Keepalive` (the
+/// tracker answers one).
+pub const KEEPALIVE_MS: u64 = 15_000;
+/// A registered session from which nothing came for this long (four keepalives missed) is
+/// dropped by the tracker — a crashed host, a dropped NAT mapping, or an idle squatter of
+/// the session budget — and a peer whose tracker went this silent connects again.
+pub const SESSION_SILENT_MS: u64 = 4 * KEEPALIVE_MS;
 /// A fetching peer that asks for nothing for this long is disconnected.
 pub const FETCHER_IDLE_TIMEOUT_MS: u64 = 120_000;
 /// A connection to a holder that we ask nothing of for this long is closed.

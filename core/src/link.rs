@@ -185,6 +185,11 @@ impl Link {
         self.decoder.receive_window()
     }
 
+    /// When bytes last came (or the link opened).
+    pub fn last_received(&self) -> Timestamp {
+        self.last_rx
+    }
+
     /// Notes when bytes last came, if `len` says any did.
     fn received(&mut self, now: Timestamp, len: usize) -> bool {
         if len > 0 {

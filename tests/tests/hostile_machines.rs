@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use drizzle_core::limits::{
-    FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_CHUNKS_STORING, REGISTER_TIMEOUT_MS,
+    FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, KEEPALIVE_MS, MAX_CHUNKS_STORING, REGISTER_TIMEOUT_MS,
+    SESSION_SILENT_MS,
 };
 use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::peer::PeerCommand;
@@ -366,13 +367,24 @@ fn postcard_varint(mut n: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Silence is timed out: before the hello, mid-frame, before registering, and — a session
+/// must show life — a registered session that sends nothing, not even a keepalive (a
+/// crashed host, or an idle squatter of the tracker's sessions). One that keeps alive stays.
 #[test]
-fn silence_is_timed_out_but_registered_sessions_stay() {
+fn silence_is_timed_out_and_registered_sessions_must_show_life() {
     let mut t = Tracker::new(TrackerConfig::new(1));
     let silent = connect(&mut t, 1, 0);
     let stalled = connect(&mut t, 2, 0);
     let unregistered = connect(&mut t, 3, 0);
     let registered = connect(&mut t, 4, 0);
+    let kept = connect(&mut t, 5, 0);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: addr(7001),
+        files: vec![],
+    }));
+    send(&mut t, kept, 1, &bytes);
     send(
         &mut t,
         stalled,
@@ -386,15 +398,28 @@ fn silence_is_timed_out_but_registered_sessions_stay() {
         .max(FRAME_TIMEOUT_MS)
         .max(HELLO_TIMEOUT_MS)
         + 10;
-    let (mut now, mut wakeups) = (2, 0);
-    while let Some(at) = t.poll_timeout() {
-        now = at.as_ms().max(now);
+    let (mut now, mut wakeups, mut next_keepalive, mut echoes) = (2, 0, KEEPALIVE_MS, 0);
+    loop {
+        let at = t.poll_timeout().map(Timestamp::as_ms);
+        let keepalive_first = at.is_none_or(|at| next_keepalive <= at);
+        now = at
+            .filter(|_| !keepalive_first)
+            .unwrap_or(next_keepalive)
+            .max(now);
         if now > end * 10 {
             break;
         }
-        wakeups += 1;
-        t.handle_timeout(Timestamp(now));
-        let d = drain(&mut t);
+        let d = if keepalive_first {
+            next_keepalive += KEEPALIVE_MS;
+            send(&mut t, kept, now, &encode(&Message::Keepalive))
+        } else {
+            wakeups += 1;
+            t.handle_timeout(Timestamp(now));
+            drain(&mut t)
+        };
+        echoes += (d.sent.iter())
+            .filter(|(c, m)| *c == kept && *m == Message::Keepalive)
+            .count();
         closed.extend(d.closed.into_iter().map(|c| (c, now)));
         told.extend(d.sent.into_iter().filter_map(|(c, m)| match m {
             Message::Error { reason } => Some((c, reason)),
@@ -404,7 +429,7 @@ fn silence_is_timed_out_but_registered_sessions_stay() {
         reported.extend(d.events.into_iter().filter(violation));
     }
     // Each is told why; silence is not reported as a protocol violation.
-    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(told.len(), 4, "{told:?}");
     assert!(
         told.iter().all(|(_, r)| r.starts_with("timed out")),
         "{told:?}"
@@ -415,12 +440,15 @@ fn silence_is_timed_out_but_registered_sessions_stay() {
         (silent, HELLO_TIMEOUT_MS),
         (stalled, 1 + FRAME_TIMEOUT_MS),
         (unregistered, 1 + REGISTER_TIMEOUT_MS),
+        (registered, 1 + SESSION_SILENT_MS),
     ];
     for (conn, at) in expected {
         assert!(closed.contains(&(conn, at)), "{conn:?} at {at}: {closed:?}");
     }
-    assert_eq!(closed.len(), 3, "{closed:?}");
-    // Once only registered sessions remain the tracker still looks in now and then (a
+    assert_eq!(closed.len(), 4, "{closed:?}");
+    let keepalives = (end * 10 / KEEPALIVE_MS) as usize;
+    assert_eq!(echoes, keepalives, "every keepalive is answered");
+    // Once only the kept session remains the tracker still looks in now and then (a
     // deadline may come), never more often than the shortest deadline.
     assert!(
         wakeups <= 3 + (end * 10 / HELLO_TIMEOUT_MS) as usize,
@@ -2245,4 +2273,56 @@ fn a_holder_caught_lying_is_not_hashed_again() {
             "chunk {chunk} from a known liar was hashed"
         );
     }
+}
+
+/// A sharer that has nothing to ask its tracker still tells it it is alive, and a tracker
+/// that goes silent (a host gone without a word, a NAT that dropped the mapping) is left
+/// and connected to again rather than trusted for ever.
+#[test]
+fn a_peer_keeps_its_session_alive_and_leaves_a_silent_tracker() {
+    let (mut p, tracker, _) = sharing(b"some bytes to share");
+    let registered = Message::Registered {
+        accepted: vec![FileName::new("f").unwrap()],
+        refused: vec![],
+    };
+    send(&mut p, tracker, 10, &encode(&registered));
+    let last_heard = 10 + KEEPALIVE_MS;
+    let mut keepalives = Vec::new();
+    let mut now = 10;
+    let mut closed_at = None;
+    while closed_at.is_none() {
+        now = p.poll_timeout().expect("a timer is armed").as_ms().max(now);
+        let silent_for = now.saturating_sub(last_heard);
+        assert!(
+            silent_for <= SESSION_SILENT_MS,
+            "still trusting a silent tracker at {now}"
+        );
+        p.handle_timeout(Timestamp(now));
+        let d = drain(&mut p);
+        keepalives.extend(
+            (d.sent.iter())
+                .filter(|(c, m)| *c == tracker && *m == Message::Keepalive)
+                .map(|_| now),
+        );
+        if d.closed.contains(&tracker) {
+            closed_at = Some(now);
+        }
+        // The first keepalive is answered; then the tracker says nothing more.
+        if keepalives.len() == 1 && now == 10 + KEEPALIVE_MS {
+            send(&mut p, tracker, now, &encode(&Message::Keepalive));
+        }
+    }
+    assert_eq!(keepalives.first(), Some(&(10 + KEEPALIVE_MS)));
+    assert_eq!(
+        keepalives.get(1),
+        Some(&(last_heard + KEEPALIVE_MS)),
+        "{keepalives:?}"
+    );
+    assert_eq!(closed_at, Some(last_heard + SESSION_SILENT_MS));
+    let reconnect = (0..10).find_map(|_| {
+        let at = p.poll_timeout()?;
+        p.handle_timeout(at);
+        drain(&mut p).connects.first().map(|(_, a)| *a)
+    });
+    assert_eq!(reconnect, Some(addr(1)), "it connects to the tracker again");
 }

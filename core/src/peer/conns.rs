@@ -8,7 +8,7 @@ use super::{Peer, PeerConfig};
 use crate::deadlines::{earliest, ConnDeadlines};
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
-    MAX_PEER_CONNECTIONS, SLOT_PACE_WINDOW_MS,
+    MAX_PEER_CONNECTIONS, SESSION_SILENT_MS, SLOT_PACE_WINDOW_MS,
 };
 use crate::link::{clip, Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Output};
@@ -189,7 +189,8 @@ impl Conn {
     /// a holder's owes no request.
     pub(super) fn deadline(&self, owes_nothing: bool) -> Option<(Timestamp, &'static str)> {
         match self {
-            Conn::Tracker(link) => link.deadline(None),
+            // Keepalives come back at least every `KEEPALIVE_MS`: silence means it is gone.
+            Conn::Tracker(link) => link.deadline(Some(SESSION_SILENT_MS)),
             // A holder we ask nothing of is let go, freeing one of the outbound slots.
             Conn::Out(o) => o
                 .link

@@ -3,7 +3,7 @@
 //! (locates, a list), what the tracker says back, and the bad holders it reports.
 
 use super::{Conn, Peer};
-use crate::limits::{MAX_FILES_PER_REGISTER, MAX_FRAME_BYTES};
+use crate::limits::{KEEPALIVE_MS, MAX_FILES_PER_REGISTER, MAX_FRAME_BYTES};
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Output};
 use crate::manifest::FileName;
@@ -31,6 +31,8 @@ pub(super) struct TrackerSession {
     next_req: u32,
     /// Pending requests: request id → file name (`None` for a list).
     reqs: BTreeMap<u32, Option<FileName>>,
+    /// When a `Keepalive` last went out on this connection.
+    keepalive_sent: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -52,6 +54,7 @@ impl TrackerSession {
             list_pending: None,
             next_req: 0,
             reqs: BTreeMap::new(),
+            keepalive_sent: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl TrackerSession {
         self.reached = false;
         self.answered = false;
         self.reqs.clear();
+        self.keepalive_sent = None;
         let (_, after) = self.list_pending.take()?;
         Some(self.ask_list(after))
     }
@@ -107,6 +111,21 @@ impl TrackerSession {
     pub fn registered(&mut self) -> bool {
         self.reconnect_attempts = 0;
         !std::mem::replace(&mut self.answered, true)
+    }
+
+    /// When to tell a registered session's tracker we are alive: `KEEPALIVE_MS` after we
+    /// last heard from it (`heard`) or last told it, whichever is later.
+    pub fn keepalive_at(&self, heard: Timestamp) -> Option<Timestamp> {
+        let State::Up { .. } = self.state else {
+            return None;
+        };
+        let from = self.keepalive_sent.map_or(heard, |sent| sent.max(heard));
+        self.answered.then(|| from.plus_ms(KEEPALIVE_MS))
+    }
+
+    /// A `Keepalive` went out at `now`.
+    pub fn kept_alive(&mut self, now: Timestamp) {
+        self.keepalive_sent = Some(now);
     }
 
     /// The connection is gone: retried after a capped, jittered backoff, returned.
@@ -276,6 +295,30 @@ impl Peer {
         });
     }
 
+    /// Tells the tracker this session is alive, if it is due (see `keepalive_at`).
+    pub(super) fn keep_alive(&mut self, now: Timestamp) {
+        let Some(conn) = self.session.conn() else {
+            return;
+        };
+        let heard = match self.conns.get(&conn) {
+            Some(Conn::Tracker(link)) => link.last_received(),
+            _ => return,
+        };
+        if self.session.keepalive_at(heard).is_some_and(|t| t <= now) {
+            self.session.kept_alive(now);
+            self.send(conn, &Message::Keepalive);
+        }
+    }
+
+    /// When the next keepalive is due, if the session is up and registered.
+    pub(super) fn keepalive_at(&self) -> Option<Timestamp> {
+        let conn = self.session.conn()?;
+        match self.conns.get(&conn) {
+            Some(Conn::Tracker(link)) => self.session.keepalive_at(link.last_received()),
+            _ => None,
+        }
+    }
+
     pub(super) fn send_tracker(&mut self, msg: &Message) {
         if let Some(conn) = self.session.conn() {
             self.send(conn, msg);
@@ -360,6 +403,7 @@ impl Peer {
                 }
             }
             Message::Introduce { root, holder } => self.handle_introduce(now, root, holder),
+            Message::Keepalive => {} // it was heard: that is all it says
             other => self.violation(
                 now,
                 conn,

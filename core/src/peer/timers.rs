@@ -17,13 +17,16 @@ pub(crate) enum Timer {
     TrackerReconnect,
     /// The upload slots are checked for fetchers that left theirs unused.
     FreeSlots,
+    /// The tracker is told this session is alive (nothing heard from it for a while).
+    Keepalive,
 }
 
 /// In the order they are handled when several are due at once.
-const PEER_TIMERS: [Timer; 3] = [
+const PEER_TIMERS: [Timer; 4] = [
     Timer::ConnDeadlines,
     Timer::TrackerReconnect,
     Timer::FreeSlots,
+    Timer::Keepalive,
 ];
 
 /// A timer of one download.
@@ -53,6 +56,7 @@ impl fmt::Display for Timer {
             Timer::ConnDeadlines => "connection deadlines",
             Timer::TrackerReconnect => "tracker reconnect",
             Timer::FreeSlots => "upload slot check",
+            Timer::Keepalive => "tracker keepalive",
         })
     }
 }
@@ -64,6 +68,7 @@ impl Peer {
             Timer::ConnDeadlines => self.conns.deadlines().next_scan(),
             Timer::TrackerReconnect => self.session.retry_at(),
             Timer::FreeSlots => self.slots.check_at(),
+            Timer::Keepalive => self.keepalive_at(),
         }
     }
 
@@ -72,6 +77,7 @@ impl Peer {
             Timer::ConnDeadlines => self.expire_conns(now),
             Timer::TrackerReconnect => self.connect_tracker(now),
             Timer::FreeSlots => self.check_free_slots(now),
+            Timer::Keepalive => self.keep_alive(now),
         }
     }
 

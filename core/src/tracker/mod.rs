@@ -11,7 +11,7 @@ use crate::limits::{
     MAX_FILES_PER_REGISTER, MAX_FILES_PER_SESSION, MAX_FILE_LIST_BYTES, MAX_INTRODUCTIONS_PER_IDLE,
     MAX_LOCATE_HOLDERS, MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES_PER_ADDRESS, MAX_NAMES_PER_ADDRESS,
     MAX_REPORTS_PER_SESSION, MAX_TRACKER_FILES, MIN_IDLE_GAP_MS, ORPHAN_TTL_MS,
-    REGISTER_TIMEOUT_MS,
+    REGISTER_TIMEOUT_MS, SESSION_SILENT_MS,
 };
 use crate::link::{Link, DEADLINE_LEAD_MS};
 use crate::machine::{ConnId, Event, Input, Machine, Output, Received};
@@ -231,6 +231,7 @@ impl Tracker {
             Message::Locate { req, name, known } => self.handle_locate(conn, req, name, known),
             Message::HaveChunk { root, chunk } => self.handle_have(conn, root, chunk),
             Message::Idle { root, free } => self.handle_idle(conn, root, free),
+            Message::Keepalive => self.send(conn, &Message::Keepalive),
             Message::Report {
                 root,
                 holder,
@@ -615,11 +616,15 @@ impl Tracker {
         self.forget(conn);
     }
 
-    /// Registered sessions may idle (peers keep them open); a connection that has not
-    /// registered must do so in time.
+    /// A connection that has not registered must do so in time; a registered session must
+    /// show life (its peer sends `Keepalive` when nothing else).
     fn link_deadline(&self, conn: ConnId, link: &Link) -> Option<(Timestamp, &'static str)> {
-        let idle = (!self.sessions.contains_key(&conn)).then_some(REGISTER_TIMEOUT_MS);
-        link.deadline(idle)
+        let idle_ms = if self.sessions.contains_key(&conn) {
+            SESSION_SILENT_MS
+        } else {
+            REGISTER_TIMEOUT_MS
+        };
+        link.deadline(Some(idle_ms))
     }
 
     fn drop_holder(&mut self, root: Root, conn: ConnId) {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +263,12 @@ pub enum Message {
     Handshake {
         noise: Vec<u8>,
     },
+
+    // peer ⇄ tracker
+    /// The session is alive: a peer that has heard nothing from its tracker for
+    /// `limits::KEEPALIVE_MS` says so, and the tracker answers in kind. Each side closes a
+    /// session silent for `limits::SESSION_SILENT_MS`.
+    Keepalive,
 }
 
 impl Message {
@@ -291,6 +297,7 @@ impl Message {
             Message::Have { .. } => "have",
             Message::Report { .. } => "report",
             Message::Handshake { .. } => "handshake",
+            Message::Keepalive => "keepalive",
         }
     }
 }
