@@ -11,6 +11,11 @@ use super::timers::DownloadTimer;
 use super::FetchPolicy;
 use crate::chunkset::ChunkSet;
 use crate::limits::{MAX_KNOWN_HOLDERS, REPORT_TTL_MS};
+
+/// A holder's wait after failures doubles at most this many times (2 s → 16 s by default):
+/// long enough that a holder that never sends costs little, short enough that a seeder
+/// that restarted is asked again soon.
+const MAX_FAILURE_DOUBLINGS: u32 = 3;
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
@@ -71,6 +76,9 @@ pub(crate) struct Active {
     /// the rescue may still ask it when those it steered us to do not deliver (it serves
     /// a chunk it steered once when asked again).
     steered: BTreeSet<(SocketAddr, u32)>,
+    /// Holders whose connection failed or timed out since they last delivered, and how
+    /// many times: each failure doubles the wait before they are asked again.
+    failures: BTreeMap<SocketAddr, u32>,
 }
 
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
@@ -154,6 +162,7 @@ impl Active {
             probes_due: VecDeque::new(),
             tried: BTreeSet::new(),
             steered: BTreeSet::new(),
+            failures: BTreeMap::new(),
         }
     }
 
@@ -264,10 +273,18 @@ impl Active {
         self.check.take()
     }
 
-    /// Leaves `holder` alone until `until`, replacing any cooldown it had (its connection
-    /// failed).
-    pub fn cool(&mut self, holder: SocketAddr, until: Timestamp) {
-        self.cooldown.set(holder, until);
+    /// `holder`'s connection failed or timed out at `now`: it is left alone for `base_ms`,
+    /// doubled for each failure since it last delivered (up to 8 times as long), so a
+    /// holder that keeps taking requests and never sends is asked ever more rarely.
+    pub fn failed(&mut self, holder: SocketAddr, now: Timestamp, base_ms: u64) {
+        let known = self.failures.contains_key(&holder);
+        if !known && self.failures.len() >= MAX_KNOWN_HOLDERS {
+            return self.cooldown.set(holder, now.plus_ms(base_ms));
+        }
+        let n = self.failures.entry(holder).or_insert(0);
+        let wait_ms = base_ms.saturating_mul(1 << (*n).min(MAX_FAILURE_DOUBLINGS));
+        *n = n.saturating_add(1);
+        self.cooldown.set(holder, now.plus_ms(wait_ms));
     }
 
     /// Leaves `holder` alone until `until` at least (it said `Busy`).

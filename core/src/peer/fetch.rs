@@ -601,7 +601,7 @@ impl Peer {
     ) -> Vec<FileName> {
         let owed = self.ledger.drop_conn(conn, holder);
         self.conns.forget_holder(holder, conn);
-        let retry_at = now.plus_ms(self.config.holder_retry_ms);
+        let retry_ms = self.config.holder_retry_ms;
         let names: Vec<FileName> = self.downloads.keys().cloned().collect();
         for name in &names {
             let Some(a) = self.active_mut(name) else {
@@ -609,7 +609,7 @@ impl Peer {
             };
             let owed = owed.iter().any(|(r, _)| *r == a.root());
             if owed || a.map().knows(holder) {
-                a.cool(holder, retry_at);
+                a.failed(holder, now, retry_ms);
                 a.note_trouble(holder, reason);
                 if let Some(complaint) = complaint {
                     self.report_holder(now, name, holder, complaint);

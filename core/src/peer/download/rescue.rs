@@ -22,6 +22,7 @@ impl Active {
     /// came, whichever is later (a pipelined holder is timed from chunk to chunk),
     /// smoothed over deliveries.
     pub fn delivered(&mut self, holder: SocketAddr, len: usize, issued: Timestamp, now: Timestamp) {
+        self.failures.remove(&holder);
         let known = self.speeds.get(&holder).copied();
         if known.is_none() && self.speeds.len() >= MAX_KNOWN_HOLDERS {
             return;

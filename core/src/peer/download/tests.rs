@@ -472,3 +472,24 @@ fn a_chunk_owed_by_a_holder_that_stalled_is_asked_elsewhere() {
         "{chunk} from {holder}"
     );
 }
+
+#[test]
+fn a_holder_that_keeps_failing_waits_ever_longer_until_it_delivers() {
+    let mut a = active(2, &[(1, &[0, 1])]);
+    let h = addr(1);
+    let mut now = Timestamp::ZERO;
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        a.failed(h, now, 2_000);
+        let wait_ms = (0..=u64::MAX / 2)
+            .step_by(500)
+            .find(|ms| !a.cooling(h, now.plus_ms(*ms)))
+            .unwrap();
+        waits.push(wait_ms);
+        now = now.plus_ms(wait_ms);
+    }
+    assert_eq!(waits, [2_000, 4_000, 8_000, 16_000, 16_000, 16_000]);
+    a.delivered(h, 64, now, now.plus_ms(10));
+    a.failed(h, now, 2_000);
+    assert!(!a.cooling(h, now.plus_ms(2_000)), "a delivery forgives");
+}
