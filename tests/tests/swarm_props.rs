@@ -207,13 +207,18 @@ fn peers_that_leave_when_done_leave_and_the_rest_finish() {
 }
 
 /// Adversaries beside an honest swarm: seeders that register every chunk and never send
-/// one, and fetchers that join like everyone else and stop reading at the given times
-/// (they take upload slots and let the data pile up).
+/// one, seeders that send at a trickle (a hundredth of the others' rate), and fetchers that
+/// join like everyone else and stop reading at the given times (they take upload slots and
+/// let the data pile up).
 #[derive(Clone, Debug, Default)]
 struct Adversaries {
     silent_seeders: usize,
+    trickling_seeders: usize,
     hogs_stop_at_ms: Vec<u64>,
 }
+
+/// How much slower than the others a trickling seeder sends.
+const TRICKLE_FACTOR: u32 = 100;
 
 impl Adversaries {
     /// What the adversaries may cost at most, as the defences allow, given the attack-free
@@ -234,12 +239,19 @@ impl Adversaries {
 /// The last honest peer's finish, seconds, in a swarm of `peers` beside one good seeder
 /// and `adversaries`.
 fn finish_beside(seed: u64, peers: usize, adversaries: &Adversaries) -> f64 {
-    let silent = adversaries.silent_seeders;
-    let seeders = 1 + silent;
+    let (silent, trickling) = (adversaries.silent_seeders, adversaries.trickling_seeders);
+    let seeders = 1 + silent + trickling;
     let hogs = &adversaries.hogs_stop_at_ms;
+    // Seeders are nodes 1..=seeders: the good one, then the silent, then the trickling.
     let silent_faults = (0..silent).map(|i| Fault::ReadsHang {
         at_ms: 0,
         node: 2 + i,
+    });
+    let trickle_faults = (0..trickling).map(|i| Fault::SlowLink {
+        at_ms: 0,
+        node: 2 + silent + i,
+        factor: TRICKLE_FACTOR,
+        until_ms: u64::MAX / 1000,
     });
     // Hogs are the first peers to join (nodes after the tracker and the seeders).
     let hog_faults = hogs
@@ -249,7 +261,10 @@ fn finish_beside(seed: u64, peers: usize, adversaries: &Adversaries) -> f64 {
             at_ms: *at_ms,
             node: 1 + seeders + i,
         });
-    let faults = silent_faults.chain(hog_faults).collect();
+    let faults = silent_faults
+        .chain(trickle_faults)
+        .chain(hog_faults)
+        .collect();
     let config = SwarmConfig {
         seeders,
         file_size: 4 << 20,
@@ -280,16 +295,20 @@ fn finish_beside(seed: u64, peers: usize, adversaries: &Adversaries) -> f64 {
 proptest! {
     #![proptest_config(common::persisted(24))]
 
-    /// Seeders that take every request and never deliver (as many as four, beside one
-    /// good seeder; half the swarms closed) cost honest peers at most a bounded share of
-    /// the attack-free time.
+    /// Seeders that take every request and never deliver, or deliver at a trickle (as
+    /// many as four, beside one good seeder; half the swarms closed) cost honest peers at
+    /// most a bounded share of the attack-free time.
     #[test]
-    fn silent_holders_cost_a_swarm_little(seed in any::<u64>(), peers in 1usize..8, silent in 1usize..5) {
+    fn silent_holders_cost_a_swarm_little(seed in any::<u64>(), peers in 1usize..8, silent in 0usize..5, trickling in 0usize..3) {
         let free = finish_beside(seed, peers, &Adversaries::default());
-        let silent_seeders = Adversaries { silent_seeders: silent, ..Adversaries::default() };
-        let attacked = finish_beside(seed, peers, &silent_seeders);
-        // Measured over 300 cases: at most the probe patience (1 s) more, 1.01 s -> 2.01 s.
-        prop_assert!(attacked <= 1.5 * free + 1.0, "{free:.2} s -> {attacked:.2} s; seed {seed} peers {peers} silent {silent}");
+        let adversaries = Adversaries { silent_seeders: silent, trickling_seeders: trickling, ..Adversaries::default() };
+        let attacked = finish_beside(seed, peers, &adversaries);
+        // The probe patience (1 s) for the silent ones together, and for each trickler,
+        // which may hold one of the last chunks that long before it is asked elsewhere.
+        // Measured over 300 cases: silent only, at most 1 s more (1.01 s -> 2.01 s); with
+        // tricklers, 0.83 of this bound at worst.
+        let bound = 1.5 * free + 1.0 + trickling as f64;
+        prop_assert!(attacked <= bound, "{free:.2} s -> {attacked:.2} s; seed {seed} peers {peers} {adversaries:?}");
     }
 
     /// Fetchers that join, take upload slots and stop reading (up to four, each its own
@@ -303,7 +322,7 @@ proptest! {
         silent_seeders in 0usize..3,
     ) {
         let free = finish_beside(seed, peers, &Adversaries::default());
-        let adversaries = Adversaries { silent_seeders, hogs_stop_at_ms };
+        let adversaries = Adversaries { silent_seeders, hogs_stop_at_ms, ..Adversaries::default() };
         let attacked = finish_beside(seed, peers, &adversaries);
         let bound = adversaries.bound_secs(free);
         prop_assert!(attacked <= bound, "{free:.2} s -> {attacked:.2} s (bound {bound:.2} s); seed {seed} peers {peers} {adversaries:?}");
@@ -320,6 +339,7 @@ fn a_last_chunk_stuck_at_deaf_peers_is_rescued_by_the_seeder() {
     let adversaries = Adversaries {
         silent_seeders: 2,
         hogs_stop_at_ms: vec![217, 635, 221, 698, 482],
+        ..Adversaries::default()
     };
     let free = finish_beside(seed, 1, &Adversaries::default());
     let attacked = finish_beside(seed, 1, &adversaries);

@@ -222,7 +222,16 @@ impl Active {
                     let silent_ms = now.since_ms(s.last.max(issued)) as f64;
                     silent_ms > 4.0 * takes_ms(s.bytes_per_ms)
                 }
-                None => now.since_ms(issued) as f64 > 4.0 * takes_ms(speed),
+                // While `fast` has nothing asked of it, one that never delivered is not
+                // waited on past the probe patience, which its `ProbeDue` wakes the
+                // download for (a trickler would otherwise hold its chunks until a
+                // pessimistic estimate of `fast` ran out four times).
+                None => {
+                    let waited_ms = now.since_ms(issued);
+                    let idle = || !asked.chunks().any(|c| asked.holders(c).contains(&fast));
+                    waited_ms as f64 > 4.0 * takes_ms(speed)
+                        || (waited_ms >= PROBE_PATIENCE_MS && idle())
+                }
             }
         })
     }
