@@ -101,19 +101,23 @@ impl World {
         self.push(self.now_us + 2 * lat, Action::Connected { link });
     }
 
+    /// The link `node`'s connection `conn` is on, and which of its two ends is the other.
+    fn route(&self, node: NodeId, conn: ConnId) -> Option<(LinkId, usize)> {
+        let link = *self.nodes.get(node)?.conns.get(&conn)?;
+        let l = self.links.get(&link)?;
+        Some((
+            link,
+            usize::from(l.ends[0].node == node && l.ends[0].conn == conn),
+        ))
+    }
+
     pub(super) fn send(&mut self, node: NodeId, conn: ConnId, bytes: Bytes) {
-        let Some(link) = self
-            .nodes
-            .get(node)
-            .and_then(|n| n.conns.get(&conn))
-            .copied()
-        else {
+        let Some((link, to)) = self.route(node, conn) else {
             return;
         };
         let Some(l) = self.links.get(&link) else {
             return;
         };
-        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
         let (dest, in_order) = (l.ends[to].node, l.ends[to].last_departure_us);
         let Some(bytes) = self.fit_unread(link, to, bytes) else {
             return; // it never leaves: the other end reads nothing and the buffers are full
@@ -214,18 +218,9 @@ impl World {
     /// other end stopped reading, when only what still fits that end's window does (so a
     /// sender's writes stall as on TCP once the buffers between them are full).
     pub(super) fn completed_write(&mut self, node: NodeId, conn: ConnId, bytes: usize) -> usize {
-        let Some(link) = self
-            .nodes
-            .get(node)
-            .and_then(|n| n.conns.get(&conn))
-            .copied()
-        else {
+        let Some((link, to)) = self.route(node, conn) else {
             return bytes;
         };
-        let Some(l) = self.links.get(&link) else {
-            return bytes;
-        };
-        let to = usize::from(l.ends[0].node == node && l.ends[0].conn == conn);
         self.stalled_window(link, to, bytes as u64, |e| &mut e.unread_bytes) as usize
     }
 
