@@ -11,11 +11,6 @@ use super::timers::DownloadTimer;
 use super::FetchPolicy;
 use crate::chunkset::ChunkSet;
 use crate::limits::{MAX_KNOWN_HOLDERS, REPORT_TTL_MS};
-
-/// A holder's wait after failures doubles at most this many times (2 s → 16 s by default):
-/// long enough that a holder that never sends costs little, short enough that a seeder
-/// that restarted is asked again soon.
-const MAX_FAILURE_DOUBLINGS: u32 = 3;
 use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
@@ -24,6 +19,11 @@ use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
 use std::iter::Peekable;
 use std::net::SocketAddr;
+
+/// A holder's wait after failures doubles at most this many times (2 s → 16 s by default):
+/// long enough that a holder that never sends costs little, short enough that a seeder
+/// that restarted is asked again soon.
+const MAX_FAILURE_DOUBLINGS: u32 = 3;
 
 #[derive(Debug)]
 pub(crate) struct Active {

@@ -218,10 +218,7 @@ impl Active {
             };
             match self.speeds.get(h) {
                 Some(s) if s.bytes_per_ms * 2.0 < speed => true,
-                Some(s) => {
-                    let silent_ms = now.since_ms(s.last.max(issued)) as f64;
-                    silent_ms > 4.0 * takes_ms(s.bytes_per_ms)
-                }
+                Some(_) => self.given_up(*h, chunk, asked, now),
                 // While `fast` has nothing asked of it, one that never delivered is not
                 // waited on past the probe patience, which its `ProbeDue` wakes the
                 // download for (a trickler would otherwise hold its chunks until a
