@@ -70,6 +70,9 @@ pub fn encode_chunk_data(root: Root, chunk: u32, data: Bytes) -> [Bytes; 2] {
     [header.into(), data]
 }
 
+/// What a decoder's buffer keeps of its capacity once it is empty.
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
 /// Reassembles frames from arbitrary splits of a byte stream. The payload of a large
 /// `ChunkData` frame is collected straight into its own buffer once its header is in, so
 /// chunk bytes are copied once on their way in, not into a frame buffer and out again —
@@ -330,6 +333,10 @@ impl FrameDecoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            // A connection that once sent a large frame (a register of big manifests)
+            // does not keep a buffer that size for as long as it stays open: 128 idle
+            // connections from one address would otherwise hold 2 GiB.
+            self.buf.shrink_to(KEPT_BUFFER_BYTES);
         }
         Ok(Some(msg))
     }
@@ -401,6 +408,27 @@ mod tests {
             }
             assert_eq!(got, msgs);
         }
+    }
+
+    #[test]
+    fn a_large_frame_leaves_no_large_buffer_behind() {
+        let mut d = FrameDecoder::new();
+        d.push(&encode(&Message::Hello(Hello::new(Role::Peer))));
+        assert!(d.next_message().unwrap().is_some());
+        d.hello_done();
+        let big = Message::Error {
+            reason: "x".repeat(4 << 20),
+        };
+        // Arriving in pieces, as from a socket, so the buffer grows to hold it.
+        for piece in encode(&big).chunks(64 << 10) {
+            d.push(piece);
+        }
+        assert_eq!(d.next_message().unwrap(), Some(big));
+        assert!(
+            d.buf.capacity() <= KEPT_BUFFER_BYTES,
+            "{}",
+            d.buf.capacity()
+        );
     }
 
     #[test]
