@@ -302,3 +302,121 @@ fn slow_readers_cannot_hold_a_sharers_slots() {
     eprintln!("done in {took:?} beside 3 slow readers");
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
+
+/// One address floods the tracker with names: 120 sessions (of the 128 an address may
+/// open) register 30,000 until its quarter of the tracker is full; another registers ten
+/// manifests of the largest file. An honest sharer from a third is still accepted, `list`
+/// answers soon and shows its file after every flooding name, and the tracker's memory
+/// stays bounded.
+#[test]
+fn a_flooding_host_leaves_the_tracker_to_everyone_else() {
+    use drizzle_core::limits::{MAX_CHUNKS_PER_FILE, MAX_FILES_PER_REGISTER};
+    let (mut tracker, addr) = tracker_with(&["--open"]);
+    let to: SocketAddr = addr.parse().unwrap();
+    let mut sessions = Vec::new();
+    let mut register = |from: u8, id: u64, files: Vec<SharedFile>| {
+        let mut s = connect_from(IpAddr::from([127, 0, 0, from]), to).unwrap();
+        let mut bytes = encode(&Message::Hello(Hello::new(Role::Peer)));
+        let listen = SocketAddr::from(([127, 0, 0, from], 7000 + id as u16));
+        bytes.extend(encode(&Message::Register {
+            peer_id: id,
+            listen,
+            files,
+        }));
+        // The tracker may close a session it will not keep: the flood goes on regardless.
+        let _ = s.write_all(&bytes);
+        sessions.push(s);
+    };
+    // 30,000 tiny files under names that sort before the honest one, 250 per session.
+    for id in 0..120u64 {
+        let files = (0..250u64)
+            .map(|i| {
+                let content = format!("{id}/{i}");
+                let manifest = Manifest::from_bytes(content.as_bytes(), 64).unwrap();
+                SharedFile {
+                    name: FileName::new(format!("a-{id:03}-{i:03}")).unwrap(),
+                    have: ChunkSet::full(manifest.chunk_count()),
+                    manifest,
+                }
+            })
+            .collect::<Vec<_>>();
+        assert!(files.len() <= MAX_FILES_PER_REGISTER);
+        register(3, id, files);
+    }
+    // From a second address, ten manifests of 262,144 chunks (8 MiB of hashes each):
+    // eight fit an address's 64 MiB of manifests.
+    for id in 120..130u64 {
+        let manifest = Manifest {
+            size: u64::from(MAX_CHUNKS_PER_FILE) * 64,
+            chunk_size: 64,
+            hashes: vec![[id as u8; 32]; MAX_CHUNKS_PER_FILE as usize],
+        };
+        let have = ChunkSet::full(manifest.chunk_count());
+        let name = FileName::new(format!("huge-{id}")).unwrap();
+        register(
+            4,
+            id,
+            vec![SharedFile {
+                name,
+                manifest,
+                have,
+            }],
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // An honest sharer from 127.0.0.1 is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "zz-honest.bin", &data(100_000, 3));
+    let path = dir.path().to_str().unwrap();
+    let args = [
+        "share",
+        path,
+        "--tracker",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+        "--open",
+    ];
+    let mut sharer = Proc::start(&args);
+    sharer.wait_line("the honest file shared", |l| l == "shared zz-honest.bin");
+    // `list` pages through every name and shows the honest file at the end.
+    let started = Instant::now();
+    let listed = drizzle()
+        .args(["list", "--tracker", &addr, "--open"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(
+        code(&listed),
+        0,
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("zz-honest.bin ")),
+        "honest file listed"
+    );
+    let flood = out.lines().filter(|l| l.starts_with("a-")).count();
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", tracker.child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap();
+    eprintln!(
+        "list of {} names in {took:?} ({flood} of the flood's 30,000 accepted); tracker RSS {} MiB",
+        out.lines().count(),
+        rss_kib / 1024
+    );
+    assert_eq!(
+        flood, 25_000,
+        "one address holds a quarter of the names, no more"
+    );
+    let huge = out.lines().filter(|l| l.starts_with("huge-")).count();
+    assert_eq!(huge, 8, "one address holds 64 MiB of manifests, no more");
+    assert!(rss_kib < 256 * 1024, "tracker RSS {rss_kib} KiB");
+    assert!(took < Duration::from_secs(2), "list took {took:?}");
+    drop(sessions);
+    let _ = tracker.child.kill();
+}
