@@ -425,11 +425,13 @@ impl Peer {
 
     /// How long the slot holder on `conn` may take nothing before it loses its slot:
     /// `SLOT_STALL_MS`, or, when the uplink is the bottleneck, four times what is queued
-    /// for the other slot holders still taking data takes at the uplink's measured rate —
-    /// a holder waiting behind others' data on a slow uplink has not stalled. Its own
-    /// queue and stalled holders' do not count: else fetchers that stop reading with deep
-    /// pipelines would buy themselves and each other seconds of grace (six such cost an
-    /// honest fetcher 4 s in the simulator).
+    /// for it and for the other slot holders still taking data takes at the uplink's
+    /// measured rate — a holder waiting behind others' data on a slow uplink has not
+    /// stalled. Other holders that stalled do not count: else fetchers that stop reading
+    /// with deep pipelines would buy each other seconds of grace (six such cost an honest
+    /// fetcher 4 s in the simulator). Its own queue does count, so a hog buys itself some
+    /// (1-4 s a round in `slot_hogs_cost_a_swarm_little`): without it the simulator, which
+    /// completes a whole write at once, takes slots from honest fetchers on slow uplinks.
     pub(super) fn slot_stall_ms(&self, now: Timestamp, conn: ConnId) -> u64 {
         let queued: usize = (self.slots.conns.iter())
             .filter_map(|c| match self.conns.get(c) {
