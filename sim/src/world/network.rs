@@ -6,6 +6,9 @@
 use super::*;
 use crate::faults::STALLED_READER_WINDOW_BYTES;
 
+/// How much of a large write is reported done at a time (see `send`).
+const SENT_PIECE_BYTES: u64 = 256 * 1024;
+
 /// How much of a bulk send lands ahead of the rest: a socket read's worth.
 pub(super) const FIRST_BYTES: u64 = 16 * 1024;
 
@@ -141,13 +144,23 @@ impl World {
         src.up_free_us = queued;
         let departed = if short { now_us + up_us } else { queued }.max(in_order);
         let incarnation = src.incarnation;
-        let sent = Action::Sent {
-            node,
-            incarnation,
-            conn,
-            bytes: n as usize,
-        };
-        self.push(departed, sent);
+        // A socket reports a large write done bit by bit as its buffer drains: so does
+        // this, a piece at a time, each when its last byte leaves.
+        let mut done = 0;
+        while done < n {
+            let piece = SENT_PIECE_BYTES.min(n - done);
+            done += piece;
+            let at = departed
+                .saturating_sub((n - done) * 1_000_000 / up)
+                .max(now_us);
+            let sent = Action::Sent {
+                node,
+                incarnation,
+                conn,
+                bytes: piece as usize,
+            };
+            self.push(at, sent);
+        }
         let Some(dst) = self.nodes.get_mut(dest) else {
             return;
         };
