@@ -140,7 +140,12 @@ impl InLink {
         }
         let window_end = p.since.plus_ms(SLOT_PACE_WINDOW_MS);
         if window_end > now {
-            let next = stall_at.map_or(window_end, |t| t.min(window_end));
+            // `stall_ms` follows the other holders (it falls to the floor once none takes
+            // anything): looked at again within the floor, not only when it ends.
+            let recheck = now.plus_ms(SLOT_STALL_MS);
+            let next = stall_at
+                .map_or(window_end, |t| t.min(window_end))
+                .min(recheck);
             return (None, Some(next), false);
         }
         let elapsed_ms = now.since_ms(p.since).max(1);

@@ -427,20 +427,25 @@ impl Peer {
     /// `SLOT_STALL_MS`, or, when the uplink is the bottleneck, four times what is queued
     /// for it and for the other slot holders still taking data takes at the uplink's
     /// measured rate — a holder waiting behind others' data on a slow uplink has not
-    /// stalled. Other holders that stalled do not count: else fetchers that stop reading
-    /// with deep pipelines would buy each other seconds of grace (six such cost an honest
-    /// fetcher 4 s in the simulator). Its own queue does count, so a hog buys itself some
-    /// (1-4 s a round in `slot_hogs_cost_a_swarm_little`): without it the simulator, which
-    /// completes a whole write at once, takes slots from honest fetchers on slow uplinks.
+    /// stalled. But an uplink on which no slot holder took anything for `SLOT_STALL_MS` is
+    /// idle, not the bottleneck, and the floor holds; and holders that stalled never count.
+    /// Else fetchers that stop reading with deep pipelines buy themselves and each other
+    /// seconds of grace (1-4 s a round in `slot_hogs_cost_a_swarm_little`).
     pub(super) fn slot_stall_ms(&self, now: Timestamp, conn: ConnId) -> u64 {
-        let queued: usize = (self.slots.conns.iter())
-            .filter_map(|c| match self.conns.get(c) {
-                Some(Conn::In(i)) if i.seat.holds_slot() && (*c == conn || i.taking(now)) => {
-                    Some(i.unsent())
-                }
-                _ => None,
-            })
-            .sum();
+        let (mut queued, mut uplink_busy) = (0, false);
+        for c in &self.slots.conns {
+            let Some(Conn::In(i)) = self.conns.get(c) else {
+                continue;
+            };
+            let taking = i.seat.holds_slot() && i.taking(now);
+            uplink_busy |= taking;
+            if taking || (*c == conn && i.seat.holds_slot()) {
+                queued += i.unsent();
+            }
+        }
+        if !uplink_busy {
+            return SLOT_STALL_MS;
+        }
         let rate = self.slots.uplink_bytes_per_ms;
         if rate <= 0.0 {
             return SLOT_STALL_MS;
