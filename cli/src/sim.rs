@@ -152,6 +152,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         closed: args.closed,
         ..SwarmConfig::new(args.peers, args.seed)
     };
+    refuse_what_cannot_fit(args)?;
     let report = run_swarm(&config);
     for line in &report.trace {
         if args.json {
@@ -175,6 +176,51 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         );
         Err(Fail::new(Exit::Failure, msg))
     }
+}
+
+/// Peak memory of a swarm run, bytes, as measured: the simulator holds the file's bytes
+/// three times over (the content every copy is checked against, the seeders' and the
+/// generator's), and each peer about 300 KiB (connections, buffers, chunk maps).
+/// `sim swarm --peers 10 --file-size 1GiB` peaks at 3.0 GiB; `--peers 1000 --file-size
+/// 10MiB --chunk-size 64KiB` at 290 MiB.
+fn needed_bytes(peers: usize, seeders: usize, file_size: u64) -> u64 {
+    const PER_PEER_BYTES: u64 = 300 << 10;
+    let nodes = (peers + seeders) as u64;
+    file_size
+        .saturating_mul(3)
+        .saturating_add(nodes.saturating_mul(PER_PEER_BYTES))
+}
+
+/// Memory the kernel says can be had without swapping (`MemAvailable`), if it says.
+fn available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// A run that would not fit in this machine's memory is refused before it starts (it
+/// would otherwise take the machine down with it: 16 GiB was killed at 24 GB), saying
+/// what would fit.
+fn refuse_what_cannot_fit(args: &SwarmArgs) -> Result<(), Fail> {
+    let Some(available) = available_bytes() else {
+        return Ok(());
+    };
+    let needed = needed_bytes(args.peers, args.seeders, args.file_size);
+    if needed <= available {
+        return Ok(());
+    }
+    let peers_cost = needed_bytes(args.peers, args.seeders, 0);
+    let fits = available.saturating_sub(peers_cost) / 3;
+    let msg = format!(
+        "this swarm needs about {} of memory and {} is available: the simulator keeps the \
+         file's bytes three times over; with {} peers, --file-size {} would fit",
+        units::bytes(needed),
+        units::bytes(available),
+        args.peers,
+        units::bytes(fits)
+    );
+    Err(Fail::new(Exit::Usage, msg))
 }
 
 fn print_timeline(args: &SwarmArgs, r: &SwarmReport) {

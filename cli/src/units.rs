@@ -2,7 +2,7 @@
 //! lists (`0,2,5-9`).
 
 /// Parses a byte count: a number with an optional unit (B, KB, MB, GB decimal; KiB, MiB,
-/// GiB binary; case-insensitive) and, for rates, an optional `/s`.
+/// GiB, TiB binary; case-insensitive) and, for rates, an optional `/s`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let t = t.strip_suffix("/s").unwrap_or(t);
@@ -21,6 +21,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
         other => return Err(format!("unknown unit {other:?} in {text:?}")),
     };
     let bytes = value * factor as f64;
@@ -175,6 +177,7 @@ mod tests {
         assert_eq!(parse_size("65536"), Ok(65536));
         assert_eq!(parse_size("64KiB"), Ok(65536));
         assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
         assert_eq!(parse_size("25MB/s"), Ok(25_000_000));
         assert_eq!(parse_size("1.5 kb"), Ok(1500));
         assert!(parse_size("lots").is_err());

@@ -343,6 +343,24 @@ fn summary(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// A swarm whose bytes cannot fit in memory is refused at once, with what would fit,
+/// instead of taking the machine down (4 TiB would need 12 TiB).
+#[test]
+fn a_swarm_too_large_for_memory_is_refused_before_it_starts() {
+    let started = Instant::now();
+    let out = drizzle()
+        .args(["sim", "swarm", "--peers", "10", "--file-size", "4TiB"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("of memory") && err.contains("would fit"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 #[test]
 fn swarm_reports_against_the_bound_and_repeats_itself() {
     let dir = tempfile::tempdir().unwrap();
