@@ -297,16 +297,9 @@ impl Peer {
 
     /// Tells the tracker this session is alive, if it is due (see `keepalive_at`).
     pub(super) fn keep_alive(&mut self, now: Timestamp) {
-        let Some(conn) = self.session.conn() else {
-            return;
-        };
-        let heard = match self.conns.get(&conn) {
-            Some(Conn::Tracker(link)) => link.last_received(),
-            _ => return,
-        };
-        if self.session.keepalive_at(heard).is_some_and(|t| t <= now) {
+        if self.keepalive_at().is_some_and(|t| t <= now) {
             self.session.kept_alive(now);
-            self.send(conn, &Message::Keepalive);
+            self.send_tracker(&Message::Keepalive);
         }
     }
 
