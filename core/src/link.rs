@@ -134,15 +134,15 @@ impl Link {
     /// Takes received bytes, in whatever form they came; whether there were any.
     pub fn receive(&mut self, now: Timestamp, data: Received<'_>) -> bool {
         if self.channel.as_ref().is_some_and(Channel::is_sealed) {
-            let wire = match &data {
-                Received::Slice(data) => data,
-                Received::Owned(data) => data.as_slice(),
-                // Never offered while sealed (see `receive_window`).
-                Received::InWindow(_) => &[][..],
+            let (wire, in_window) = match &data {
+                Received::Slice(data) => (*data, None),
+                Received::Owned(data) => (data.as_slice(), None),
+                Received::InWindow(len) => (&[][..], Some(*len)),
             };
-            let any = self.received(now, wire.len());
-            let opened = match self.channel.as_mut() {
-                Some(c) if any => c.open(wire, &mut self.decoder),
+            let any = self.received(now, in_window.unwrap_or(wire.len()));
+            let opened = match (self.channel.as_mut(), in_window) {
+                (Some(c), Some(len)) if any => c.opened_in_window(len, &mut self.decoder),
+                (Some(c), None) if any => c.open(wire, &mut self.decoder),
                 _ => Ok(()),
             };
             if let Err(e) = opened {
@@ -179,10 +179,10 @@ impl Link {
     /// Where the next bytes may be received straight into (see
     /// [`FrameDecoder::receive_window`]).
     pub fn receive_window(&mut self) -> Option<&mut [u8]> {
-        if self.channel.is_some() {
-            return None; // records are opened into the decoder's window instead
+        match self.channel.as_mut() {
+            Some(c) => c.receive_window(&mut self.decoder),
+            None => self.decoder.receive_window(),
         }
-        self.decoder.receive_window()
     }
 
     /// When bytes last came (or the link opened).

@@ -1,6 +1,6 @@
 //! Closed swarms: the swarm key, the handshake that proves both ends hold it, and the
 //! record layer that encrypts and authenticates every byte after it (Noise NNpsk0, by
-//! `snow`). Sans-IO like the rest: bytes in, bytes out, ephemeral keys from a seeded
+//! `snow`; records in `records.rs`). Sans-IO like the rest: bytes in, bytes out, ephemeral keys from a seeded
 //! generator that the driver fills from the OS (and the simulator from its seed).
 
 use crate::wire::FrameDecoder;
@@ -9,8 +9,11 @@ use rand_chacha::ChaCha20Rng;
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use snow::{HandshakeState, TransportState};
+use snow::HandshakeState;
 use std::fmt;
+
+mod records;
+use records::{record_len, Records, MAX_RECORD_BYTES, RECORD_PREFIX_BYTES};
 
 /// Both ends hold the swarm key (the pre-shared key, mixed in before anything is sent) and
 /// make fresh ephemeral keys, so every connection gets its own session keys and a recorded
@@ -19,13 +22,6 @@ use std::fmt;
 const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 /// Binds the handshake to this protocol, so a key cannot be confused with another use.
 const PROLOGUE: &[u8] = b"drizzle closed swarm v1";
-/// Length prefix of a record: a big-endian `u16`, Noise's own message limit.
-const RECORD_PREFIX_BYTES: usize = 2;
-/// A Noise message is at most this long, its 16-byte tag included.
-const MAX_RECORD_BYTES: usize = 65_535;
-const TAG_BYTES: usize = 16;
-/// Plain bytes per record.
-const MAX_RECORD_PLAIN_BYTES: usize = MAX_RECORD_BYTES - TAG_BYTES;
 /// A handshake message is an ephemeral key and a tag: never more than this.
 pub const MAX_HANDSHAKE_BYTES: usize = 128;
 /// What a responder says when the initiator's first handshake message does not
@@ -135,6 +131,8 @@ pub enum SealError {
     Tampered,
     #[error("a record arrived before the handshake finished")]
     Early,
+    #[error("sealed records failed: {0}")]
+    Records(&'static str),
 }
 
 /// One connection's security: a Noise handshake, then records. Plain bytes queued before
@@ -144,15 +142,16 @@ pub(crate) struct Channel {
     initiator: bool,
     /// Plain bytes to send, held until the handshake is done.
     held: Vec<u8>,
-    /// Received bytes that are not yet a whole record; `rx[rx_start..]` is unread.
+    /// The front of a record split between reads (never more than one record).
     rx: Vec<u8>,
-    rx_start: usize,
+    /// Whether `rx` was copied to the start of the receive window last offered.
+    staged: bool,
     scratch: Vec<u8>,
 }
 
 enum State {
     Handshaking(Box<HandshakeState>),
-    Sealed(Box<TransportState>),
+    Sealed(Box<Records>),
     /// Broken (a failed handshake or record): nothing more goes in or out.
     Failed,
 }
@@ -168,7 +167,7 @@ impl fmt::Debug for Channel {
             .field("state", &state)
             .field("initiator", &self.initiator)
             .field("held", &self.held.len())
-            .field("rx", &(self.rx.len() - self.rx_start))
+            .field("rx", &self.rx.len())
             .finish()
     }
 }
@@ -189,7 +188,7 @@ impl Channel {
             initiator,
             held: Vec::new(),
             rx: Vec::new(),
-            rx_start: 0,
+            staged: false,
             scratch: Vec::new(),
         }
     }
@@ -203,7 +202,7 @@ impl Channel {
 
     /// Received bytes waiting to become a whole record.
     pub fn buffered(&self) -> usize {
-        self.rx.len() - self.rx_start
+        self.rx.len()
     }
 
     // ---- the handshake ----
@@ -257,9 +256,11 @@ impl Channel {
         } else {
             None
         };
-        let transport =
-            (hs.into_transport_mode()).map_err(|e| SealError::Handshake(e.to_string()))?;
-        self.state = State::Sealed(Box::new(transport));
+        if !hs.is_handshake_finished() {
+            return Err(SealError::Handshake("the handshake did not finish".into()));
+        }
+        let records = Records::new(hs.dangerously_get_raw_split(), self.initiator)?;
+        self.state = State::Sealed(Box::new(records));
         Ok(answer)
     }
 
@@ -268,29 +269,18 @@ impl Channel {
     /// The wire bytes for `plain`, sealed into records; `None` while the handshake is not
     /// done (the bytes are held, and come out of `take_held` when it is).
     pub fn seal(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
-        let State::Sealed(transport) = &mut self.state else {
+        let State::Sealed(records) = &mut self.state else {
             self.held.extend_from_slice(plain);
             return None;
         };
-        let records = plain.len().div_ceil(MAX_RECORD_PLAIN_BYTES).max(1);
-        let mut out = vec![0u8; plain.len() + records * (RECORD_PREFIX_BYTES + TAG_BYTES)];
-        let mut at = 0;
-        for piece in plain.chunks(MAX_RECORD_PLAIN_BYTES) {
-            let Some(body) = out.get_mut(at + RECORD_PREFIX_BYTES..) else {
-                break;
-            };
-            // Cannot fail: the piece and its tag fit the room and Noise's limit.
-            let Ok(len) = transport.write_message(piece, body) else {
+        match records.seal(plain) {
+            Ok(wire) => Some(wire),
+            Err(e) => {
+                log::error!("{e}");
                 self.state = State::Failed;
-                return Some(Vec::new());
-            };
-            if let Some(prefix) = out.get_mut(at..at + RECORD_PREFIX_BYTES) {
-                prefix.copy_from_slice(&(len as u16).to_be_bytes());
+                Some(Vec::new())
             }
-            at += RECORD_PREFIX_BYTES + len;
         }
-        out.truncate(at);
-        Some(out)
     }
 
     /// What was held back during the handshake, sealed; `None` if nothing was.
@@ -302,80 +292,104 @@ impl Channel {
         self.seal(&held)
     }
 
-    /// Takes received wire bytes and opens every whole record among them into `decoder`
-    /// (straight into its receive window when the record fits there, sparing a copy).
+    /// Takes received wire bytes and opens every whole record among them into `decoder`.
     pub fn open(&mut self, wire: &[u8], decoder: &mut FrameDecoder) -> Result<(), SealError> {
-        let State::Sealed(transport) = &mut self.state else {
+        self.staged = false;
+        let State::Sealed(records) = &mut self.state else {
             return Err(SealError::Early);
         };
-        if self.rx_start > 0 && self.rx_start == self.rx.len() {
-            self.rx.clear();
-            self.rx_start = 0;
-        }
-        let result = if self.rx_start == self.rx.len() {
-            // Nothing buffered: open whole records straight from the input.
-            let used = open_records(transport, wire, decoder, &mut self.scratch);
-            used.map(|used| {
-                self.rx
-                    .extend_from_slice(wire.get(used..).unwrap_or_default())
-            })
-        } else {
-            self.rx.extend_from_slice(wire);
-            let pending = self.rx.get(self.rx_start..).unwrap_or_default();
-            let used = open_records(transport, pending, decoder, &mut self.scratch);
-            used.map(|used| self.rx_start += used)
-        };
+        let result = open_split(records, &mut self.rx, wire, decoder, &mut self.scratch);
         if result.is_err() {
             self.state = State::Failed;
         }
-        result?;
-        if self.rx_start > self.rx.len() / 2 {
-            self.rx.drain(..self.rx_start);
-            self.rx_start = 0;
+        result
+    }
+
+    /// Where the driver may read the next wire bytes straight into: the decoder's window
+    /// for a chunk payload, with the front of a split record copied to its start, when a
+    /// whole record fits there after it. The records are opened where they lie
+    /// (`opened_in_window`), sparing a copy of most of a payload's bytes.
+    pub fn receive_window<'d>(&mut self, decoder: &'d mut FrameDecoder) -> Option<&'d mut [u8]> {
+        self.staged = false;
+        if !self.is_sealed() {
+            return None;
         }
+        let window = decoder.receive_window()?;
+        let front = self.rx.len();
+        if window.len() < front + RECORD_PREFIX_BYTES + MAX_RECORD_BYTES {
+            return None;
+        }
+        let (staged, rest) = window.split_at_mut(front);
+        staged.copy_from_slice(&self.rx);
+        self.staged = true;
+        Some(rest)
+    }
+
+    /// The driver read `len` wire bytes into the window `receive_window` offered last.
+    pub fn opened_in_window(
+        &mut self,
+        len: usize,
+        decoder: &mut FrameDecoder,
+    ) -> Result<(), SealError> {
+        let result = self.open_window(len, decoder);
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    fn open_window(&mut self, len: usize, decoder: &mut FrameDecoder) -> Result<(), SealError> {
+        let State::Sealed(records) = &mut self.state else {
+            return Err(SealError::Early);
+        };
+        if !std::mem::take(&mut self.staged) {
+            return Err(SealError::Records("bytes read into a window never offered"));
+        }
+        let window = decoder
+            .receive_window()
+            .ok_or(SealError::Records("the window is gone"))?;
+        let (plain, opened) = records.open_in_place(window, self.rx.len() + len)?;
+        let split = window.get(opened..self.rx.len() + len).unwrap_or_default();
+        self.rx.clear();
+        self.rx.extend_from_slice(split);
+        decoder.received_in_window(plain);
         Ok(())
     }
 }
 
-/// Opens the whole records at the front of `wire` into `decoder`; how many bytes they took.
-fn open_records(
-    transport: &mut TransportState,
-    wire: &[u8],
+/// Opens the record split between earlier reads and `wire`, then the whole records of
+/// `wire`, and keeps the front of the next one in `rx`. Only a split record is copied into
+/// `rx`: reads rarely end on a record's boundary, and copying every read after the first
+/// split one cost a copy of every byte received.
+fn open_split(
+    records: &mut Records,
+    rx: &mut Vec<u8>,
+    mut wire: &[u8],
     decoder: &mut FrameDecoder,
     scratch: &mut Vec<u8>,
-) -> Result<usize, SealError> {
-    let mut used = 0;
-    loop {
-        let rest = wire.get(used..).unwrap_or_default();
-        let Some(prefix) = rest.get(..RECORD_PREFIX_BYTES) else {
-            return Ok(used);
-        };
-        let Ok(prefix) = <[u8; RECORD_PREFIX_BYTES]>::try_from(prefix) else {
-            return Ok(used);
-        };
-        let len = u16::from_be_bytes(prefix) as usize;
-        let Some(record) = rest.get(RECORD_PREFIX_BYTES..RECORD_PREFIX_BYTES + len) else {
-            return Ok(used);
-        };
-        if len < TAG_BYTES {
-            return Err(SealError::Tampered);
+) -> Result<(), SealError> {
+    while !rx.is_empty() && !wire.is_empty() {
+        let (front, rest) = wire.split_at(split_record_missing(rx).min(wire.len()));
+        rx.extend_from_slice(front);
+        wire = rest;
+        if split_record_missing(rx) == 0 {
+            let used = records.open(rx, decoder, scratch)?;
+            rx.drain(..used);
         }
-        // Room for the whole record, tag included: ring opens it in place there (with less
-        // room it allocates and copies twice).
-        match decoder.receive_window().filter(|w| w.len() >= len) {
-            Some(window) => {
-                let n =
-                    (transport.read_message(record, window)).map_err(|_| SealError::Tampered)?;
-                decoder.received_in_window(n);
-            }
-            None => {
-                scratch.resize(len, 0);
-                let n =
-                    (transport.read_message(record, scratch)).map_err(|_| SealError::Tampered)?;
-                decoder.push(scratch.get(..n).unwrap_or_default());
-            }
-        }
-        used += RECORD_PREFIX_BYTES + len;
+    }
+    if rx.is_empty() {
+        let used = records.open(wire, decoder, scratch)?;
+        rx.extend_from_slice(wire.get(used..).unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// How many more bytes the record begun in `rx` needs before its length prefix, then its
+/// body, is whole (0 when it is whole).
+fn split_record_missing(rx: &[u8]) -> usize {
+    match record_len(rx) {
+        None => RECORD_PREFIX_BYTES.saturating_sub(rx.len()),
+        Some(len) => (RECORD_PREFIX_BYTES + len).saturating_sub(rx.len()),
     }
 }
 

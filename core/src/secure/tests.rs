@@ -193,3 +193,137 @@ fn records_before_the_handshake_or_garbage_handshakes_are_refused() {
         "the initiator speaks first"
     );
 }
+
+/// What a driver and its machine do: read at most `read` bytes at a time, into the receive
+/// window when the channel offers one, else through the driver's own buffer, and decode the
+/// messages after each read. The messages, and how many reads used a window.
+fn receive_as_a_driver(
+    channel: &mut Channel,
+    mut wire: &[u8],
+    read: usize,
+    d: &mut FrameDecoder,
+) -> Result<(Vec<Message>, usize), SealError> {
+    let (mut got, mut in_window) = (Vec::new(), 0);
+    while !wire.is_empty() {
+        let (now, later) = match channel.receive_window(d) {
+            Some(window) => {
+                let n = window.len().min(read).min(wire.len());
+                window[..n].copy_from_slice(&wire[..n]);
+                channel.opened_in_window(n, d)?;
+                in_window += 1;
+                wire.split_at(n)
+            }
+            None => {
+                let (now, later) = wire.split_at(read.min(wire.len()));
+                channel.open(now, d)?;
+                (now, later)
+            }
+        };
+        let _ = now;
+        wire = later;
+        got.extend(messages(d));
+    }
+    Ok((got, in_window))
+}
+
+fn chunk_then_list(payload: &[u8]) -> Vec<u8> {
+    let [header, data] = encode_chunk_data(Root([3; 32]), 5, Bytes::from(payload.to_vec()));
+    let mut plain = header.to_vec();
+    plain.extend_from_slice(&data);
+    plain.extend_from_slice(&encode(&Message::ListFiles {
+        req: 9,
+        after: None,
+    }));
+    plain
+}
+
+#[test]
+fn a_payload_is_opened_where_the_driver_read_it() {
+    let payload: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let plain = chunk_then_list(&payload);
+    for read in [1000, 65_537, 100_000, 262_144, 1 << 20] {
+        let (mut a, mut b) = pair(&key(7), &key(7)).unwrap();
+        let wire = a.seal(&plain).unwrap();
+        let mut d = sealed_decoder();
+        let (got, windows) = receive_as_a_driver(&mut b, &wire, read, &mut d).unwrap();
+        assert!(read < 65_537 || windows > 0, "read {read}: no window used");
+        assert_eq!(got.len(), 2, "read {read}");
+        assert_eq!(
+            got[0],
+            Message::ChunkData {
+                root: Root([3; 32]),
+                chunk: 5,
+                data: payload.clone().into()
+            },
+            "read {read}"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_bit_read_into_the_window_fails_authentication() {
+    let payload = vec![5u8; 1 << 20];
+    let (mut a, mut b) = pair(&key(7), &key(7)).unwrap();
+    let mut wire = a.seal(&chunk_then_list(&payload)).unwrap();
+    wire[500_000] ^= 1;
+    let mut d = sealed_decoder();
+    let got = receive_as_a_driver(&mut b, &wire, 262_144, &mut d);
+    assert_eq!(got.err(), Some(SealError::Tampered));
+    assert!(!b.is_sealed());
+    assert!(
+        b.receive_window(&mut d).is_none(),
+        "a broken channel offers nothing"
+    );
+}
+
+/// The records are Noise transport messages exactly as snow makes them, both ways: the
+/// in-place record layer is only a faster road to the same bytes.
+#[test]
+fn records_are_the_noise_messages_snow_makes() {
+    let (mut a, mut b) = pair(&key(7), &key(7)).unwrap();
+    // The same handshake again, by snow alone (same key, same ephemeral seeds).
+    let mut init = handshake(&key(7), [1; 32], true).unwrap();
+    let mut resp = handshake(&key(7), [2; 32], false).unwrap();
+    let (mut m1, mut m2, mut p) = ([0u8; 128], [0u8; 128], [0u8; 128]);
+    let n1 = init.write_message(&[], &mut m1).unwrap();
+    resp.read_message(&m1[..n1], &mut p).unwrap();
+    let n2 = resp.write_message(&[], &mut m2).unwrap();
+    init.read_message(&m2[..n2], &mut p).unwrap();
+    let mut init = init.into_transport_mode().unwrap();
+    let mut resp = resp.into_transport_mode().unwrap();
+
+    let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let snow_wire = |t: &mut snow::TransportState| {
+        let mut wire = Vec::new();
+        for piece in plain.chunks(65_535 - 16) {
+            let mut msg = vec![0u8; 65_535];
+            let n = t.write_message(piece, &mut msg).unwrap();
+            wire.extend_from_slice(&(n as u16).to_be_bytes());
+            wire.extend_from_slice(&msg[..n]);
+        }
+        wire
+    };
+    assert_eq!(a.seal(&plain).unwrap(), snow_wire(&mut init));
+    let from_b = b.seal(&plain).unwrap();
+    assert_eq!(from_b, snow_wire(&mut resp));
+    let mut d = sealed_decoder();
+    a.open(&from_b, &mut d).unwrap();
+    // And what snow seals next, the channel opens.
+    let list = encode(&Message::ListFiles {
+        req: 3,
+        after: None,
+    });
+    let mut msg = vec![0u8; 1024];
+    let n = resp.write_message(&list, &mut msg).unwrap();
+    let mut wire = (n as u16).to_be_bytes().to_vec();
+    wire.extend_from_slice(&msg[..n]);
+    let mut d = sealed_decoder();
+    a.open(&wire, &mut d).unwrap();
+    assert_eq!(
+        messages(&mut d),
+        vec![Message::ListFiles {
+            req: 3,
+            after: None
+        }]
+    );
+}
