@@ -52,7 +52,7 @@ pub mod wire;
 
 pub use bytes::Bytes;
 pub use chunkset::ChunkSet;
-pub use machine::{ConnId, Event, Input, IoId, Machine, Output, Received, StorageKey};
+pub use machine::{ConnId, Event, Input, IoId, Layout, Machine, Output, Received, StorageKey};
 pub use manifest::{FileName, Manifest, NameError, Root};
 pub use peer::{DownloadRequest, FetchPolicy, Peer, PeerCommand, PeerConfig, ServePolicy};
 pub use time::Timestamp;

@@ -7,7 +7,7 @@ use crate::bytes::Bytes;
 use crate::limits::{
     FRAME_TIMEOUT_MS, HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_UNSENT_BYTES_PER_CONN,
 };
-use crate::machine::Received;
+use crate::machine::{Layout, Received};
 use crate::manifest::Root;
 use crate::outbox::CloseReason;
 use crate::secure::{Channel, SealError, WRONG_KEY_REASON};
@@ -104,6 +104,24 @@ impl Link {
             Some(c) if !c.is_sealed() && clear_ok => Some(plain),
             Some(c) => c.seal(&plain).map(Bytes::from),
         }
+    }
+
+    /// How a payload to be sent on this link is best loaded: spread over records where the
+    /// link seals what it sends, so it is sealed where it lies.
+    pub fn load_layout(&self) -> Layout {
+        match &self.channel {
+            Some(c) if c.is_sealed() => Layout::Records,
+            _ => Layout::Plain,
+        }
+    }
+
+    /// The wire bytes of a payload of `plain_len` bytes loaded as `Layout::Records`,
+    /// sealed where they lie; `None` if this link does not seal.
+    pub fn wire_records(&mut self, wire: Bytes, plain_len: usize) -> Option<Bytes> {
+        let channel = self.channel.as_mut()?;
+        channel
+            .seal_in_place(wire.into_vec(), plain_len)
+            .map(Bytes::from)
     }
 
     /// What the link itself has to send (see `outgoing`).

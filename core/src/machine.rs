@@ -104,6 +104,27 @@ pub enum Received<'a> {
     InWindow(usize),
 }
 
+/// How a driver lays out the bytes of an [`Output::Load`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// As they are in the file.
+    Plain,
+    /// Spread over the bodies of sealed records ([`crate::secure::record_bodies`] of the
+    /// bytes read), the gaps left for each record's length and tag: bytes for a closed
+    /// swarm's connection, which seals them where they lie instead of copying them.
+    Records,
+}
+
+impl Layout {
+    /// How many bytes `plain_len` bytes of a file take laid out so.
+    pub fn len(self, plain_len: usize) -> usize {
+        match self {
+            Layout::Plain => plain_len,
+            Layout::Records => crate::secure::records_len(plain_len),
+        }
+    }
+}
+
 /// Everything a machine asks of its driver. Drain with `poll_output` until `None` after
 /// every call that mutates the machine.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,15 +141,17 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
-    /// Read `len` bytes at `offset`; answer with [`Input::Loaded`]. When the bytes will be
-    /// sent on `conn`, a driver may defer the read while that connection's send buffer is
-    /// full; `None` for bytes read to be checked (a resumed or existing file).
+    /// Read `len` bytes at `offset`, laid out as `layout` says; answer with
+    /// [`Input::Loaded`]. When the bytes will be sent on `conn`, a driver may defer the read
+    /// while that connection's send buffer is full; `None` for bytes read to be checked (a
+    /// resumed or existing file). A read cut short (the file shrank) gives fewer bytes.
     Load {
         io: IoId,
         key: StorageKey,
         offset: u64,
         len: u32,
         conn: Option<ConnId>,
+        layout: Layout,
     },
     /// Compute the SHA-256 of `data`; answer with [`Input::Hashed`]. Pure computation, asked
     /// of the driver so it can run beside receiving (another thread); the machine still

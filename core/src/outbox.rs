@@ -5,7 +5,7 @@
 
 use crate::bytes::Bytes;
 use crate::link::{clip, Link};
-use crate::machine::{ConnId, Event, Output};
+use crate::machine::{ConnId, Event, Layout, Output};
 use crate::wire::{encode, Message, Role};
 use std::collections::VecDeque;
 use std::fmt;
@@ -53,6 +53,26 @@ impl Outbox {
     /// Queues encoded bytes (whole frames, or a frame's parts in order).
     pub fn send_bytes(&mut self, link: Option<&mut Link>, conn: ConnId, bytes: Bytes) {
         self.send_wire(link, conn, bytes, false);
+    }
+
+    /// Queues a payload of `plain_len` bytes loaded as `layout` (see `Link::load_layout`).
+    pub fn send_loaded(
+        &mut self,
+        link: Option<&mut Link>,
+        conn: ConnId,
+        loaded: Bytes,
+        layout: Layout,
+        plain_len: usize,
+    ) {
+        match (layout, link) {
+            (Layout::Plain, link) => self.send_bytes(link, conn, loaded),
+            (Layout::Records, Some(link)) => {
+                if let Some(bytes) = link.wire_records(loaded, plain_len) {
+                    self.push_send(link, conn, bytes);
+                }
+            }
+            (Layout::Records, None) => {}
+        }
     }
 
     fn send_wire(&mut self, link: Option<&mut Link>, conn: ConnId, plain: Bytes, clear_ok: bool) {

@@ -13,6 +13,7 @@ use snow::HandshakeState;
 use std::fmt;
 
 mod records;
+pub use records::{record_bodies, records_len, spread_into_records};
 use records::{record_len, Records, MAX_RECORD_BYTES, RECORD_PREFIX_BYTES};
 
 /// Both ends hold the swarm key (the pre-shared key, mixed in before anything is sent) and
@@ -279,6 +280,23 @@ impl Channel {
                 log::error!("{e}");
                 self.state = State::Failed;
                 Some(Vec::new())
+            }
+        }
+    }
+
+    /// Seals, where they lie, `plain_len` plain bytes a driver read into `record_bodies` of
+    /// `wire` (`Layout::Records`); `None` unless the handshake is done and they are laid
+    /// out so.
+    pub fn seal_in_place(&mut self, mut wire: Vec<u8>, plain_len: usize) -> Option<Vec<u8>> {
+        let State::Sealed(records) = &mut self.state else {
+            return None;
+        };
+        match records.seal_in_place(&mut wire, plain_len) {
+            Ok(()) => Some(wire),
+            Err(e) => {
+                log::error!("{e}");
+                self.state = State::Failed;
+                None
             }
         }
     }

@@ -77,6 +77,7 @@ struct PendingLoad {
     key: drizzle_core::StorageKey,
     offset: u64,
     len: u32,
+    layout: drizzle_core::Layout,
 }
 
 #[derive(Debug)]
@@ -352,12 +353,14 @@ impl<M: Machine> Driver<M> {
                     offset,
                     len,
                     conn,
+                    layout,
                 } => {
                     let pending = PendingLoad {
                         io,
                         key,
                         offset,
                         len,
+                        layout,
                     };
                     match conn.filter(|c| self.conns.contains_key(c) && !self.has_room(*c)) {
                         Some(full) => self.deferred.entry(full).or_default().push_back(pending),
@@ -429,7 +432,7 @@ impl<M: Machine> Driver<M> {
             .store
             .as_mut()
             .ok_or_else(|| io::Error::other("this node has no storage"))
-            .and_then(|s| s.load(&p.key, p.offset, p.len, pool))
+            .and_then(|s| s.load(&p.key, p.offset, p.len, p.layout, pool))
             .map(Bytes::from)
             .map_err(|e| e.to_string());
         self.feed(Input::Loaded { io: p.io, result });

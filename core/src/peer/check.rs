@@ -5,7 +5,7 @@
 use super::{Io, OnDisk, Peer};
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
-use crate::machine::{Event, FailKind, Output};
+use crate::machine::{Event, FailKind, Layout, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::SharedFile;
@@ -147,6 +147,7 @@ impl Peer {
                 offset,
                 len,
                 conn: None,
+                layout: Layout::Plain,
             });
         }
     }

@@ -30,7 +30,7 @@ mod uploads;
 use crate::bytes::Bytes;
 use crate::chunkset::ChunkSet;
 use crate::limits::MAX_CHUNKS_STORING;
-use crate::machine::{ConnId, Event, FailKind, Input, IoId, Machine, Output};
+use crate::machine::{ConnId, Event, FailKind, Input, IoId, Layout, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::Outbox;
 use crate::secure::Keyring;
@@ -156,6 +156,7 @@ enum Io {
         conn: ConnId,
         root: Root,
         chunk: u32,
+        layout: Layout,
     },
     /// A chunk found on disk being read (`hashing: false`) or hashed, to be checked against
     /// the manifest before it counts (see `OnDisk`).
@@ -374,9 +375,15 @@ impl Peer {
             return;
         };
         match (purpose, done) {
-            (Io::Serve { conn, root, chunk }, Done::Loaded(result)) => {
-                self.handle_loaded(now, conn, root, chunk, result)
-            }
+            (
+                Io::Serve {
+                    conn,
+                    root,
+                    chunk,
+                    layout,
+                },
+                Done::Loaded(result),
+            ) => self.handle_loaded(now, conn, (root, chunk), layout, result),
             (
                 Io::Check {
                     name,
@@ -411,9 +418,12 @@ impl Peer {
         let reason = format!("the driver answered {purpose:?} with {done:?}");
         log::error!("{reason}");
         match purpose {
-            Io::Serve { conn, root, chunk } => {
-                self.handle_loaded(now, conn, root, chunk, Err(reason))
-            }
+            Io::Serve {
+                conn,
+                root,
+                chunk,
+                layout,
+            } => self.handle_loaded(now, conn, (root, chunk), layout, Err(reason)),
             Io::Check { name, .. }
             | Io::Verify { name, .. }
             | Io::Store { name, .. }

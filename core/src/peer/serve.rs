@@ -11,11 +11,11 @@ use crate::limits::{
     SLOT_PACE_WINDOW_MS, SLOT_STALL_MS,
 };
 use crate::link::Link;
-use crate::machine::{ConnId, Event, Output, StorageKey};
+use crate::machine::{ConnId, Event, Layout, Output, StorageKey};
 use crate::manifest::{FileName, Root};
 use crate::secure::Channel;
 use crate::time::Timestamp;
-use crate::wire::{encode_chunk_data, Message, RefusedBecause, Role};
+use crate::wire::{encode_chunk_header, Message, RefusedBecause, Role};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
@@ -333,6 +333,7 @@ impl Peer {
                 return;
             };
             i.loading += 1;
+            let layout = i.link.load_layout();
             let located = self.files.name_of(&root).and_then(|name| {
                 let f = self.files.get(name)?;
                 let (offset, len) = f.manifest().chunk_range(chunk)?;
@@ -348,13 +349,19 @@ impl Peer {
                 self.refuse(conn, root, chunk, RefusedBecause::NotHeld, reason);
                 continue;
             };
-            let io = self.new_io(Io::Serve { conn, root, chunk });
+            let io = self.new_io(Io::Serve {
+                conn,
+                root,
+                chunk,
+                layout,
+            });
             self.out.push(Output::Load {
                 io,
                 key,
                 offset,
                 len,
                 conn: Some(conn),
+                layout,
             });
         }
     }
@@ -365,12 +372,13 @@ impl Peer {
         }
     }
 
+    /// Chunk `chunk` of `root` was read for `conn`, laid out as `layout`.
     pub(super) fn handle_loaded(
         &mut self,
         now: Timestamp,
         conn: ConnId,
-        root: Root,
-        chunk: u32,
+        (root, chunk): (Root, u32),
+        layout: Layout,
         result: Result<Bytes, String>,
     ) {
         let Some(Conn::In(i)) = self.conns.get(&conn) else {
@@ -383,16 +391,16 @@ impl Peer {
             .by_root(&root)
             .and_then(|f| f.manifest().chunk_range(chunk))
             .map(|(_, len)| len as usize);
-        let reason = match result {
-            Ok(data) if Some(data.len()) == expected => {
+        let reason = match (result, expected) {
+            (Ok(data), Some(len)) if data.len() == layout.len(len) => {
                 self.emit(Event::Served { root, chunk, to });
-                for bytes in encode_chunk_data(root, chunk, data) {
-                    self.send_bytes(conn, bytes);
-                }
+                self.send_bytes(conn, encode_chunk_header(root, chunk, len).into());
+                let link = self.conns.get_mut(&conn).map(Conn::link_mut);
+                self.out.send_loaded(link, conn, data, layout, len);
                 return self.pump_serving(now, conn);
             }
-            Ok(_) => format!("chunk {chunk} is short on disk (the file changed)"),
-            Err(e) => format!("cannot read chunk {chunk}: {e}"),
+            (Ok(_), _) => format!("chunk {chunk} is short on disk (the file changed)"),
+            (Err(e), _) => format!("cannot read chunk {chunk}: {e}"),
         };
         let because = RefusedBecause::Unreadable;
         self.refuse(conn, root, chunk, because, reason.clone());

@@ -5,7 +5,7 @@
 use super::SealError;
 use crate::wire::FrameDecoder;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use std::ops::RangeFrom;
+use std::ops::{Range, RangeFrom};
 
 /// Length prefix of a record: a big-endian `u16`, Noise's own message limit.
 pub(super) const RECORD_PREFIX_BYTES: usize = 2;
@@ -14,6 +14,39 @@ pub(super) const MAX_RECORD_BYTES: usize = 65_535;
 const TAG_BYTES: usize = 16;
 /// Plain bytes per record.
 const MAX_RECORD_PLAIN_BYTES: usize = MAX_RECORD_BYTES - TAG_BYTES;
+/// A full record on the wire, prefix included.
+const FULL_RECORD_BYTES: usize = RECORD_PREFIX_BYTES + MAX_RECORD_BYTES;
+
+/// The wire bytes of `plain_len` plain bytes sealed as one run of records.
+pub fn records_len(plain_len: usize) -> usize {
+    plain_len + plain_len.div_ceil(MAX_RECORD_PLAIN_BYTES) * (RECORD_PREFIX_BYTES + TAG_BYTES)
+}
+
+/// Where each record's plain bytes lie in the `records_len(plain_len)` wire bytes of one
+/// run of records. A driver reads a payload into these ranges (`Layout::Records`), and the
+/// channel seals it where it lies, with no copy.
+pub fn record_bodies(plain_len: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..plain_len)
+        .step_by(MAX_RECORD_PLAIN_BYTES)
+        .enumerate()
+        .map(move |(record, at)| {
+            let start = record * FULL_RECORD_BYTES + RECORD_PREFIX_BYTES;
+            start..start + (plain_len - at).min(MAX_RECORD_PLAIN_BYTES)
+        })
+}
+
+/// `plain` laid out over `record_bodies`, as a driver that holds its bytes in memory
+/// answers a `Layout::Records` load.
+pub fn spread_into_records(plain: &[u8]) -> Vec<u8> {
+    let mut wire = vec![0u8; records_len(plain.len())];
+    let pieces = plain.chunks(MAX_RECORD_PLAIN_BYTES);
+    for (body, piece) in record_bodies(plain.len()).zip(pieces) {
+        if let Some(dst) = wire.get_mut(body) {
+            dst.copy_from_slice(piece);
+        }
+    }
+    wire
+}
 
 /// Both directions of a sealed connection, keyed by the handshake's split.
 pub(super) struct Records {
@@ -38,13 +71,28 @@ impl Records {
 
     /// The wire bytes of `plain`, sealed into as many records as it needs.
     pub fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        let records = plain.len().div_ceil(MAX_RECORD_PLAIN_BYTES);
-        let mut wire =
-            Vec::with_capacity(plain.len() + records * (RECORD_PREFIX_BYTES + TAG_BYTES));
+        let mut wire = Vec::with_capacity(records_len(plain.len()));
         for piece in plain.chunks(MAX_RECORD_PLAIN_BYTES) {
-            self.send.seal(piece, &mut wire)?;
+            let start = wire.len();
+            wire.extend_from_slice(&[0; RECORD_PREFIX_BYTES]);
+            wire.extend_from_slice(piece);
+            wire.extend_from_slice(&[0; TAG_BYTES]);
+            self.send.seal(wire.get_mut(start..).unwrap_or_default())?;
         }
         Ok(wire)
+    }
+
+    /// Seals `plain_len` plain bytes laid out over `record_bodies` where they lie: the
+    /// same wire bytes `seal` makes of them.
+    pub fn seal_in_place(&mut self, wire: &mut [u8], plain_len: usize) -> Result<(), SealError> {
+        if wire.len() != records_len(plain_len) {
+            return Err(SealError::Records("bytes not laid out as records"));
+        }
+        for body in record_bodies(plain_len) {
+            let record = body.start - RECORD_PREFIX_BYTES..body.end + TAG_BYTES;
+            self.send.seal(wire.get_mut(record).unwrap_or_default())?;
+        }
+        Ok(())
     }
 
     /// Opens the whole records at the front of `wire` into `decoder` (into its receive
@@ -145,20 +193,20 @@ impl Cipher {
         Ok(Nonce::assume_unique_for_key(nonce))
     }
 
-    /// Appends `piece` sealed as one record (prefix, cipher text, tag) to `wire`.
-    fn seal(&mut self, piece: &[u8], wire: &mut Vec<u8>) -> Result<(), SealError> {
+    /// Seals one record where it lies: `record` is its prefix, its plain bytes, and room
+    /// for its tag; the prefix and tag are written, the plain bytes encrypted.
+    fn seal(&mut self, record: &mut [u8]) -> Result<(), SealError> {
         let nonce = self.next_nonce()?;
-        let len = u16::try_from(piece.len() + TAG_BYTES)
+        let len = u16::try_from(record.len().saturating_sub(RECORD_PREFIX_BYTES))
             .map_err(|_| SealError::Records("a record longer than Noise allows"))?;
-        wire.extend_from_slice(&len.to_be_bytes());
-        let start = wire.len();
-        wire.extend_from_slice(piece);
-        let in_out = wire.get_mut(start..).unwrap_or_default();
+        let (prefix, rest) = record.split_at_mut(RECORD_PREFIX_BYTES.min(record.len()));
+        prefix.copy_from_slice(&len.to_be_bytes());
+        let (body, tag_room) = rest.split_at_mut(rest.len().saturating_sub(TAG_BYTES));
         let tag = (self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), in_out))
+            .seal_in_place_separate_tag(nonce, Aad::empty(), body))
         .map_err(|_| SealError::Records("a record could not be sealed"))?;
-        wire.extend_from_slice(tag.as_ref());
+        tag_room.copy_from_slice(tag.as_ref());
         Ok(())
     }
 

@@ -44,6 +44,13 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 /// The frame of a `ChunkData` message in two parts, its header and the payload itself, so
 /// a chunk is sent without copying it into a frame: header ++ data == `encode(ChunkData)`.
 pub fn encode_chunk_data(root: Root, chunk: u32, data: Bytes) -> [Bytes; 2] {
+    let header = encode_chunk_header(root, chunk, data.len());
+    [header.into(), data]
+}
+
+/// The frame of a `ChunkData` message up to its `payload_len` payload bytes, which follow
+/// it.
+pub fn encode_chunk_header(root: Root, chunk: u32, payload_len: usize) -> Vec<u8> {
     let empty = Message::ChunkData {
         root,
         chunk,
@@ -53,7 +60,7 @@ pub fn encode_chunk_data(root: Root, chunk: u32, data: Bytes) -> [Bytes; 2] {
     // The empty payload ends the frame as its length, a one-byte varint 0: put the real
     // length there and fix the frame's length prefix.
     header.pop();
-    let mut len = data.len();
+    let mut len = payload_len;
     loop {
         let byte = (len & 0x7f) as u8;
         len >>= 7;
@@ -63,11 +70,11 @@ pub fn encode_chunk_data(root: Root, chunk: u32, data: Bytes) -> [Bytes; 2] {
         }
         header.push(byte | 0x80);
     }
-    let frame_len = (header.len() - PREFIX_BYTES + data.len()) as u32;
+    let frame_len = (header.len() - PREFIX_BYTES + payload_len) as u32;
     if let Some(prefix) = header.get_mut(..PREFIX_BYTES) {
         prefix.copy_from_slice(&frame_len.to_le_bytes());
     }
-    [header.into(), data]
+    header
 }
 
 /// What a decoder's buffer keeps of its capacity once it is empty.

@@ -3,6 +3,8 @@
 //! and the hasher, which answers digests of shared content by comparison.
 
 use super::*;
+use drizzle_core::secure::spread_into_records;
+use drizzle_core::Layout;
 
 /// How long a node's disk takes. Requests run one after another, as on one disk (the real
 /// driver's writer thread takes writes in order): each starts when the disk is free and
@@ -105,12 +107,18 @@ impl World {
                 key,
                 offset,
                 len,
+                layout,
                 ..
             } => {
                 let result = self
                     .nodes
                     .get(node)
                     .map_or(Err("no node".into()), |n| n.storage.load(&key, offset, len));
+                let result = match layout {
+                    Layout::Plain => result,
+                    // Held in memory, so laid out by a copy (a real driver reads into place).
+                    Layout::Records => result.map(|b| spread_into_records(&b).into()),
+                };
                 Input::Loaded { io, result }
             }
             Output::Store {
