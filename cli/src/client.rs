@@ -5,7 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::keys::KeyArgs;
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
-use crate::out::say;
+use crate::out::{self, say};
 use crate::progress::{Display, Tally};
 use crate::units;
 use drizzle_core::machine::FailKind;
@@ -36,22 +36,23 @@ pub fn list(tracker: SocketAddr, json_out: bool, keys: &KeyArgs) -> Result<(), F
         let Some(Event::FileList { files, more }) = event else {
             return Flow::Continue;
         };
-        for f in files {
-            if json_out {
-                let line = json!({"name": f.name, "size": f.size, "chunk_size": f.chunk_size,
-                    "chunks": f.chunks, "root": f.root, "peers": f.peers});
-                say!("{line}");
-            } else {
-                say!(
-                    "{}  {} bytes  {} chunks  {} peer(s)  root {}",
-                    f.name,
-                    f.size,
-                    f.chunks,
-                    f.peers,
-                    f.root
-                );
+        out::lines(|w| {
+            for f in files {
+                if json_out {
+                    let line = json!({"name": f.name, "size": f.size, "chunk_size": f.chunk_size,
+                        "chunks": f.chunks, "root": f.root, "peers": f.peers});
+                    writeln!(w, "{line}")?;
+                } else {
+                    let (name, size, chunks, peers) = (&f.name, f.size, f.chunks, f.peers);
+                    writeln!(
+                        w,
+                        "{name}  {size} bytes  {chunks} chunks  {peers} peer(s)  root {}",
+                        f.root
+                    )?;
+                }
             }
-        }
+            Ok(())
+        });
         if *more {
             listed_any |= !files.is_empty();
             return Flow::Continue; // the next page is on its way
