@@ -103,7 +103,9 @@ fn main() -> ExitCode {
         Command::Demo { .. } | Command::Sim(_) | Command::Bench(_)
     );
     let default_level = if quiet { "off" } else { "warn" };
+    // Milliseconds: a transfer's events are seconds apart at most.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .format_timestamp_millis()
         .init();
     exit::code(run(cli.command))
 }

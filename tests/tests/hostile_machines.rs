@@ -2041,6 +2041,29 @@ fn a_host_that_fills_the_line_and_stalls_its_slots_cannot_starve_another() {
     );
 }
 
+/// A full holder steers a fetcher away from a chunk it just sent elsewhere (that copy will
+/// spread) — but not when the copy went to a fetcher whose address stalls its slots: that
+/// copy goes nowhere, and steering an honest fetcher after it only delays it (line fillers
+/// that take one chunk each and stop reading cost an honest `get` up to 2.6 s this way).
+#[test]
+fn a_copy_sent_to_a_staller_steers_nobody_away() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    let (_, d) = fetch_from(&mut p, [127, 0, 0, 9], 1, 1, root, 3);
+    loaded_fives(&mut p, d.loads[0].0, 2);
+    let refused = |d: &Drained, conn: ConnId| {
+        (d.sent.iter()).any(|(c, m)| *c == conn && matches!(m, Message::ChunkRefused { .. }))
+    };
+    // Before the copy's fetcher shows it stalls, chunk 3 is steered away from.
+    let (early, d) = fetch_from(&mut p, [127, 0, 0, 7], 2, 3, root, 3);
+    assert!(refused(&d, early), "{d:?}");
+    // It takes nothing for a second and loses its slot: its copy no longer steers.
+    let stall = drizzle_core::limits::SLOT_STALL_MS;
+    p.handle_timeout(Timestamp(1 + stall));
+    drain(&mut p);
+    let (honest, d) = fetch_from(&mut p, [127, 0, 0, 8], 3, 2 + stall, root, 3);
+    assert!(!refused(&d, honest), "{d:?}");
+}
+
 /// Thousands of long names that sort first cannot hide a file: the list comes in pages,
 /// and the last page has it.
 #[test]

@@ -278,7 +278,9 @@ impl Peer {
         now: Timestamp,
         requester: ConnId,
     ) -> Result<(), (RefusedBecause, String)> {
-        let connected = |c: ConnId| self.conns.contains_key(&c);
+        // A copy sent lately to a fetcher whose address stalls its slots will not spread:
+        // it does not make the chunk available elsewhere.
+        let spreads = |c: ConnId| self.conns.contains_key(&c) && !self.penalised(c, now);
         let steered_before = match self.conns.get(&requester) {
             Some(Conn::In(i)) => i.steered.contains(&(*root, chunk)),
             _ => false,
@@ -296,7 +298,7 @@ impl Peer {
             Some(f)
                 if f.have().is_full()
                     && !steered_before
-                    && f.uploads().refuse(chunk, others, now, requester, connected) =>
+                    && f.uploads().refuse(chunk, others, now, requester, spreads) =>
             {
                 let why = "was sent from here more than others: fetch it elsewhere";
                 Err((RefusedBecause::SentOften, format!("chunk {chunk} {why}")))

@@ -462,7 +462,7 @@ impl Peer {
     }
 
     /// Whether `conn`'s address lost a slot for stalling, and waits behind the others.
-    fn penalised(&self, conn: ConnId, now: Timestamp) -> bool {
+    pub(super) fn penalised(&self, conn: ConnId, now: Timestamp) -> bool {
         let at = self
             .fetcher_ip(conn)
             .and_then(|ip| self.slots.penalised_until.get(&ip));

@@ -81,14 +81,15 @@ impl Uploads {
 
     /// Whether to refuse `chunk` to `requester`, who knows `others` other holders of it:
     /// it was uploaded more often than some other held chunk, and the requester can go
-    /// elsewhere, or its last copy went lately to another peer still `connected`.
+    /// elsewhere, or its last copy went lately to another peer that `spreads` it (still
+    /// connected, and taking what it is sent).
     pub fn refuse(
         &self,
         chunk: u32,
         others: u8,
         now: Timestamp,
         requester: ConnId,
-        connected: impl Fn(ConnId) -> bool,
+        spreads: impl Fn(ConnId) -> bool,
     ) -> bool {
         let least = self.held_by_count.keys().next().copied().unwrap_or(0);
         let more_than_least = self.sent.get(chunk as usize).is_some_and(|n| *n > least);
@@ -97,7 +98,7 @@ impl Uploads {
             .get(chunk as usize)
             .copied()
             .flatten()
-            .is_some_and(|(t, to)| now.since_ms(t) < FRESH_MS && to != requester && connected(to));
+            .is_some_and(|(t, to)| now.since_ms(t) < FRESH_MS && to != requester && spreads(to));
         more_than_least && (others > 0 || fresh_elsewhere)
     }
 }
