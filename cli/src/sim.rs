@@ -5,7 +5,9 @@
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
-use drizzle_sim::{run_scenario, run_swarm, Arrival, Mix, Scenario, SwarmConfig, SwarmReport};
+use drizzle_sim::{
+    run_scenario, run_swarm, Adversaries, Arrival, Mix, Scenario, SwarmConfig, SwarmReport,
+};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +73,16 @@ pub struct SwarmArgs {
     /// Run the swarm closed: keyed handshakes and every byte sealed (slower to simulate).
     #[arg(long)]
     closed: bool,
+    /// Adversaries: this many more seeders that register every chunk and never send one.
+    #[arg(long, default_value_t = 0)]
+    silent_seeders: usize,
+    /// Adversaries: this many more seeders that send at a hundredth of the others' rate.
+    #[arg(long, default_value_t = 0)]
+    trickling_seeders: usize,
+    /// Adversaries: fetchers that join with the peers and stop reading MS into the run, one
+    /// per value (slot hogs; line fillers, when many), e.g. 200,200,500.
+    #[arg(long, value_name = "MS,..", value_delimiter = ',')]
+    hogs: Vec<u64>,
 }
 
 pub fn sim(scenario: Scenario, args: &TraceArgs) -> Result<(), Fail> {
@@ -150,6 +162,11 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         trace: args.trace,
         timeline_ms: args.timeline_ms,
         closed: args.closed,
+        adversaries: Adversaries {
+            silent_seeders: args.silent_seeders,
+            trickling_seeders: args.trickling_seeders,
+            hogs_stop_at_ms: args.hogs.clone(),
+        },
         ..SwarmConfig::new(args.peers, args.seed)
     };
     refuse_what_cannot_fit(args)?;
@@ -206,11 +223,15 @@ fn refuse_what_cannot_fit(args: &SwarmArgs) -> Result<(), Fail> {
     let Some(available) = available_bytes() else {
         return Ok(());
     };
-    let needed = needed_bytes(args.peers, args.seeders, args.file_size);
+    let (peers, seeders) = (
+        args.peers + args.hogs.len(),
+        args.seeders + args.silent_seeders + args.trickling_seeders,
+    );
+    let needed = needed_bytes(peers, seeders, args.file_size);
     if needed <= available {
         return Ok(());
     }
-    let peers_cost = needed_bytes(args.peers, args.seeders, 0);
+    let peers_cost = needed_bytes(peers, seeders, 0);
     let fits = available.saturating_sub(peers_cost) / 3;
     let msg = format!(
         "this swarm needs about {} of memory and {} is available: the simulator keeps the \
@@ -266,7 +287,7 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             say!("{line}");
         }
         // Wall time is the one thing that varies between runs of a seed: it is last.
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "event": "summary", "peers": r.config.peers, "seeders": r.config.seeders,
             "finished": r.finished(), "bound_secs": bound,
             "min_secs": s.min, "median_secs": s.median, "p99_secs": s.p99, "max_secs": s.max,
@@ -275,6 +296,12 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             "events": r.events, "failures": r.failures, "wall_secs": r.wall_secs,
             "closed": r.config.closed,
         });
+        let a = &r.config.adversaries;
+        if let (false, Some(obj)) = (a.is_empty(), summary.as_object_mut()) {
+            obj.insert("silent_seeders".into(), a.silent_seeders.into());
+            obj.insert("trickling_seeders".into(), a.trickling_seeders.into());
+            obj.insert("hogs".into(), a.hogs_stop_at_ms.len().into());
+        }
         say!("{summary}");
     } else {
         let c = &r.config;
@@ -286,6 +313,15 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             describe_mix(c.down_mix.as_ref(), c.down_bytes_per_sec),
             c.latency_ms, c.seed
         );
+        let a = &c.adversaries;
+        if !a.is_empty() {
+            say!(
+                "beside adversaries (not counted below, nor in the bound): {} silent seeder(s), {} trickling seeder(s), {} fetcher(s) that stop reading",
+                a.silent_seeders,
+                a.trickling_seeders,
+                a.hogs_stop_at_ms.len()
+            );
+        }
         say!(
             "finished {}/{}: min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s",
             r.finished(),

@@ -58,6 +58,54 @@ pub enum Fault {
 /// (`tcp_rmem`, `tcp_wmem`: 128 KiB and 16 KiB before autotuning grows them).
 pub const STALLED_READER_WINDOW_BYTES: u64 = 144 << 10;
 
+/// Adversaries beside an honest swarm (`SwarmConfig::adversaries`): seeders that register
+/// every chunk and never send one, seeders that send at a trickle, and fetchers that join
+/// like everyone else and stop reading at the given times (they take upload slots and let
+/// the data pile up: slot hogs; line fillers, when many, each its own address).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adversaries {
+    pub silent_seeders: usize,
+    pub trickling_seeders: usize,
+    pub hogs_stop_at_ms: Vec<u64>,
+}
+
+impl Adversaries {
+    /// How much slower than the others a trickling seeder sends.
+    pub const TRICKLE_FACTOR: u32 = 100;
+
+    pub fn is_empty(&self) -> bool {
+        self.seeders() == 0 && self.hogs_stop_at_ms.is_empty()
+    }
+
+    /// Seeders among them.
+    pub fn seeders(&self) -> usize {
+        self.silent_seeders + self.trickling_seeders
+    }
+
+    /// The faults that make them in a swarm with `seeders` honest seeders: seeders are
+    /// nodes 1.. (the honest ones, then the silent, then the trickling), and the hogs are
+    /// the first peers to join, after every seeder.
+    pub fn faults(&self, seeders: usize) -> Vec<Fault> {
+        let silent = (0..self.silent_seeders).map(|i| Fault::ReadsHang {
+            at_ms: 0,
+            node: 1 + seeders + i,
+        });
+        let trickling = (0..self.trickling_seeders).map(|i| Fault::SlowLink {
+            at_ms: 0,
+            node: 1 + seeders + self.silent_seeders + i,
+            factor: Self::TRICKLE_FACTOR,
+            until_ms: u64::MAX / 1000,
+        });
+        let first_peer = 1 + seeders + self.seeders();
+        let hogs =
+            (self.hogs_stop_at_ms.iter().enumerate()).map(|(i, at_ms)| Fault::StopsReading {
+                at_ms: *at_ms,
+                node: first_peer + i,
+            });
+        silent.chain(trickling).chain(hogs).collect()
+    }
+}
+
 impl Fault {
     /// The node this fault turns into an adversary, if it does: its own download is not
     /// an honest peer's outcome.

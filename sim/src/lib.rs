@@ -14,7 +14,7 @@ pub mod swarm;
 pub mod trace;
 pub mod world;
 
-pub use faults::Fault;
+pub use faults::{Adversaries, Fault};
 pub use scenarios::{run_scenario, Scenario, ScenarioReport};
 pub use swarm::{run_swarm, Arrival, Mix, SwarmConfig, SwarmReport, TimelineRow};
 pub use trace::TraceLine;

@@ -3,7 +3,7 @@
 //! peer finished beside the lower bound for distributing the file,
 //! T ≥ max(F/u_seed, F/d_min, N·F/(u_seed + Σuᵢ)), computed for the mix.
 
-use crate::faults::Fault;
+use crate::faults::{Adversaries, Fault};
 use crate::world::{NodeId, World, WorldConfig};
 use drizzle_core::machine::Event;
 use drizzle_core::peer::{DownloadRequest, PeerCommand};
@@ -103,6 +103,10 @@ pub struct SwarmConfig {
     pub trace: bool,
     /// Faults to inject (nodes: 0 tracker, then seeders, then peers).
     pub faults: Vec<Fault>,
+    /// Adversaries beside the `seeders` and `peers` above, which stay the honest ones: the
+    /// bound is theirs, and only their outcomes are reported. (The hogs join first and take
+    /// the first places of a rate mix.)
+    pub adversaries: Adversaries,
     /// Run the checkers after every step (for tests; slow for large swarms).
     pub check_every_step: bool,
     /// Adjusts each peer's config before it starts.
@@ -137,6 +141,7 @@ impl SwarmConfig {
             deadline_factor: 20,
             trace: false,
             faults: Vec::new(),
+            adversaries: Adversaries::default(),
             check_every_step: false,
             tune_peer: |_| {},
             timeline_ms: None,
@@ -315,20 +320,53 @@ impl SwarmReport {
             .map_or(String::new(), |ms| format!(" --linger {ms}"));
         let seed_up =
             flag("seed-up", &c.seed_up) + &flag("access-latency", &c.access_latency_ms) + &linger;
+        let a = &c.adversaries;
+        let count = |name: &str, n: usize| match n {
+            0 => String::new(),
+            n => format!(" --{name} {n}"),
+        };
+        let hogs = match a.hogs_stop_at_ms.as_slice() {
+            [] => String::new(),
+            at => format!(
+                " --hogs {}",
+                at.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ),
+        };
+        let adversaries = count("silent-seeders", a.silent_seeders)
+            + &count("trickling-seeders", a.trickling_seeders)
+            + &hogs
+            + if c.closed { " --closed" } else { "" };
         format!(
-            "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {}{seed_up} --latency {} --arrival {arrival} --seed {}",
+            "drizzle sim swarm --peers {} --seeders {} --file-size {} --chunk-size {} --up {} --down {}{seed_up} --latency {} --arrival {arrival}{adversaries} --seed {}",
             c.peers, c.seeders, c.file_size, c.chunk_size, mix(&c.up_mix, c.up_bytes_per_sec),
             mix(&c.down_mix, c.down_bytes_per_sec), c.latency_ms, c.seed
         )
     }
 }
 
+impl SwarmConfig {
+    /// The swarm that runs: the honest one with its adversaries added as nodes and faults.
+    fn with_adversaries(&self) -> SwarmConfig {
+        let a = &self.adversaries;
+        let mut faults = a.faults(self.seeders);
+        faults.extend(self.faults.iter().cloned());
+        SwarmConfig {
+            seeders: self.seeders + a.seeders(),
+            peers: self.peers + a.hogs_stop_at_ms.len(),
+            faults,
+            adversaries: Adversaries::default(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Runs one swarm to the end (every peer done, or the deadline).
-pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
+pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
+    let config = &honest.with_adversaries();
     let started = Instant::now();
     let Ok(name) = FileName::new(FILE) else {
         return SwarmReport {
-            config: config.clone(),
+            config: honest.clone(),
             outcomes: Vec::new(),
             events: 0,
             virtual_ms: 0,
@@ -462,7 +500,7 @@ pub fn run_swarm(config: &SwarmConfig) -> SwarmReport {
     }
     failures.extend(world.violations.iter().cloned());
     SwarmReport {
-        config: config.clone(),
+        config: honest.clone(),
         outcomes,
         events: world.steps,
         virtual_ms: world.now_ms(),

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use drizzle_core::ServePolicy;
-use drizzle_sim::{run_swarm, Fault, SwarmConfig};
+use drizzle_sim::{run_swarm, Adversaries, Fault, SwarmConfig};
 mod common;
 
 use common::patient;
@@ -206,76 +206,33 @@ fn peers_that_leave_when_done_leave_and_the_rest_finish() {
     assert_eq!((leave.finished(), leave.departures), (8, 8));
 }
 
-/// Adversaries beside an honest swarm: seeders that register every chunk and never send
-/// one, seeders that send at a trickle (a hundredth of the others' rate), and fetchers that
-/// join like everyone else and stop reading at the given times (they take upload slots and
-/// let the data pile up).
-#[derive(Clone, Debug, Default)]
-struct Adversaries {
-    silent_seeders: usize,
-    trickling_seeders: usize,
-    hogs_stop_at_ms: Vec<u64>,
-}
-
-/// How much slower than the others a trickling seeder sends.
-const TRICKLE_FACTOR: u32 = 100;
-
-impl Adversaries {
-    /// What the adversaries may cost at most, as the defences allow, given the attack-free
-    /// time: half of it again, the probe patience (1 s) for silent seeders, and per round
-    /// of hogs that can fill a sharer's upload slots, the second a slot may take nothing
-    /// and half as much again for the buffers between to fill and the slot to change
-    /// hands. Over 800 cases the most a round cost beyond the rest was 0.51 s. (Before a
-    /// slot's stall allowance fell to the floor on an idle uplink, a hog's own queue
-    /// stretched it: 1.69 s -> 5.34 s with three hogs, a case kept in the regressions.)
-    fn bound_secs(&self, free_secs: f64) -> f64 {
-        let slots = ServePolicy::default().upload_slots;
-        let rounds = self.hogs_stop_at_ms.len().div_ceil(slots) as f64;
-        1.5 * free_secs + 1.0 + 1.5 * rounds
-    }
+/// What `adversaries` may cost at most, as the defences allow, given the attack-free time:
+/// half of it again, the probe patience (1 s) for silent seeders, and per round of hogs
+/// that can fill a sharer's upload slots, the second a slot may take nothing and half as
+/// much again for the buffers between to fill and the slot to change hands. Over 800 cases
+/// the most a round cost beyond the rest was 0.51 s. (Before a slot's stall allowance fell
+/// to the floor on an idle uplink, a hog's own queue stretched it: 1.69 s -> 5.34 s with
+/// three hogs, a case kept in the regressions.)
+fn hogs_bound_secs(adversaries: &Adversaries, free_secs: f64) -> f64 {
+    let slots = ServePolicy::default().upload_slots;
+    let rounds = adversaries.hogs_stop_at_ms.len().div_ceil(slots) as f64;
+    1.5 * free_secs + 1.0 + 1.5 * rounds
 }
 
 /// The last honest peer's finish, seconds, in a swarm of `peers` beside one good seeder
 /// and `adversaries`.
 fn finish_beside(seed: u64, peers: usize, adversaries: &Adversaries) -> f64 {
-    let (silent, trickling) = (adversaries.silent_seeders, adversaries.trickling_seeders);
-    let seeders = 1 + silent + trickling;
-    let hogs = &adversaries.hogs_stop_at_ms;
-    // Seeders are nodes 1..=seeders: the good one, then the silent, then the trickling.
-    let silent_faults = (0..silent).map(|i| Fault::ReadsHang {
-        at_ms: 0,
-        node: 2 + i,
-    });
-    let trickle_faults = (0..trickling).map(|i| Fault::SlowLink {
-        at_ms: 0,
-        node: 2 + silent + i,
-        factor: TRICKLE_FACTOR,
-        until_ms: u64::MAX / 1000,
-    });
-    // Hogs are the first peers to join (nodes after the tracker and the seeders).
-    let hog_faults = hogs
-        .iter()
-        .enumerate()
-        .map(|(i, at_ms)| Fault::StopsReading {
-            at_ms: *at_ms,
-            node: 1 + seeders + i,
-        });
-    let faults = silent_faults
-        .chain(trickle_faults)
-        .chain(hog_faults)
-        .collect();
     let config = SwarmConfig {
-        seeders,
         file_size: 4 << 20,
         chunk_size: 256 << 10,
         up_bytes_per_sec: 4_000_000,
         down_bytes_per_sec: 8_000_000,
         latency_ms: 10,
         deadline_factor: 200,
-        faults,
+        adversaries: adversaries.clone(),
         check_every_step: true,
         closed: seed.is_multiple_of(2),
-        ..SwarmConfig::new(peers + hogs.len(), seed)
+        ..SwarmConfig::new(peers, seed)
     };
     let report = run_swarm(&config);
     assert!(
@@ -323,7 +280,7 @@ proptest! {
         let free = finish_beside(seed, peers, &Adversaries::default());
         let adversaries = Adversaries { silent_seeders, hogs_stop_at_ms, ..Adversaries::default() };
         let attacked = finish_beside(seed, peers, &adversaries);
-        let bound = adversaries.bound_secs(free);
+        let bound = hogs_bound_secs(&adversaries, free);
         prop_assert!(attacked <= bound, "{free:.2} s -> {attacked:.2} s (bound {bound:.2} s); seed {seed} peers {peers} {adversaries:?}");
     }
 }
@@ -343,7 +300,7 @@ fn a_last_chunk_stuck_at_deaf_peers_is_rescued_by_the_seeder() {
     let free = finish_beside(seed, 1, &Adversaries::default());
     let attacked = finish_beside(seed, 1, &adversaries);
     assert!(
-        attacked <= adversaries.bound_secs(free),
+        attacked <= hogs_bound_secs(&adversaries, free),
         "{free:.2} s -> {attacked:.2} s"
     );
 }
