@@ -232,6 +232,15 @@ fn refuse_what_cannot_fit(args: &SwarmArgs) -> Result<(), Fail> {
         return Ok(());
     }
     let peers_cost = needed_bytes(peers, seeders, 0);
+    if peers_cost > available {
+        let msg = format!(
+            "this swarm's {} nodes need about {} of memory (300 KiB each) and {} is available",
+            peers + seeders,
+            units::bytes(peers_cost),
+            units::bytes(available)
+        );
+        return Err(Fail::new(Exit::Usage, msg));
+    }
     let fits = available.saturating_sub(peers_cost) / 3;
     let msg = format!(
         "this swarm needs about {} of memory and {} is available: the simulator keeps the \
