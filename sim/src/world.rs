@@ -175,6 +175,8 @@ pub struct World {
     pub steps: u64,
     /// Chunks each node has served, kept even with the trace off.
     pub served: BTreeMap<NodeId, u64>,
+    /// Bytes peers' writes have put on their uplinks (the tracker's aside).
+    pub peers_sent_bytes: u64,
     /// Peers that left once done (see `WorldConfig::leave_after_ms`).
     pub departures: usize,
 }
@@ -203,6 +205,7 @@ impl World {
             wire: Vec::new(),
             steps: 0,
             served: BTreeMap::new(),
+            peers_sent_bytes: 0,
             departures: 0,
         };
         world.add_node("tracker", true);
@@ -501,6 +504,9 @@ impl World {
                 bytes,
             } => {
                 let bytes = self.completed_write(node, conn, bytes);
+                if node != 0 {
+                    self.peers_sent_bytes += bytes as u64;
+                }
                 if bytes > 0 && self.alive(node, incarnation) {
                     self.feed(node, Input::Sent { conn, bytes });
                 }

@@ -143,7 +143,10 @@ fn downloading(
     manifest: Manifest,
     holders: Vec<drizzle_core::wire::LocatedHolder>,
 ) -> (Peer, ConnId, Drained) {
-    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
+    let mut config = PeerConfig::new(addr(1), addr(2), 5);
+    // These files come in 64-byte chunks: the shared depths count chunks of that size.
+    config.fetch.shared_depth_chunk_bytes = 64;
+    let mut p = Peer::new(config);
     p.handle_timeout(Timestamp(0)); // connects to the tracker
     let get = drizzle_core::peer::DownloadRequest::whole(name.clone());
     p.command(Timestamp(0), PeerCommand::Download(get)).unwrap();

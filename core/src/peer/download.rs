@@ -508,10 +508,19 @@ impl Active {
     pub fn pipeline_depth(&self) -> usize {
         let p = &self.policy;
         if self.map.len() > p.few_holders {
-            p.shared_requests_per_holder
+            self.in_shared_chunks(p.shared_requests_per_holder, p.requests_per_holder)
         } else {
             p.requests_per_holder
         }
+    }
+
+    /// `requests` of `FetchPolicy::shared_depth_chunk_bytes` each, as requests for this
+    /// file's chunks (the same bytes in flight), between `requests` and `most`.
+    fn in_shared_chunks(&self, requests: usize, most: usize) -> usize {
+        let chunk = u64::from(self.manifest.chunk_size.max(1));
+        let bytes = requests as u64 * u64::from(self.policy.shared_depth_chunk_bytes);
+        let scaled = usize::try_from(bytes / chunk).unwrap_or(most);
+        scaled.clamp(requests, most.max(requests))
     }
 
     /// Requests `holder` may have in flight: once another holder has delivered, one (a
@@ -531,7 +540,7 @@ impl Active {
     pub fn request_budget(&self) -> usize {
         let p = &self.policy;
         if self.map.len() > p.few_holders {
-            p.shared_requests_per_download
+            self.in_shared_chunks(p.shared_requests_per_download, p.requests_per_download)
         } else {
             p.requests_per_download
         }

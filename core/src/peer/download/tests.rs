@@ -281,6 +281,7 @@ fn many_holders_mean_a_shallow_pipeline() {
         .map(|n| (n, &[0u32][..]))
         .collect();
     let mut a = active(1, &few);
+    a.policy.shared_depth_chunk_bytes = 64; // the depths in this file's own chunks
     assert_eq!(
         a.pipeline_depth(),
         FetchPolicy::default().requests_per_holder
@@ -297,12 +298,45 @@ fn many_holders_mean_a_shallow_pipeline() {
     assert_eq!(a.map.good_count(0), FetchPolicy::default().few_holders + 1);
 }
 
+/// In a swarm, a file in smaller chunks keeps as many bytes in flight as one in 1 MiB
+/// chunks (more requests), never more requests than with few holders.
+#[test]
+fn shared_depths_count_bytes() {
+    let p = FetchPolicy::default();
+    let many: Vec<(u8, &[u32])> = (1..=p.few_holders as u8 + 1)
+        .map(|n| (n, &[0u32][..]))
+        .collect();
+    let mut a = active(1, &many);
+    let depths = |a: &Active| (a.pipeline_depth(), a.request_budget());
+    a.manifest.chunk_size = 1 << 20;
+    assert_eq!(
+        depths(&a),
+        (p.shared_requests_per_holder, p.shared_requests_per_download)
+    );
+    a.manifest.chunk_size = 4 << 20;
+    assert_eq!(
+        depths(&a),
+        (p.shared_requests_per_holder, p.shared_requests_per_download)
+    );
+    a.manifest.chunk_size = 256 << 10;
+    assert_eq!(
+        depths(&a),
+        (
+            4 * p.shared_requests_per_holder,
+            4 * p.shared_requests_per_download
+        )
+    );
+    a.manifest.chunk_size = 64;
+    assert_eq!(depths(&a), (p.requests_per_holder, p.requests_per_download));
+}
+
 #[test]
 fn many_holders_mean_few_requests_in_flight() {
     let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
         .map(|n| (n, &[0u32][..]))
         .collect();
     let mut a = active(1, &few);
+    a.policy.shared_depth_chunk_bytes = 64; // the depths in this file's own chunks
     assert_eq!(
         a.request_budget(),
         FetchPolicy::default().requests_per_download
