@@ -145,7 +145,7 @@ impl Stage {
         .map_err(|e| format!("{name}: {e}"))?;
         self.names.insert(node.addr, name.to_string());
         self.say(&format!("{name} started, uploading on {}", node.addr));
-        for (file, manifest) in scan_dir(&dir, CHUNK, &mut |_, _| {})
+        for (file, manifest) in scan_dir(&dir, Some(CHUNK), &mut |_, _| {})
             .map_err(|e| e.to_string())?
             .files
         {

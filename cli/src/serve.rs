@@ -49,9 +49,10 @@ pub struct ShareArgs {
     /// port is registered instead of the listening port.
     #[arg(long, value_parser = units::parse_addr)]
     pub advertise: Option<SocketAddr>,
-    /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB).
-    #[arg(long, default_value = "1MiB", value_parser = units::parse_chunk_size)]
-    pub chunk_size: u32,
+    /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB). Default: 1 MiB, smaller for a file
+    /// under 32 MiB (32 chunks at least, of 256 KiB at least), larger past 256 GiB.
+    #[arg(long, value_parser = units::parse_chunk_size)]
+    pub chunk_size: Option<u32>,
     /// Upload cap, e.g. 25MB/s (no cap when left out).
     #[arg(long, value_parser = units::parse_rate)]
     pub upload_limit: Option<u64>,

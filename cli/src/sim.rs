@@ -5,6 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
+use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{
     run_scenario, run_swarm, Adversaries, Arrival, Mix, Scenario, SwarmConfig, SwarmReport,
 };
@@ -31,8 +32,9 @@ pub struct SwarmArgs {
     seeders: usize,
     #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
     file_size: u64,
-    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-    chunk_size: u64,
+    /// Chunk size (default: as `share` chooses for the file, see `default_chunk_size`).
+    #[arg(long, value_parser = units::parse_chunk_size)]
+    chunk_size: Option<u32>,
     /// The peers' upload rate, e.g. 10MB/s, or a mix: 10MB:80%,2MB:20%.
     #[arg(long, default_value = "10MB", value_parser = units::parse_mix)]
     up: Mix,
@@ -131,8 +133,7 @@ fn parse_arrival(s: &str) -> Result<Arrival, String> {
 }
 
 pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
-    let chunk_size = u32::try_from(args.chunk_size)
-        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    let chunk_size = (args.chunk_size).unwrap_or_else(|| default_chunk_size(args.file_size));
     if args.peers == 0 || args.seeders == 0 {
         return Err(Fail::new(
             Exit::Usage,

@@ -189,7 +189,7 @@ fn line_filler(
     });
 }
 
-/// An open swarm with one sharer of 20 MiB (1 MiB chunks, the default) on 127.0.0.1.
+/// An open swarm with one sharer of 20 MiB (in 1 MiB chunks) on 127.0.0.1.
 struct Shared20 {
     _tracker: Proc,
     tracker: String,
@@ -213,6 +213,10 @@ fn shared_20mib(salt: u8) -> Shared20 {
         "--listen",
         "127.0.0.1:0",
         "--open",
+        // The attacks below were measured on 20 chunks (the default before files under
+        // 32 MiB got smaller ones).
+        "--chunk-size",
+        "1MiB",
     ];
     let mut sharer = Proc::start(&args);
     let addr = sharer.listening().parse().unwrap();

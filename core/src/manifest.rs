@@ -3,7 +3,8 @@
 //! shared under. Chunking and hashing are pure computation, so they live here.
 
 use crate::limits::{
-    MAX_CHUNKS_PER_FILE, MAX_CHUNK_SIZE, MAX_NAME_BYTES, MAX_NAME_COMPONENT_BYTES, MIN_CHUNK_SIZE,
+    DEFAULT_CHUNK_SIZE, MAX_CHUNKS_PER_FILE, MAX_CHUNK_SIZE, MAX_NAME_BYTES,
+    MAX_NAME_COMPONENT_BYTES, MIN_CHUNK_SIZE,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -174,6 +175,28 @@ impl Manifest {
         let encoded = postcard::to_stdvec(self).unwrap_or_default();
         Root(sha256(&encoded))
     }
+}
+
+/// A file in fewer chunks than this spreads slowly: few peers can exchange pieces at once.
+const MIN_SPREAD_CHUNKS: u64 = 32;
+/// The smallest chunk a file gets unless asked: each chunk costs requests and round trips.
+const MIN_DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
+
+/// The chunk size a file of `size` bytes gets unless one is asked for: `DEFAULT_CHUNK_SIZE`,
+/// halved (down to 256 KiB) while the file would have fewer than 32 chunks, and doubled
+/// (up to `MAX_CHUNK_SIZE`) while it would have more than `MAX_CHUNKS_PER_FILE`. A 20 MiB
+/// file in 512 KiB chunks spread to 500 simulated peers at 1.57x the bound instead of 1.88x
+/// (20 ms links; 2.66x instead of 2.83x at 100 ms).
+pub fn default_chunk_size(size: u64) -> u32 {
+    let chunks = |chunk: u32| size.div_ceil(u64::from(chunk));
+    let mut chunk = DEFAULT_CHUNK_SIZE;
+    while chunk > MIN_DEFAULT_CHUNK_SIZE && chunks(chunk) < MIN_SPREAD_CHUNKS {
+        chunk /= 2;
+    }
+    while chunk < MAX_CHUNK_SIZE && chunks(chunk) > u64::from(MAX_CHUNKS_PER_FILE) {
+        chunk *= 2;
+    }
+    chunk
 }
 
 /// Builds a manifest from a stream of bytes fed in any split, holding at most one chunk.
@@ -367,6 +390,20 @@ mod tests {
             hashes: vec![],
         };
         assert_eq!(huge.validate(), Err(ManifestError::TooManyChunks));
+    }
+
+    #[test]
+    fn small_files_get_smaller_chunks_and_huge_ones_larger() {
+        let mib = 1u64 << 20;
+        assert_eq!(default_chunk_size(0), 256 << 10);
+        assert_eq!(default_chunk_size(mib), 256 << 10);
+        assert_eq!(default_chunk_size(10 * mib), 256 << 10);
+        assert_eq!(default_chunk_size(20 * mib), 512 << 10);
+        assert_eq!(default_chunk_size(32 * mib), 1 << 20);
+        assert_eq!(default_chunk_size(100 * mib), 1 << 20);
+        assert_eq!(default_chunk_size(256 << 30), 1 << 20);
+        assert_eq!(default_chunk_size((256 << 30) + 1), 2 << 20);
+        assert_eq!(default_chunk_size(u64::MAX), MAX_CHUNK_SIZE);
     }
 
     #[test]

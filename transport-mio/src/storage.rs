@@ -6,7 +6,7 @@
 
 use crate::hasher::cores;
 use crate::pool::BufferPool;
-use drizzle_core::manifest::{sha256, ManifestBuilder};
+use drizzle_core::manifest::{default_chunk_size, sha256, ManifestBuilder};
 use drizzle_core::peer::OnDisk;
 use drizzle_core::secure::record_bodies;
 use drizzle_core::{FileName, Layout, Manifest, Root, StorageKey};
@@ -449,10 +449,11 @@ pub struct Scan {
 /// Every regular file under `dir` (recursively, symlinks not followed, downloads in progress
 /// skipped) with its manifest. `on_file` hears each name and size before it is hashed. Only
 /// `dir` itself being unreadable is an error: whatever else cannot be read is skipped and
-/// named, so one bad file does not stop the rest from being shared.
+/// named, so one bad file does not stop the rest from being shared. Each file is hashed in
+/// chunks of `chunk_size`, or of its own `default_chunk_size`.
 pub fn scan_dir(
     dir: &Path,
-    chunk_size: u32,
+    chunk_size: Option<u32>,
     on_file: &mut dyn FnMut(&FileName, u64),
 ) -> io::Result<Scan> {
     let mut scan = Scan::default();
@@ -499,6 +500,7 @@ pub fn scan_dir(
                 match FileName::new(rel.clone()) {
                     Ok(name) => {
                         on_file(&name, meta.len());
+                        let chunk_size = chunk_size.unwrap_or(default_chunk_size(meta.len()));
                         match hash_file(&entry.path(), chunk_size) {
                             Ok(manifest) => scan.files.push((name, manifest)),
                             Err(e) => skip(format!("cannot read: {e}")),
@@ -664,7 +666,7 @@ mod tests {
         fs::write(dir.path().join("d/a"), b"abc").unwrap();
         fs::write(dir.path().join("b.part"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
-        let scan = scan_dir(dir.path(), 64, &mut |_, _| {}).unwrap();
+        let scan = scan_dir(dir.path(), Some(64), &mut |_, _| {}).unwrap();
         assert_eq!(scan.skipped.len(), 2, "{:?}", scan.skipped);
         let names: Vec<&str> = scan.files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["d/a"]);

@@ -5,6 +5,7 @@
 use crate::exit::Fail;
 use crate::out::say;
 use crate::units;
+use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{run_swarm, Mix, SwarmConfig};
 use serde_json::json;
 use std::sync::Mutex;
@@ -27,7 +28,8 @@ pub struct Grid {
     pub peers: Vec<usize>,
     pub sizes: Vec<u64>,
     pub latencies_ms: Vec<u64>,
-    pub chunk_size: u32,
+    /// `None`: each file size in its own `default_chunk_size`.
+    pub chunk_size: Option<u32>,
 }
 
 /// Runs every cell, two at a time on a machine with two cores or more, and reports them.
@@ -67,11 +69,17 @@ pub fn run_grid(grid: &Grid, json: bool) -> Result<(), Fail> {
     Ok(())
 }
 
-fn run_cell(peers: usize, file_size: u64, latency_ms: u64, mixed: bool, chunk: u32) -> Cell {
+fn run_cell(
+    peers: usize,
+    file_size: u64,
+    latency_ms: u64,
+    mixed: bool,
+    chunk: Option<u32>,
+) -> Cell {
     let fifth_slow = Mix(vec![(10_000_000, 4.0), (2_000_000, 1.0)]);
     let config = SwarmConfig {
         file_size,
-        chunk_size: chunk,
+        chunk_size: chunk.unwrap_or_else(|| default_chunk_size(file_size)),
         latency_ms,
         up_mix: mixed.then(|| fifth_slow.clone()),
         down_mix: mixed.then_some(fifth_slow),

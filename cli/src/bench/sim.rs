@@ -4,6 +4,7 @@
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
+use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{run_swarm, SwarmConfig};
 use serde_json::json;
 
@@ -13,8 +14,9 @@ pub struct SimArgs {
     pub peers: usize,
     #[arg(long, default_value = "100MiB", value_parser = units::parse_size)]
     pub file_size: u64,
-    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-    pub chunk_size: u64,
+    /// Chunk size (default: as `share` chooses for the file, see `default_chunk_size`).
+    #[arg(long, value_parser = units::parse_chunk_size)]
+    pub chunk_size: Option<u32>,
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
     #[arg(long)]
@@ -42,8 +44,6 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
             "--peers and --runs must be positive",
         ));
     }
-    let chunk_size = u32::try_from(args.chunk_size)
-        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
     if args.grid {
         if args.grid_peers.contains(&0) {
             return Err(Fail::new(Exit::Usage, "--grid-peers must be positive"));
@@ -52,7 +52,7 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
             peers: args.grid_peers.clone(),
             sizes: args.grid_sizes.clone(),
             latencies_ms: args.grid_latencies.clone(),
-            chunk_size,
+            chunk_size: args.chunk_size,
         };
         return super::grid::run_grid(&grid, args.json);
     }
@@ -60,7 +60,7 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
     for run in 0..args.runs {
         let config = SwarmConfig {
             file_size: args.file_size,
-            chunk_size,
+            chunk_size: (args.chunk_size).unwrap_or_else(|| default_chunk_size(args.file_size)),
             ..SwarmConfig::new(args.peers, run as u64 + 1)
         };
         let r = run_swarm(&config);

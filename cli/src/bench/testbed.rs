@@ -7,6 +7,7 @@ use super::process::Node;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
+use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{run_swarm, Mix, SwarmConfig};
 use serde_json::json;
 use std::fs;
@@ -28,8 +29,9 @@ pub struct SwarmBenchArgs {
     pub seeders: usize,
     #[arg(long, default_value = "20MiB", value_parser = units::parse_size)]
     pub file_size: u64,
-    #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
-    pub chunk_size: u64,
+    /// Chunk size (default: as `share` chooses for the file, see `default_chunk_size`).
+    #[arg(long, value_parser = units::parse_chunk_size)]
+    pub chunk_size: Option<u32>,
     /// The getters' upload rate in bytes per second (e.g. 5MB), or a mix (5MB:80%,1MB:20%).
     #[arg(long, default_value = "5MB", value_parser = units::parse_mix)]
     pub up: Mix,
@@ -132,8 +134,7 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
             "--peers and --seeders must be positive",
         ));
     }
-    let chunk_size = u32::try_from(args.chunk_size)
-        .map_err(|_| Fail::new(Exit::Usage, "--chunk-size is too large"))?;
+    let chunk_size = (args.chunk_size).unwrap_or_else(|| default_chunk_size(args.file_size));
     let cannot =
         |why: String| Fail::new(Exit::Usage, format!("the testbed cannot run here: {why}"));
     let nodes = args.seeders + args.peers;
@@ -164,7 +165,7 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
         }
     }
     let dir = tempfile::tempdir()?;
-    let real = run_real(args, &bed, dir.path())?;
+    let real = run_real(args, chunk_size, &bed, dir.path())?;
     drop(bed);
     let predicted = run_swarm(&config);
     report(args, &config, &real, &predicted.times());
@@ -172,7 +173,12 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
 }
 
 /// Seconds each getter took, in order.
-fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64>, Fail> {
+fn run_real(
+    args: &SwarmBenchArgs,
+    chunk_size: u32,
+    _bed: &Testbed,
+    dir: &Path,
+) -> Result<Vec<f64>, Fail> {
     let exe = std::env::current_exe()?;
     let exe = exe
         .to_str()
@@ -199,7 +205,7 @@ fn run_real(args: &SwarmBenchArgs, _bed: &Testbed, dir: &Path) -> Result<Vec<f64
         ],
     )?;
     let tracker_addr = tracker.listening()?;
-    let chunk = args.chunk_size.to_string();
+    let chunk = chunk_size.to_string();
     let mut seeders = Vec::new();
     for s in 0..args.seeders {
         let ns = format!("drz{s}");
@@ -293,7 +299,7 @@ fn report(args: &SwarmBenchArgs, config: &SwarmConfig, real: &[f64], sim: &[f64]
             args.peers,
             args.seeders,
             units::bytes(args.file_size),
-            args.file_size.div_ceil(args.chunk_size.max(1))
+            args.file_size.div_ceil(u64::from(config.chunk_size.max(1)))
         );
         say!(
             "real:      median {rm:.2} s ({:.2}x the bound), last {rl:.2} s ({:.2}x)",
