@@ -1,7 +1,8 @@
 //! Closed swarms: the swarm key, the handshake that proves both ends hold it, and the
 //! record layer that encrypts and authenticates every byte after it (Noise NNpsk0, by
-//! `snow`; records in `records.rs`). Sans-IO like the rest: bytes in, bytes out, ephemeral keys from a seeded
-//! generator that the driver fills from the OS (and the simulator from its seed).
+//! `snow`; records in `records.rs`). Sans-IO like the rest: bytes in, bytes out, ephemeral
+//! keys from a seeded generator that the driver fills from the OS (and the simulator from
+//! its seed).
 
 use crate::wire::FrameDecoder;
 use rand::{RngCore, SeedableRng};
@@ -14,7 +15,7 @@ use std::fmt;
 
 mod records;
 pub use records::{record_bodies, records_len, spread_into_records};
-use records::{record_len, Records, MAX_RECORD_BYTES, RECORD_PREFIX_BYTES};
+use records::{record_len, Records, FULL_RECORD_BYTES, RECORD_PREFIX_BYTES};
 
 /// Both ends hold the swarm key (the pre-shared key, mixed in before anything is sent) and
 /// make fresh ephemeral keys, so every connection gets its own session keys and a recorded
@@ -274,11 +275,11 @@ impl Channel {
             self.held.extend_from_slice(plain);
             return None;
         };
-        match records.seal(plain) {
+        let sealed = records.seal(plain);
+        match self.failing(sealed) {
             Ok(wire) => Some(wire),
             Err(e) => {
                 log::error!("{e}");
-                self.state = State::Failed;
                 Some(Vec::new())
             }
         }
@@ -291,11 +292,11 @@ impl Channel {
         let State::Sealed(records) = &mut self.state else {
             return None;
         };
-        match records.seal_in_place(&mut wire, plain_len) {
+        let sealed = records.seal_in_place(&mut wire, plain_len);
+        match self.failing(sealed) {
             Ok(()) => Some(wire),
             Err(e) => {
                 log::error!("{e}");
-                self.state = State::Failed;
                 None
             }
         }
@@ -316,11 +317,8 @@ impl Channel {
         let State::Sealed(records) = &mut self.state else {
             return Err(SealError::Early);
         };
-        let result = open_split(records, &mut self.rx, wire, decoder, &mut self.scratch);
-        if result.is_err() {
-            self.state = State::Failed;
-        }
-        result
+        let opened = open_split(records, &mut self.rx, wire, decoder, &mut self.scratch);
+        self.failing(opened)
     }
 
     /// Where the driver may read the next wire bytes straight into: the decoder's window
@@ -334,7 +332,7 @@ impl Channel {
         }
         let window = decoder.receive_window()?;
         let front = self.rx.len();
-        if window.len() < front + RECORD_PREFIX_BYTES + MAX_RECORD_BYTES {
+        if window.len() < front + FULL_RECORD_BYTES {
             return None;
         }
         let (staged, rest) = window.split_at_mut(front);
@@ -349,7 +347,12 @@ impl Channel {
         len: usize,
         decoder: &mut FrameDecoder,
     ) -> Result<(), SealError> {
-        let result = self.open_window(len, decoder);
+        let opened = self.open_window(len, decoder);
+        self.failing(opened)
+    }
+
+    /// A record that fails to seal or open breaks the channel: nothing more goes in or out.
+    fn failing<T>(&mut self, result: Result<T, SealError>) -> Result<T, SealError> {
         if result.is_err() {
             self.state = State::Failed;
         }

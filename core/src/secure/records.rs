@@ -10,12 +10,12 @@ use std::ops::{Range, RangeFrom};
 /// Length prefix of a record: a big-endian `u16`, Noise's own message limit.
 pub(super) const RECORD_PREFIX_BYTES: usize = 2;
 /// A Noise message is at most this long, its 16-byte tag included.
-pub(super) const MAX_RECORD_BYTES: usize = 65_535;
+const MAX_RECORD_BYTES: usize = 65_535;
 const TAG_BYTES: usize = 16;
 /// Plain bytes per record.
 const MAX_RECORD_PLAIN_BYTES: usize = MAX_RECORD_BYTES - TAG_BYTES;
 /// A full record on the wire, prefix included.
-const FULL_RECORD_BYTES: usize = RECORD_PREFIX_BYTES + MAX_RECORD_BYTES;
+pub(super) const FULL_RECORD_BYTES: usize = RECORD_PREFIX_BYTES + MAX_RECORD_BYTES;
 
 /// The wire bytes of `plain_len` plain bytes sealed as one run of records.
 pub fn records_len(plain_len: usize) -> usize {
