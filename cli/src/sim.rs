@@ -170,7 +170,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         },
         ..SwarmConfig::new(args.peers, args.seed)
     };
-    refuse_what_cannot_fit(args)?;
+    refuse_what_cannot_fit(&config)?;
     let report = run_swarm(&config);
     for line in &report.trace {
         if args.json {
@@ -220,15 +220,12 @@ fn available_bytes() -> Option<u64> {
 /// A run that would not fit in this machine's memory is refused before it starts (it
 /// would otherwise take the machine down with it: 16 GiB was killed at 24 GB), saying
 /// what would fit.
-fn refuse_what_cannot_fit(args: &SwarmArgs) -> Result<(), Fail> {
+fn refuse_what_cannot_fit(config: &SwarmConfig) -> Result<(), Fail> {
     let Some(available) = available_bytes() else {
         return Ok(());
     };
-    let (peers, seeders) = (
-        args.peers + args.hogs.len(),
-        args.seeders + args.silent_seeders + args.trickling_seeders,
-    );
-    let needed = needed_bytes(peers, seeders, args.file_size);
+    let (peers, seeders) = config.nodes_run();
+    let needed = needed_bytes(peers, seeders, config.file_size);
     if needed <= available {
         return Ok(());
     }
@@ -248,7 +245,7 @@ fn refuse_what_cannot_fit(args: &SwarmArgs) -> Result<(), Fail> {
          file's bytes three times over; with {} peers, --file-size {} would fit",
         units::bytes(needed),
         units::bytes(available),
-        args.peers,
+        config.peers,
         units::bytes(fits)
     );
     Err(Fail::new(Exit::Usage, msg))

@@ -345,14 +345,23 @@ impl SwarmReport {
 }
 
 impl SwarmConfig {
+    /// Peers and seeders that run, adversaries among them.
+    pub fn nodes_run(&self) -> (usize, usize) {
+        let a = &self.adversaries;
+        (
+            self.peers + a.hogs_stop_at_ms.len(),
+            self.seeders + a.seeders(),
+        )
+    }
+
     /// The swarm that runs: the honest one with its adversaries added as nodes and faults.
     fn with_adversaries(&self) -> SwarmConfig {
-        let a = &self.adversaries;
-        let mut faults = a.faults(self.seeders);
+        let mut faults = self.adversaries.faults(self.seeders);
         faults.extend(self.faults.iter().cloned());
+        let (peers, seeders) = self.nodes_run();
         SwarmConfig {
-            seeders: self.seeders + a.seeders(),
-            peers: self.peers + a.hogs_stop_at_ms.len(),
+            seeders,
+            peers,
             faults,
             adversaries: Adversaries::default(),
             ..self.clone()
