@@ -1,11 +1,12 @@
 //! [`Bytes`]: chunk payloads and frames as they pass between a machine and its driver —
-//! owned bytes, or a window into immutable shared bytes. Drivers that hold content once
-//! (the simulator's thousand copies of one file) hand it around by reference, never copied.
+//! owned bytes, or a window into immutable shared bytes, held or [`Lazy`] (made the first
+//! time anyone reads them). Drivers that hold content once (the simulator's thousand copies
+//! of one file) hand it around by reference; a simulated 100 GiB file is never made at all.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::ops::{Deref, Range};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Bytes owned here, or `len` bytes at `start` of shared bytes nobody can change.
 #[derive(Clone, Default)]
@@ -19,10 +20,83 @@ enum Repr {
     /// driver wants them (a chunk payload on a page boundary).
     Owned { vec: Vec<u8>, start: usize },
     Shared {
-        all: Arc<[u8]>,
+        all: Backing,
         start: usize,
         len: usize,
     },
+}
+
+/// What a shared window looks into.
+#[derive(Clone)]
+enum Backing {
+    Held(Arc<[u8]>),
+    Lazy(Arc<Lazy>),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Held(all) => all,
+            Backing::Lazy(lazy) => lazy.bytes(),
+        }
+    }
+
+    fn same(&self, other: &Backing) -> bool {
+        match (self, other) {
+            (Backing::Held(a), Backing::Held(b)) => Arc::ptr_eq(a, b),
+            (Backing::Lazy(a), Backing::Lazy(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Makes the bytes a driver names by a tag of its own (see [`Lazy`]).
+pub trait Source: Send + Sync {
+    /// The `len` bytes named `tag`; always the same bytes for the same tag.
+    fn make(&self, tag: u64, len: usize) -> Vec<u8>;
+}
+
+/// `len` bytes a driver names without holding them: made by its [`Source`] the first time
+/// anyone reads them, then kept while a window of them lives. Until then a payload costs
+/// a tag, and a driver that knows the tag (the simulator's hasher) need never look.
+pub struct Lazy {
+    source: Arc<dyn Source>,
+    tag: u64,
+    len: usize,
+    made: OnceLock<Box<[u8]>>,
+}
+
+impl fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Lazy(tag {}, {} bytes)", self.tag, self.len)
+    }
+}
+
+impl Lazy {
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether anyone has read the bytes yet.
+    pub fn is_made(&self) -> bool {
+        self.made.get().is_some()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.made.get_or_init(|| {
+            let mut made = self.source.make(self.tag, self.len);
+            made.resize(self.len, 0);
+            made.into_boxed_slice()
+        })
+    }
 }
 
 impl Default for Repr {
@@ -39,11 +113,28 @@ impl Bytes {
     pub fn shared(all: &Arc<[u8]>, range: Range<usize>) -> Option<Bytes> {
         all.get(range.clone())?;
         let repr = Repr::Shared {
-            all: all.clone(),
+            all: Backing::Held(all.clone()),
             start: range.start,
             len: range.len(),
         };
         Some(Bytes { repr })
+    }
+
+    /// The `len` bytes `source` makes for `tag`, made only when someone reads them.
+    pub fn lazy(source: Arc<dyn Source>, tag: u64, len: usize) -> Bytes {
+        let lazy = Lazy {
+            source,
+            tag,
+            len,
+            made: OnceLock::new(),
+        };
+        Bytes {
+            repr: Repr::Shared {
+                all: Backing::Lazy(Arc::new(lazy)),
+                start: 0,
+                len,
+            },
+        }
     }
 
     /// The bytes of `vec` from `start` on, kept where they are (the padding before them is
@@ -55,19 +146,55 @@ impl Bytes {
         }
     }
 
-    pub fn as_slice(&self) -> &[u8] {
+    /// The length, known without reading lazy bytes (which `[u8]`'s `len` would make).
+    pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Owned { vec, start } => vec.get(*start..).unwrap_or_default(),
-            Repr::Shared { all, start, len } => all.get(*start..start + len).unwrap_or_default(),
+            Repr::Owned { vec, start } => vec.len().saturating_sub(*start),
+            Repr::Shared { len, .. } => *len,
         }
     }
 
-    /// The shared bytes this is a window of and where the window starts, if it is one.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Owned { vec, start } => vec.get(*start..).unwrap_or_default(),
+            Repr::Shared { all, start, len } => {
+                all.bytes().get(*start..start + len).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The held shared bytes this is a window of and where the window starts, if it is one.
     pub fn window(&self) -> Option<(&Arc<[u8]>, usize)> {
         match &self.repr {
-            Repr::Owned { .. } => None,
-            Repr::Shared { all, start, .. } => Some((all, *start)),
+            Repr::Shared {
+                all: Backing::Held(all),
+                start,
+                ..
+            } => Some((all, *start)),
+            _ => None,
         }
+    }
+
+    /// The lazy bytes this is a window of and where the window starts, if it is one.
+    pub fn lazy_window(&self) -> Option<(&Lazy, usize)> {
+        match &self.repr {
+            Repr::Shared {
+                all: Backing::Lazy(lazy),
+                start,
+                ..
+            } => Some((lazy, *start)),
+            _ => None,
+        }
+    }
+
+    /// Whether these bytes are a window of shared bytes (held or lazy), handed on by
+    /// reference rather than copied.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.repr, Repr::Shared { .. })
     }
 
     /// The bytes as a vector of their own: a copy when they are shared; when padding
@@ -112,7 +239,7 @@ impl Bytes {
                     start: next_start,
                     len: next_len,
                 },
-            ) if Arc::ptr_eq(all, other) && start + len == *next_start => Some(Bytes {
+            ) if all.same(other) && start + len == *next_start => Some(Bytes {
                 repr: Repr::Shared {
                     all: all.clone(),
                     start: *start,
@@ -172,10 +299,16 @@ impl Eq for Bytes {}
 impl fmt::Debug for Bytes {
     // Chunk payloads are a mebibyte: a length says what matters in logs and test failures.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let how = if self.window().is_some() {
-            "shared"
-        } else {
-            "owned"
+        let how = match &self.repr {
+            Repr::Owned { .. } => "owned",
+            Repr::Shared {
+                all: Backing::Held(_),
+                ..
+            } => "shared",
+            Repr::Shared {
+                all: Backing::Lazy(_),
+                ..
+            } => "lazy",
         };
         write!(f, "Bytes({} {how})", self.len())
     }
@@ -221,6 +354,41 @@ mod tests {
         let owned = Bytes::from(all.to_vec()).slice(95..200);
         assert_eq!((owned.window(), &owned[..]), (None, &all[95..]));
         assert!(all_shared.slice(120..130).is_empty());
+    }
+
+    /// Makes tag-numbered bytes and counts how often it was asked.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Source for Counting {
+        fn make(&self, tag: u64, len: usize) -> Vec<u8> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (0..len).map(|i| (tag as usize + i) as u8).collect()
+        }
+    }
+
+    #[test]
+    fn lazy_bytes_are_made_once_and_only_when_read() {
+        let source = Arc::new(Counting(0.into()));
+        let made = || source.0.load(std::sync::atomic::Ordering::Relaxed);
+        let expected: Vec<u8> = (7..107u8).collect();
+        let mut head = Bytes::lazy(source.clone(), 7, 100);
+        let tail = head.split_off(40);
+        let narrow = tail.slice(10..20);
+        let whole = head.joined(&tail).unwrap_or_default();
+        let origin = |b: &Bytes| b.lazy_window().map(|(l, at)| (l.tag(), l.len(), at));
+        assert_eq!(origin(&whole), Some((7, 100, 0)));
+        assert_eq!(origin(&narrow), Some((7, 100, 50)));
+        assert!(whole.is_shared() && whole.window().is_none());
+        assert_eq!(
+            (made(), whole.len(), format!("{whole:?}")),
+            (0, 100, "Bytes(100 lazy)".into())
+        );
+        assert!(whole.lazy_window().is_some_and(|(l, _)| !l.is_made()));
+        assert_eq!(&whole[..], &expected[..]);
+        assert_eq!(&narrow[..], &expected[50..60]);
+        assert_eq!(tail.into_vec(), expected[40..].to_vec());
+        assert_eq!(made(), 1, "one making serves every window");
+        assert!(Bytes::lazy(source.clone(), 1, 10).joined(&narrow).is_none());
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub fn check_store(
 ) -> bool {
     let verdict = match world.truth.get(name) {
         None => Some(format!("stored bytes of {name}, which nobody shared")),
-        Some((manifest, _)) => {
+        Some(truth) => {
+            let manifest = &truth.manifest;
             let chunk = offset / u64::from(manifest.chunk_size.max(1));
             let digest = world.digest(data);
             let ok = u32::try_from(chunk)
@@ -45,7 +46,7 @@ pub fn check_store(
 /// A committed file must be byte-identical to what was first shared under its name.
 pub fn check_commit(world: &mut World, node: NodeId, name: &FileName) {
     let stored = world.storage(node).and_then(|s| s.files.get(name));
-    let expected = world.truth.get(name).map(|(_, data)| data);
+    let expected = world.truth.get(name);
     let same = match (stored, expected) {
         (Some(a), Some(b)) => a.same_as(b),
         _ => false,

@@ -12,6 +12,7 @@ pub mod scenarios;
 pub mod storage;
 pub mod swarm;
 pub mod trace;
+pub mod truth;
 pub mod world;
 
 pub use faults::{Adversaries, Fault};

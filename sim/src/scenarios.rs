@@ -337,7 +337,7 @@ pub fn ended<'w>(w: &'w World, node: NodeId, name: &str) -> Option<&'w Event> {
 fn expect_identical(w: &World, node: NodeId, name: &str, failures: &mut Vec<String>) {
     let fname = file_name(name);
     let got = w.storage(node).and_then(|s| s.files.get(&fname));
-    let want = w.truth.get(&fname).map(|(_, d)| d);
+    let want = w.truth.get(&fname);
     let same = matches!((got, want), (Some(g), Some(w)) if g.same_as(w));
     if !same {
         failures.push(format!(

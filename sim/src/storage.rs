@@ -1,9 +1,10 @@
 //! A node's disk, in memory: complete files by name and `.part` files of downloads.
 //! It answers the core's Load/Store/Commit/Discard requests the way real files would.
-//! Bytes equal to what was first shared are kept as references to that one copy, so a
-//! thousand simulated peers holding a 100 MiB file cost 100 MiB, not 100 GB.
+//! Chunks equal to what was first shared are kept as a bit each referring to that one copy,
+//! so a hundred simulated peers holding a 100 GiB file cost kilobytes, not terabytes.
 
-use drizzle_core::{Bytes, FileName, StorageKey};
+use crate::truth::Truth;
+use drizzle_core::{Bytes, ChunkSet, FileName, StorageKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,14 +28,14 @@ impl Storage {
     }
 
     /// Writes `data` at `offset` of `name`'s `.part` (created `size` bytes long); `same_as`
-    /// is content that `data` is known to equal at `offset`, referenced instead of kept.
+    /// is the truth whose chunk `data` is known to be there, referenced instead of kept.
     pub fn store(
         &mut self,
         name: &FileName,
         size: u64,
         offset: u64,
         data: Bytes,
-        same_as: Option<&Arc<[u8]>>,
+        same_as: Option<&Arc<Truth>>,
     ) -> Result<(), String> {
         let part = self
             .parts
@@ -59,11 +60,15 @@ impl Storage {
     }
 }
 
-/// One file's bytes: pieces at offsets, each a window into shared content or bytes of its
-/// own; ranges no piece covers read as zeros (a sparse file).
+/// One file's bytes: chunks of a truth, by reference (a bit each), and pieces at offsets
+/// where it has bytes of its own (never where a truth chunk is marked); ranges neither
+/// covers read as zeros (a sparse file).
 #[derive(Debug, Default, Clone)]
 pub struct Content {
     size: u64,
+    truth: Option<Arc<Truth>>,
+    /// The chunks of `truth` held, by index.
+    same: ChunkSet,
     pieces: BTreeMap<u64, Bytes>,
 }
 
@@ -71,17 +76,18 @@ impl Content {
     pub fn empty(size: u64) -> Content {
         Content {
             size,
-            pieces: BTreeMap::new(),
+            ..Content::default()
         }
     }
 
-    /// The whole of `bytes`, by reference.
-    pub fn shared(bytes: &Arc<[u8]>) -> Content {
-        let mut c = Content::empty(bytes.len() as u64);
-        if let Some(all) = Bytes::shared(bytes, 0..bytes.len()).filter(|b| !b.is_empty()) {
-            c.pieces.insert(0, all);
+    /// The whole of `truth`, by reference.
+    pub fn of(truth: &Arc<Truth>) -> Content {
+        Content {
+            size: truth.size(),
+            same: ChunkSet::full(truth.manifest.chunk_count()),
+            truth: Some(truth.clone()),
+            pieces: BTreeMap::new(),
         }
-        c
     }
 
     pub fn len(&self) -> u64 {
@@ -92,20 +98,49 @@ impl Content {
         self.size == 0
     }
 
-    /// Up to `len` bytes at `offset` (short at the end, as `pread` is); a window of shared
-    /// content, not a copy, when one piece holds them all.
+    /// Up to `len` bytes at `offset` (short at the end, as `pread` is); by reference, not
+    /// a copy, when one truth chunk or one shared piece holds them all.
     pub fn read_bytes(&self, offset: u64, len: usize) -> Bytes {
         let end = offset.saturating_add(len as u64).min(self.size);
         if offset >= end {
             return Bytes::default();
         }
+        if let Some((at, chunk)) = self.truth_chunk_at(offset) {
+            if end - at <= chunk.len() as u64 {
+                return chunk.slice((offset - at) as usize..(end - at) as usize);
+            }
+        }
         if let Some((at, piece)) = self.pieces.range(..=offset).next_back() {
             let (from, to) = ((offset - at) as usize, (end - at) as usize);
-            if to <= piece.len() && piece.window().is_some() {
+            if to <= piece.len() && piece.is_shared() {
                 return piece.slice(from..to);
             }
         }
         self.read(offset, len).into()
+    }
+
+    /// The marked truth chunk holding byte `offset`, and where it starts.
+    fn truth_chunk_at(&self, offset: u64) -> Option<(u64, Bytes)> {
+        let truth = self.truth.as_ref()?;
+        let i = u32::try_from(offset / u64::from(truth.manifest.chunk_size.max(1))).ok()?;
+        let (at, _) = truth.manifest.chunk_range(i)?;
+        self.same
+            .contains(i)
+            .then(|| truth.chunk(i).map(|c| (at, c)))?
+    }
+
+    /// The marked truth chunks that overlap `from..to`: index, offset, length.
+    fn truth_chunks_in(&self, from: u64, to: u64) -> Vec<(u32, u64, u32)> {
+        let Some(truth) = self.truth.as_ref().filter(|_| from < to) else {
+            return Vec::new();
+        };
+        let chunk_size = u64::from(truth.manifest.chunk_size.max(1));
+        let (first, last) = (from / chunk_size, (to - 1) / chunk_size);
+        (first..=last)
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|i| self.same.contains(*i))
+            .filter_map(|i| truth.manifest.chunk_range(i).map(|(at, len)| (i, at, len)))
+            .collect()
     }
 
     /// Up to `len` bytes at `offset` (short at the end, as `pread` is), copied.
@@ -115,6 +150,18 @@ impl Content {
             return Vec::new();
         }
         let mut out = vec![0u8; (end - offset) as usize];
+        let mut put = |at: u64, bytes: &[u8]| {
+            let dst = out.get_mut((at - offset) as usize..(at - offset) as usize + bytes.len());
+            if let Some(dst) = dst {
+                dst.copy_from_slice(bytes);
+            }
+        };
+        if let Some(truth) = &self.truth {
+            for (_, at, len) in self.truth_chunks_in(offset, end) {
+                let (from, to) = (offset.max(at), end.min(at + u64::from(len)));
+                put(from, &truth.read(from, (to - from) as usize));
+            }
+        }
         let first = self
             .pieces
             .range(..=offset)
@@ -122,36 +169,49 @@ impl Content {
             .map_or(offset, |(at, _)| *at);
         for (at, piece) in self.pieces.range(first..end) {
             let (from, to) = (offset.max(*at), end.min(at + piece.len() as u64));
-            if from >= to {
-                continue;
-            }
-            let src = piece.get((from - at) as usize..(to - at) as usize);
-            let dst = out.get_mut((from - offset) as usize..(to - offset) as usize);
-            if let (Some(src), Some(dst)) = (src, dst) {
-                dst.copy_from_slice(src);
+            if from < to {
+                put(
+                    from,
+                    piece
+                        .get((from - at) as usize..(to - at) as usize)
+                        .unwrap_or_default(),
+                );
             }
         }
         out
     }
 
-    /// Replaces the bytes at `offset` with `data`, kept as a window of `same_as` when the
-    /// caller knows they equal it there (checked in debug builds).
-    pub fn write(&mut self, offset: u64, data: Bytes, same_as: Option<&Arc<[u8]>>) {
+    /// Replaces the bytes at `offset` with `data`: marked as the chunk of `same_as` when
+    /// the caller knows `data` is exactly that (checked in debug builds), kept otherwise.
+    pub fn write(&mut self, offset: u64, data: Bytes, same_as: Option<&Arc<Truth>>) {
         if data.is_empty() {
             return;
         }
         let end = offset + data.len() as u64;
+        self.unmark(offset, end);
         self.cut(offset, end);
-        let start = offset as usize;
-        let window = same_as.and_then(|t| Bytes::shared(t, start..start + data.len()));
-        let piece = match window {
-            Some(w) => {
-                debug_assert!(w == data);
-                w
+        let ours = |t: &&Arc<Truth>| self.truth.as_ref().is_none_or(|mine| Arc::ptr_eq(mine, t));
+        let chunk = same_as.filter(ours).and_then(|t| {
+            let i = u32::try_from(offset / u64::from(t.manifest.chunk_size.max(1))).ok()?;
+            let (at, len) = t.manifest.chunk_range(i)?;
+            (at == offset && len as usize == data.len()).then(|| (t.clone(), i))
+        });
+        match chunk {
+            Some((truth, i)) => {
+                debug_assert!(
+                    truth.chunk_by_reference(&data) == Some(i)
+                        || truth.chunk(i).is_some_and(|c| c == data)
+                );
+                if self.truth.is_none() {
+                    self.same = ChunkSet::empty(truth.manifest.chunk_count());
+                    self.truth = Some(truth);
+                }
+                self.same.insert(i);
             }
-            None => data,
-        };
-        self.pieces.insert(offset, piece);
+            None => {
+                self.pieces.insert(offset, data);
+            }
+        }
     }
 
     /// Applies `f` to every byte in `start..end` (a file changing on disk).
@@ -165,6 +225,26 @@ impl Content {
             *b = f(*b);
         }
         self.write(start, bytes.into(), None);
+    }
+
+    /// Truth chunks overlapping `from..to` are no longer marked: what of them lies outside
+    /// the range stays, as pieces (windows of the same chunk, still not made).
+    fn unmark(&mut self, from: u64, to: u64) {
+        let Some(truth) = self.truth.clone() else {
+            return;
+        };
+        for (i, at, len) in self.truth_chunks_in(from, to) {
+            self.same.remove(i);
+            let chunk = truth.chunk(i).unwrap_or_default();
+            let chunk_end = at + u64::from(len);
+            if at < from {
+                self.pieces.insert(at, chunk.slice(0..(from - at) as usize));
+            }
+            if to < chunk_end {
+                let rest = chunk.slice((to - at) as usize..len as usize);
+                self.pieces.insert(to, rest);
+            }
+        }
     }
 
     /// Removes `from..to` from every piece, keeping what lies outside it.
@@ -198,63 +278,89 @@ impl Content {
         self.read(0, self.size as usize)
     }
 
-    /// Whether these bytes are `truth`, cheaply when they are windows of it.
-    pub fn same_as(&self, truth: &Arc<[u8]>) -> bool {
-        if self.size != truth.len() as u64 {
+    /// Whether these bytes are `truth`'s: at a glance where its chunks are marked, by
+    /// comparison elsewhere.
+    pub fn same_as(&self, truth: &Truth) -> bool {
+        if self.size != truth.size() {
             return false;
         }
-        let mut covered = 0u64;
-        for (at, piece) in &self.pieces {
-            if *at != covered {
-                return self.to_vec() == truth.as_ref();
+        let mine = self
+            .truth
+            .as_deref()
+            .is_some_and(|t| std::ptr::eq(t, truth));
+        (0..truth.manifest.chunk_count()).all(|i| {
+            if mine && self.same.contains(i) {
+                return true;
             }
-            let by_reference = piece
-                .window()
-                .is_some_and(|(all, start)| Arc::ptr_eq(all, truth) && start as u64 == *at);
-            let equal = by_reference
-                || truth.get(*at as usize..*at as usize + piece.len()) == Some(&piece[..]);
-            if !equal {
-                return false;
-            }
-            covered += piece.len() as u64;
-        }
-        covered == self.size
+            let (at, len) = truth.manifest.chunk_range(i).unwrap_or_default();
+            self.read(at, len as usize) == truth.read(at, len as usize)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::truth::noise;
 
+    /// The same story over a held truth and a generated one: 300 bytes in 64-byte chunks.
     #[test]
     fn writes_reads_and_references() {
-        let truth: Arc<[u8]> = (0..100u8).collect::<Vec<_>>().into();
-        let mut c = Content::empty(100);
-        c.write(40, truth[40..60].to_vec().into(), Some(&truth));
-        assert!(c.pieces.get(&40).is_some_and(|p| p.window().is_some()));
-        assert!(c.read_bytes(45, 10).window().is_some(), "read by reference");
-        c.write(0, vec![7; 10].into(), None);
-        assert!(c.pieces.get(&0).is_some_and(|p| p.window().is_none()));
-        let mut expected = vec![0u8; 100];
-        expected[..10].fill(7);
-        expected[40..60].copy_from_slice(&truth[40..60]);
-        assert_eq!(c.to_vec(), expected);
-        assert_eq!(c.read(95, 10).len(), 5, "short read at the end");
-        // Overwrite across both pieces, then restore the truth everywhere.
-        c.write(5, vec![1; 50].into(), None);
-        assert_eq!(c.read(0, 60)[..5], [7; 5]);
-        assert_eq!(c.read(0, 60)[5..55], [1; 50]);
-        assert_eq!(c.read(55, 5), truth[55..60].to_vec());
-        for start in (0..100).step_by(25) {
-            c.write(
-                start,
-                truth[start as usize..start as usize + 25].to_vec().into(),
-                Some(&truth),
+        let held = Truth::held(noise(5, 300).into(), 64).unwrap_or_else(|e| panic!("{e}"));
+        let generated = Truth::generated(1, 5, 300, 64).unwrap_or_else(|e| panic!("{e}"));
+        for truth in [Arc::new(held), Arc::new(generated)] {
+            let all = truth.read(0, 300);
+            let chunk = |i: u32| truth.chunk(i).unwrap_or_default();
+            let mut c = Content::empty(300);
+            c.write(64, Bytes::from(all[64..128].to_vec()), Some(&truth));
+            assert!(
+                c.same.contains(1) && c.pieces.is_empty(),
+                "marked, not kept"
             );
+            let read = c.read_bytes(70, 10);
+            assert!(read.is_shared(), "read by reference");
+            assert_eq!(&read[..], &all[70..80]);
+            c.write(0, vec![7; 10].into(), None);
+            let mut expected = vec![0u8; 300];
+            expected[..10].fill(7);
+            expected[64..128].copy_from_slice(&all[64..128]);
+            assert_eq!(c.to_vec(), expected);
+            assert_eq!(c.read(295, 10).len(), 5, "short read at the end");
+            // Overwrite across the piece and the marked chunk: what is left of the chunk
+            // stays a window of it.
+            c.write(5, vec![1; 70].into(), None);
+            assert!(!c.same.contains(1));
+            assert!(c.pieces.get(&75).is_some_and(Bytes::is_shared));
+            let read = c.read(0, 130);
+            assert_eq!((&read[..5], &read[5..75]), (&[7; 5][..], &[1; 70][..]));
+            assert_eq!(&read[75..128], &all[75..128]);
+            assert!(!c.same_as(&truth));
+            for i in 0..5 {
+                c.write(u64::from(i) * 64, chunk(i), Some(&truth));
+            }
+            assert!(c.same_as(&truth) && c.pieces.is_empty());
+            c.modify(130, 131, |b| b ^ 1);
+            assert!(!c.same_as(&truth));
+            assert!(Content::of(&truth).same_as(&truth));
+            // Bytes equal to the truth's but held apart still compare equal.
+            let mut copy = Content::empty(300);
+            copy.write(0, all.clone().into(), None);
+            assert!(copy.same_as(&truth));
         }
-        assert!(c.same_as(&truth));
-        c.modify(30, 31, |b| b ^ 1);
-        assert!(!c.same_as(&truth));
-        assert!(Content::shared(&truth).same_as(&truth));
+    }
+
+    #[test]
+    fn a_generated_file_is_stored_and_served_without_being_made() {
+        let truth =
+            Arc::new(Truth::generated(1, 9, 10 * 4096, 4096).unwrap_or_else(|e| panic!("{e}")));
+        let seeder = Content::of(&truth);
+        let mut getter = Content::empty(truth.size());
+        for i in 0..10u32 {
+            let sent = seeder.read_bytes(u64::from(i) * 4096, 4096);
+            assert_eq!(truth.chunk_by_reference(&sent), Some(i));
+            getter.write(u64::from(i) * 4096, sent.clone(), Some(&truth));
+            assert!(sent.lazy_window().is_some_and(|(l, _)| !l.is_made()));
+        }
+        assert!(getter.same_as(&truth) && getter.pieces.is_empty());
     }
 }

@@ -404,7 +404,7 @@ pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
     });
     world.set_bandwidth(0, TRACKER_BYTES_PER_SEC, TRACKER_BYTES_PER_SEC);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5741_524d);
-    let data = file_bytes(&mut rng, config.file_size);
+    let file_seed = rng.gen::<u64>();
     let mut failures = Vec::new();
     let mut seeders = Vec::new();
     let seeder_ups = config.seeder_ups();
@@ -414,11 +414,10 @@ pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
             world.set_bandwidth(node, *up, config.down_bytes_per_sec);
         }
         seeders.push(node);
-        if let Err(e) = world.share(node, FILE, data.clone()) {
+        if let Err(e) = world.share_generated(node, FILE, config.file_size, file_seed) {
             failures.push(format!("seed{s} could not share: {e}"));
         }
     }
-    drop(data);
     for f in &config.faults {
         world.add_fault(f.clone());
     }
@@ -585,20 +584,6 @@ fn sample_timeline(
             return rows;
         }
     }
-}
-
-/// Incompressible bytes from the seed (xorshift, cheap at 100 MiB).
-fn file_bytes(rng: &mut ChaCha8Rng, size: u64) -> Vec<u8> {
-    let mut x: u64 = rng.gen::<u64>() | 1;
-    let mut out = Vec::with_capacity(size as usize);
-    while (out.len() as u64) < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let take = (size - out.len() as u64).min(8) as usize;
-        out.extend_from_slice(x.to_le_bytes().get(..take).unwrap_or_default());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::checkers;
 use crate::faults::Fault;
 use crate::storage::{Content, Storage};
 use crate::trace::TraceLine;
+use crate::truth::Truth;
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
@@ -162,8 +163,8 @@ pub struct World {
     rng: ChaCha8Rng,
     seeds: ChaCha8Rng,
     partitions: Vec<(NodeId, NodeId, u64)>,
-    /// The first manifest and content shared under each name: what every copy must equal.
-    pub(crate) truth: BTreeMap<FileName, (Manifest, Arc<[u8]>)>,
+    /// What was first shared under each name: what every copy must equal.
+    pub(crate) truth: BTreeMap<FileName, Arc<Truth>>,
     /// Digests of every chunk of shared content, found by length and first bytes: a chunk
     /// that equals one is "hashed" by a comparison, far cheaper than SHA-256 at swarm scale.
     known_chunks: BTreeMap<(usize, [u8; 16]), Vec<KnownChunk>>,
@@ -250,23 +251,69 @@ impl World {
     /// Puts `data` on the node's disk as `name` and shares it.
     pub fn share(&mut self, node: NodeId, name: &str, data: Vec<u8>) -> Result<(), String> {
         let name = FileName::new(name).map_err(|e| e.to_string())?;
-        let manifest =
-            Manifest::from_bytes(&data, self.config.chunk_size).map_err(|e| e.to_string())?;
-        let content = match self.truth.get(&name) {
-            Some((_, truth)) if truth.as_ref() == data.as_slice() => Content::shared(truth),
+        let (manifest, content) = match self.truth.get(&name) {
+            Some(truth) if truth.equals(&data) => (truth.manifest.clone(), Content::of(truth)),
             Some(_) => {
+                let manifest = Manifest::from_bytes(&data, self.config.chunk_size)
+                    .map_err(|e| e.to_string())?;
                 let mut own = Content::empty(data.len() as u64);
                 own.write(0, data.into(), None);
-                own
+                (manifest, own)
             }
             None => {
-                let truth: Arc<[u8]> = data.into();
-                self.learn_chunks(&manifest, &truth);
-                self.truth
-                    .insert(name.clone(), (manifest.clone(), truth.clone()));
-                Content::shared(&truth)
+                let truth =
+                    Truth::held(data.into(), self.config.chunk_size).map_err(|e| e.to_string())?;
+                self.learn_chunks(&truth);
+                self.first_shared(&name, truth)
             }
         };
+        self.share_content(node, name, manifest, content)
+    }
+
+    /// Shares `size` bytes derived from `seed` as `name` from the node's disk: bytes made
+    /// only where someone reads them (a swarm's file, whatever its size). The same name,
+    /// size and seed on another node is the same file.
+    pub fn share_generated(
+        &mut self,
+        node: NodeId,
+        name: &str,
+        size: u64,
+        seed: u64,
+    ) -> Result<(), String> {
+        let name = FileName::new(name).map_err(|e| e.to_string())?;
+        // A tag per name (the bytes depend on the seed alone).
+        let file_tag = self
+            .truth
+            .keys()
+            .position(|n| *n == name)
+            .unwrap_or(self.truth.len());
+        let file_tag = u32::try_from(file_tag).map_err(|e| e.to_string())?;
+        let made = Truth::generated(file_tag, seed, size, self.config.chunk_size)
+            .map_err(|e| e.to_string())?;
+        let (manifest, content) = match self.truth.get(&name) {
+            Some(truth) if truth.manifest == made.manifest => {
+                (truth.manifest.clone(), Content::of(truth))
+            }
+            Some(_) => return Err(format!("{name} was first shared with other bytes")),
+            None => self.first_shared(&name, made),
+        };
+        self.share_content(node, name, manifest, content)
+    }
+
+    /// Records `truth` as what `name` must be everywhere; its manifest and all of it.
+    fn first_shared(&mut self, name: &FileName, truth: Truth) -> (Manifest, Content) {
+        let truth = Arc::new(truth);
+        self.truth.insert(name.clone(), truth.clone());
+        (truth.manifest.clone(), Content::of(&truth))
+    }
+
+    fn share_content(
+        &mut self,
+        node: NodeId,
+        name: FileName,
+        manifest: Manifest,
+        content: Content,
+    ) -> Result<(), String> {
         if let Some(n) = self.nodes.get_mut(node) {
             n.storage.files.insert(name.clone(), content);
         }
@@ -334,12 +381,12 @@ impl World {
 
     /// The manifest of the content first shared under `name`.
     pub fn manifest(&self, name: &FileName) -> Option<&Manifest> {
-        self.truth.get(name).map(|(m, _)| m)
+        self.truth.get(name).map(|t| &t.manifest)
     }
 
-    /// The content first shared under `name`: what every copy must equal.
-    pub fn truth(&self, name: &FileName) -> Option<&Arc<[u8]>> {
-        self.truth.get(name).map(|(_, data)| data)
+    /// What was first shared under `name`: what every copy must equal.
+    pub fn truth(&self, name: &FileName) -> Option<&Arc<Truth>> {
+        self.truth.get(name)
     }
 
     pub fn node_name(&self, node: NodeId) -> &str {

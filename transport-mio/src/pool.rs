@@ -30,7 +30,7 @@ impl BufferPool {
 
     /// Keeps `bytes` for reuse if they are a big buffer of their own and there is room.
     pub fn give(&mut self, bytes: Bytes) {
-        if bytes.window().is_some() || bytes.len() < MIN_POOLED_BYTES {
+        if bytes.is_shared() || bytes.len() < MIN_POOLED_BYTES {
             return;
         }
         let buf = bytes.into_vec();

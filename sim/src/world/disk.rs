@@ -131,9 +131,7 @@ impl World {
             } => {
                 // Verified bytes are the shared content there: kept by reference.
                 let verified = checkers::check_store(self, node, &name, offset, &data);
-                let truth = verified
-                    .then(|| self.truth.get(&name).map(|(_, t)| t.clone()))
-                    .flatten();
+                let truth = verified.then(|| self.truth.get(&name).cloned()).flatten();
                 let result = match self.nodes.get_mut(node) {
                     Some(n) => n.storage.store(&name, size, offset, data, truth.as_ref()),
                     None => Err("no node".into()),
@@ -158,7 +156,13 @@ impl World {
         })
     }
 
-    pub(super) fn learn_chunks(&mut self, manifest: &Manifest, truth: &Arc<[u8]>) {
+    /// Files held in memory (a test's own bytes) are learnt chunk by chunk, so that a copy
+    /// of a chunk is recognised by comparison; generated ones need not be (their copies
+    /// travel by reference, and a copy made is hashed).
+    pub(super) fn learn_chunks(&mut self, truth: &Truth) {
+        let (manifest, Some(truth)) = (&truth.manifest, truth.held_bytes()) else {
+            return;
+        };
         for (i, digest) in (0..manifest.chunk_count()).zip(&manifest.hashes) {
             let Some((offset, len)) = manifest.chunk_range(i) else {
                 continue;
@@ -178,12 +182,15 @@ impl World {
     /// SHA-256 of `data`, by comparison when it is a chunk of shared content.
     /// A window of shared content at a chunk's place is that chunk, known without looking.
     pub(crate) fn digest(&self, data: &Bytes) -> Hash {
+        for truth in self.truth.values() {
+            let known = truth.chunk_by_reference(data);
+            if let Some(digest) = known.and_then(|i| truth.manifest.hashes.get(i as usize)) {
+                return *digest;
+            }
+        }
         let candidates = self.known_chunks.get(&(data.len(), chunk_prefix(data)));
         for (truth, start, digest) in candidates.into_iter().flatten() {
-            let by_reference = data
-                .window()
-                .is_some_and(|(all, at)| Arc::ptr_eq(all, truth) && at == *start);
-            if by_reference || truth.get(*start..start + data.len()) == Some(&data[..]) {
+            if truth.get(*start..start + data.len()) == Some(&data[..]) {
                 return *digest;
             }
         }

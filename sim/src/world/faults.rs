@@ -105,19 +105,13 @@ impl World {
             return;
         }
         self.start(node);
-        let files: Vec<(FileName, Vec<u8>)> = self
+        let files: Vec<FileName> = self
             .nodes
             .get(node)
-            .map(|n| {
-                n.storage
-                    .files
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_vec()))
-                    .collect()
-            })
+            .map(|n| n.storage.files.keys().cloned().collect())
             .unwrap_or_default();
-        for (name, data) in files {
-            let Ok(manifest) = Manifest::from_bytes(&data, self.config.chunk_size) else {
+        for name in files {
+            let Some(manifest) = self.manifest_on_disk(node, &name) else {
                 continue;
             };
             let cmd = PeerCommand::Share {
@@ -127,6 +121,16 @@ impl World {
             };
             // Re-sharing what is on disk; a refusal shows in the trace.
             let _ = self.command(node, cmd);
+        }
+    }
+
+    /// The manifest of `name` as `node`'s disk holds it now: the truth's when it holds
+    /// the truth (known without reading it), hashed from its bytes otherwise.
+    fn manifest_on_disk(&self, node: NodeId, name: &FileName) -> Option<Manifest> {
+        let content = self.nodes.get(node)?.storage.files.get(name)?;
+        match self.truth.get(name) {
+            Some(truth) if content.same_as(truth) => Some(truth.manifest.clone()),
+            _ => Manifest::from_bytes(&content.to_vec(), self.config.chunk_size).ok(),
         }
     }
 }
