@@ -42,7 +42,7 @@ impl ChunkSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bits.iter().all(|b| *b == 0)
+        words(&self.bits).all(|w| w == 0)
     }
 
     /// Whether the encoding is self-consistent: right byte count, no bits past `len`.
@@ -88,7 +88,7 @@ impl ChunkSet {
     }
 
     pub fn count(&self) -> u32 {
-        self.bits.iter().map(|b| b.count_ones()).sum()
+        words(&self.bits).map(u64::count_ones).sum()
     }
 
     pub fn is_full(&self) -> bool {
@@ -131,13 +131,34 @@ impl ChunkSet {
 
     /// Whether some chunk is in both sets.
     pub fn intersects(&self, other: &ChunkSet) -> bool {
-        self.len == other.len && self.bits.iter().zip(&other.bits).any(|(a, b)| a & b != 0)
+        self.len == other.len
+            && words(&self.bits)
+                .zip(words(&other.bits))
+                .any(|(a, b)| a & b != 0)
     }
 
     /// Whether every chunk of `self` is also in `other`.
     pub fn is_subset(&self, other: &ChunkSet) -> bool {
-        self.len == other.len && self.bits.iter().zip(&other.bits).all(|(a, b)| a & !b == 0)
+        self.len == other.len
+            && words(&self.bits)
+                .zip(words(&other.bits))
+                .all(|(a, b)| a & !b == 0)
     }
+}
+
+/// The bits eight bytes at a time, the last word padded with zeros: a pass over a file of
+/// 100,000 chunks takes 1,600 steps instead of 12,800.
+fn words(bits: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let whole = bits.chunks_exact(8);
+    let rest = whole.remainder();
+    let last = (!rest.is_empty()).then(|| {
+        let mut word = [0u8; 8];
+        word.iter_mut().zip(rest).for_each(|(w, b)| *w = *b);
+        u64::from_le_bytes(word)
+    });
+    whole
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+        .chain(last)
 }
 
 fn bytes_for(len: u32) -> usize {
@@ -165,6 +186,15 @@ mod tests {
         u.add_all(&s);
         assert_eq!(u.iter().collect::<Vec<_>>(), vec![0, 5, 129]);
         assert!(u.intersects(&s) && !u.intersects(&ChunkSet::from_indices(130, [6])));
+        // Across words: the last, short one and a full one.
+        let (last, first_word) = (
+            ChunkSet::from_indices(130, [129]),
+            ChunkSet::from_indices(130, [63]),
+        );
+        assert!(last.intersects(&s) && !last.intersects(&ChunkSet::from_indices(130, [128])));
+        assert!(!first_word.intersects(&s) && !first_word.is_subset(&s) && last.is_subset(&s));
+        assert!(ChunkSet::empty(130).is_empty() && !last.is_empty() && !first_word.is_empty());
+        assert_eq!(ChunkSet::full(130).count(), 130);
         u.remove_all(&ChunkSet::from_indices(130, [0, 7, 129]));
         assert_eq!(u.iter().collect::<Vec<_>>(), vec![5]);
     }
