@@ -161,6 +161,8 @@ impl Bytes {
     pub fn as_slice(&self) -> &[u8] {
         match &self.repr {
             Repr::Owned { vec, start } => vec.get(*start..).unwrap_or_default(),
+            // An empty window never makes lazy bytes (a decoder looks at what is left).
+            Repr::Shared { len: 0, .. } => &[],
             Repr::Shared { all, start, len } => {
                 all.bytes().get(*start..start + len).unwrap_or_default()
             }
@@ -389,6 +391,9 @@ mod tests {
         assert_eq!(tail.into_vec(), expected[40..].to_vec());
         assert_eq!(made(), 1, "one making serves every window");
         assert!(Bytes::lazy(source.clone(), 1, 10).joined(&narrow).is_none());
+        let mut untouched = Bytes::lazy(source.clone(), 2, 10);
+        let nothing = untouched.split_off(10);
+        assert_eq!((nothing.len(), &nothing[..], made()), (0, &[][..], 1));
     }
 
     #[test]

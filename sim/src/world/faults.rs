@@ -97,6 +97,7 @@ impl World {
         n.storage.parts.clear();
         for (conn, link) in conns {
             self.close_towards(link, node, conn);
+            self.forget_if_unused(link);
         }
     }
 

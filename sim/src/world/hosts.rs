@@ -203,7 +203,10 @@ impl World {
             n.held.push_back(Held::Closed(conn));
             return;
         }
-        n.conns.remove(&conn);
+        let link = n.conns.remove(&conn);
+        if let Some(link) = link {
+            self.forget_if_unused(link);
+        }
         self.feed(node, Input::Closed { conn });
     }
 
@@ -241,7 +244,9 @@ impl World {
                     self.feed_one(node, Input::Received { conn, data });
                 }
                 Held::Closed(conn) => {
-                    n.conns.remove(&conn);
+                    if let Some(link) = n.conns.remove(&conn) {
+                        self.forget_if_unused(link);
+                    }
                     self.feed_one(node, Input::Closed { conn });
                 }
             }

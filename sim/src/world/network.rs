@@ -296,6 +296,19 @@ impl World {
             return;
         };
         self.close_towards(link, node, conn);
+        self.forget_if_unused(link);
+    }
+
+    /// Forgets `link` once neither end has a connection on it: nothing travels on it again
+    /// (a swarm of thousands of peers opens and closes hundreds of thousands of links).
+    pub(super) fn forget_if_unused(&mut self, link: LinkId) {
+        let used = self
+            .links
+            .get(&link)
+            .is_some_and(|l| l.ends.iter().any(|e| self.mapped(e.node, e.conn, link)));
+        if !used {
+            self.links.remove(&link);
+        }
     }
 
     /// Both ends of a link hear that it broke (a partition resets it).
