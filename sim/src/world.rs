@@ -23,7 +23,6 @@ use drizzle_core::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub use disk::DiskModel;
 use hosts::node_addr;
 pub(crate) use hosts::{Node, NodeMachine};
 use network::Link;
-use queue::Queued;
+use queue::Queue;
 
 /// Index of a node; the tracker is node 0.
 pub type NodeId = usize;
@@ -156,7 +155,7 @@ pub struct World {
     pub config: WorldConfig,
     now_us: u64,
     seq: u64,
-    queue: BinaryHeap<Queued>,
+    queue: Queue,
     pub(crate) nodes: Vec<Node>,
     links: BTreeMap<LinkId, Link>,
     next_link: LinkId,
@@ -191,7 +190,7 @@ impl World {
             config,
             now_us: 0,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             nodes: Vec::new(),
             links: BTreeMap::new(),
             next_link: 0,
@@ -414,7 +413,7 @@ impl World {
 
     /// Runs one queued action; `false` when nothing is left.
     pub fn step(&mut self) -> bool {
-        let Some(Queued { at_us, action, .. }) = self.queue.pop() else {
+        let Some((at_us, action)) = self.queue.pop() else {
             return false;
         };
         self.now_us = self.now_us.max(at_us);
@@ -441,8 +440,8 @@ impl World {
                 }
                 return false;
             }
-            match self.queue.peek() {
-                Some(q) if q.at_us <= deadline_ms.saturating_mul(1000) => {}
+            match self.queue.next_due_us() {
+                Some(at_us) if at_us <= deadline_ms.saturating_mul(1000) => {}
                 _ => return done(self),
             }
             self.step();
@@ -452,7 +451,7 @@ impl World {
     fn push(&mut self, at_us: u64, action: Action) {
         self.seq += 1;
         let seq = self.seq;
-        self.queue.push(Queued { at_us, seq, action });
+        self.queue.push(at_us, seq, action);
     }
 
     fn apply(&mut self, action: Action) {
