@@ -196,17 +196,17 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
     }
 }
 
-/// Peak memory of a swarm run, bytes, as measured: the simulator holds the file's bytes
-/// three times over (the content every copy is checked against, the seeders' and the
-/// generator's), and each peer about 300 KiB (connections, buffers, chunk maps).
-/// `sim swarm --peers 10 --file-size 1GiB` peaks at 3.0 GiB; `--peers 1000 --file-size
-/// 10MiB --chunk-size 64KiB` at 290 MiB.
-fn needed_bytes(peers: usize, seeders: usize, file_size: u64) -> u64 {
-    const PER_PEER_BYTES: u64 = 300 << 10;
-    let nodes = (peers + seeders) as u64;
-    file_size
-        .saturating_mul(3)
-        .saturating_add(nodes.saturating_mul(PER_PEER_BYTES))
+/// What each simulated node costs in memory, as measured: about 300 KiB (connections,
+/// buffers, its machine), and for each chunk of the file its share of the chunk maps and
+/// manifests every node keeps. The file's bytes cost nothing: they are made only where read.
+/// `sim swarm --peers 1000` (100 MiB) peaks at 290 MiB; `--peers 100 --file-size 4GiB` at
+/// 160 MiB.
+const PER_NODE_BYTES: u64 = 300 << 10;
+const PER_NODE_CHUNK_BYTES: u64 = 320;
+
+/// Peak memory of a swarm run of `nodes` nodes sharing a file of `chunks` chunks, bytes.
+fn needed_bytes(nodes: u64, chunks: u64) -> u64 {
+    nodes.saturating_mul(PER_NODE_BYTES.saturating_add(chunks.saturating_mul(PER_NODE_CHUNK_BYTES)))
 }
 
 /// Memory the kernel says can be had without swapping (`MemAvailable`), if it says.
@@ -218,35 +218,39 @@ fn available_bytes() -> Option<u64> {
 }
 
 /// A run that would not fit in this machine's memory is refused before it starts (it
-/// would otherwise take the machine down with it: 16 GiB was killed at 24 GB), saying
-/// what would fit.
+/// would otherwise take the machine down with it: before payloads were made only where
+/// read, 16 GiB was killed at 24 GB), saying what would fit.
 fn refuse_what_cannot_fit(config: &SwarmConfig) -> Result<(), Fail> {
     let Some(available) = available_bytes() else {
         return Ok(());
     };
     let (peers, seeders) = config.nodes_run();
-    let needed = needed_bytes(peers, seeders, config.file_size);
+    let nodes = (peers + seeders) as u64;
+    let chunk_size = u64::from(config.chunk_size.max(1));
+    let chunks = config.file_size.div_ceil(chunk_size);
+    let needed = needed_bytes(nodes, chunks);
     if needed <= available {
         return Ok(());
     }
-    let peers_cost = needed_bytes(peers, seeders, 0);
-    if peers_cost > available {
-        let msg = format!(
-            "this swarm's {} nodes need about {} of memory (300 KiB each) and {} is available",
-            peers + seeders,
-            units::bytes(peers_cost),
-            units::bytes(available)
-        );
-        return Err(Fail::new(Exit::Usage, msg));
-    }
-    let fits = available.saturating_sub(peers_cost) / 3;
+    let per_node = needed_bytes(1, chunks);
+    let peers_fit = (available / per_node).saturating_sub(seeders as u64);
+    let chunks_fit =
+        (available / nodes.max(1)).saturating_sub(PER_NODE_BYTES) / PER_NODE_CHUNK_BYTES;
+    let smaller_file = match chunks_fit {
+        0 => String::new(),
+        n => format!(
+            " or --file-size {}",
+            units::bytes(n.saturating_mul(chunk_size))
+        ),
+    };
     let msg = format!(
-        "this swarm needs about {} of memory and {} is available: the simulator keeps the \
-         file's bytes three times over; with {} peers, --file-size {} would fit",
+        "this swarm needs about {} of memory and {} is available (each of its {nodes} nodes \
+         about {}: {} and {PER_NODE_CHUNK_BYTES} bytes per chunk); --peers {peers_fit}\
+         {smaller_file} would fit",
         units::bytes(needed),
         units::bytes(available),
-        config.peers,
-        units::bytes(fits)
+        units::bytes(per_node),
+        units::bytes(PER_NODE_BYTES),
     );
     Err(Fail::new(Exit::Usage, msg))
 }
