@@ -243,11 +243,11 @@ impl Peer {
         let Some(a) = self.end_download(name) else {
             return;
         };
-        let (root, manifest) = (a.root(), a.manifest().clone());
+        let (root, manifest) = (a.root(), a.shared_manifest().clone());
         let have = ChunkSet::full(manifest.chunk_count());
         let file = SharedFile {
             name: name.clone(),
-            manifest: manifest.clone(),
+            manifest: Manifest::clone(&manifest),
             have: have.clone(),
         };
         let bytes = manifest.size;

@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
 use std::iter::Peekable;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A holder's wait after failures doubles at most this many times (2 s → 16 s by default):
 /// long enough that a holder that never sends costs little, short enough that a seeder
@@ -29,7 +30,8 @@ const MAX_FAILURE_DOUBLINGS: u32 = 3;
 pub(crate) struct Active {
     policy: FetchPolicy,
     root: Root,
-    manifest: Manifest,
+    /// Shared with the file's entry among those served (a 100 GiB file's is 3 MiB).
+    manifest: Arc<Manifest>,
     /// Chunks the user asked for (all of them unless `--chunks`).
     want: ChunkSet,
     /// Verified and stored.
@@ -131,7 +133,7 @@ impl Active {
     pub fn new(
         policy: FetchPolicy,
         root: Root,
-        manifest: Manifest,
+        manifest: Arc<Manifest>,
         want: ChunkSet,
         check: Option<DiskCheck>,
         refresh_ms: u64,
@@ -173,6 +175,10 @@ impl Active {
     }
 
     pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn shared_manifest(&self) -> &Arc<Manifest> {
         &self.manifest
     }
 
@@ -676,8 +682,9 @@ impl Active {
             for (_, have) in &ready {
                 offered.add_all(have);
             }
-            let fresh = wanted.iter().filter(|c| offered.contains(*c));
-            picker::rarest(fresh.map(|c| (c, rarity(c))), rng)?
+            let mut fresh = wanted;
+            fresh.keep_all(&offered);
+            picker::rarest(fresh.iter().map(|c| (c, rarity(c))), rng)?
         };
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
         let holder = picker::random_holder(&holders, rng)?;

@@ -17,6 +17,7 @@ use crate::time::Timestamp;
 use crate::wire::{Complaint, LocatedHolder, Message, RefusedBecause};
 use rand::Rng;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) struct Download {
@@ -161,6 +162,7 @@ impl Peer {
         let have = ChunkSet::empty(count);
         let refresh_ms = self.config.refresh_min_ms;
         let policy = self.config.fetch;
+        let manifest = Arc::new(manifest);
         let mut active = Active::new(policy, root, manifest.clone(), want, check, refresh_ms, now);
         active.set_holders(holders);
         if let Some(d) = self.downloads.get_mut(&name) {

@@ -7,6 +7,7 @@ use crate::chunkset::ChunkSet;
 use crate::manifest::{FileName, Manifest, Root};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub(super) struct LocalFiles {
@@ -18,7 +19,7 @@ pub(super) struct LocalFiles {
 /// A file this peer can serve.
 #[derive(Debug)]
 pub(super) struct LocalFile {
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     /// The manifest's root, kept so it is not re-hashed.
     root: Root,
     have: ChunkSet,
@@ -76,7 +77,7 @@ impl LocalFiles {
     pub fn insert(
         &mut self,
         name: FileName,
-        manifest: Manifest,
+        manifest: Arc<Manifest>,
         root: Root,
         have: ChunkSet,
         partial: bool,

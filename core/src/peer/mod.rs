@@ -48,6 +48,7 @@ use session::TrackerSession;
 use slots::UploadSlots;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use config::{FetchPolicy, PeerConfig, ServePolicy};
 
@@ -341,7 +342,8 @@ impl Peer {
             manifest: manifest.clone(),
             have: have.clone(),
         };
-        self.files.insert(name, manifest, root, have, partial);
+        self.files
+            .insert(name, Arc::new(manifest), root, have, partial);
         if self.tracker_up() {
             self.send_register(vec![file]);
         }

@@ -15,7 +15,7 @@ fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
     let mut a = Active::new(
         FetchPolicy::default(),
         manifest.root(),
-        manifest,
+        Arc::new(manifest),
         ChunkSet::full(chunks),
         None,
         0,
@@ -308,17 +308,17 @@ fn shared_depths_count_bytes() {
         .collect();
     let mut a = active(1, &many);
     let depths = |a: &Active| (a.pipeline_depth(), a.request_budget());
-    a.manifest.chunk_size = 1 << 20;
+    Arc::make_mut(&mut a.manifest).chunk_size = 1 << 20;
     assert_eq!(
         depths(&a),
         (p.shared_requests_per_holder, p.shared_requests_per_download)
     );
-    a.manifest.chunk_size = 4 << 20;
+    Arc::make_mut(&mut a.manifest).chunk_size = 4 << 20;
     assert_eq!(
         depths(&a),
         (p.shared_requests_per_holder, p.shared_requests_per_download)
     );
-    a.manifest.chunk_size = 256 << 10;
+    Arc::make_mut(&mut a.manifest).chunk_size = 256 << 10;
     assert_eq!(
         depths(&a),
         (
@@ -326,7 +326,7 @@ fn shared_depths_count_bytes() {
             4 * p.shared_requests_per_download
         )
     );
-    a.manifest.chunk_size = 64;
+    Arc::make_mut(&mut a.manifest).chunk_size = 64;
     assert_eq!(depths(&a), (p.requests_per_holder, p.requests_per_download));
 }
 
