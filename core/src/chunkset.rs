@@ -95,18 +95,25 @@ impl ChunkSet {
         self.count() == self.len
     }
 
-    /// The chunks present, in ascending order (empty bytes skipped whole).
+    /// The chunks present, in ascending order (a word at a time, empty words skipped).
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         let len = self.len;
         (0u32..)
-            .zip(&self.bits)
-            .filter(|(_, byte)| **byte != 0)
-            .flat_map(|(i, byte)| {
-                (0..8)
-                    .filter(move |b| byte & (1 << b) != 0)
-                    .map(move |b| i * 8 + b)
-            })
+            .zip(words(&self.bits))
+            .filter(|(_, word)| *word != 0)
+            .flat_map(|(i, word)| Ones { word, base: i * 64 })
             .filter(move |c| *c < len)
+    }
+
+    /// Keeps only the chunks also in `other` (a set over the same chunks; otherwise
+    /// nothing changes).
+    pub fn keep_all(&mut self, other: &ChunkSet) {
+        debug_assert_eq!(self.len, other.len, "sets over different files");
+        if self.len == other.len {
+            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+                *a &= b;
+            }
+        }
     }
 
     /// Adds every chunk of `other` (a set over the same chunks; otherwise nothing changes).
@@ -161,6 +168,25 @@ fn words(bits: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .chain(last)
 }
 
+/// The set bits of one word, lowest first, as chunk indices from `base`.
+struct Ones {
+    word: u64,
+    base: u32,
+}
+
+impl Iterator for Ones {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.word == 0 {
+            return None;
+        }
+        let bit = self.word.trailing_zeros();
+        self.word &= self.word - 1;
+        Some(self.base + bit)
+    }
+}
+
 fn bytes_for(len: u32) -> usize {
     len.div_ceil(8) as usize
 }
@@ -195,6 +221,16 @@ mod tests {
         assert!(!first_word.intersects(&s) && !first_word.is_subset(&s) && last.is_subset(&s));
         assert!(ChunkSet::empty(130).is_empty() && !last.is_empty() && !first_word.is_empty());
         assert_eq!(ChunkSet::full(130).count(), 130);
+        let mut kept = u.clone();
+        kept.keep_all(&ChunkSet::from_indices(130, [5, 129, 64]));
+        assert_eq!(kept.iter().collect::<Vec<_>>(), vec![5, 129]);
+        let many: Vec<u32> = (0..130).filter(|i| i % 3 == 0 || *i == 127).collect();
+        assert_eq!(
+            ChunkSet::from_indices(130, many.clone())
+                .iter()
+                .collect::<Vec<_>>(),
+            many
+        );
         u.remove_all(&ChunkSet::from_indices(130, [0, 7, 129]));
         assert_eq!(u.iter().collect::<Vec<_>>(), vec![5]);
     }
