@@ -96,7 +96,7 @@ impl ChunkSet {
     }
 
     /// The chunks present, in ascending order (a word at a time, empty words skipped).
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = u32> + Clone + '_ {
         let len = self.len;
         (0u32..)
             .zip(words(&self.bits))
@@ -144,6 +144,50 @@ impl ChunkSet {
                 .any(|(a, b)| a & b != 0)
     }
 
+    /// The chunks in `self` but not in `other` (a set over the same chunks; otherwise all
+    /// of `self`), ascending, a word at a time.
+    pub fn minus<'a>(&'a self, other: &'a ChunkSet) -> impl Iterator<Item = u32> + 'a {
+        let same = self.len == other.len;
+        let others = words(&other.bits).chain(std::iter::repeat(0));
+        let len = self.len;
+        (0u32..)
+            .zip(words(&self.bits).zip(others))
+            .map(move |(i, (a, b))| (i, if same { a & !b } else { a }))
+            .filter(|(_, word)| *word != 0)
+            .flat_map(|(i, word)| Ones { word, base: i * 64 })
+            .filter(move |c| *c < len)
+    }
+
+    /// How many chunks are in both sets.
+    pub fn count_common(&self, other: &ChunkSet) -> u32 {
+        if self.len != other.len {
+            return 0;
+        }
+        (words(&self.bits).zip(words(&other.bits)))
+            .map(|(a, b)| (a & b).count_ones())
+            .sum()
+    }
+
+    /// The `n`-th chunk (from 0, ascending) in both sets, if there are that many.
+    pub fn nth_common(&self, other: &ChunkSet, mut n: u32) -> Option<u32> {
+        if self.len != other.len {
+            return None;
+        }
+        for (i, (a, b)) in (0u32..).zip(words(&self.bits).zip(words(&other.bits))) {
+            let both = a & b;
+            let ones = both.count_ones();
+            if n < ones {
+                let ones = Ones {
+                    word: both,
+                    base: i * 64,
+                };
+                return ones.take(n as usize + 1).last();
+            }
+            n -= ones;
+        }
+        None
+    }
+
     /// Whether every chunk of `self` is also in `other`.
     pub fn is_subset(&self, other: &ChunkSet) -> bool {
         self.len == other.len
@@ -155,7 +199,7 @@ impl ChunkSet {
 
 /// The bits eight bytes at a time, the last word padded with zeros: a pass over a file of
 /// 100,000 chunks takes 1,600 steps instead of 12,800.
-fn words(bits: &[u8]) -> impl Iterator<Item = u64> + '_ {
+fn words(bits: &[u8]) -> impl Iterator<Item = u64> + Clone + '_ {
     let whole = bits.chunks_exact(8);
     let rest = whole.remainder();
     let last = (!rest.is_empty()).then(|| {
@@ -169,6 +213,7 @@ fn words(bits: &[u8]) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// The set bits of one word, lowest first, as chunk indices from `base`.
+#[derive(Clone)]
 struct Ones {
     word: u64,
     base: u32,
@@ -230,6 +275,24 @@ mod tests {
                 .iter()
                 .collect::<Vec<_>>(),
             many
+        );
+        let odd = ChunkSet::from_indices(130, (0..130).filter(|i| i % 2 == 1));
+        let low = ChunkSet::from_indices(130, 0..100);
+        assert_eq!(
+            odd.minus(&low).collect::<Vec<_>>(),
+            (101..130).step_by(2).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            low.minus(&ChunkSet::empty(7)).count(),
+            100,
+            "another file's set"
+        );
+        let some = ChunkSet::from_indices(130, [1, 2, 63, 65, 127, 129]);
+        assert_eq!(odd.count_common(&some), 5);
+        let common: Vec<_> = (0..6).map(|n| odd.nth_common(&some, n)).collect();
+        assert_eq!(
+            common,
+            [Some(1), Some(63), Some(65), Some(127), Some(129), None]
         );
         u.remove_all(&ChunkSet::from_indices(130, [0, 7, 129]));
         assert_eq!(u.iter().collect::<Vec<_>>(), vec![5]);

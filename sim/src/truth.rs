@@ -163,10 +163,14 @@ impl Generated {
         let shared = len.saturating_sub(TAIL_BYTES).min(self.prefix.len());
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(self.prefix.get(..shared).unwrap_or_default());
-        let tail = noise(self.seed.wrapping_add(1 + u64::from(i)), TAIL_BYTES);
-        out.extend_from_slice(tail.get(..len - out.len()).unwrap_or_default());
+        out.extend_from_slice(self.tail(i).get(..len - out.len()).unwrap_or_default());
         out.resize(len, 0);
         out
+    }
+
+    /// The bytes of chunk `i` that are its own (all of them but the shared prefix).
+    fn tail(&self, i: u32) -> Vec<u8> {
+        noise(self.seed.wrapping_add(1 + u64::from(i)), TAIL_BYTES)
     }
 
     fn manifest(&self, size: u64) -> Result<Manifest, ManifestError> {
@@ -187,13 +191,13 @@ impl Generated {
         for i in 0..chunks {
             let len = (size - i * chunk_size).min(chunk_size) as usize;
             let i = u32::try_from(i).map_err(|_| ManifestError::TooManyChunks)?;
-            let bytes = self.chunk_bytes(i, len);
+            // A whole chunk is the prefix and its tail: the prefix's hash, resumed.
             let hash: Hash = if len == self.chunk_size as usize {
                 let mut state = prefix_state.clone();
-                state.update(bytes.get(self.prefix.len()..).unwrap_or_default());
+                state.update(self.tail(i));
                 state.finalize().into()
             } else {
-                sha256(&bytes)
+                sha256(&self.chunk_bytes(i, len))
             };
             hashes.push(hash);
         }

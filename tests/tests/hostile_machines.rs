@@ -1746,9 +1746,11 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
     let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
     assert_eq!(d.connects.len(), 2, "{d:?}");
     let mut reported = Vec::new();
-    for (i, (conn, holder)) in d.connects.iter().copied().enumerate() {
+    // Holder 10,000 + i holds chunk i (and is connected to in the order of the picks).
+    for (conn, holder) in d.connects.iter().copied() {
+        let i = holder.port() - 10_000;
         p.handle(Timestamp(2), Input::Connected { conn });
-        let because = [RefusedBecause::SentOften, RefusedBecause::NotHeld][i];
+        let because = [RefusedBecause::SentOften, RefusedBecause::NotHeld][usize::from(i)];
         let refusal = |chunk| {
             encode(&Message::ChunkRefused {
                 root,
@@ -1758,11 +1760,11 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
             })
         };
         let mut bytes = hello(Role::Peer);
-        bytes.extend(refusal(i as u32));
+        bytes.extend(refusal(u32::from(i)));
         // It says it has the chunk after all, is asked again and refuses again.
         bytes.extend(encode(&Message::Have {
             root,
-            chunk: i as u32,
+            chunk: u32::from(i),
         }));
         let mut d = send(&mut p, conn, 3, &bytes);
         let asked_again = d
@@ -1771,7 +1773,7 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
             .any(|(c, m)| *c == conn && matches!(m, Message::GetChunk { .. }));
         assert!(asked_again, "{d:?}");
         d.sent
-            .extend(send(&mut p, conn, 4, &refusal(i as u32)).sent);
+            .extend(send(&mut p, conn, 4, &refusal(u32::from(i))).sent);
         for (c, m) in d.sent {
             if let (
                 true,
@@ -1787,8 +1789,7 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
             }
         }
     }
-    let holder_1 = d.connects[1].1;
-    assert_eq!(reported, vec![(holder_1, Complaint::Refused)]);
+    assert_eq!(reported, vec![(addr(10_001), Complaint::Refused)]);
 }
 
 /// A remote that says why it leaves (`Error`) is let go on our side too — by a peer as by

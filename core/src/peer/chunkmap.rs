@@ -1,10 +1,11 @@
 //! A download's chunk map: which holders have which chunks (as the tracker's samples and
 //! the holders themselves said), which holders proved bad, and each chunk's rarity (its
-//! good holders), kept true through every change: the picker weighs every missing chunk on
-//! every request, so rarity is kept, not counted.
+//! good holders), kept true through every change and kept by rarity too, so that a pick of
+//! the rarest chunk reads sets a word at a time instead of weighing every missing chunk.
 
 use crate::chunkset::ChunkSet;
 use crate::limits::MAX_KNOWN_HOLDERS;
+use rand::Rng;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -14,7 +15,7 @@ pub(crate) struct ChunkMap {
     /// Holders that sent a chunk that failed verification: never asked again for this file.
     bad: BTreeSet<SocketAddr>,
     /// For each chunk, how many holders not known bad have it.
-    good_counts: Vec<u32>,
+    rarity: Rarity,
 }
 
 impl ChunkMap {
@@ -23,7 +24,7 @@ impl ChunkMap {
         ChunkMap {
             holders: BTreeMap::new(),
             bad: BTreeSet::new(),
-            good_counts: vec![0; chunks as usize],
+            rarity: Rarity::new(chunks),
         }
     }
 
@@ -53,9 +54,16 @@ impl ChunkMap {
 
     /// How many holders not known bad have `chunk`.
     pub fn good_count(&self, chunk: u32) -> usize {
-        self.good_counts
-            .get(chunk as usize)
-            .map_or(0, |n| *n as usize)
+        self.rarity.count(chunk) as usize
+    }
+
+    /// One of the chunks of `among` with the fewest good holders, ties broken by one draw:
+    /// the same pick, with the same draw, as [`picker::rarest`] over `among` in ascending
+    /// order, in a few word-wide passes.
+    ///
+    /// [`picker::rarest`]: super::picker::rarest
+    pub fn rarest_among(&self, among: &ChunkSet, rng: &mut impl Rng) -> Option<u32> {
+        self.rarity.rarest_among(among, rng)
     }
 
     /// Whether `holder` has `chunk` and is not known bad.
@@ -99,16 +107,18 @@ impl ChunkMap {
         if self.holders.len() >= MAX_KNOWN_HOLDERS && !self.holders.contains_key(&addr) {
             return false;
         }
-        let good = !self.bad.contains(&addr);
-        if good {
-            for c in have.iter() {
-                count_holder(&mut self.good_counts, c, true);
-            }
-        }
-        if let Some(before) = self.holders.insert(addr, have).filter(|_| good) {
-            for c in before.iter() {
-                count_holder(&mut self.good_counts, c, false);
-            }
+        let before = self.holders.insert(addr, have);
+        if !self.bad.contains(&addr) {
+            let none = ChunkSet::empty(self.rarity.chunks());
+            let before = before.as_ref().unwrap_or(&none);
+            let after = self.holders.get(&addr).unwrap_or(&none);
+            // Only what changed: a holder introduced again mostly holds what it held.
+            after
+                .minus(before)
+                .for_each(|c| self.rarity.change(c, true));
+            before
+                .minus(after)
+                .for_each(|c| self.rarity.change(c, false));
         }
         true
     }
@@ -123,7 +133,7 @@ impl ChunkMap {
             return false;
         }
         if !self.bad.contains(&holder) {
-            count_holder(&mut self.good_counts, chunk, true);
+            self.rarity.change(chunk, true);
         }
         true
     }
@@ -135,7 +145,7 @@ impl ChunkMap {
             have.remove(chunk);
         }
         if counted {
-            count_holder(&mut self.good_counts, chunk, false);
+            self.rarity.change(chunk, false);
         }
     }
 
@@ -146,26 +156,175 @@ impl ChunkMap {
         }
     }
 
-    /// Counts `good_counts` afresh (after the map or the bad marks changed wholesale).
+    /// Counts rarity afresh (after the map or the bad marks changed wholesale).
     fn recount(&mut self) {
-        self.good_counts.fill(0);
+        let mut counts = vec![0u32; self.rarity.counts.len()];
         for (addr, have) in &self.holders {
             if !self.bad.contains(addr) {
                 for c in have.iter() {
-                    count_holder(&mut self.good_counts, c, true);
+                    if let Some(n) = counts.get_mut(c as usize) {
+                        *n = n.saturating_add(1);
+                    }
                 }
             }
         }
+        self.rarity = Rarity::from_counts(counts);
     }
 }
 
-/// One more (`more`) or one fewer good holder of `chunk` in `counts`.
-fn count_holder(counts: &mut [u32], chunk: u32, more: bool) {
-    if let Some(n) = counts.get_mut(chunk as usize) {
+/// Each chunk's number of good holders, and the chunks grouped by that number: group `n`
+/// holds the chunks with `n` good holders (its set is allocated only while it has some).
+#[derive(Debug)]
+struct Rarity {
+    counts: Vec<u32>,
+    by_count: Vec<Group>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    size: u32,
+    chunks: ChunkSet,
+}
+
+impl Rarity {
+    fn new(chunks: u32) -> Rarity {
+        Rarity::from_counts(vec![0; chunks as usize])
+    }
+
+    fn from_counts(counts: Vec<u32>) -> Rarity {
+        let mut rarity = Rarity {
+            by_count: Vec::new(),
+            counts,
+        };
+        for c in 0..rarity.chunks() {
+            rarity.join(c, rarity.count(c));
+        }
+        rarity
+    }
+
+    fn chunks(&self) -> u32 {
+        u32::try_from(self.counts.len()).unwrap_or(u32::MAX)
+    }
+
+    fn count(&self, chunk: u32) -> u32 {
+        self.counts.get(chunk as usize).copied().unwrap_or(0)
+    }
+
+    /// One more (`more`) or one fewer good holder of `chunk`.
+    fn change(&mut self, chunk: u32, more: bool) {
+        let Some(n) = self.counts.get_mut(chunk as usize) else {
+            return;
+        };
+        let before = *n;
         *n = if more {
             n.saturating_add(1)
         } else {
             n.saturating_sub(1)
         };
+        let after = *n;
+        if after != before {
+            self.leave(chunk, before);
+            self.join(chunk, after);
+        }
+    }
+
+    fn join(&mut self, chunk: u32, count: u32) {
+        let chunks = self.chunks();
+        if self.by_count.len() <= count as usize {
+            self.by_count
+                .resize_with(count as usize + 1, Group::default);
+        }
+        if let Some(group) = self.by_count.get_mut(count as usize) {
+            if group.size == 0 {
+                group.chunks = ChunkSet::empty(chunks);
+            }
+            group.size += 1;
+            group.chunks.insert(chunk);
+        }
+    }
+
+    fn leave(&mut self, chunk: u32, count: u32) {
+        if let Some(group) = self.by_count.get_mut(count as usize) {
+            group.chunks.remove(chunk);
+            group.size = group.size.saturating_sub(1);
+            if group.size == 0 {
+                group.chunks = ChunkSet::default();
+            }
+        }
+    }
+
+    fn rarest_among(&self, among: &ChunkSet, rng: &mut impl Rng) -> Option<u32> {
+        for group in self.by_count.iter().filter(|g| g.size > 0) {
+            let ties = group.chunks.count_common(among);
+            if ties > 0 {
+                return group.chunks.nth_common(among, rng.gen_range(0..ties));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::picker;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 7000)
+    }
+
+    fn random_set(chunks: u32, rng: &mut ChaCha8Rng) -> ChunkSet {
+        let p = rng.gen_range(0.0..1.0);
+        ChunkSet::from_indices(chunks, (0..chunks).filter(|_| rng.gen_bool(p)))
+    }
+
+    /// Through every kind of change, the kept rarity is the counted one, and a pick from
+    /// the groups is the pick (and the draw) of `picker::rarest` over the chunks in order.
+    #[test]
+    fn rarity_kept_by_group_picks_as_the_plain_count_does() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for round in 0..200 {
+            let chunks = rng.gen_range(1..300);
+            let mut map = ChunkMap::new(chunks);
+            for step in 0..30 {
+                let holder = addr(rng.gen_range(1..8));
+                match rng.gen_range(0..6) {
+                    0 | 1 => {
+                        map.learn_holder(holder, random_set(chunks, &mut rng));
+                    }
+                    2 => {
+                        map.learn_chunk(holder, rng.gen_range(0..chunks));
+                    }
+                    3 => map.forget_chunk(holder, rng.gen_range(0..chunks)),
+                    4 if step % 7 == 0 => map.mark_bad(holder),
+                    _ => {
+                        let fresh = (1..4).map(|i| (addr(i), random_set(chunks, &mut rng)));
+                        map.replace(fresh.collect(), |a| a.ip() != addr(2).ip());
+                    }
+                }
+                for c in 0..chunks {
+                    assert_eq!(
+                        map.good_count(c),
+                        map.good_holders(c).count(),
+                        "round {round}"
+                    );
+                }
+                let among = random_set(chunks, &mut rng);
+                let seed = rng.gen();
+                let (mut a, mut b) = (
+                    ChaCha8Rng::seed_from_u64(seed),
+                    ChaCha8Rng::seed_from_u64(seed),
+                );
+                let plain = picker::rarest(among.iter().map(|c| (c, map.good_count(c))), &mut a);
+                assert_eq!(
+                    map.rarest_among(&among, &mut b),
+                    plain,
+                    "round {round} step {step}"
+                );
+            }
+        }
     }
 }

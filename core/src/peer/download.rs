@@ -684,7 +684,7 @@ impl Active {
             }
             let mut fresh = wanted;
             fresh.keep_all(&offered);
-            picker::rarest(fresh.iter().map(|c| (c, rarity(c))), rng)?
+            self.map.rarest_among(&fresh, rng)?
         };
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
         let holder = picker::random_holder(&holders, rng)?;

@@ -4,29 +4,34 @@
 use rand::Rng;
 
 /// Picks, among `(chunk, holder_count)` candidates, one with the fewest holders; ties are
-/// broken uniformly at random (reservoir sampling, one pass, no allocation).
-pub fn rarest<R: Rng>(
-    candidates: impl IntoIterator<Item = (u32, usize)>,
-    rng: &mut R,
-) -> Option<u32> {
-    let mut best: Option<(u32, usize)> = None;
-    let mut ties = 0u32;
-    for (chunk, count) in candidates {
-        match best {
-            Some((_, best_count)) if count > best_count => {}
-            Some((_, best_count)) if count == best_count => {
-                ties += 1;
-                if rng.gen_range(0..ties) == 0 {
-                    best = Some((chunk, count));
-                }
-            }
-            _ => {
-                best = Some((chunk, count));
-                ties = 1;
-            }
-        }
+/// broken uniformly at random by one draw: the `n`-th of them in the order given, `n` drawn
+/// below their number (two passes, no allocation). [`ChunkMap::rarest_among`] picks the
+/// same with the same draw when the candidates come in ascending order.
+///
+/// [`ChunkMap::rarest_among`]: super::chunkmap::ChunkMap::rarest_among
+pub fn rarest<R: Rng, I>(candidates: I, rng: &mut R) -> Option<u32>
+where
+    I: IntoIterator<Item = (u32, usize)>,
+    I::IntoIter: Clone,
+{
+    let candidates = candidates.into_iter();
+    let (fewest, ties) =
+        candidates
+            .clone()
+            .fold(
+                (usize::MAX, 0u32),
+                |(fewest, ties), (_, count)| match count.cmp(&fewest) {
+                    std::cmp::Ordering::Less => (count, 1),
+                    std::cmp::Ordering::Equal => (fewest, ties + 1),
+                    std::cmp::Ordering::Greater => (fewest, ties),
+                },
+            );
+    if ties == 0 {
+        return None;
     }
-    best.map(|(chunk, _)| chunk)
+    let n = rng.gen_range(0..ties);
+    let mut tied = candidates.filter(|(_, count)| *count == fewest);
+    tied.nth(n as usize).map(|(chunk, _)| chunk)
 }
 
 /// Picks one holder uniformly at random.
