@@ -93,13 +93,24 @@ impl ChunkMap {
         mut fresh: BTreeMap<SocketAddr, ChunkSet>,
         keep: impl Fn(SocketAddr) -> bool,
     ) {
+        // Rarity follows what changed, holder by holder: a refreshed map mostly repeats
+        // the last one.
+        let none = ChunkSet::empty(self.rarity.chunks());
+        let mut known = BTreeSet::new();
         for (addr, have) in std::mem::take(&mut self.holders) {
+            known.insert(addr);
             if keep(addr) && !fresh.contains_key(&addr) {
                 fresh.insert(addr, have);
+            } else if !self.bad.contains(&addr) {
+                self.rarity.moved(&have, fresh.get(&addr).unwrap_or(&none));
+            }
+        }
+        for (addr, have) in &fresh {
+            if !known.contains(addr) && !self.bad.contains(addr) {
+                self.rarity.moved(&none, have);
             }
         }
         self.holders = fresh;
-        self.recount();
     }
 
     /// Adds or updates one holder whose chunk set fits the file; false if the map is full.
@@ -110,15 +121,8 @@ impl ChunkMap {
         let before = self.holders.insert(addr, have);
         if !self.bad.contains(&addr) {
             let none = ChunkSet::empty(self.rarity.chunks());
-            let before = before.as_ref().unwrap_or(&none);
             let after = self.holders.get(&addr).unwrap_or(&none);
-            // Only what changed: a holder introduced again mostly holds what it held.
-            after
-                .minus(before)
-                .for_each(|c| self.rarity.change(c, true));
-            before
-                .minus(after)
-                .for_each(|c| self.rarity.change(c, false));
+            self.rarity.moved(before.as_ref().unwrap_or(&none), after);
         }
         true
     }
@@ -226,6 +230,13 @@ impl Rarity {
             self.leave(chunk, before);
             self.join(chunk, after);
         }
+    }
+
+    /// A good holder's chunks went from `before` to `after`: only what changed is counted
+    /// (a holder introduced again, or refreshed, mostly holds what it held).
+    fn moved(&mut self, before: &ChunkSet, after: &ChunkSet) {
+        after.minus(before).for_each(|c| self.change(c, true));
+        before.minus(after).for_each(|c| self.change(c, false));
     }
 
     fn join(&mut self, chunk: u32, count: u32) {

@@ -488,10 +488,10 @@ impl Active {
             .filter(|h| h.have.len() == count && h.have.is_well_formed())
             .map(|h| (h.addr, h.have))
             .collect();
-        let news = fresh.iter().any(|(addr, have)| {
-            let before = self.map.get(addr);
-            self.missing()
-                .any(|c| have.contains(c) && !before.is_some_and(|b| b.contains(c)))
+        let missing = self.missing_set();
+        let news = fresh.iter().any(|(addr, have)| match self.map.get(addr) {
+            Some(before) => have.minus(before).any(|c| missing.contains(c)),
+            None => have.intersects(&missing),
         });
         self.map.replace(fresh, keep);
         news
