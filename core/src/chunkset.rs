@@ -202,10 +202,11 @@ impl ChunkSet {
 fn words(bits: &[u8]) -> impl Iterator<Item = u64> + Clone + '_ {
     let whole = bits.chunks_exact(8);
     let rest = whole.remainder();
+    // Shifted in byte by byte (copying a few bytes into a padded word calls memmove).
     let last = (!rest.is_empty()).then(|| {
-        let mut word = [0u8; 8];
-        word.iter_mut().zip(rest).for_each(|(w, b)| *w = *b);
-        u64::from_le_bytes(word)
+        rest.iter()
+            .rev()
+            .fold(0u64, |word, b| word << 8 | u64::from(*b))
     });
     whole
         .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))

@@ -177,7 +177,8 @@ impl ChunkMap {
 }
 
 /// Each chunk's number of good holders, and the chunks grouped by that number: group `n`
-/// holds the chunks with `n` good holders (its set is allocated only while it has some).
+/// holds the chunks with `n` good holders. A group's set, once made, is kept when it
+/// empties (chunks come and go all the time; there are at most `MAX_KNOWN_HOLDERS` + 1).
 #[derive(Debug)]
 struct Rarity {
     counts: Vec<u32>,
@@ -246,7 +247,7 @@ impl Rarity {
                 .resize_with(count as usize + 1, Group::default);
         }
         if let Some(group) = self.by_count.get_mut(count as usize) {
-            if group.size == 0 {
+            if group.chunks.len() != chunks {
                 group.chunks = ChunkSet::empty(chunks);
             }
             group.size += 1;
@@ -258,9 +259,6 @@ impl Rarity {
         if let Some(group) = self.by_count.get_mut(count as usize) {
             group.chunks.remove(chunk);
             group.size = group.size.saturating_sub(1);
-            if group.size == 0 {
-                group.chunks = ChunkSet::default();
-            }
         }
     }
 
