@@ -217,3 +217,52 @@ fn failed(request: Output, error: String) -> Option<Input<'static>> {
         write => Input::written(&write, Err(error)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drizzle_core::peer::DownloadRequest;
+
+    /// A generated file's chunks travel unmade and are known by reference; a chunk changed
+    /// on the seeder's disk is made, hashed for real, and refused by the getter.
+    #[test]
+    fn a_corrupted_generated_chunk_is_hashed_and_refused() {
+        let mut w = World::new(WorldConfig {
+            chunk_size: 4096,
+            ..WorldConfig::new(3)
+        });
+        let seeder = w.add_peer("seed");
+        assert_eq!(w.share_generated(seeder, "big", 8 * 4096, 11), Ok(()));
+        let name = FileName::new("big").unwrap_or_else(|e| panic!("{e}"));
+        let stored = w.storage_mut(seeder).and_then(|s| s.files.get_mut(&name));
+        stored
+            .unwrap_or_else(|| panic!("shared"))
+            .modify(3 * 4096, 3 * 4096 + 1, |b| !b);
+        let getter = w.add_peer("get");
+        w.run_until(500, |_| false);
+        let request = DownloadRequest::whole(name.clone());
+        assert!(w.command(getter, PeerCommand::Download(request)).is_ok());
+        let ended = |w: &World| w.events_of(getter).any(|e| e.ended_download().is_some());
+        w.run_until(60_000, ended);
+        let mismatched: Vec<u32> = w
+            .events_of(getter)
+            .filter_map(|e| match e {
+                Event::Mismatch { chunk, .. } => Some(*chunk),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            mismatched,
+            [3],
+            "{:?}",
+            w.events_of(getter).collect::<Vec<_>>()
+        );
+        // Nothing unverified was stored (the checkers ran after every step), and the only
+        // holder's copy is refused, not committed.
+        assert!(w.violations.is_empty(), "{:?}", w.violations);
+        let committed = w
+            .storage(getter)
+            .is_some_and(|s| s.files.contains_key(&name));
+        assert!(!committed);
+    }
+}
