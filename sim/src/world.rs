@@ -280,13 +280,9 @@ impl World {
         seed: u64,
     ) -> Result<(), String> {
         let name = FileName::new(name).map_err(|e| e.to_string())?;
-        // A tag per name (the bytes depend on the seed alone).
-        let file_tag = self
-            .truth
-            .keys()
-            .position(|n| *n == name)
-            .unwrap_or(self.truth.len());
-        let file_tag = u32::try_from(file_tag).map_err(|e| e.to_string())?;
+        // Files are never forgotten, so a new one's count is a tag no other file has (the
+        // bytes depend on the seed alone: an existing name is compared by its manifest).
+        let file_tag = u32::try_from(self.truth.len()).map_err(|e| e.to_string())?;
         let made = Truth::generated(file_tag, seed, size, self.config.chunk_size)
             .map_err(|e| e.to_string())?;
         let (manifest, content) = match self.truth.get(&name) {
