@@ -5,8 +5,8 @@ use rand::Rng;
 
 /// Picks, among `(chunk, holder_count)` candidates, one with the fewest holders; ties are
 /// broken uniformly at random by one draw: the `n`-th of them in the order given, `n` drawn
-/// below their number (two passes, no allocation). [`ChunkMap::rarest_among`] picks the
-/// same with the same draw when the candidates come in ascending order.
+/// below their number (no allocation). [`ChunkMap::rarest_among`] picks the same with the
+/// same draw when the candidates come in ascending order.
 ///
 /// [`ChunkMap::rarest_among`]: super::chunkmap::ChunkMap::rarest_among
 pub fn rarest<R: Rng, I>(candidates: I, rng: &mut R) -> Option<u32>
@@ -15,23 +15,11 @@ where
     I::IntoIter: Clone,
 {
     let candidates = candidates.into_iter();
-    let (fewest, ties) =
-        candidates
-            .clone()
-            .fold(
-                (usize::MAX, 0u32),
-                |(fewest, ties), (_, count)| match count.cmp(&fewest) {
-                    std::cmp::Ordering::Less => (count, 1),
-                    std::cmp::Ordering::Equal => (fewest, ties + 1),
-                    std::cmp::Ordering::Greater => (fewest, ties),
-                },
-            );
-    if ties == 0 {
-        return None;
-    }
+    let fewest = candidates.clone().map(|(_, count)| count).min()?;
+    let tied = candidates.filter(move |(_, count)| *count == fewest);
+    let ties = u32::try_from(tied.clone().count()).unwrap_or(u32::MAX);
     let n = rng.gen_range(0..ties);
-    let mut tied = candidates.filter(|(_, count)| *count == fewest);
-    tied.nth(n as usize).map(|(chunk, _)| chunk)
+    tied.map(|(chunk, _)| chunk).nth(n as usize)
 }
 
 /// Picks one holder uniformly at random.
