@@ -95,19 +95,18 @@ impl ChunkMap {
     ) {
         // Rarity follows what changed, holder by holder: a refreshed map mostly repeats
         // the last one.
-        let none = ChunkSet::empty(self.rarity.chunks());
         let mut known = BTreeSet::new();
         for (addr, have) in std::mem::take(&mut self.holders) {
             known.insert(addr);
             if keep(addr) && !fresh.contains_key(&addr) {
                 fresh.insert(addr, have);
             } else if !self.bad.contains(&addr) {
-                self.rarity.moved(&have, fresh.get(&addr).unwrap_or(&none));
+                self.rarity.moved(Some(&have), fresh.get(&addr));
             }
         }
         for (addr, have) in &fresh {
             if !known.contains(addr) && !self.bad.contains(addr) {
-                self.rarity.moved(&none, have);
+                self.rarity.moved(None, Some(have));
             }
         }
         self.holders = fresh;
@@ -120,9 +119,7 @@ impl ChunkMap {
         }
         let before = self.holders.insert(addr, have);
         if !self.bad.contains(&addr) {
-            let none = ChunkSet::empty(self.rarity.chunks());
-            let after = self.holders.get(&addr).unwrap_or(&none);
-            self.rarity.moved(before.as_ref().unwrap_or(&none), after);
+            self.rarity.moved(before.as_ref(), self.holders.get(&addr));
         }
         true
     }
@@ -235,9 +232,16 @@ impl Rarity {
 
     /// A good holder's chunks went from `before` to `after`: only what changed is counted
     /// (a holder introduced again, or refreshed, mostly holds what it held).
-    fn moved(&mut self, before: &ChunkSet, after: &ChunkSet) {
-        after.minus(before).for_each(|c| self.change(c, true));
-        before.minus(after).for_each(|c| self.change(c, false));
+    fn moved(&mut self, before: Option<&ChunkSet>, after: Option<&ChunkSet>) {
+        match (before, after) {
+            (Some(before), Some(after)) => {
+                after.minus(before).for_each(|c| self.change(c, true));
+                before.minus(after).for_each(|c| self.change(c, false));
+            }
+            (None, Some(after)) => after.iter().for_each(|c| self.change(c, true)),
+            (Some(before), None) => before.iter().for_each(|c| self.change(c, false)),
+            (None, None) => {}
+        }
     }
 
     fn join(&mut self, chunk: u32, count: u32) {
