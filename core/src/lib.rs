@@ -56,4 +56,4 @@ pub use machine::{ConnId, Event, Input, IoId, Layout, Machine, Output, Received,
 pub use manifest::{FileName, Manifest, NameError, Root};
 pub use peer::{DownloadRequest, FetchPolicy, Peer, PeerCommand, PeerConfig, ServePolicy};
 pub use time::Timestamp;
-pub use tracker::{Tracker, TrackerConfig};
+pub use tracker::{Tracker, TrackerConfig, TrackerCounters};

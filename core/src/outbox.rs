@@ -40,14 +40,18 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues `msg` for `conn`, through its `link` (nothing for a connection gone).
-    pub fn send(&mut self, link: Option<&mut Link>, conn: ConnId, msg: &Message) {
+    /// Queues `msg` for `conn`, through its `link` (nothing for a connection gone): the
+    /// bytes of its frame.
+    pub fn send(&mut self, link: Option<&mut Link>, conn: ConnId, msg: &Message) -> usize {
         // Before a closed swarm's handshake is done, only these may go out in the clear.
         let clear_ok = matches!(
             msg,
             Message::Hello(_) | Message::Handshake { .. } | Message::Error { .. }
         );
-        self.send_wire(link, conn, encode(msg).into(), clear_ok);
+        let frame = encode(msg);
+        let bytes = frame.len();
+        self.send_wire(link, conn, frame.into(), clear_ok);
+        bytes
     }
 
     /// Queues encoded bytes (whole frames, or a frame's parts in order).

@@ -2353,3 +2353,64 @@ fn a_peer_keeps_its_session_alive_and_leaves_a_silent_tracker() {
     });
     assert_eq!(reconnect, Some(addr(1)), "it connects to the tracker again");
 }
+
+/// What the operator's metrics count moves with what the tracker does: registers, chunks
+/// newly recorded (a chunk announced twice counts once), locates, introductions, the bytes
+/// of every answer, and connections closed by why. Everything shown in `/metrics` and on
+/// the live page comes from here.
+#[test]
+fn the_tracker_counts_what_it_does_for_its_operator() {
+    use drizzle_core::TrackerCounters;
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let full = file("f", &[6u8; 64 * 4]);
+    let root = full.manifest.root();
+    let mut partial = full.clone();
+    partial.have = ChunkSet::from_indices(4, [0]);
+    let holder = join_swarm(&mut t, 1, vec![partial], &full.name);
+    let seeker = join_swarm(&mut t, 2, vec![], &full.name);
+    let mut answered = 0;
+    let mut say = |t: &mut Tracker, conn: ConnId, msg: &Message| {
+        let d = send(t, conn, 10, &encode(msg));
+        answered += d.sent.len();
+        d
+    };
+    let have = |chunk| Message::HaveChunk { root, chunk };
+    say(&mut t, seeker, &have(2));
+    say(&mut t, seeker, &have(2));
+    say(&mut t, holder, &have(1));
+    let d = say(&mut t, holder, &Message::Idle { root, free: 1 });
+    assert_eq!(d.sent.len(), 1, "the seeker lacks chunk 0: {d:?}");
+    say(
+        &mut t,
+        seeker,
+        &Message::ListFiles {
+            req: 3,
+            after: None,
+        },
+    );
+    let breaker = connect(&mut t, 3, 11);
+    send(&mut t, breaker, 11, &[0xff; 64]);
+    connect(&mut t, 4, 11); // and says nothing
+    t.handle_timeout(Timestamp(11 + drizzle_core::limits::REGISTER_TIMEOUT_MS));
+    let c = t.counters().clone();
+    let bytes = c.answer_bytes;
+    assert!(bytes > 0 && answered > 0);
+    let expected = TrackerCounters {
+        registers: 2,
+        files_refused: 0,
+        chunks_registered: 3,
+        locates: 2,
+        file_lists: 1,
+        reports: 0,
+        introductions: 1,
+        answer_bytes: bytes,
+        closed_violation: 1,
+        closed_timeout: 1,
+        closed_unauthorised: 0,
+    };
+    assert_eq!(c, expected);
+    let peers: Vec<SocketAddr> = t.peers().map(|(s, _)| s.listen()).collect();
+    assert_eq!(peers, vec![addr(7001), addr(7002)]);
+    let held: Vec<u32> = t.holdings_by_ref().map(|(_, _, h)| h.count()).collect();
+    assert_eq!(held, vec![2, 1]);
+}

@@ -6,6 +6,7 @@ use crate::hasher::{default_hash_threads, spawn_hasher, Hasher};
 use crate::out_queue::OutQueue;
 use crate::pool::BufferPool;
 use crate::rate::RateLimiter;
+use crate::stats::{DriverStats, Traffic};
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
@@ -62,6 +63,8 @@ struct Conn {
     read_pending: bool,
     /// The remote's IP, for connections it opened to us (counted per address).
     accepted_from: Option<IpAddr>,
+    /// The remote's IP, whoever opened the connection (traffic is counted per address).
+    remote_ip: IpAddr,
 }
 
 impl Conn {
@@ -105,6 +108,7 @@ pub struct Driver<M: Machine> {
     /// Chunk buffers: loads take them, sent ones come back.
     pool: BufferPool,
     flow: Flow,
+    stats: Arc<DriverStats>,
 }
 
 impl<M: Machine> Driver<M> {
@@ -156,6 +160,7 @@ impl<M: Machine> Driver<M> {
             read_buf: vec![0; READ_BUF],
             pool: BufferPool::default(),
             flow: Flow::Continue,
+            stats: Arc::default(),
         })
     }
 
@@ -184,6 +189,11 @@ impl<M: Machine> Driver<M> {
     /// Wakes the loop from another thread (after queueing work for the tick callback).
     pub fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
+    }
+
+    /// The driver's counters, readable from any thread while it runs.
+    pub fn stats(&self) -> Arc<DriverStats> {
+        self.stats.clone()
     }
 
     pub fn store(&self) -> Option<&FileStore> {
@@ -444,6 +454,7 @@ impl<M: Machine> Driver<M> {
         &mut self,
         conn: ConnId,
         mut stream: TcpStream,
+        remote_ip: IpAddr,
         connecting: bool,
     ) -> io::Result<()> {
         let token = Token(self.next_token);
@@ -469,8 +480,10 @@ impl<M: Machine> Driver<M> {
                 last_write: Instant::now(),
                 read_pending: false,
                 accepted_from: None,
+                remote_ip,
             },
         );
+        self.stats.opened(!connecting);
         Ok(())
     }
 
@@ -482,11 +495,13 @@ impl<M: Machine> Driver<M> {
             match listener.accept() {
                 Ok((stream, remote)) => {
                     if self.conns.len() >= MAX_CONNECTIONS {
+                        self.stats.refused(false);
                         log::warn!("refusing {remote}: {MAX_CONNECTIONS} connections open");
                         continue;
                     }
                     let from = self.accepted_per_ip.get(&remote.ip()).copied();
                     if from.unwrap_or(0) >= MAX_CONNECTIONS_PER_ADDRESS {
+                        self.stats.refused(true);
                         log::warn!(
                             "refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} connections open \
                              from {}",
@@ -496,7 +511,7 @@ impl<M: Machine> Driver<M> {
                     }
                     self.next_inbound += 1;
                     let conn = ConnId::Inbound(self.next_inbound);
-                    if self.register(conn, stream, false).is_ok() {
+                    if self.register(conn, stream, remote.ip(), false).is_ok() {
                         if let Some(c) = self.conns.get_mut(&conn) {
                             c.accepted_from = Some(remote.ip());
                             *self.accepted_per_ip.entry(remote.ip()).or_default() += 1;
@@ -515,7 +530,8 @@ impl<M: Machine> Driver<M> {
     }
 
     fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
-        let result = connect_from(self.local_ip, addr).and_then(|s| self.register(conn, s, true));
+        let result =
+            connect_from(self.local_ip, addr).and_then(|s| self.register(conn, s, addr.ip(), true));
         if let Err(e) = result {
             self.feed(Input::ConnectFailed {
                 conn,
@@ -583,6 +599,11 @@ impl<M: Machine> Driver<M> {
         }
         let done_closing = c.closing && c.unsent() == 0;
         if written > 0 {
+            let up = Traffic {
+                up: written as u64,
+                down: 0,
+            };
+            self.stats.moved(c.remote_ip, up);
             // The machine paces its answers by what has actually left.
             self.feed(Input::Sent {
                 conn,
@@ -599,6 +620,7 @@ impl<M: Machine> Driver<M> {
     /// Forgets a connection; `tell` feeds the machine a close it did not ask for.
     fn drop_conn(&mut self, conn: ConnId, tell: bool) {
         if let Some(mut c) = self.conns.remove(&conn) {
+            self.stats.closed();
             if let Some(ip) = c.accepted_from {
                 if let Some(n) = self.accepted_per_ip.get_mut(&ip) {
                     *n = n.saturating_sub(1);
@@ -680,6 +702,11 @@ impl<M: Machine> Driver<M> {
                     return;
                 }
                 Ok(len) => {
+                    let down = Traffic {
+                        up: 0,
+                        down: len as u64,
+                    };
+                    self.stats.moved(c.remote_ip, down);
                     let now = self.now();
                     if in_window {
                         self.machine.handle(

@@ -3,7 +3,10 @@
 //! exactly as long as its session; peers re-register after a tracker restart. Each file's
 //! swarm (holders, seekers, reports) is in `swarm`.
 
+mod counters;
 mod swarm;
+
+pub use counters::TrackerCounters;
 
 use crate::chunkset::ChunkSet;
 use crate::deadlines::{earliest, ConnDeadlines};
@@ -52,7 +55,7 @@ impl TrackerConfig {
 
 /// A registered peer: its session is the connection it registered on.
 #[derive(Debug)]
-struct Session {
+pub struct Session {
     peer_id: u64,
     listen: SocketAddr,
     /// Files this peer holds (some chunks of).
@@ -93,7 +96,19 @@ pub struct Tracker {
     swarms: BTreeMap<Root, Swarm>,
     /// Makes each connection's channel in a closed swarm.
     keyring: Option<Keyring>,
+    counters: TrackerCounters,
     out: Outbox,
+}
+
+impl Session {
+    pub fn peer_id(&self) -> u64 {
+        self.peer_id
+    }
+
+    /// Where the peer serves (the session's IP, the port it announced).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
 }
 
 /// One (peer, file) holding, as the tracker records it; for checkers and tests.
@@ -123,6 +138,7 @@ impl Tracker {
             manifest_bytes_per_ip: BTreeMap::new(),
             charged_to: BTreeMap::new(),
             swarms: BTreeMap::new(),
+            counters: TrackerCounters::default(),
             out: Outbox::default(),
         }
     }
@@ -176,24 +192,43 @@ impl Tracker {
 
     /// Every recorded holding, in a stable order.
     pub fn holdings(&self) -> Vec<Holding> {
-        let mut all = Vec::new();
-        for (root, swarm) in &self.swarms {
-            for (conn, have) in swarm.holders() {
-                if let Some(s) = self.sessions.get(conn) {
-                    all.push(Holding {
-                        peer_id: s.peer_id,
-                        listen: s.listen,
-                        root: *root,
-                        have: have.clone(),
-                    });
-                }
-            }
-        }
-        all
+        (self.holdings_by_ref())
+            .map(|(s, root, have)| Holding {
+                peer_id: s.peer_id,
+                listen: s.listen,
+                root: *root,
+                have: have.clone(),
+            })
+            .collect()
+    }
+
+    /// Every recorded holding without copying its chunk set: the holder's listen address,
+    /// the file's root, the chunks held.
+    pub fn holdings_by_ref(&self) -> impl Iterator<Item = (&Session, &Root, &ChunkSet)> + '_ {
+        self.swarms.iter().flat_map(move |(root, swarm)| {
+            (swarm.holders().iter())
+                .filter_map(move |(conn, have)| Some((self.sessions.get(conn)?, root, have)))
+        })
+    }
+
+    /// The registered peers, in connection order, with when each was last heard from.
+    pub fn peers(&self) -> impl Iterator<Item = (&Session, Timestamp)> + '_ {
+        (self.sessions.iter())
+            .filter_map(|(conn, s)| Some((s, self.links.get(conn)?.last_received())))
     }
 
     pub fn connection_count(&self) -> usize {
         self.links.len()
+    }
+
+    /// What the tracker has done since it started.
+    pub fn counters(&self) -> &TrackerCounters {
+        &self.counters
+    }
+
+    /// The last instant the tracker was driven at.
+    pub fn now(&self) -> Timestamp {
+        self.now
     }
 
     // ---- input handling ----
@@ -225,6 +260,7 @@ impl Tracker {
                 files,
             } => self.handle_register(conn, peer_id, listen, files),
             Message::ListFiles { req, after } => {
+                self.counters.file_lists += 1;
                 let (files, more) = self.file_list(after.as_ref());
                 self.send(conn, &Message::FileList { req, files, more });
             }
@@ -284,6 +320,8 @@ impl Tracker {
                 }),
             }
         }
+        self.counters.registers += 1;
+        self.counters.files_refused += refused.len() as u64;
         let peer = self.sessions.get(&conn).map_or(remote, |s| s.listen);
         self.emit(Event::PeerRegistered {
             peer,
@@ -371,7 +409,7 @@ impl Tracker {
             .swarms
             .entry(root)
             .or_insert_with(|| Swarm::new(file.manifest.clone()));
-        swarm.hold(conn, file.have.iter());
+        self.counters.chunks_registered += swarm.hold(conn, file.have.iter());
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.roots.insert(root);
         }
@@ -417,6 +455,7 @@ impl Tracker {
     }
 
     fn handle_locate(&mut self, conn: ConnId, req: u32, name: FileName, known: Option<Root>) {
+        self.counters.locates += 1;
         if let (Some(root), Some(session)) = (self.names.get(&name), self.sessions.get_mut(&conn)) {
             session.located.insert(*root);
         }
@@ -499,7 +538,7 @@ impl Tracker {
         if chunk >= count {
             return self.drop_link(conn, format!("chunk {chunk} past the end ({count} chunks)"));
         }
-        swarm.hold(conn, [chunk]);
+        self.counters.chunks_registered += swarm.hold(conn, [chunk]);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.roots.insert(root);
         }
@@ -548,6 +587,7 @@ impl Tracker {
                 None => break,
             }
         }
+        self.counters.introductions += introduced.len() as u64;
         for seeker in introduced {
             let holder = LocatedHolder {
                 addr: listen,
@@ -584,6 +624,7 @@ impl Tracker {
         let Some(reporters) = swarm.report(reported, reporter.ip(), now) else {
             return;
         };
+        self.counters.reports += 1;
         self.emit(Event::HolderReported {
             holder,
             reporter,
@@ -596,7 +637,7 @@ impl Tracker {
     // ---- helpers ----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        self.out.send(self.links.get_mut(&conn), conn, msg);
+        self.counters.answer_bytes += self.out.send(self.links.get_mut(&conn), conn, msg) as u64;
     }
 
     fn emit(&mut self, event: Event) {
@@ -612,6 +653,12 @@ impl Tracker {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
+        let closed = match reason {
+            CloseReason::Violation(_) => &mut self.counters.closed_violation,
+            CloseReason::TimedOut(_) => &mut self.counters.closed_timeout,
+            CloseReason::Unauthorised(_) => &mut self.counters.closed_unauthorised,
+        };
+        *closed += 1;
         self.out.close_for(link, conn, reason);
         self.forget(conn);
     }

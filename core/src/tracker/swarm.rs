@@ -57,17 +57,16 @@ impl Swarm {
         self.orphaned_since
     }
 
-    /// `conn` holds `chunks` (which must be in the file), besides what it held before.
-    pub(super) fn hold(&mut self, conn: ConnId, chunks: impl IntoIterator<Item = u32>) {
+    /// `conn` holds `chunks` (which must be in the file), besides what it held before:
+    /// how many it did not hold before.
+    pub(super) fn hold(&mut self, conn: ConnId, chunks: impl IntoIterator<Item = u32>) -> u64 {
         self.orphaned_since = None;
         let count = self.manifest.chunk_count();
         let held = self
             .holders
             .entry(conn)
             .or_insert_with(|| ChunkSet::empty(count));
-        for chunk in chunks {
-            held.insert(chunk);
-        }
+        chunks.into_iter().filter(|c| held.insert(*c)).count() as u64
     }
 
     /// `conn` located the file: an idle holder may be introduced to it.
