@@ -3,6 +3,7 @@
 //! unless told), serving what it holds while it runs.
 
 use crate::exit::{Exit, Fail};
+use crate::http::peer_view::PeerHttp;
 use crate::keys::KeyArgs;
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{self, say};
@@ -107,6 +108,10 @@ pub struct GetArgs {
     /// NDJSON events on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Serve /metrics (Prometheus) and /api/peer (JSON) on this address (port 0 picks a
+    /// free one; prints `http on IP:PORT`).
+    #[arg(long, value_parser = units::parse_addr)]
+    pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -191,13 +196,15 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     }
     driver.set_upload_limit(args.upload_limit);
     driver.set_local_ip(Some(local.ip()));
+    let mut view = PeerHttp::start(args.http, args.json, &driver)?;
 
     let started = Instant::now();
     let mut display = Display::new(args.json);
     let mut tally = Tally::default();
     let mut watch = TrackerWatch::new(args.tracker);
     let mut outcome: Option<Result<(), Fail>> = None;
-    driver.run(|_, _, event| {
+    driver.run(|peer, now, event| {
+        view.see(peer, now, event);
         if let Err(fail) = watch.see(event) {
             if outcome.is_none() {
                 outcome = Some(Err(fail));

@@ -6,12 +6,14 @@ mod bench;
 mod client;
 mod demo;
 mod exit;
+mod http;
 mod keys;
 mod node;
 mod out;
 mod progress;
 mod serve;
 mod sim;
+mod status;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,10 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         keys: keys::TrackerKeyArgs,
+        /// Serve /metrics (Prometheus), /api/swarm (JSON) and a live page at / on this
+        /// address (port 0 picks a free one; prints `http on IP:PORT`).
+        #[arg(long, value_parser = units::parse_addr)]
+        http: Option<SocketAddr>,
     },
     /// Share every regular file under DIR; prints `listening on IP:PORT` first.
     Share(serve::ShareArgs),
@@ -53,6 +59,8 @@ enum Command {
         #[command(flatten)]
         keys: keys::KeyArgs,
     },
+    /// A tracker's swarm in the terminal, from the address its `--http` serves on.
+    Status(status::StatusArgs),
     /// Download NAME into DIR/NAME, verified chunk by chunk (resumes an interrupted get).
     Get(client::GetArgs),
     /// Run the three reference scenarios on 127.0.0.1 over real TCP.
@@ -112,7 +120,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Fail> {
     match command {
-        Command::Tracker { listen, keys } => serve::tracker(listen, &keys),
+        Command::Tracker { listen, keys, http } => serve::tracker(listen, &keys, http),
         Command::Share(args) => serve::share(args),
         Command::List {
             tracker,
@@ -120,6 +128,7 @@ fn run(command: Command) -> Result<(), Fail> {
             keys,
         } => client::list(tracker, json, &keys),
         Command::Get(args) => client::get(args),
+        Command::Status(args) => status::status(&args),
         Command::Demo { which } => demo::demo(which),
         Command::Bench(BenchCommand::Transfer(a)) => bench::transfer(&a),
         Command::Bench(BenchCommand::Sim(a)) => bench::sim(&a),

@@ -2,6 +2,8 @@
 //! listening address first and then serve until SIGINT/SIGTERM.
 
 use crate::exit::{Exit, Fail};
+use crate::http::peer_view::PeerHttp;
+use crate::http::tracker_view::TrackerWatcher;
 use crate::keys::{KeyArgs, TrackerKeyArgs};
 use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
@@ -13,7 +15,11 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub fn tracker(listen: SocketAddr, keys: &TrackerKeyArgs) -> Result<(), Fail> {
+pub fn tracker(
+    listen: SocketAddr,
+    keys: &TrackerKeyArgs,
+    http: Option<SocketAddr>,
+) -> Result<(), Fail> {
     let (security, key) = keys.security()?;
     let (listener, _) = bind_and_announce(listen)?;
     match key {
@@ -25,9 +31,20 @@ pub fn tracker(listen: SocketAddr, keys: &TrackerKeyArgs) -> Result<(), Fail> {
     config.security = security;
     let machine = Tracker::new(config);
     let mut driver = Driver::new(machine, Some(listener), None, stop)?;
-    driver.run(|_, _, event| {
+    let waker = driver.waker();
+    let handoff = match http {
+        Some(addr) => Some(crate::http::start(addr, false, move || drop(waker.wake()))?),
+        None => None,
+    };
+    let stats = driver.stats();
+    let mut watcher = TrackerWatcher::default();
+    driver.run(|tracker, now, event| {
         if let Some(e) = event {
             log_event("tracker", e);
+            watcher.saw(now, e);
+        }
+        if let Some(h) = handoff.as_ref().filter(|h| h.wanted()) {
+            h.publish(watcher.view(tracker, now, &stats.counts()));
         }
         Flow::Continue
     })?;
@@ -56,6 +73,10 @@ pub struct ShareArgs {
     /// Upload cap, e.g. 25MB/s (no cap when left out).
     #[arg(long, value_parser = units::parse_rate)]
     pub upload_limit: Option<u64>,
+    /// Serve /metrics (Prometheus) and /api/peer (JSON) on this address (port 0 picks a
+    /// free one; prints `http on IP:PORT`).
+    #[arg(long, value_parser = units::parse_addr)]
+    pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -118,9 +139,11 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
     let mut driver = Driver::new(peer, Some(listener), Some(FileStore::new(dir)), stop)?;
     driver.set_upload_limit(args.upload_limit);
     driver.set_local_ip(Some(local.ip()));
+    let mut view = PeerHttp::start(args.http, false, &driver)?;
     let mut watch = TrackerWatch::new(args.tracker);
     let mut outcome = Ok(());
-    driver.run(|_, _, event| {
+    driver.run(|peer, now, event| {
+        view.see(peer, now, event);
         if let Err(fail) = watch.see(event) {
             outcome = Err(fail);
             return Flow::Stop;

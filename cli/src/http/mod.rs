@@ -1,0 +1,39 @@
+//! The operator's view over HTTP (`--http ADDR`): `/metrics` in the Prometheus text format,
+//! a JSON view of the node and, for a tracker, a live page at `/`. `server` serves,
+//! `handoff` carries snapshots out of the event loop, `tracker_view` and `peer_view` say
+//! what each node shows. Metadata only: never a file's contents.
+
+mod handoff;
+pub mod peer_view;
+mod server;
+pub mod tracker_view;
+
+pub use handoff::Handoff;
+pub use server::View;
+use server::{bind, serve};
+
+use crate::exit::Fail;
+use crate::out::say;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Serves a node's view on `addr` (`--http ADDR`) and says where (`http on IP:PORT`, or
+/// in NDJSON `{"event":"http","addr":...}`); returns where the loop publishes its
+/// snapshots. `wake` wakes the loop.
+pub fn start<V: View>(
+    addr: SocketAddr,
+    json: bool,
+    wake: impl Fn() + Send + Sync + 'static,
+) -> Result<Arc<Handoff<V>>, Fail> {
+    let (listener, local) = bind(addr)?;
+    let handoff = Handoff::new(wake);
+    serve(listener, handoff.clone())?;
+    match json {
+        true => say!(
+            "{}",
+            serde_json::json!({"event": "http", "addr": local.to_string()})
+        ),
+        false => say!("http on {local}"),
+    }
+    Ok(handoff)
+}
