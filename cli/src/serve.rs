@@ -39,9 +39,12 @@ pub fn tracker(
     let stats = driver.stats();
     let mut watcher = TrackerWatcher::default();
     driver.run(|tracker, now, event| {
-        if let Some(e) = event {
-            log_event("tracker", e);
-            watcher.saw(now, e);
+        match event {
+            Some(e) => {
+                log_event("tracker", e);
+                watcher.saw(now, e);
+            }
+            None => watcher.turn(now, tracker.counters()),
         }
         if let Some(h) = handoff.as_ref().filter(|h| h.wanted()) {
             h.publish(watcher.view(tracker, now, &stats.counts()));

@@ -3,15 +3,12 @@
 //! one picture the live page and `/metrics` show too).
 
 use crate::exit::{Exit, Fail};
+use crate::http::client::{self, GetError};
 use crate::http::tracker_view::{FileView, TrackerView};
 use crate::out::lines;
 use crate::units;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-/// The whole exchange, connect to last byte.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// A view bigger than this is refused (a tracker shows at most 1,000 files and 2,000 peers).
 const MAX_VIEW_BYTES: u64 = 256 << 20;
 /// Columns of the availability strip.
@@ -40,36 +37,21 @@ pub fn status(args: &StatusArgs) -> Result<(), Fail> {
 }
 
 fn fetch(addr: SocketAddr) -> Result<TrackerView, Fail> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("http://{addr}/api/swarm");
-    let unavailable = |why: String| Fail::new(Exit::Unavailable, why);
-    let not_http = |e: &dyn std::fmt::Display| {
-        unavailable(format!(
+    let not_a_tracker = |e: &dyn std::fmt::Display| {
+        let why = format!(
             "{addr} did not answer as a tracker's --http address ({e}); give the address of \
              its `http on` line, not its peer port"
-        ))
+        );
+        Fail::new(Exit::Unavailable, why)
     };
-    let mut response = agent.get(&url).call().map_err(|e| match e {
-        ureq::Error::Io(e) => unavailable(format!("tracker http {addr} is unreachable: {e}")),
-        ureq::Error::Timeout(_) => unavailable(format!(
-            "tracker http {addr} did not answer within {TIMEOUT:?}"
-        )),
-        e => not_http(&e),
+    let body = client::get(addr, "/api/swarm", MAX_VIEW_BYTES).map_err(|e| match e {
+        GetError::Unreachable(..) | GetError::Timeout(_) => {
+            Fail::new(Exit::Unavailable, format!("tracker http {e}"))
+        }
+        GetError::NotHttp(_, why) => not_a_tracker(&why),
+        e @ GetError::Status(..) => not_a_tracker(&e),
     })?;
-    if !response.status().is_success() {
-        return Err(not_http(&format!("GET /api/swarm: {}", response.status())));
-    }
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_VIEW_BYTES)
-        .read_to_vec()
-        .map_err(|e| not_http(&e))?;
-    serde_json::from_slice(&body).map_err(|e| not_http(&e))
+    serde_json::from_slice(&body).map_err(|e| not_a_tracker(&e))
 }
 
 fn show(out: &mut dyn Write, addr: SocketAddr, v: &TrackerView) -> std::io::Result<()> {

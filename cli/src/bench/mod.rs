@@ -1,9 +1,10 @@
 //! `drizzle bench`: measurements of this machine, each beside a reference measured in the
 //! same run. `transfer` times verified transfers between real processes, `tracker` loads
-//! one tracker with many clients, `sim` times the simulator on a large swarm.
+//! one tracker with many clients (`page` scrapes its `--http` meanwhile), `sim` times the simulator on a large swarm.
 
 mod curl;
 mod grid;
+mod page;
 mod process;
 mod sim;
 mod testbed;

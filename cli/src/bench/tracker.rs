@@ -4,11 +4,12 @@
 //! operations per second and the round-trip latency of the locates.
 
 use super::median;
+use super::page;
 use super::process::Node;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile};
-use drizzle_core::{ChunkSet, FileName, Manifest, Root};
+use drizzle_core::{ChunkSet, FileName, Manifest};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -31,6 +32,19 @@ pub struct TrackerArgs {
     /// Chunks of the file every client holds part of (sizes the locate answers).
     #[arg(long, default_value_t = 1024)]
     pub chunks: u32,
+    /// Files each client registers half the chunks of (the first is the one it announces
+    /// and locates).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub files: u32,
+    /// Run the tracker with `--http` and scrape `/metrics` and `/api/swarm` every second
+    /// while the clients run, as Prometheus and an open live page would.
+    #[arg(long)]
+    pub http: bool,
+    /// With `--http`: also load the live page in headless Chromium (through chromedriver)
+    /// once every client is online, and time it. The browser shares this machine's cores
+    /// with the tracker, so compare ops/s without it.
+    #[arg(long, requires = "http")]
+    pub page: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -54,24 +68,52 @@ pub fn tracker(args: &TrackerArgs) -> Result<(), Fail> {
     let exe = std::env::current_exe()?;
     // Its clients speak the open protocol by hand: the tracker's own work is measured,
     // not the cipher's.
-    let mut tracker = Node::start(&exe, &["tracker", "--listen", "127.0.0.1:0", "--open"])?;
-    let addr: SocketAddr = tracker
-        .listening()?
-        .parse()
-        .map_err(|_| Fail::new(Exit::Failure, "the tracker printed no address"))?;
-    let manifest = fake_manifest(args.chunks);
-    let name = FileName::new(FILE).map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
+    let mut command = vec!["tracker", "--listen", "127.0.0.1:0", "--open"];
+    if args.http {
+        command.extend(["--http", "127.0.0.1:0"]);
+    }
+    let mut tracker = Node::start(&exe, &command)?;
+    let no_address = || Fail::new(Exit::Failure, "the tracker printed no address");
+    let addr: SocketAddr = tracker.listening()?.parse().map_err(|_| no_address())?;
+    let http: Option<SocketAddr> = match args.http {
+        true => Some(
+            tracker
+                .wait_for("http on ")?
+                .trim_start_matches("http on ")
+                .parse()
+                .map_err(|_| no_address())?,
+        ),
+        false => None,
+    };
+    let files = (0..args.files)
+        .map(|k| {
+            let name = match k {
+                0 => FILE.to_string(),
+                k => format!("bench-{k}.bin"),
+            };
+            let name = FileName::new(name).map_err(|e| Fail::new(Exit::Failure, e.to_string()))?;
+            Ok((name, fake_manifest(args.chunks, k)))
+        })
+        .collect::<Result<Vec<_>, Fail>>()?;
     let duration = Duration::from_secs_f64(args.secs);
     let started = Instant::now();
+    let mut scrapes = None;
     let runs: Vec<Result<ClientRun, String>> = std::thread::scope(|scope| {
+        let scraper = http.map(|http| {
+            let page_after = duration.mul_f64(0.6);
+            let peers = args.clients as u64;
+            let page = args.page.then_some((peers, page_after));
+            scope.spawn(move || page::scrape(http, page, started + duration))
+        });
         let clients: Vec<_> = (0..args.clients)
             .map(|i| {
-                let (manifest, name) = (manifest.clone(), name.clone());
+                let files = files.clone();
                 scope.spawn(move || {
-                    client(addr, i, manifest, name, args.depth, duration).map_err(|e| e.to_string())
+                    client(addr, i, files, args.depth, duration).map_err(|e| e.to_string())
                 })
             })
             .collect();
+        scrapes = scraper.and_then(|s| s.join().ok());
         clients
             .into_iter()
             .map(|c| c.join().unwrap_or_else(|_| Err("client panicked".into())))
@@ -82,46 +124,70 @@ pub fn tracker(args: &TrackerArgs) -> Result<(), Fail> {
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(|e| Fail::new(Exit::Failure, format!("a bench client failed: {e}")))?;
-    report(args, &runs, secs, &tracker);
+    report(args, &runs, secs, &tracker, scrapes.as_ref());
     tracker.kill();
     Ok(())
 }
 
-/// A manifest of `chunks` 1 MiB chunks; the tracker checks its shape, not its hashes.
-fn fake_manifest(chunks: u32) -> Manifest {
+/// The `k`-th file's manifest, of `chunks` 1 MiB chunks; the tracker checks its shape, not
+/// its hashes.
+fn fake_manifest(chunks: u32, k: u32) -> Manifest {
     let chunk_size: u32 = 1 << 20;
+    let hash = |i: u32| {
+        let mut h = [(i % 251) as u8; 32];
+        h[..4].copy_from_slice(&k.to_le_bytes());
+        h
+    };
     Manifest {
         size: u64::from(chunks) * u64::from(chunk_size),
         chunk_size,
-        hashes: (0..chunks).map(|i| [(i % 251) as u8; 32]).collect(),
+        hashes: (0..chunks).map(hash).collect(),
     }
 }
 
-/// One client: registers as a holder of half the chunks, then keeps `depth` have+locate
-/// pairs in flight until `duration` has passed, timing each locate's answer.
+/// Client `i`'s own loopback address: a hundred clients per address, below the tracker's
+/// limit of connections per address.
+fn client_ip(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 1, (i / 100 % 256) as u8, (1 + i % 100) as u8)
+}
+
+fn connect_from(ip: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((ip, 0)).into())?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// One client: registers as a holder of half the chunks of each file, then keeps `depth`
+/// have+locate pairs in flight (of the first file) until `duration` has passed, timing
+/// each locate's answer.
 fn client(
     addr: SocketAddr,
     i: usize,
-    manifest: Manifest,
-    name: FileName,
+    files: Vec<(FileName, Manifest)>,
     depth: usize,
     duration: Duration,
 ) -> std::io::Result<ClientRun> {
     let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
-    let root: Root = manifest.root();
-    let count = manifest.chunk_count();
-    let have = ChunkSet::from_indices(count, (0..count).filter(|_| rng.gen_bool(0.5)));
-    let mut stream = TcpStream::connect(addr)?;
+    let (name, first) = files.first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let (name, root, count) = (name.clone(), first.root(), first.chunk_count());
+    let shared = files.into_iter().map(|(name, manifest)| {
+        let chunks = manifest.chunk_count();
+        let have = ChunkSet::from_indices(chunks, (0..chunks).filter(|_| rng.gen_bool(0.5)));
+        SharedFile {
+            name,
+            manifest,
+            have,
+        }
+    });
+    let shared: Vec<SharedFile> = shared.collect();
+    let mut stream = connect_from(client_ip(i), addr)?;
     stream.set_nodelay(true)?;
     let mut hello = encode(&Message::Hello(Hello::new(Role::Peer)));
     hello.extend(encode(&Message::Register {
         peer_id: i as u64,
         listen: SocketAddr::from(([127, 0, 0, 1], 20_000 + (i % 40_000) as u16)),
-        files: vec![SharedFile {
-            name: name.clone(),
-            manifest,
-            have,
-        }],
+        files: shared,
     }));
     stream.write_all(&hello)?;
     let mut reader = Reader::new();
@@ -217,7 +283,14 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted.get(i).copied().unwrap_or(0)
 }
 
-fn report(args: &TrackerArgs, runs: &[ClientRun], secs: f64, tracker: &Node) {
+fn report(
+    args: &TrackerArgs,
+    runs: &[ClientRun],
+    secs: f64,
+    tracker: &Node,
+    scrapes: Option<&page::Scrapes>,
+) {
+    let scraped = scrapes.map(page::Scrapes::summary);
     let haves: u64 = runs.iter().map(|r| r.haves).sum();
     let locates: u64 = runs.iter().map(|r| r.locates).sum();
     let answer_bytes: u64 = runs.iter().map(|r| r.answer_bytes).sum();
@@ -244,7 +317,8 @@ fn report(args: &TrackerArgs, runs: &[ClientRun], secs: f64, tracker: &Node) {
             "locate_latency_us": {"p50": p50, "p99": p99, "max": max},
             "ops_per_sec_per_client": {"median": per_client.0, "min": per_client.1, "max": per_client.2},
             "locate_answer_bytes": answer_bytes_avg,
-            "tracker_peak_rss_kib": rss, "tracker_cpu_s": cpu,
+            "tracker_peak_rss_kib": rss, "tracker_cpu_s": cpu, "files": args.files,
+            "http": scraped,
         });
         say!("{line}");
     } else {
@@ -253,5 +327,8 @@ fn report(args: &TrackerArgs, runs: &[ClientRun], secs: f64, tracker: &Node) {
             args.clients, args.depth, secs, ops_s, haves, locates, p50, p99, max,
             answer_bytes_avg, args.chunks, rss, cpu
         );
+        if let Some(s) = scraped {
+            say!("http while it ran: {s}");
+        }
     }
 }

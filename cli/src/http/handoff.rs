@@ -1,16 +1,15 @@
 //! Snapshots handed from the event loop to the HTTP thread. The loop never waits on HTTP:
 //! a request raises a flag and wakes the loop, which builds a snapshot on its next turn (at
-//! most every `MIN_GAP`) and publishes it; requests within `MAX_AGE` of the last one share it.
+//! most every `MIN_GAP`) and publishes it; requests within `MIN_GAP` of it share it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// However many clients ask, the loop builds at most one snapshot per this.
-const MIN_GAP: Duration = Duration::from_millis(250);
-/// A snapshot younger than this is served as it is.
-const MAX_AGE: Duration = Duration::from_millis(500);
+/// However many clients ask, the loop builds at most one snapshot per this; a snapshot
+/// younger is served as it is.
+const MIN_GAP: Duration = Duration::from_millis(100);
 /// How long a request waits for the loop before it is served the last snapshot (or 503).
 const WAIT_FOR_LOOP: Duration = Duration::from_secs(2);
 
@@ -60,10 +59,10 @@ impl<V> Handoff<V> {
 
     // ---- the HTTP side ----
 
-    /// A snapshot at most `MAX_AGE` old if the loop answers within `WAIT_FOR_LOOP`; else
+    /// A snapshot at most `MIN_GAP` old if the loop answers within `WAIT_FOR_LOOP`; else
     /// the last one there is (`None` before the first).
     pub async fn fresh(&self) -> Option<Arc<V>> {
-        if self.age().is_some_and(|age| age < MAX_AGE) {
+        if self.age().is_some_and(|age| age < MIN_GAP) {
             return self.last();
         }
         // Made before the flag is raised, so a publish in between is not missed.

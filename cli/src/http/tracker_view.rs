@@ -4,7 +4,7 @@
 //! `/metrics`, and drawn by the page (`page.html`) and `drizzle status`.
 
 use super::server::View;
-use drizzle_core::{Event, Timestamp, Tracker, TrackerCounters};
+use drizzle_core::{Event, Root, Timestamp, Tracker, TrackerCounters};
 use drizzle_mio::DriverCounts;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -74,7 +74,7 @@ pub struct FileView {
 pub struct PeerEntry {
     pub addr: SocketAddr,
     pub last_seen_s: f64,
-    /// (index into `files`, chunks of it held).
+    /// (index into `files`, chunks of it held), for the files it holds or has located.
     pub held: Vec<(usize, u32)>,
 }
 
@@ -106,9 +106,8 @@ impl TrackerWatcher {
     }
 
     /// The tracker as it is at `now`.
-    pub fn view(&mut self, tracker: &Tracker, now: Timestamp, conns: &DriverCounts) -> TrackerView {
+    pub fn view(&self, tracker: &Tracker, now: Timestamp, conns: &DriverCounts) -> TrackerView {
         let counters = tracker.counters().clone();
-        self.update_rates(now, &counters);
         let (files, peers) = files_and_peers(tracker, now);
         let peers_online = tracker.peers().count();
         TrackerView {
@@ -130,7 +129,9 @@ impl TrackerWatcher {
         }
     }
 
-    fn update_rates(&mut self, now: Timestamp, counters: &TrackerCounters) {
+    /// Samples the counters once a second (called on every loop turn; the rates are over
+    /// the last whole second, whether anyone is looking or not).
+    pub fn turn(&mut self, now: Timestamp, counters: &TrackerCounters) {
         let Some((then, before)) = &self.sample else {
             self.sample = Some((now, counters.clone()));
             return;
@@ -155,7 +156,14 @@ fn secs(ms: u64) -> f64 {
 
 /// The files (each chunk's holders counted) and the peers (what each holds of them).
 fn files_and_peers(tracker: &Tracker, now: Timestamp) -> (Vec<FileView>, Vec<PeerEntry>) {
-    let mut files: Vec<FileView> = (tracker.files().into_iter().take(MAX_FILES_SHOWN))
+    let summaries = tracker.files();
+    let summaries = summaries.get(..MAX_FILES_SHOWN).unwrap_or(&summaries);
+    // A content may be listed under several names: each name shows it.
+    let mut by_root: BTreeMap<Root, Vec<usize>> = BTreeMap::new();
+    for (i, f) in summaries.iter().enumerate() {
+        by_root.entry(f.root).or_default().push(i);
+    }
+    let mut files: Vec<FileView> = (summaries.iter())
         .map(|f| FileView {
             name: f.name.as_str().to_string(),
             size: f.size,
@@ -167,23 +175,22 @@ fn files_and_peers(tracker: &Tracker, now: Timestamp) -> (Vec<FileView>, Vec<Pee
             holders_per_chunk: vec![0; f.chunks as usize],
         })
         .collect();
-    // A content may be listed under several names: each name shows it.
-    let mut by_root: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, f) in files.iter().enumerate() {
-        by_root.entry(f.root.clone()).or_default().push(i);
-    }
     let mut peers: BTreeMap<SocketAddr, PeerEntry> = (tracker.peers().take(MAX_PEERS_SHOWN))
         .map(|(s, heard)| {
+            // What it seeks counts from nothing until it holds a chunk of it.
+            let seeking = (s.located())
+                .filter_map(|root| by_root.get(root))
+                .flat_map(|indices| indices.iter().map(|&i| (i, 0)));
             let entry = PeerEntry {
                 addr: s.listen(),
                 last_seen_s: secs(now.since_ms(heard)),
-                held: Vec::new(),
+                held: seeking.collect(),
             };
             (s.listen(), entry)
         })
         .collect();
     for (session, root, have) in tracker.holdings_by_ref() {
-        let Some(indices) = by_root.get(&root.to_hex()) else {
+        let Some(indices) = by_root.get(root) else {
             continue;
         };
         let count = have.count();
@@ -198,7 +205,10 @@ fn files_and_peers(tracker: &Tracker, now: Timestamp) -> (Vec<FileView>, Vec<Pee
             }
             file.complete += u32::from(count == file.chunks && count > 0);
             if let Some(peer) = peers.get_mut(&session.listen()) {
-                peer.held.push((i, count));
+                match peer.held.iter_mut().find(|(file, _)| *file == i) {
+                    Some(seeking) => seeking.1 = count,
+                    None => peer.held.push((i, count)),
+                }
             }
         }
     }

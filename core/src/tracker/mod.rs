@@ -109,6 +109,11 @@ impl Session {
     pub fn listen(&self) -> SocketAddr {
         self.listen
     }
+
+    /// The files it located (is fetching or fetched), by root.
+    pub fn located(&self) -> impl Iterator<Item = &Root> + '_ {
+        self.located.iter()
+    }
 }
 
 /// One (peer, file) holding, as the tracker records it; for checkers and tests.
