@@ -2,21 +2,27 @@
 //! Its length is the file's chunk count; decoding validates the length against the manifest.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Which chunks of one file are present, one bit per chunk (chunk `i` is bit `i % 8` of
-/// byte `i / 8`). Bytes, not words, so that it goes on the wire as one run.
+/// byte `i / 8`). Bytes, not words, so that it goes on the wire as one run. Shared until
+/// changed: the tracker hands every holder's set out in each locate answer (50 copies of
+/// up to 32 KiB per answer otherwise), and a change copies only a set still shared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkSet {
     len: u32,
-    #[serde(with = "crate::wire::bytes")]
-    bits: Vec<u8>,
+    #[serde(
+        serialize_with = "crate::wire::bytes::serialize",
+        deserialize_with = "crate::wire::bytes::deserialize_shared"
+    )]
+    bits: Arc<[u8]>,
 }
 
 impl ChunkSet {
     pub fn empty(len: u32) -> Self {
         ChunkSet {
             len,
-            bits: vec![0; bytes_for(len)],
+            bits: vec![0; bytes_for(len)].into(),
         }
     }
 
@@ -34,6 +40,11 @@ impl ChunkSet {
             set.insert(i);
         }
         set
+    }
+
+    /// The bits to change: this set's own (copied first if another set shares them).
+    fn bits_mut(&mut self) -> &mut [u8] {
+        Arc::make_mut(&mut self.bits)
     }
 
     /// The number of chunks the set ranges over (not how many are present).
@@ -71,7 +82,10 @@ impl ChunkSet {
         if i >= self.len {
             return false;
         }
-        match self.bits.get_mut((i / 8) as usize) {
+        if self.contains(i) {
+            return false;
+        }
+        match self.bits_mut().get_mut((i / 8) as usize) {
             Some(b) => {
                 let was = *b & (1 << (i % 8)) != 0;
                 *b |= 1 << (i % 8);
@@ -82,7 +96,10 @@ impl ChunkSet {
     }
 
     pub fn remove(&mut self, i: u32) {
-        if let Some(b) = self.bits.get_mut((i / 8) as usize) {
+        if !self.contains(i) {
+            return;
+        }
+        if let Some(b) = self.bits_mut().get_mut((i / 8) as usize) {
             *b &= !(1 << (i % 8));
         }
     }
@@ -110,7 +127,7 @@ impl ChunkSet {
     pub fn keep_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
                 *a &= b;
             }
         }
@@ -120,7 +137,7 @@ impl ChunkSet {
     pub fn add_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
                 *a |= b;
             }
         }
@@ -130,7 +147,7 @@ impl ChunkSet {
     pub fn remove_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
                 *a &= !b;
             }
         }
@@ -303,12 +320,12 @@ mod tests {
     fn malformed_sets_are_detected() {
         let bad_bytes = ChunkSet {
             len: 10,
-            bits: vec![0, 0, 0],
+            bits: vec![0, 0, 0].into(),
         };
         assert!(!bad_bytes.is_well_formed());
         let stray_bit = ChunkSet {
             len: 10,
-            bits: vec![0, 1 << 3],
+            bits: vec![0, 1 << 3].into(),
         };
         assert!(!stray_bit.is_well_formed());
         assert!(ChunkSet::empty(0).is_well_formed());

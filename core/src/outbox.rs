@@ -6,7 +6,7 @@
 use crate::bytes::Bytes;
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Layout, Output};
-use crate::wire::{encode, Message, Role};
+use crate::wire::{encode_with, Message, Role};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -37,6 +37,8 @@ impl fmt::Display for CloseReason {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     out: VecDeque<Output>,
+    /// Where messages are encoded (see `encode_with`).
+    scratch: Vec<u8>,
 }
 
 impl Outbox {
@@ -48,7 +50,7 @@ impl Outbox {
             msg,
             Message::Hello(_) | Message::Handshake { .. } | Message::Error { .. }
         );
-        let frame = encode(msg);
+        let frame = encode_with(msg, &mut self.scratch);
         let bytes = frame.len();
         self.send_wire(link, conn, frame.into(), clear_ok);
         bytes

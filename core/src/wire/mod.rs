@@ -6,7 +6,9 @@ pub(crate) mod bytes;
 pub mod codec;
 pub mod message;
 
-pub use codec::{encode, encode_chunk_data, encode_chunk_header, FrameDecoder, FrameError};
+pub use codec::{
+    encode, encode_chunk_data, encode_chunk_header, encode_with, FrameDecoder, FrameError,
+};
 pub use message::{
     Complaint, FileSummary, Hello, LocatedHolder, Message, Refusal, RefusedBecause, Role,
     SharedFile, MAGIC, PROTOCOL_VERSION,
