@@ -4,6 +4,7 @@
 
 use crate::exit::{Exit, Fail};
 use crate::http::peer_view::PeerHttp;
+use crate::http::HttpListener;
 use crate::keys::KeyArgs;
 use crate::node::{log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{self, say};
@@ -166,6 +167,7 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
         )
     })?;
     let on_disk = store.on_disk(&name).map_err(cannot)?;
+    let http = HttpListener::bind(args.http)?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Fail::new(
             Exit::Failure,
@@ -196,7 +198,7 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     }
     driver.set_upload_limit(args.upload_limit);
     driver.set_local_ip(Some(local.ip()));
-    let mut view = PeerHttp::start(args.http, args.json, &driver)?;
+    let mut view = PeerHttp::start(http, args.json, &driver)?;
 
     let started = Instant::now();
     let mut display = Display::new(args.json);

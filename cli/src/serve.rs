@@ -4,6 +4,7 @@
 use crate::exit::{Exit, Fail};
 use crate::http::peer_view::PeerHttp;
 use crate::http::tracker_view::TrackerWatcher;
+use crate::http::HttpListener;
 use crate::keys::{KeyArgs, TrackerKeyArgs};
 use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, TrackerWatch};
 use crate::out::{say, warn_user};
@@ -21,6 +22,7 @@ pub fn tracker(
     http: Option<SocketAddr>,
 ) -> Result<(), Fail> {
     let (security, key) = keys.security()?;
+    let http = HttpListener::bind(http)?;
     let (listener, _) = bind_and_announce(listen)?;
     match key {
         Some(key) => say!("swarm key {}", key.to_hex()),
@@ -33,7 +35,7 @@ pub fn tracker(
     let mut driver = Driver::new(machine, Some(listener), None, stop)?;
     let waker = driver.waker();
     let handoff = match http {
-        Some(addr) => Some(crate::http::start(addr, false, move || drop(waker.wake()))?),
+        Some(http) => Some(http.start(false, move || drop(waker.wake()))?),
         None => None,
     };
     let stats = driver.stats();
@@ -93,6 +95,7 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
             format!("{} is not a directory", dir.display()),
         ));
     }
+    let http = HttpListener::bind(args.http)?;
     let (listener, local) = bind_and_announce(args.listen)?;
     let stop = stop_on_signal();
     // On a terminal, a spinner says which file is being hashed (big trees take a while).
@@ -142,7 +145,7 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
     let mut driver = Driver::new(peer, Some(listener), Some(FileStore::new(dir)), stop)?;
     driver.set_upload_limit(args.upload_limit);
     driver.set_local_ip(Some(local.ip()));
-    let mut view = PeerHttp::start(args.http, false, &driver)?;
+    let mut view = PeerHttp::start(http, false, &driver)?;
     let mut watch = TrackerWatch::new(args.tracker);
     let mut outcome = Ok(());
     driver.run(|peer, now, event| {

@@ -4,7 +4,7 @@
 
 use super::server::View;
 use super::tracker_view::{counter, gauge, render};
-use super::Handoff;
+use super::{Handoff, HttpListener};
 use crate::exit::Fail;
 use drizzle_core::{Event, Peer, Timestamp};
 use drizzle_mio::{Driver, DriverCounts, DriverStats};
@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -58,16 +58,16 @@ pub struct PeerHttp {
 }
 
 impl PeerHttp {
-    /// Starts serving on `addr` if given (saying where, in NDJSON with `json`).
+    /// Serves on `http` if given (saying where, in NDJSON with `json`).
     pub fn start(
-        addr: Option<SocketAddr>,
+        http: Option<HttpListener>,
         json: bool,
         driver: &Driver<Peer>,
     ) -> Result<PeerHttp, Fail> {
-        let served = match addr {
-            Some(addr) => {
+        let served = match http {
+            Some(http) => {
                 let waker = driver.waker();
-                let handoff = super::start(addr, json, move || drop(waker.wake()))?;
+                let handoff = http.start(json, move || drop(waker.wake()))?;
                 Some((handoff, driver.stats()))
             }
             None => None,
