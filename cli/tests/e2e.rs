@@ -570,3 +570,45 @@ fn the_testbed_runs_a_small_real_swarm_beside_the_simulator() {
     assert!((0.5..=2.0).contains(&to_sim), "{s}");
     assert!(s["real_median_to_bound"].as_f64().unwrap() >= 0.9, "{s}");
 }
+
+/// Under an upload limit a sharer's bytes go to its fetchers in turns: a small file asked
+/// for while three fetchers keep a large one's chunks queued comes at its share of the
+/// limit, long before the large one is done. Before, the connections served first took
+/// every byte the limit allowed, and a newcomer waited until none of them had anything
+/// queued (here 5.9-6.2 s, after the first large copy was done; now 1.7-1.9 s, its turn
+/// at one of three upload slots included).
+#[test]
+fn an_upload_limit_is_shared_in_turns() {
+    let (_t, tr) = tracker();
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    write(&src, "big", &data(160 * CHUNK, 3));
+    write(&src, "small", &data(4 * CHUNK, 4));
+    let (_s, _) = share(&src, &tr, &["big", "small"], &["--upload-limit", "2MB/s"]);
+    let started = Instant::now();
+    let mut bigs: Vec<Proc> = (0..3)
+        .map(|i| start_get("big", &tr, &d.path().join(format!("big{i}"))))
+        .collect();
+    for b in &mut bigs {
+        b.wait_line("a first chunk", |l| l.contains(r#""event":"verified""#));
+    }
+    let asked = Instant::now();
+    let small = get("small", &tr, &d.path().join("small"), &[]);
+    assert_eq!(code(&small), 0);
+    let small_secs = asked.elapsed().as_secs_f64();
+    let first_big_secs = bigs
+        .iter_mut()
+        .map(|b| {
+            let done = b.wait_line("done", |l| l.contains(r#""event":"done""#));
+            serde_json::from_str::<serde_json::Value>(&done).unwrap()["secs"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(f64::MAX, f64::min);
+    // Every chunk of big leaves the sharer once at least: 10 MiB at 2 MB/s, 5.2 s.
+    assert!(started.elapsed().as_secs_f64() > 5.0);
+    assert!(
+        small_secs * 2.0 < first_big_secs,
+        "small took {small_secs:.2} s, the first big {first_big_secs:.2} s"
+    );
+}
