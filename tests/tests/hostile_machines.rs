@@ -2414,3 +2414,42 @@ fn the_tracker_counts_what_it_does_for_its_operator() {
     let held: Vec<u32> = t.holdings_by_ref().map(|(_, _, h)| h.count()).collect();
     assert_eq!(held, vec![2, 1]);
 }
+
+/// A chunk asked of two holders (the endgame) and delivered by both is used once; the
+/// second copy is counted as duplicate bytes (an operator's measure of what duplicating
+/// costs, `drizzle_peer_duplicate_bytes_total`).
+#[test]
+fn a_second_copy_of_a_chunk_is_counted_as_duplicate() {
+    let (data, manifest, mut holders) = one_holder_of(1);
+    holders.push(drizzle_core::wire::LocatedHolder {
+        addr: addr(10),
+        have: ChunkSet::full(1),
+    });
+    let (mut p, _tracker, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
+    for (conn, _) in &d.connects {
+        p.handle(Timestamp(1), Input::Connected { conn: *conn });
+    }
+    let get_chunk = |m: &Message| match m {
+        Message::GetChunk { chunk, .. } => Some(*chunk),
+        _ => None,
+    };
+    let asked: Vec<ConnId> = (d.connects.iter())
+        .filter(|(conn, _)| chunks_sent(&d, *conn, get_chunk) == vec![0])
+        .map(|(conn, _)| *conn)
+        .collect();
+    assert_eq!(
+        asked.len(),
+        2,
+        "the one chunk is asked of both holders: {d:?}"
+    );
+    let copy = [hello(Role::Peer), chunk_frame(&data, &manifest, 0)].concat();
+    let first = send(&mut p, asked[0], 2, &copy);
+    assert_eq!(first.hashes.len(), 1);
+    assert_eq!(p.duplicate_bytes(), 0);
+    let second = send(&mut p, asked[1], 3, &copy);
+    assert!(
+        second.hashes.is_empty(),
+        "the second copy is not hashed: {second:?}"
+    );
+    assert_eq!(p.duplicate_bytes(), 64);
+}

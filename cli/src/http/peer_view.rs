@@ -33,6 +33,8 @@ pub struct PeerCounts {
     pub chunks_verified: u64,
     pub hash_mismatches: u64,
     pub chunks_served: u64,
+    /// Bytes of chunks that came after another copy of them (asked of two holders).
+    pub duplicate_bytes: u64,
     /// Holders given up for a while, by why: they timed out, closed, or could not be
     /// reached.
     pub holders_timed_out: u64,
@@ -118,7 +120,10 @@ impl PeerWatcher {
     pub fn view(&self, peer: &Peer, now: Timestamp, conns: &DriverCounts) -> PeerView {
         PeerView {
             uptime_s: now.as_ms() as f64 / 1000.0,
-            counts: self.counts.clone(),
+            counts: PeerCounts {
+                duplicate_bytes: peer.duplicate_bytes(),
+                ..self.counts.clone()
+            },
             upload_slots_in_use: peer.upload_slots_in_use(now),
             fetchers_waiting: peer.fetchers_waiting(),
             downloading: peer.is_downloading(),
@@ -152,6 +157,12 @@ impl View for PeerView {
             "hash_mismatches",
             "Chunks received that failed verification",
             c.hash_mismatches,
+        );
+        counter(
+            &mut r,
+            "duplicate_bytes",
+            "Bytes of chunks received after another copy of them",
+            c.duplicate_bytes,
         );
         counter(
             &mut r,

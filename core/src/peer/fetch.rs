@@ -437,6 +437,8 @@ impl Peer {
         data: Bytes,
     ) {
         let Some(a) = self.active_mut(name) else {
+            // Asked of two holders, and the download ended with the other copy.
+            self.duplicate_bytes += data.len() as u64;
             return;
         };
         if a.map().is_bad(&holder) {
@@ -447,7 +449,8 @@ impl Peer {
             return;
         }
         if !a.arrived(chunk) {
-            return; // an endgame duplicate
+            self.duplicate_bytes += data.len() as u64;
+            return; // a duplicate: another copy came first
         }
         let root = a.root();
         // Duplicates still owed by other holders are ignored when they land.

@@ -201,6 +201,8 @@ pub struct Peer {
     slots: UploadSlots,
     /// Makes each connection's channel in a closed swarm.
     keyring: Option<Keyring>,
+    /// Bytes of chunks that arrived after another copy had (asked of two holders).
+    duplicate_bytes: u64,
     out: Outbox,
 }
 
@@ -221,6 +223,7 @@ impl Peer {
             slots: UploadSlots::default(),
             keyring: Keyring::new(&config.security),
             config,
+            duplicate_bytes: 0,
             out: Outbox::default(),
         }
     }
@@ -260,6 +263,13 @@ impl Peer {
     /// Fetchers told `Busy` that wait to be called when a slot frees.
     pub fn fetchers_waiting(&self) -> usize {
         self.slots.waiting()
+    }
+
+    /// Bytes of chunks received after another copy of the same chunk (one asked of a
+    /// second holder, which the first delivered after all, perhaps after the download
+    /// ended): what duplicates cost.
+    pub fn duplicate_bytes(&self) -> u64 {
+        self.duplicate_bytes
     }
 
     pub fn is_downloading(&self) -> bool {
