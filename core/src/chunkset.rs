@@ -82,14 +82,14 @@ impl ChunkSet {
         if i >= self.len {
             return false;
         }
+        // Only a change copies bits another set shares.
         if self.contains(i) {
             return false;
         }
         match self.bits_mut().get_mut((i / 8) as usize) {
             Some(b) => {
-                let was = *b & (1 << (i % 8)) != 0;
                 *b |= 1 << (i % 8);
-                !was
+                true
             }
             None => false,
         }

@@ -1,10 +1,11 @@
 //! The operator's view over HTTP (`--http ADDR`): `/metrics` in the Prometheus text format,
 //! a JSON view of the node and, for a tracker, a live page at `/`. `server` serves,
 //! `handoff` carries snapshots out of the event loop, `tracker_view` and `peer_view` say
-//! what each node shows, `client` fetches (for `drizzle status` and the benches). Metadata only: never a file's contents.
+//! what each node shows (`metrics` writes their Prometheus text), `client` fetches (for `drizzle status` and the benches). Metadata only: never a file's contents.
 
 pub mod client;
 mod handoff;
+mod metrics;
 pub mod peer_view;
 mod server;
 pub mod tracker_view;

@@ -2,15 +2,12 @@
 //! chunks verified and served, hash mismatches, holders lost by reason, upload slots, and
 //! bytes per remote address. Counted from the peer's events and the driver's counters.
 
+use super::metrics::Metrics;
 use super::server::View;
-use super::tracker_view::{counter, gauge, render};
 use super::{Handoff, HttpListener};
 use crate::exit::Fail;
 use drizzle_core::{Event, Peer, Timestamp};
 use drizzle_mio::{Driver, DriverCounts, DriverStats};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -144,89 +141,75 @@ impl View for PeerView {
     const PAGE: Option<&'static str> = None;
 
     fn metrics(&self) -> String {
-        let mut r = Registry::with_prefix("drizzle_peer");
         let c = &self.counts;
-        counter(
-            &mut r,
+        let mut m = Metrics::new("drizzle_peer");
+        m.counter(
             "chunks_verified",
             "Chunks received and verified",
             c.chunks_verified,
         );
-        counter(
-            &mut r,
+        m.counter(
             "hash_mismatches",
             "Chunks received that failed verification",
             c.hash_mismatches,
         );
-        counter(
-            &mut r,
-            "duplicate_bytes",
-            "Bytes of chunks received after another copy of them",
-            c.duplicate_bytes,
-        );
-        counter(
-            &mut r,
+        let help = "Bytes of chunks received after another copy of them";
+        m.counter("duplicate_bytes", help, c.duplicate_bytes);
+        m.counter(
             "chunks_served",
             "Chunks served to other peers",
             c.chunks_served,
         );
-        counter(
-            &mut r,
-            "download_waits",
-            "Times a download waited with nothing arriving",
-            c.download_waits,
-        );
-        let lost = Family::<Vec<(String, String)>, Counter>::default();
-        for (reason, n) in [
+        let help = "Times a download waited with nothing arriving";
+        m.counter("download_waits", help, c.download_waits);
+        let lost = [
             ("timed_out", c.holders_timed_out),
             ("closed", c.holders_closed),
             ("unreachable", c.holders_unreachable),
-        ] {
-            lost.get_or_create(&vec![("reason".to_string(), reason.to_string())])
-                .inc_by(n);
-        }
-        r.register(
-            "holder_stalls",
-            "Holders given up for a while, by reason",
-            lost,
-        );
-        gauge(
-            &mut r,
+        ];
+        let lost = lost.map(|(reason, n)| (reason.to_string(), n)).to_vec();
+        let help = "Holders given up for a while, by reason";
+        m.counters_by("holder_stalls", help, "reason", lost);
+        let slots = self.upload_slots_in_use as u64;
+        m.gauge(
             "upload_slots_in_use",
             "Upload slots serving a fetcher",
-            self.upload_slots_in_use as u64,
+            slots,
         );
-        gauge(
-            &mut r,
+        let waiting = self.fetchers_waiting as u64;
+        m.gauge(
             "fetchers_waiting",
             "Fetchers waiting for an upload slot",
-            self.fetchers_waiting as u64,
+            waiting,
         );
-        gauge(
-            &mut r,
+        m.gauge(
             "connections_open",
             "Connections open",
             self.connections_open,
         );
-        gauge(
-            &mut r,
+        m.gauge(
             "uptime_seconds",
             "Seconds since the peer started",
             self.uptime_s as u64,
         );
-        let sent = Family::<Vec<(String, String)>, Counter>::default();
-        let received = Family::<Vec<(String, String)>, Counter>::default();
-        for t in &self.traffic {
-            let labels = vec![("remote".to_string(), t.remote.to_string())];
-            sent.get_or_create(&labels).inc_by(t.up);
-            received.get_or_create(&labels).inc_by(t.down);
-        }
-        r.register("bytes_sent", "Bytes sent, by remote address", sent);
-        r.register(
+        let by_remote = |bytes: fn(&RemoteTraffic) -> u64| {
+            (self.traffic.iter())
+                .map(|t| (t.remote.to_string(), bytes(t)))
+                .collect()
+        };
+        let (sent, received) = (by_remote(|t| t.up), by_remote(|t| t.down));
+        m.counters_by(
+            "bytes_sent",
+            "Bytes sent, by remote address",
+            "remote",
+            sent,
+        );
+        m.counters_by(
             "bytes_received",
             "Bytes received, by remote address",
+            "remote",
             received,
         );
-        render(&r)
+        m.render()
     }
 }

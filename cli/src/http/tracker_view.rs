@@ -3,14 +3,11 @@
 //! on the loop from the tracker's state (`TrackerView::of`), served as `/api/swarm`, as
 //! `/metrics`, and drawn by the page (`page.html`) and `drizzle status`.
 
+use super::metrics::Metrics;
 use super::server::View;
+use drizzle_core::wire::FileSummary;
 use drizzle_core::{Event, Root, Timestamp, Tracker, TrackerCounters};
 use drizzle_mio::DriverCounts;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -108,12 +105,13 @@ impl TrackerWatcher {
     /// The tracker as it is at `now`.
     pub fn view(&self, tracker: &Tracker, now: Timestamp, conns: &DriverCounts) -> TrackerView {
         let counters = tracker.counters().clone();
-        let (files, peers) = files_and_peers(tracker, now);
+        let summaries = tracker.files();
+        let (files, peers) = files_and_peers(tracker, &summaries, now);
         let peers_online = tracker.peers().count();
         TrackerView {
             uptime_s: secs(now.as_ms()),
             peers_online,
-            files_total: tracker.files().len(),
+            files_total: summaries.len(),
             counters,
             connections: Connections {
                 open: conns.open,
@@ -155,9 +153,12 @@ fn secs(ms: u64) -> f64 {
 }
 
 /// The files (each chunk's holders counted) and the peers (what each holds of them).
-fn files_and_peers(tracker: &Tracker, now: Timestamp) -> (Vec<FileView>, Vec<PeerEntry>) {
-    let summaries = tracker.files();
-    let summaries = summaries.get(..MAX_FILES_SHOWN).unwrap_or(&summaries);
+fn files_and_peers(
+    tracker: &Tracker,
+    summaries: &[FileSummary],
+    now: Timestamp,
+) -> (Vec<FileView>, Vec<PeerEntry>) {
+    let summaries = summaries.get(..MAX_FILES_SHOWN).unwrap_or(summaries);
     // A content may be listed under several names: each name shows it.
     let mut by_root: BTreeMap<Root, Vec<usize>> = BTreeMap::new();
     for (i, f) in summaries.iter().enumerate() {
@@ -220,141 +221,81 @@ impl View for TrackerView {
     const PAGE: Option<&'static str> = Some(include_str!("page.html"));
 
     fn metrics(&self) -> String {
-        let mut r = Registry::with_prefix("drizzle_tracker");
-        let c = &self.counters;
-        gauge(
-            &mut r,
-            "peers",
-            "Peers with a session open",
-            self.peers_online as u64,
-        );
-        gauge(
-            &mut r,
-            "files",
-            "Files with at least one holder",
-            self.files_total as u64,
-        );
+        let (c, conns) = (&self.counters, &self.connections);
         let held: u64 = (self.files.iter())
             .flat_map(|f| &f.holders_per_chunk)
             .map(|n| u64::from(*n))
             .sum();
-        gauge(
-            &mut r,
-            "chunks_held",
-            "(Peer, chunk) holdings recorded",
-            held,
+        let mut m = Metrics::new("drizzle_tracker");
+        m.gauge(
+            "peers",
+            "Peers with a session open",
+            self.peers_online as u64,
         );
-        gauge(
-            &mut r,
+        m.gauge(
+            "files",
+            "Files with at least one holder",
+            self.files_total as u64,
+        );
+        m.gauge("chunks_held", "(Peer, chunk) holdings recorded", held);
+        m.gauge(
             "uptime_seconds",
             "Seconds since the tracker started",
             self.uptime_s as u64,
         );
-        gauge(
-            &mut r,
-            "connections_open",
-            "Connections open",
-            self.connections.open,
-        );
-        let holders = Family::<Vec<(String, String)>, Gauge>::default();
-        for f in &self.files {
-            let labels = vec![("file".to_string(), f.name.clone())];
-            holders.get_or_create(&labels).set(i64::from(f.holders));
-        }
-        r.register(
+        m.gauge("connections_open", "Connections open", conns.open);
+        let holders = (self.files.iter())
+            .map(|f| (f.name.clone(), u64::from(f.holders)))
+            .collect();
+        m.gauges_by(
             "file_holders",
             "Peers holding some chunk of the file",
+            "file",
             holders,
         );
-        counter(
-            &mut r,
-            "registers",
-            "Register messages handled",
-            c.registers,
-        );
-        counter(
-            &mut r,
+        m.counter("registers", "Register messages handled", c.registers);
+        m.counter(
             "files_refused",
             "Files a register offered that were refused",
             c.files_refused,
         );
-        counter(
-            &mut r,
+        m.counter(
             "chunks_registered",
             "Chunks newly recorded as held",
             c.chunks_registered,
         );
-        counter(&mut r, "locates", "Locate requests answered", c.locates);
-        counter(
-            &mut r,
-            "file_lists",
-            "File-list pages answered",
-            c.file_lists,
-        );
-        counter(
-            &mut r,
+        m.counter("locates", "Locate requests answered", c.locates);
+        m.counter("file_lists", "File-list pages answered", c.file_lists);
+        m.counter(
             "bad_holder_reports",
             "Bad-holder reports counted",
             c.reports,
         );
-        counter(
-            &mut r,
+        m.counter(
             "introductions",
             "Seekers an idle holder was introduced to",
             c.introductions,
         );
-        counter(
-            &mut r,
+        m.counter(
             "answer_bytes",
             "Bytes of messages sent, before encryption",
             c.answer_bytes,
         );
-        counter(
-            &mut r,
+        m.counter(
             "connections_accepted",
             "Connections accepted",
-            self.connections.accepted,
+            conns.accepted,
         );
-        let refused = Family::<Vec<(String, String)>, Counter>::default();
-        for (reason, n) in [
-            ("too_many_open", self.connections.refused_too_many_open),
-            (
-                "too_many_from_address",
-                self.connections.refused_too_many_from_address,
-            ),
+        let refused = [
+            ("too_many_open", conns.refused_too_many_open),
+            ("too_many_from_address", conns.refused_too_many_from_address),
             ("protocol_violation", c.closed_violation),
             ("timed_out", c.closed_timeout),
             ("unauthorised", c.closed_unauthorised),
-        ] {
-            refused
-                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-                .inc_by(n);
-        }
-        r.register(
-            "connections_refused",
-            "Connections refused or closed by the tracker, by reason",
-            refused,
-        );
-        render(&r)
+        ];
+        let refused = refused.map(|(reason, n)| (reason.to_string(), n)).to_vec();
+        let help = "Connections refused or closed by the tracker, by reason";
+        m.counters_by("connections_refused", help, "reason", refused);
+        m.render()
     }
-}
-
-pub(super) fn gauge(r: &mut Registry, name: &str, help: &str, value: u64) {
-    let g = Gauge::<i64>::default();
-    g.set(i64::try_from(value).unwrap_or(i64::MAX));
-    r.register(name, help, g);
-}
-
-pub(super) fn counter(r: &mut Registry, name: &str, help: &str, value: u64) {
-    let c = Counter::<u64>::default();
-    c.inc_by(value);
-    r.register(name, help, c);
-}
-
-pub(super) fn render(r: &Registry) -> String {
-    let mut text = String::new();
-    if let Err(e) = encode(&mut text, r) {
-        log::error!("http: cannot encode metrics: {e}");
-    }
-    text
 }

@@ -101,10 +101,6 @@ pub struct Tracker {
 }
 
 impl Session {
-    pub fn peer_id(&self) -> u64 {
-        self.peer_id
-    }
-
     /// Where the peer serves (the session's IP, the port it announced).
     pub fn listen(&self) -> SocketAddr {
         self.listen
@@ -207,8 +203,8 @@ impl Tracker {
             .collect()
     }
 
-    /// Every recorded holding without copying its chunk set: the holder's listen address,
-    /// the file's root, the chunks held.
+    /// Every recorded holding without copying its chunk set: the holder's session, the
+    /// file's root, the chunks held.
     pub fn holdings_by_ref(&self) -> impl Iterator<Item = (&Session, &Root, &ChunkSet)> + '_ {
         self.swarms.iter().flat_map(move |(root, swarm)| {
             (swarm.holders().iter())
@@ -229,11 +225,6 @@ impl Tracker {
     /// What the tracker has done since it started.
     pub fn counters(&self) -> &TrackerCounters {
         &self.counters
-    }
-
-    /// The last instant the tracker was driven at.
-    pub fn now(&self) -> Timestamp {
-        self.now
     }
 
     // ---- input handling ----
