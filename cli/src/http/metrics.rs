@@ -31,25 +31,33 @@ impl Metrics {
         self.0.register(name, help, c);
     }
 
-    /// One gauge per value of `label`.
-    pub fn gauges_by(&mut self, name: &str, help: &str, label: &str, values: Vec<(String, u64)>) {
+    /// One gauge per value of `label` (a file name).
+    pub fn gauges_by<K: ToString>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (K, u64)>,
+    ) {
         let family = Family::<Labels, Gauge>::default();
         for (key, value) in values {
             let value = i64::try_from(value).unwrap_or(i64::MAX);
-            family
-                .get_or_create(&vec![(label.to_string(), key)])
-                .set(value);
+            family.get_or_create(&labelled(label, key)).set(value);
         }
         self.0.register(name, help, family);
     }
 
     /// One counter per value of `label` (a reason, a remote address).
-    pub fn counters_by(&mut self, name: &str, help: &str, label: &str, values: Vec<(String, u64)>) {
+    pub fn counters_by<K: ToString>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (K, u64)>,
+    ) {
         let family = Family::<Labels, Counter>::default();
         for (key, value) in values {
-            family
-                .get_or_create(&vec![(label.to_string(), key)])
-                .inc_by(value);
+            family.get_or_create(&labelled(label, key)).inc_by(value);
         }
         self.0.register(name, help, family);
     }
@@ -61,4 +69,8 @@ impl Metrics {
         }
         text
     }
+}
+
+fn labelled(label: &str, key: impl ToString) -> Labels {
+    vec![(label.to_string(), key.to_string())]
 }

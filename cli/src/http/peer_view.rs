@@ -167,7 +167,6 @@ impl View for PeerView {
             ("closed", c.holders_closed),
             ("unreachable", c.holders_unreachable),
         ];
-        let lost = lost.map(|(reason, n)| (reason.to_string(), n)).to_vec();
         let help = "Holders given up for a while, by reason";
         m.counters_by("holder_stalls", help, "reason", lost);
         let slots = self.upload_slots_in_use as u64;
@@ -192,12 +191,8 @@ impl View for PeerView {
             "Seconds since the peer started",
             self.uptime_s as u64,
         );
-        let by_remote = |bytes: fn(&RemoteTraffic) -> u64| {
-            (self.traffic.iter())
-                .map(|t| (t.remote.to_string(), bytes(t)))
-                .collect()
-        };
-        let (sent, received) = (by_remote(|t| t.up), by_remote(|t| t.down));
+        let sent = self.traffic.iter().map(|t| (t.remote, t.up));
+        let received = self.traffic.iter().map(|t| (t.remote, t.down));
         m.counters_by(
             "bytes_sent",
             "Bytes sent, by remote address",

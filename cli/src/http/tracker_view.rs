@@ -244,9 +244,7 @@ impl View for TrackerView {
             self.uptime_s as u64,
         );
         m.gauge("connections_open", "Connections open", conns.open);
-        let holders = (self.files.iter())
-            .map(|f| (f.name.clone(), u64::from(f.holders)))
-            .collect();
+        let holders = (self.files.iter()).map(|f| (&f.name, u64::from(f.holders)));
         m.gauges_by(
             "file_holders",
             "Peers holding some chunk of the file",
@@ -293,7 +291,6 @@ impl View for TrackerView {
             ("timed_out", c.closed_timeout),
             ("unauthorised", c.closed_unauthorised),
         ];
-        let refused = refused.map(|(reason, n)| (reason.to_string(), n)).to_vec();
         let help = "Connections refused or closed by the tracker, by reason";
         m.counters_by("connections_refused", help, "reason", refused);
         m.render()
