@@ -640,11 +640,15 @@ impl Active {
         // The holders, `only` and the cooldowns are all in address order: merged passes.
         let candidates = self.candidates(only);
         let mut cooldowns = self.cooldown.by_addr().peekable();
+        let steered = self.steered_holders(&wanted);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
+                // Cheapest first: in a busy swarm most holders are cooling (they said Busy).
                 let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                let offers = have.intersects(&wanted) || self.steered_any(*addr, &wanted);
-                !cooling && offers && !self.map.is_bad(addr) && has_slot(*addr)
+                !cooling
+                    && (have.intersects(&wanted) || steered.binary_search(addr).is_ok())
+                    && !self.map.is_bad(addr)
+                    && has_slot(*addr)
             })
             .collect();
         if ready.is_empty() {

@@ -77,9 +77,16 @@ impl Active {
         }
     }
 
-    /// Whether `holder` steered us away from a chunk of `wanted`.
-    pub(super) fn steered_any(&self, holder: SocketAddr, wanted: &ChunkSet) -> bool {
-        (self.steered.range((holder, 0)..=(holder, u32::MAX))).any(|(_, c)| wanted.contains(*c))
+    /// The holders that steered us away from some chunk of `wanted`, in address order: one
+    /// pass per pick, where asking it of each holder the pick passed over took a range
+    /// search apiece.
+    pub(super) fn steered_holders(&self, wanted: &ChunkSet) -> Vec<SocketAddr> {
+        let mut holders: Vec<SocketAddr> = (self.steered.iter())
+            .filter(|(_, c)| wanted.contains(*c))
+            .map(|(holder, _)| *holder)
+            .collect();
+        holders.dedup();
+        holders
     }
 
     /// Requests in flight that count against the budget: all of them but those to holders
