@@ -186,23 +186,18 @@ impl ChunkSet {
     }
 
     /// The `n`-th chunk (from 0, ascending) in both sets, if there are that many.
-    pub fn nth_common(&self, other: &ChunkSet, mut n: u32) -> Option<u32> {
+    pub fn nth_common(&self, other: &ChunkSet, n: u32) -> Option<u32> {
         if self.len != other.len {
             return None;
         }
-        for (i, (a, b)) in (0u32..).zip(words(&self.bits).zip(words(&other.bits))) {
-            let both = a & b;
-            let ones = both.count_ones();
-            if n < ones {
-                let ones = Ones {
-                    word: both,
-                    base: i * 64,
-                };
-                return ones.take(n as usize + 1).last();
-            }
-            n -= ones;
-        }
-        None
+        let both = words(&self.bits).zip(words(&other.bits));
+        nth_one(both.map(|(a, b)| a & b), n)
+    }
+
+    /// The set as words of 64 chunks, chunk `i` in bit `i % 64` of word `i / 64`, the last
+    /// word padded with zeros: for bit sets kept beside chunk sets.
+    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + Clone + '_ {
+        words(&self.bits)
     }
 
     /// Whether every chunk of `self` is also in `other`.
@@ -228,6 +223,19 @@ fn words(bits: &[u8]) -> impl Iterator<Item = u64> + Clone + '_ {
     whole
         .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
         .chain(last)
+}
+
+/// The `n`-th set bit (from 0) of `words`, as a chunk index (word `i` holds chunks
+/// `64 * i` on).
+pub(crate) fn nth_one(words: impl Iterator<Item = u64>, mut n: u32) -> Option<u32> {
+    for (i, word) in (0u32..).zip(words) {
+        let ones = word.count_ones();
+        if n < ones {
+            return Ones { word, base: i * 64 }.nth(n as usize);
+        }
+        n -= ones;
+    }
+    None
 }
 
 /// The set bits of one word, lowest first, as chunk indices from `base`.

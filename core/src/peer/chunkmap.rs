@@ -3,7 +3,7 @@
 //! good holders), kept true through every change and kept by rarity too, so that a pick of
 //! the rarest chunk reads sets a word at a time instead of weighing every missing chunk.
 
-use crate::chunkset::ChunkSet;
+use crate::chunkset::{self, ChunkSet};
 use crate::limits::MAX_KNOWN_HOLDERS;
 use rand::Rng;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
@@ -185,7 +185,10 @@ struct Rarity {
 #[derive(Debug, Default)]
 struct Group {
     size: u32,
-    chunks: ChunkSet,
+    /// The group's chunks, 64 to a word: plain words rather than a `ChunkSet`, as a group
+    /// changes with nearly every `Have` and a shared set's copy-on-write check cost more
+    /// than the change.
+    words: Vec<u64>,
 }
 
 impl Rarity {
@@ -251,26 +254,34 @@ impl Rarity {
                 .resize_with(count as usize + 1, Group::default);
         }
         if let Some(group) = self.by_count.get_mut(count as usize) {
-            if group.chunks.len() != chunks {
-                group.chunks = ChunkSet::empty(chunks);
+            if group.words.is_empty() {
+                group.words = vec![0; chunks.div_ceil(64) as usize];
             }
-            group.size += 1;
-            group.chunks.insert(chunk);
+            if let Some(word) = group.words.get_mut((chunk / 64) as usize) {
+                *word |= 1 << (chunk % 64);
+                group.size += 1;
+            }
         }
     }
 
     fn leave(&mut self, chunk: u32, count: u32) {
         if let Some(group) = self.by_count.get_mut(count as usize) {
-            group.chunks.remove(chunk);
-            group.size = group.size.saturating_sub(1);
+            if let Some(word) = group.words.get_mut((chunk / 64) as usize) {
+                *word &= !(1 << (chunk % 64));
+                group.size = group.size.saturating_sub(1);
+            }
         }
     }
 
     fn rarest_among(&self, among: &ChunkSet, rng: &mut impl Rng) -> Option<u32> {
+        if among.len() != self.chunks() {
+            return None;
+        }
         for group in self.by_count.iter().filter(|g| g.size > 0) {
-            let ties = group.chunks.count_common(among);
+            let common = || (group.words.iter().zip(among.words())).map(|(a, b)| a & b);
+            let ties: u32 = common().map(u64::count_ones).sum();
             if ties > 0 {
-                return group.chunks.nth_common(among, rng.gen_range(0..ties));
+                return chunkset::nth_one(common(), rng.gen_range(0..ties));
             }
         }
         None
