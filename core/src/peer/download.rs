@@ -554,7 +554,12 @@ impl Active {
 
     /// Whether another request may be made now, with `asked` in flight (see `counted`).
     pub fn may_request(&self, asked: &Asked, now: Timestamp) -> bool {
-        !self.committing && self.counted(asked, now) < self.request_budget()
+        if self.committing {
+            return false;
+        }
+        let budget = self.request_budget();
+        // A request counts once at most: fewer than the budget need no closer look.
+        asked.count() < budget || self.counted(asked, now) < budget
     }
 
     /// Who holds what.
