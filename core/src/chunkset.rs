@@ -5,24 +5,102 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Which chunks of one file are present, one bit per chunk (chunk `i` is bit `i % 8` of
-/// byte `i / 8`). Bytes, not words, so that it goes on the wire as one run. Shared until
-/// changed: the tracker hands every holder's set out in each locate answer (50 copies of
-/// up to 32 KiB per answer otherwise), and a change copies only a set still shared.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// byte `i / 8`). Bytes, not words, so that it goes on the wire as one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ChunkSet {
     len: u32,
     #[serde(
-        serialize_with = "crate::wire::bytes::serialize",
-        deserialize_with = "crate::wire::bytes::deserialize_shared"
+        serialize_with = "Bits::serialize",
+        deserialize_with = "Bits::deserialize"
     )]
-    bits: Arc<[u8]>,
+    bits: Bits,
+}
+
+/// The bytes of a set. A small one (up to 128 chunks) lies in place: a peer walking the
+/// holders it knows reads each one's set, and one behind a pointer was a cache miss apiece
+/// (a swarm of 1,000 peers keeps 100,000 of them). A larger one is shared until changed:
+/// the tracker hands every holder's set out in each locate answer (50 copies of up to
+/// 32 KiB per answer otherwise), and a change copies only a set still shared.
+#[derive(Clone)]
+enum Bits {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Shared(Arc<[u8]>),
+}
+
+const INLINE_BYTES: usize = 16;
+
+impl Bits {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bits::Inline { len, bytes } => bytes.get(..*len as usize).unwrap_or_default(),
+            Bits::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The bytes to change: this set's own (copied first if another set shares them).
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self {
+            Bits::Inline { len, bytes } => bytes.get_mut(..*len as usize).unwrap_or_default(),
+            Bits::Shared(bytes) => Arc::make_mut(bytes),
+        }
+    }
+
+    fn serialize<S: serde::Serializer>(bits: &Bits, s: S) -> Result<S::Ok, S::Error> {
+        crate::wire::bytes::serialize(bits.as_slice(), s)
+    }
+
+    fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bits, D::Error> {
+        crate::wire::bytes::deserialize(d).map(Bits::from)
+    }
+}
+
+impl From<Vec<u8>> for Bits {
+    fn from(v: Vec<u8>) -> Bits {
+        let mut bytes = [0; INLINE_BYTES];
+        match (bytes.get_mut(..v.len()), u8::try_from(v.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(&v);
+                Bits::Inline { len, bytes }
+            }
+            _ => Bits::Shared(v.into()),
+        }
+    }
+}
+
+impl Default for Bits {
+    fn default() -> Bits {
+        Bits::from(Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Bits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
+/// Sets are equal when they range over as many chunks and hold the same ones, however
+/// their bytes are kept.
+impl PartialEq for ChunkSet {
+    fn eq(&self, other: &ChunkSet) -> bool {
+        self.len == other.len && self.bits.as_slice() == other.bits.as_slice()
+    }
+}
+
+impl Eq for ChunkSet {}
+
+impl std::hash::Hash for ChunkSet {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.len.hash(h);
+        self.bits.as_slice().hash(h);
+    }
 }
 
 impl ChunkSet {
     pub fn empty(len: u32) -> Self {
         ChunkSet {
             len,
-            bits: vec![0; bytes_for(len)].into(),
+            bits: Bits::from(vec![0; bytes_for(len)]),
         }
     }
 
@@ -42,9 +120,13 @@ impl ChunkSet {
         set
     }
 
+    fn bits(&self) -> &[u8] {
+        self.bits.as_slice()
+    }
+
     /// The bits to change: this set's own (copied first if another set shares them).
     fn bits_mut(&mut self) -> &mut [u8] {
-        Arc::make_mut(&mut self.bits)
+        self.bits.as_mut_slice()
     }
 
     /// The number of chunks the set ranges over (not how many are present).
@@ -53,17 +135,17 @@ impl ChunkSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        words(&self.bits).all(|w| w == 0)
+        words(self.bits()).all(|w| w == 0)
     }
 
     /// Whether the encoding is self-consistent: right byte count, no bits past `len`.
     /// Sets decoded from the wire must pass this before use.
     pub fn is_well_formed(&self) -> bool {
-        if self.bits.len() != bytes_for(self.len) {
+        if self.bits().len() != bytes_for(self.len) {
             return false;
         }
         let tail = self.len % 8;
-        match self.bits.last() {
+        match self.bits().last() {
             Some(last) if tail != 0 => last >> tail == 0,
             _ => true,
         }
@@ -72,7 +154,7 @@ impl ChunkSet {
     pub fn contains(&self, i: u32) -> bool {
         i < self.len
             && self
-                .bits
+                .bits()
                 .get((i / 8) as usize)
                 .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
@@ -105,7 +187,7 @@ impl ChunkSet {
     }
 
     pub fn count(&self) -> u32 {
-        words(&self.bits).map(u64::count_ones).sum()
+        words(self.bits()).map(u64::count_ones).sum()
     }
 
     pub fn is_full(&self) -> bool {
@@ -116,7 +198,7 @@ impl ChunkSet {
     pub fn iter(&self) -> impl Iterator<Item = u32> + Clone + '_ {
         let len = self.len;
         (0u32..)
-            .zip(words(&self.bits))
+            .zip(words(self.bits()))
             .filter(|(_, word)| *word != 0)
             .flat_map(|(i, word)| Ones { word, base: i * 64 })
             .filter(move |c| *c < len)
@@ -127,7 +209,7 @@ impl ChunkSet {
     pub fn keep_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits().iter()) {
                 *a &= b;
             }
         }
@@ -137,7 +219,7 @@ impl ChunkSet {
     pub fn add_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits().iter()) {
                 *a |= b;
             }
         }
@@ -147,7 +229,7 @@ impl ChunkSet {
     pub fn remove_all(&mut self, other: &ChunkSet) {
         debug_assert_eq!(self.len, other.len, "sets over different files");
         if self.len == other.len {
-            for (a, b) in self.bits_mut().iter_mut().zip(other.bits.iter()) {
+            for (a, b) in self.bits_mut().iter_mut().zip(other.bits().iter()) {
                 *a &= !b;
             }
         }
@@ -156,8 +238,8 @@ impl ChunkSet {
     /// Whether some chunk is in both sets.
     pub fn intersects(&self, other: &ChunkSet) -> bool {
         self.len == other.len
-            && words(&self.bits)
-                .zip(words(&other.bits))
+            && words(self.bits())
+                .zip(words(other.bits()))
                 .any(|(a, b)| a & b != 0)
     }
 
@@ -165,10 +247,10 @@ impl ChunkSet {
     /// of `self`), ascending, a word at a time.
     pub fn minus<'a>(&'a self, other: &'a ChunkSet) -> impl Iterator<Item = u32> + 'a {
         let same = self.len == other.len;
-        let others = words(&other.bits).chain(std::iter::repeat(0));
+        let others = words(other.bits()).chain(std::iter::repeat(0));
         let len = self.len;
         (0u32..)
-            .zip(words(&self.bits).zip(others))
+            .zip(words(self.bits()).zip(others))
             .map(move |(i, (a, b))| (i, if same { a & !b } else { a }))
             .filter(|(_, word)| *word != 0)
             .flat_map(|(i, word)| Ones { word, base: i * 64 })
@@ -180,7 +262,7 @@ impl ChunkSet {
         if self.len != other.len {
             return 0;
         }
-        (words(&self.bits).zip(words(&other.bits)))
+        (words(self.bits()).zip(words(other.bits())))
             .map(|(a, b)| (a & b).count_ones())
             .sum()
     }
@@ -190,21 +272,21 @@ impl ChunkSet {
         if self.len != other.len {
             return None;
         }
-        let both = words(&self.bits).zip(words(&other.bits));
+        let both = words(self.bits()).zip(words(other.bits()));
         nth_one(both.map(|(a, b)| a & b), n)
     }
 
     /// The set as words of 64 chunks, chunk `i` in bit `i % 64` of word `i / 64`, the last
     /// word padded with zeros: for bit sets kept beside chunk sets.
     pub(crate) fn words(&self) -> impl Iterator<Item = u64> + Clone + '_ {
-        words(&self.bits)
+        words(self.bits())
     }
 
     /// Whether every chunk of `self` is also in `other`.
     pub fn is_subset(&self, other: &ChunkSet) -> bool {
         self.len == other.len
-            && words(&self.bits)
-                .zip(words(&other.bits))
+            && words(self.bits())
+                .zip(words(other.bits()))
                 .all(|(a, b)| a & !b == 0)
     }
 }
@@ -337,5 +419,29 @@ mod tests {
         };
         assert!(!stray_bit.is_well_formed());
         assert!(ChunkSet::empty(0).is_well_formed());
+    }
+
+    /// Sets kept in place (up to 128 chunks) and shared ones (more) read, change, encode
+    /// and decode alike, and a copy of a shared set changes apart from the original.
+    #[test]
+    fn small_sets_in_place_and_large_shared_behave_alike() {
+        for len in [0, 1, 127, 128, 129, 1000] {
+            let mut set = ChunkSet::empty(len);
+            let picked: Vec<u32> = (0..len).filter(|i| i % 3 == 0).collect();
+            for i in &picked {
+                assert!(set.insert(*i));
+            }
+            assert_eq!(set.iter().collect::<Vec<_>>(), picked, "{len} chunks");
+            let frame = postcard::to_allocvec(&set).unwrap_or_default();
+            let back: Result<ChunkSet, _> = postcard::from_bytes(&frame);
+            assert_eq!(back.as_ref(), Ok(&set), "{len} chunks");
+            assert!(back.is_ok_and(|b| b.is_well_formed()));
+            let mut copy = set.clone();
+            copy.remove(0);
+            assert_eq!(set.contains(0), len > 0, "{len} chunks");
+            assert!(!copy.contains(0));
+        }
+        assert!(matches!(ChunkSet::empty(128).bits, Bits::Inline { .. }));
+        assert!(matches!(ChunkSet::empty(129).bits, Bits::Shared(_)));
     }
 }

@@ -23,10 +23,3 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error>
     }
     d.deserialize_byte_buf(Visitor)
 }
-
-/// `deserialize`, into bytes that clones share (`ChunkSet`).
-pub fn deserialize_shared<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<std::sync::Arc<[u8]>, D::Error> {
-    deserialize(d).map(Into::into)
-}
