@@ -52,24 +52,40 @@ impl Bits {
     fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bits, D::Error> {
         crate::wire::bytes::deserialize(d).map(Bits::from)
     }
+
+    /// `n` zero bytes.
+    fn zeroed(n: usize) -> Bits {
+        match Bits::fits(n) {
+            Some(len) => Bits::Inline {
+                len,
+                bytes: [0; INLINE_BYTES],
+            },
+            None => Bits::Shared(vec![0; n].into()),
+        }
+    }
+
+    /// The length of `n` bytes kept in place, if they fit.
+    fn fits(n: usize) -> Option<u8> {
+        u8::try_from(n).ok().filter(|_| n <= INLINE_BYTES)
+    }
 }
 
 impl From<Vec<u8>> for Bits {
     fn from(v: Vec<u8>) -> Bits {
+        let Some(len) = Bits::fits(v.len()) else {
+            return Bits::Shared(v.into());
+        };
         let mut bytes = [0; INLINE_BYTES];
-        match (bytes.get_mut(..v.len()), u8::try_from(v.len())) {
-            (Some(head), Ok(len)) => {
-                head.copy_from_slice(&v);
-                Bits::Inline { len, bytes }
-            }
-            _ => Bits::Shared(v.into()),
+        if let Some(head) = bytes.get_mut(..v.len()) {
+            head.copy_from_slice(&v);
         }
+        Bits::Inline { len, bytes }
     }
 }
 
 impl Default for Bits {
     fn default() -> Bits {
-        Bits::from(Vec::new())
+        Bits::zeroed(0)
     }
 }
 
@@ -100,7 +116,7 @@ impl ChunkSet {
     pub fn empty(len: u32) -> Self {
         ChunkSet {
             len,
-            bits: Bits::from(vec![0; bytes_for(len)]),
+            bits: Bits::zeroed(bytes_for(len)),
         }
     }
 
