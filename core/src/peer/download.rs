@@ -83,6 +83,15 @@ pub(crate) struct Active {
     failures: BTreeMap<SocketAddr, u32>,
 }
 
+/// Up to this many holders a pick looks up rather than walks to (a search costs a few
+/// comparisons, a walk up to one per holder known).
+const FEW: usize = 4;
+
+/// Whether `only` lists at most `FEW` holders.
+fn is_few(only: &Option<&mut (dyn Iterator<Item = SocketAddr> + '_)>) -> bool {
+    (only.as_ref()).is_some_and(|o| o.size_hint().1.is_some_and(|n| n <= FEW))
+}
+
 /// The value at `key` of a map walked in ascending key order: skips what lies before `key`
 /// and stops there. Asked about ascending keys only, a whole pass costs one walk of the
 /// map instead of a search per key.
@@ -642,15 +651,20 @@ impl Active {
                 self.rescue(asked, now, only, has_slot, rng)
             };
         }
-        // The holders, `only` and the cooldowns are all in address order: merged passes.
+        // The holders, `only` and the cooldowns are all in address order: merged passes,
+        // but a few holders (`only` is often one) are looked up.
+        let few = is_few(&only);
         let candidates = self.candidates(only);
         let mut cooldowns = self.cooldown.by_addr().peekable();
+        let mut cooling = |addr: &SocketAddr| match few {
+            true => self.cooling(*addr, now),
+            false => seek(&mut cooldowns, addr).is_some_and(|until| *until > now),
+        };
         let steered = self.steered_holders(&wanted);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
                 // Cheapest first: in a busy swarm most holders are cooling (they said Busy).
-                let cooling = seek(&mut cooldowns, addr).is_some_and(|until| *until > now);
-                !cooling
+                !cooling(addr)
                     && (have.intersects(&wanted) || steered.binary_search(addr).is_ok())
                     && !self.map.is_bad(addr)
                     && has_slot(*addr)
@@ -701,13 +715,16 @@ impl Active {
     }
 
     /// The holders a pick may consider, with their chunks, in address order: all of them,
-    /// or those of `only` (also in address order) that are in the map.
+    /// or those of `only` (also in address order) that are in the map, looked up when they
+    /// are few and found in a walk beside the map when more.
     fn candidates<'r, 's: 'r, 'i: 'r>(
         &'s self,
         only: Option<&'r mut (dyn Iterator<Item = SocketAddr> + 'i)>,
     ) -> Box<dyn Iterator<Item = (SocketAddr, &'s ChunkSet)> + 'r> {
+        let few = is_few(&only);
         let mut holders = self.map.iter().peekable();
         match only {
+            Some(only) if few => Box::new(only.filter_map(|a| Some((a, self.map.get(&a)?)))),
             Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
             None => Box::new(holders.map(|(addr, have)| (*addr, have))),
         }
