@@ -94,22 +94,33 @@ impl ChunkMap {
         keep: impl Fn(SocketAddr) -> bool,
     ) {
         // Rarity follows what changed, holder by holder: a refreshed map mostly repeats
-        // the last one.
-        let mut known = BTreeSet::new();
-        for (addr, have) in std::mem::take(&mut self.holders) {
-            known.insert(addr);
-            if keep(addr) && !fresh.contains_key(&addr) {
-                fresh.insert(addr, have);
-            } else if !self.bad.contains(&addr) {
-                self.rarity.moved(Some(&have), fresh.get(&addr));
+        // the last one. Both maps are in address order: one walk pairs them.
+        let ChunkMap {
+            holders,
+            bad,
+            rarity,
+        } = self;
+        let mut kept = Vec::new();
+        let mut new = fresh.iter().peekable();
+        for (addr, have) in std::mem::take(holders) {
+            while let Some((a, h)) = new.next_if(|(a, _)| **a < addr) {
+                if !bad.contains(a) {
+                    rarity.moved(None, Some(h));
+                }
+            }
+            match new.next_if(|(a, _)| **a == addr).map(|(_, h)| h) {
+                None if keep(addr) => kept.push((addr, have)),
+                now if !bad.contains(&addr) => rarity.moved(Some(&have), now),
+                _ => {}
             }
         }
-        for (addr, have) in &fresh {
-            if !known.contains(addr) && !self.bad.contains(addr) {
-                self.rarity.moved(None, Some(have));
+        for (a, h) in new {
+            if !bad.contains(a) {
+                rarity.moved(None, Some(h));
             }
         }
-        self.holders = fresh;
+        fresh.extend(kept);
+        *holders = fresh;
     }
 
     /// Adds or updates one holder whose chunk set fits the file; false if the map is full.
