@@ -2045,6 +2045,30 @@ fn a_host_that_fills_the_line_and_stalls_its_slots_cannot_starve_another() {
     );
 }
 
+/// A fetcher waiting for a slot whose connection closes leaves the line at once: it holds
+/// no place that a live fetcher could have (nor one of the first told of a new chunk).
+#[test]
+fn a_closed_fetcher_leaves_the_line_at_once() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    for n in 1..=3 {
+        let (_, d) = fetch_from(&mut p, [127, 0, 0, n as u8], n, 1, root, n as u32);
+        loaded_fives(&mut p, d.loads[0].0, 2);
+    }
+    let mut line = Vec::new();
+    for n in 4..=6 {
+        let (conn, d) = fetch_from(&mut p, [127, 0, 0, n as u8], n, 2, root, 0);
+        assert!(d
+            .sent
+            .iter()
+            .any(|(c, m)| *c == conn && matches!(m, Message::Busy { .. })));
+        line.push(conn);
+    }
+    assert_eq!(p.fetchers_waiting(), 3);
+    p.handle(Timestamp(3), Input::Closed { conn: line[1] });
+    drain(&mut p);
+    assert_eq!(p.fetchers_waiting(), 2);
+}
+
 /// A full holder steers a fetcher away from a chunk it just sent elsewhere (that copy will
 /// spread) — but not when the copy went to a fetcher whose address stalls its slots: that
 /// copy goes nowhere, and steering an honest fetcher after it only delays it (line fillers

@@ -31,9 +31,12 @@ pub(super) struct UploadSlots {
     /// Fetchers holding an upload slot or invited to one, and perhaps a few whose
     /// invitation lapsed: the few connections `slots_taken` looks at.
     conns: BTreeSet<ConnId>,
-    /// Fetchers told `Busy`, oldest first: called with `Ready` as slots free, the first
-    /// `calls_per_free_slot` for each.
-    waiting: VecDeque<(ConnId, Root)>,
+    /// Fetchers told `Busy`, oldest first, with the address each connects from: called
+    /// with `Ready` as slots free, the first `calls_per_free_slot` for each. A fetcher
+    /// leaves the line when its connection closes, so every place here is a live one
+    /// (a seeder's line is long: looking each address up was a tenth of the instructions
+    /// of a simulated swarm).
+    waiting: VecDeque<(ConnId, Root, IpAddr)>,
     /// Fetchers called with `Ready` and not yet come, in the order called: they go back to
     /// the front of `waiting` if the slots fill first (see `Peer::recall_invitations`).
     called: Vec<(ConnId, Root)>,
@@ -97,6 +100,7 @@ impl UploadSlots {
     /// A fetcher's connection closed.
     pub fn forget(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        self.waiting.retain(|(c, _, _)| *c != conn);
     }
 }
 
@@ -222,7 +226,7 @@ impl Peer {
         self.slots.idle_streak = 0;
         self.conns.slot_stall_due(now.plus_ms(SLOT_STALL_MS));
         self.slots.conns.insert(conn);
-        self.slots.waiting.retain(|(c, _)| *c != conn);
+        self.slots.waiting.retain(|(c, _, _)| *c != conn);
         if serving + 1 >= policy.upload_slots {
             self.recall_invitations(now);
         }
@@ -251,9 +255,9 @@ impl Peer {
     /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
     /// its few holders while they upload what many others have too.
     pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
-        let waiting = self.slots.waiting.iter().filter(|(_, r)| *r == root);
+        let waiting = self.slots.waiting.iter().filter(|(_, r, _)| *r == root);
         let first_in_line = waiting
-            .map(|(c, _)| *c)
+            .map(|(c, _, _)| *c)
             .take(self.config.serve.waiters_told_have);
         let told: BTreeSet<ConnId> = self
             .slots
@@ -339,20 +343,21 @@ impl Peer {
     /// front), once, so it hears `Ready` when a slot frees; one that does not fit (the line
     /// is full, or its address holds `MAX_WAITING_PER_ADDRESS` places) polls.
     fn join_line(&mut self, conn: ConnId, root: Root, at_front: bool) {
-        let ip = self.fetcher_ip(conn);
-        let same_address = (self.slots.waiting.iter())
-            .filter(|(c, _)| self.fetcher_ip(*c) == ip)
-            .count();
-        if self.slots.waiting.len() >= MAX_WAITING_FETCHERS
+        let Some(ip) = self.fetcher_ip(conn) else {
+            return;
+        };
+        let waiting = &self.slots.waiting;
+        let same_address = waiting.iter().filter(|(_, _, a)| *a == ip).count();
+        if waiting.len() >= MAX_WAITING_FETCHERS
             || same_address >= MAX_WAITING_PER_ADDRESS
-            || self.slots.waiting.iter().any(|(c, _)| *c == conn)
+            || waiting.iter().any(|(c, _, _)| *c == conn)
         {
             return;
         }
         if at_front {
-            self.slots.waiting.push_front((conn, root));
+            self.slots.waiting.push_front((conn, root, ip));
         } else {
-            self.slots.waiting.push_back((conn, root));
+            self.slots.waiting.push_back((conn, root, ip));
         }
     }
 
@@ -373,10 +378,10 @@ impl Peer {
             let Some(next) = self.next_in_line(now, &served) else {
                 break;
             };
-            let Some((conn, root)) = self.slots.waiting.remove(next) else {
+            let Some((conn, root, ip)) = self.slots.waiting.remove(next) else {
                 break;
             };
-            served.extend(self.fetcher_ip(conn));
+            served.insert(ip);
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 continue;
             };
@@ -399,15 +404,12 @@ impl Peer {
     /// host waits), and not of an address serving a penalty unless every slot is idle.
     fn next_in_line(&mut self, now: Timestamp, served: &BTreeSet<IpAddr>) -> Option<usize> {
         self.slots.penalised_until.retain(|_, t| *t > now);
-        let conns = &self.conns;
-        (self.slots.waiting).retain(|(c, _)| matches!(conns.get(c), Some(Conn::In(_))));
         let penalised_until = &self.slots.penalised_until;
         let callable = |ip: &IpAddr| served.is_empty() || !penalised_until.contains_key(ip);
-        let ips: Vec<Option<IpAddr>> = (self.slots.waiting.iter())
-            .map(|(c, _)| self.fetcher_ip(*c).filter(callable))
-            .collect();
-        let fresh = |ip: &Option<IpAddr>| ip.is_some_and(|ip| !served.contains(&ip));
-        (ips.iter().position(fresh)).or_else(|| ips.iter().position(Option::is_some))
+        let waiting = &self.slots.waiting;
+        let fresh = |ip: &IpAddr| callable(ip) && !served.contains(ip);
+        (waiting.iter().position(|(_, _, ip)| fresh(ip)))
+            .or_else(|| waiting.iter().position(|(_, _, ip)| callable(ip)))
     }
 
     /// Whether `conn`, not called, may take a free slot: not if its address stalled a slot
@@ -417,8 +419,7 @@ impl Peer {
         let Some(ip) = self.fetcher_ip(conn) else {
             return false;
         };
-        let another_waits = (self.slots.waiting.iter())
-            .any(|(c, _)| self.fetcher_ip(*c).is_some_and(|other| other != ip));
+        let another_waits = (self.slots.waiting.iter()).any(|(_, _, other)| *other != ip);
         let crowding = another_waits && self.addresses_at_slots(now).contains(&ip);
         !(self.penalised(conn, now) || crowding)
     }
@@ -458,7 +459,7 @@ impl Peer {
     fn another_address_waits(&self, now: Timestamp, conn: ConnId) -> bool {
         let ip = self.fetcher_ip(conn);
         (self.slots.waiting.iter())
-            .any(|(c, _)| self.fetcher_ip(*c) != ip && !self.penalised(*c, now))
+            .any(|(c, _, other)| Some(*other) != ip && !self.penalised(*c, now))
     }
 
     /// Whether `conn`'s address lost a slot for stalling, and waits behind the others.
