@@ -273,25 +273,6 @@ impl ChunkSet {
             .filter(move |c| *c < len)
     }
 
-    /// How many chunks are in both sets.
-    pub fn count_common(&self, other: &ChunkSet) -> u32 {
-        if self.len != other.len {
-            return 0;
-        }
-        (words(self.bits()).zip(words(other.bits())))
-            .map(|(a, b)| (a & b).count_ones())
-            .sum()
-    }
-
-    /// The `n`-th chunk (from 0, ascending) in both sets, if there are that many.
-    pub fn nth_common(&self, other: &ChunkSet, n: u32) -> Option<u32> {
-        if self.len != other.len {
-            return None;
-        }
-        let both = words(self.bits()).zip(words(other.bits()));
-        nth_one(both.map(|(a, b)| a & b), n)
-    }
-
     /// The set as words of 64 chunks, chunk `i` in bit `i % 64` of word `i / 64`, the last
     /// word padded with zeros: for bit sets kept beside chunk sets.
     pub(crate) fn words(&self) -> impl Iterator<Item = u64> + Clone + '_ {
@@ -412,8 +393,9 @@ mod tests {
             "another file's set"
         );
         let some = ChunkSet::from_indices(130, [1, 2, 63, 65, 127, 129]);
-        assert_eq!(odd.count_common(&some), 5);
-        let common: Vec<_> = (0..6).map(|n| odd.nth_common(&some, n)).collect();
+        let both = || odd.words().zip(some.words()).map(|(a, b)| a & b);
+        assert_eq!(both().map(u64::count_ones).sum::<u32>(), 5);
+        let common: Vec<_> = (0..6).map(|n| nth_one(both(), n)).collect();
         assert_eq!(
             common,
             [Some(1), Some(63), Some(65), Some(127), Some(129), None]
