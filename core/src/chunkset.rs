@@ -207,7 +207,13 @@ impl ChunkSet {
     }
 
     pub fn is_full(&self) -> bool {
-        self.count() == self.len
+        // Word by word, stopping at the first gap: the tracker asks this of every seeker
+        // it draws, and a set of 100,000 chunks is 1,600 words.
+        let whole = (self.len / 64) as usize;
+        let tail = self.len % 64;
+        let mut words = self.words();
+        words.by_ref().take(whole).all(|w| w == u64::MAX)
+            && words.next().is_none_or(|w| w == (1 << tail) - 1)
     }
 
     /// The chunks present, in ascending order (a word at a time, empty words skipped).
@@ -259,24 +265,38 @@ impl ChunkSet {
                 .any(|(a, b)| a & b != 0)
     }
 
-    /// The chunks in `self` but not in `other` (a set over the same chunks; otherwise all
-    /// of `self`), ascending, a word at a time.
-    pub fn minus<'a>(&'a self, other: &'a ChunkSet) -> impl Iterator<Item = u32> + 'a {
-        let same = self.len == other.len;
-        let others = words(other.bits()).chain(std::iter::repeat(0));
-        let len = self.len;
-        (0u32..)
-            .zip(words(self.bits()).zip(others))
-            .map(move |(i, (a, b))| (i, if same { a & !b } else { a }))
-            .filter(|(_, word)| *word != 0)
-            .flat_map(|(i, word)| Ones { word, base: i * 64 })
-            .filter(move |c| *c < len)
-    }
-
     /// The set as words of 64 chunks, chunk `i` in bit `i % 64` of word `i / 64`, the last
     /// word padded with zeros: for bit sets kept beside chunk sets.
-    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + Clone + '_ {
+    pub(crate) fn words(&self) -> impl ExactSizeIterator<Item = u64> + Clone + '_ {
         words(self.bits())
+    }
+
+    /// The chunks in `self` but not in `before` and those in `before` but not in `self`
+    /// (sets over the same chunks; otherwise none), in one pass that skips equal words:
+    /// what a holder gained and lost since its last report.
+    pub(crate) fn changes_since<'a>(
+        &'a self,
+        before: &'a ChunkSet,
+    ) -> impl Iterator<Item = (u32, Change)> + 'a {
+        let same = self.len == before.len;
+        (0u32..)
+            .zip(self.words().zip(before.words()))
+            .filter(move |(_, (now, then))| same && now != then)
+            .flat_map(|(i, (now, then))| {
+                let base = i * 64;
+                let gained = Ones {
+                    word: now & !then,
+                    base,
+                }
+                .map(|c| (c, Change::Gained));
+                gained.chain(
+                    Ones {
+                        word: then & !now,
+                        base,
+                    }
+                    .map(|c| (c, Change::Lost)),
+                )
+            })
     }
 
     /// Whether every chunk of `self` is also in `other`.
@@ -288,20 +308,28 @@ impl ChunkSet {
     }
 }
 
+/// Which way a chunk moved between two sets (see `ChunkSet::changes_since`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    Gained,
+    Lost,
+}
+
 /// The bits eight bytes at a time, the last word padded with zeros: a pass over a file of
-/// 100,000 chunks takes 1,600 steps instead of 12,800.
-fn words(bits: &[u8]) -> impl Iterator<Item = u64> + Clone + '_ {
-    let whole = bits.chunks_exact(8);
-    let rest = whole.remainder();
-    // Shifted in byte by byte (copying a few bytes into a padded word calls memmove).
-    let last = (!rest.is_empty()).then(|| {
-        rest.iter()
-            .rev()
-            .fold(0u64, |word, b| word << 8 | u64::from(*b))
-    });
-    whole
-        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
-        .chain(last)
+/// 100,000 chunks takes 1,600 steps instead of 12,800. Indexed rather than chained, so that
+/// two sets' words zipped together are read side by side in one loop.
+fn words(bits: &[u8]) -> impl ExactSizeIterator<Item = u64> + Clone + '_ {
+    (0..bits.len().div_ceil(8)).map(|i| word_at(bits, i))
+}
+
+/// Word `i` of `bits`, padded with zeros past the end.
+fn word_at(bits: &[u8], i: usize) -> u64 {
+    match bits.get(i * 8..i * 8 + 8) {
+        Some(whole) => u64::from_le_bytes(whole.try_into().unwrap_or_default()),
+        // Shifted in byte by byte (copying a few bytes into a padded word calls memmove).
+        None => (bits.get(i * 8..).unwrap_or_default().iter().rev())
+            .fold(0u64, |word, b| word << 8 | u64::from(*b)),
+    }
 }
 
 /// The `n`-th set bit (from 0) of `words`, as a chunk index (word `i` holds chunks
@@ -383,15 +411,26 @@ mod tests {
         );
         let odd = ChunkSet::from_indices(130, (0..130).filter(|i| i % 2 == 1));
         let low = ChunkSet::from_indices(130, 0..100);
+        let (gained, lost): (Vec<_>, Vec<_>) = odd
+            .changes_since(&low)
+            .partition(|(_, c)| *c == Change::Gained);
+        let chunks = |changes: Vec<(u32, Change)>| changes.into_iter().map(|(c, _)| c);
+        assert!(chunks(gained).eq((101..130).step_by(2)));
+        assert!(chunks(lost).eq((0..100).step_by(2)));
+        assert_eq!(odd.changes_since(&odd).count(), 0);
         assert_eq!(
-            odd.minus(&low).collect::<Vec<_>>(),
-            (101..130).step_by(2).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            low.minus(&ChunkSet::empty(7)).count(),
-            100,
+            low.changes_since(&ChunkSet::empty(7)).count(),
+            0,
             "another file's set"
         );
+        for len in [0, 1, 63, 64, 65, 130] {
+            let mut almost = ChunkSet::full(len);
+            assert!(almost.is_full(), "{len} chunks");
+            if len > 0 {
+                almost.remove(len / 2);
+                assert!(!almost.is_full(), "{len} chunks");
+            }
+        }
         let some = ChunkSet::from_indices(130, [1, 2, 63, 65, 127, 129]);
         let both = || odd.words().zip(some.words()).map(|(a, b)| a & b);
         assert_eq!(both().map(u64::count_ones).sum::<u32>(), 5);

@@ -3,7 +3,7 @@
 //! good holders), kept true through every change and kept by rarity too, so that a pick of
 //! the rarest chunk reads sets a word at a time instead of weighing every missing chunk.
 
-use crate::chunkset::{self, ChunkSet};
+use crate::chunkset::{self, Change, ChunkSet};
 use crate::limits::MAX_KNOWN_HOLDERS;
 use rand::Rng;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
@@ -248,10 +248,8 @@ impl Rarity {
     /// (a holder introduced again, or refreshed, mostly holds what it held).
     fn moved(&mut self, before: Option<&ChunkSet>, after: Option<&ChunkSet>) {
         match (before, after) {
-            (Some(before), Some(after)) => {
-                after.minus(before).for_each(|c| self.change(c, true));
-                before.minus(after).for_each(|c| self.change(c, false));
-            }
+            (Some(before), Some(after)) => (after.changes_since(before))
+                .for_each(|(c, change)| self.change(c, change == Change::Gained)),
             (None, Some(after)) => after.iter().for_each(|c| self.change(c, true)),
             (Some(before), None) => before.iter().for_each(|c| self.change(c, false)),
             (None, None) => {}

@@ -499,7 +499,8 @@ impl Active {
             .collect();
         let missing = self.missing_set();
         let news = fresh.iter().any(|(addr, have)| match self.map.get(addr) {
-            Some(before) => have.minus(before).any(|c| missing.contains(c)),
+            Some(before) => (have.words().zip(before.words()).zip(missing.words()))
+                .any(|((now, then), missing)| now & !then & missing != 0),
             None => have.intersects(&missing),
         });
         self.map.replace(fresh, keep);
