@@ -202,6 +202,13 @@ struct Group {
     words: Vec<u64>,
 }
 
+impl Group {
+    /// The group's chunks also in `among`, as words.
+    fn common<'a>(&'a self, among: &'a ChunkSet) -> impl Iterator<Item = u64> + 'a {
+        (self.words.iter().zip(among.words())).map(|(a, b)| a & b)
+    }
+}
+
 impl Rarity {
     fn new(chunks: u32) -> Rarity {
         Rarity::from_counts(vec![0; chunks as usize])
@@ -286,14 +293,12 @@ impl Rarity {
         if among.len() != self.chunks() {
             return None;
         }
-        for group in self.by_count.iter().filter(|g| g.size > 0) {
-            let common = || (group.words.iter().zip(among.words())).map(|(a, b)| a & b);
-            let ties: u32 = common().map(u64::count_ones).sum();
-            if ties > 0 {
-                return chunkset::nth_one(common(), rng.gen_range(0..ties));
-            }
-        }
-        None
+        // Rarer groups than the one picked from share nothing with `among`: seen in a pass
+        // that stops at the first common word, with nothing counted.
+        let group = (self.by_count.iter().filter(|g| g.size > 0))
+            .find(|group| group.common(among).any(|word| word != 0))?;
+        let ties: u32 = group.common(among).map(u64::count_ones).sum();
+        chunkset::nth_one(group.common(among), rng.gen_range(0..ties))
     }
 }
 
