@@ -11,7 +11,9 @@ use drizzle_core::limits::{
 };
 use drizzle_core::machine::{Event, Input, Machine, Output};
 use drizzle_core::peer::PeerCommand;
-use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile, MAGIC};
+use drizzle_core::wire::{
+    encode, FrameDecoder, Hello, Message, RefusedBecause, Role, SharedFile, MAGIC,
+};
 use drizzle_core::{
     ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Received, Root, StorageKey, Timestamp,
     Tracker, TrackerConfig,
@@ -1737,20 +1739,25 @@ fn reported_holders_are_withheld_but_never_the_last_source_of_a_chunk() {
 
 /// A fetcher reports a holder that refuses a chunk it was listed as holding, once per
 /// holder (a repeated failure costs the tracker nothing more); a refusal that only steers
-/// it elsewhere is not reported.
+/// it elsewhere is not reported. A "cancelled" for a request never taken back is a
+/// refusal like the others (or a holder could keep the fetcher asking it).
 #[test]
 fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
-    use drizzle_core::wire::{Complaint, RefusedBecause};
-    let (manifest, located) = one_chunk_each(2, 2);
+    use drizzle_core::wire::Complaint;
+    let (manifest, located) = one_chunk_each(3, 3);
     let root = manifest.root();
     let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
-    assert_eq!(d.connects.len(), 2, "{d:?}");
+    assert_eq!(d.connects.len(), 3, "{d:?}");
     let mut reported = Vec::new();
     // Holder 10,000 + i holds chunk i (and is connected to in the order of the picks).
     for (conn, holder) in d.connects.iter().copied() {
         let i = holder.port() - 10_000;
         p.handle(Timestamp(2), Input::Connected { conn });
-        let because = [RefusedBecause::SentOften, RefusedBecause::NotHeld][usize::from(i)];
+        let because = [
+            RefusedBecause::SentOften,
+            RefusedBecause::NotHeld,
+            RefusedBecause::Cancelled,
+        ][usize::from(i)];
         let refusal = |chunk| {
             encode(&Message::ChunkRefused {
                 root,
@@ -1789,7 +1796,9 @@ fn a_fetcher_reports_a_holder_that_refuses_once_but_not_one_that_steers() {
             }
         }
     }
-    assert_eq!(reported, vec![(addr(10_001), Complaint::Refused)]);
+    reported.sort();
+    let refused = |port| (addr(port), Complaint::Refused);
+    assert_eq!(reported, vec![refused(10_001), refused(10_002)]);
 }
 
 /// A remote that says why it leaves (`Error`) is let go on our side too — by a peer as by
@@ -2043,6 +2052,54 @@ fn a_host_that_fills_the_line_and_stalls_its_slots_cannot_starve_another() {
         1,
         "only the honest call"
     );
+}
+
+/// A fetcher takes back a request still queued: it is answered `Cancelled` and never
+/// loaded, and the rest are served in order. Taking back one being loaded, or one never
+/// made, changes nothing and closes nothing.
+#[test]
+fn a_cancelled_request_leaves_the_queue_and_is_answered() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    let (conn, d) = fetch(&mut p, 1, 1, root, &[0, 1, 2, 3, 4]);
+    let mut loads: Vec<_> = d.loads.iter().map(|(io, _, _)| *io).collect();
+    assert_eq!(loads.len(), 2, "two loads at a time: {d:?}");
+    let cancel =
+        |p: &mut Peer, chunk: u32| send(p, conn, 2, &encode(&Message::Cancel { root, chunk }));
+    let d = cancel(&mut p, 3);
+    let answered: Vec<_> = (d.sent.iter())
+        .filter_map(|(c, m)| match m {
+            Message::ChunkRefused { chunk, because, .. } if *c == conn => Some((*chunk, *because)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [(3, RefusedBecause::Cancelled)], "{d:?}");
+    for chunk in [0, 9] {
+        let d = cancel(&mut p, chunk);
+        assert!(
+            d.sent.is_empty() && d.closed.is_empty(),
+            "chunk {chunk}: {d:?}"
+        );
+    }
+    let mut served = Vec::new();
+    for now in 3..10 {
+        let Some(io) = loads.pop() else { break };
+        loaded_fives(&mut p, io, now);
+        p.handle(
+            Timestamp(now),
+            Input::Sent {
+                conn,
+                bytes: usize::MAX,
+            },
+        );
+        let d = drain(&mut p);
+        loads.extend(d.loads.iter().map(|(io, _, _)| *io));
+        served.extend(d.events.iter().filter_map(|e| match e {
+            Event::Served { chunk, .. } => Some(*chunk),
+            _ => None,
+        }));
+    }
+    served.sort();
+    assert_eq!(served, [0, 1, 2, 4]);
 }
 
 /// A fetcher waiting for a slot whose connection closes leaves the line at once: it holds

@@ -316,6 +316,14 @@ impl Peer {
             Message::ChunkRefused {
                 because, reason, ..
             } => {
+                // Only a chunk already here can have been cancelled by us: any other
+                // "cancelled" is a refusal like the rest, or a holder could keep us asking.
+                let held = |a: &Active| a.have().contains(chunk) || a.is_storing(chunk);
+                if because == RefusedBecause::Cancelled
+                    && self.active_mut(&name).is_some_and(|a| held(a))
+                {
+                    return self.pump(now, &name); // its place is free for another request
+                }
                 log::info!(
                     "{holder} refused chunk {chunk} of {name}: {}",
                     clip(&reason)
@@ -453,6 +461,7 @@ impl Peer {
             return; // a duplicate: another copy came first
         }
         let root = a.root();
+        self.cancel_copies(root, chunk, holder);
         // Duplicates still owed by other holders are ignored when they land.
         self.ledger.arrived(root, chunk);
         let io = self.new_io(Io::Verify {
@@ -462,6 +471,21 @@ impl Peer {
             peer: holder,
         });
         self.out.push(Output::Hash { io, data });
+    }
+
+    /// `chunk` of `root` came from `holder`: the other holders asked for a copy (an endgame
+    /// straggler, a rescue from a slow holder) are told not to send it, so that their
+    /// uplinks, and our downlink, carry chunks still wanted.
+    fn cancel_copies(&mut self, root: Root, chunk: u32, holder: SocketAddr) {
+        let others = self.ledger.asked(&root).holders(chunk);
+        let conns: Vec<ConnId> = (others.iter())
+            .filter(|a| **a != holder)
+            .filter_map(|a| self.conns.holder(*a))
+            .filter(|conn| self.ledger.owes(*conn, root, chunk))
+            .collect();
+        for conn in conns {
+            self.send(conn, &Message::Cancel { root, chunk });
+        }
     }
 
     /// A received chunk's digest is known: store it if it is the chunk the manifest names,

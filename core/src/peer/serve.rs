@@ -156,14 +156,17 @@ impl InLink {
 
 impl Peer {
     pub(super) fn handle_request(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
-        let Message::GetChunk {
-            root,
-            chunk,
-            others,
-        } = msg
-        else {
-            let reason = format!("unexpected {} from a fetching peer", msg.kind());
-            return self.violation(now, conn, reason);
+        let (root, chunk, others) = match msg {
+            Message::GetChunk {
+                root,
+                chunk,
+                others,
+            } => (root, chunk, others),
+            Message::Cancel { root, chunk } => return self.handle_cancel(now, conn, root, chunk),
+            _ => {
+                let reason = format!("unexpected {} from a fetching peer", msg.kind());
+                return self.violation(now, conn, reason);
+            }
         };
         if let Err((because, reason)) = self.check_servable(&root, chunk, others, now, conn) {
             let steered = because == RefusedBecause::SentOften;
@@ -268,6 +271,26 @@ impl Peer {
             }
             self.pump_serving(now, conn);
         }
+    }
+
+    /// The fetcher on `conn` takes back its request for `chunk` of `root`: still queued, it
+    /// is dropped and answered `Cancelled`, and the uplink goes to what is still wanted. A
+    /// chunk being loaded or sent is let finish; a request never made is ignored (it costs
+    /// one search of a bounded queue).
+    fn handle_cancel(&mut self, now: Timestamp, conn: ConnId, root: Root, chunk: u32) {
+        let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(at) = i.queue.iter().position(|q| *q == (root, chunk)) else {
+            return;
+        };
+        i.queue.remove(at);
+        if let Some(f) = self.files.by_root_mut(&root) {
+            f.uploads_mut().withdrawn(chunk, conn);
+        }
+        let reason = format!("chunk {chunk}: request cancelled");
+        self.refuse(conn, root, chunk, RefusedBecause::Cancelled, reason);
+        self.pump_serving(now, conn);
     }
 
     fn check_servable(

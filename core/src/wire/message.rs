@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,8 @@ pub enum RefusedBecause {
     Unreadable,
     /// The holder has sent this chunk more often than others: fetch it elsewhere.
     SentOften,
+    /// The fetcher took the request back ([`Message::Cancel`]) before it was served.
+    Cancelled,
 }
 
 /// What a fetcher reports about a holder the tracker handed out, in a [`Message::Report`].
@@ -269,6 +271,15 @@ pub enum Message {
     /// `limits::KEEPALIVE_MS` says so, and the tracker answers in kind. Each side closes a
     /// session silent for `limits::SESSION_SILENT_MS`.
     Keepalive,
+
+    // fetcher → holder
+    /// Do not send `chunk` of `root` after all: a copy asked of another holder arrived
+    /// first. A holder that has not begun sending it answers `ChunkRefused` (`Cancelled`),
+    /// freeing the request's place; one already sending it lets it finish.
+    Cancel {
+        root: Root,
+        chunk: u32,
+    },
 }
 
 impl Message {
@@ -298,6 +309,7 @@ impl Message {
             Message::Report { .. } => "report",
             Message::Handshake { .. } => "handshake",
             Message::Keepalive => "keepalive",
+            Message::Cancel { .. } => "cancel",
         }
     }
 }
