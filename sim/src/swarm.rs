@@ -446,8 +446,10 @@ pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
             let gap_secs = -(1.0 - rng.gen::<f64>()).ln() / per_sec.max(1e-9);
             at_ms += (gap_secs * 1000.0) as u64;
         }
-        world.run_until(at_ms, |_| false);
-        let arrived_ms = world.now_ms().max(at_ms);
+        // A peer's time is counted from its arrival: its download starts then, not at the
+        // world's last event before it (the warmup's idle end, 96 ms early).
+        world.run_to(at_ms);
+        let arrived_ms = world.now_ms();
         let request = DownloadRequest::whole(name.clone());
         if let Err(e) = world.command(node, PeerCommand::Download(request)) {
             failures.push(format!("{}: {e}", world.node_name(node)));

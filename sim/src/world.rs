@@ -422,6 +422,14 @@ impl World {
         true
     }
 
+    /// Runs every event due by `at_ms` and leaves the clock there: a world with nothing
+    /// due stays at its last event otherwise, and a command given next would happen then,
+    /// not at `at_ms`.
+    pub fn run_to(&mut self, at_ms: u64) {
+        self.run_until(at_ms, |_| false);
+        self.now_us = self.now_us.max(at_ms.saturating_mul(1000));
+    }
+
     /// Runs until `done` holds, the queue empties, or virtual time passes `deadline_ms`.
     /// Returns whether `done` held.
     pub fn run_until(&mut self, deadline_ms: u64, done: impl Fn(&World) -> bool) -> bool {
