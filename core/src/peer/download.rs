@@ -701,13 +701,17 @@ impl Active {
                 None => return None,
             }
         } else {
-            // A chunk nobody was asked for has a ready holder if any ready holder has it.
-            let mut offered = ChunkSet::empty(self.want.len());
-            for (_, have) in &ready {
-                offered.add_all(have);
-            }
+            // A chunk nobody was asked for has a ready holder if any ready holder has it
+            // (often one: a holder that said `Have` or `Ready` is asked on its own).
             let mut fresh = wanted;
-            fresh.keep_all(&offered);
+            match ready.as_slice() {
+                [(_, have)] => fresh.keep_all(have),
+                _ => {
+                    let mut offered = ChunkSet::empty(self.want.len());
+                    ready.iter().for_each(|(_, have)| offered.add_all(have));
+                    fresh.keep_all(&offered);
+                }
+            }
             self.map.rarest_among(&fresh, rng)?
         };
         let holders: Vec<SocketAddr> = ready_for(chunk).collect();
