@@ -263,11 +263,8 @@ impl Peer {
             let refused: Vec<(Root, u32)> = i.queue.iter().copied().filter(lost).collect();
             i.queue.retain(|q| !lost(q));
             for (root, chunk) in refused {
-                if let Some(f) = self.files.get_mut(name) {
-                    f.uploads_mut().withdrawn(chunk, conn);
-                }
                 let reason = format!("chunk {chunk} not held here (its transfer failed)");
-                self.refuse(conn, root, chunk, RefusedBecause::NotHeld, reason);
+                self.refuse_queued(conn, root, chunk, RefusedBecause::NotHeld, reason);
             }
             self.pump_serving(now, conn);
         }
@@ -285,12 +282,25 @@ impl Peer {
             return;
         };
         i.queue.remove(at);
+        let reason = format!("chunk {chunk}: request cancelled");
+        self.refuse_queued(conn, root, chunk, RefusedBecause::Cancelled, reason);
+        self.pump_serving(now, conn);
+    }
+
+    /// A request taken off `conn`'s queue is answered with a refusal after all: its upload,
+    /// counted when it was accepted, no longer counts.
+    fn refuse_queued(
+        &mut self,
+        conn: ConnId,
+        root: Root,
+        chunk: u32,
+        because: RefusedBecause,
+        reason: String,
+    ) {
         if let Some(f) = self.files.by_root_mut(&root) {
             f.uploads_mut().withdrawn(chunk, conn);
         }
-        let reason = format!("chunk {chunk}: request cancelled");
-        self.refuse(conn, root, chunk, RefusedBecause::Cancelled, reason);
-        self.pump_serving(now, conn);
+        self.refuse(conn, root, chunk, because, reason);
     }
 
     fn check_servable(
