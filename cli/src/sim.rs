@@ -3,13 +3,19 @@
 //! against the lower bound, optionally drawn as SVG. The same seed prints the same bytes.
 
 use crate::exit::{Exit, Fail};
-use crate::out::say;
+use crate::out::{say, warn_user};
 use crate::units;
 use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{
-    run_scenario, run_swarm, Adversaries, Arrival, Mix, Scenario, SwarmConfig, SwarmReport,
+    run_scenario, run_swarm_with, Adversaries, Arrival, Mix, Progress, Scenario, SwarmConfig,
+    SwarmReport,
 };
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A long simulation tells stderr how it stands this often (a 100 GiB swarm runs for hours);
+/// a shorter one says nothing there.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
@@ -171,7 +177,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         ..SwarmConfig::new(args.peers, args.seed)
     };
     refuse_what_cannot_fit(&config)?;
-    let report = run_swarm(&config);
+    let report = run_swarm_with(&config, &mut progress_on_stderr());
     for line in &report.trace {
         if args.json {
             say!("{}", line.json());
@@ -221,6 +227,28 @@ fn available_bytes() -> Option<u64> {
 /// A run that would not fit in this machine's memory is refused before it starts (it
 /// would otherwise take the machine down with it: before payloads were made only where
 /// read, 16 GiB was killed at 24 GB), saying what would fit.
+/// Lines on stderr, one per `PROGRESS_EVERY` of wall time: virtual time, peers done,
+/// events and their rate.
+fn progress_on_stderr() -> impl FnMut(Progress) {
+    let started = Instant::now();
+    let mut told = started;
+    move |p: Progress| {
+        if told.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        told = Instant::now();
+        let secs = started.elapsed().as_secs_f64();
+        warn_user!(
+            "drizzle: simulating: {:.0} s of virtual time, {}/{} peers done, {:.1} M events in {secs:.0} s ({:.0} events/s)",
+            p.virtual_ms as f64 / 1000.0,
+            p.ended,
+            p.peers,
+            p.events as f64 / 1e6,
+            p.events as f64 / secs.max(1e-9),
+        );
+    }
+}
+
 fn refuse_what_cannot_fit(config: &SwarmConfig) -> Result<(), Fail> {
     let Some(available) = available_bytes() else {
         return Ok(());

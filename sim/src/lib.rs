@@ -17,6 +17,8 @@ pub mod world;
 
 pub use faults::{Adversaries, Fault};
 pub use scenarios::{run_scenario, Scenario, ScenarioReport};
-pub use swarm::{run_swarm, Arrival, Mix, SwarmConfig, SwarmReport, TimelineRow};
+pub use swarm::{
+    run_swarm, run_swarm_with, Arrival, Mix, Progress, SwarmConfig, SwarmReport, TimelineRow,
+};
 pub use trace::TraceLine;
 pub use world::{DiskModel, NodeId, World, WorldConfig};

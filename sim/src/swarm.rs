@@ -369,8 +369,27 @@ impl SwarmConfig {
     }
 }
 
+/// Where a running swarm stands, told every virtual second (see `run_swarm_with`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub virtual_ms: u64,
+    /// Peers whose download ended (done, or failed), of `peers`.
+    pub ended: usize,
+    pub peers: usize,
+    pub events: u64,
+}
+
+/// How much virtual time a swarm runs between two `Progress` reports.
+const PROGRESS_STEP_MS: u64 = 1_000;
+
 /// Runs one swarm to the end (every peer done, or the deadline).
 pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
+    run_swarm_with(honest, &mut |_| {})
+}
+
+/// `run_swarm`, telling `progress` where the swarm stands every virtual second: a run of
+/// 100 GiB takes hours and is otherwise silent until its report. The run is the same.
+pub fn run_swarm_with(honest: &SwarmConfig, progress: &mut dyn FnMut(Progress)) -> SwarmReport {
     let config = &honest.with_adversaries();
     let started = Instant::now();
     let Ok(name) = FileName::new(FILE) else {
@@ -482,10 +501,30 @@ pub fn run_swarm(honest: &SwarmConfig) -> SwarmReport {
                 peers: &outcomes.iter().map(|o| o.node).collect::<Vec<_>>(),
             };
             let done = |w: &World| ended(w) >= everyone;
-            sample_timeline(&mut world, config, &name, &nodes, step_ms, deadline, done)
+            let run = Run {
+                step_ms,
+                deadline,
+                done: &done,
+                progress,
+            };
+            sample_timeline(&mut world, config, &name, &nodes, run)
         }
         None => {
-            world.run_until(deadline, |w| ended(w) >= everyone);
+            // In steps, to report progress: stopping and going on again runs the same events.
+            let mut at = world.now_ms();
+            loop {
+                at = (at + PROGRESS_STEP_MS).min(deadline);
+                let finished = world.run_until(at, |w| ended(w) >= everyone);
+                progress(Progress {
+                    virtual_ms: if finished { world.now_ms() } else { at },
+                    ended: ended(&world),
+                    peers: everyone,
+                    events: world.steps,
+                });
+                if finished || at >= deadline {
+                    break;
+                }
+            }
             Vec::new()
         }
     };
@@ -532,6 +571,15 @@ struct Nodes<'a> {
     peers: &'a [NodeId],
 }
 
+/// How a sampled run goes: to `deadline` or until `done`, a sample every `step_ms`, each
+/// told to `progress` too.
+struct Run<'a> {
+    step_ms: u64,
+    deadline: u64,
+    done: &'a dyn Fn(&World) -> bool,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
 /// Runs `world` on as `run_until(deadline, done)` would, stopping every `step_ms` of virtual
 /// time to sample the swarm (from the last arrival on).
 fn sample_timeline(
@@ -539,10 +587,14 @@ fn sample_timeline(
     config: &SwarmConfig,
     name: &FileName,
     nodes: &Nodes<'_>,
-    step_ms: u64,
-    deadline: u64,
-    done: impl Fn(&World) -> bool,
+    run: Run<'_>,
 ) -> Vec<TimelineRow> {
+    let Run {
+        step_ms,
+        deadline,
+        done,
+        progress,
+    } = run;
     let (root, chunks) = match world.manifest(name) {
         Some(m) => (Some(m.root()), u64::from(m.chunk_count())),
         None => (None, 0),
@@ -553,7 +605,7 @@ fn sample_timeline(
     let mut at = before_ms;
     loop {
         at = ((at / step_ms + 1) * step_ms).min(deadline);
-        let finished = world.run_until(at, &done);
+        let finished = world.run_until(at, done);
         let now_ms = if finished { world.now_ms() } else { at };
         let now = drizzle_core::Timestamp(now_ms);
         let mut row = TimelineRow {
@@ -581,6 +633,12 @@ fn sample_timeline(
         let secs = now_ms.saturating_sub(before_ms) as f64 / 1000.0;
         row.upload_pct = 100.0 * sent.saturating_sub(sent_before) as f64 / (could * secs).max(1e-9);
         (sent_before, before_ms) = (sent, now_ms);
+        progress(Progress {
+            virtual_ms: now_ms,
+            ended: row.done,
+            peers: nodes.peers.len(),
+            events: world.steps,
+        });
         rows.push(row);
         if finished || at >= deadline {
             return rows;
@@ -624,5 +682,44 @@ mod tests {
         let busiest = rows.iter().map(|r| r.upload_pct).fold(0.0, f64::max);
         assert!(busiest > 30.0 && busiest < 200.0, "{rows:?}");
         assert!(rows.iter().any(|r| r.slots_in_use > 0), "{rows:?}");
+    }
+
+    /// A run told of its progress (sampled or not) is the run `run_swarm` makes; progress
+    /// only grows, a report a virtual second or a sample apart, and ends with everyone done.
+    #[test]
+    fn progress_is_told_without_changing_the_run() {
+        let plain = SwarmConfig {
+            file_size: 1 << 20,
+            chunk_size: 16 << 10,
+            up_bytes_per_sec: 200_000,
+            down_bytes_per_sec: 200_000,
+            ..SwarmConfig::new(6, 3)
+        };
+        let sampled = SwarmConfig {
+            timeline_ms: Some(500),
+            ..plain.clone()
+        };
+        let expected = run_swarm(&plain);
+        assert!(expected.failures.is_empty(), "{:?}", expected.failures);
+        for config in [plain, sampled] {
+            let mut told = Vec::new();
+            let report = run_swarm_with(&config, &mut |p| told.push(p));
+            assert_eq!(report.outcomes, expected.outcomes);
+            assert_eq!(report.events, expected.events);
+            assert!(told.len() > 2, "{told:?}");
+            for pair in told.windows(2) {
+                let (p, q) = (pair[0], pair[1]);
+                assert!(
+                    p.virtual_ms < q.virtual_ms && p.ended <= q.ended,
+                    "{pair:?}"
+                );
+                assert!(q.virtual_ms - p.virtual_ms <= PROGRESS_STEP_MS, "{pair:?}");
+            }
+            let last = told.last().copied();
+            assert_eq!(
+                last.map(|p| (p.ended, p.peers, p.events)),
+                Some((6, 6, expected.events))
+            );
+        }
     }
 }
