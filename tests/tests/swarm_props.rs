@@ -152,6 +152,31 @@ fn a_slow_holder_never_slows_a_download() {
     assert!(with_slow <= bound * 1.15, "{with_slow} s, bound {bound} s");
 }
 
+/// No download is reported faster than its bound: every byte leaves the seeder at its
+/// rate, so no peer holds the file before F / u_seed. Each time counts from the moment the
+/// download starts; counted from the warmup's end while the download had begun at the
+/// world's last event (4 ms), one getter finished in 0.978x the bound.
+#[test]
+fn no_download_beats_the_seeders_uplink() {
+    for peers in [1, 4] {
+        let config = SwarmConfig {
+            file_size: 4 << 20,
+            up_bytes_per_sec: 5_000_000,
+            down_bytes_per_sec: 100_000_000,
+            latency_ms: 1,
+            ..SwarmConfig::new(peers, 1)
+        };
+        let report = run_swarm(&config);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let floor = config.file_size as f64 / config.up_bytes_per_sec as f64;
+        let first = report.spread().min;
+        assert!(
+            first >= floor,
+            "{peers} peer(s): the first done in {first} s, floor {floor} s"
+        );
+    }
+}
+
 /// A chunk asked of two holders (a rescue from the slow one) is cancelled at the other
 /// once one copy lands: the fast holder's uplink goes to chunks still wanted, not to copies
 /// already here. One getter, seeders at 5 and 1.25 MB/s, as on the testbed: without
