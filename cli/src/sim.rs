@@ -224,9 +224,6 @@ fn available_bytes() -> Option<u64> {
     Some(kib.saturating_mul(1024))
 }
 
-/// A run that would not fit in this machine's memory is refused before it starts (it
-/// would otherwise take the machine down with it: before payloads were made only where
-/// read, 16 GiB was killed at 24 GB), saying what would fit.
 /// Lines on stderr, one per `PROGRESS_EVERY` of wall time: virtual time, peers done,
 /// events and their rate.
 fn progress_on_stderr() -> impl FnMut(Progress) {
@@ -249,6 +246,9 @@ fn progress_on_stderr() -> impl FnMut(Progress) {
     }
 }
 
+/// A run that would not fit in this machine's memory is refused before it starts (it
+/// would otherwise take the machine down with it: before payloads were made only where
+/// read, 16 GiB was killed at 24 GB), saying what would fit.
 fn refuse_what_cannot_fit(config: &SwarmConfig) -> Result<(), Fail> {
     let Some(available) = available_bytes() else {
         return Ok(());
