@@ -712,9 +712,17 @@ impl Active {
                     fresh.keep_all(&offered);
                 }
             }
-            self.map.rarest_among(&fresh, rng)?
+            let heeded = self.heed_steering(&fresh, &ready, &steered);
+            match heeded.and_then(|heeded| self.map.rarest_among(&heeded, rng)) {
+                Some(chunk) => chunk,
+                None => self.map.rarest_among(&fresh, rng)?,
+            }
         };
-        let holders: Vec<SocketAddr> = ready_for(chunk).collect();
+        let all: Vec<SocketAddr> = ready_for(chunk).collect();
+        let heeded: Vec<SocketAddr> = (all.iter().copied())
+            .filter(|h| !self.steered_from(*h, chunk, &steered))
+            .collect();
+        let holders = if heeded.is_empty() { all } else { heeded };
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))
     }

@@ -77,6 +77,49 @@ impl Active {
         }
     }
 
+    /// Of `fresh` (chunks some holder of `ready` has), those some holder could be asked
+    /// for other than one that steered us away from it. A refreshed map lists a steered
+    /// chunk there again, and asked for it as if new, the holder takes the ask for the hint
+    /// that we found it nowhere else: it sends a copy while chunks it never sent wait. So a
+    /// pick asks it again only when nothing else is left (`steered`: the holders that
+    /// steered us from some wanted chunk, in address order). `None`: all of `fresh`.
+    pub(super) fn heed_steering(
+        &self,
+        fresh: &ChunkSet,
+        ready: &[(SocketAddr, &ChunkSet)],
+        steered: &[SocketAddr],
+    ) -> Option<ChunkSet> {
+        let steered_ready = ready
+            .iter()
+            .filter(|(a, _)| steered.binary_search(a).is_ok());
+        let only_there: Vec<u32> = steered_ready
+            .flat_map(|(holder, _)| self.steered.range((*holder, 0)..=(*holder, u32::MAX)))
+            .map(|(_, chunk)| *chunk)
+            .filter(|chunk| fresh.contains(*chunk))
+            .filter(|chunk| {
+                !(ready.iter()).any(|(other, have)| {
+                    have.contains(*chunk) && !self.steered_from(*other, *chunk, steered)
+                })
+            })
+            .collect();
+        if only_there.is_empty() {
+            return None;
+        }
+        let mut heeded = fresh.clone();
+        only_there.iter().for_each(|chunk| heeded.remove(*chunk));
+        Some(heeded)
+    }
+
+    /// Whether `holder` steered us away from `chunk` (`steered` as for `heed_steering`).
+    pub(super) fn steered_from(
+        &self,
+        holder: SocketAddr,
+        chunk: u32,
+        steered: &[SocketAddr],
+    ) -> bool {
+        steered.binary_search(&holder).is_ok() && self.steered.contains(&(holder, chunk))
+    }
+
     /// The holders that steered us away from some chunk of `wanted`, in address order: one
     /// pass per pick, where asking it of each holder the pick passed over took a range
     /// search apiece.

@@ -121,6 +121,37 @@ fn only_bad_holders_means_reject() {
     );
 }
 
+/// A holder that steered us away from a chunk (it sent it more than others) is not asked
+/// for it again because a refreshed map lists it there while other chunks can be asked:
+/// it would take the ask for the hint that we found it nowhere else and send a copy. Once
+/// nothing else is left, it is asked (and serves it).
+#[test]
+fn a_refreshed_map_does_not_undo_a_steering() {
+    let mut a = active(3, &[(1, &[0, 1, 2]), (2, &[1, 2])]);
+    a.steered_away(0, addr(1));
+    a.steered_away(2, addr(1));
+    let full = LocatedHolder {
+        addr: addr(1),
+        have: ChunkSet::full(3),
+    };
+    a.merge_holders(vec![full], |_| true);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut pick = |a: &Active, asked: &Asked| {
+        a.next_request(asked, Timestamp::ZERO, None, &mut |_| true, &mut rng)
+    };
+    let picks: BTreeSet<_> = (0..40)
+        .filter_map(|_| pick(&a, &Asked::default()))
+        .collect();
+    let expected = BTreeSet::from([(1, addr(1)), (1, addr(2)), (2, addr(2))]);
+    assert_eq!(
+        picks, expected,
+        "chunk 0 is left for later, 2 asked elsewhere"
+    );
+    let asked = Asked::with([(1, vec![addr(1)]), (2, vec![addr(2)])]);
+    let last = pick(&a, &asked);
+    assert_eq!(last, Some((0, addr(1))), "nothing else left: asked again");
+}
+
 #[test]
 fn connected_holders_outlive_a_sample_that_left_them_out() {
     let mut a = active(2, &[(1, &[0]), (2, &[1])]);
