@@ -718,11 +718,12 @@ impl Active {
                 None => self.map.rarest_among(&fresh, rng)?,
             }
         };
-        let all: Vec<SocketAddr> = ready_for(chunk).collect();
-        let heeded: Vec<SocketAddr> = (all.iter().copied())
-            .filter(|h| !self.steered_from(*h, chunk, &steered))
-            .collect();
-        let holders = if heeded.is_empty() { all } else { heeded };
+        let mut holders: Vec<SocketAddr> = ready_for(chunk).collect();
+        // One that steered us from it only if nobody else has it (see `heed_steering`).
+        let heeded = |h: &SocketAddr| !self.steered_from(*h, chunk, &steered);
+        if holders.iter().any(heeded) {
+            holders.retain(heeded);
+        }
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))
     }
