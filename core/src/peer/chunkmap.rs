@@ -312,10 +312,35 @@ mod tests {
         ChunkSet::from_indices(chunks, (0..chunks).filter(|_| rng.gen_bool(p)))
     }
 
-    /// Through every kind of change, the kept rarity is the counted one, and a pick from
-    /// the groups is the pick (and the draw) of `picker::rarest` over the chunks in order.
+    /// Counts carried through many planes and borrowed back come out exact, and a count
+    /// of zero taken one from stays zero.
     #[test]
-    fn rarity_kept_by_group_picks_as_the_plain_count_does() {
+    fn bit_plane_counts_carry_and_borrow() {
+        let (chunks, holders) = (130, 300u32);
+        let set = ChunkSet::from_indices(chunks, (0..chunks).filter(|c| c % 3 != 0));
+        let mut rarity = Rarity::new(chunks);
+        for _ in 0..holders {
+            rarity.moved(None, Some(&set));
+        }
+        rarity.change(129, false); // 129 % 3 == 0: never counted
+        for c in 0..chunks {
+            assert_eq!(rarity.count(c), if c % 3 == 0 { 0 } else { holders });
+        }
+        rarity.change(1, false);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let among = ChunkSet::from_indices(chunks, [1, 2, 4]);
+        assert_eq!(rarity.rarest_among(&among, &mut rng), Some(1));
+        rarity.change(1, true);
+        for _ in 0..holders {
+            rarity.moved(Some(&set), None);
+        }
+        assert!((0..chunks).all(|c| rarity.count(c) == 0));
+    }
+
+    /// Through every kind of change, the kept rarity is the counted one, and a pick from
+    /// the planes is the pick (and the draw) of `picker::rarest` over the chunks in order.
+    #[test]
+    fn kept_rarity_picks_as_the_plain_count_does() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for round in 0..200 {
             let chunks = rng.gen_range(1..300);
