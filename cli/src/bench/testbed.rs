@@ -19,6 +19,10 @@ const FILE: &str = "swarm.bin";
 const BRIDGE: &str = "drzbr0";
 /// The bridge's network; the tracker listens on .1, node i on .(i + 2).
 const NET: &str = "10.77.0";
+/// tc shapes whole frames: of each full one on the bridge (1,514 bytes at its 1,500-byte
+/// MTU) TCP carries 1,448 bytes of payload, the rest being Ethernet, IP and TCP headers
+/// (with timestamps, Linux's default). Payload is what a download moves.
+const PAYLOAD_PER_FRAME: (u64, u64) = (1448, 1514);
 
 #[derive(clap::Args, Debug)]
 pub struct SwarmBenchArgs {
@@ -41,6 +45,10 @@ pub struct SwarmBenchArgs {
     /// The seeders' upload rate, or a mix (default: as --up).
     #[arg(long, value_parser = units::parse_mix)]
     pub seed_up: Option<Mix>,
+    /// How long a shaped link may queue what it cannot send yet (tbf's `latency`): the
+    /// depth of its buffer, which short messages wait behind.
+    #[arg(long, default_value_t = 400)]
+    pub queue_ms: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -77,15 +85,17 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     Err(format!("{program} {}: {}", args.join(" "), err.trim()))
 }
 
-/// tbf at `rate` bytes per second on `dev` (in `ns`, or the root namespace).
-fn shape(ns: Option<&str>, dev: &str, rate: u64) -> Result<(), String> {
+/// tbf at `rate` bytes per second on `dev` (in `ns`, or the root namespace), queueing up
+/// to `queue_ms` of it.
+fn shape(ns: Option<&str>, dev: &str, rate: u64, queue_ms: u64) -> Result<(), String> {
     let rate = format!("{}bit", rate.saturating_mul(8));
+    let latency = format!("{queue_ms}ms");
     let mut args = vec![];
     if let Some(ns) = ns {
         args.extend(["netns", "exec", ns, "tc"]);
     }
     args.extend(["qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate]);
-    args.extend(["burst", "256kb", "latency", "400ms"]);
+    args.extend(["burst", "256kb", "latency", &latency]);
     match ns {
         Some(_) => run("ip", &args),
         None => run("tc", &args),
@@ -158,18 +168,35 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
         };
         let ns = format!("drz{i}");
         if let Some(up) = up {
-            shape(Some(&ns), "eth0", up).map_err(cannot)?;
+            shape(Some(&ns), "eth0", up, args.queue_ms).map_err(cannot)?;
         }
         if let Some(down) = down {
-            shape(None, &format!("drzv{i}"), down).map_err(cannot)?;
+            shape(None, &format!("drzv{i}"), down, args.queue_ms).map_err(cannot)?;
         }
     }
     let dir = tempfile::tempdir()?;
     let real = run_real(args, chunk_size, &bed, dir.path())?;
     drop(bed);
-    let predicted = run_swarm(&config);
-    report(args, &config, &real, &predicted.times());
+    // The twin runs at the rates payload crosses these links, as does the bound.
+    let twin = SwarmConfig {
+        up_mix: config.up_mix.as_ref().map(payload_rates),
+        down_mix: config.down_mix.as_ref().map(payload_rates),
+        seed_up: config.seed_up.as_ref().map(payload_rates),
+        ..config.clone()
+    };
+    let predicted = run_swarm(&twin);
+    report(args, &twin, config.bound_secs(), &real, &predicted.times());
     Ok(())
+}
+
+/// A mix of link rates as the payload rates TCP gets through them.
+fn payload_rates(mix: &Mix) -> Mix {
+    let (payload, frame) = PAYLOAD_PER_FRAME;
+    Mix(mix
+        .0
+        .iter()
+        .map(|(rate, share)| (rate * payload / frame, *share))
+        .collect())
 }
 
 /// Seconds each getter took, in order.
@@ -283,19 +310,21 @@ fn run_real(
     times.into_iter().collect()
 }
 
-fn report(args: &SwarmBenchArgs, config: &SwarmConfig, real: &[f64], sim: &[f64]) {
+/// `config` is the twin (payload rates); `line_bound` the bound at the links' own rates.
+fn report(args: &SwarmBenchArgs, config: &SwarmConfig, line_bound: f64, real: &[f64], sim: &[f64]) {
     let bound = config.bound_secs();
     let (rm, _, rl) = super::median(real.to_vec());
     let (sm, _, sl) = super::median(sim.to_vec());
     if args.json {
         let line = json!({"event": "summary", "peers": args.peers, "seeders": args.seeders,
-            "bound_secs": bound, "real_secs": real, "real_median_secs": rm, "real_last_secs": rl,
+            "bound_secs": bound, "line_bound_secs": line_bound, "real_secs": real, "real_median_secs": rm, "real_last_secs": rl,
             "sim_median_secs": sm, "sim_last_secs": sl,
             "real_median_to_bound": rm / bound, "real_median_to_sim": rm / sm});
         say!("{line}");
     } else {
         say!(
-            "testbed: {} getter(s), {} seeder(s), {} in {} chunks; bound {bound:.2} s",
+            "testbed: {} getter(s), {} seeder(s), {} in {} chunks; bound {bound:.2} s at the \
+             links' payload rates ({line_bound:.2} s at their line rates)",
             args.peers,
             args.seeders,
             units::bytes(args.file_size),
