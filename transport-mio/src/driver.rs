@@ -471,6 +471,11 @@ impl<M: Machine> Driver<M> {
         if let Err(e) = detect_silent_hosts(&stream) {
             log::debug!("cannot set keepalive on {conn}: {e}");
         }
+        if !connecting {
+            if let Err(e) = keep_the_order_of_uploads(&stream) {
+                log::debug!("cannot bound the unsent bytes of {conn}: {e}");
+            }
+        }
         self.tokens.insert(token, conn);
         self.conns.insert(
             conn,
@@ -797,6 +802,17 @@ fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// What a connection accepted from a fetcher may hold in the kernel not yet sent; beyond
+/// it our writes wait. The kernel would take megabytes on each connection and send them
+/// side by side: a seeder serving three fetchers sent every chunk at a third of its
+/// uplink, so each landed three times later and spread that much later (on the testbed,
+/// 8 getters of one seeder: median 5.65 s, now 5.35 s).
+const UNSENT_IN_KERNEL_BYTES: u32 = 256 * 1024;
+
+fn keep_the_order_of_uploads(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_IN_KERNEL_BYTES)
 }
 
 /// A host that vanishes without closing (powered off, cable pulled, link down) must not
