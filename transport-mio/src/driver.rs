@@ -808,7 +808,7 @@ fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream
 /// it our writes wait. The kernel would take megabytes on each connection and send them
 /// side by side: a seeder serving three fetchers sent every chunk at a third of its
 /// uplink, so each landed three times later and spread that much later (on the testbed,
-/// 8 getters of one seeder: median 5.65 s, now 5.35 s).
+/// 8 getters of one seeder: median 5.66 s, now 5.31 s).
 const UNSENT_IN_KERNEL_BYTES: u32 = 256 * 1024;
 
 fn keep_the_order_of_uploads(stream: &TcpStream) -> io::Result<()> {
@@ -828,4 +828,20 @@ fn detect_silent_hosts(stream: &TcpStream) -> io::Result<()> {
         .with_retries(3);
     socket.set_tcp_keepalive(&keepalive)?;
     socket.set_tcp_user_timeout(Some(Duration::from_secs(30)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetchers_connection_holds_little_unsent_in_the_kernel() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let stream = TcpStream::from_std(accepted);
+        keep_the_order_of_uploads(&stream).unwrap();
+        let lowat = socket2::SockRef::from(&stream).tcp_notsent_lowat().unwrap();
+        assert_eq!(lowat, UNSENT_IN_KERNEL_BYTES);
+    }
 }

@@ -317,7 +317,8 @@ fn report(args: &SwarmBenchArgs, config: &SwarmConfig, line_bound: f64, real: &[
     let (sm, _, sl) = super::median(sim.to_vec());
     if args.json {
         let line = json!({"event": "summary", "peers": args.peers, "seeders": args.seeders,
-            "bound_secs": bound, "line_bound_secs": line_bound, "real_secs": real, "real_median_secs": rm, "real_last_secs": rl,
+            "bound_secs": bound, "line_bound_secs": line_bound, "real_secs": real,
+            "real_median_secs": rm, "real_last_secs": rl,
             "sim_median_secs": sm, "sim_last_secs": sl,
             "real_median_to_bound": rm / bound, "real_median_to_sim": rm / sm});
         say!("{line}");
