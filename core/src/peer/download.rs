@@ -92,22 +92,33 @@ fn is_few(only: &Option<&mut (dyn Iterator<Item = SocketAddr> + '_)>) -> bool {
     (only.as_ref()).is_some_and(|o| o.size_hint().1.is_some_and(|n| n <= FEW))
 }
 
-/// The value at `key` of a map walked in ascending key order: skips what lies before `key`
-/// and stops there. Asked about ascending keys only, a whole pass costs one walk of the
-/// map instead of a search per key.
-pub(super) fn seek<'a, K: Ord, V>(
-    walk: &mut Peekable<btree_map::Iter<'a, K, V>>,
-    key: &K,
+/// The value at `key` of a map walked in ascending address order: skips what lies before
+/// `key` and stops there. Asked about ascending keys only, a whole pass costs one walk of
+/// the map instead of a search per key.
+pub(super) fn seek<'a, V>(
+    walk: &mut Peekable<btree_map::Iter<'a, SocketAddr, V>>,
+    key: &SocketAddr,
 ) -> Option<&'a V> {
-    // One comparison per step: the keys here are socket addresses, not cheap to compare.
+    // One comparison per step: a pick's walks make one for each holder they pass.
     while let Some((k, v)) = walk.peek() {
-        match (*k).cmp(key) {
+        match addr_order(k, key) {
             Ordering::Less => _ = walk.next(),
             Ordering::Equal => return Some(*v),
             Ordering::Greater => return None,
         }
     }
     None
+}
+
+/// `a.cmp(b)`, the same order, with IPv4 addresses compared as two integers rather than
+/// field by field and byte by byte (std's order is the same: address, then port).
+fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
+    match (a, b) {
+        (SocketAddr::V4(a), SocketAddr::V4(b)) => {
+            (a.ip().to_bits(), a.port()).cmp(&(b.ip().to_bits(), b.port()))
+        }
+        _ => a.cmp(b),
+    }
 }
 
 /// How a download stands after a change (see `Active::judge`).
