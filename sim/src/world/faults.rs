@@ -92,6 +92,7 @@ impl World {
         n.incarnation += 1;
         n.timer_us = None;
         n.held.clear();
+        n.written.clear();
         let conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
         // Unfinished downloads are lost with the process.
         n.storage.parts.clear();

@@ -56,6 +56,8 @@ pub(crate) struct Node {
     /// Input the machine would not take yet (`Machine::accepts_input`), in arrival order:
     /// it waits in the network, as bytes wait in a socket nobody reads.
     pub(super) held: VecDeque<Held>,
+    /// Short writes made in the drain under way, fed back as `Input::Sent` once it is done.
+    pub(super) written: Vec<(ConnId, usize)>,
 }
 
 /// Input that arrived while its connection's machine held back (see `Node::held`).
@@ -103,6 +105,7 @@ impl World {
             reads_hang: false,
             stopped_reading: false,
             held: VecDeque::new(),
+            written: Vec::new(),
         });
         self.start(id);
         id
@@ -253,7 +256,8 @@ impl World {
         }
     }
 
-    /// The drain rule: take every output, then re-arm the node's timer.
+    /// The drain rule: take every output, then re-arm the node's timer. Short writes are
+    /// reported done once the outputs are taken (see `World::send`).
     pub(super) fn drain(&mut self, node: NodeId) {
         loop {
             let output = self
@@ -264,7 +268,21 @@ impl World {
             let Some(output) = output else { break };
             self.handle_output(node, output);
         }
-        self.reschedule_timer(node);
+        let written = self
+            .nodes
+            .get_mut(node)
+            .map(|n| std::mem::take(&mut n.written))
+            .unwrap_or_default();
+        if written.is_empty() {
+            self.reschedule_timer(node);
+            return;
+        }
+        for (conn, bytes) in written {
+            if node != 0 {
+                self.peers_sent_bytes += bytes as u64;
+            }
+            self.feed(node, Input::Sent { conn, bytes });
+        }
     }
 
     pub(super) fn reschedule_timer(&mut self, node: NodeId) {

@@ -144,9 +144,22 @@ impl World {
         src.up_free_us = queued;
         let departed = if short { now_us + up_us } else { queued }.max(in_order);
         let incarnation = src.incarnation;
+        // A short write completes at once, as a socket with room in its buffer takes it
+        // (and as a driver reports it: after the write, not when the bytes leave) — unless
+        // the other end stopped reading, when the window decides.
+        let stalled = self.nodes.get(dest).is_some_and(|d| d.stopped_reading);
+        let mut done = 0;
+        if short && !stalled {
+            done = n;
+            if let Some(src) = self.nodes.get_mut(node) {
+                match src.written.last_mut() {
+                    Some((c, bytes)) if *c == conn => *bytes += n as usize,
+                    _ => src.written.push((conn, n as usize)),
+                }
+            }
+        }
         // A socket reports a large write done bit by bit as its buffer drains: so does
         // this, a piece at a time, each when its last byte leaves.
-        let mut done = 0;
         while done < n {
             let piece = SENT_PIECE_BYTES.min(n - done);
             done += piece;
@@ -371,5 +384,43 @@ mod tests {
         assert!(w.run_until(asked_ms + 5_000, listed));
         let took_ms = w.now_ms() - asked_ms;
         assert!(took_ms <= 60, "the list took {took_ms} ms");
+    }
+
+    /// A short write is reported done with the drain that made it, as a driver reports a
+    /// write a socket took, not later as a queued action; bulk is reported as it leaves.
+    #[test]
+    fn short_writes_complete_at_once() {
+        let mut w = World::new(WorldConfig {
+            chunk_size: 64 * 1024,
+            check_every_step: false,
+            interleave_below_bytes: 16 * 1024,
+            split_sends: false,
+            ..WorldConfig::new(3)
+        });
+        let seeder = w.add_peer("seed");
+        assert_eq!(w.share(seeder, "f", vec![9; 1 << 20]), Ok(()));
+        let getter = w.add_peer("get");
+        w.run_until(500, |_| false);
+        let Ok(name) = FileName::new("f") else {
+            panic!("valid name");
+        };
+        assert!(w
+            .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
+            .is_ok());
+        let (mut bulk_sent, mut short_sent) = (0, 0);
+        let done = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Done { .. }));
+        while !done(&w) && w.now_ms() < 60_000 && w.step() {
+            for action in w.queue.actions() {
+                if let Action::Sent { bytes, .. } = action {
+                    match *bytes >= 16 * 1024 {
+                        true => bulk_sent += 1,
+                        false => short_sent += 1,
+                    }
+                }
+            }
+        }
+        assert!(w.events_of(getter).any(|e| matches!(e, Event::Done { .. })));
+        assert!(bulk_sent > 0, "chunks are reported sent as they leave");
+        assert_eq!(short_sent, 0, "short writes waited in the queue");
     }
 }

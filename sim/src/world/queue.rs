@@ -39,6 +39,12 @@ impl Queue {
         Some((at_us, action))
     }
 
+    /// Every action waiting, in no order.
+    #[cfg(test)]
+    pub(super) fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.slots.iter().flatten()
+    }
+
     /// When the earliest action is due.
     pub(super) fn next_due_us(&self) -> Option<u64> {
         self.heap.peek().map(|Reverse((at_us, _, _))| *at_us)
