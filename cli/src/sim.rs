@@ -316,6 +316,7 @@ fn print_timeline(args: &SwarmArgs, r: &SwarmReport) {
 fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
     let bound = r.config.bound_secs();
     let s = r.spread();
+    let (median_relay, last_relay) = r.relay_bounds_secs();
     if args.json {
         let mut done: Vec<_> = r.outcomes.iter().filter(|o| o.done_ms.is_some()).collect();
         done.sort_by_key(|o| (o.done_ms, o.node));
@@ -332,6 +333,7 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             "finished": r.finished(), "bound_secs": bound,
             "min_secs": s.min, "median_secs": s.median, "p99_secs": s.p99, "max_secs": s.max,
             "median_ratio": s.median / bound, "max_ratio": s.max / bound,
+            "median_relay_bound_secs": median_relay, "relay_bound_secs": last_relay,
             "seeder_uploads": r.seeder_uploads,
             "events": r.events, "failures": r.failures, "wall_secs": r.wall_secs,
             "closed": r.config.closed,
@@ -376,6 +378,13 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             bound,
             s.median / bound,
             s.max / bound
+        );
+        say!(
+            "counting latency (whole chunks relayed): median {:.3}x of {:.2} s, max {:.3}x of {:.2} s",
+            s.median / median_relay,
+            median_relay,
+            s.max / last_relay,
+            last_relay
         );
         say!(
             "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time; {} swarm",

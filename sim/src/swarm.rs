@@ -212,6 +212,69 @@ impl SwarmConfig {
         let everyone = n * f / (u_seed + u_peers).max(1.0);
         seed_alone.max(download).max(everyone)
     }
+
+    /// A lower bound, seconds, for `k` peers to hold the file when all arrive at once, that
+    /// counts latency: on top of what `bound_secs` counts for `k` peers (with the fastest
+    /// downlink), the chunk whose first copy leaves the seeders last spreads no faster than
+    /// whole verified chunks can be relayed. Each holder sends at best a copy per chunk
+    /// time at the fastest uplink, and each copy lands a latency after (the postal model of
+    /// Bar-Noy and Kipnis): at 100 ms one way no protocol of verified chunks reaches the
+    /// plain bound, and this says how close one can come.
+    pub fn relay_bound_secs(&self, k: usize) -> f64 {
+        let f = self.file_size as f64;
+        let (seeds, peers) = (self.seeder_ups(), self.peer_ups());
+        let u_seed: f64 = seeds.iter().map(|u| *u as f64).sum::<f64>().max(1.0);
+        let u_all = u_seed + peers.iter().map(|u| *u as f64).sum::<f64>();
+        let u_max = seeds
+            .iter()
+            .chain(&peers)
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let d_max = self.peer_downs().into_iter().max().unwrap_or(1).max(1) as f64;
+        let plain = (f / u_seed).max(f / d_max).max(k as f64 * f / u_all);
+        let chunk_secs = (self.chunk_size as f64).min(f) / u_max;
+        let latency = self.min_latency_ms() as f64 / 1000.0 / chunk_secs;
+        let units = informed_after(self.seeders.max(1), k, latency);
+        let relayed = (f / u_seed - chunk_secs).max(0.0) + chunk_secs * units;
+        plain.max(relayed)
+    }
+
+    /// The shortest one-way latency between two nodes, ms (see `World::latency_us`: a link
+    /// takes the sum of its nodes' access latencies; a seeder counts half the world's).
+    fn min_latency_ms(&self) -> u64 {
+        let Some(access) = &self.access_latency_ms else {
+            return self.latency_ms;
+        };
+        let least = access.0.iter().map(|(ms, _)| *ms).min().unwrap_or(0);
+        (2 * least).min(self.latency_ms / 2 + least)
+    }
+}
+
+/// In the postal model — a node that holds a message sends a copy per time unit, each
+/// landing `latency` units after it began leaving (`latency` counts the unit itself) —
+/// how many units `origins` holders need until `k` more nodes hold it, sending greedily.
+fn informed_after(origins: usize, k: usize, latency: f64) -> f64 {
+    use std::cmp::Reverse;
+    let lands = 1.0 + latency;
+    // Batches of copies landing together: (when, how many), earliest first. A batch that
+    // lands makes its nodes senders (their first copies land `lands` later), and the
+    // senders of the batch send their next copies a unit later.
+    let mut landing = std::collections::BinaryHeap::new();
+    let key = |t: f64| Reverse((t * 1e6) as u64);
+    landing.push((key(lands), origins));
+    let mut informed = 0;
+    while let Some((Reverse(at), count)) = landing.pop() {
+        let at = at as f64 / 1e6;
+        informed += count;
+        if informed >= k {
+            return at;
+        }
+        landing.push((key(at + 1.0), count));
+        landing.push((key(at + lands), count));
+    }
+    lands
 }
 
 /// One peer's fate: when it asked, and when it held the whole file (ms of virtual time).
@@ -283,6 +346,15 @@ impl SwarmReport {
         let mut t: Vec<f64> = self.outcomes.iter().filter_map(PeerOutcome::secs).collect();
         t.sort_by(f64::total_cmp);
         t
+    }
+
+    /// `SwarmConfig::relay_bound_secs` for the median peer (as `spread` picks it) and the
+    /// last.
+    pub fn relay_bounds_secs(&self) -> (f64, f64) {
+        let n = self.config.peers;
+        let median_k = ((n.saturating_sub(1)) as f64 * 0.5).round() as usize + 1;
+        let c = &self.config;
+        (c.relay_bound_secs(median_k.min(n)), c.relay_bound_secs(n))
     }
 
     pub fn spread(&self) -> Spread {
@@ -721,5 +793,55 @@ mod tests {
                 Some((6, 6, expected.events))
             );
         }
+    }
+
+    /// The postal model's counts, by hand: without latency holders double each unit; with
+    /// a latency of two units (a copy lands three units after it begins to leave), one
+    /// origin has informed 1, 2, 3, 5 and 8 nodes at units 3, 4, 5, 6 and 7.
+    #[test]
+    fn relays_inform_as_the_postal_model_counts() {
+        assert_eq!(informed_after(1, 1, 0.0), 1.0);
+        assert_eq!(informed_after(1, 3, 0.0), 2.0);
+        assert_eq!(informed_after(1, 7, 0.0), 3.0);
+        assert_eq!(informed_after(2, 6, 0.0), 2.0);
+        assert_eq!(informed_after(1, 1, 2.0), 3.0);
+        assert_eq!(informed_after(1, 5, 2.0), 6.0);
+        assert_eq!(informed_after(1, 8, 2.0), 7.0);
+    }
+
+    /// The bound that counts latency is one: no peer of a simulated swarm beats it, and it
+    /// is the plain bound's (or more) — far more at long latency.
+    #[test]
+    fn no_swarm_beats_the_relay_bound() {
+        for (peers, latency_ms, seeders) in [(1, 1, 1), (12, 1, 1), (12, 40, 1), (16, 40, 2)] {
+            let config = SwarmConfig {
+                seeders,
+                file_size: 2 << 20,
+                chunk_size: 128 << 10,
+                latency_ms,
+                ..SwarmConfig::new(peers, 5)
+            };
+            let report = run_swarm(&config);
+            assert!(report.failures.is_empty(), "{:?}", report.failures);
+            let times = report.times();
+            let (median, last) = report.relay_bounds_secs();
+            let s = report.spread();
+            assert!(
+                s.median >= median && s.max >= last,
+                "{times:?} vs {median} / {last}"
+            );
+            assert!(
+                last >= config.bound_secs() && last >= median,
+                "{last} {median}"
+            );
+        }
+        let far = SwarmConfig {
+            latency_ms: 100,
+            file_size: 20 << 20,
+            chunk_size: 512 << 10,
+            ..SwarmConfig::new(500, 1)
+        };
+        let (plain, relayed) = (far.bound_secs(), far.relay_bound_secs(500));
+        assert!(relayed > 1.4 * plain, "{relayed} vs {plain}");
     }
 }
