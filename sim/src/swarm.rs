@@ -214,8 +214,8 @@ impl SwarmConfig {
     }
 
     /// A lower bound, seconds, for `k` peers to hold the file when all arrive at once, that
-    /// counts latency: on top of what `bound_secs` counts for `k` peers (with the fastest
-    /// downlink), the chunk whose first copy leaves the seeders last spreads no faster than
+    /// counts latency: on top of what `bound_secs` counts for `k` peers (the slowest of them
+    /// has at most the `k`-th fastest downlink), the chunk whose first copy leaves the seeders last spreads no faster than
     /// whole verified chunks can be relayed. Each holder sends at best a copy per chunk
     /// time at the fastest uplink, and each copy lands a latency after (the postal model of
     /// Bar-Noy and Kipnis): at 100 ms one way no protocol of verified chunks reaches the
@@ -232,8 +232,10 @@ impl SwarmConfig {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let d_max = self.peer_downs().into_iter().max().unwrap_or(1).max(1) as f64;
-        let plain = (f / u_seed).max(f / d_max).max(k as f64 * f / u_all);
+        let mut downs = self.peer_downs();
+        downs.sort_unstable_by(|a, b| b.cmp(a));
+        let d_kth = downs.get(k.saturating_sub(1)).copied().unwrap_or(1).max(1) as f64;
+        let plain = (f / u_seed).max(f / d_kth).max(k as f64 * f / u_all);
         let chunk_secs = (self.chunk_size as f64).min(f) / u_max;
         let latency = self.min_latency_ms() as f64 / 1000.0 / chunk_secs;
         let units = informed_after(self.seeders.max(1), k, latency);
@@ -813,9 +815,18 @@ mod tests {
     /// is the plain bound's (or more) — far more at long latency.
     #[test]
     fn no_swarm_beats_the_relay_bound() {
-        for (peers, latency_ms, seeders) in [(1, 1, 1), (12, 1, 1), (12, 40, 1), (16, 40, 2)] {
+        let fifth_slow = Mix(vec![(10_000_000, 4.0), (2_000_000, 1.0)]);
+        for (peers, latency_ms, seeders, mixed) in [
+            (1, 1, 1, false),
+            (12, 1, 1, false),
+            (12, 40, 1, false),
+            (16, 40, 2, false),
+            (10, 20, 1, true),
+        ] {
             let config = SwarmConfig {
                 seeders,
+                up_mix: mixed.then(|| fifth_slow.clone()),
+                down_mix: mixed.then(|| fifth_slow.clone()),
                 file_size: 2 << 20,
                 chunk_size: 128 << 10,
                 latency_ms,
