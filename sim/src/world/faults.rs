@@ -11,7 +11,7 @@ impl World {
             Fault::Restart { node, .. } => self.restart(node),
             Fault::Partition { a, b, until_ms, .. } => {
                 self.partitions.push((a, b, until_ms * 1000));
-                let doomed: Vec<LinkId> = self
+                let mut doomed: Vec<LinkId> = self
                     .links
                     .iter()
                     .filter(|(_, l)| {
@@ -20,6 +20,7 @@ impl World {
                     })
                     .map(|(id, _)| *id)
                     .collect();
+                doomed.sort_unstable();
                 for link in doomed {
                     self.sever(link);
                 }
@@ -93,7 +94,8 @@ impl World {
         n.timer_us = None;
         n.held.clear();
         n.written.clear();
-        let conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
+        let mut conns: Vec<(ConnId, LinkId)> = std::mem::take(&mut n.conns).into_iter().collect();
+        conns.sort_unstable();
         // Unfinished downloads are lost with the process.
         n.storage.parts.clear();
         for (conn, link) in conns {

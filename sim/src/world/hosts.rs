@@ -41,7 +41,7 @@ pub(crate) struct Node {
     pub(super) down_free_us: u64,
     pub(super) timer_us: Option<u64>,
     pub(super) next_inbound: u64,
-    pub(super) conns: BTreeMap<ConnId, LinkId>,
+    pub(super) conns: IdMap<ConnId, LinkId>,
     /// One-way latency of the node's own access link, if it has its own (see
     /// `World::latency_us`).
     pub(super) latency_us: Option<u64>,
@@ -98,7 +98,7 @@ impl World {
             down_free_us: 0,
             timer_us: None,
             next_inbound: 0,
-            conns: BTreeMap::new(),
+            conns: IdMap::default(),
             latency_us: None,
             disk_free_us: 0,
             disk_fault: None,
