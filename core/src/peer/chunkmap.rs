@@ -4,15 +4,25 @@
 //! whole set counted in or out and a pick of the rarest chunk go a word at a time instead
 //! of a chunk at a time.
 
+use super::download::addr_order;
 use crate::chunkset::{self, Change, ChunkSet};
 use crate::limits::MAX_KNOWN_HOLDERS;
 use rand::Rng;
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+
+/// Holders with their chunks, in address order, as `ChunkMap::iter` walks them.
+pub(crate) type Holders<'a> = std::iter::Map<
+    std::slice::Iter<'a, (SocketAddr, ChunkSet)>,
+    fn(&'a (SocketAddr, ChunkSet)) -> (&'a SocketAddr, &'a ChunkSet),
+>;
 
 #[derive(Debug)]
 pub(crate) struct ChunkMap {
-    holders: BTreeMap<SocketAddr, ChunkSet>,
+    /// In address order. A sorted list, not a tree: every pick walks it whole, and a walk
+    /// of a few hundred holders in one run of memory costs a fraction of a tree's, while
+    /// holders come and go only with the tracker's samples.
+    holders: Vec<(SocketAddr, ChunkSet)>,
     /// Holders that sent a chunk that failed verification: never asked again for this file.
     bad: BTreeSet<SocketAddr>,
     /// For each chunk, how many holders not known bad have it.
@@ -23,7 +33,7 @@ impl ChunkMap {
     /// An empty map of a file of `chunks` chunks.
     pub fn new(chunks: u32) -> ChunkMap {
         ChunkMap {
-            holders: BTreeMap::new(),
+            holders: Vec::new(),
             bad: BTreeSet::new(),
             rarity: Rarity::new(chunks),
         }
@@ -37,16 +47,28 @@ impl ChunkMap {
     }
 
     /// Every holder with its chunks, in address order.
-    pub fn iter(&self) -> btree_map::Iter<'_, SocketAddr, ChunkSet> {
-        self.holders.iter()
+    pub fn iter(&self) -> Holders<'_> {
+        self.holders.iter().map(|(addr, have)| (addr, have))
     }
 
     pub fn get(&self, holder: &SocketAddr) -> Option<&ChunkSet> {
-        self.holders.get(holder)
+        let i = self.position(holder).ok()?;
+        self.holders.get(i).map(|(_, have)| have)
+    }
+
+    fn get_mut(&mut self, holder: &SocketAddr) -> Option<&mut ChunkSet> {
+        let i = self.position(holder).ok()?;
+        self.holders.get_mut(i).map(|(_, have)| have)
+    }
+
+    /// Where `holder` is in the list, or where it would go.
+    fn position(&self, holder: &SocketAddr) -> Result<usize, usize> {
+        self.holders
+            .binary_search_by(|(a, _)| addr_order(a, holder))
     }
 
     pub fn knows(&self, holder: SocketAddr) -> bool {
-        self.holders.contains_key(&holder)
+        self.position(&holder).is_ok()
     }
 
     pub fn is_bad(&self, holder: &SocketAddr) -> bool {
@@ -69,7 +91,7 @@ impl ChunkMap {
 
     /// Whether `holder` has `chunk` and is not known bad.
     pub fn is_good_holder(&self, holder: SocketAddr, chunk: u32) -> bool {
-        !self.bad.contains(&holder) && self.holders.get(&holder).is_some_and(|h| h.contains(chunk))
+        !self.bad.contains(&holder) && self.get(&holder).is_some_and(|h| h.contains(chunk))
     }
 
     /// Holders of `chunk` not known bad.
@@ -82,7 +104,7 @@ impl ChunkMap {
 
     /// Whether any holder, good or bad, has `chunk`.
     pub fn anyone_has(&self, chunk: u32) -> bool {
-        self.holders.values().any(|h| h.contains(chunk))
+        self.holders.iter().any(|(_, h)| h.contains(chunk))
     }
 
     // ---- changes ----
@@ -121,17 +143,27 @@ impl ChunkMap {
             }
         }
         fresh.extend(kept);
-        *holders = fresh;
+        *holders = fresh.into_iter().collect();
     }
 
     /// Adds or updates one holder whose chunk set fits the file; false if the map is full.
     pub fn learn_holder(&mut self, addr: SocketAddr, have: ChunkSet) -> bool {
-        if self.holders.len() >= MAX_KNOWN_HOLDERS && !self.holders.contains_key(&addr) {
-            return false;
-        }
-        let before = self.holders.insert(addr, have);
+        let (i, before) = match self.position(&addr) {
+            Ok(i) => (
+                i,
+                self.holders
+                    .get_mut(i)
+                    .map(|(_, h)| std::mem::replace(h, have)),
+            ),
+            Err(_) if self.holders.len() >= MAX_KNOWN_HOLDERS => return false,
+            Err(i) => {
+                self.holders.insert(i, (addr, have));
+                (i, None)
+            }
+        };
         if !self.bad.contains(&addr) {
-            self.rarity.moved(before.as_ref(), self.holders.get(&addr));
+            let after = self.holders.get(i).map(|(_, h)| h);
+            self.rarity.moved(before.as_ref(), after);
         }
         true
     }
@@ -139,7 +171,7 @@ impl ChunkMap {
     /// `holder`, in the map, says it now has `chunk` (which must be in the file); whether
     /// that is news.
     pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) -> bool {
-        let Some(have) = self.holders.get_mut(&holder) else {
+        let Some(have) = self.get_mut(&holder) else {
             return false;
         };
         if chunk >= have.len() || !have.insert(chunk) {
@@ -154,7 +186,7 @@ impl ChunkMap {
     /// `holder` turned out not to have `chunk` after all.
     pub fn forget_chunk(&mut self, holder: SocketAddr, chunk: u32) {
         let counted = self.is_good_holder(holder, chunk);
-        if let Some(have) = self.holders.get_mut(&holder) {
+        if let Some(have) = self.get_mut(&holder) {
             have.remove(chunk);
         }
         if counted {

@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::iter::Peekable;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,8 +95,8 @@ fn is_few(only: &Option<&mut (dyn Iterator<Item = SocketAddr> + '_)>) -> bool {
 /// The value at `key` of a map walked in ascending address order: skips what lies before
 /// `key` and stops there. Asked about ascending keys only, a whole pass costs one walk of
 /// the map instead of a search per key.
-pub(super) fn seek<'a, V>(
-    walk: &mut Peekable<btree_map::Iter<'a, SocketAddr, V>>,
+pub(super) fn seek<'a, V: 'a>(
+    walk: &mut Peekable<impl Iterator<Item = (&'a SocketAddr, &'a V)>>,
     key: &SocketAddr,
 ) -> Option<&'a V> {
     // One comparison per step: a pick's walks make one for each holder they pass.
@@ -112,7 +112,7 @@ pub(super) fn seek<'a, V>(
 
 /// `a.cmp(b)`, the same order, with IPv4 addresses compared as two integers rather than
 /// field by field and byte by byte (std's order is the same: address, then port).
-fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
+pub(super) fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
     match (a, b) {
         (SocketAddr::V4(a), SocketAddr::V4(b)) => {
             (a.ip().to_bits(), a.port()).cmp(&(b.ip().to_bits(), b.port()))
