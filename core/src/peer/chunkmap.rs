@@ -4,25 +4,16 @@
 //! whole set counted in or out and a pick of the rarest chunk go a word at a time instead
 //! of a chunk at a time.
 
-use super::download::addr_order;
+use super::addrmap::{self, AddrMap};
 use crate::chunkset::{self, Change, ChunkSet};
 use crate::limits::MAX_KNOWN_HOLDERS;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-/// Holders with their chunks, in address order, as `ChunkMap::iter` walks them.
-pub(crate) type Holders<'a> = std::iter::Map<
-    std::slice::Iter<'a, (SocketAddr, ChunkSet)>,
-    fn(&'a (SocketAddr, ChunkSet)) -> (&'a SocketAddr, &'a ChunkSet),
->;
-
 #[derive(Debug)]
 pub(crate) struct ChunkMap {
-    /// In address order. A sorted list, not a tree: every pick walks it whole, and a walk
-    /// of a few hundred holders in one run of memory costs a fraction of a tree's, while
-    /// holders come and go only with the tracker's samples.
-    holders: Vec<(SocketAddr, ChunkSet)>,
+    holders: AddrMap<ChunkSet>,
     /// Holders that sent a chunk that failed verification: never asked again for this file.
     bad: BTreeSet<SocketAddr>,
     /// For each chunk, how many holders not known bad have it.
@@ -33,7 +24,7 @@ impl ChunkMap {
     /// An empty map of a file of `chunks` chunks.
     pub fn new(chunks: u32) -> ChunkMap {
         ChunkMap {
-            holders: Vec::new(),
+            holders: AddrMap::default(),
             bad: BTreeSet::new(),
             rarity: Rarity::new(chunks),
         }
@@ -47,28 +38,16 @@ impl ChunkMap {
     }
 
     /// Every holder with its chunks, in address order.
-    pub fn iter(&self) -> Holders<'_> {
-        self.holders.iter().map(|(addr, have)| (addr, have))
+    pub fn iter(&self) -> addrmap::Iter<'_, ChunkSet> {
+        self.holders.iter()
     }
 
     pub fn get(&self, holder: &SocketAddr) -> Option<&ChunkSet> {
-        let i = self.position(holder).ok()?;
-        self.holders.get(i).map(|(_, have)| have)
-    }
-
-    fn get_mut(&mut self, holder: &SocketAddr) -> Option<&mut ChunkSet> {
-        let i = self.position(holder).ok()?;
-        self.holders.get_mut(i).map(|(_, have)| have)
-    }
-
-    /// Where `holder` is in the list, or where it would go.
-    fn position(&self, holder: &SocketAddr) -> Result<usize, usize> {
-        self.holders
-            .binary_search_by(|(a, _)| addr_order(a, holder))
+        self.holders.get(holder)
     }
 
     pub fn knows(&self, holder: SocketAddr) -> bool {
-        self.position(&holder).is_ok()
+        self.holders.contains_key(&holder)
     }
 
     pub fn is_bad(&self, holder: &SocketAddr) -> bool {
@@ -91,7 +70,7 @@ impl ChunkMap {
 
     /// Whether `holder` has `chunk` and is not known bad.
     pub fn is_good_holder(&self, holder: SocketAddr, chunk: u32) -> bool {
-        !self.bad.contains(&holder) && self.get(&holder).is_some_and(|h| h.contains(chunk))
+        !self.bad.contains(&holder) && self.holders.get(&holder).is_some_and(|h| h.contains(chunk))
     }
 
     /// Holders of `chunk` not known bad.
@@ -104,7 +83,7 @@ impl ChunkMap {
 
     /// Whether any holder, good or bad, has `chunk`.
     pub fn anyone_has(&self, chunk: u32) -> bool {
-        self.holders.iter().any(|(_, h)| h.contains(chunk))
+        self.holders.values().any(|h| h.contains(chunk))
     }
 
     // ---- changes ----
@@ -148,22 +127,12 @@ impl ChunkMap {
 
     /// Adds or updates one holder whose chunk set fits the file; false if the map is full.
     pub fn learn_holder(&mut self, addr: SocketAddr, have: ChunkSet) -> bool {
-        let (i, before) = match self.position(&addr) {
-            Ok(i) => (
-                i,
-                self.holders
-                    .get_mut(i)
-                    .map(|(_, h)| std::mem::replace(h, have)),
-            ),
-            Err(_) if self.holders.len() >= MAX_KNOWN_HOLDERS => return false,
-            Err(i) => {
-                self.holders.insert(i, (addr, have));
-                (i, None)
-            }
-        };
+        if self.holders.len() >= MAX_KNOWN_HOLDERS && !self.holders.contains_key(&addr) {
+            return false;
+        }
+        let before = self.holders.insert(addr, have);
         if !self.bad.contains(&addr) {
-            let after = self.holders.get(i).map(|(_, h)| h);
-            self.rarity.moved(before.as_ref(), after);
+            self.rarity.moved(before.as_ref(), self.holders.get(&addr));
         }
         true
     }
@@ -171,7 +140,7 @@ impl ChunkMap {
     /// `holder`, in the map, says it now has `chunk` (which must be in the file); whether
     /// that is news.
     pub fn learn_chunk(&mut self, holder: SocketAddr, chunk: u32) -> bool {
-        let Some(have) = self.get_mut(&holder) else {
+        let Some(have) = self.holders.get_mut(&holder) else {
             return false;
         };
         if chunk >= have.len() || !have.insert(chunk) {
@@ -186,7 +155,7 @@ impl ChunkMap {
     /// `holder` turned out not to have `chunk` after all.
     pub fn forget_chunk(&mut self, holder: SocketAddr, chunk: u32) {
         let counted = self.is_good_holder(holder, chunk);
-        if let Some(have) = self.get_mut(&holder) {
+        if let Some(have) = self.holders.get_mut(&holder) {
             have.remove(chunk);
         }
         if counted {
@@ -204,7 +173,7 @@ impl ChunkMap {
     /// Counts rarity afresh (after the map or the bad marks changed wholesale).
     fn recount(&mut self) {
         self.rarity = Rarity::new(self.rarity.chunks());
-        for (addr, have) in &self.holders {
+        for (addr, have) in self.holders.iter() {
             if !self.bad.contains(addr) {
                 self.rarity.moved(None, Some(have));
             }

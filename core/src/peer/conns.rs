@@ -2,6 +2,7 @@
 //! from, fetchers we serve), how bytes become messages for the right room, deadlines and
 //! silence, and which holder connection makes room for another when all are in use.
 
+use super::addrmap::AddrMap;
 use super::ledger::Ledger;
 use super::serve::InLink;
 use super::{Peer, PeerConfig};
@@ -60,7 +61,7 @@ impl OutLink {
 pub(super) struct ConnTable {
     by_id: BTreeMap<ConnId, Conn>,
     /// Our connection to each holder we fetch from, by the holder's address.
-    holders: BTreeMap<SocketAddr, ConnId>,
+    holders: AddrMap<ConnId>,
     /// When the connections' deadlines are next looked at.
     deadlines: ConnDeadlines,
     /// No outbound connection is evictable before this (see `any_evictable`).
@@ -73,7 +74,7 @@ impl ConnTable {
     pub(super) fn new(lead_ms: u64) -> ConnTable {
         ConnTable {
             by_id: BTreeMap::new(),
-            holders: BTreeMap::new(),
+            holders: AddrMap::default(),
             deadlines: ConnDeadlines::new(lead_ms),
             no_evictable_before: Cell::new(Timestamp::ZERO),
             next_id: 0,
@@ -123,7 +124,7 @@ impl ConnTable {
     }
 
     /// Holders' connections, in address order.
-    pub(super) fn holders(&self) -> &BTreeMap<SocketAddr, ConnId> {
+    pub(super) fn holders(&self) -> &AddrMap<ConnId> {
         &self.holders
     }
 

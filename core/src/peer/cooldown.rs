@@ -2,13 +2,14 @@
 //! failed), each until some moment. Kept in address order for the picker's merged walk and
 //! in time order so the earliest end, which every `poll_timeout` asks for, costs no scan.
 
+use super::addrmap::{self, AddrMap};
 use crate::time::Timestamp;
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 #[derive(Debug, Default)]
 pub(crate) struct Cooldowns {
-    by_addr: BTreeMap<SocketAddr, Timestamp>,
+    by_addr: AddrMap<Timestamp>,
     by_time: BTreeSet<(Timestamp, SocketAddr)>,
 }
 
@@ -54,7 +55,7 @@ impl Cooldowns {
     }
 
     /// Every cooldown, in address order.
-    pub fn by_addr(&self) -> btree_map::Iter<'_, SocketAddr, Timestamp> {
+    pub fn by_addr(&self) -> addrmap::Iter<'_, Timestamp> {
         self.by_addr.iter()
     }
 }

@@ -2,6 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
+use super::addrmap::addr_order;
 use super::check::DiskCheck;
 use super::chunkmap::ChunkMap;
 use super::cooldown::Cooldowns;
@@ -108,17 +109,6 @@ pub(super) fn seek<'a, V: 'a>(
         }
     }
     None
-}
-
-/// `a.cmp(b)`, the same order, with IPv4 addresses compared as two integers rather than
-/// field by field and byte by byte (std's order is the same: address, then port).
-pub(super) fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
-    match (a, b) {
-        (SocketAddr::V4(a), SocketAddr::V4(b)) => {
-            (a.ip().to_bits(), a.port()).cmp(&(b.ip().to_bits(), b.port()))
-        }
-        _ => a.cmp(b),
-    }
 }
 
 /// How a download stands after a change (see `Active::judge`).

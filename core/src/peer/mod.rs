@@ -10,6 +10,7 @@
 //! - `conns`: the connection table, deadlines and eviction; `timers`: every timer by name;
 //!   `config`: how a peer behaves.
 
+mod addrmap;
 mod check;
 mod chunkmap;
 mod config;

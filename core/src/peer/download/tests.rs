@@ -558,25 +558,3 @@ fn a_holder_that_keeps_failing_waits_ever_longer_until_it_delivers() {
     a.failed(h, now, 2_000);
     assert!(!a.cooling(h, now.plus_ms(2_000)), "a delivery forgives");
 }
-
-#[test]
-fn addresses_are_ordered_as_std_orders_them() {
-    let addrs: Vec<SocketAddr> = [
-        "10.0.0.1:80",
-        "10.0.0.1:81",
-        "10.0.0.2:1",
-        "9.255.255.255:65535",
-        "200.1.2.3:0",
-        "[::1]:80",
-        "[::1]:79",
-        "[fe80::1%2]:80",
-    ]
-    .iter()
-    .map(|s| s.parse().unwrap())
-    .collect();
-    for a in &addrs {
-        for b in &addrs {
-            assert_eq!(addr_order(a, b), a.cmp(b), "{a} vs {b}");
-        }
-    }
-}
