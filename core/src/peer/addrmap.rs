@@ -4,6 +4,7 @@
 //! its changes (a shift of a few hundred entries at most) come far less often.
 
 use std::cmp::Ordering;
+use std::iter::Peekable;
 use std::net::SocketAddr;
 
 /// `a.cmp(b)`, the same order, with IPv4 addresses compared as two integers rather than
@@ -15,6 +16,24 @@ pub(crate) fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
         }
         _ => a.cmp(b),
     }
+}
+
+/// The value at `key` of a map walked in ascending address order: skips what lies before
+/// `key` and stops there. Asked about ascending keys only, a whole pass costs one walk of
+/// the map instead of a search per key.
+pub(crate) fn seek<'a, V: 'a>(
+    walk: &mut Peekable<impl Iterator<Item = (&'a SocketAddr, &'a V)>>,
+    key: &SocketAddr,
+) -> Option<&'a V> {
+    // One comparison per step: a pick's walks make one for each holder they pass.
+    while let Some((k, v)) = walk.peek() {
+        match addr_order(k, key) {
+            Ordering::Less => _ = walk.next(),
+            Ordering::Equal => return Some(*v),
+            Ordering::Greater => return None,
+        }
+    }
+    None
 }
 
 #[derive(Clone, Debug)]

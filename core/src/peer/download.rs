@@ -2,7 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
-use super::addrmap::addr_order;
+use super::addrmap::seek;
 use super::check::DiskCheck;
 use super::chunkmap::ChunkMap;
 use super::cooldown::Cooldowns;
@@ -16,9 +16,7 @@ use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::iter::Peekable;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -91,24 +89,6 @@ const FEW: usize = 4;
 /// Whether `only` lists at most `FEW` holders.
 fn is_few(only: &Option<&mut (dyn Iterator<Item = SocketAddr> + '_)>) -> bool {
     (only.as_ref()).is_some_and(|o| o.size_hint().1.is_some_and(|n| n <= FEW))
-}
-
-/// The value at `key` of a map walked in ascending address order: skips what lies before
-/// `key` and stops there. Asked about ascending keys only, a whole pass costs one walk of
-/// the map instead of a search per key.
-pub(super) fn seek<'a, V: 'a>(
-    walk: &mut Peekable<impl Iterator<Item = (&'a SocketAddr, &'a V)>>,
-    key: &SocketAddr,
-) -> Option<&'a V> {
-    // One comparison per step: a pick's walks make one for each holder they pass.
-    while let Some((k, v)) = walk.peek() {
-        match addr_order(k, key) {
-            Ordering::Less => _ = walk.next(),
-            Ordering::Equal => return Some(*v),
-            Ordering::Greater => return None,
-        }
-    }
-    None
 }
 
 /// How a download stands after a change (see `Active::judge`).

@@ -2,9 +2,10 @@
 //! refreshes, picking (rarest first, a random holder), requests and what holders answer,
 //! holders lost or reported, and each download's timers.
 
+use super::addrmap::seek;
 use super::check::DiskCheck;
 use super::conns::{any_evictable, holder_has_slot};
-use super::download::{seek, Active};
+use super::download::Active;
 use super::timers::DownloadTimer;
 use super::{Conn, DownloadRequest, Io, Peer};
 use crate::bytes::Bytes;
