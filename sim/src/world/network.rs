@@ -352,27 +352,35 @@ mod tests {
     use super::*;
     use drizzle_core::peer::DownloadRequest;
 
-    /// A short answer is not queued behind the bulk a downloading peer is receiving: a file
-    /// list asked mid-download comes back in a round trip, not after the chunks in flight.
-    #[test]
-    fn short_messages_slip_between_bulk_transfers() {
-        let mut w = World::new(WorldConfig {
-            latency_ms: 20,
-            chunk_size: 1 << 20,
-            check_every_step: false,
-            interleave_below_bytes: 16 * 1024,
-            ..WorldConfig::new(1)
-        });
+    /// A world where a seeder shares `bytes` and a getter, half a second in, has just been
+    /// told to download them; the getter's id.
+    fn one_download(config: WorldConfig, bytes: Vec<u8>) -> (World, NodeId) {
+        let mut w = World::new(config);
         let seeder = w.add_peer("seed");
-        assert_eq!(w.share(seeder, "big", vec![7; 20 << 20]), Ok(()));
+        assert_eq!(w.share(seeder, "f", bytes), Ok(()));
         let getter = w.add_peer("get");
         w.run_until(500, |_| false);
-        let Ok(name) = FileName::new("big") else {
+        let Ok(name) = FileName::new("f") else {
             panic!("valid name");
         };
         assert!(w
             .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
             .is_ok());
+        (w, getter)
+    }
+
+    /// A short answer is not queued behind the bulk a downloading peer is receiving: a file
+    /// list asked mid-download comes back in a round trip, not after the chunks in flight.
+    #[test]
+    fn short_messages_slip_between_bulk_transfers() {
+        let config = WorldConfig {
+            latency_ms: 20,
+            chunk_size: 1 << 20,
+            check_every_step: false,
+            interleave_below_bytes: 16 * 1024,
+            ..WorldConfig::new(1)
+        };
+        let (mut w, getter) = one_download(config, vec![7; 20 << 20]);
         w.run_until(1_500, |_| false);
         assert!(w.peer(getter).is_some_and(Peer::is_downloading));
         let asked_ms = w.now_ms();
@@ -390,23 +398,14 @@ mod tests {
     /// write a socket took, not later as a queued action; bulk is reported as it leaves.
     #[test]
     fn short_writes_complete_at_once() {
-        let mut w = World::new(WorldConfig {
+        let config = WorldConfig {
             chunk_size: 64 * 1024,
             check_every_step: false,
             interleave_below_bytes: 16 * 1024,
             split_sends: false,
             ..WorldConfig::new(3)
-        });
-        let seeder = w.add_peer("seed");
-        assert_eq!(w.share(seeder, "f", vec![9; 1 << 20]), Ok(()));
-        let getter = w.add_peer("get");
-        w.run_until(500, |_| false);
-        let Ok(name) = FileName::new("f") else {
-            panic!("valid name");
         };
-        assert!(w
-            .command(getter, PeerCommand::Download(DownloadRequest::whole(name)))
-            .is_ok());
+        let (mut w, getter) = one_download(config, vec![9; 1 << 20]);
         let (mut bulk_sent, mut short_sent) = (0, 0);
         let done = |w: &World| w.events_of(getter).any(|e| matches!(e, Event::Done { .. }));
         while !done(&w) && w.now_ms() < 60_000 && w.step() {
