@@ -203,10 +203,16 @@ impl SwarmConfig {
 
     /// The bound for a peer whose downlink takes `down` bytes per second.
     fn bound_with_downlink(&self, down: u64) -> f64 {
+        self.bound_of(self.peers, down)
+    }
+
+    /// The bound for `k` of the peers to hold the file, the slowest of them taking `down`
+    /// bytes per second: the uplinks together must carry k copies.
+    fn bound_of(&self, k: usize, down: u64) -> f64 {
         let f = self.file_size as f64;
         let u_seed: f64 = self.seeder_ups().iter().map(|u| *u as f64).sum();
         let u_peers: f64 = self.peer_ups().iter().map(|u| *u as f64).sum();
-        let n = self.peers as f64;
+        let n = k as f64;
         let seed_alone = f / u_seed.max(1.0);
         let download = f / (down as f64).max(1.0);
         let everyone = n * f / (u_seed + u_peers).max(1.0);
@@ -214,9 +220,9 @@ impl SwarmConfig {
     }
 
     /// A lower bound, seconds, for `k` peers to hold the file when all arrive at once, that
-    /// counts latency: on top of what `bound_secs` counts for `k` peers (the slowest of them
-    /// has at most the `k`-th fastest downlink), the chunk whose first copy leaves the seeders last spreads no faster than
-    /// whole verified chunks can be relayed. Each holder sends at best a copy per chunk
+    /// counts latency: on top of what `bound_secs` counts for `k` peers (the slowest of
+    /// them has at most the `k`-th fastest downlink), the chunk whose first copy leaves the
+    /// seeders last spreads no faster than whole verified chunks can be relayed. Each holder sends at best a copy per chunk
     /// time at the fastest uplink, and each copy lands a latency after (the postal model of
     /// Bar-Noy and Kipnis): at 100 ms one way no protocol of verified chunks reaches the
     /// plain bound, and this says how close one can come.
@@ -224,7 +230,6 @@ impl SwarmConfig {
         let f = self.file_size as f64;
         let (seeds, peers) = (self.seeder_ups(), self.peer_ups());
         let u_seed: f64 = seeds.iter().map(|u| *u as f64).sum::<f64>().max(1.0);
-        let u_all = u_seed + peers.iter().map(|u| *u as f64).sum::<f64>();
         let u_max = seeds
             .iter()
             .chain(&peers)
@@ -234,8 +239,8 @@ impl SwarmConfig {
             .max(1) as f64;
         let mut downs = self.peer_downs();
         downs.sort_unstable_by(|a, b| b.cmp(a));
-        let d_kth = downs.get(k.saturating_sub(1)).copied().unwrap_or(1).max(1) as f64;
-        let plain = (f / u_seed).max(f / d_kth).max(k as f64 * f / u_all);
+        let d_kth = downs.get(k.saturating_sub(1)).copied().unwrap_or(1);
+        let plain = self.bound_of(k, d_kth);
         let chunk_secs = (self.chunk_size as f64).min(f) / u_max;
         let latency = self.min_latency_ms() as f64 / 1000.0 / chunk_secs;
         let units = informed_after(self.seeders.max(1), k, latency);
@@ -354,7 +359,7 @@ impl SwarmReport {
     /// last.
     pub fn relay_bounds_secs(&self) -> (f64, f64) {
         let n = self.config.peers;
-        let median_k = ((n.saturating_sub(1)) as f64 * 0.5).round() as usize + 1;
+        let median_k = (n.saturating_sub(1) as f64 * 0.5).round() as usize + 1;
         let c = &self.config;
         (c.relay_bound_secs(median_k.min(n)), c.relay_bound_secs(n))
     }

@@ -36,7 +36,7 @@ pub(crate) fn seek<'a, V: 'a>(
     None
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct AddrMap<V> {
     entries: Vec<(SocketAddr, V)>,
 }
