@@ -900,6 +900,62 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
     assert_eq!(called(&drain(&mut p)), again);
 }
 
+/// On a long path a slot changes hands before the last of a turn has left: once a
+/// fetcher's turn is over and what it was promised drains within the round trip a call
+/// takes (from `Ready` to the request it brings), the next in line is called, so that its
+/// requests arrive as the uplink frees rather than a round trip later.
+#[test]
+fn a_turn_over_on_a_long_path_calls_the_next_before_its_data_has_left() {
+    let calls = serve().calls_per_free_slot;
+    let (mut p, root, loads, busy) = slots_full_and_waiting(calls as u64 + 1);
+    let called = |d: &Drained| -> Vec<ConnId> {
+        let ready = d
+            .sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Ready { .. }));
+        ready.map(|(c, _)| *c).collect()
+    };
+    let ask = |p: &mut Peer, conn: ConnId, now: u64, chunks: &[u32]| {
+        let requests = chunks.iter().flat_map(|&chunk| {
+            encode(&Message::GetChunk {
+                root,
+                chunk,
+                others: 0,
+            })
+        });
+        send(p, conn, now, &requests.collect::<Vec<u8>>())
+    };
+    // A slot frees once the uplink's pace is known; the first in line are called.
+    let (conn, io) = loads[0];
+    loaded_fives(&mut p, io, 3);
+    let all = usize::MAX;
+    p.handle(Timestamp(600), Input::Sent { conn, bytes: all });
+    assert_eq!(called(&drain(&mut p)), &busy[..calls]);
+    // The first called asks for a turn's chunks a 200 ms round trip later; the last in
+    // line asks too and waits.
+    // (Chunks nobody was sent: one sent already is steered elsewhere.)
+    let turn: Vec<u32> = (8..8 + serve().slot_turn_chunks).collect();
+    let taking = ask(&mut p, busy[0], 800, &turn);
+    assert_eq!(taking.loads.len(), turn.len(), "{taking:?}");
+    let last = busy[calls];
+    let d = ask(&mut p, last, 801, &[0]);
+    assert!(d
+        .sent
+        .iter()
+        .any(|(c, m)| *c == last && matches!(m, Message::Busy { .. })));
+    // The turn's chunks are read and handed to the link, none of it taken yet: the slot
+    // is the next one's already.
+    let mut d = Drained::default();
+    for (io, _, _) in &taking.loads {
+        loaded_fives(&mut p, *io, 802);
+        d = drain(&mut p);
+    }
+    assert_eq!(called(&d), vec![last], "{d:?}");
+    let last_chunk = turn[turn.len() - 1];
+    let served = |e: &Event| matches!(e, Event::Served { chunk, .. } if *chunk == last_chunk);
+    assert!(d.events.iter().any(served), "{d:?}");
+}
+
 /// A sharer whose upload slots are all taken by fetchers asking for one chunk each, and
 /// `waiting` more told `Busy`: the sharer, the file's root, the loads started and those
 /// waiting, in order.

@@ -121,6 +121,17 @@ impl InLink {
         self.link.unsent()
     }
 
+    /// Whether every request accepted has been loaded into the link.
+    pub fn all_loaded(&self) -> bool {
+        self.queue.is_empty() && self.loading == 0
+    }
+
+    /// Whether something it was promised has not left yet: requests queued or loading, or
+    /// bytes unsent.
+    pub fn promised_more(&self) -> bool {
+        !self.queue.is_empty() || self.loading > 0 || self.link.unsent() > 0
+    }
+
     /// A slot holder's standing at `now`: whether it loses the slot, and if not when to
     /// look again; `window_over` when its pace window has ended (then restart it).
     /// `stall_ms`: how long it may take nothing (see `Peer::slot_stall_ms`).
@@ -168,6 +179,7 @@ impl Peer {
                 return self.violation(now, conn, reason);
             }
         };
+        self.note_request(now, conn);
         if let Err((because, reason)) = self.check_servable(&root, chunk, others, now, conn) {
             let steered = because == RefusedBecause::SentOften;
             if let (true, Some(Conn::In(i))) = (steered, self.conns.get_mut(&conn)) {
@@ -341,18 +353,24 @@ impl Peer {
     }
 
     /// Starts loads for queued requests while the connection has load slots and little
-    /// unsent; gives up the upload slot once everything accepted has left.
+    /// unsent; then sees whether its slot goes to the next in line: once everything
+    /// accepted has left, or earlier on a long path (`hand_over_early`).
     pub(super) fn pump_serving(&mut self, now: Timestamp, conn: ConnId) {
+        self.load_queued(conn);
+        match self.conns.get(&conn) {
+            Some(Conn::In(i)) if !i.promised_more() => self.all_sent(now, conn),
+            Some(Conn::In(_)) => self.hand_over_early(now, conn),
+            _ => {}
+        }
+    }
+
+    fn load_queued(&mut self, conn: ConnId) {
         let unsent_low_bytes = self.config.serve.unsent_low_bytes;
         loop {
             let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
                 return;
             };
             let unsent = i.link.unsent();
-            if i.seat.holds_slot() && i.queue.is_empty() && i.loading == 0 && unsent == 0 {
-                self.leave_slot(now, conn);
-                continue;
-            }
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= unsent_low_bytes {
                 return;
             }
