@@ -39,6 +39,7 @@ pub mod bytes;
 pub mod chunkset;
 mod deadlines;
 pub mod event;
+pub mod idmap;
 pub mod limits;
 mod link;
 pub mod machine;

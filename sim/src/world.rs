@@ -15,6 +15,7 @@ use crate::faults::Fault;
 use crate::storage::{Content, Storage};
 use crate::trace::TraceLine;
 use crate::truth::Truth;
+use drizzle_core::idmap::IdMap;
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::Hash;
 use drizzle_core::peer::{CommandError, PeerCommand};
@@ -23,8 +24,7 @@ use drizzle_core::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -145,37 +145,6 @@ enum Action {
         at_us: u64,
     },
     Fault(Fault),
-}
-
-/// A map keyed by the world's own ids (links, connections), looked up on every action:
-/// hashed rather than searched. Never iterated where order matters unless sorted first.
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-/// Hashes the integers an id is made of, multiplying each in (ids count up from zero, so
-/// the product spreads them over the table). Deterministic: no random keys, no OS.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|b| self.write_u64(u64::from(*b)));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_isize(&mut self, n: isize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// A chunk of shared content: the content, where the chunk starts, its SHA-256.

@@ -7,6 +7,7 @@ use super::ledger::Ledger;
 use super::serve::InLink;
 use super::{Peer, PeerConfig};
 use crate::deadlines::{earliest, ConnDeadlines};
+use crate::idmap::IdMap;
 use crate::limits::{
     FETCHER_IDLE_TIMEOUT_MS, HOLDER_EVICTABLE_AFTER_MS, HOLDER_IDLE_TIMEOUT_MS, MAX_CHUNKS_STORING,
     MAX_PEER_CONNECTIONS, SESSION_SILENT_MS, SLOT_PACE_WINDOW_MS,
@@ -18,7 +19,6 @@ use crate::outbox::CloseReason;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Message, Role};
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// An outbound connection to a holder.
@@ -59,7 +59,11 @@ impl OutLink {
 /// Every connection the peer has, by id, with what is kept about them as a whole.
 #[derive(Debug)]
 pub(super) struct ConnTable {
-    by_id: BTreeMap<ConnId, Conn>,
+    /// Looked up for nearly every input, so hashed (boxed: a table has room to spare, and
+    /// a connection is half a kilobyte)...
+    by_id: IdMap<ConnId, Box<Conn>>,
+    /// ...and walked in id order, kept here.
+    order: Vec<ConnId>,
     /// Our connection to each holder we fetch from, by the holder's address.
     holders: AddrMap<ConnId>,
     /// When the connections' deadlines are next looked at.
@@ -73,7 +77,8 @@ impl ConnTable {
     /// A table whose connections' deadlines are at least `lead_ms` away when set.
     pub(super) fn new(lead_ms: u64) -> ConnTable {
         ConnTable {
-            by_id: BTreeMap::new(),
+            by_id: IdMap::default(),
+            order: Vec::new(),
             holders: AddrMap::default(),
             deadlines: ConnDeadlines::new(lead_ms),
             no_evictable_before: Cell::new(Timestamp::ZERO),
@@ -82,11 +87,11 @@ impl ConnTable {
     }
 
     pub(super) fn get(&self, id: &ConnId) -> Option<&Conn> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|c| &**c)
     }
 
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
-        self.by_id.get_mut(id)
+        self.by_id.get_mut(id).map(|c| &mut **c)
     }
 
     pub(super) fn contains_key(&self, id: &ConnId) -> bool {
@@ -95,16 +100,27 @@ impl ConnTable {
 
     /// Forgets a connection (a holder's stays listed by address until `forget_holder`).
     pub(super) fn remove(&mut self, id: &ConnId) -> Option<Conn> {
-        self.by_id.remove(id)
+        let conn = self.by_id.remove(id)?;
+        if let Ok(at) = self.order.binary_search(id) {
+            self.order.remove(at);
+        }
+        Some(*conn)
     }
 
+    /// Every connection, in id order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&ConnId, &Conn)> {
-        self.by_id.iter()
+        self.in_order(&self.order)
     }
 
     /// Outbound connections only (inbound ids sort first: fetchers are not even looked at).
     pub(super) fn outbound(&self) -> impl Iterator<Item = (&ConnId, &Conn)> {
-        self.by_id.range(ConnId::Outbound(0)..)
+        let first = self.order.partition_point(|id| *id < ConnId::Outbound(0));
+        self.in_order(self.order.get(first..).unwrap_or_default())
+    }
+
+    fn in_order<'a>(&'a self, ids: &'a [ConnId]) -> impl Iterator<Item = (&'a ConnId, &'a Conn)> {
+        ids.iter()
+            .filter_map(|id| self.by_id.get_key_value(id).map(|(id, c)| (id, &**c)))
     }
 
     /// A name for a connection the peer opens.
@@ -114,7 +130,10 @@ impl ConnTable {
     }
 
     pub(super) fn open(&mut self, now: Timestamp, id: ConnId, conn: Conn) {
-        self.by_id.insert(id, conn);
+        if self.by_id.insert(id, Box::new(conn)).is_none() {
+            let at = self.order.partition_point(|other| *other < id);
+            self.order.insert(at, id);
+        }
         self.deadlines.opened(now);
     }
 
