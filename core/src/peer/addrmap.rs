@@ -66,6 +66,10 @@ impl<V> AddrMap<V> {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn get(&self, addr: &SocketAddr) -> Option<&V> {
         let i = self.position(addr).ok()?;
         self.entries.get(i).map(|(_, v)| v)

@@ -2,7 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
-use super::addrmap::seek;
+use super::addrmap::{seek, AddrMap};
 use super::check::DiskCheck;
 use super::chunkmap::ChunkMap;
 use super::cooldown::Cooldowns;
@@ -16,6 +16,7 @@ use crate::manifest::{Manifest, Root};
 use crate::time::Timestamp;
 use crate::wire::LocatedHolder;
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,12 +63,12 @@ pub(crate) struct Active {
     fetched: u64,
     /// Why each holder last failed us (refused, timed out, busy, bad data): named when the
     /// download stalls. Bounded like the chunk map.
-    trouble: BTreeMap<SocketAddr, String>,
+    trouble: BTreeMap<SocketAddr, Cow<'static, str>>,
     /// When each holder was last reported to the tracker (see `may_report`).
     reported: BTreeMap<SocketAddr, Timestamp>,
     /// How fast each holder has been sending us chunks (see `delivered`). Bounded like the
     /// chunk map.
-    speeds: BTreeMap<SocketAddr, rescue::Speed>,
+    speeds: AddrMap<rescue::Speed>,
     /// When requests to holders that had not delivered stop counting against the budget
     /// (see `rescue::PROBE_PATIENCE_MS`), in order: the download is looked at again then.
     probes_due: VecDeque<Timestamp>,
@@ -150,7 +151,7 @@ impl Active {
             fetched: 0,
             trouble: BTreeMap::new(),
             reported: BTreeMap::new(),
-            speeds: BTreeMap::new(),
+            speeds: AddrMap::default(),
             probes_due: VecDeque::new(),
             tried: BTreeSet::new(),
             steered: BTreeSet::new(),
@@ -388,9 +389,11 @@ impl Active {
     }
 
     /// Remembers why `holder` failed us last (kept for as many holders as the map keeps).
-    pub fn note_trouble(&mut self, holder: SocketAddr, why: &str) {
+    /// (Most reasons are fixed text, kept without a copy: a busy holder is noted for
+    /// every `Busy`.)
+    pub fn note_trouble(&mut self, holder: SocketAddr, why: impl Into<Cow<'static, str>>) {
         if self.trouble.len() < MAX_KNOWN_HOLDERS || self.trouble.contains_key(&holder) {
-            self.trouble.insert(holder, why.to_string());
+            self.trouble.insert(holder, why.into());
         }
     }
 
@@ -438,7 +441,7 @@ impl Active {
                 } else {
                     self.trouble
                         .get(h)
-                        .map_or("asked, no answer yet", String::as_str)
+                        .map_or("asked, no answer yet", |why| why)
                 };
                 format!("{h}: {reason}")
             })

@@ -335,7 +335,7 @@ impl Peer {
                     } else {
                         a.map_mut().forget_chunk(holder, chunk);
                     }
-                    a.note_trouble(holder, &format!("refused: {}", clip(&reason)));
+                    a.note_trouble(holder, format!("refused: {}", clip(&reason)));
                 }
                 if because != RefusedBecause::SentOften {
                     self.report_holder(now, &name, holder, Complaint::Refused);
@@ -640,7 +640,7 @@ impl Peer {
             let owed = owed.iter().any(|(r, _)| *r == a.root());
             if owed || a.map().knows(holder) {
                 a.failed(holder, now, retry_ms);
-                a.note_trouble(holder, reason);
+                a.note_trouble(holder, reason.to_string());
                 if let Some(complaint) = complaint {
                     self.report_holder(now, name, holder, complaint);
                 }
