@@ -257,12 +257,18 @@ impl ChunkSet {
         }
     }
 
-    /// Whether some chunk is in both sets.
+    /// Whether some chunk is in both sets. (Asked of every holder a pick walks: whole words,
+    /// then the last few bytes as they are, not shifted into a padded word.)
     pub fn intersects(&self, other: &ChunkSet) -> bool {
-        self.len == other.len
-            && words(self.bits())
-                .zip(words(other.bits()))
-                .any(|(a, b)| a & b != 0)
+        if self.len != other.len {
+            return false;
+        }
+        let (ours, theirs) = (self.bits().chunks_exact(8), other.bits().chunks_exact(8));
+        let in_tails = (ours.remainder().iter())
+            .zip(theirs.remainder())
+            .any(|(a, b)| a & b != 0);
+        let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
+        in_tails || ours.zip(theirs).any(|(a, b)| word(a) & word(b) != 0)
     }
 
     /// The set as words of 64 chunks, chunk `i` in bit `i % 64` of word `i / 64`, the last
@@ -398,6 +404,16 @@ mod tests {
         assert!(last.intersects(&s) && !last.intersects(&ChunkSet::from_indices(130, [128])));
         assert!(!first_word.intersects(&s) && !first_word.is_subset(&s) && last.is_subset(&s));
         assert!(ChunkSet::empty(130).is_empty() && !last.is_empty() && !first_word.is_empty());
+        // Whole words and the bytes after them, at every length a file may have.
+        for len in [1, 7, 8, 32, 63, 64, 65, 100, 200] {
+            for (i, j) in (0..len).flat_map(|i| [(i, i), (i, (i + 1) % len), (i, len - 1 - i)]) {
+                let (a, b) = (
+                    ChunkSet::from_indices(len, [i]),
+                    ChunkSet::from_indices(len, [j]),
+                );
+                assert_eq!(a.intersects(&b), i == j, "{len} chunks: {i} and {j}");
+            }
+        }
         assert_eq!(ChunkSet::full(130).count(), 130);
         let mut kept = u.clone();
         kept.keep_all(&ChunkSet::from_indices(130, [5, 129, 64]));
