@@ -183,12 +183,12 @@ impl Peer {
         ) else {
             return;
         };
-        // Connections with bytes unsent share the uplink.
+        // Connections with bytes unsent share the uplink, and the one called will too.
         let sharing = (self.slots.conns.iter())
             .filter(|c| matches!(self.conns.get(c), Some(Conn::In(i)) if i.unsent() > 0))
             .count()
             .max(1);
-        let drain_ms = (unsent * sharing) as f64 / rate;
+        let drain_ms = (unsent * (sharing + 1)) as f64 / rate;
         if rate <= 0.0 || drain_ms > round_trip_ms {
             return;
         }
