@@ -908,13 +908,6 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
 fn a_turn_over_on_a_long_path_calls_the_next_before_its_data_has_left() {
     let calls = serve().calls_per_free_slot;
     let (mut p, root, loads, busy) = slots_full_and_waiting(calls as u64 + 1);
-    let called = |d: &Drained| -> Vec<ConnId> {
-        let ready = d
-            .sent
-            .iter()
-            .filter(|(_, m)| matches!(m, Message::Ready { .. }));
-        ready.map(|(c, _)| *c).collect()
-    };
     let ask = |p: &mut Peer, conn: ConnId, now: u64, chunks: &[u32]| {
         let requests = chunks.iter().flat_map(|&chunk| {
             encode(&Message::GetChunk {
@@ -991,6 +984,15 @@ fn slots_full_and_waiting(
     (p, root, loads, busy)
 }
 
+/// The fetchers called to a slot (`Ready`) in what was drained, in order.
+fn called(d: &Drained) -> Vec<ConnId> {
+    let ready = d
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Ready { .. }));
+    ready.map(|(c, _)| *c).collect()
+}
+
 /// The sharer's read `io` (of a file of fives) completes at `now`.
 fn loaded_fives(p: &mut Peer, io: drizzle_core::IoId, now: u64) {
     let result = Ok(vec![5; 64].into());
@@ -1012,13 +1014,6 @@ fn a_lapsed_invitation_calls_the_next_in_line() {
             bytes: usize::MAX,
         },
     );
-    let called = |d: &Drained| -> Vec<ConnId> {
-        let ready = d
-            .sent
-            .iter()
-            .filter(|(_, m)| matches!(m, Message::Ready { .. }));
-        ready.map(|(c, _)| *c).collect()
-    };
     let (first, next) = busy.split_at(serve().calls_per_free_slot);
     assert_eq!(called(&drain(&mut p)), first);
     // Those called ask nothing; the next timer calls the next, within a round trip or so.
