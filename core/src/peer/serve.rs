@@ -129,7 +129,7 @@ impl InLink {
     /// Whether something it was promised has not left yet: requests queued or loading, or
     /// bytes unsent.
     pub fn promised_more(&self) -> bool {
-        !self.queue.is_empty() || self.loading > 0 || self.link.unsent() > 0
+        !self.all_loaded() || self.link.unsent() > 0
     }
 
     /// A slot holder's standing at `now`: whether it loses the slot, and if not when to
