@@ -515,19 +515,20 @@ pub(super) fn conn_deadline_lead_ms(config: &PeerConfig) -> u64 {
 
 /// Whether one more request may go to a holder: its connection `conn` has room in its
 /// pipeline of `depth` requests, or it has none and there is room for a new connection. A
-/// holder that said `Busy` and has not served us since gets one request at a time.
+/// holder that said `Busy` and has not served us since gets one request at a time. The
+/// depth is asked for only when it counts (a pick asks this of many holders).
 pub(super) fn holder_has_slot(
     conns: &ConnTable,
     ledger: &Ledger,
     conn: Option<ConnId>,
     room: bool,
-    depth: usize,
+    depth: impl FnOnce() -> usize,
 ) -> bool {
     let Some(conn) = conn else {
         return room;
     };
     match conns.get(&conn) {
-        Some(Conn::Out(o)) if o.serving => ledger.owed_by(conn) < depth,
+        Some(Conn::Out(o)) if o.serving => ledger.owed_by(conn) < depth(),
         Some(Conn::Out(_)) => ledger.owes_nothing(conn),
         _ => room,
     }

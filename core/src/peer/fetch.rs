@@ -221,7 +221,7 @@ impl Peer {
             let mut by_addr = holder_conns.iter().peekable();
             let mut has_slot = |addr: SocketAddr| {
                 let conn = seek(&mut by_addr, &addr).copied();
-                holder_has_slot(conns, ledger, conn, room, active.depth_for(addr))
+                holder_has_slot(conns, ledger, conn, room, || active.depth_for(addr))
             };
             let Some((chunk, holder)) =
                 active.next_request(asked, now, only, &mut has_slot, &mut self.rng)
@@ -404,8 +404,7 @@ impl Peer {
         let asked = self.ledger.asked(&a.root());
         let may_ask = a.may_request(asked, now);
         let (conns, ledger) = (&self.conns, &self.ledger);
-        let depth = a.depth_for(holder);
-        let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, depth);
+        let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, || a.depth_for(holder));
         let mut only = std::iter::once(holder);
         let pick = may_ask
             .then(|| a.next_request(asked, now, Some(&mut only), &mut has_slot, &mut self.rng))

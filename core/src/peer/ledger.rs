@@ -22,19 +22,35 @@ pub(super) struct Ledger {
 /// Who was asked for each chunk of one file that has not arrived yet, and when.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Asked {
-    by_chunk: BTreeMap<u32, Vec<SocketAddr>>,
-    issued: BTreeMap<(u32, SocketAddr), Timestamp>,
+    by_chunk: BTreeMap<u32, Requests>,
+    /// Requests in `by_chunk`: every pick asks, most of them when the budget is full.
+    count: usize,
+}
+
+/// The requests for one chunk: the holders asked, in the order asked, and when, side by
+/// side (the picker reads the holders as a slice).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Requests {
+    holders: Vec<SocketAddr>,
+    issued: Vec<Timestamp>,
 }
 
 static NOTHING_ASKED: Asked = Asked {
     by_chunk: BTreeMap::new(),
-    issued: BTreeMap::new(),
+    count: 0,
 };
 
 impl Asked {
     /// Requests outstanding for chunks still missing (a duplicate counts once per holder).
     pub fn count(&self) -> usize {
-        self.by_chunk.values().map(Vec::len).sum()
+        self.count
+    }
+
+    /// Every request outstanding: the chunk, the holder asked, and when.
+    pub fn requests(&self) -> impl Iterator<Item = (u32, SocketAddr, Timestamp)> + '_ {
+        (self.by_chunk.iter()).flat_map(|(chunk, r)| {
+            (r.holders.iter().zip(&r.issued)).map(|(holder, at)| (*chunk, *holder, *at))
+        })
     }
 
     pub fn contains(&self, chunk: u32) -> bool {
@@ -45,13 +61,15 @@ impl Asked {
     pub fn holders(&self, chunk: u32) -> &[SocketAddr] {
         self.by_chunk
             .get(&chunk)
-            .map(Vec::as_slice)
+            .map(|r| r.holders.as_slice())
             .unwrap_or_default()
     }
 
     /// When `holder` was asked for `chunk`.
     pub fn issued(&self, chunk: u32, holder: SocketAddr) -> Option<Timestamp> {
-        self.issued.get(&(chunk, holder)).copied()
+        let r = self.by_chunk.get(&chunk)?;
+        let i = r.holders.iter().position(|h| *h == holder)?;
+        r.issued.get(i).copied()
     }
 
     /// The chunks asked for, ascending.
@@ -60,40 +78,55 @@ impl Asked {
     }
 
     fn add(&mut self, chunk: u32, holder: SocketAddr, now: Timestamp) {
-        self.by_chunk.entry(chunk).or_default().push(holder);
-        self.issued.insert((chunk, holder), now);
+        let r = self.by_chunk.entry(chunk).or_default();
+        r.holders.push(holder);
+        r.issued.push(now);
+        self.count += 1;
     }
 
     fn remove(&mut self, chunk: u32, holder: SocketAddr) {
-        self.issued.remove(&(chunk, holder));
-        if let Some(asked) = self.by_chunk.get_mut(&chunk) {
-            asked.retain(|h| *h != holder);
-            if asked.is_empty() {
+        if let Some(r) = self.by_chunk.get_mut(&chunk) {
+            self.count -= r.remove(holder);
+            if r.holders.is_empty() {
                 self.by_chunk.remove(&chunk);
             }
         }
     }
 
     fn remove_chunk(&mut self, chunk: u32) {
-        for holder in self.by_chunk.remove(&chunk).unwrap_or_default() {
-            self.issued.remove(&(chunk, holder));
+        if let Some(r) = self.by_chunk.remove(&chunk) {
+            self.count -= r.holders.len();
         }
     }
 
     fn remove_holder(&mut self, holder: SocketAddr) {
-        for asked in self.by_chunk.values_mut() {
-            asked.retain(|h| *h != holder);
+        for r in self.by_chunk.values_mut() {
+            self.count -= r.remove(holder);
         }
-        self.by_chunk.retain(|_, asked| !asked.is_empty());
-        self.issued.retain(|(_, h), _| *h != holder);
+        self.by_chunk.retain(|_, r| !r.holders.is_empty());
     }
 
     #[cfg(test)]
     pub fn with(chunks: impl IntoIterator<Item = (u32, Vec<SocketAddr>)>) -> Asked {
-        Asked {
-            by_chunk: chunks.into_iter().collect(),
-            issued: BTreeMap::new(),
+        let mut asked = Asked::default();
+        for (chunk, holders) in chunks {
+            holders
+                .into_iter()
+                .for_each(|h| asked.add(chunk, h, Timestamp::ZERO));
         }
+        asked.by_chunk.retain(|_, r| !r.holders.is_empty());
+        asked
+    }
+}
+
+impl Requests {
+    /// Forgets the requests to `holder`: how many there were.
+    fn remove(&mut self, holder: SocketAddr) -> usize {
+        let before = self.holders.len();
+        let mut kept = self.holders.iter().map(|h| *h != holder);
+        self.issued.retain(|_| kept.next().unwrap_or(true));
+        self.holders.retain(|h| *h != holder);
+        before - self.holders.len()
     }
 }
 

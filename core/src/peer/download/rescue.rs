@@ -137,17 +137,10 @@ impl Active {
     /// owed). So holders that take requests and send nothing cannot hold the budget until
     /// the request timeout while others could deliver.
     pub(super) fn counted(&self, asked: &Asked, now: Timestamp) -> usize {
-        let mut counted = 0;
-        for chunk in asked.chunks() {
-            for holder in asked.holders(chunk) {
-                let stale = !self.speeds.contains_key(holder)
-                    && asked
-                        .issued(chunk, *holder)
-                        .is_some_and(|t| now.since_ms(t) >= PROBE_PATIENCE_MS);
-                counted += usize::from(!stale);
-            }
-        }
-        counted
+        let stale = |(_, holder, at): &(u32, SocketAddr, Timestamp)| {
+            now.since_ms(*at) >= PROBE_PATIENCE_MS && !self.speeds.contains_key(holder)
+        };
+        asked.count() - asked.requests().filter(stale).count()
     }
 
     /// Every missing chunk is asked of someone, the endgame not yet: a chunk still owed by
