@@ -25,11 +25,19 @@ pub(crate) fn seek<'a, V: 'a>(
     walk: &mut Peekable<impl Iterator<Item = (&'a SocketAddr, &'a V)>>,
     key: &SocketAddr,
 ) -> Option<&'a V> {
+    seek_entry(walk, key).map(|(_, v)| v)
+}
+
+/// Like [`seek`], the entry found: its key is the map's own, borrowed as long as the value.
+pub(crate) fn seek_entry<'a, V: 'a>(
+    walk: &mut Peekable<impl Iterator<Item = (&'a SocketAddr, &'a V)>>,
+    key: &SocketAddr,
+) -> Option<(&'a SocketAddr, &'a V)> {
     // One comparison per step: a pick's walks make one for each holder they pass.
-    while let Some((k, v)) = walk.peek() {
+    while let Some((k, _)) = walk.peek() {
         match addr_order(k, key) {
             Ordering::Less => _ = walk.next(),
-            Ordering::Equal => return Some(*v),
+            Ordering::Equal => return walk.peek().map(|(k, v)| (*k, *v)),
             Ordering::Greater => return None,
         }
     }
@@ -73,6 +81,11 @@ impl<V> AddrMap<V> {
     pub fn get(&self, addr: &SocketAddr) -> Option<&V> {
         let i = self.position(addr).ok()?;
         self.entries.get(i).map(|(_, v)| v)
+    }
+
+    pub fn get_key_value(&self, addr: &SocketAddr) -> Option<(&SocketAddr, &V)> {
+        let i = self.position(addr).ok()?;
+        self.entries.get(i).map(|(a, v)| (a, v))
     }
 
     pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut V> {

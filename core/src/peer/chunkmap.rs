@@ -46,6 +46,11 @@ impl ChunkMap {
         self.holders.get(holder)
     }
 
+    /// The holder's entry, its address borrowed from the map.
+    pub fn get_key_value(&self, holder: &SocketAddr) -> Option<(&SocketAddr, &ChunkSet)> {
+        self.holders.get_key_value(holder)
+    }
+
     pub fn knows(&self, holder: SocketAddr) -> bool {
         self.holders.contains_key(&holder)
     }

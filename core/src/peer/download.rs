@@ -2,7 +2,7 @@
 //! holds what, and who proved bad. Deciding the next request and whether the download is
 //! stuck are pure functions of this state (plus an RNG), so they are testable alone.
 
-use super::addrmap::{seek, AddrMap};
+use super::addrmap::{seek, seek_entry, AddrMap};
 use super::check::DiskCheck;
 use super::chunkmap::ChunkMap;
 use super::cooldown::Cooldowns;
@@ -648,12 +648,14 @@ impl Active {
         let steered = self.steered_holders(&wanted);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, have)| {
-                // Cheapest first: in a busy swarm most holders are cooling (they said Busy).
-                !cooling(addr)
-                    && (have.intersects(&wanted) || steered.binary_search(addr).is_ok())
+                // Cheapest first: a holder's chunks lie beside its address, and most holders
+                // have nothing wanted (behind us, or asked already) or are cooling (`Busy`).
+                (have.intersects(&wanted) || steered.binary_search(addr).is_ok())
+                    && !cooling(addr)
                     && !self.map.is_bad(addr)
-                    && has_slot(*addr)
+                    && has_slot(**addr)
             })
+            .map(|(addr, have)| (*addr, have))
             .collect();
         if ready.is_empty() {
             return None;
@@ -712,19 +714,20 @@ impl Active {
         Some((chunk, holder))
     }
 
-    /// The holders a pick may consider, with their chunks, in address order: all of them,
+    /// The holders a pick may consider, with their chunks, in address order (borrowed from
+    /// the map: most are passed over, and an address is 32 bytes to copy): all of them,
     /// or those of `only` (also in address order) that are in the map, looked up when they
     /// are few and found in a walk beside the map when more.
     fn candidates<'r, 's: 'r, 'i: 'r>(
         &'s self,
         only: Option<&'r mut (dyn Iterator<Item = SocketAddr> + 'i)>,
-    ) -> Box<dyn Iterator<Item = (SocketAddr, &'s ChunkSet)> + 'r> {
+    ) -> Box<dyn Iterator<Item = (&'s SocketAddr, &'s ChunkSet)> + 'r> {
         let few = is_few(&only);
         let mut holders = self.map.iter().peekable();
         match only {
-            Some(only) if few => Box::new(only.filter_map(|a| Some((a, self.map.get(&a)?)))),
-            Some(only) => Box::new(only.filter_map(move |a| Some((a, seek(&mut holders, &a)?)))),
-            None => Box::new(holders.map(|(addr, have)| (*addr, have))),
+            Some(only) if few => Box::new(only.filter_map(|a| self.map.get_key_value(&a))),
+            Some(only) => Box::new(only.filter_map(move |a| seek_entry(&mut holders, &a))),
+            None => Box::new(holders),
         }
     }
 

@@ -178,8 +178,9 @@ impl Active {
                     self.speeds.contains_key(addr)
                 }
             })
-            .filter(|(addr, _)| !self.cooling(*addr, now) && !self.map.is_bad(addr))
-            .filter(|(addr, _)| has_slot(*addr))
+            .filter(|(addr, _)| !self.cooling(**addr, now) && !self.map.is_bad(addr))
+            .filter(|(addr, _)| has_slot(**addr))
+            .map(|(addr, have)| (*addr, have))
             .collect();
         self.rescue_among(&ready, &owed, asked, now, rng)
     }
