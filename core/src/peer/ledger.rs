@@ -123,6 +123,7 @@ impl Requests {
     /// Forgets the requests to `holder`: how many there were.
     fn remove(&mut self, holder: SocketAddr) -> usize {
         let before = self.holders.len();
+        // The times first, each kept where its holder is.
         let mut kept = self.holders.iter().map(|h| *h != holder);
         self.issued.retain(|_| kept.next().unwrap_or(true));
         self.holders.retain(|h| *h != holder);
@@ -298,5 +299,48 @@ mod tests {
         assert!(!l.asked(&b).contains(3));
         l.end(&a);
         assert_eq!(l.asked(&a).count(), 0);
+    }
+
+    /// The count kept as requests come and go is the count of requests, and each keeps
+    /// the time it was issued, whatever the order of issues, answers, arrivals and drops.
+    #[test]
+    fn the_kept_count_and_times_follow_every_change() {
+        use rand::{Rng, SeedableRng};
+        let root = Root([1; 32]);
+        for seed in 0..50 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut l = Ledger::default();
+            let mut issued = BTreeMap::new();
+            for step in 0..200u64 {
+                let (n, chunk) = (rng.gen_range(1..5u8), rng.gen_range(0..6u32));
+                let (conn, holder) = (ConnId::Outbound(u64::from(n)), addr(n));
+                match rng.gen_range(0..6) {
+                    0..=2 if !l.asked(&root).holders(chunk).contains(&holder) => {
+                        l.issue(conn, holder, root, chunk, Timestamp(step));
+                        issued.insert((chunk, holder), Timestamp(step));
+                    }
+                    0..=2 => {}
+                    3 => {
+                        l.answer(conn, holder, root, chunk);
+                        issued.remove(&(chunk, holder));
+                    }
+                    4 => {
+                        l.arrived(root, chunk);
+                        issued.retain(|(c, _), _| *c != chunk);
+                    }
+                    _ => {
+                        l.release_holder(&root, holder);
+                        issued.retain(|(_, h), _| *h != holder);
+                    }
+                }
+                let asked = l.asked(&root);
+                let now: BTreeMap<_, _> = asked.requests().map(|(c, h, t)| ((c, h), t)).collect();
+                assert_eq!(now, issued, "seed {seed}, step {step}");
+                assert_eq!(asked.count(), issued.len(), "seed {seed}, step {step}");
+                for ((c, h), t) in &issued {
+                    assert_eq!(asked.issued(*c, *h), Some(*t), "seed {seed}, step {step}");
+                }
+            }
+        }
     }
 }
