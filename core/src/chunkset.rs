@@ -23,7 +23,11 @@ pub struct ChunkSet {
 /// 32 KiB per answer otherwise), and a change copies only a set still shared.
 #[derive(Clone)]
 enum Bits {
-    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    /// `bytes[..len]`; the bytes past `len` are always zero (made so, never written).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_BYTES],
+    },
     Shared(Arc<[u8]>),
 }
 
@@ -257,11 +261,17 @@ impl ChunkSet {
         }
     }
 
-    /// Whether some chunk is in both sets. (Asked of every holder a pick walks: whole words,
+    /// Whether some chunk is in both sets. (Asked of every holder a pick walks: two small
+    /// sets as one 128-bit word each, their zero bytes included; larger ones in whole words,
     /// then the last few bytes as they are, not shifted into a padded word.)
     pub fn intersects(&self, other: &ChunkSet) -> bool {
         if self.len != other.len {
             return false;
+        }
+        if let (Bits::Inline { bytes: a, .. }, Bits::Inline { bytes: b, .. }) =
+            (&self.bits, &other.bits)
+        {
+            return u128::from_le_bytes(*a) & u128::from_le_bytes(*b) != 0;
         }
         let (ours, theirs) = (self.bits().chunks_exact(8), other.bits().chunks_exact(8));
         let in_tails = (ours.remainder().iter())
