@@ -95,10 +95,10 @@ impl Queue {
         }
     }
 
-    /// Makes `key`, below `last`, the new `last`. Keys that first differ from the old
-    /// `last` above the highest bit where `key` does keep their buckets; the rest (all
-    /// lower, and above `key`) first differ from `key` at that bit: one bucket. Time runs
-    /// back only when the world is told to run to a moment before the next action due.
+    /// Makes `key`, below `last`, the new `last`. The buckets above the one `key` falls in
+    /// hold keys that differ from `key` where they differed from the old `last`, and stay;
+    /// the keys of that bucket and those below are filed again. Time runs back only when the
+    /// world is told to run to a moment before the next action due.
     fn lower_last(&mut self, key: Key) {
         let top = self.bucket(key);
         let mut merged = Vec::new();
