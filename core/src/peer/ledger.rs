@@ -106,13 +106,12 @@ impl Asked {
         self.by_chunk.retain(|_, r| !r.holders.is_empty());
     }
 
+    /// Requests for `chunks`, each asked of its holders at `at`.
     #[cfg(test)]
-    pub fn with(chunks: impl IntoIterator<Item = (u32, Vec<SocketAddr>)>) -> Asked {
+    pub fn with(at: Timestamp, chunks: impl IntoIterator<Item = (u32, Vec<SocketAddr>)>) -> Asked {
         let mut asked = Asked::default();
         for (chunk, holders) in chunks {
-            holders
-                .into_iter()
-                .for_each(|h| asked.add(chunk, h, Timestamp::ZERO));
+            holders.into_iter().for_each(|h| asked.add(chunk, h, at));
         }
         asked.by_chunk.retain(|_, r| !r.holders.is_empty());
         asked

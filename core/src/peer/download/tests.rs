@@ -80,7 +80,7 @@ fn with_only_some_holders_listed_the_others_are_not_asked() {
 fn verified_chunks_are_never_requested_again() {
     let mut a = active(2, &[(1, &[0, 1]), (2, &[0, 1])]);
     a.have.insert(0);
-    let asked = Asked::with([(1, vec![addr(1)])]);
+    let asked = Asked::with(Timestamp::ZERO, [(1, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for _ in 0..20 {
         let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
@@ -91,11 +91,11 @@ fn verified_chunks_are_never_requested_again() {
 #[test]
 fn endgame_duplicates_to_another_holder() {
     let a = active(1, &[(1, &[0]), (2, &[0])]);
-    let asked = Asked::with([(0, vec![addr(1)])]);
+    let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
     assert_eq!(next, Some((0, addr(2))));
-    let asked = Asked::with([(0, vec![addr(1), addr(2)])]);
+    let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1), addr(2)])]);
     assert_eq!(
         a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng),
         None
@@ -147,7 +147,7 @@ fn a_refreshed_map_does_not_undo_a_steering() {
         picks, expected,
         "chunk 0 is left for later, 2 asked elsewhere"
     );
-    let asked = Asked::with([(1, vec![addr(1)]), (2, vec![addr(2)])]);
+    let asked = Asked::with(Timestamp::ZERO, [(1, vec![addr(1)]), (2, vec![addr(2)])]);
     let last = pick(&a, &asked);
     assert_eq!(last, Some((0, addr(1))), "nothing else left: asked again");
 }
@@ -286,7 +286,9 @@ proptest::proptest! {
             if bits & 2 != 0 { a.cooldown.set(h, Timestamp(if i % 2 == 0 { 500 } else { 1_500 })); }
         }
         if mismatch { a.mismatched.insert(0); }
-        let in_flight = Asked::with(flight);
+        // Asked just now: none given up, so the rescue (which the reference leaves out)
+        // has nothing to take over.
+        let in_flight = Asked::with(now, flight);
         let slot = |h: SocketAddr| per_holder.iter().enumerate().any(|(i, b)| addr(i as u8 + 1) == h && b & 4 == 0);
         let listed: Vec<SocketAddr> = (0..7u8).filter(|i| per_holder[*i as usize] & 8 == 0).map(|i| addr(i + 1)).collect();
         for only in [None, Some(listed.as_slice())] {
@@ -375,7 +377,10 @@ fn many_holders_mean_few_requests_in_flight() {
     let holders =
         (0..FetchPolicy::default().shared_requests_per_download as u8).map(|n| addr(100 + n));
     let mut flight: Vec<SocketAddr> = holders.collect();
-    assert!(a.may_request(&Asked::with([(0, flight.clone())]), Timestamp::ZERO));
+    assert!(a.may_request(
+        &Asked::with(Timestamp::ZERO, [(0, flight.clone())]),
+        Timestamp::ZERO
+    ));
     let one_more = LocatedHolder {
         addr: addr(200),
         have: ChunkSet::full(1),
@@ -386,11 +391,14 @@ fn many_holders_mean_few_requests_in_flight() {
         FetchPolicy::default().shared_requests_per_download
     );
     assert!(
-        !a.may_request(&Asked::with([(0, flight.clone())]), Timestamp::ZERO),
+        !a.may_request(
+            &Asked::with(Timestamp::ZERO, [(0, flight.clone())]),
+            Timestamp::ZERO
+        ),
         "the budget is spent"
     );
     flight.pop();
-    let asked = Asked::with([(0, flight)]);
+    let asked = Asked::with(Timestamp::ZERO, [(0, flight)]);
     assert!(a.may_request(&asked, Timestamp::ZERO));
     a.committing = true;
     assert!(
