@@ -113,7 +113,6 @@ impl Asked {
         for (chunk, holders) in chunks {
             holders.into_iter().for_each(|h| asked.add(chunk, h, at));
         }
-        asked.by_chunk.retain(|_, r| !r.holders.is_empty());
         asked
     }
 }
