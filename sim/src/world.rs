@@ -393,11 +393,6 @@ impl World {
         node_addr(node)
     }
 
-    /// The node at an address (matching the IP, so ephemeral ports resolve too).
-    pub fn node_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.addr.ip() == addr.ip())
-    }
-
     /// Events a node emitted, in order.
     pub fn events_of(&self, node: NodeId) -> impl Iterator<Item = &Event> {
         self.events

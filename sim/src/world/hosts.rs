@@ -81,7 +81,34 @@ pub(super) fn node_addr(id: NodeId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), LISTEN_PORT)
 }
 
+/// The id whose `node_addr` has the IP of `addr`, if the IP is of that form (the node may
+/// not exist): computed, since a search of 10,000 nodes per connection is a tenth of a
+/// large swarm's time.
+fn node_id_of_ip(addr: SocketAddr) -> Option<NodeId> {
+    match addr.ip() {
+        IpAddr::V4(ip) => match ip.octets() {
+            [127, 0, a, b] => usize::from(u16::from_be_bytes([a, b])).checked_sub(1),
+            _ => None,
+        },
+        IpAddr::V6(_) => None,
+    }
+}
+
 impl World {
+    /// The node listening at `addr`, if any.
+    pub(super) fn node_listening_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        node_id_of_ip(addr).filter(|id| self.nodes.get(*id).is_some_and(|n| n.addr == addr))
+    }
+
+    /// The node at an address (matching the IP, so ephemeral ports resolve too).
+    pub fn node_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        node_id_of_ip(addr).filter(|id| {
+            self.nodes
+                .get(*id)
+                .is_some_and(|n| n.addr.ip() == addr.ip())
+        })
+    }
+
     pub(super) fn add_node(&mut self, name: &str, is_tracker: bool) -> NodeId {
         let id = self.nodes.len();
         self.nodes.push(Node {
@@ -338,5 +365,20 @@ impl World {
             event: Some(event.clone()),
         });
         self.events.push((self.now_ms(), node, event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_id_is_read_back_from_its_address() {
+        for id in [0, 1, 254, 255, 256, 9_999, 65_534] {
+            assert_eq!(node_id_of_ip(node_addr(id)), Some(id), "node {id}");
+        }
+        let elsewhere: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        assert_eq!(node_id_of_ip(elsewhere), None);
+        assert_eq!(node_id_of_ip("[::1]:7000".parse().unwrap()), None);
     }
 }

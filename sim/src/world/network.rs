@@ -52,7 +52,7 @@ impl World {
 
     pub(super) fn connect(&mut self, node: NodeId, conn: ConnId, addr: SocketAddr) {
         let incarnation = self.nodes.get(node).map_or(0, |n| n.incarnation);
-        let target = self.nodes.iter().position(|n| n.addr == addr);
+        let target = self.node_listening_at(addr);
         let reachable = target.filter(|t| {
             self.nodes.get(*t).is_some_and(|n| n.machine.is_some()) && !self.partitioned(node, *t)
         });
