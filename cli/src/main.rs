@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod exit;
 mod http;
+mod huge_pages;
 mod keys;
 mod node;
 mod out;
@@ -115,6 +116,12 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format_timestamp_millis()
         .init();
+    if matches!(
+        cli.command,
+        Command::Sim(_) | Command::Bench(BenchCommand::Sim(_))
+    ) {
+        huge_pages::reexec_for_simulation();
+    }
     exit::code(run(cli.command))
 }
 
