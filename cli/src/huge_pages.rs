@@ -5,6 +5,8 @@
 //! itself once with it set (10,000 simulated peers: a sixth less wall time, same report).
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 /// The tunable (glibc 2.35 and later; older ones ignore it): `madvise` the heap for THP.
 const TUNABLE: &str = "glibc.malloc.hugetlb";
@@ -26,12 +28,11 @@ pub fn reexec_for_simulation() {
         return;
     };
     let mut args = std::env::args_os();
-    let mut command = std::process::Command::new(exe);
+    let mut command = Command::new(exe);
     if let Some(arg0) = args.next() {
-        std::os::unix::process::CommandExt::arg0(&mut command, arg0);
+        command.arg0(arg0);
     }
-    command.args(args).env("GLIBC_TUNABLES", tunables);
-    let error = std::os::unix::process::CommandExt::exec(&mut command);
+    let error = command.args(args).env("GLIBC_TUNABLES", tunables).exec();
     log::debug!("running without huge pages: re-executing failed: {error}");
 }
 
