@@ -454,7 +454,8 @@ fn benches_run_and_report() {
     assert!(t["ops_per_sec"].as_f64().unwrap() > 0.0, "{t}");
     assert!(t["locates"].as_u64().unwrap() > 0, "{t}");
 
-    // A grid of two shapes (equal peers, a fifth slow), each cell beside its bound.
+    // A grid of two shapes (equal peers, a fifth slow), each cell beside its bound, over
+    // two seeds.
     let grid = drizzle()
         .args([
             "bench",
@@ -465,7 +466,15 @@ fn benches_run_and_report() {
             "--grid-sizes",
             "2MiB",
         ])
-        .args(["--grid-latencies", "5", "--chunk-size", "256KiB", "--json"])
+        .args([
+            "--grid-latencies",
+            "5",
+            "--chunk-size",
+            "256KiB",
+            "--runs",
+            "2",
+        ])
+        .arg("--json")
         .output()
         .unwrap();
     assert_eq!(code(&grid), 0, "{}", String::from_utf8_lossy(&grid.stderr));
@@ -478,6 +487,7 @@ fn benches_run_and_report() {
     assert_eq!(cells.len(), 2, "{text}");
     for cell in &cells {
         assert_eq!(cell["finished"], 5, "{cell}");
+        assert_eq!(cell["seeds"], 2, "{cell}");
         assert!(cell["last_ratio"].as_f64().unwrap() >= 0.9, "{cell}");
     }
 

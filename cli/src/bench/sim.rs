@@ -17,6 +17,8 @@ pub struct SimArgs {
     /// Chunk size (default: as `share` chooses for the file, see `default_chunk_size`).
     #[arg(long, value_parser = units::parse_chunk_size)]
     pub chunk_size: Option<u32>,
+    /// Runs, with seeds 1, 2, …; with `--grid`, the seeds each cell is run with (its ratios
+    /// are their means).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
     #[arg(long)]
@@ -53,6 +55,7 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
             sizes: args.grid_sizes.clone(),
             latencies_ms: args.grid_latencies.clone(),
             chunk_size: args.chunk_size,
+            seeds: args.runs as u64,
         };
         return super::grid::run_grid(&grid, args.json);
     }
