@@ -82,21 +82,25 @@ impl World {
         if let Some(n) = self.nodes.get_mut(node) {
             n.conns.insert(conn, link);
         }
-        let end = |node, conn, incarnation| LinkEnd {
+        let end = |node, conn, incarnation, first_departure_us| LinkEnd {
             node,
             conn,
             incarnation,
             last_arrival_us: 0,
-            last_departure_us: 0,
+            last_departure_us: first_departure_us,
             unread_queued_bytes: 0,
             unread_bytes: 0,
         };
+        // What the connecting side writes at once leaves with the handshake's last ACK, a
+        // round trip from now (as TCP sends it, without fast open); the accepting side
+        // writes from the moment it accepts.
+        let handshake_done_us = self.now_us + 2 * lat;
         self.links.insert(
             link,
             Link {
                 ends: [
-                    end(node, conn, incarnation),
-                    end(server, server_conn, server_inc),
+                    end(node, conn, incarnation, 0),
+                    end(server, server_conn, server_inc, handshake_done_us),
                 ],
             },
         );
@@ -392,6 +396,51 @@ mod tests {
         assert!(w.run_until(asked_ms + 5_000, listed));
         let took_ms = w.now_ms() - asked_ms;
         assert!(took_ms <= 60, "the list took {took_ms} ms");
+    }
+
+    /// A connection's first bytes from the side that opened it leave when TCP's handshake is
+    /// done and land three latencies after the connect; the accepting side's land one
+    /// latency after it writes them.
+    #[test]
+    fn the_first_bytes_of_a_connection_wait_for_its_handshake() {
+        let config = WorldConfig {
+            latency_ms: 100,
+            check_every_step: false,
+            ..WorldConfig::new(1)
+        };
+        let mut w = World::new(config);
+        let (a, b) = (w.add_peer("a"), w.add_peer("b"));
+        w.run_until(500, |_| false);
+        let (conn, connected_us) = (ConnId::Outbound(u64::MAX), w.now_us);
+        w.connect(a, conn, w.node_addr(b));
+        let Some(link) = w.nodes.get(a).and_then(|n| n.conns.get(&conn)).copied() else {
+            panic!("the connection has a link");
+        };
+        w.send(a, conn, Bytes::from(vec![0u8; 100]));
+        let lands_us = |w: &mut World, towards: usize| {
+            std::iter::from_fn(|| w.queue.pop())
+                .find(|(_, action)| {
+                    matches!(action, Action::Deliver { link: l, end, .. } if *l == link && *end == towards)
+                })
+                .map(|(at_us, _)| at_us - connected_us)
+        };
+        let first_ms = lands_us(&mut w, 1).map(|us| us / 1000);
+        assert_eq!(
+            first_ms,
+            Some(300),
+            "the opener's bytes land after the handshake"
+        );
+        let Some(server) = w.nodes.get(b).map(|n| n.next_inbound) else {
+            panic!("b accepted");
+        };
+        w.now_us = connected_us + 100_000;
+        w.send(b, ConnId::Inbound(server), Bytes::from(vec![0u8; 100]));
+        let answer_ms = lands_us(&mut w, 0).map(|us| us / 1000);
+        assert_eq!(
+            answer_ms,
+            Some(200),
+            "the acceptor writes as soon as it accepts"
+        );
     }
 
     /// A short write is reported done with the drain that made it, as a driver reports a
