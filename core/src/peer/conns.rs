@@ -38,6 +38,11 @@ impl OutLink {
         self.link.remote
     }
 
+    /// Whether the holder served us since it last said `Busy` (or has not answered yet).
+    pub(super) fn serving(&self) -> bool {
+        self.serving
+    }
+
     /// A request goes to the holder; `owed_nothing`: it owed none before, so its time to
     /// answer starts now.
     pub(super) fn asked(&mut self, now: Timestamp, owed_nothing: bool) {

@@ -611,12 +611,15 @@ impl Active {
     /// passed over before the costlier slot check. `has_slot` is asked about holders in
     /// address order, so a caller can answer with [`seek`]; `only`, when given, lists (in
     /// address order) the only holders that may have a slot, and the rest are not visited.
+    /// Of a chunk's ready holders, one `serving` us (connected, and not `Busy` since) is
+    /// picked if there is one.
     pub fn next_request(
         &self,
         asked: &Asked,
         now: Timestamp,
         only: Option<&mut dyn Iterator<Item = SocketAddr>>,
         has_slot: &mut dyn FnMut(SocketAddr) -> bool,
+        serving: &dyn Fn(&SocketAddr) -> bool,
         rng: &mut ChaCha8Rng,
     ) -> Option<(u32, SocketAddr)> {
         if self.hopeless() {
@@ -709,6 +712,11 @@ impl Active {
         let heeded = |h: &SocketAddr| !self.steered_from(*h, chunk, &steered);
         if holders.iter().any(heeded) {
             holders.retain(heeded);
+        }
+        // A new connection costs a round trip before its first request (TCP's handshake; a
+        // closed swarm's adds its own), and a holder that said `Busy` is probed first.
+        if holders.iter().any(serving) {
+            holders.retain(serving);
         }
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))

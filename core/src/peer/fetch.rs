@@ -217,6 +217,10 @@ impl Peer {
             // Without room for a new connection only connected holders can take a request.
             let mut connected = holder_conns.keys().copied();
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
+            let serving = |addr: &SocketAddr| {
+                let conn = holder_conns.get(addr);
+                conn.is_some_and(|c| matches!(conns.get(c), Some(Conn::Out(o)) if o.serving()))
+            };
             // Asked in address order, as `holder_conns` is kept: one walk.
             let mut by_addr = holder_conns.iter().peekable();
             let mut has_slot = |addr: SocketAddr| {
@@ -224,7 +228,7 @@ impl Peer {
                 holder_has_slot(conns, ledger, conn, room, || active.depth_for(addr))
             };
             let Some((chunk, holder)) =
-                active.next_request(asked, now, only, &mut has_slot, &mut self.rng)
+                active.next_request(asked, now, only, &mut has_slot, &serving, &mut self.rng)
             else {
                 break;
             };
@@ -407,7 +411,16 @@ impl Peer {
         let mut has_slot = |_| holder_has_slot(conns, ledger, conn, true, || a.depth_for(holder));
         let mut only = std::iter::once(holder);
         let pick = may_ask
-            .then(|| a.next_request(asked, now, Some(&mut only), &mut has_slot, &mut self.rng))
+            .then(|| {
+                a.next_request(
+                    asked,
+                    now,
+                    Some(&mut only),
+                    &mut has_slot,
+                    &|_| true,
+                    &mut self.rng,
+                )
+            })
             .flatten();
         let root = a.root();
         // Nothing asked of it: nothing else changed that a full pick could use.

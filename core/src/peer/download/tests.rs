@@ -43,11 +43,30 @@ fn rare_chunks_come_first() {
             Timestamp::ZERO,
             None,
             &mut |_| true,
+            &|_| false,
             &mut rng,
         )
         .unwrap();
     assert!(chunk == 0 || chunk == 2);
     assert_eq!(holder, addr(1));
+}
+
+/// Of a chunk's ready holders, one already serving us is asked (its connection's handshake
+/// is paid); with none serving, any of them may be.
+#[test]
+fn a_holder_serving_us_is_asked_before_a_new_one() {
+    let a = active(1, &[(1, &[0]), (2, &[0]), (3, &[0])]);
+    let mut picked = BTreeSet::new();
+    for seed in 0..40 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let pick = |serving: &dyn Fn(&SocketAddr) -> bool, rng: &mut ChaCha8Rng| {
+            let asked = Asked::default();
+            a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, serving, rng)
+        };
+        assert_eq!(pick(&|h| *h == addr(2), &mut rng), Some((0, addr(2))));
+        picked.extend(pick(&|_| false, &mut rng).map(|(_, h)| h));
+    }
+    assert_eq!(picked, [addr(1), addr(2), addr(3)].into_iter().collect());
 }
 
 #[test]
@@ -65,6 +84,7 @@ fn with_only_some_holders_listed_the_others_are_not_asked() {
                 asked.push(h);
                 true
             },
+            &|_| false,
             &mut rng,
         );
         assert_eq!(next.map(|(_, h)| h), Some(addr(2)));
@@ -83,7 +103,14 @@ fn verified_chunks_are_never_requested_again() {
     let asked = Asked::with(Timestamp::ZERO, [(1, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for _ in 0..20 {
-        let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
+        let next = a.next_request(
+            &asked,
+            Timestamp::ZERO,
+            None,
+            &mut |_| true,
+            &|_| false,
+            &mut rng,
+        );
         assert_eq!(next, Some((1, addr(2))));
     }
 }
@@ -93,11 +120,25 @@ fn endgame_duplicates_to_another_holder() {
     let a = active(1, &[(1, &[0]), (2, &[0])]);
     let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let next = a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng);
+    let next = a.next_request(
+        &asked,
+        Timestamp::ZERO,
+        None,
+        &mut |_| true,
+        &|_| false,
+        &mut rng,
+    );
     assert_eq!(next, Some((0, addr(2))));
     let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1), addr(2)])]);
     assert_eq!(
-        a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, &mut rng),
+        a.next_request(
+            &asked,
+            Timestamp::ZERO,
+            None,
+            &mut |_| true,
+            &|_| false,
+            &mut rng
+        ),
         None
     );
 }
@@ -115,6 +156,7 @@ fn only_bad_holders_means_reject() {
             Timestamp::ZERO,
             None,
             &mut |_| true,
+            &|_| false,
             &mut rng
         ),
         None
@@ -137,7 +179,14 @@ fn a_refreshed_map_does_not_undo_a_steering() {
     a.merge_holders(vec![full], |_| true);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut pick = |a: &Active, asked: &Asked| {
-        a.next_request(asked, Timestamp::ZERO, None, &mut |_| true, &mut rng)
+        a.next_request(
+            asked,
+            Timestamp::ZERO,
+            None,
+            &mut |_| true,
+            &|_| false,
+            &mut rng,
+        )
     };
     let picks: BTreeSet<_> = (0..40)
         .filter_map(|_| pick(&a, &Asked::default()))
@@ -299,6 +348,7 @@ proptest::proptest! {
                 now,
                 it.as_mut().map(|i| i as &mut dyn Iterator<Item = SocketAddr>),
                 &mut |h| slot(h),
+                &|_| false,
                 &mut r1,
             );
             let want = reference_pick(&a, &in_flight, now, only, &slot, &mut r2);
@@ -486,14 +536,14 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let now = Timestamp(1_000);
     assert_eq!(
-        a.next_request(asked, now, None, &mut |_| true, &mut rng),
+        a.next_request(asked, now, None, &mut |_| true, &|_| false, &mut rng),
         None,
         "no speed known: nothing doubled up"
     );
     a.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
     a.delivered(slow, 64, Timestamp::ZERO, Timestamp(1_000));
     let (chunk, holder) = a
-        .next_request(asked, now, None, &mut |_| true, &mut rng)
+        .next_request(asked, now, None, &mut |_| true, &|_| false, &mut rng)
         .unwrap();
     assert_eq!(holder, fast);
     assert!(
@@ -507,7 +557,14 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
     let ledger = asked_of_each(&mut b);
     let asked = ledger.asked(&b.root());
     assert_eq!(
-        b.next_request(asked, Timestamp(30), None, &mut |_| true, &mut rng),
+        b.next_request(
+            asked,
+            Timestamp(30),
+            None,
+            &mut |_| true,
+            &|_| false,
+            &mut rng
+        ),
         None
     );
 }
@@ -532,7 +589,7 @@ fn a_chunk_owed_by_a_holder_that_stalled_is_asked_elsewhere() {
     let asked = ledger.asked(&a.root());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pick = |now: u64, rng: &mut ChaCha8Rng| {
-        a.next_request(asked, Timestamp(now), None, &mut |_| true, rng)
+        a.next_request(asked, Timestamp(now), None, &mut |_| true, &|_| false, rng)
     };
     assert_eq!(
         pick(45, &mut rng),
