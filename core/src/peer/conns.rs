@@ -31,11 +31,23 @@ pub(super) struct OutLink {
     /// The holder served us since it last said `Busy`: a full pipeline may go to it. Until
     /// then one request probes it, so a busy holder costs one refusal, not a pipeline's.
     serving: bool,
+    /// When the connection was established: requests made before waited for it.
+    connected_at: Option<Timestamp>,
 }
 
 impl OutLink {
     pub(super) fn remote(&self) -> SocketAddr {
         self.link.remote
+    }
+
+    /// The connection is established.
+    pub(super) fn connected(&mut self, now: Timestamp) {
+        self.connected_at = Some(now);
+    }
+
+    /// When a request made at `issued` could leave: then, or once connected.
+    pub(super) fn left_at(&self, issued: Timestamp) -> Timestamp {
+        self.connected_at.map_or(issued, |at| at.max(issued))
     }
 
     /// Whether the holder served us since it last said `Busy` (or has not answered yet).
@@ -271,7 +283,9 @@ impl Peer {
         let arriving = o.link.arriving_chunk();
         let owed = |(root, chunk): &(Root, u32)| self.ledger.owes(conn, *root, *chunk);
         if let Some((root, chunk)) = arriving.filter(owed) {
-            self.chunk_arriving(now, root, chunk);
+            if self.chunk_arriving(now, root, chunk) {
+                self.answer_began(now, conn, root, chunk);
+            }
         }
     }
 
@@ -499,6 +513,7 @@ impl Peer {
             link: Link::new(addr, Role::Peer, now).secured(channel),
             last_activity: now,
             serving: true,
+            connected_at: None,
         };
         self.conns.open(now, conn, Conn::Out(out));
         self.conns.fell_idle(now);

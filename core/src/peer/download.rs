@@ -81,6 +81,10 @@ pub(crate) struct Active {
     /// Holders whose connection failed or timed out since they last delivered, and how
     /// many times: each failure doubles the wait before they are asked again.
     failures: BTreeMap<SocketAddr, u32>,
+    /// The shortest time from a request to the first bytes of its answer (a chunk's, or
+    /// `Busy`, which is sent at once) seen in this download: the round trip to the nearest
+    /// holders, which sizes the shared pipelines.
+    answer_min_ms: Option<u64>,
 }
 
 /// Up to this many holders a pick looks up rather than walks to (a search costs a few
@@ -156,6 +160,7 @@ impl Active {
             tried: BTreeSet::new(),
             steered: BTreeSet::new(),
             failures: BTreeMap::new(),
+            answer_min_ms: None,
         }
     }
 
@@ -515,12 +520,28 @@ impl Active {
     }
 
     /// `requests` of `FetchPolicy::shared_depth_chunk_bytes` each, as requests for this
-    /// file's chunks (the same bytes in flight), between `requests` and `most`.
+    /// file's chunks (the same bytes in flight), between `requests` and `most`. They cover
+    /// round trips up to `shared_depth_round_trip_ms`; on longer paths the bytes grow with
+    /// the round trip (the shortest wait for an answer), or the downlink idles between them.
     fn in_shared_chunks(&self, requests: usize, most: usize) -> usize {
         let chunk = u64::from(self.manifest.chunk_size.max(1));
-        let bytes = requests as u64 * u64::from(self.policy.shared_depth_chunk_bytes);
+        let covered_ms = self.policy.shared_depth_round_trip_ms.max(1);
+        let round_trip_ms = self
+            .answer_min_ms
+            .unwrap_or(0)
+            .clamp(covered_ms, 4 * covered_ms);
+        let bytes =
+            requests as u64 * u64::from(self.policy.shared_depth_chunk_bytes) * round_trip_ms
+                / covered_ms;
         let scaled = usize::try_from(bytes / chunk).unwrap_or(most);
         scaled.clamp(requests, most.max(requests))
+    }
+
+    /// The answer to a request made at `issued` began to come at `now` (a chunk's first
+    /// bytes, or `Busy`).
+    pub fn answer_began(&mut self, issued: Timestamp, now: Timestamp) {
+        let waited_ms = now.since_ms(issued);
+        self.answer_min_ms = Some(self.answer_min_ms.map_or(waited_ms, |m| m.min(waited_ms)));
     }
 
     /// Requests `holder` may have in flight: once another holder has delivered, one (a

@@ -291,6 +291,9 @@ impl Peer {
                 return self.violation(now, conn, reason);
             }
         };
+        if matches!(msg, Message::Busy { .. }) {
+            self.answer_began(now, conn, root, chunk);
+        }
         let Some(Conn::Out(o)) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -445,6 +448,21 @@ impl Peer {
         if a.learn_holder(holder) {
             a.warm(addr);
             self.ask_first(now, &name, addr);
+        }
+    }
+
+    /// The answer to the request for `chunk` of `root` on `conn` began to come (its first
+    /// bytes, or `Busy`): the download notes how long after the request left.
+    pub(super) fn answer_began(&mut self, now: Timestamp, conn: ConnId, root: Root, chunk: u32) {
+        let Some(Conn::Out(o)) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(left) = (self.ledger.asked(&root).issued(chunk, o.remote())).map(|t| o.left_at(t))
+        else {
+            return;
+        };
+        if let Some(a) = self.download_of(&root).and_then(|n| self.active_mut(&n)) {
+            a.answer_began(left, now);
         }
     }
 

@@ -456,6 +456,9 @@ impl Machine for Peer {
                 self.greet(conn);
             }
             Input::Connected { conn } => {
+                if let Some(Conn::Out(o)) = self.conns.get_mut(&conn) {
+                    o.connected(now);
+                }
                 if self.session.reached(conn) {
                     self.emit(Event::TrackerReached {
                         tracker: self.config.tracker,

@@ -222,13 +222,16 @@ impl Peer {
     /// chunk spreads through a swarm in generations, and each generation no longer waits a
     /// tracker hop and a request after the last. Should the transfer fail, those waiting are
     /// refused (`settle_arrivals`).
-    pub(super) fn chunk_arriving(&mut self, now: Timestamp, root: Root, chunk: u32) {
+    /// Whether it had not begun to arrive before.
+    pub(super) fn chunk_arriving(&mut self, now: Timestamp, root: Root, chunk: u32) -> bool {
         let Some(f) = self.files.by_root_mut(&root) else {
-            return;
+            return false;
         };
-        if f.begin_arriving(chunk) {
+        let began = f.begin_arriving(chunk);
+        if began {
             self.announce_chunk(now, root, chunk);
         }
+        began
     }
 
     /// Tells the tracker and our fetchers that we hold `chunk` of `root` (or are receiving

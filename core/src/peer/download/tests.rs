@@ -413,6 +413,32 @@ fn shared_depths_count_bytes() {
     assert_eq!(depths(&a), (p.requests_per_holder, p.requests_per_download));
 }
 
+/// On a path longer than the shared depths cover, they keep bytes in flight in proportion
+/// to the shortest wait seen for an answer (up to four times as many); a shorter one
+/// seen later brings them back.
+#[test]
+fn shared_depths_grow_with_the_round_trip() {
+    let p = FetchPolicy::default();
+    let many: Vec<(u8, &[u32])> = (1..=p.few_holders as u8 + 1)
+        .map(|n| (n, &[0u32][..]))
+        .collect();
+    let mut a = active(1, &many);
+    Arc::make_mut(&mut a.manifest).chunk_size = 1 << 20;
+    let depths = |a: &Active| (a.pipeline_depth(), a.request_budget());
+    let shared = (p.shared_requests_per_holder, p.shared_requests_per_download);
+    let times = |n: usize| (n * shared.0, n * shared.1);
+    assert_eq!(depths(&a), shared, "nothing seen yet");
+    let covered_ms = p.shared_depth_round_trip_ms;
+    a.answer_began(Timestamp(1_000), Timestamp(1_000 + 10 * covered_ms));
+    assert_eq!(depths(&a), times(4), "at most four times");
+    a.answer_began(Timestamp(2_000), Timestamp(2_000 + 2 * covered_ms));
+    assert_eq!(depths(&a), times(2));
+    a.answer_began(Timestamp(3_000), Timestamp(3_000 + 3 * covered_ms));
+    assert_eq!(depths(&a), times(2), "the shortest wait counts");
+    a.answer_began(Timestamp(4_000), Timestamp(4_000 + covered_ms / 2));
+    assert_eq!(depths(&a), shared, "never fewer than covered");
+}
+
 #[test]
 fn many_holders_mean_few_requests_in_flight() {
     let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
