@@ -736,8 +736,9 @@ impl Active {
         }
         // A new connection costs a round trip before its first request (TCP's handshake; a
         // closed swarm's adds its own), and a holder that said `Busy` is probed first.
-        if holders.iter().any(serving) {
-            holders.retain(serving);
+        let serving_us: Vec<SocketAddr> = holders.iter().copied().filter(serving).collect();
+        if !serving_us.is_empty() {
+            holders = serving_us;
         }
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))

@@ -461,7 +461,8 @@ impl Peer {
         else {
             return;
         };
-        if let Some(a) = self.download_of(&root).and_then(|n| self.active_mut(&n)) {
+        let mut active = self.downloads.values_mut().filter_map(Download::active_mut);
+        if let Some(a) = active.find(|a| a.root() == root) {
             a.answer_began(left, now);
         }
     }
