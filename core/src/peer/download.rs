@@ -734,11 +734,15 @@ impl Active {
         if holders.iter().any(heeded) {
             holders.retain(heeded);
         }
-        // A new connection costs a round trip before its first request (TCP's handshake; a
-        // closed swarm's adds its own), and a holder that said `Busy` is probed first.
-        let serving_us: Vec<SocketAddr> = holders.iter().copied().filter(serving).collect();
-        if !serving_us.is_empty() {
-            holders = serving_us;
+        // In a swarm a new connection costs a round trip before its first request (TCP's
+        // handshake; a closed swarm's adds its own), and a holder that said `Busy` is probed
+        // first. Among a few holders, all are connected soon, and the first connected would
+        // take every request until its deep pipeline filled: a slow one, most of the file.
+        if self.map.len() > self.policy.few_holders {
+            let serving_us: Vec<SocketAddr> = holders.iter().copied().filter(serving).collect();
+            if !serving_us.is_empty() {
+                holders = serving_us;
+            }
         }
         let holder = picker::random_holder(&holders, rng)?;
         Some((chunk, holder))

@@ -51,22 +51,38 @@ fn rare_chunks_come_first() {
     assert_eq!(holder, addr(1));
 }
 
-/// Of a chunk's ready holders, one already serving us is asked (its connection's handshake
-/// is paid); with none serving, any of them may be.
+/// In a swarm (more holders than `few_holders`), of a chunk's ready holders one already
+/// serving us is asked (its connection's handshake is paid); with none serving, any of
+/// them may be. Among a few holders any may be asked all the same.
 #[test]
 fn a_holder_serving_us_is_asked_before_a_new_one() {
-    let a = active(1, &[(1, &[0]), (2, &[0]), (3, &[0])]);
-    let mut picked = BTreeSet::new();
-    for seed in 0..40 {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let pick = |serving: &dyn Fn(&SocketAddr) -> bool, rng: &mut ChaCha8Rng| {
+    let picks = |holders: u8, serving: &dyn Fn(&SocketAddr) -> bool| {
+        let all: Vec<(u8, &[u32])> = (1..=holders).map(|n| (n, &[0u32][..])).collect();
+        let a = active(1, &all);
+        let mut picked = BTreeSet::new();
+        for seed in 0..60 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let asked = Asked::default();
-            a.next_request(&asked, Timestamp::ZERO, None, &mut |_| true, serving, rng)
-        };
-        assert_eq!(pick(&|h| *h == addr(2), &mut rng), Some((0, addr(2))));
-        picked.extend(pick(&|_| false, &mut rng).map(|(_, h)| h));
-    }
-    assert_eq!(picked, [addr(1), addr(2), addr(3)].into_iter().collect());
+            let pick = a.next_request(
+                &asked,
+                Timestamp::ZERO,
+                None,
+                &mut |_| true,
+                serving,
+                &mut rng,
+            );
+            picked.extend(pick.map(|(_, h)| h));
+        }
+        picked
+    };
+    let many = FetchPolicy::default().few_holders as u8 + 2;
+    let everyone = |n: u8| (1..=n).map(addr).collect::<BTreeSet<_>>();
+    assert_eq!(
+        picks(many, &|h| *h == addr(2)),
+        [addr(2)].into_iter().collect()
+    );
+    assert_eq!(picks(many, &|_| false), everyone(many));
+    assert_eq!(picks(3, &|h| *h == addr(2)), everyone(3));
 }
 
 #[test]
