@@ -6,6 +6,16 @@ fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, n], 7000))
 }
 
+/// The next request with every holder ready and none serving us.
+fn pick(
+    a: &Active,
+    asked: &Asked,
+    now: Timestamp,
+    rng: &mut ChaCha8Rng,
+) -> Option<(u32, SocketAddr)> {
+    a.next_request(asked, now, None, &mut |_| true, &|_| false, rng)
+}
+
 fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
     let manifest = Manifest {
         size: u64::from(chunks) * 64,
@@ -37,16 +47,7 @@ fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
 fn rare_chunks_come_first() {
     let a = active(4, &[(1, &[0, 1, 2, 3]), (2, &[1, 3])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (chunk, holder) = a
-        .next_request(
-            &Asked::default(),
-            Timestamp::ZERO,
-            None,
-            &mut |_| true,
-            &|_| false,
-            &mut rng,
-        )
-        .unwrap();
+    let (chunk, holder) = pick(&a, &Asked::default(), Timestamp::ZERO, &mut rng).unwrap();
     assert!(chunk == 0 || chunk == 2);
     assert_eq!(holder, addr(1));
 }
@@ -119,14 +120,7 @@ fn verified_chunks_are_never_requested_again() {
     let asked = Asked::with(Timestamp::ZERO, [(1, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for _ in 0..20 {
-        let next = a.next_request(
-            &asked,
-            Timestamp::ZERO,
-            None,
-            &mut |_| true,
-            &|_| false,
-            &mut rng,
-        );
+        let next = pick(&a, &asked, Timestamp::ZERO, &mut rng);
         assert_eq!(next, Some((1, addr(2))));
     }
 }
@@ -136,27 +130,10 @@ fn endgame_duplicates_to_another_holder() {
     let a = active(1, &[(1, &[0]), (2, &[0])]);
     let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1)])]);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let next = a.next_request(
-        &asked,
-        Timestamp::ZERO,
-        None,
-        &mut |_| true,
-        &|_| false,
-        &mut rng,
-    );
+    let next = pick(&a, &asked, Timestamp::ZERO, &mut rng);
     assert_eq!(next, Some((0, addr(2))));
     let asked = Asked::with(Timestamp::ZERO, [(0, vec![addr(1), addr(2)])]);
-    assert_eq!(
-        a.next_request(
-            &asked,
-            Timestamp::ZERO,
-            None,
-            &mut |_| true,
-            &|_| false,
-            &mut rng
-        ),
-        None
-    );
+    assert_eq!(pick(&a, &asked, Timestamp::ZERO, &mut rng), None);
 }
 
 #[test]
@@ -166,17 +143,7 @@ fn only_bad_holders_means_reject() {
     a.mismatched.insert(0);
     assert_eq!(a.verdict(Timestamp::ZERO), Verdict::Reject);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    assert_eq!(
-        a.next_request(
-            &Asked::default(),
-            Timestamp::ZERO,
-            None,
-            &mut |_| true,
-            &|_| false,
-            &mut rng
-        ),
-        None
-    );
+    assert_eq!(pick(&a, &Asked::default(), Timestamp::ZERO, &mut rng), None);
 }
 
 /// A holder that steered us away from a chunk (it sent it more than others) is not asked
@@ -194,16 +161,7 @@ fn a_refreshed_map_does_not_undo_a_steering() {
     };
     a.merge_holders(vec![full], |_| true);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut pick = |a: &Active, asked: &Asked| {
-        a.next_request(
-            asked,
-            Timestamp::ZERO,
-            None,
-            &mut |_| true,
-            &|_| false,
-            &mut rng,
-        )
-    };
+    let mut pick = |a: &Active, asked: &Asked| pick(a, asked, Timestamp::ZERO, &mut rng);
     let picks: BTreeSet<_> = (0..40)
         .filter_map(|_| pick(&a, &Asked::default()))
         .collect();
@@ -578,15 +536,13 @@ fn a_chunk_owed_by_a_slow_holder_is_asked_of_a_fast_one_too() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let now = Timestamp(1_000);
     assert_eq!(
-        a.next_request(asked, now, None, &mut |_| true, &|_| false, &mut rng),
+        pick(&a, asked, now, &mut rng),
         None,
         "no speed known: nothing doubled up"
     );
     a.delivered(fast, 64, Timestamp::ZERO, Timestamp(10));
     a.delivered(slow, 64, Timestamp::ZERO, Timestamp(1_000));
-    let (chunk, holder) = a
-        .next_request(asked, now, None, &mut |_| true, &|_| false, &mut rng)
-        .unwrap();
+    let (chunk, holder) = pick(&a, asked, now, &mut rng).unwrap();
     assert_eq!(holder, fast);
     assert!(
         (5..10).contains(&chunk),
@@ -630,9 +586,7 @@ fn a_chunk_owed_by_a_holder_that_stalled_is_asked_elsewhere() {
     a.delivered(stalled, 64, Timestamp(0), Timestamp(10));
     let asked = ledger.asked(&a.root());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let pick = |now: u64, rng: &mut ChaCha8Rng| {
-        a.next_request(asked, Timestamp(now), None, &mut |_| true, &|_| false, rng)
-    };
+    let pick = |now: u64, rng: &mut ChaCha8Rng| pick(&a, asked, Timestamp(now), rng);
     assert_eq!(
         pick(45, &mut rng),
         None,
