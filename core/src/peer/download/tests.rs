@@ -16,6 +16,12 @@ fn pick(
     a.next_request(asked, now, None, &mut |_| true, &|_| false, rng)
 }
 
+/// A one-chunk download whose chunk holders 1..=`n` all have.
+fn held_by(n: u8) -> Active {
+    let holders: Vec<(u8, &[u32])> = (1..=n).map(|h| (h, &[0u32][..])).collect();
+    active(1, &holders)
+}
+
 fn active(chunks: u32, holders: &[(u8, &[u32])]) -> Active {
     let manifest = Manifest {
         size: u64::from(chunks) * 64,
@@ -58,8 +64,7 @@ fn rare_chunks_come_first() {
 #[test]
 fn a_holder_serving_us_is_asked_before_a_new_one() {
     let picks = |holders: u8, serving: &dyn Fn(&SocketAddr) -> bool| {
-        let all: Vec<(u8, &[u32])> = (1..=holders).map(|n| (n, &[0u32][..])).collect();
-        let a = active(1, &all);
+        let a = held_by(holders);
         let mut picked = BTreeSet::new();
         for seed in 0..60 {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -334,10 +339,7 @@ proptest::proptest! {
 
 #[test]
 fn many_holders_mean_a_shallow_pipeline() {
-    let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
-        .map(|n| (n, &[0u32][..]))
-        .collect();
-    let mut a = active(1, &few);
+    let mut a = held_by(FetchPolicy::default().few_holders as u8);
     a.policy.shared_depth_chunk_bytes = 64; // the depths in this file's own chunks
     assert_eq!(
         a.pipeline_depth(),
@@ -360,10 +362,7 @@ fn many_holders_mean_a_shallow_pipeline() {
 #[test]
 fn shared_depths_count_bytes() {
     let p = FetchPolicy::default();
-    let many: Vec<(u8, &[u32])> = (1..=p.few_holders as u8 + 1)
-        .map(|n| (n, &[0u32][..]))
-        .collect();
-    let mut a = active(1, &many);
+    let mut a = held_by(p.few_holders as u8 + 1);
     let depths = |a: &Active| (a.pipeline_depth(), a.request_budget());
     Arc::make_mut(&mut a.manifest).chunk_size = 1 << 20;
     assert_eq!(
@@ -393,10 +392,7 @@ fn shared_depths_count_bytes() {
 #[test]
 fn shared_depths_grow_with_the_round_trip() {
     let p = FetchPolicy::default();
-    let many: Vec<(u8, &[u32])> = (1..=p.few_holders as u8 + 1)
-        .map(|n| (n, &[0u32][..]))
-        .collect();
-    let mut a = active(1, &many);
+    let mut a = held_by(p.few_holders as u8 + 1);
     Arc::make_mut(&mut a.manifest).chunk_size = 1 << 20;
     let depths = |a: &Active| (a.pipeline_depth(), a.request_budget());
     let shared = (p.shared_requests_per_holder, p.shared_requests_per_download);
@@ -415,10 +411,7 @@ fn shared_depths_grow_with_the_round_trip() {
 
 #[test]
 fn many_holders_mean_few_requests_in_flight() {
-    let few: Vec<(u8, &[u32])> = (1..=FetchPolicy::default().few_holders as u8)
-        .map(|n| (n, &[0u32][..]))
-        .collect();
-    let mut a = active(1, &few);
+    let mut a = held_by(FetchPolicy::default().few_holders as u8);
     a.policy.shared_depth_chunk_bytes = 64; // the depths in this file's own chunks
     assert_eq!(
         a.request_budget(),
