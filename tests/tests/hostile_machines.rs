@@ -18,6 +18,7 @@ use drizzle_core::{
     ChunkSet, ConnId, FileName, Manifest, Peer, PeerConfig, Received, Root, StorageKey, Timestamp,
     Tracker, TrackerConfig,
 };
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 fn addr(port: u16) -> SocketAddr {
@@ -1394,6 +1395,41 @@ fn a_free_slot_nobody_waits_for_is_reported_to_the_tracker() {
         idle_reports(&mut p, 3 + 3 * serve().idle_report_gap_ms).len(),
         1
     );
+}
+
+/// Fetchers that arrive together asking for a file in the same order are sent different
+/// chunks once the first reads are under way: of a connection's queued requests, the chunk
+/// whose upload began least often is read next, so that their first copies can be traded
+/// rather than sent twice. (Before, both were sent chunks 0–3 first.)
+#[test]
+fn fetchers_asking_alike_are_sent_different_chunks_first() {
+    let (mut p, _, root) = sharing(&[5u8; 64 * 8]);
+    let all: Vec<u32> = (0..8).collect();
+    let (_, a) = fetch(&mut p, 1, 1, root, &all);
+    let (_, b) = fetch(&mut p, 2, 1, root, &all);
+    let mut reads: VecDeque<_> = a.loads.iter().chain(&b.loads).map(|l| l.0).collect();
+    let mut served: Vec<(SocketAddr, u32)> = Vec::new();
+    while let Some(io) = reads.pop_front() {
+        loaded_fives(&mut p, io, 2);
+        let d = drain(&mut p);
+        reads.extend(d.loads.iter().map(|l| l.0));
+        served.extend(d.events.iter().filter_map(|e| match e {
+            Event::Served { chunk, to, .. } => Some((*to, *chunk)),
+            _ => None,
+        }));
+    }
+    let first_four = |to: SocketAddr| -> BTreeSet<u32> {
+        let to_them = served.iter().filter(|(t, _)| *t == to);
+        to_them.take(4).map(|(_, c)| *c).collect()
+    };
+    let (to_a, to_b) = (first_four(addr(9001)), first_four(addr(9002)));
+    assert_eq!(to_a.len() + to_b.len(), 8, "{served:?}");
+    assert_eq!(
+        to_a.union(&to_b).count(),
+        6,
+        "only the reads begun on arrival repeat: {served:?}"
+    );
+    assert_eq!(served.len(), 16, "both are sent the whole file: {served:?}");
 }
 
 /// A fetcher that asked for many chunks before anyone waited keeps its slot for one turn

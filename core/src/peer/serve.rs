@@ -2,6 +2,7 @@
 //! connection are outstanding at once (bounding what sits in send buffers), and every answer
 //! is the chunk or a refusal saying why.
 
+use super::files::LocalFiles;
 use super::slots::Seat;
 use super::{Conn, Io, Peer};
 use crate::bytes::Bytes;
@@ -377,17 +378,15 @@ impl Peer {
             if i.loading >= MAX_LOADS_PER_CONN || unsent >= unsent_low_bytes {
                 return;
             }
-            // The first request that can be served: one for a chunk still arriving waits
-            // (a file no longer here is not waited for; it is refused below).
-            let files = &self.files;
-            let arriving =
-                |(r, c): &(Root, u32)| files.by_root(r).is_some_and(|f| f.is_arriving(*c));
-            let Some(at) = i.queue.iter().position(|q| !arriving(q)) else {
+            let Some(at) = next_load(&i.queue, &self.files) else {
                 return;
             };
             let Some((root, chunk)) = i.queue.remove(at) else {
                 return;
             };
+            if let Some(f) = self.files.by_root_mut(&root) {
+                f.uploads_mut().begin(chunk);
+            }
             i.loading += 1;
             let layout = i.link.load_layout();
             let located = self.files.name_of(&root).and_then(|name| {
@@ -496,4 +495,21 @@ impl Peer {
         };
         self.send(conn, &msg);
     }
+}
+
+/// Which of a connection's queued requests to read next: of those that can be served (one
+/// for a chunk still arriving waits; a file no longer here is not waited for, it is
+/// refused once read), the chunk whose upload began here least often, first asked first
+/// among equals. Fetchers that arrive together each ask for the whole file in their own
+/// order; this way their first copies are different chunks, which they then trade, rather
+/// than the same chunks twice.
+fn next_load(queue: &VecDeque<(Root, u32)>, files: &LocalFiles) -> Option<usize> {
+    let arriving = |r: &Root, c: u32| files.by_root(r).is_some_and(|f| f.is_arriving(c));
+    let began = |r: &Root, c: u32| files.by_root(r).map_or(0, |f| f.uploads().began(c));
+    queue
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, c))| !arriving(r, *c))
+        .min_by_key(|(_, (r, c))| began(r, *c))
+        .map(|(at, _)| at)
 }

@@ -15,6 +15,9 @@ const FRESH_MS: u64 = 5_000;
 #[derive(Debug, Default)]
 pub(super) struct Uploads {
     sent: Vec<u32>,
+    /// How often each chunk's upload began (was read to be sent): unlike `sent`, a
+    /// promise still queued does not count.
+    began: Vec<u32>,
     /// When each chunk was last promised, and to whom.
     last_sent: Vec<Option<(Timestamp, ConnId)>>,
     /// Upload count → how many held chunks were uploaded that often.
@@ -25,6 +28,7 @@ impl Uploads {
     pub fn new(have: &ChunkSet) -> Uploads {
         let mut u = Uploads {
             sent: vec![0; have.len() as usize],
+            began: vec![0; have.len() as usize],
             last_sent: vec![None; have.len() as usize],
             held_by_count: BTreeMap::new(),
         };
@@ -48,6 +52,18 @@ impl Uploads {
             *t = Some((now, to));
         }
         self.recount(chunk, |n| n.checked_add(1));
+    }
+
+    /// The upload of `chunk` begins: it is read to be sent.
+    pub fn begin(&mut self, chunk: u32) {
+        if let Some(n) = self.began.get_mut(chunk as usize) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// How often the upload of `chunk` began.
+    pub fn began(&self, chunk: u32) -> u32 {
+        self.began.get(chunk as usize).copied().unwrap_or(0)
     }
 
     /// An upload of `chunk` promised to `to` was called off before it was sent.
