@@ -337,6 +337,7 @@ impl Peer {
                     clip(&reason)
                 );
                 if let Some(a) = self.active_mut(&name) {
+                    a.answered(holder);
                     if because == RefusedBecause::SentOften {
                         a.steered_away(chunk, holder);
                     } else {
@@ -352,6 +353,7 @@ impl Peer {
                 let base = self.config.busy_retry_ms.max(2);
                 let retry_at = now.plus_ms(self.rng.gen_range(base / 2..=base));
                 if let Some(a) = self.active_mut(&name) {
+                    a.answered(holder);
                     a.cool_at_least(holder, retry_at);
                     a.note_trouble(holder, "busy serving others");
                 }

@@ -50,6 +50,14 @@ impl Active {
         }
     }
 
+    /// `holder` answered a request without the chunk (a refusal, or `Busy`): it is not
+    /// silent, and while nobody delivers it may be probed again — or a download whose
+    /// other holders take requests and never send would wait on them until the request
+    /// timeout, while this one, free again or asked again after steering us, would serve.
+    pub fn answered(&mut self, holder: SocketAddr) {
+        self.tried.remove(&holder);
+    }
+
     /// Probes due by `now` are looked at.
     pub fn probes_looked_at(&mut self, now: Timestamp) {
         while self.probes_due.front().is_some_and(|t| *t <= now) {
@@ -164,11 +172,13 @@ impl Active {
         if owed.is_empty() {
             return None;
         }
-        // Until someone delivers, holders never asked anything are tried instead (probes):
-        // otherwise, with every chunk asked of holders that never send, nothing would be
-        // asked elsewhere until the request timeout. (Not one merely owing nothing now: its
-        // answers may still be being checked, which under load outlasts the patience.)
-        let probing = !self.any_delivered();
+        // Until someone delivers, or while every holder asked has stopped sending, holders
+        // never asked (or that answered since, see `answered`) are tried instead (probes):
+        // otherwise, with every chunk asked of holders that never send or no longer do,
+        // nothing would be asked elsewhere until the request timeout. (Not one merely
+        // owing nothing now: its answers may still be being checked, which under load
+        // outlasts the patience.)
+        let probing = !self.any_delivered() || self.all_given_up(asked, now);
         let candidates = self.candidates(only);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, _)| {
@@ -223,6 +233,11 @@ impl Active {
                 .count()
     }
 
+    /// Whether every request in flight is to a holder given up on (see `given_up`).
+    fn all_given_up(&self, asked: &Asked, now: Timestamp) -> bool {
+        (asked.requests()).all(|(chunk, holder, _)| self.given_up(holder, chunk, asked, now))
+    }
+
     /// Whether `holder`'s copy of `chunk` is no longer waited for: it has never delivered
     /// and was asked `PROBE_PATIENCE_MS` ago, or it has and has sent nothing since for four
     /// times its own chunk time.
@@ -244,15 +259,13 @@ impl Active {
     /// is known to be less than half as fast; or has sent nothing for four times as long as
     /// it (or, not yet timed, `fast`) takes for a chunk while owing this one — a holder that
     /// was fast and stalled is not waited on for its pace of before.
-    /// A holder not yet timed (a probe, while nobody has delivered) is sooner only than
-    /// holders that have not delivered either, asked `PROBE_PATIENCE_MS` ago or more.
+    /// A holder not yet timed (a probe) is sooner only than holders given up on (see
+    /// `given_up`): those that never delivered, asked `PROBE_PATIENCE_MS` ago or more, and
+    /// those that stopped sending.
     fn sooner(&self, fast: SocketAddr, chunk: u32, asked: &Asked, now: Timestamp) -> bool {
         let Some(speed) = self.speeds.get(&fast).map(|s| s.bytes_per_ms) else {
-            return asked.holders(chunk).iter().all(|h| {
-                !self.speeds.contains_key(h)
-                    && (asked.issued(chunk, *h))
-                        .is_some_and(|t| now.since_ms(t) >= PROBE_PATIENCE_MS)
-            });
+            let given_up = |h: &SocketAddr| self.given_up(*h, chunk, asked, now);
+            return asked.holders(chunk).iter().all(given_up);
         };
         let len = self.manifest.chunk_range(chunk).map_or(0, |(_, l)| l) as f64;
         let takes_ms = |bytes_per_ms: f64| len / bytes_per_ms.max(f64::MIN_POSITIVE);
