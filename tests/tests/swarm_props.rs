@@ -376,3 +376,23 @@ fn a_getter_steered_from_its_only_good_seeder_asks_it_again() {
         "{free:.2} s -> {attacked:.2} s"
     );
 }
+
+/// Found by `silent_holders_cost_a_swarm_little` once probes were also tried while every
+/// request in flight was given up on: a getter asked three silent seeders for every
+/// chunk, probed the good one (which delivered), and then, every request still given up
+/// on, looked for rescuers only among holders never asked — not the one that had just
+/// delivered: 1.13 s -> 21.06 s. Holders that delivered always may rescue: 2.15 s.
+#[test]
+fn a_probe_that_delivered_goes_on_rescuing() {
+    let seed = 6931064126387966596;
+    let adversaries = Adversaries {
+        silent_seeders: 3,
+        ..Adversaries::default()
+    };
+    let free = finish_beside(seed, 1, &Adversaries::default());
+    let attacked = finish_beside(seed, 1, &adversaries);
+    assert!(
+        attacked <= 1.5 * free + 1.0,
+        "{free:.2} s -> {attacked:.2} s"
+    );
+}

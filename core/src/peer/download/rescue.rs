@@ -172,21 +172,17 @@ impl Active {
         if owed.is_empty() {
             return None;
         }
-        // Until someone delivers, or while every holder asked has stopped sending, holders
-        // never asked (or that answered since, see `answered`) are tried instead (probes):
-        // otherwise, with every chunk asked of holders that never send or no longer do,
-        // nothing would be asked elsewhere until the request timeout. (Not one merely
-        // owing nothing now: its answers may still be being checked, which under load
-        // outlasts the patience.)
+        // Holders that delivered are trusted to rescue. Until someone delivers, or while
+        // every holder asked has stopped sending, holders never asked (or that answered
+        // since, see `answered`) are tried too (probes): otherwise, with every chunk asked
+        // of holders that never send or no longer do, nothing would be asked elsewhere
+        // until the request timeout. (Not one merely owing nothing now: its answers may
+        // still be being checked, which under load outlasts the patience.)
         let probing = !self.any_delivered() || self.all_given_up(asked, now);
         let candidates = self.candidates(only);
         let ready: Vec<(SocketAddr, &ChunkSet)> = candidates
             .filter(|(addr, _)| {
-                if probing {
-                    !self.tried.contains(addr)
-                } else {
-                    self.speeds.contains_key(addr)
-                }
+                self.speeds.contains_key(addr) || (probing && !self.tried.contains(addr))
             })
             .filter(|(addr, _)| !self.cooling(**addr, now) && !self.map.is_bad(addr))
             .filter(|(addr, _)| has_slot(**addr))
