@@ -729,13 +729,15 @@ fn sample_timeline(
 mod tests {
     use super::*;
 
+    /// Chunks above the size the simulator interleaves as short messages (16 KiB), so
+    /// their bytes queue on the uplinks as bulk and the upload sampled is physical.
     #[test]
     fn a_timeline_samples_the_swarm_without_changing_its_run() {
         let plain = SwarmConfig {
-            file_size: 64 << 10,
-            chunk_size: 4 << 10,
-            up_bytes_per_sec: 200_000,
-            down_bytes_per_sec: 200_000,
+            file_size: 1 << 20,
+            chunk_size: 64 << 10,
+            up_bytes_per_sec: 2_000_000,
+            down_bytes_per_sec: 2_000_000,
             ..SwarmConfig::new(12, 7)
         };
         let sampled = SwarmConfig {
