@@ -82,6 +82,9 @@ pub const MAX_WAITING_FETCHERS: usize = 256;
 /// Places in that line one IP address may hold, so one host (or a handful) cannot fill it
 /// and keep every other fetcher polling.
 pub const MAX_WAITING_PER_ADDRESS: usize = 16;
+/// Fetchers a peer tells of its chunks of one file without serving them (`Watch`: its
+/// neighbours); more are ignored.
+pub const MAX_WATCHERS_PER_FILE: usize = 16;
 /// A fetcher holding an upload slot that takes none of the data sent to it for this long
 /// (longer when the uplink is the bottleneck: `Peer::slot_stall_ms`) loses the slot (what it asked for beyond what was sent is refused `Busy`), and its
 /// address is called after every other address waiting for `SLOT_STALL_PENALTY_MS`:

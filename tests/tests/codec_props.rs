@@ -61,6 +61,7 @@ fn message() -> impl Strategy<Value = Message> {
             },
         }),
         (root(), any::<u32>()).prop_map(|(root, chunk)| Message::Have { root, chunk }),
+        root().prop_map(|root| Message::Watch { root }),
         (
             root(),
             any::<u32>(),

@@ -1667,6 +1667,17 @@ fn join_from(
     files: Vec<SharedFile>,
     name: &FileName,
 ) -> ConnId {
+    join_seeing(t, n, ip, files, name).0
+}
+
+/// As `join_from`, with what the tracker sent on hearing it.
+fn join_seeing(
+    t: &mut Tracker,
+    n: u64,
+    ip: [u8; 4],
+    files: Vec<SharedFile>,
+    name: &FileName,
+) -> (ConnId, Drained) {
     let conn = ConnId::Inbound(n);
     let remote = SocketAddr::from((ip, 40_000 + n as u16));
     t.handle(Timestamp(1), Input::Accepted { conn, remote });
@@ -1681,8 +1692,7 @@ fn join_from(
         name: name.clone(),
         known: None,
     }));
-    send(t, conn, 1, &bytes);
-    conn
+    (conn, send(t, conn, 1, &bytes))
 }
 
 /// The holders a locate by `conn` at `now` is answered with.
@@ -2620,4 +2630,141 @@ fn a_second_copy_of_a_chunk_is_counted_as_duplicate() {
         "the second copy is not hashed: {second:?}"
     );
     assert_eq!(p.duplicate_bytes(), 64);
+}
+
+/// A newcomer that holds nothing of a file it first locates is introduced, with an empty
+/// chunk set, to a few seekers that hold nothing yet, and they to it: neighbours, which
+/// connect and `Watch` each other before either has a chunk. Not seekers that hold some,
+/// not on a refresh of the chunk map, and never more than `TrackerConfig::neighbours`.
+#[test]
+fn a_newcomer_is_introduced_to_neighbours_that_hold_nothing_yet() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let full = file("f", &[6u8; 64 * 4]);
+    let root = full.manifest.root();
+    let mut partial = full.clone();
+    partial.have = ChunkSet::from_indices(4, [0]);
+    let ip = [127, 0, 0, 1];
+    let _seeder = join_swarm(&mut t, 1, vec![full.clone()], &full.name);
+    let _holds_some = join_swarm(&mut t, 2, vec![partial], &full.name);
+    let neighbours = TrackerConfig::new(1).neighbours;
+    let seekers: Vec<ConnId> = (0..neighbours as u64 + 2)
+        .map(|i| join_swarm(&mut t, 10 + i, vec![], &full.name))
+        .collect();
+    let (newcomer, d) = join_seeing(&mut t, 50, ip, vec![], &full.name);
+    let introductions: Vec<(ConnId, SocketAddr)> = d
+        .sent
+        .iter()
+        .filter_map(|(c, m)| match m {
+            Message::Introduce { root: r, holder } if *r == root => {
+                assert!(holder.have.is_empty(), "{holder:?}");
+                Some((*c, holder.addr))
+            }
+            _ => None,
+        })
+        .collect();
+    let to_newcomer: Vec<SocketAddr> = (introductions.iter())
+        .filter(|(c, _)| *c == newcomer)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(to_newcomer.len(), neighbours, "{introductions:?}");
+    let seeker_addrs: Vec<SocketAddr> = seekers
+        .iter()
+        .map(|c| {
+            let ConnId::Inbound(n) = c else {
+                unreachable!()
+            };
+            SocketAddr::from((ip, 7000 + *n as u16))
+        })
+        .collect();
+    assert!(to_newcomer.iter().all(|a| seeker_addrs.contains(a)));
+    let newcomer_addr = SocketAddr::from((ip, 7050));
+    let told_of_it = (introductions.iter()).filter(|(c, a)| *c != newcomer && *a == newcomer_addr);
+    assert_eq!(told_of_it.count(), neighbours, "{introductions:?}");
+    // A refresh introduces nobody.
+    let refresh = encode(&Message::Locate {
+        req: 3,
+        name: full.name.clone(),
+        known: Some(root),
+    });
+    let d = send(&mut t, newcomer, 2, &refresh);
+    assert!(
+        !d.sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Introduce { .. })),
+        "{d:?}"
+    );
+}
+
+/// A neighbour introduced with nothing is connected and asked to `Watch`; a peer watched
+/// tells its watchers of each chunk as it begins to arrive (`Have`), at most
+/// `MAX_WATCHERS_PER_FILE` (16) of them, and a `Watch` for a file it lacks is ignored.
+#[test]
+fn neighbours_watch_each_other_and_hear_of_chunks_as_they_arrive() {
+    let (data, manifest, holders) = one_holder_of(32);
+    let root = manifest.root();
+    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
+    let (holder, _) = d.connects[0];
+    p.handle(Timestamp(1), Input::Connected { conn: holder });
+    send(&mut p, holder, 1, &hello(Role::Peer));
+    let asked = chunks_sent(&d, holder, |m| match m {
+        Message::GetChunk { chunk, .. } => Some(*chunk),
+        _ => None,
+    });
+    let (first, second) = (asked[0], asked[1]);
+    // Introduced to a neighbour holding nothing: connected, and watched.
+    let neighbour = addr(20_000);
+    let introduce = Message::Introduce {
+        root,
+        holder: drizzle_core::wire::LocatedHolder {
+            addr: neighbour,
+            have: ChunkSet::empty(32),
+        },
+    };
+    let d = send(&mut p, tracker, 2, &encode(&introduce));
+    let (conn, _) = *d
+        .connects
+        .iter()
+        .find(|(_, a)| *a == neighbour)
+        .expect("connects");
+    let asks: Vec<&(ConnId, Message)> = (d.sent.iter())
+        .filter(|(_, m)| !matches!(m, Message::Hello(_)))
+        .collect();
+    assert_eq!(asks, vec![&(conn, Message::Watch { root })], "{d:?}");
+    // Seventeen neighbours watch it, and one watches a file it does not have.
+    let watch = |p: &mut Peer, n: u64, root: Root| {
+        let conn = ConnId::Inbound(n);
+        let remote = addr(9000 + n as u16);
+        p.handle(Timestamp(3), Input::Accepted { conn, remote });
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(encode(&Message::Watch { root }));
+        let d = send(p, conn, 3, &bytes);
+        assert!(d.closed.is_empty(), "{d:?}");
+        conn
+    };
+    let watchers: Vec<ConnId> = (1..=17).map(|n| watch(&mut p, n, root)).collect();
+    let stranger = watch(&mut p, 30, Root([7; 32]));
+    // A chunk begins to arrive: the first sixteen watchers hear of it.
+    let told_of = |p: &mut Peer, chunk: u32, now: u64| -> Vec<ConnId> {
+        let whole = chunk_frame(&data, &manifest, chunk);
+        let d = send(p, holder, now, &whole[..whole.len() - 10]);
+        (d.sent.iter())
+            .filter(|(_, m)| *m == Message::Have { root, chunk })
+            .map(|(c, _)| *c)
+            .collect()
+    };
+    let told = told_of(&mut p, first, 4);
+    assert_eq!(told, watchers[..16].to_vec());
+    assert!(!told.contains(&stranger));
+    // A watcher that leaves makes room for another. (The rest of the first chunk comes
+    // first: a holder's frames arrive in order.)
+    let whole = chunk_frame(&data, &manifest, first);
+    send(&mut p, holder, 5, &whole[whole.len() - 10..]);
+    p.handle(Timestamp(5), Input::Closed { conn: watchers[0] });
+    let late = watch(&mut p, 40, root);
+    let told = told_of(&mut p, second, 6);
+    assert!(
+        told.contains(&late) && !told.contains(&watchers[0]),
+        "{told:?}"
+    );
+    assert_eq!(told.len(), 16);
 }

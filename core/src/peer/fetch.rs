@@ -444,13 +444,29 @@ impl Peer {
             return;
         };
         let addr = holder.addr;
+        let neighbour = holder.have.is_empty();
         let Some(a) = self.active_mut(&name) else {
             return;
         };
         if a.learn_holder(holder) {
+            if neighbour {
+                return self.watch_neighbour(now, root, addr);
+            }
             a.warm(addr);
             self.ask_first(now, &name, addr);
         }
+    }
+
+    /// A seeker holding nothing yet, introduced as a neighbour: connected now (if there is
+    /// room) and asked to tell us of its chunks as they arrive, so that its first ones are
+    /// asked of it without waiting for the tracker or a handshake.
+    fn watch_neighbour(&mut self, now: Timestamp, root: Root, addr: SocketAddr) {
+        let conn = match self.conns.holder(addr) {
+            Some(conn) => conn,
+            None if self.room_for_one_more(now) => self.connect_holder(now, addr),
+            None => return,
+        };
+        self.send(conn, &Message::Watch { root });
     }
 
     /// The answer to the request for `chunk` of `root` on `conn` began to come (its first

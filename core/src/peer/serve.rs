@@ -175,6 +175,7 @@ impl Peer {
                 others,
             } => (root, chunk, others),
             Message::Cancel { root, chunk } => return self.handle_cancel(now, conn, root, chunk),
+            Message::Watch { root } => return self.watch(conn, root),
             _ => {
                 let reason = format!("unexpected {} from a fetching peer", msg.kind());
                 return self.violation(now, conn, reason);

@@ -7,7 +7,8 @@ use super::serve::SlotLoss;
 use super::ServePolicy;
 use super::{Conn, Peer};
 use crate::limits::{
-    MAX_WAITING_FETCHERS, MAX_WAITING_PER_ADDRESS, SLOT_STALL_MS, SLOT_STALL_PENALTY_MS,
+    MAX_WAITING_FETCHERS, MAX_WAITING_PER_ADDRESS, MAX_WATCHERS_PER_FILE, SLOT_STALL_MS,
+    SLOT_STALL_PENALTY_MS,
 };
 use crate::machine::ConnId;
 use crate::manifest::Root;
@@ -60,6 +61,9 @@ pub(super) struct UploadSlots {
     uplink_best_at: Timestamp,
     /// Smoothed time from calling a fetcher with `Ready` to its request.
     call_round_trip_ms: Option<f64>,
+    /// Neighbours told of each chunk of a file as it begins to arrive (`Message::Watch`),
+    /// at most `MAX_WATCHERS_PER_FILE` a file.
+    watchers: BTreeSet<(Root, ConnId)>,
 }
 
 /// A call answered later than this says nothing of the round trip: the fetcher had other
@@ -103,9 +107,16 @@ impl UploadSlots {
         }
     }
 
+    /// The fetchers watching `root` (see `Peer::watch`).
+    fn watchers_of(&self, root: Root) -> impl Iterator<Item = ConnId> + '_ {
+        let all = (root, ConnId::Inbound(0))..=(root, ConnId::Inbound(u64::MAX));
+        self.watchers.range(all).map(|(_, c)| *c)
+    }
+
     /// A fetcher's connection closed.
     pub fn forget(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        self.watchers.retain(|(_, c)| *c != conn);
         self.waiting.retain(|(c, _, _)| *c != conn);
     }
 }
@@ -333,8 +344,17 @@ impl Peer {
         }
     }
 
-    /// Chunk `chunk` of `root` was just stored: the fetchers served (or invited) and the
-    /// first `waiters_told_have` waiting for it hear so at once. Their chunk maps come
+    /// A fetcher on `conn` asks to hear of our chunks of `root` (see `Message::Watch`):
+    /// heard while there is room, and the file is ours.
+    pub(super) fn watch(&mut self, conn: ConnId, root: Root) {
+        let room = self.slots.watchers_of(root).count() < MAX_WATCHERS_PER_FILE;
+        if room && self.files.by_root(&root).is_some() {
+            self.slots.watchers.insert((root, conn));
+        }
+    }
+
+    /// Chunk `chunk` of `root` was just stored (or began to arrive): the fetchers served
+    /// (or invited), the first `waiters_told_have` waiting, and its watchers hear so at once. Their chunk maps come
     /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
     /// its few holders while they upload what many others have too.
     pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
@@ -342,12 +362,14 @@ impl Peer {
         let first_in_line = waiting
             .map(|(c, _, _)| *c)
             .take(self.config.serve.waiters_told_have);
+        let watchers = self.slots.watchers_of(root);
         let told: BTreeSet<ConnId> = self
             .slots
             .conns
             .iter()
             .copied()
             .chain(first_in_line)
+            .chain(watchers)
             .collect();
         for conn in told {
             if matches!(self.conns.get(&conn), Some(Conn::In(_))) {

@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Bound;
-use swarm::{draw_seeker, Swarm};
+use swarm::{draw_neighbours, draw_seeker, Swarm};
 
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
@@ -39,6 +39,9 @@ pub struct TrackerConfig {
     /// elsewhere (or their request budget spent) and ask nothing, so one per slot leaves
     /// slots idle (see `docs/swarm.md`).
     pub introductions_per_free_slot: usize,
+    /// Seekers holding nothing yet that a newcomer holding nothing is introduced to (and
+    /// they to it) when it first locates a file: its neighbours (see `Message::Watch`).
+    pub neighbours: usize,
     /// Open, or closed to all but holders of the swarm key.
     pub security: Security,
 }
@@ -48,6 +51,7 @@ impl TrackerConfig {
         TrackerConfig {
             seed,
             introductions_per_free_slot: 4,
+            neighbours: 4,
             security: Security::Open,
         }
     }
@@ -500,7 +504,8 @@ impl Tracker {
                 })
             })
             .collect();
-        let reply = if known == Some(root) {
+        let first = known != Some(root);
+        let reply = if !first {
             Message::Holders {
                 req,
                 name,
@@ -516,6 +521,40 @@ impl Tracker {
             }
         };
         self.send(conn, &reply);
+        if first && registered {
+            self.introduce_neighbours(conn, root);
+        }
+    }
+
+    /// `conn` located the file with this root and holds nothing of it: a few other seekers
+    /// that hold nothing yet are introduced to it and it to them, so that each hears of
+    /// the other's first chunks directly (`Message::Watch`).
+    fn introduce_neighbours(&mut self, conn: ConnId, root: Root) {
+        let Some(swarm) = self.swarms.get(&root) else {
+            return;
+        };
+        if swarm.holders().get(&conn).is_some_and(|h| !h.is_empty()) {
+            return;
+        }
+        let n = self.config.neighbours;
+        let drawn = draw_neighbours(swarm, &self.sessions, conn, n, &mut self.rng);
+        let nothing = ChunkSet::empty(swarm.manifest().chunk_count());
+        let listen = |c: &ConnId| self.sessions.get(c).map(|s| s.listen);
+        let Some(own) = listen(&conn) else {
+            return;
+        };
+        let pairs: Vec<(ConnId, SocketAddr)> = drawn
+            .iter()
+            .filter_map(|s| Some([(conn, listen(s)?), (*s, own)]))
+            .flatten()
+            .collect();
+        for (to, addr) in pairs {
+            let holder = LocatedHolder {
+                addr,
+                have: nothing.clone(),
+            };
+            self.send(to, &Message::Introduce { root, holder });
+        }
     }
 
     fn handle_have(&mut self, conn: ConnId, root: Root, chunk: u32) {

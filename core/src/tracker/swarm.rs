@@ -157,6 +157,32 @@ impl Swarm {
     }
 }
 
+/// Up to `n` seekers of `swarm` other than `conn` that hold nothing of it yet, drawn at
+/// random (`SEEKER_DRAWS` draws for each): neighbours to connect before either has a chunk
+/// to ask for.
+pub(super) fn draw_neighbours(
+    swarm: &Swarm,
+    sessions: &BTreeMap<ConnId, Session>,
+    conn: ConnId,
+    n: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<ConnId> {
+    let mut drawn = Vec::new();
+    for _ in 0..SEEKER_DRAWS.saturating_mul(n) {
+        if drawn.len() >= n || swarm.seekers.is_empty() {
+            break;
+        }
+        let Some(seeker) = swarm.seekers.get(rng.gen_range(0..swarm.seekers.len())) else {
+            break;
+        };
+        let holds = swarm.holders.get(seeker).is_some_and(|h| !h.is_empty());
+        if *seeker != conn && !holds && sessions.contains_key(seeker) && !drawn.contains(seeker) {
+            drawn.push(*seeker);
+        }
+    }
+    drawn
+}
+
 /// Draws a seeker of `swarm` (not `holder`, nor one in `skip`) lacking some chunk of
 /// `have`, dropping those that left or completed; a few draws at most, so an idle report
 /// costs little however many seekers have all the holder has.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 /// Sent first on every connection so that a stranger speaking another protocol is told so.
 pub const MAGIC: [u8; 4] = *b"DRZL";
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// What the sender of a hello is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +280,14 @@ pub enum Message {
         root: Root,
         chunk: u32,
     },
+
+    // fetcher → peer
+    /// Tell the sender of each chunk of `root` as it begins to arrive (`Have`), though it
+    /// holds none yet: a neighbour, introduced by the tracker, connected before it has
+    /// anything to ask, so that its first chunks are asked for a round trip sooner.
+    Watch {
+        root: Root,
+    },
 }
 
 impl Message {
@@ -306,6 +314,7 @@ impl Message {
             Message::Idle { .. } => "idle",
             Message::Introduce { .. } => "introduce",
             Message::Have { .. } => "have",
+            Message::Watch { .. } => "watch",
             Message::Report { .. } => "report",
             Message::Handshake { .. } => "handshake",
             Message::Keepalive => "keepalive",
