@@ -175,6 +175,24 @@ fn downloading(
     (p, tracker, d)
 }
 
+/// A peer fetching `manifest` as "f" from its one holder in `holders`, connected and
+/// greeted: the peer, its tracker connection, the holder's connection and the chunks it
+/// asked for first.
+fn fetching_from_one_holder(
+    manifest: &Manifest,
+    holders: Vec<drizzle_core::wire::LocatedHolder>,
+) -> (Peer, ConnId, ConnId, Vec<u32>) {
+    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
+    let (holder, _) = d.connects[0];
+    p.handle(Timestamp(1), Input::Connected { conn: holder });
+    send(&mut p, holder, 1, &hello(Role::Peer));
+    let asked = chunks_sent(&d, holder, |m| match m {
+        Message::GetChunk { chunk, .. } => Some(*chunk),
+        _ => None,
+    });
+    (p, tracker, holder, asked)
+}
+
 /// A file of `chunks` chunks of 64 bytes, its manifest, and one holder (port 9) of all of it.
 fn one_holder_of(chunks: u32) -> (Vec<u8>, Manifest, Vec<drizzle_core::wire::LocatedHolder>) {
     let data: Vec<u8> = (0..64 * chunks as usize).map(|i| (i % 251) as u8).collect();
@@ -1467,10 +1485,7 @@ fn a_deep_pipeline_is_cut_to_one_turn_when_others_wait() {
 fn a_new_chunk_is_told_to_the_fetchers_served_and_first_in_line() {
     let (data, manifest, holders) = one_holder_of(8);
     let root = manifest.root();
-    let (mut p, _, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
-    let (holder, _) = d.connects[0];
-    p.handle(Timestamp(1), Input::Connected { conn: holder });
-    send(&mut p, holder, 1, &hello(Role::Peer));
+    let (mut p, _, holder, _) = fetching_from_one_holder(&manifest, holders);
     // The holder sends chunk `chunk`; what `p` sends once it is verified and stored.
     let arrives = |p: &mut Peer, chunk: u32, now: u64| {
         let frame = chunk_frame(&data, &manifest, chunk);
@@ -1590,19 +1605,7 @@ fn a_chunk_is_announced_as_it_begins_to_arrive() {
         d.sent.iter().any(|(c, m)| *c == fetcher && refusal(m))
     };
     // A peer fetching from one holder: the chunks it asked for first.
-    let start = || {
-        let located = holders.clone();
-        let (mut p, tracker, d) =
-            downloading(FileName::new("f").unwrap(), manifest.clone(), located);
-        let (holder, _) = d.connects[0];
-        p.handle(Timestamp(1), Input::Connected { conn: holder });
-        send(&mut p, holder, 1, &hello(Role::Peer));
-        let asked = chunks_sent(&d, holder, |m| match m {
-            Message::GetChunk { chunk, .. } => Some(*chunk),
-            _ => None,
-        });
-        (p, tracker, holder, asked)
-    };
+    let start = || fetching_from_one_holder(&manifest, holders.clone());
     let frame = |chunk: u32| chunk_frame(&data, &manifest, chunk);
     let announced = |d: &Drained, tracker: ConnId, chunk: u32| {
         d.sent
@@ -2702,14 +2705,7 @@ fn a_newcomer_is_introduced_to_neighbours_that_hold_nothing_yet() {
 fn neighbours_watch_each_other_and_hear_of_chunks_as_they_arrive() {
     let (data, manifest, holders) = one_holder_of(32);
     let root = manifest.root();
-    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest.clone(), holders);
-    let (holder, _) = d.connects[0];
-    p.handle(Timestamp(1), Input::Connected { conn: holder });
-    send(&mut p, holder, 1, &hello(Role::Peer));
-    let asked = chunks_sent(&d, holder, |m| match m {
-        Message::GetChunk { chunk, .. } => Some(*chunk),
-        _ => None,
-    });
+    let (mut p, tracker, holder, asked) = fetching_from_one_holder(&manifest, holders);
     let (first, second) = (asked[0], asked[1]);
     // Introduced to a neighbour holding nothing: connected, and watched.
     let neighbour = addr(20_000);
