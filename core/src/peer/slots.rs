@@ -354,9 +354,10 @@ impl Peer {
     }
 
     /// Chunk `chunk` of `root` was just stored (or began to arrive): the fetchers served
-    /// (or invited), the first `waiters_told_have` waiting, and its watchers hear so at once. Their chunk maps come
-    /// from the tracker, seconds stale, so a chunk new to the swarm would otherwise wait at
-    /// its few holders while they upload what many others have too.
+    /// (or invited), the first `waiters_told_have` waiting, and its watchers hear so at
+    /// once. Their chunk maps come from the tracker, seconds stale, so a chunk new to the
+    /// swarm would otherwise wait at its few holders while they upload what many others
+    /// have too.
     pub(super) fn tell_fetchers(&mut self, root: Root, chunk: u32) {
         let waiting = self.slots.waiting.iter().filter(|(_, r, _)| *r == root);
         let first_in_line = waiting

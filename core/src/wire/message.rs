@@ -235,6 +235,8 @@ pub enum Message {
 
     // tracker → peer
     /// `holder` has a free upload slot and chunks of `root` that the receiver lacks: ask it.
+    /// With an empty chunk set, `holder` is a neighbour instead — a seeker holding nothing
+    /// yet, sent when the receiver first locates the file: connect and `Watch` it.
     Introduce {
         root: Root,
         holder: LocatedHolder,
