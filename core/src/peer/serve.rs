@@ -505,12 +505,16 @@ impl Peer {
 /// order; this way their first copies are different chunks, which they then trade, rather
 /// than the same chunks twice.
 fn next_load(queue: &VecDeque<(Root, u32)>, files: &LocalFiles) -> Option<usize> {
-    let arriving = |r: &Root, c: u32| files.by_root(r).is_some_and(|f| f.is_arriving(c));
-    let began = |r: &Root, c: u32| files.by_root(r).map_or(0, |f| f.uploads().began(c));
+    // How often its upload began, or `None` while it is arriving: one lookup a request.
+    let began = |(r, c): &(Root, u32)| match files.by_root(r) {
+        Some(f) if f.is_arriving(*c) => None,
+        Some(f) => Some(f.uploads().began(*c)),
+        None => Some(0),
+    };
     queue
         .iter()
         .enumerate()
-        .filter(|(_, (r, c))| !arriving(r, *c))
-        .min_by_key(|(_, (r, c))| began(r, *c))
+        .filter_map(|(at, q)| Some((at, began(q)?)))
+        .min_by_key(|(_, n)| *n)
         .map(|(at, _)| at)
 }

@@ -533,7 +533,7 @@ impl Tracker {
         let Some(swarm) = self.swarms.get(&root) else {
             return;
         };
-        if swarm.holders().get(&conn).is_some_and(|h| !h.is_empty()) {
+        if swarm.holds_some(&conn) {
             return;
         }
         let n = self.config.neighbours;

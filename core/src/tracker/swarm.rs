@@ -99,6 +99,12 @@ impl Swarm {
         Some(reports.len() as u32)
     }
 
+    /// Whether `conn` holds some chunk of the file (not whether it counts as a holder: see
+    /// `is_holder`); a seeker holding none may be introduced as a neighbour.
+    pub(super) fn holds_some(&self, conn: &ConnId) -> bool {
+        self.holders.get(conn).is_some_and(|h| !h.is_empty())
+    }
+
     /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
     pub(super) fn is_holder(&self, have: &ChunkSet) -> bool {
         !have.is_empty() || self.manifest.chunk_count() == 0
@@ -175,8 +181,8 @@ pub(super) fn draw_neighbours(
         let Some(seeker) = swarm.seekers.get(rng.gen_range(0..swarm.seekers.len())) else {
             break;
         };
-        let holds = swarm.holders.get(seeker).is_some_and(|h| !h.is_empty());
-        if *seeker != conn && !holds && sessions.contains_key(seeker) && !drawn.contains(seeker) {
+        let fits = *seeker != conn && !swarm.holds_some(seeker) && !drawn.contains(seeker);
+        if fits && sessions.contains_key(seeker) {
             drawn.push(*seeker);
         }
     }
