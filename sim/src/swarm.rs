@@ -565,13 +565,10 @@ pub fn run_swarm_with(honest: &SwarmConfig, progress: &mut dyn FnMut(Progress)) 
     let deadline = at_ms + bound_ms.max(1000) * config.deadline_factor.max(1);
     let everyone = outcomes.len();
     let ended = |w: &World| {
-        if !w.config.trace && adversaries.is_empty() {
-            return w.events.len(); // only the events that end downloads are kept
-        }
-        w.events
-            .iter()
-            .filter(|(_, node, e)| e.ended_download().is_some() && !adversaries.contains(node))
-            .count()
+        let by_adversaries: usize = (adversaries.iter())
+            .filter_map(|n| w.downloads_ended.get(n))
+            .sum();
+        w.downloads_ended_total - by_adversaries
     };
     let timeline = match config.timeline_ms {
         Some(step_ms) => {

@@ -176,6 +176,10 @@ pub struct World {
     pub steps: u64,
     /// Chunks each node has served, kept even with the trace off.
     pub served: BTreeMap<NodeId, u64>,
+    /// Downloads ended (done, failed or rejected) by each node, kept even with the trace
+    /// off, and in all: a run waits on this count, looked at after every step.
+    pub downloads_ended: BTreeMap<NodeId, usize>,
+    pub downloads_ended_total: usize,
     /// Bytes peers' writes have put on their uplinks (the tracker's aside).
     pub peers_sent_bytes: u64,
     /// Peers that left once done (see `WorldConfig::leave_after_ms`).
@@ -202,6 +206,8 @@ impl World {
             known_chunks: BTreeMap::new(),
             trace: Vec::new(),
             events: Vec::new(),
+            downloads_ended: BTreeMap::new(),
+            downloads_ended_total: 0,
             violations: Vec::new(),
             wire: Vec::new(),
             steps: 0,

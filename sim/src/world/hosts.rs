@@ -342,6 +342,10 @@ impl World {
         if matches!(event, Event::Served { .. }) {
             *self.served.entry(node).or_default() += 1;
         }
+        if event.ended_download().is_some() {
+            *self.downloads_ended.entry(node).or_default() += 1;
+            self.downloads_ended_total += 1;
+        }
         if let (Event::Done { .. }, Some(linger_ms)) = (&event, self.config.leave_after_ms) {
             let at_ms = self.now_ms() + linger_ms;
             self.add_fault(Fault::Crash { at_ms, node });
