@@ -519,9 +519,15 @@ fn benches_run_and_report() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let run = events.iter().find(|e| e["event"] == "run").unwrap();
-    // The curl reference ran beside it, or the bench said why not.
-    let skipped = events.iter().any(|e| e["event"] == "reference_skipped");
-    assert!(run["curl_secs"].as_f64().is_some() || skipped, "{text}");
+    // Each curl reference (plain HTTP, and HTTPS beside this closed swarm) ran beside it,
+    // or the bench said why not.
+    for reference in ["curl", "curl_https"] {
+        let skipped = events
+            .iter()
+            .any(|e| e["event"] == "reference_skipped" && e["reference"] == reference);
+        let secs = &run[format!("{reference}_secs")];
+        assert!(secs.as_f64().is_some() || skipped, "{reference}: {text}");
+    }
     // Two getters of 3 chunks: 6 verified chunks came from the sharer or each other.
     let from_sharer = run["sharer_chunks_supplied"][0].as_u64().unwrap();
     assert!((1..=6).contains(&from_sharer), "{run}");

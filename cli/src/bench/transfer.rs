@@ -1,7 +1,8 @@
 //! `drizzle bench transfer`: times verified transfers between real `drizzle` processes on
-//! 127.0.0.1 and, in the same run on the same bytes, three references — `curl` from a static
-//! HTTP server (what a user would otherwise run; nothing verified), a raw TCP copy into a
-//! file (no hashing) and SHA-256 in memory — so ratios, not absolute numbers, are compared.
+//! 127.0.0.1 and, in the same run on the same bytes, references — `curl` from a static HTTP
+//! server (what a user would otherwise run; nothing verified) and, beside a closed swarm,
+//! over HTTPS (encrypted as its records are), a raw TCP copy into a file (no hashing) and
+//! SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
 use super::curl::{CurlSecs, HttpReference};
 use super::process::Node;
@@ -63,6 +64,8 @@ struct Run {
     secs_all: f64,
     /// `curl` of the same file from a static HTTP server, whole process (and synced).
     curl_secs: Option<CurlSecs>,
+    /// The same over HTTPS, measured beside a closed swarm.
+    curl_https_secs: Option<CurlSecs>,
     raw_tcp_mb_s: f64,
     sha256_mb_s: f64,
     getter_rss_kib: Vec<u64>,
@@ -95,23 +98,18 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
             fs::copy(source.join(FILE), dir.join(FILE))?;
         }
     }
-    let http = match HttpReference::start(&source, FILE) {
-        Ok(http) => Some(http),
-        Err(why) => {
-            if args.json {
-                say!(
-                    "{}",
-                    json!({"event": "reference_skipped", "reference": "curl", "reason": why})
-                );
-            } else {
-                say!("no curl reference: {why}");
-            }
-            None
-        }
-    };
+    let http = reference(args, "curl", HttpReference::start(&source, FILE));
+    // An encrypted swarm is compared with an encrypted download too.
+    let https = (!args.open)
+        .then(|| {
+            let started = HttpReference::start_tls(&source, FILE, base.path());
+            reference(args, "curl_https", started)
+        })
+        .flatten();
     let mut runs = Vec::new();
     for i in 0..args.runs {
-        let run = one_run(args, base.path(), &source.join(FILE), http.as_ref())?;
+        let references = [http.as_ref(), https.as_ref()];
+        let run = one_run(args, base.path(), &source.join(FILE), references)?;
         report_run(args, i, &run);
         runs.push(run);
     }
@@ -122,6 +120,25 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
     };
     report_summary(args, &runs, predicted);
     Ok(())
+}
+
+/// The reference `name` if it started; otherwise says why it is left out.
+fn reference(
+    args: &TransferArgs,
+    name: &str,
+    started: Result<HttpReference, String>,
+) -> Option<HttpReference> {
+    let why = match started {
+        Ok(reference) => return Some(reference),
+        Err(why) => why,
+    };
+    if args.json {
+        let skipped = json!({"event": "reference_skipped", "reference": name, "reason": why});
+        say!("{skipped}");
+    } else {
+        say!("no {} reference: {why}", name.replace('_', " over "));
+    }
+    None
 }
 
 /// Seconds until every getter is done, as the simulator predicts this transfer.
@@ -147,7 +164,7 @@ fn one_run(
     args: &TransferArgs,
     base: &Path,
     source: &Path,
-    http: Option<&HttpReference>,
+    [http, https]: [Option<&HttpReference>; 2],
 ) -> Result<Run, Fail> {
     settle_disk();
     let raw_tcp_mb_s = mb_s(args.size, raw_tcp_copy(source, &base.join("raw.out"))?);
@@ -156,6 +173,8 @@ fn one_run(
     // Each measurement starts with no dirty pages of the previous one still being written.
     settle_disk();
     let curl_secs = http.and_then(|h| h.fetch_secs(&base.join("curl.out"), args.size));
+    settle_disk();
+    let curl_https_secs = https.and_then(|h| h.fetch_secs(&base.join("curl.out"), args.size));
     settle_disk();
 
     let exe = std::env::current_exe()?;
@@ -259,6 +278,7 @@ fn one_run(
         secs_per_getter,
         secs_all,
         curl_secs,
+        curl_https_secs,
         raw_tcp_mb_s,
         sha256_mb_s,
         getter_rss_kib: getters.iter().map(|(n, _)| n.peak_rss_kib()).collect(),
@@ -381,6 +401,8 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
             "secs_all": r.secs_all, "mb_s_per_getter": per, "mb_s_overall": overall,
             "curl_secs": r.curl_secs.map(|c| c.exited),
             "curl_synced_secs": r.curl_secs.map(|c| c.durable),
+            "curl_https_secs": r.curl_https_secs.map(|c| c.exited),
+            "curl_https_synced_secs": r.curl_https_secs.map(|c| c.durable),
             "raw_tcp_mb_s": r.raw_tcp_mb_s, "sha256_mb_s": r.sha256_mb_s,
             "getter_peak_rss_kib": r.getter_rss_kib, "sharer_peak_rss_kib": r.sharer_rss_kib,
             "getter_cpu_s": r.getter_cpu_s, "sharer_cpu_s": r.sharer_cpu_s,
@@ -393,14 +415,57 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
             let each: Vec<String> = v.iter().map(|s| format!("{s:.2}")).collect();
             format!("[{}]", each.join(", "))
         };
-        let curl = r.curl_secs.map_or("-".into(), |c| {
-            format!("{:.2} s ({:.2} s synced)", c.exited, c.durable)
+        let curl = |c: Option<CurlSecs>| {
+            c.map_or("-".into(), |c| {
+                format!("{:.2} s ({:.2} s synced)", c.exited, c.durable)
+            })
+        };
+        let https = r.curl_https_secs.map_or(String::new(), |c| {
+            format!(", curl over HTTPS {}", curl(Some(c)))
         });
+        let curl = curl(r.curl_secs);
         say!(
-            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {} s, sharers {} s | chunks supplied by sharers {:?}",
+            "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}{https}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {} s, sharers {} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
             secs(&r.getter_cpu_s), secs(&r.sharer_cpu_s), r.sharer_chunks
         );
+    }
+}
+
+/// The median, least and most of one reference's runs: until curl exited, and until synced.
+#[derive(Clone, Copy)]
+struct CurlMedians {
+    exited: (f64, f64, f64),
+    durable: (f64, f64, f64),
+}
+
+impl CurlMedians {
+    fn of(runs: &[Run], pick: impl Fn(&Run) -> Option<CurlSecs>) -> Option<CurlMedians> {
+        let secs: Vec<CurlSecs> = runs.iter().filter_map(pick).collect();
+        (!secs.is_empty()).then(|| CurlMedians {
+            exited: median(secs.iter().map(|c| c.exited).collect()),
+            durable: median(secs.iter().map(|c| c.durable).collect()),
+        })
+    }
+
+    fn exited_json(&self) -> serde_json::Value {
+        let (median, min, max) = self.exited;
+        json!({"median": median, "min": min, "max": max})
+    }
+
+    fn durable_json(&self) -> serde_json::Value {
+        let (median, min, max) = self.durable;
+        json!({"median": median, "min": min, "max": max})
+    }
+
+    /// One line: this reference beside drizzle's `measured` median.
+    fn compared(&self, what: &str, measured: f64) -> String {
+        let ((c, lo, hi), (s, _, _)) = (self.exited, self.durable);
+        format!(
+            "{what}: median {c:.2} s (min {lo:.2}, max {hi:.2}), {s:.2} s with the file synced; drizzle (verified, synced) median {measured:.2} s = {:.2}x its time, {:.2}x its synced time",
+            measured / c.max(1e-9),
+            measured / s.max(1e-9)
+        )
     }
 }
 
@@ -413,9 +478,8 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
     );
     let raw = median(runs.iter().map(|r| r.raw_tcp_mb_s).collect());
     let sha = median(runs.iter().map(|r| r.sha256_mb_s).collect());
-    let curls: Vec<CurlSecs> = runs.iter().filter_map(|r| r.curl_secs).collect();
-    let curl = (!curls.is_empty()).then(|| median(curls.iter().map(|c| c.exited).collect()));
-    let synced = (!curls.is_empty()).then(|| median(curls.iter().map(|c| c.durable).collect()));
+    let curl = CurlMedians::of(runs, |r| r.curl_secs);
+    let https = CurlMedians::of(runs, |r| r.curl_https_secs);
     let gib = args.size as f64 / (1u64 << 30) as f64;
     let cpu_per_gib = |cpu: fn(&Run) -> &Vec<f64>| {
         let all = runs.iter().flat_map(|r| cpu(r).iter().copied()).collect();
@@ -433,10 +497,14 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "ratio_to_raw_tcp": overall.0 / raw.0.max(1e-9),
             "ratio_to_sha256": overall.0 / sha.0.max(1e-9),
             "secs_all": measured,
-            "curl_secs": curl.map(|c| json!({"median": c.0, "min": c.1, "max": c.2})),
-            "secs_to_curl": curl.map(|c| measured / c.0.max(1e-9)),
-            "curl_synced_secs": synced.map(|c| json!({"median": c.0, "min": c.1, "max": c.2})),
-            "secs_to_curl_synced": synced.map(|c| measured / c.0.max(1e-9)),
+            "curl_secs": curl.map(|c| c.exited_json()),
+            "secs_to_curl": curl.map(|c| measured / c.exited.0.max(1e-9)),
+            "curl_synced_secs": curl.map(|c| c.durable_json()),
+            "secs_to_curl_synced": curl.map(|c| measured / c.durable.0.max(1e-9)),
+            "curl_https_secs": https.map(|c| c.exited_json()),
+            "secs_to_curl_https": https.map(|c| measured / c.exited.0.max(1e-9)),
+            "curl_https_synced_secs": https.map(|c| c.durable_json()),
+            "secs_to_curl_https_synced": https.map(|c| measured / c.durable.0.max(1e-9)),
             "getter_cpu_s_per_gib": getter_cpu_per_gib,
             "sharer_cpu_s_per_gib": sharer_cpu_per_gib,
             "sim_secs": predicted,
@@ -448,12 +516,13 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
             "median of {} runs, {swarm} swarm: {:.0} MB/s overall (min {:.0}, max {:.0}); raw TCP copy {:.0} MB/s (ratio {:.2}); SHA-256 {:.0} MB/s (ratio {:.2})",
             runs.len(), overall.0, overall.1, overall.2, raw.0, overall.0 / raw.0.max(1e-9), sha.0, overall.0 / sha.0.max(1e-9)
         );
-        if let (Some((c, lo, hi)), Some((s, _, _))) = (curl, synced) {
-            say!(
-                "curl (HTTP from python3's http.server, nothing verified): median {c:.2} s (min {lo:.2}, max {hi:.2}), {s:.2} s with the file synced; drizzle (verified, synced) median {measured:.2} s = {:.2}x curl's time, {:.2}x curl's synced time",
-                measured / c.max(1e-9),
-                measured / s.max(1e-9)
-            );
+        if let Some(c) = curl {
+            let what = "curl (HTTP from python3's http.server, nothing verified)";
+            say!("{}", c.compared(what, measured));
+        }
+        if let Some(c) = https {
+            let what = "curl over HTTPS (TLS from python3's http.server, encrypted as a closed swarm is, nothing verified beyond it)";
+            say!("{}", c.compared(what, measured));
         }
         say!(
             "CPU per GiB (median): getter {getter_cpu_per_gib:.2} s, sharer {sharer_cpu_per_gib:.2} s"
