@@ -88,8 +88,8 @@ pub fn sim(args: &SimArgs) -> Result<(), Fail> {
     }
     let (median, min, max) = super::median(rates);
     if args.json {
-        let line = json!({"event": "summary", "runs": args.runs,
-            "events_per_sec": {"median": median, "min": min, "max": max}});
+        let events_per_sec = super::spread_json((median, min, max));
+        let line = json!({"event": "summary", "runs": args.runs, "events_per_sec": events_per_sec});
         say!("{line}");
     } else {
         say!(

@@ -315,7 +315,7 @@ fn report(
             "chunks": args.chunks, "secs": secs, "ops_per_sec": ops_s,
             "locates": locates, "haves": haves,
             "locate_latency_us": {"p50": p50, "p99": p99, "max": max},
-            "ops_per_sec_per_client": {"median": per_client.0, "min": per_client.1, "max": per_client.2},
+            "ops_per_sec_per_client": super::spread_json(per_client),
             "locate_answer_bytes": answer_bytes_avg,
             "tracker_peak_rss_kib": rss, "tracker_cpu_s": cpu, "files": args.files,
             "http": scraped,

@@ -6,7 +6,7 @@
 
 use super::curl::{CurlSecs, HttpReference};
 use super::process::Node;
-use super::{mb_s, median};
+use super::{mb_s, median, spread_json};
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;
@@ -98,12 +98,12 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
             fs::copy(source.join(FILE), dir.join(FILE))?;
         }
     }
-    let http = reference(args, "curl", HttpReference::start(&source, FILE));
+    let http = reference(args, ("curl", "curl"), HttpReference::start(&source, FILE));
     // An encrypted swarm is compared with an encrypted download too.
     let https = (!args.open)
         .then(|| {
             let started = HttpReference::start_tls(&source, FILE, base.path());
-            reference(args, "curl_https", started)
+            reference(args, ("curl_https", "curl over HTTPS"), started)
         })
         .flatten();
     let mut runs = Vec::new();
@@ -122,10 +122,11 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-/// The reference `name` if it started; otherwise says why it is left out.
+/// The reference if it started; otherwise says why it is left out (`name` in JSON, `label`
+/// in text).
 fn reference(
     args: &TransferArgs,
-    name: &str,
+    (name, label): (&str, &str),
     started: Result<HttpReference, String>,
 ) -> Option<HttpReference> {
     let why = match started {
@@ -136,7 +137,7 @@ fn reference(
         let skipped = json!({"event": "reference_skipped", "reference": name, "reason": why});
         say!("{skipped}");
     } else {
-        say!("no {} reference: {why}", name.replace('_', " over "));
+        say!("no {label} reference: {why}");
     }
     None
 }
@@ -415,15 +416,11 @@ fn report_run(args: &TransferArgs, i: usize, r: &Run) {
             let each: Vec<String> = v.iter().map(|s| format!("{s:.2}")).collect();
             format!("[{}]", each.join(", "))
         };
-        let curl = |c: Option<CurlSecs>| {
-            c.map_or("-".into(), |c| {
-                format!("{:.2} s ({:.2} s synced)", c.exited, c.durable)
-            })
-        };
-        let https = r.curl_https_secs.map_or(String::new(), |c| {
-            format!(", curl over HTTPS {}", curl(Some(c)))
-        });
-        let curl = curl(r.curl_secs);
+        let timed = |c: CurlSecs| format!("{:.2} s ({:.2} s synced)", c.exited, c.durable);
+        let https = r
+            .curl_https_secs
+            .map_or(String::new(), |c| format!(", curl over HTTPS {}", timed(c)));
+        let curl = r.curl_secs.map_or("-".into(), timed);
         say!(
             "run {i}: {:.2} s, {overall:.0} MB/s overall (per getter: {} MB/s) | curl {curl}{https}, raw TCP copy {:.0} MB/s, SHA-256 {:.0} MB/s | peak RSS getters {:?} KiB, sharers {:?} KiB | CPU getters {} s, sharers {} s | chunks supplied by sharers {:?}",
             r.secs_all, per.join(", "), r.raw_tcp_mb_s, r.sha256_mb_s, r.getter_rss_kib, r.sharer_rss_kib,
@@ -446,16 +443,6 @@ impl CurlMedians {
             exited: median(secs.iter().map(|c| c.exited).collect()),
             durable: median(secs.iter().map(|c| c.durable).collect()),
         })
-    }
-
-    fn exited_json(&self) -> serde_json::Value {
-        let (median, min, max) = self.exited;
-        json!({"median": median, "min": min, "max": max})
-    }
-
-    fn durable_json(&self) -> serde_json::Value {
-        let (median, min, max) = self.durable;
-        json!({"median": median, "min": min, "max": max})
     }
 
     /// One line: this reference beside drizzle's `measured` median.
@@ -491,19 +478,19 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
     if args.json {
         let line = json!({
             "event": "summary", "runs": runs.len(), "swarm": swarm,
-            "mb_s_overall": {"median": overall.0, "min": overall.1, "max": overall.2},
-            "raw_tcp_mb_s": {"median": raw.0, "min": raw.1, "max": raw.2},
-            "sha256_mb_s": {"median": sha.0, "min": sha.1, "max": sha.2},
+            "mb_s_overall": spread_json(overall),
+            "raw_tcp_mb_s": spread_json(raw),
+            "sha256_mb_s": spread_json(sha),
             "ratio_to_raw_tcp": overall.0 / raw.0.max(1e-9),
             "ratio_to_sha256": overall.0 / sha.0.max(1e-9),
             "secs_all": measured,
-            "curl_secs": curl.map(|c| c.exited_json()),
+            "curl_secs": curl.map(|c| spread_json(c.exited)),
             "secs_to_curl": curl.map(|c| measured / c.exited.0.max(1e-9)),
-            "curl_synced_secs": curl.map(|c| c.durable_json()),
+            "curl_synced_secs": curl.map(|c| spread_json(c.durable)),
             "secs_to_curl_synced": curl.map(|c| measured / c.durable.0.max(1e-9)),
-            "curl_https_secs": https.map(|c| c.exited_json()),
+            "curl_https_secs": https.map(|c| spread_json(c.exited)),
             "secs_to_curl_https": https.map(|c| measured / c.exited.0.max(1e-9)),
-            "curl_https_synced_secs": https.map(|c| c.durable_json()),
+            "curl_https_synced_secs": https.map(|c| spread_json(c.durable)),
             "secs_to_curl_https_synced": https.map(|c| measured / c.durable.0.max(1e-9)),
             "getter_cpu_s_per_gib": getter_cpu_per_gib,
             "sharer_cpu_s_per_gib": sharer_cpu_per_gib,
