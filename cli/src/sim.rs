@@ -5,6 +5,7 @@
 use crate::exit::{Exit, Fail};
 use crate::out::{say, warn_user};
 use crate::units;
+use drizzle_core::limits::{MAX_CHUNKS_PER_FILE, MAX_CHUNK_SIZE};
 use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{
     run_scenario, run_swarm_with, Adversaries, Arrival, Mix, Progress, Scenario, SwarmConfig,
@@ -176,6 +177,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         },
         ..SwarmConfig::new(args.peers, args.seed)
     };
+    refuse_too_many_chunks(&config)?;
     refuse_what_cannot_fit(&config)?;
     let report = run_swarm_with(&config, &mut progress_on_stderr());
     for line in &report.trace {
@@ -246,6 +248,25 @@ fn progress_on_stderr() -> impl FnMut(Progress) {
     }
 }
 
+/// A file in more chunks than a manifest may have is refused before the run starts (its
+/// seeder could not share it), saying the chunk size that would do.
+fn refuse_too_many_chunks(config: &SwarmConfig) -> Result<(), Fail> {
+    let chunk_size = u64::from(config.chunk_size.max(1));
+    let chunks = config.file_size.div_ceil(chunk_size);
+    if chunks <= MOST_CHUNKS {
+        return Ok(());
+    }
+    let least = config.file_size.div_ceil(MOST_CHUNKS).next_power_of_two();
+    let why = format!(
+        "a file of {} in chunks of {} has {chunks} chunks, more than {MOST_CHUNKS}: \
+         --chunk-size {} at least",
+        units::bytes(config.file_size),
+        units::bytes(chunk_size),
+        size_flag(least),
+    );
+    Err(Fail::new(Exit::Usage, why))
+}
+
 /// A run that would not fit in this machine's memory is refused before it starts (it
 /// would otherwise take the machine down with it: before payloads were made only where
 /// read, 16 GiB was killed at 24 GB), saying what would fit.
@@ -262,26 +283,63 @@ fn refuse_what_cannot_fit(config: &SwarmConfig) -> Result<(), Fail> {
         return Ok(());
     }
     let per_node = needed_bytes(1, chunks);
-    let peers_fit = (available / per_node).saturating_sub(seeders as u64);
-    let chunks_fit =
-        (available / nodes.max(1)).saturating_sub(PER_NODE_BYTES) / PER_NODE_CHUNK_BYTES;
-    let smaller_file = match chunks_fit {
-        0 => String::new(),
-        n => format!(
-            " or --file-size {}",
-            units::bytes(n.saturating_mul(chunk_size))
-        ),
+    let fits = what_would_fit(available, (peers, seeders), config.file_size, chunk_size);
+    let fits = match fits.is_empty() {
+        true => "nothing of this shape would fit".to_string(),
+        false => format!("{} would fit", fits.join(" or ")),
     };
     let msg = format!(
         "this swarm needs about {} of memory and {} is available (each of its {nodes} nodes \
-         about {}: {} and {PER_NODE_CHUNK_BYTES} bytes per chunk); --peers {peers_fit}\
-         {smaller_file} would fit",
+         about {}: {} and {PER_NODE_CHUNK_BYTES} bytes per chunk); {fits}",
         units::bytes(needed),
         units::bytes(available),
         units::bytes(per_node),
         units::bytes(PER_NODE_BYTES),
     );
     Err(Fail::new(Exit::Usage, msg))
+}
+
+/// Flags that would make a swarm of `peers` and `seeders` sharing `file_size` bytes in
+/// `chunk_size` chunks fit in `available` bytes, each a change of one flag, written as a
+/// user would type it: fewer peers (at least one), a smaller file, or larger chunks (never
+/// more chunks than a manifest may have).
+fn what_would_fit(
+    available: u64,
+    (peers, seeders): (usize, usize),
+    file_size: u64,
+    chunk_size: u64,
+) -> Vec<String> {
+    let nodes = (peers + seeders).max(1) as u64;
+    let per_node = needed_bytes(1, file_size.div_ceil(chunk_size.max(1)));
+    let mut fits = Vec::new();
+    let peers_fit = (available / per_node.max(1)).saturating_sub(seeders as u64);
+    if (1..peers as u64).contains(&peers_fit) {
+        fits.push(format!("--peers {peers_fit}"));
+    }
+    let chunks_fit = ((available / nodes).saturating_sub(PER_NODE_BYTES) / PER_NODE_CHUNK_BYTES)
+        .min(MOST_CHUNKS);
+    if chunks_fit > 0 {
+        let smaller = chunks_fit.saturating_mul(chunk_size);
+        fits.push(format!("--file-size {}", size_flag(smaller)));
+        let larger = file_size.div_ceil(chunks_fit).next_power_of_two();
+        if larger > chunk_size && larger <= u64::from(MAX_CHUNK_SIZE) {
+            fits.push(format!("--chunk-size {}", size_flag(larger)));
+        }
+    }
+    fits
+}
+
+/// The most chunks a file may have (a manifest's limit), as a byte count's type.
+const MOST_CHUNKS: u64 = MAX_CHUNKS_PER_FILE as u64;
+
+/// A size as a flag takes it, rounded down to whole mebibytes or kibibytes (exact for the
+/// powers of two chunk sizes are).
+fn size_flag(size: u64) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{}MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{}KiB", s >> 10),
+        s => s.to_string(),
+    }
 }
 
 fn print_timeline(args: &SwarmArgs, r: &SwarmReport) {
@@ -484,4 +542,57 @@ fn describe_mix(mix: Option<&Mix>, one: u64) -> String {
         .map(|(r, s)| format!("{} ({:.0}%)", units::rate(*r as f64), s / total * 100.0))
         .collect();
     each.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn what_would_fit_names_only_flags_that_fit() {
+        // 10,000 peers of 16 GiB in 64 KiB chunks: a smaller file or larger chunks fit.
+        let fits = what_would_fit(23 * GIB, (10_000, 1), 16 * GIB, 64 << 10);
+        assert!(fits.contains(&"--chunk-size 2MiB".to_string()), "{fits:?}");
+        let Some(file) = fits.iter().find_map(|f| f.strip_prefix("--file-size ")) else {
+            panic!("no smaller file in {fits:?}");
+        };
+        let size = units::parse_size(file).unwrap_or(u64::MAX);
+        assert!(
+            needed_bytes(10_001, size.div_ceil(64 << 10)) <= 23 * GIB,
+            "{file}"
+        );
+        // 10 peers of 100 GiB in 64-byte chunks: no number of peers fits (one node alone
+        // needs 250 GiB); what is suggested never has more chunks than a file may.
+        let fits = what_would_fit(23 * GIB, (10, 1), 100 * GIB, 64);
+        assert!(!fits.iter().any(|f| f.starts_with("--peers")), "{fits:?}");
+        assert!(
+            fits.contains(&"--chunk-size 512KiB".to_string()),
+            "{fits:?}"
+        );
+        assert!(fits.contains(&"--file-size 16MiB".to_string()), "{fits:?}");
+        for flag in &fits {
+            let (_, value) = flag.split_once(' ').unwrap_or_default();
+            assert!(
+                units::parse_size(value).is_ok(),
+                "{flag} is not typed as given"
+            );
+        }
+        // Too many peers of a small file: fewer peers fit, and each suggestion does.
+        let fits = what_would_fit(23 * GIB, (100_000, 1), GIB, 1 << 20);
+        let peers: Option<u64> = (fits.first())
+            .and_then(|f| f.strip_prefix("--peers "))
+            .and_then(|n| n.parse().ok());
+        let Some(peers) = peers else {
+            panic!("no fewer peers in {fits:?}");
+        };
+        assert!(needed_bytes(peers + 1, 1024) <= 23 * GIB, "{peers}");
+        assert!(
+            needed_bytes(peers + 2, 1024) > 23 * GIB,
+            "{peers} is not the most"
+        );
+        // Nothing of this shape fits: no suggestion at all rather than a wrong one.
+        assert!(what_would_fit(1 << 10, (10, 1), GIB, 1 << 20).is_empty());
+    }
 }

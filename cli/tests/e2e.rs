@@ -365,6 +365,15 @@ fn a_swarm_too_large_for_memory_is_refused_before_it_starts() {
         err.contains("of memory") && err.contains("would fit"),
         "{err}"
     );
+    // More chunks than a file may have: refused too, with the chunk size that would do.
+    let out = drizzle()
+        .args(["sim", "swarm", "--peers", "10", "--file-size", "100GiB"])
+        .args(["--chunk-size", "64"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("--chunk-size 512KiB at least"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
