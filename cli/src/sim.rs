@@ -431,19 +431,23 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
             s.p99,
             s.max
         );
-        say!(
-            "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
-            bound,
-            s.median / bound,
-            s.max / bound
-        );
-        say!(
-            "counting latency (whole chunks relayed): median {:.3}x of {:.2} s, max {:.3}x of {:.2} s",
-            s.median / median_relay,
-            median_relay,
-            s.max / last_relay,
-            last_relay
-        );
+        if bound > 0.0 {
+            say!(
+                "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
+                bound,
+                s.median / bound,
+                s.max / bound
+            );
+            say!(
+                "counting latency (whole chunks relayed): median {:.3}x of {:.2} s, max {:.3}x of {:.2} s",
+                s.median / median_relay,
+                median_relay,
+                s.max / last_relay,
+                last_relay
+            );
+        } else {
+            say!("lower bound 0 s: an empty file has nothing to move, so no ratio to it");
+        }
         say!(
             "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time; {} swarm",
             r.seeder_uploads,

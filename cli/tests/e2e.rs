@@ -435,6 +435,17 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
         (&t["bound_secs"], &t["silent_seeders"]),
         (&s["bound_secs"], &2.into())
     );
+    // An empty file: every peer done, and no ratio to a bound of nothing.
+    let empty = drizzle()
+        .args(["sim", "swarm", "--peers", "3", "--file-size", "0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&empty.stdout);
+    assert_eq!(code(&empty), 0, "{text}");
+    assert!(
+        text.contains("finished 3/3") && !text.contains("inf"),
+        "{text}"
+    );
 }
 
 #[test]
