@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A long simulation tells stderr how it stands this often (a 100 GiB swarm runs for hours);
 /// a shorter one says nothing there.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {

@@ -3,12 +3,14 @@
 //! peer's time against its own lower bound, averaged over seeds; the worst cell first.
 
 use crate::exit::Fail;
-use crate::out::say;
+use crate::out::{say, warn_user};
+use crate::sim::PROGRESS_EVERY;
 use crate::units;
 use drizzle_core::manifest::default_chunk_size;
 use drizzle_sim::{run_swarm, Mix, SwarmConfig};
 use serde_json::json;
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// One cell of the grid and how it went.
 struct Cell {
@@ -52,8 +54,13 @@ pub fn run_grid(grid: &Grid, json: bool) -> Result<(), Fail> {
             }
         }
     }
+    let total = shapes.len();
     let next = Mutex::new(shapes.into_iter());
     let done = Mutex::new(Vec::new());
+    // A grid takes minutes and reports only at the end (worst first): it says how far it
+    // is on stderr, as a long `sim swarm` does.
+    let started = Instant::now();
+    let told = Mutex::new(started);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(2);
@@ -68,8 +75,19 @@ pub fn run_grid(grid: &Grid, json: bool) -> Result<(), Fail> {
                     run_cell(peers, file_size, latency_ms, mixed, grid.chunk_size, seed)
                 });
                 let cell = mean_cell(runs.collect());
-                if let Ok(mut d) = done.lock() {
-                    d.push(cell);
+                let Ok(mut d) = done.lock() else {
+                    return;
+                };
+                d.push(cell);
+                if let Ok(mut t) = told.lock() {
+                    if t.elapsed() >= PROGRESS_EVERY && d.len() < total {
+                        *t = Instant::now();
+                        let secs = started.elapsed().as_secs_f64();
+                        warn_user!(
+                            "drizzle: grid: {}/{total} cells done in {secs:.0} s",
+                            d.len()
+                        );
+                    }
                 }
             });
         }
