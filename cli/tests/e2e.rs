@@ -648,3 +648,65 @@ fn an_upload_limit_is_shared_in_turns() {
         "small took {small_secs:.2} s, the first big {first_big_secs:.2} s"
     );
 }
+
+/// A bench stopped with SIGTERM (or Ctrl-C) kills what it started and removes its scratch
+/// files before it exits: before, a 1 GiB transfer bench left 1.5 GB in /tmp and its HTTP
+/// servers running.
+#[test]
+fn an_interrupted_bench_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = drizzle()
+        .args(["bench", "transfer", "--size", "64MiB", "--runs", "50"])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Under way: its first run has started processes that name the scratch directory.
+    let scratch = dir.path().to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_naming(&scratch).is_empty() {
+        assert!(Instant::now() < deadline, "the bench started nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &bench.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = bench.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bench.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch left: {left:?}");
+    // Killed processes may take a moment to be gone from /proc.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_naming(&scratch).is_empty() {
+        let still = processes_naming(&scratch);
+        assert!(Instant::now() < deadline, "still running: {still:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Command lines of live processes that mention `text`.
+fn processes_naming(text: &str) -> Vec<String> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|p| {
+            let p = p.ok()?.path();
+            let cmdline = std::fs::read(p.join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let state = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            (cmdline.contains(text) && !zombie && !cmdline.contains("bench transfer"))
+                .then_some(cmdline)
+        })
+        .collect()
+}

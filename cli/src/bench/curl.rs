@@ -5,6 +5,7 @@
 //! synced to disk, as a `get` does before it renames. Where a program is missing the bench
 //! says so and goes on without that reference.
 
+use super::cleanup;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,10 +98,7 @@ impl HttpReference {
         file: &str,
         ca: Option<PathBuf>,
     ) -> Result<HttpReference, String> {
-        let mut server = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+        let mut server = cleanup::spawn(command.stdout(Stdio::piped()).stderr(Stdio::null()))
             .map_err(|e| format!("python3 (for its http.server) cannot start: {e}"))?;
         let port = server.stdout.take().and_then(|out| {
             // "Serving HTTP on 127.0.0.1 port 43777 (http://127.0.0.1:43777/) ..."
@@ -111,6 +109,7 @@ impl HttpReference {
         let Some(port) = port else {
             let _ = server.kill();
             let _ = server.wait();
+            cleanup::forget_process(server.id());
             return Err(format!("python3's {scheme} server did not say its port"));
         };
         Ok(HttpReference {
@@ -159,5 +158,6 @@ impl Drop for HttpReference {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
+        cleanup::forget_process(self.server.id());
     }
 }

@@ -1,6 +1,7 @@
 //! A `drizzle` child process for benchmarks: started with arguments, its stdout read line
 //! by line, its peak memory and CPU time read from /proc.
 
+use super::cleanup;
 use crate::exit::{Exit, Fail};
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,11 +19,12 @@ pub struct Node {
 
 impl Node {
     pub fn start(exe: &Path, args: &[&str]) -> Result<Node, Fail> {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let mut child = cleanup::spawn(
+            Command::new(exe)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )?;
         let stdout = child
             .stdout
             .take()
@@ -109,6 +111,7 @@ impl Node {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        cleanup::forget_process(self.child.id());
     }
 }
 

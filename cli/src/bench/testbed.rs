@@ -3,6 +3,7 @@
 //! `tc tbf` — beside the same swarm in the simulator and the lower bound. Needs root and
 //! `ip`/`tc`; without them it says so and exits 2.
 
+use super::cleanup;
 use super::process::Node;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
@@ -53,22 +54,34 @@ pub struct SwarmBenchArgs {
     pub json: bool,
 }
 
-/// The namespaces and the bridge, removed when dropped.
+/// The namespaces and the bridge, removed when dropped (or when the bench is interrupted).
 struct Testbed {
     spaces: Vec<String>,
+    _interrupted: cleanup::TrackedTeardown,
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        // The links first: a namespace's own go with it, but not at once.
-        for i in 0..self.spaces.len() {
-            let _ = run("ip", &["link", "del", &format!("drzv{i}")]);
-        }
-        for ns in &self.spaces {
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-        let _ = run("ip", &["link", "del", BRIDGE]);
+        cleanup::run_quietly(&teardown(self.spaces.len()));
     }
+}
+
+/// The commands that remove `nodes` namespaces and the bridge: the links first (a
+/// namespace's own go with it, but not at once).
+fn teardown(nodes: usize) -> Vec<Vec<String>> {
+    let ip = |args: &[&str]| {
+        [&["ip"][..], args]
+            .concat()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let links = (0..nodes).map(|i| ip(&["link", "del", &format!("drzv{i}")]));
+    let spaces = (0..nodes).map(|i| ip(&["netns", "del", &format!("drz{i}")]));
+    links
+        .chain(spaces)
+        .chain([ip(&["link", "del", BRIDGE])])
+        .collect()
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
@@ -106,8 +119,12 @@ impl Testbed {
     /// A bridge with the tracker's address, and `nodes` namespaces on it.
     fn build(nodes: usize) -> Result<Testbed, String> {
         let _ = run("ip", &["link", "del", BRIDGE]);
+        let interrupted = cleanup::track_teardown(teardown(nodes));
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
-        let mut bed = Testbed { spaces: Vec::new() };
+        let mut bed = Testbed {
+            spaces: Vec::new(),
+            _interrupted: interrupted,
+        };
         run(
             "ip",
             &["addr", "add", &format!("{NET}.1/24"), "dev", BRIDGE],
@@ -148,6 +165,7 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
     let cannot =
         |why: String| Fail::new(Exit::Usage, format!("the testbed cannot run here: {why}"));
     let nodes = args.seeders + args.peers;
+    cleanup::on_interrupt();
     let bed = Testbed::build(nodes).map_err(cannot)?;
     let config = SwarmConfig {
         seeders: args.seeders,
@@ -175,6 +193,7 @@ pub fn swarm(args: &SwarmBenchArgs) -> Result<(), Fail> {
         }
     }
     let dir = tempfile::tempdir()?;
+    let _scratch = cleanup::track_dir(dir.path());
     let real = run_real(args, chunk_size, &bed, dir.path())?;
     drop(bed);
     // The twin runs at the rates payload crosses these links, as does the bound.

@@ -3,6 +3,7 @@
 //! "I now hold chunk c" (`HaveChunk`) and "who holds the file?" (`Locate`). Reports
 //! operations per second and the round-trip latency of the locates.
 
+use super::cleanup;
 use super::median;
 use super::page;
 use super::process::Node;
@@ -72,6 +73,7 @@ pub fn tracker(args: &TrackerArgs) -> Result<(), Fail> {
     if args.http {
         command.extend(["--http", "127.0.0.1:0"]);
     }
+    cleanup::on_interrupt();
     let mut tracker = Node::start(&exe, &command)?;
     let no_address = || Fail::new(Exit::Failure, "the tracker printed no address");
     let addr: SocketAddr = tracker.listening()?.parse().map_err(|_| no_address())?;

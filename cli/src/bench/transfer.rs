@@ -4,6 +4,7 @@
 //! over HTTPS (encrypted as its records are), a raw TCP copy into a file (no hashing) and
 //! SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
+use super::cleanup;
 use super::curl::{CurlSecs, HttpReference};
 use super::process::Node;
 use super::{mb_s, median, spread_json};
@@ -84,10 +85,12 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
             "--seeders, --getters and --runs must be at least 1",
         ));
     }
+    cleanup::on_interrupt();
     let base = match &args.dir {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
     };
+    let _scratch = cleanup::track_dir(base.path());
     let source = base.path().join("source");
     fs::create_dir_all(&source)?;
     write_data(&source.join(FILE), args.size)?;
