@@ -65,6 +65,8 @@ pub fn demo(which: Which) -> Result<(), Fail> {
 struct Stage {
     started: Instant,
     dir: tempfile::TempDir,
+    /// Removes `dir` should the demo be interrupted.
+    _scratch: crate::cleanup::TrackedDir,
     tx: Sender<(String, Event)>,
     rx: Receiver<(String, Event)>,
     names: BTreeMap<SocketAddr, String>,
@@ -79,9 +81,12 @@ struct Stage {
 impl Stage {
     fn new() -> Result<Stage, Fail> {
         let (tx, rx) = channel();
+        crate::cleanup::on_interrupt();
+        let dir = tempfile::tempdir()?;
         Ok(Stage {
             started: Instant::now(),
-            dir: tempfile::tempdir()?,
+            _scratch: crate::cleanup::track_dir(dir.path()),
+            dir,
             tx,
             rx,
             names: BTreeMap::new(),

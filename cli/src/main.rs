@@ -3,6 +3,7 @@
 //! Its first lines, `--json` events and exit codes are a contract (see README).
 
 mod bench;
+mod cleanup;
 mod client;
 mod demo;
 mod exit;

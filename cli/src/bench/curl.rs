@@ -5,7 +5,7 @@
 //! synced to disk, as a `get` does before it renames. Where a program is missing the bench
 //! says so and goes on without that reference.
 
-use super::cleanup;
+use crate::cleanup;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

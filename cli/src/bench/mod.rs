@@ -2,7 +2,6 @@
 //! same run. `transfer` times verified transfers between real processes, `tracker` loads
 //! one tracker with many clients (`page` scrapes its `--http` meanwhile), `sim` times the simulator on a large swarm.
 
-mod cleanup;
 mod curl;
 mod grid;
 mod page;

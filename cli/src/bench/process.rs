@@ -1,7 +1,7 @@
 //! A `drizzle` child process for benchmarks: started with arguments, its stdout read line
 //! by line, its peak memory and CPU time read from /proc.
 
-use super::cleanup;
+use crate::cleanup;
 use crate::exit::{Exit, Fail};
 use std::collections::BTreeMap;
 use std::fs;

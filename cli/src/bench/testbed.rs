@@ -3,8 +3,8 @@
 //! `tc tbf` — beside the same swarm in the simulator and the lower bound. Needs root and
 //! `ip`/`tc`; without them it says so and exits 2.
 
-use super::cleanup;
 use super::process::Node;
+use crate::cleanup;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;

@@ -3,10 +3,10 @@
 //! "I now hold chunk c" (`HaveChunk`) and "who holds the file?" (`Locate`). Reports
 //! operations per second and the round-trip latency of the locates.
 
-use super::cleanup;
 use super::median;
 use super::page;
 use super::process::Node;
+use crate::cleanup;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use drizzle_core::wire::{encode, FrameDecoder, Hello, Message, Role, SharedFile};

@@ -4,10 +4,10 @@
 //! over HTTPS (encrypted as its records are), a raw TCP copy into a file (no hashing) and
 //! SHA-256 in memory — so ratios, not absolute numbers, are compared.
 
-use super::cleanup;
 use super::curl::{CurlSecs, HttpReference};
 use super::process::Node;
 use super::{mb_s, median, spread_json};
+use crate::cleanup;
 use crate::exit::{Exit, Fail};
 use crate::out::say;
 use crate::units;

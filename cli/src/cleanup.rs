@@ -1,5 +1,5 @@
-//! What an interrupted bench leaves behind. A bench starts processes (tracker, sharers,
-//! getters, HTTP servers), writes scratch files of gigabytes and may build network
+//! What an interrupted bench or demo leaves behind. A bench starts processes (tracker,
+//! sharers, getters, HTTP servers), writes scratch files of gigabytes and may build network
 //! namespaces; on SIGINT or SIGTERM the processes still running are killed, the scratch
 //! directories removed and the teardown commands run before it exits, where before a 1 GiB
 //! transfer bench stopped with Ctrl-C left 1.5 GB in /tmp and its HTTP servers running.
