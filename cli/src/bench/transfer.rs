@@ -448,11 +448,16 @@ impl CurlMedians {
         })
     }
 
-    /// One line: this reference beside drizzle's `measured` median.
-    fn compared(&self, what: &str, measured: f64) -> String {
+    /// One line: this reference (one download) beside drizzle's `measured` median, the
+    /// time until all `getters` were done.
+    fn compared(&self, what: &str, measured: f64, getters: usize) -> String {
         let ((c, lo, hi), (s, _, _)) = (self.exited, self.durable);
+        let all = match getters {
+            1 => String::new(),
+            n => format!(", all {n} getters"),
+        };
         format!(
-            "{what}: median {c:.2} s (min {lo:.2}, max {hi:.2}), {s:.2} s with the file synced; drizzle (verified, synced) median {measured:.2} s = {:.2}x its time, {:.2}x its synced time",
+            "{what}: median {c:.2} s (min {lo:.2}, max {hi:.2}), {s:.2} s with the file synced; drizzle (verified, synced{all}) median {measured:.2} s = {:.2}x its time, {:.2}x its synced time",
             measured / c.max(1e-9),
             measured / s.max(1e-9)
         )
@@ -508,11 +513,11 @@ fn report_summary(args: &TransferArgs, runs: &[Run], predicted: Option<f64>) {
         );
         if let Some(c) = curl {
             let what = "curl (HTTP from python3's http.server, nothing verified)";
-            say!("{}", c.compared(what, measured));
+            say!("{}", c.compared(what, measured, args.getters));
         }
         if let Some(c) = https {
             let what = "curl over HTTPS (TLS from python3's http.server, encrypted as a closed swarm is, nothing verified beyond it)";
-            say!("{}", c.compared(what, measured));
+            say!("{}", c.compared(what, measured, args.getters));
         }
         say!(
             "CPU per GiB (median): getter {getter_cpu_per_gib:.2} s, sharer {sharer_cpu_per_gib:.2} s"
