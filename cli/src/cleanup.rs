@@ -117,6 +117,14 @@ pub fn track_dir(dir: &Path) -> TrackedDir {
 
 pub struct TrackedDir(PathBuf);
 
+impl Drop for TrackedDir {
+    fn drop(&mut self) {
+        if let Ok(mut left) = LEFT.lock() {
+            left.dirs.retain(|d| *d != self.0);
+        }
+    }
+}
+
 /// `commands` (each a program and its arguments) are to be run, in order, if the bench is
 /// interrupted, while the guard returned lives (whoever holds it runs them otherwise).
 pub fn track_teardown(commands: Vec<Vec<String>>) -> TrackedTeardown {
@@ -135,14 +143,6 @@ impl Drop for TrackedTeardown {
     fn drop(&mut self) {
         if let (Some(id), Ok(mut left)) = (self.0, LEFT.lock()) {
             left.teardown.retain(|(of, _)| *of != id);
-        }
-    }
-}
-
-impl Drop for TrackedDir {
-    fn drop(&mut self) {
-        if let Ok(mut left) = LEFT.lock() {
-            left.dirs.retain(|d| *d != self.0);
         }
     }
 }
