@@ -561,7 +561,12 @@ pub fn run_swarm_with(honest: &SwarmConfig, progress: &mut dyn FnMut(Progress)) 
             done_ms: None,
         });
     }
-    let bound_ms = (config.bound_secs() * 1000.0) as u64;
+    // Against the bound that counts latency: on long links (100 s one way) the plain one
+    // would give up before the first chunk could land.
+    let bound_secs = config
+        .relay_bound_secs(config.peers)
+        .max(config.bound_secs());
+    let bound_ms = (bound_secs * 1000.0) as u64;
     let deadline = at_ms + bound_ms.max(1000) * config.deadline_factor.max(1);
     let everyone = outcomes.len();
     let ended = |w: &World| {
@@ -858,5 +863,21 @@ mod tests {
         };
         let (plain, relayed) = (far.bound_secs(), far.relay_bound_secs(500));
         assert!(relayed > 1.4 * plain, "{relayed} vs {plain}");
+    }
+
+    /// The deadline counts latency: on 2 s links a 1 MiB swarm needs about ten latencies
+    /// (locate, handshake, request, generations) where its plain bound is 0.1 s, and was
+    /// given up at 20 s as if it had stalled.
+    #[test]
+    fn a_swarm_on_long_links_is_not_given_up_early() {
+        let config = SwarmConfig {
+            file_size: 1 << 20,
+            chunk_size: 256 << 10,
+            latency_ms: 2_000,
+            ..SwarmConfig::new(20, 1)
+        };
+        let report = run_swarm(&config);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.finished(), 20);
     }
 }
