@@ -177,6 +177,7 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
         },
         ..SwarmConfig::new(args.peers, args.seed)
     };
+    refuse_arrivals_over_days(&config)?;
     refuse_too_many_chunks(&config)?;
     refuse_what_cannot_fit(&config)?;
     let report = run_swarm_with(&config, &mut progress_on_stderr());
@@ -246,6 +247,29 @@ fn progress_on_stderr() -> impl FnMut(Progress) {
             p.events as f64 / secs.max(1e-9),
         );
     }
+}
+
+/// The longest that arrivals may take, virtual seconds: a rate of `1e-9` typed for `1e9`
+/// would otherwise simulate keepalives for decades before the first peers met.
+const MOST_ARRIVAL_SECS: f64 = 86_400.0;
+
+/// Arrivals too slow to end within a day of virtual time are refused, naming the rate
+/// that would.
+fn refuse_arrivals_over_days(config: &SwarmConfig) -> Result<(), Fail> {
+    let Arrival::Poisson { per_sec } = config.arrival else {
+        return Ok(());
+    };
+    let span_secs = config.peers as f64 / per_sec;
+    if span_secs <= MOST_ARRIVAL_SECS {
+        return Ok(());
+    }
+    let least = config.peers as f64 / MOST_ARRIVAL_SECS;
+    let why = format!(
+        "{} peers arriving at {per_sec} a second take about {span_secs:.0} s of virtual time, \
+         more than a day: --arrival poisson:{least:.4} at least",
+        config.peers
+    );
+    Err(Fail::new(Exit::Usage, why))
 }
 
 /// A file in more chunks than a manifest may have is refused before the run starts (its
@@ -422,31 +446,36 @@ fn print_swarm(args: &SwarmArgs, r: &SwarmReport) {
                 a.hogs_stop_at_ms.len()
             );
         }
-        say!(
-            "finished {}/{}: min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s",
-            r.finished(),
-            c.peers,
-            s.min,
-            s.median,
-            s.p99,
-            s.max
-        );
-        if bound > 0.0 {
-            say!(
-                "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
-                bound,
-                s.median / bound,
-                s.max / bound
-            );
-            say!(
-                "counting latency (whole chunks relayed): median {:.3}x of {:.2} s, max {:.3}x of {:.2} s",
-                s.median / median_relay,
-                median_relay,
-                s.max / last_relay,
-                last_relay
-            );
+        if r.finished() == 0 {
+            say!("finished 0/{}", c.peers);
+            say!("lower bound {bound:.2} s: no peer finished, so no ratio to it");
         } else {
-            say!("lower bound 0 s: an empty file has nothing to move, so no ratio to it");
+            say!(
+                "finished {}/{}: min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s",
+                r.finished(),
+                c.peers,
+                s.min,
+                s.median,
+                s.p99,
+                s.max
+            );
+            if bound > 0.0 {
+                say!(
+                    "lower bound {:.2} s: median {:.3}x, max {:.3}x the bound",
+                    bound,
+                    s.median / bound,
+                    s.max / bound
+                );
+                say!(
+                    "counting latency (whole chunks relayed): median {:.3}x of {:.2} s, max {:.3}x of {:.2} s",
+                    s.median / median_relay,
+                    median_relay,
+                    s.max / last_relay,
+                    last_relay
+                );
+            } else {
+                say!("lower bound 0 s: an empty file has nothing to move, so no ratio to it");
+            }
         }
         say!(
             "seeders uploaded {} chunks ({:.2} copies of the file); {} events in {:.1} s of wall time; {} swarm",

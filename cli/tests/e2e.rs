@@ -374,6 +374,14 @@ fn a_swarm_too_large_for_memory_is_refused_before_it_starts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 2, "{err}");
     assert!(err.contains("--chunk-size 512KiB at least"), "{err}");
+    // Arrivals spread over decades (a rate of 1e-9 typed for 1e9): refused too.
+    let out = drizzle()
+        .args(["sim", "swarm", "--peers", "5", "--arrival", "poisson:1e-9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("more than a day"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -444,6 +452,18 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
     assert_eq!(code(&empty), 0, "{text}");
     assert!(
         text.contains("finished 3/3") && !text.contains("inf"),
+        "{text}"
+    );
+    // Nobody finishing (links of 100 s, past every timeout): no NaN either.
+    let none = drizzle()
+        .args(["sim", "swarm", "--peers", "2", "--file-size", "1MiB"])
+        .args(["--latency", "100000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&none.stdout);
+    assert_eq!(code(&none), 1, "{text}");
+    assert!(
+        text.contains("finished 0/2") && !text.contains("NaN"),
         "{text}"
     );
 }
