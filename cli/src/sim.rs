@@ -180,6 +180,17 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
     refuse_arrivals_over_days(&config)?;
     refuse_too_many_chunks(&config)?;
     refuse_what_cannot_fit(&config)?;
+    // Opened before the run, which may take hours, so that a path it cannot write to is
+    // said at once rather than after.
+    let cannot_write = |path: &PathBuf, e: std::io::Error| {
+        Fail::new(
+            Exit::Failure,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    };
+    let svg = (args.svg.as_ref())
+        .map(|path| std::fs::File::create(path).map_err(|e| cannot_write(path, e)))
+        .transpose()?;
     let report = run_swarm_with(&config, &mut progress_on_stderr());
     for line in &report.trace {
         if args.json {
@@ -190,8 +201,9 @@ pub fn swarm(args: &SwarmArgs) -> Result<(), Fail> {
     }
     print_timeline(args, &report);
     print_swarm(args, &report);
-    if let Some(path) = &args.svg {
-        std::fs::write(path, completion_svg(&report))?;
+    if let (Some(mut file), Some(path)) = (svg, &args.svg) {
+        std::io::Write::write_all(&mut file, completion_svg(&report).as_bytes())
+            .map_err(|e| cannot_write(path, e))?;
     }
     if report.failures.is_empty() {
         Ok(())

@@ -466,6 +466,27 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
         text.contains("finished 0/2") && !text.contains("NaN"),
         "{text}"
     );
+    // A curve that cannot be written is said before the run, not after it.
+    let unwritable = dir.path().join("no such dir").join("curve.svg");
+    let out = drizzle()
+        .args([
+            "sim",
+            "swarm",
+            "--peers",
+            "2",
+            "--file-size",
+            "1MiB",
+            "--svg",
+        ])
+        .arg(&unwritable)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("cannot write") && out.stdout.is_empty(),
+        "{err}"
+    );
 }
 
 #[test]
