@@ -491,6 +491,18 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
 
 #[test]
 fn benches_run_and_report() {
+    // A scratch directory that cannot be made is named, before anything starts.
+    let missing = drizzle()
+        .args(["bench", "transfer", "--size", "1MiB", "--runs", "1"])
+        .args(["--dir", "/nonexistent/drizzle-bench"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(code(&missing), 1, "{err}");
+    assert!(
+        err.contains("cannot make a scratch directory in /nonexistent/drizzle-bench"),
+        "{err}"
+    );
     let tracker = drizzle()
         .args([
             "bench",

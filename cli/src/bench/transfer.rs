@@ -87,9 +87,17 @@ pub fn transfer(args: &TransferArgs) -> Result<(), Fail> {
     }
     cleanup::on_interrupt();
     let base = match &args.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
     };
+    let base = base.map_err(|e| {
+        let within = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let msg = format!(
+            "cannot make a scratch directory in {}: {e}",
+            within.display()
+        );
+        Fail::new(Exit::Failure, msg)
+    })?;
     let _scratch = cleanup::track_dir(base.path());
     let source = base.path().join("source");
     fs::create_dir_all(&source)?;
