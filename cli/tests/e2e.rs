@@ -366,21 +366,13 @@ fn a_swarm_too_large_for_memory_is_refused_before_it_starts() {
         "{err}"
     );
     // More chunks than a file may have: refused too, with the chunk size that would do.
-    let out = drizzle()
-        .args(["sim", "swarm", "--peers", "10", "--file-size", "100GiB"])
-        .args(["--chunk-size", "64"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(code(&out), 2, "{err}");
+    let sim = ["sim", "swarm", "--peers", "10", "--file-size"];
+    let (exit, _, err) = run_drizzle(&[&sim[..], &["100GiB", "--chunk-size", "64"]].concat());
+    assert_eq!(exit, 2, "{err}");
     assert!(err.contains("--chunk-size 512KiB at least"), "{err}");
     // Arrivals spread over decades (a rate of 1e-9 typed for 1e9): refused too.
-    let out = drizzle()
-        .args(["sim", "swarm", "--peers", "5", "--arrival", "poisson:1e-9"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(code(&out), 2, "{err}");
+    let (exit, _, err) = run_drizzle(&[&sim[..], &["1MiB", "--arrival", "poisson:1e-9"]].concat());
+    assert_eq!(exit, 2, "{err}");
     assert!(err.contains("more than a day"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -444,49 +436,33 @@ fn swarm_reports_against_the_bound_and_repeats_itself() {
         (&s["bound_secs"], &2.into())
     );
     // An empty file: every peer done, and no ratio to a bound of nothing.
-    let empty = drizzle()
-        .args(["sim", "swarm", "--peers", "3", "--file-size", "0"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&empty.stdout);
-    assert_eq!(code(&empty), 0, "{text}");
+    let sim = ["sim", "swarm", "--peers", "2", "--file-size"];
+    let (exit, text, _) = run_drizzle(&[&sim[..], &["0"]].concat());
+    assert_eq!(exit, 0, "{text}");
     assert!(
-        text.contains("finished 3/3") && !text.contains("inf"),
+        text.contains("finished 2/2") && !text.contains("inf"),
         "{text}"
     );
     // Nobody finishing (links of 100 s, past every timeout): no NaN either.
-    let none = drizzle()
-        .args(["sim", "swarm", "--peers", "2", "--file-size", "1MiB"])
-        .args(["--latency", "100000"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&none.stdout);
-    assert_eq!(code(&none), 1, "{text}");
+    let (exit, text, _) = run_drizzle(&[&sim[..], &["1MiB", "--latency", "100000"]].concat());
+    assert_eq!(exit, 1, "{text}");
     assert!(
         text.contains("finished 0/2") && !text.contains("NaN"),
         "{text}"
     );
     // A curve that cannot be written is said before the run, not after it.
     let unwritable = dir.path().join("no such dir").join("curve.svg");
-    let out = drizzle()
-        .args([
-            "sim",
-            "swarm",
-            "--peers",
-            "2",
-            "--file-size",
-            "1MiB",
-            "--svg",
-        ])
-        .arg(&unwritable)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(code(&out), 1, "{err}");
-    assert!(
-        err.contains("cannot write") && out.stdout.is_empty(),
-        "{err}"
-    );
+    let unwritable = unwritable.to_str().unwrap();
+    let (exit, text, err) = run_drizzle(&[&sim[..], &["1MiB", "--svg", unwritable]].concat());
+    assert_eq!(exit, 1, "{err}");
+    assert!(err.contains("cannot write") && text.is_empty(), "{err}");
+}
+
+/// `drizzle ARGS` run to its end: exit code, stdout and stderr.
+fn run_drizzle(args: &[&str]) -> (i32, String, String) {
+    let out = drizzle().args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (code(&out), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
