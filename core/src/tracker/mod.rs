@@ -162,11 +162,7 @@ impl Tracker {
             .range::<FileName, _>((from, Bound::Unbounded))
             .filter_map(|(name, root)| {
                 let swarm = self.swarms.get(root)?;
-                let peers = swarm
-                    .holders()
-                    .values()
-                    .filter(|h| swarm.is_holder(h))
-                    .count();
+                let peers = swarm.serving_count();
                 (peers > 0).then(|| FileSummary {
                     name: name.clone(),
                     size: swarm.manifest().size,
@@ -478,29 +474,15 @@ impl Tracker {
         if registered {
             swarm.seek(conn);
         }
-        let withheld = swarm.withheld(conn, asker_ip, now);
-        let candidates: Vec<(&ConnId, &ChunkSet)> = swarm
-            .holders()
-            .iter()
-            .filter(|(c, have)| **c != conn && swarm.is_holder(have) && !withheld.contains(c))
-            .collect();
-        let picked: Vec<usize> = if candidates.len() > MAX_LOCATE_HOLDERS {
-            let mut idx =
-                rand::seq::index::sample(&mut self.rng, candidates.len(), MAX_LOCATE_HOLDERS)
-                    .into_vec();
-            idx.sort_unstable();
-            idx
-        } else {
-            (0..candidates.len()).collect()
-        };
-        let holders = picked
+        let mut excluded = swarm.withheld(conn, asker_ip, now);
+        excluded.insert(conn);
+        let holders = (swarm.draw_holders(&excluded, MAX_LOCATE_HOLDERS, &mut self.rng))
             .into_iter()
-            .filter_map(|i| candidates.get(i))
             .filter_map(|(c, have)| {
-                let addr = self.sessions.get(c)?.listen;
+                let addr = self.sessions.get(&c)?.listen;
                 Some(LocatedHolder {
                     addr,
-                    have: (*have).clone(),
+                    have: have.clone(),
                 })
             })
             .collect();

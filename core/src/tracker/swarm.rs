@@ -18,6 +18,9 @@ use std::net::IpAddr;
 pub(super) struct Swarm {
     manifest: Manifest,
     holders: BTreeMap<ConnId, ChunkSet>,
+    /// The holders that can serve something (`serves`), in session order: kept beside
+    /// `holders` so that a locate draws a few of thousands without walking them all.
+    serving: Vec<ConnId>,
     /// Sessions that located the file and may still lack chunks of it: whom an idle holder
     /// is introduced to. A list to draw from at random, and a set to keep it free of
     /// duplicates; sessions that left or completed are dropped when drawn.
@@ -36,6 +39,7 @@ impl Swarm {
         Swarm {
             manifest,
             holders: BTreeMap::new(),
+            serving: Vec::new(),
             seekers: Vec::new(),
             seeking: BTreeSet::new(),
             orphaned_since: None,
@@ -66,7 +70,13 @@ impl Swarm {
             .holders
             .entry(conn)
             .or_insert_with(|| ChunkSet::empty(count));
-        chunks.into_iter().filter(|c| held.insert(*c)).count() as u64
+        let added = chunks.into_iter().filter(|c| held.insert(*c)).count() as u64;
+        if serves(held, count) {
+            if let Err(at) = self.serving.binary_search(&conn) {
+                self.serving.insert(at, conn);
+            }
+        }
+        added
     }
 
     /// `conn` located the file: an idle holder may be introduced to it.
@@ -80,6 +90,9 @@ impl Swarm {
     /// file is orphaned from `now` when nobody is left.
     pub(super) fn drop_holder(&mut self, conn: ConnId, now: Timestamp) {
         self.holders.remove(&conn);
+        if let Ok(at) = self.serving.binary_search(&conn) {
+            self.serving.remove(at);
+        }
         self.reports.remove(&conn);
         if self.holders.is_empty() {
             self.orphaned_since = Some(now);
@@ -100,14 +113,44 @@ impl Swarm {
     }
 
     /// Whether `conn` holds some chunk of the file (not whether it counts as a holder: see
-    /// `is_holder`); a seeker holding none may be introduced as a neighbour.
+    /// `serves`); a seeker holding none may be introduced as a neighbour.
     pub(super) fn holds_some(&self, conn: &ConnId) -> bool {
         self.holders.get(conn).is_some_and(|h| !h.is_empty())
     }
 
-    /// Whether a peer with these chunks can serve anything (everyone holds an empty file).
-    pub(super) fn is_holder(&self, have: &ChunkSet) -> bool {
-        !have.is_empty() || self.manifest.chunk_count() == 0
+    /// How many holders can serve something (see `serves`).
+    pub(super) fn serving_count(&self) -> usize {
+        self.serving.len()
+    }
+
+    /// Up to `n` of the holders that can serve something, other than `excluded`, drawn at
+    /// random without repeats, in session order, with what each holds — all of them when
+    /// there are no more than `n`. The draw is of positions among those holders, so it
+    /// costs `n` lookups however many there are.
+    pub(super) fn draw_holders(
+        &self,
+        excluded: &BTreeSet<ConnId>,
+        n: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<(ConnId, &ChunkSet)> {
+        // In session order, as `excluded` is: ascending positions.
+        let skipped: Vec<usize> = (excluded.iter())
+            .filter_map(|c| self.serving.binary_search(c).ok())
+            .collect();
+        let count = self.serving.len() - skipped.len();
+        let picked: Vec<usize> = if count > n {
+            let mut idx = rand::seq::index::sample(rng, count, n).into_vec();
+            idx.sort_unstable();
+            idx
+        } else {
+            (0..count).collect()
+        };
+        (picked.into_iter())
+            .filter_map(|i| {
+                let conn = self.serving.get(position_past(i, &skipped))?;
+                Some((*conn, self.holders.get(conn)?))
+            })
+            .collect()
     }
 
     /// The addresses whose reports on `holder` still count.
@@ -161,6 +204,25 @@ impl Swarm {
             .filter(|c| self.holders.get(c).is_some_and(|h| h.is_subset(&offered)))
             .collect()
     }
+}
+
+/// Whether a peer holding `have` of a file in `chunk_count` chunks can serve anything
+/// (everyone holds an empty file).
+fn serves(have: &ChunkSet, chunk_count: u32) -> bool {
+    !have.is_empty() || chunk_count == 0
+}
+
+/// The position of the `i`-th element of a list once the elements at `skipped` (ascending
+/// positions) are taken out, in the list before they were.
+fn position_past(i: usize, skipped: &[usize]) -> usize {
+    let mut at = i;
+    for s in skipped {
+        if *s > at {
+            break;
+        }
+        at += 1;
+    }
+    at
 }
 
 /// Up to `n` seekers of `swarm` other than `conn` that hold nothing of it yet, drawn at
@@ -219,4 +281,61 @@ pub(super) fn draw_seeker(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The draw is the one a walk over every holder would make: the same holders, in the
+    /// same order, for the same random numbers — with holders that hold nothing, holders
+    /// gone again and excluded ones (some not holders at all) among them.
+    #[test]
+    fn draw_holders_matches_a_walk_over_all_holders() {
+        for seed in 0..200u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let chunks = rng.gen_range(0..4u32);
+            let data = vec![7u8; chunks as usize * 64];
+            let mut swarm = Swarm::new(Manifest::from_bytes(&data, 64).unwrap());
+            let conn = |n: u64| ConnId::Inbound(n);
+            for _ in 0..rng.gen_range(0..120) {
+                let c = conn(rng.gen_range(0..80));
+                match rng.gen_range(0..5) {
+                    0 => swarm.drop_holder(c, Timestamp::ZERO),
+                    1 => _ = swarm.hold(c, []),
+                    _ if chunks > 0 => _ = swarm.hold(c, [rng.gen_range(0..chunks)]),
+                    _ => _ = swarm.hold(c, []),
+                }
+            }
+            let excluded: BTreeSet<ConnId> = (0..rng.gen_range(0..6))
+                .map(|_| conn(rng.gen_range(0..80)))
+                .collect();
+            let n = rng.gen_range(0..30);
+            let walk: Vec<(ConnId, &ChunkSet)> = (swarm.holders.iter())
+                .filter(|(c, have)| serves(have, chunks) && !excluded.contains(c))
+                .map(|(c, have)| (*c, have))
+                .collect();
+            let mut want_rng = ChaCha8Rng::seed_from_u64(seed);
+            let want: Vec<(ConnId, &ChunkSet)> = if walk.len() > n {
+                let mut idx = rand::seq::index::sample(&mut want_rng, walk.len(), n).into_vec();
+                idx.sort_unstable();
+                idx.into_iter()
+                    .filter_map(|i| walk.get(i).copied())
+                    .collect()
+            } else {
+                walk.clone()
+            };
+            let mut got_rng = ChaCha8Rng::seed_from_u64(seed);
+            let got = swarm.draw_holders(&excluded, n, &mut got_rng);
+            assert_eq!(got, want, "seed {seed}");
+            assert_eq!(
+                swarm.serving_count(),
+                (swarm.holders.values())
+                    .filter(|h| serves(h, chunks))
+                    .count(),
+                "seed {seed}"
+            );
+        }
+    }
 }
