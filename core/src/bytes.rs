@@ -211,6 +211,15 @@ impl Bytes {
         }
     }
 
+    /// The buffer these bytes are owned in, padding and all (its contents are not theirs
+    /// alone): for reuse by whoever fills it next. `None` for shared bytes.
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        match self.repr {
+            Repr::Owned { vec, .. } => Some(vec),
+            Repr::Shared { .. } => None,
+        }
+    }
+
     /// `range` of these bytes (clipped to them): a narrower window of shared bytes, or a
     /// copy of just that range of owned ones.
     pub fn slice(&self, range: Range<usize>) -> Bytes {

@@ -10,6 +10,7 @@ use crate::limits::{
 use crate::machine::{Layout, Received};
 use crate::manifest::Root;
 use crate::outbox::CloseReason;
+use crate::pool::BufferPool;
 use crate::secure::{Channel, SealError, WRONG_KEY_REASON};
 use crate::time::Timestamp;
 use crate::wire::{encode, FrameDecoder, Hello, Message, Role, MAGIC, PROTOCOL_VERSION};
@@ -70,6 +71,15 @@ impl Link {
     /// This link in a closed swarm: `channel` (from the machine's keyring) secures it.
     pub fn secured(mut self, channel: Option<Channel>) -> Link {
         self.channel = channel;
+        self
+    }
+
+    /// This link collects chunk payloads in buffers from `pool`, when given (see
+    /// [`Machine::share_buffers`](crate::machine::Machine::share_buffers)).
+    pub fn collecting_in(mut self, pool: Option<BufferPool>) -> Link {
+        if let Some(pool) = pool {
+            self.decoder.collect_in(pool);
+        }
         self
     }
 

@@ -5,6 +5,7 @@
 use crate::bytes::Bytes;
 pub use crate::event::{Event, FailKind};
 use crate::manifest::{FileName, Hash, Root};
+use crate::pool::BufferPool;
 use crate::time::Timestamp;
 use std::fmt;
 use std::net::SocketAddr;
@@ -210,4 +211,9 @@ pub trait Machine {
     fn receive_window(&mut self, _conn: ConnId) -> Option<&mut [u8]> {
         None
     }
+
+    /// The driver's chunk buffers: the machine may receive chunks into buffers from `pool`,
+    /// which the driver refills with those it is done with (written to disk), instead of
+    /// allocating (and zeroing) one a chunk.
+    fn share_buffers(&mut self, _pool: &BufferPool) {}
 }

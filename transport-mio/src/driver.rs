@@ -4,13 +4,13 @@
 
 use crate::hasher::{default_hash_threads, spawn_hasher, Hasher};
 use crate::out_queue::OutQueue;
-use crate::pool::BufferPool;
 use crate::rate::RateLimiter;
 use crate::stats::{DriverStats, Traffic};
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::sha256;
+use drizzle_core::BufferPool;
 use drizzle_core::{Bytes, ConnId, Timestamp};
 
 use mio::net::{TcpListener, TcpStream};
@@ -117,17 +117,20 @@ impl<M: Machine> Driver<M> {
     /// A driver for `machine`, accepting on `listener` if given, keeping files in `store` if
     /// given. Setting `stop` ends [`Driver::run`] within a tick.
     pub fn new(
-        machine: M,
+        mut machine: M,
         listener: Option<std::net::TcpListener>,
         store: Option<FileStore>,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Driver<M>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        // Chunks read for sending, and chunks received once written, are kept for the next.
+        let pool = BufferPool::default();
+        machine.share_buffers(&pool);
         // Writes and hashing run on their own threads, overlapping the loop's receiving.
         let writer = store
             .as_ref()
-            .map(|s| spawn_writer(s.twin(), waker.clone()));
+            .map(|s| spawn_writer(s.twin(), waker.clone(), pool.clone()));
         let hasher = store
             .as_ref()
             .map(|_| spawn_hasher(default_hash_threads(), waker.clone()));
@@ -161,7 +164,7 @@ impl<M: Machine> Driver<M> {
             deferred: BTreeMap::new(),
             epoch: Instant::now(),
             read_buf: vec![0; READ_BUF],
-            pool: BufferPool::default(),
+            pool,
             flow: Flow::Continue,
             stats: Arc::default(),
         })
@@ -440,7 +443,7 @@ impl<M: Machine> Driver<M> {
     }
 
     fn load(&mut self, p: PendingLoad) {
-        let pool = &mut self.pool;
+        let pool = &self.pool;
         let result = self
             .store
             .as_mut()
@@ -598,7 +601,7 @@ impl<M: Machine> Driver<M> {
                     break;
                 }
             }
-            match c.out.write_to(&mut c.stream, n, &mut self.pool) {
+            match c.out.write_to(&mut c.stream, n, &self.pool) {
                 Ok(0) => {
                     failed = true;
                     break;

@@ -2,7 +2,7 @@
 //! as they are (never copied together) and written with vectored writes. A chunk of
 //! payload thus goes from the disk read to the kernel without another copy.
 
-use crate::pool::BufferPool;
+use drizzle_core::BufferPool;
 use drizzle_core::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -36,7 +36,7 @@ impl OutQueue {
         &mut self,
         w: &mut impl Write,
         max: usize,
-        pool: &mut BufferPool,
+        pool: &BufferPool,
     ) -> io::Result<usize> {
         let mut slices = Vec::with_capacity(MAX_SLICES);
         let mut budget = max;
@@ -58,7 +58,7 @@ impl OutQueue {
         Ok(n)
     }
 
-    fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
+    fn consume(&mut self, mut n: usize, pool: &BufferPool) {
         self.unsent = self.unsent.saturating_sub(n);
         while n > 0 {
             let Some(front) = self.bufs.front() else {
@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn bytes_leave_in_order_across_partial_writes_and_limits() {
         let mut q = OutQueue::default();
-        let mut pool = BufferPool::default();
+        let pool = BufferPool::default();
         let mut expected = Vec::new();
         for i in 0..40u8 {
             let buf = vec![i; usize::from(i) * 3];
@@ -125,11 +125,11 @@ mod tests {
         };
         let mut limit = 1;
         while q.unsent() > 0 {
-            let n = q.write_to(&mut w, limit, &mut pool).unwrap();
+            let n = q.write_to(&mut w, limit, &pool).unwrap();
             assert!(n <= limit);
             limit = limit % 11 + 1;
         }
         assert_eq!(w.got, expected);
-        assert_eq!(q.write_to(&mut w, 100, &mut pool).unwrap(), 0);
+        assert_eq!(q.write_to(&mut w, 100, &pool).unwrap(), 0);
     }
 }

@@ -5,10 +5,10 @@
 //! cache (O_DIRECT) where the filesystem allows it.
 
 use crate::hasher::cores;
-use crate::pool::BufferPool;
 use drizzle_core::manifest::{default_chunk_size, sha256, ManifestBuilder};
 use drizzle_core::peer::OnDisk;
 use drizzle_core::secure::record_bodies;
+use drizzle_core::BufferPool;
 use drizzle_core::{FileName, Layout, Manifest, Root, StorageKey};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -194,7 +194,7 @@ impl FileStore {
         offset: u64,
         len: u32,
         layout: Layout,
-        pool: &mut BufferPool,
+        pool: &BufferPool,
     ) -> io::Result<Vec<u8>> {
         let file = self.file(key)?;
         let len = len as usize;
@@ -619,7 +619,7 @@ mod tests {
             name: FileName::new("f").unwrap(),
             partial: false,
         };
-        let mut pool = BufferPool::default();
+        let pool = BufferPool::default();
         let bodies = |wire: &[u8], len| {
             let mut plain = Vec::new();
             for body in record_bodies(len) {
@@ -628,14 +628,14 @@ mod tests {
             plain
         };
         let got = store
-            .load(&key, 1000, 200_000, Layout::Records, &mut pool)
+            .load(&key, 1000, 200_000, Layout::Records, &pool)
             .unwrap();
         assert_eq!(got.len(), Layout::Records.len(200_000));
         assert_eq!(bodies(&got, 200_000), &content[1000..201_000]);
         // Reused (dirty) buffers, and a read past the end.
         pool.give(got.into());
         let short = store
-            .load(&key, 250_000, 200_000, Layout::Records, &mut pool)
+            .load(&key, 250_000, 200_000, Layout::Records, &pool)
             .unwrap();
         assert_eq!(short.len(), Layout::Records.len(50_000));
         assert_eq!(bodies(&short, 50_000), &content[250_000..]);

@@ -4,6 +4,7 @@
 use crate::storage::FileStore;
 use crate::worker::Worker;
 use drizzle_core::machine::{Input, Output};
+use drizzle_core::BufferPool;
 use mio::Waker;
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ const QUEUE: usize = 8;
 /// Takes writes; gives back their completions (`None` for anything not a write).
 pub type Writer = Worker<Output, Option<Input<'static>>>;
 
-/// A writer for the files of `store`: takes `Output::Store`, `Commit` and `Discard`.
-pub fn spawn_writer(mut store: FileStore, waker: Arc<Waker>) -> Writer {
+/// A writer for the files of `store`: takes `Output::Store`, `Commit` and `Discard`; a
+/// stored chunk's buffer goes to `pool`, for a chunk received next.
+pub fn spawn_writer(mut store: FileStore, waker: Arc<Waker>, pool: BufferPool) -> Writer {
     Worker::spawn(QUEUE, waker, move |job| {
         let result = match &job {
             Output::Store {
@@ -30,6 +32,10 @@ pub fn spawn_writer(mut store: FileStore, waker: Arc<Waker>) -> Writer {
             Output::Discard { name, .. } => store.discard(name),
             _ => return None,
         };
-        Input::written(&job, result.map_err(|e| e.to_string()))
+        let done = Input::written(&job, result.map_err(|e| e.to_string()));
+        if let Output::Store { data, .. } = job {
+            pool.give(data);
+        }
+        done
     })
 }

@@ -510,7 +510,8 @@ impl Peer {
         self.out.push(Output::Connect { conn, addr });
         let channel = self.keyring.as_mut().map(|k| k.channel(true));
         let out = OutLink {
-            link: Link::new(addr, Role::Peer, now).secured(channel),
+            link: (Link::new(addr, Role::Peer, now).secured(channel))
+                .collecting_in(self.buffers.clone()),
             last_activity: now,
             serving: true,
             connected_at: None,

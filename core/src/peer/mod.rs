@@ -34,6 +34,7 @@ use crate::limits::MAX_CHUNKS_STORING;
 use crate::machine::{ConnId, Event, FailKind, Input, IoId, Layout, Machine, Output};
 use crate::manifest::{FileName, Manifest, Root};
 use crate::outbox::Outbox;
+use crate::pool::BufferPool;
 use crate::secure::Keyring;
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Message, SharedFile};
@@ -204,6 +205,8 @@ pub struct Peer {
     keyring: Option<Keyring>,
     /// Bytes of chunks that arrived after another copy had (asked of two holders).
     duplicate_bytes: u64,
+    /// The driver's buffers, which received chunks are collected in when it has some.
+    buffers: Option<BufferPool>,
     out: Outbox,
 }
 
@@ -225,6 +228,7 @@ impl Peer {
             keyring: Keyring::new(&config.security),
             config,
             duplicate_bytes: 0,
+            buffers: None,
             out: Outbox::default(),
         }
     }
@@ -510,6 +514,10 @@ impl Machine for Peer {
             Some(Conn::Out(_)) => self.chunks_storing() < MAX_CHUNKS_STORING,
             _ => true,
         }
+    }
+
+    fn share_buffers(&mut self, pool: &BufferPool) {
+        self.buffers = Some(pool.clone());
     }
 
     fn receive_window(&mut self, conn: ConnId) -> Option<&mut [u8]> {

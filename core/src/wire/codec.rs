@@ -6,6 +6,7 @@ use super::message::Message;
 use crate::bytes::Bytes;
 use crate::limits::{MAX_FRAME_BYTES, MAX_HELLO_FRAME_BYTES};
 use crate::manifest::Root;
+use crate::pool::BufferPool;
 
 const PREFIX_BYTES: usize = 4;
 /// The first payload byte of a `ChunkData` frame: its variant index (pinned by a test).
@@ -101,6 +102,16 @@ pub fn encode_chunk_header(root: Root, chunk: u32, payload_len: usize) -> Vec<u8
 /// What a decoder's buffer keeps of its capacity once it is empty.
 const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
+/// The room kept before a payload of `len` bytes for placing it on a `PAYLOAD_ALIGN`
+/// boundary: none for a payload smaller than that.
+fn payload_slack(len: usize) -> usize {
+    if len >= PAYLOAD_ALIGN {
+        PAYLOAD_ALIGN
+    } else {
+        0
+    }
+}
+
 /// Reassembles frames from arbitrary splits of a byte stream. The payload of a large
 /// `ChunkData` frame is collected straight into its own buffer once its header is in, so
 /// chunk bytes are copied once on their way in, not into a frame buffer and out again —
@@ -115,16 +126,19 @@ pub struct FrameDecoder {
     chunk: Option<PartialChunk>,
     /// The frame limit once the hello is done.
     after_hello: usize,
+    /// Where chunk payloads are collected when a buffer there is big enough.
+    buffers: Option<BufferPool>,
 }
 
 #[derive(Debug)]
 struct PartialChunk {
     root: Root,
     chunk: u32,
-    /// The payload collected so far is `data[pad..pad + filled]`; the rest is room for
-    /// more, grown as bytes arrive (a header alone never reserves more than
-    /// `MAX_PAYLOAD_RESERVE`, plus `PAYLOAD_ALIGN` of slack for `pad`, which puts the
-    /// payload on a `PAYLOAD_ALIGN` boundary).
+    /// The payload collected so far is `data[pad..pad + filled]`; up to `pad + len` the
+    /// rest is room for more, grown as bytes arrive (a header alone never reserves more
+    /// than `MAX_PAYLOAD_RESERVE`, plus `PAYLOAD_ALIGN` of slack for `pad`, which puts the
+    /// payload on a `PAYLOAD_ALIGN` boundary) — or all there from the start, in a buffer
+    /// taken from the pool that an earlier chunk was received in.
     data: Vec<u8>,
     pad: usize,
     filled: usize,
@@ -135,6 +149,31 @@ struct PartialChunk {
 }
 
 impl PartialChunk {
+    /// A payload of `len` bytes to collect, in a reused buffer from `pool` if one is big
+    /// enough (its old bytes are overwritten before they are read), else in one of its own.
+    fn new(root: Root, chunk: u32, len: usize, pool: Option<&BufferPool>) -> PartialChunk {
+        let slack = payload_slack(len);
+        let pad = |b: &Vec<u8>| b.as_ptr().align_offset(PAYLOAD_ALIGN).min(slack);
+        // A buffer comes back as long as its padding and the payload it held were.
+        let fits = |b: &Vec<u8>| b.len() >= pad(b) + len;
+        let (data, pad) = match pool.and_then(|p| p.take_fitting(fits)) {
+            Some(data) => {
+                let pad = pad(&data);
+                (data, pad)
+            }
+            None => (Vec::new(), 0),
+        };
+        PartialChunk {
+            root,
+            chunk,
+            data,
+            pad,
+            filled: 0,
+            whole: None,
+            len,
+        }
+    }
+
     fn collected(&self) -> usize {
         self.whole.as_ref().map_or(self.filled, |w| w.len())
     }
@@ -149,11 +188,7 @@ impl PartialChunk {
         if self.filled == held && held < self.len {
             let grown = (held + MAX_PAYLOAD_RESERVE).min(self.len);
             if self.data.is_empty() {
-                let slack = if self.len >= PAYLOAD_ALIGN {
-                    PAYLOAD_ALIGN
-                } else {
-                    0
-                };
+                let slack = payload_slack(self.len);
                 // Zeroed by the allocator, which often gets fresh pages zeroed already.
                 self.data = vec![0; grown + slack];
                 self.pad = self.data.as_ptr().align_offset(PAYLOAD_ALIGN).min(slack);
@@ -162,8 +197,9 @@ impl PartialChunk {
                 self.data.resize(self.pad + grown, 0);
             }
         }
+        let end = (self.pad + self.len).min(self.data.len());
         self.data
-            .get_mut(self.pad + self.filled..)
+            .get_mut(self.pad + self.filled..end)
             .unwrap_or_default()
     }
 
@@ -242,7 +278,14 @@ impl FrameDecoder {
             limit: MAX_HELLO_FRAME_BYTES,
             chunk: None,
             after_hello: max.min(MAX_FRAME_BYTES),
+            buffers: None,
         }
+    }
+
+    /// Collects chunk payloads in buffers from `pool` where it has them: a driver that
+    /// gives them back once written spares a zeroed allocation a chunk.
+    pub fn collect_in(&mut self, pool: BufferPool) {
+        self.buffers = Some(pool);
     }
 
     /// Raises the frame limit once the peer said a valid hello.
@@ -310,7 +353,9 @@ impl FrameDecoder {
     /// `len` bytes were written at the start of the last [`FrameDecoder::receive_window`].
     pub fn received_in_window(&mut self, len: usize) {
         if let Some(c) = self.chunk.as_mut().filter(|c| c.whole.is_none()) {
-            c.filled = (c.filled + len).min(c.data.len().saturating_sub(c.pad));
+            c.filled = (c.filled + len)
+                .min(c.data.len().saturating_sub(c.pad))
+                .min(c.len);
         }
     }
 
@@ -390,15 +435,8 @@ impl FrameDecoder {
         if Some(frame_len) != usize::try_from(data_len).ok().map(|d| d + header_len) {
             return;
         }
-        let mut partial = PartialChunk {
-            root,
-            chunk,
-            data: Vec::new(),
-            pad: 0,
-            filled: 0,
-            whole: None,
-            len: frame_len - header_len,
-        };
+        let len = frame_len - header_len;
+        let mut partial = PartialChunk::new(root, chunk, len, self.buffers.as_ref());
         partial.fill(rest);
         self.chunk = Some(partial);
         self.buf.clear();
@@ -481,6 +519,55 @@ mod tests {
             let [header, payload] = encode_chunk_data(Root([5; 32]), 300, data.into());
             assert_eq!([&header[..], &payload[..]].concat(), whole, "len {len}");
         }
+    }
+
+    /// A payload collected in a reused buffer bigger than it (old bytes in it) ends where
+    /// it ends: the window offered stops there, and the frame after it decodes.
+    #[test]
+    fn a_payload_is_collected_in_a_pooled_buffer_and_no_further() {
+        let pool = BufferPool::default();
+        let old = vec![9u8; 24 * PAYLOAD_ALIGN];
+        let old_at = old.as_ptr() as usize;
+        pool.give(old.into());
+        let payload: Vec<u8> = (0..=255u8).cycle().take(20 * PAYLOAD_ALIGN + 5).collect();
+        let [header, data] = encode_chunk_data(Root([2; 32]), 7, payload.clone().into());
+        let mut d = FrameDecoder::new();
+        d.hello_done();
+        d.collect_in(pool.clone());
+        d.push(&[&header[..], &data[..100]].concat());
+        assert_eq!(d.next_message(), Ok(None));
+        let window = d.receive_window().unwrap_or_default();
+        assert_eq!(
+            window.len(),
+            payload.len() - 100,
+            "no room past the payload"
+        );
+        window.copy_from_slice(&data[100..]);
+        d.received_in_window(payload.len() - 100);
+        assert_eq!(d.receive_window(), None);
+        d.push(&encode(&Message::Keepalive));
+        let Ok(Some(Message::ChunkData { data: got, .. })) = d.next_message() else {
+            panic!("no chunk");
+        };
+        assert_eq!(got.as_slice(), &payload[..]);
+        assert_eq!(got.as_ptr().align_offset(PAYLOAD_ALIGN), 0);
+        let at = got.as_ptr() as usize;
+        assert!(
+            (old_at..old_at + 2 * PAYLOAD_ALIGN).contains(&at),
+            "in the pooled buffer"
+        );
+        assert_eq!(d.next_message(), Ok(Some(Message::Keepalive)));
+        // Given back as a driver does once it is written, cut to its padding and payload,
+        // the buffer takes the next payload of that size.
+        pool.give(got);
+        d.push(&[&header[..], &data[..100]].concat());
+        assert_eq!(d.next_message(), Ok(None));
+        d.push(&data[100..]);
+        let Ok(Some(Message::ChunkData { data: again, .. })) = d.next_message() else {
+            panic!("no second chunk");
+        };
+        assert_eq!(again.as_slice(), &payload[..]);
+        assert_eq!(again.as_ptr() as usize, at, "the same buffer again");
     }
 
     #[test]
