@@ -148,9 +148,15 @@ fn fetch(args: GetArgs) -> Result<(), Fail> {
     };
     let security = args.keys.security()?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
+        // create_dir_all says only "File exists" of a file in the way.
+        let why = if args.out.exists() && !args.out.is_dir() {
+            "it is not a directory".to_string()
+        } else {
+            e.to_string()
+        };
         Fail::new(
             Exit::Failure,
-            format!("cannot create {}: {e}", args.out.display()),
+            format!("cannot use --out {}: {why}", args.out.display()),
         )
     })?;
     let store = FileStore::new(&args.out).replacing(args.force);

@@ -300,6 +300,14 @@ fn bad_names_are_usage_errors() {
         0,
         "nothing written"
     );
+    // A file where the output directory should be is named as what it is.
+    let file = d.path().join("a file");
+    std::fs::write(&file, b"mine").unwrap();
+    let out = get("A", "127.0.0.1:9", &file, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
 }
 
 #[test]
