@@ -90,9 +90,13 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
     let dir = args.dir.as_path();
     let security = args.keys.security()?;
     if !dir.is_dir() {
+        let what = match dir.metadata() {
+            Ok(_) => "is not a directory".to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
         return Err(Fail::new(
             Exit::Failure,
-            format!("{} is not a directory", dir.display()),
+            format!("{} {what}", dir.display()),
         ));
     }
     let http = HttpListener::bind(args.http)?;

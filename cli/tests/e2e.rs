@@ -300,7 +300,13 @@ fn bad_names_are_usage_errors() {
         0,
         "nothing written"
     );
-    // A file where the output directory should be is named as what it is.
+}
+
+/// A directory argument that cannot be used is named with what is wrong with it, before
+/// anything starts: a file where a directory should be, or nothing there at all.
+#[test]
+fn unusable_directories_are_named() {
+    let d = tempfile::tempdir().unwrap();
     let file = d.path().join("a file");
     std::fs::write(&file, b"mine").unwrap();
     let out = get("A", "127.0.0.1:9", &file, &[]);
@@ -308,6 +314,13 @@ fn bad_names_are_usage_errors() {
     assert_eq!(code(&out), 1, "{err}");
     assert!(err.contains("is not a directory"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+    let missing = d.path().join("missing");
+    for (dir, says) in [(&file, "is not a directory"), (&missing, "No such file")] {
+        let share = ["share", dir.to_str().unwrap(), "--tracker", "127.0.0.1:9"];
+        let (exit, _, err) = run_drizzle(&[&share[..], &["--open"]].concat());
+        assert_eq!(exit, 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]
