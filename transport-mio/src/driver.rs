@@ -42,6 +42,10 @@ const WRITE_STALL: Duration = Duration::from_secs(60);
 /// The loop wakes at least this often, to notice a stop request.
 const TICK: Duration = Duration::from_millis(100);
 const READ_BUF: usize = 256 * 1024;
+/// The read after a chunk's payload ends: enough for the next chunk's header (or its
+/// record, in a closed swarm), so that the payload behind it is read into its own buffer,
+/// not through `read_buf` and copied (up to `READ_BUF` a chunk).
+const AFTER_PAYLOAD_READ: usize = 4096;
 
 /// What the application wants after an event or tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +65,8 @@ struct Conn {
     last_write: Instant,
     /// Readable data is waiting while reading is paused for back-pressure.
     read_pending: bool,
+    /// The last read went into a chunk payload's window.
+    read_into_window: bool,
     /// The remote's IP, for connections it opened to us (counted per address).
     accepted_from: Option<IpAddr>,
     /// The remote's IP, whoever opened the connection (traffic is counted per address).
@@ -490,6 +496,7 @@ impl<M: Machine> Driver<M> {
                 closing: false,
                 last_write: Instant::now(),
                 read_pending: false,
+                read_into_window: false,
                 accepted_from: None,
                 remote_ip,
             },
@@ -718,8 +725,16 @@ impl<M: Machine> Driver<M> {
             // A chunk payload is read straight into its own buffer, the rest via ours.
             let (read, in_window) = match self.machine.receive_window(conn) {
                 Some(window) => (c.stream.read(window), true),
-                None => (c.stream.read(&mut self.read_buf), false),
+                None => {
+                    let len = match c.read_into_window {
+                        true => AFTER_PAYLOAD_READ,
+                        false => READ_BUF,
+                    };
+                    let buf = self.read_buf.get_mut(..len).unwrap_or_default();
+                    (c.stream.read(buf), false)
+                }
             };
+            c.read_into_window = in_window;
             match read {
                 Ok(0) => {
                     self.drop_conn(conn, true);
