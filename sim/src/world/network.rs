@@ -240,8 +240,12 @@ impl World {
     /// uses the sender's uplink).
     fn fit_unread(&mut self, link: LinkId, end: usize, bytes: Bytes) -> Option<Bytes> {
         let n = bytes.len() as u64;
-        let fit = self.stalled_window(link, end, n, |e| &mut e.unread_queued_bytes);
-        (fit > 0).then(|| bytes.slice(0..fit as usize))
+        match self.stalled_window(link, end, n, |e| &mut e.unread_queued_bytes) {
+            0 => None,
+            // Owned bytes are copied to be sliced: nearly every send leaves whole.
+            fit if fit == n => Some(bytes),
+            fit => Some(bytes.slice(0..fit as usize)),
+        }
     }
 
     /// How much of a write of `bytes` by `node` on `conn` completes: all of it, unless the
@@ -275,23 +279,27 @@ impl World {
         fit
     }
 
-    /// Cuts a send into up to three pieces at random points, to exercise framing.
-    pub(super) fn split(&mut self, mut bytes: Bytes) -> Vec<Bytes> {
-        if !self.config.split_sends || bytes.len() < 2 || self.rng.gen_bool(0.5) {
-            return vec![bytes];
+    /// Cuts a send into up to three pieces at random points, to exercise framing. (Every
+    /// send comes through here: no allocation when it stays whole.)
+    pub(super) fn split(&mut self, mut bytes: Bytes) -> impl Iterator<Item = Bytes> {
+        let mut pieces: [Option<Bytes>; 3] = Default::default();
+        if self.config.split_sends && bytes.len() >= 2 && !self.rng.gen_bool(0.5) {
+            let mut cuts: BTreeSet<usize> = BTreeSet::new();
+            for _ in 0..self.rng.gen_range(1..=2) {
+                cuts.insert(self.rng.gen_range(1..bytes.len()));
+            }
+            // From the last cut back, so each cut is an offset into what is left.
+            let last = cuts.len();
+            for (i, cut) in cuts.into_iter().rev().enumerate() {
+                if let Some(piece) = pieces.get_mut(last - i) {
+                    *piece = Some(bytes.split_off(cut));
+                }
+            }
         }
-        let mut cuts: BTreeSet<usize> = BTreeSet::new();
-        for _ in 0..self.rng.gen_range(1..=2) {
-            cuts.insert(self.rng.gen_range(1..bytes.len()));
+        if let Some(first) = pieces.first_mut() {
+            *first = Some(bytes);
         }
-        let mut pieces = Vec::new();
-        // From the last cut back, so each cut is an offset into what is left.
-        for cut in cuts.into_iter().rev() {
-            pieces.push(bytes.split_off(cut));
-        }
-        pieces.push(bytes);
-        pieces.reverse();
-        pieces
+        pieces.into_iter().flatten()
     }
 
     pub(super) fn bandwidth(&self, node: NodeId) -> (u64, u64) {
