@@ -734,7 +734,6 @@ impl<M: Machine> Driver<M> {
                     (c.stream.read(buf), false)
                 }
             };
-            c.read_into_window = in_window;
             match read {
                 Ok(0) => {
                     self.drop_conn(conn, true);
@@ -742,6 +741,8 @@ impl<M: Machine> Driver<M> {
                     return;
                 }
                 Ok(len) => {
+                    // Only a read that brought bytes: the header may not be there yet.
+                    c.read_into_window = in_window;
                     let down = Traffic {
                         up: 0,
                         down: len as u64,
