@@ -112,6 +112,12 @@ fn payload_slack(len: usize) -> usize {
     }
 }
 
+/// Where in `buf` a payload starts so as to lie on a `PAYLOAD_ALIGN` boundary, within the
+/// `slack` kept before it.
+fn payload_pad(buf: &[u8], slack: usize) -> usize {
+    buf.as_ptr().align_offset(PAYLOAD_ALIGN).min(slack)
+}
+
 /// Reassembles frames from arbitrary splits of a byte stream. The payload of a large
 /// `ChunkData` frame is collected straight into its own buffer once its header is in, so
 /// chunk bytes are copied once on their way in, not into a frame buffer and out again —
@@ -153,12 +159,11 @@ impl PartialChunk {
     /// enough (its old bytes are overwritten before they are read), else in one of its own.
     fn new(root: Root, chunk: u32, len: usize, pool: Option<&BufferPool>) -> PartialChunk {
         let slack = payload_slack(len);
-        let pad = |b: &Vec<u8>| b.as_ptr().align_offset(PAYLOAD_ALIGN).min(slack);
         // A buffer comes back as long as its padding and the payload it held were.
-        let fits = |b: &Vec<u8>| b.len() >= pad(b) + len;
+        let fits = |b: &Vec<u8>| b.len() >= payload_pad(b, slack) + len;
         let (data, pad) = match pool.and_then(|p| p.take_fitting(fits)) {
             Some(data) => {
-                let pad = pad(&data);
+                let pad = payload_pad(&data, slack);
                 (data, pad)
             }
             None => (Vec::new(), 0),
@@ -191,7 +196,7 @@ impl PartialChunk {
                 let slack = payload_slack(self.len);
                 // Zeroed by the allocator, which often gets fresh pages zeroed already.
                 self.data = vec![0; grown + slack];
-                self.pad = self.data.as_ptr().align_offset(PAYLOAD_ALIGN).min(slack);
+                self.pad = payload_pad(&self.data, slack);
                 self.data.truncate(self.pad + grown);
             } else {
                 self.data.resize(self.pad + grown, 0);
