@@ -123,7 +123,8 @@ pub fn log_event(who: &str, event: &Event) {
         | Event::NotAuthorised { .. } => {
             log::debug!("{who}: {text}")
         }
-        Event::Mismatch { .. } => log::error!("{who}: {text}"),
+        // `get` shows each as it happens (and in its `--json` events): said once.
+        Event::Mismatch { .. } => log::debug!("{who}: {text}"),
         // An operator should hear when the swarm stops handing a holder out.
         Event::HolderReported { reporters, .. }
             if *reporters as usize == drizzle_core::limits::REPORTERS_TO_SUSPEND =>

@@ -208,6 +208,23 @@ fn corrupt_holder_is_dropped_and_alone_it_is_rejected() {
         .unwrap()
         .is_empty());
     assert!(!out_dir.path().join("A").exists());
+    // As a person sees it: each bad chunk named once, then the verdict once.
+    let dir = out_dir.path().to_str().unwrap();
+    let plain = ["get", "A", "--tracker", &tr, "--out", dir];
+    let out = drizzle().args(plain).output().unwrap();
+    assert_eq!(code(&out), 3);
+    let said = [out.stdout, out.stderr].concat();
+    let said = String::from_utf8_lossy(&said);
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("HASH MISMATCH"))
+        .collect();
+    assert!(!lines.is_empty(), "{said}");
+    for line in &lines {
+        let told = said.lines().filter(|l| l.contains(line.trim())).count();
+        assert_eq!(told, 1, "said more than once: {line}\n{said}");
+    }
+    assert_eq!(said.matches("rejected").count(), 1, "{said}");
 }
 
 #[test]
