@@ -116,15 +116,14 @@ pub fn stop_on_signal() -> Arc<AtomicBool> {
 pub fn log_event(who: &str, event: &Event) {
     let text = event.to_string();
     match event {
-        // Said once, by the command that ends on it.
+        // Said once, by the command that ends on it (a mismatch by `get` as it happens).
         Event::Rejected { .. }
         | Event::Failed { .. }
         | Event::NotATracker { .. }
-        | Event::NotAuthorised { .. } => {
+        | Event::NotAuthorised { .. }
+        | Event::Mismatch { .. } => {
             log::debug!("{who}: {text}")
         }
-        // `get` shows each as it happens (and in its `--json` events): said once.
-        Event::Mismatch { .. } => log::debug!("{who}: {text}"),
         // An operator should hear when the swarm stops handing a holder out.
         Event::HolderReported { reporters, .. }
             if *reporters as usize == drizzle_core::limits::REPORTERS_TO_SUSPEND =>
