@@ -202,6 +202,8 @@ fn metrics_are_scraped_during_and_after_a_transfer() {
         r#"drizzle_peer_bytes_received_total{remote="127.0.0.1"}"#,
     );
     assert!(received >= (chunks * CHUNK) as f64, "{received}");
+    // Loopback is a short path: the slots stay the default three.
+    assert_eq!(metric(&get_after, "drizzle_peer_upload_slots"), 3.0);
 }
 
 /// `drizzle status` shows what `/api/swarm` says: the same files with the same chunk,

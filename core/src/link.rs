@@ -144,9 +144,11 @@ impl Link {
         self.unsent = self.unsent.saturating_add(bytes);
     }
 
-    /// Counts bytes the driver wrote (`Input::Sent`).
-    pub fn sent(&mut self, bytes: usize) {
-        self.unsent = self.unsent.saturating_sub(bytes);
+    /// Counts bytes the driver wrote (`Input::Sent`): how many of them were queued here.
+    pub fn sent(&mut self, bytes: usize) -> usize {
+        let taken = bytes.min(self.unsent);
+        self.unsent -= taken;
+        taken
     }
 
     /// Bytes queued for this connection that have not left yet.

@@ -926,7 +926,13 @@ fn a_freed_slot_calls_the_first_in_line_and_the_first_to_ask_takes_it() {
 #[test]
 fn a_turn_over_on_a_long_path_calls_the_next_before_its_data_has_left() {
     let calls = serve().calls_per_free_slot;
-    let (mut p, root, loads, busy) = slots_full_and_waiting(calls as u64 + 1);
+    let mut config = PeerConfig::new(addr(1), addr(2), 3);
+    // Calls stand through a long round trip, a turn is one chunk, and the slots stay as
+    // many (a long path beside a chunk's transfer opens more: the test below).
+    config.serve.ready_hold_ms = 5_000;
+    config.serve.slot_turn_chunks = 1;
+    config.serve.most_upload_slots = config.serve.upload_slots;
+    let (mut p, root, loads, busy) = slots_full_and_waiting_with(config, calls as u64 + 1);
     let ask = |p: &mut Peer, conn: ConnId, now: u64, chunks: &[u32]| {
         let requests = chunks.iter().flat_map(|&chunk| {
             encode(&Message::GetChunk {
@@ -943,29 +949,74 @@ fn a_turn_over_on_a_long_path_calls_the_next_before_its_data_has_left() {
     let all = usize::MAX;
     p.handle(Timestamp(600), Input::Sent { conn, bytes: all });
     assert_eq!(called(&drain(&mut p)), &busy[..calls]);
-    // The first called asks for a turn's chunks a 200 ms round trip later; the last in
-    // line asks too and waits.
+    // The first called asks for a turn's chunk a 1.9 s round trip later (one chunk in
+    // 600 ms is the pace; our greetings have left meanwhile); the last in line asks too and
+    // waits.
     // (Chunks nobody was sent: one sent already is steered elsewhere.)
-    let turn: Vec<u32> = (8..8 + serve().slot_turn_chunks).collect();
-    let taking = ask(&mut p, busy[0], 800, &turn);
+    let turn = [8];
+    for conn in [busy[0], loads[1].0, loads[2].0] {
+        let bytes = usize::MAX;
+        p.handle(Timestamp(2_500), Input::Sent { conn, bytes });
+    }
+    let taking = ask(&mut p, busy[0], 2_500, &turn);
     assert_eq!(taking.loads.len(), turn.len(), "{taking:?}");
     let last = busy[calls];
-    let d = ask(&mut p, last, 801, &[0]);
+    let d = ask(&mut p, last, 2_501, &[0]);
     assert!(d
         .sent
         .iter()
         .any(|(c, m)| *c == last && matches!(m, Message::Busy { .. })));
-    // The turn's chunks are read and handed to the link, none of it taken yet: the slot
-    // is the next one's already.
+    // The turn's chunk is read and handed to the link, none of it taken yet: the slot
+    // is the next ones' already (the two called with the first, back in front, and the
+    // last).
     let mut d = Drained::default();
     for (io, _, _) in &taking.loads {
-        loaded_fives(&mut p, *io, 802);
+        loaded_fives(&mut p, *io, 2_502);
         d = drain(&mut p);
     }
-    assert_eq!(called(&d), vec![last], "{d:?}");
+    assert_eq!(called(&d), &busy[1..], "{d:?}");
     let last_chunk = turn[turn.len() - 1];
     let served = |e: &Event| matches!(e, Event::Served { chunk, .. } if *chunk == last_chunk);
     assert!(d.events.iter().any(served), "{d:?}");
+}
+
+/// Where a chunk lands long after it leaves, a slot spends most of a turn waiting on round
+/// trips, so a holder serves more fetchers at once: one more for each chunk's transfer the
+/// one-way latency holds (half the round trip a call takes, `Ready` to request), up to
+/// `most_upload_slots`; on a short path `upload_slots`.
+#[test]
+fn a_long_path_beside_a_chunk_opens_more_slots() {
+    // (round trip of the first call, fetchers served of the nine called)
+    let most = serve().most_upload_slots;
+    for (round_trip_ms, served) in [(10, serve().upload_slots), (1_900, most)] {
+        let mut config = PeerConfig::new(addr(1), addr(2), 3);
+        // The hold outlasts the long round trip, so every call stands when it is answered.
+        config.serve.ready_hold_ms = 5_000;
+        let (mut p, root, loads, busy) = slots_full_and_waiting_with(config, 9);
+        // The three loads leave within 600 ms, a chunk in about 110 ms; each slot that
+        // frees calls three.
+        let freed_at = [300, 400, 600];
+        for ((conn, io), at) in loads.into_iter().zip(freed_at) {
+            loaded_fives(&mut p, io, 3);
+            let bytes = usize::MAX;
+            p.handle(Timestamp(at), Input::Sent { conn, bytes });
+        }
+        assert_eq!(called(&drain(&mut p)), busy, "round trip {round_trip_ms}");
+        // Each asks, a round trip after its call, for a chunk nobody was sent (one sent
+        // already is steered elsewhere).
+        let mut loads = 0;
+        for (n, conn) in busy.iter().enumerate() {
+            let request = encode(&Message::GetChunk {
+                root,
+                chunk: 4 + n as u32,
+                others: 0,
+            });
+            let at = freed_at[n / serve().calls_per_free_slot] + round_trip_ms;
+            loads += send(&mut p, *conn, at, &request).loads.len();
+        }
+        assert_eq!(loads, served, "round trip {round_trip_ms} ms");
+    }
+    assert!(most > serve().upload_slots);
 }
 
 /// A sharer whose upload slots are all taken by fetchers asking for one chunk each, and
@@ -974,7 +1025,15 @@ fn a_turn_over_on_a_long_path_calls_the_next_before_its_data_has_left() {
 fn slots_full_and_waiting(
     waiting: u64,
 ) -> (Peer, Root, Vec<(ConnId, drizzle_core::IoId)>, Vec<ConnId>) {
-    let (mut p, _, root) = sharing(&[5u8; 64 * 10]);
+    slots_full_and_waiting_with(PeerConfig::new(addr(1), addr(2), 3), waiting)
+}
+
+/// `slots_full_and_waiting` at a sharer configured so.
+fn slots_full_and_waiting_with(
+    config: PeerConfig,
+    waiting: u64,
+) -> (Peer, Root, Vec<(ConnId, drizzle_core::IoId)>, Vec<ConnId>) {
+    let (mut p, _, root) = sharing_with(config, &[5u8; 64 * 16]);
     let fetchers = serve().upload_slots as u64 + waiting;
     let mut loads = Vec::new();
     let mut busy = Vec::new();
@@ -1332,9 +1391,14 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
 /// A holder sharing `data` as "f", registered with its tracker: the peer, the tracker
 /// connection and the file's root.
 fn sharing(data: &[u8]) -> (Peer, ConnId, Root) {
+    sharing_with(PeerConfig::new(addr(1), addr(2), 3), data)
+}
+
+/// `sharing` at a peer configured so.
+fn sharing_with(config: PeerConfig, data: &[u8]) -> (Peer, ConnId, Root) {
     let manifest = Manifest::from_bytes(data, 64).unwrap();
     let root = manifest.root();
-    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 3));
+    let mut p = Peer::new(config);
     let name = FileName::new("f").unwrap();
     let share = PeerCommand::Share {
         name,

@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct PeerView {
     pub uptime_s: f64,
     pub counts: PeerCounts,
+    /// Upload slots open (3, more on a long path) and in use.
+    pub upload_slots: usize,
     pub upload_slots_in_use: usize,
     pub fetchers_waiting: usize,
     pub downloading: bool,
@@ -121,6 +123,7 @@ impl PeerWatcher {
                 duplicate_bytes: peer.duplicate_bytes(),
                 ..self.counts.clone()
             },
+            upload_slots: peer.upload_slots(),
             upload_slots_in_use: peer.upload_slots_in_use(now),
             fetchers_waiting: peer.fetchers_waiting(),
             downloading: peer.is_downloading(),
@@ -169,6 +172,8 @@ impl View for PeerView {
         ];
         let help = "Holders given up for a while, by reason";
         m.counters_by("holder_stalls", help, "reason", lost);
+        let help = "Upload slots open (more on a long path)";
+        m.gauge("upload_slots", help, self.upload_slots as u64);
         let slots = self.upload_slots_in_use as u64;
         m.gauge(
             "upload_slots_in_use",

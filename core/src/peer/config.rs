@@ -135,9 +135,14 @@ impl Default for FetchPolicy {
 /// How a peer serves the chunks it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServePolicy {
-    /// Fetchers uploaded to at once (3); the others are told `Busy` and go elsewhere or
-    /// wait, so the upload is not spread so thin that every copy arrives late.
+    /// Fetchers uploaded to at once on a short path (3); the others are told `Busy` and go
+    /// elsewhere or wait, so the upload is not spread so thin that every copy arrives late.
     pub upload_slots: usize,
+    /// On a path whose one-way latency holds whole chunk transfers, one more slot for
+    /// each, up to this many (6): there a slot waits on round trips for most of a turn,
+    /// and a chunk's every generation of spread is mostly latency, so more children per
+    /// holder fill both (see `UploadSlots::count`).
+    pub most_upload_slots: usize,
     /// Waiting fetchers called (`Ready`) for each slot that comes free (3): the first to ask
     /// takes it, the others go back to the front of the line. Most of those called ask
     /// nothing (they found the chunks elsewhere meanwhile); calling one at a time left the
@@ -167,6 +172,7 @@ impl Default for ServePolicy {
     fn default() -> ServePolicy {
         ServePolicy {
             upload_slots: 3,
+            most_upload_slots: 6,
             calls_per_free_slot: 3,
             ready_hold_ms: 60,
             slot_turn_chunks: 2,

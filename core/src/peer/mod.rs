@@ -260,6 +260,12 @@ impl Peer {
         self.files.by_root(root).map(LocalFile::announced)
     }
 
+    /// Upload slots open: `ServePolicy::upload_slots`, more on a long path (see
+    /// `UploadSlots::count`).
+    pub fn upload_slots(&self) -> usize {
+        self.slots.count(&self.config.serve)
+    }
+
     /// Upload slots held by fetchers (or kept for one called with `Ready`).
     pub fn upload_slots_in_use(&self, now: Timestamp) -> usize {
         self.slots_taken(now, None)
@@ -485,12 +491,12 @@ impl Machine for Peer {
             }
             Input::Closed { conn } => self.close_conn(now, conn),
             Input::Sent { conn, bytes } => {
-                if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-                    link.sent(bytes);
-                }
+                // What left of ours: the pace of a fetcher and of the uplink is judged by it.
+                let link = self.conns.get_mut(&conn).map(Conn::link_mut);
+                let taken = link.map_or(0, |l| l.sent(bytes));
                 if let Some(Conn::In(i)) = self.conns.get_mut(&conn) {
-                    i.took(now, bytes);
-                    self.slots.uplink_took(now, bytes);
+                    i.took(now, taken);
+                    self.slots.uplink_took(now, taken);
                 }
                 if matches!(self.conns.get(&conn), Some(Conn::In(_))) {
                     self.pump_serving(now, conn);

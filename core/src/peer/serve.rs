@@ -192,6 +192,9 @@ impl Peer {
             }
             return self.refuse(conn, root, chunk, because, reason);
         }
+        if let Some(f) = self.files.by_root(&root) {
+            self.slots.note_chunk_bytes(f.manifest().chunk_size);
+        }
         if !self.take_slot(now, conn) {
             return self.refuse_busy(now, conn, root, chunk);
         }

@@ -1,6 +1,6 @@
-//! Upload slots: a peer uploads to `upload_slots` fetchers at once, in turns; the others
-//! are told `Busy` and wait in a line, called with `Ready` as slots free; slots nobody waits
-//! for are reported to the tracker, which introduces fetchers that lack what we hold.
+//! Upload slots: a peer uploads to `upload_slots` fetchers at once (more on a long path),
+//! in turns; the others are told `Busy` and wait in a line, called with `Ready` as slots
+//! free; slots nobody waits for are reported to the tracker, which introduces fetchers.
 
 use super::files::LocalFile;
 use super::serve::SlotLoss;
@@ -61,6 +61,15 @@ pub(super) struct UploadSlots {
     uplink_best_at: Timestamp,
     /// Smoothed time from calling a fetcher with `Ready` to its request.
     call_round_trip_ms: Option<f64>,
+    /// The last `CALL_SAMPLES` of those times, oldest first...
+    recent_calls_ms: VecDeque<u64>,
+    /// ...and their lower quartile: the path's own round trip. A fetcher with other
+    /// things to ask first answers a call late (at 20 ms one way, half the calls were
+    /// answered after 177 ms), one whose request crossed the call early; a quarter of the
+    /// way up, the samples of a 100 ms swarm read its 200 ms round trip.
+    path_round_trip_ms: Option<u64>,
+    /// The chunk size of the file last asked of us (see `UploadSlots::count`).
+    chunk_bytes: u32,
     /// Neighbours told of each chunk of a file as it begins to arrive (`Message::Watch`),
     /// at most `MAX_WATCHERS_PER_FILE` a file.
     watchers: BTreeSet<(Root, ConnId)>,
@@ -69,6 +78,9 @@ pub(super) struct UploadSlots {
 /// A call answered later than this says nothing of the round trip: the fetcher had other
 /// things to ask first.
 const ROUND_TRIP_SAMPLE_MAX_MS: f64 = 2_000.0;
+
+/// Calls whose round trips tell the path's (see `UploadSlots::path_round_trip_ms`).
+const CALL_SAMPLES: usize = 16;
 
 /// The uplink's rate is measured over windows at least this long...
 const UPLINK_WINDOW_MS: u64 = 500;
@@ -89,6 +101,45 @@ impl UploadSlots {
     /// When free slots are to be looked at next.
     pub fn check_at(&self) -> Option<Timestamp> {
         self.check_at
+    }
+
+    /// Upload slots to fill: `upload_slots`, and one more for each whole chunk's transfer
+    /// the one-way latency to fetchers holds (half the call's round trip), up to
+    /// `most_upload_slots`. Where a chunk lands long after it leaves, a slot spends most of a
+    /// turn waiting on round trips, and a chunk's spread is a tree whose every generation
+    /// is mostly latency: more children per holder fill both.
+    pub fn count(&self, policy: &ServePolicy) -> usize {
+        let base = policy.upload_slots;
+        let (Some(round_trip_ms), rate) = (self.path_round_trip_ms, self.uplink_bytes_per_ms)
+        else {
+            return base;
+        };
+        if rate <= 0.0 || self.chunk_bytes == 0 {
+            return base;
+        }
+        let chunk_ms = f64::from(self.chunk_bytes) / rate;
+        let extra = (round_trip_ms as f64 / 2.0 / chunk_ms) as usize;
+        (base + extra).min(policy.most_upload_slots.max(base))
+    }
+
+    /// A call was answered `sample_ms` after it was made.
+    fn note_call_round_trip(&mut self, sample_ms: u64) {
+        if self.recent_calls_ms.len() == CALL_SAMPLES {
+            self.recent_calls_ms.pop_front();
+        }
+        self.recent_calls_ms.push_back(sample_ms);
+        // Unfilled places sort last, past the samples' lower quartile.
+        let mut sorted = [u64::MAX; CALL_SAMPLES];
+        for (place, sample) in sorted.iter_mut().zip(&self.recent_calls_ms) {
+            *place = *sample;
+        }
+        sorted.sort_unstable();
+        self.path_round_trip_ms = sorted.get(self.recent_calls_ms.len() / 4).copied();
+    }
+
+    /// A request for a chunk of `chunk_bytes` came.
+    pub fn note_chunk_bytes(&mut self, chunk_bytes: u32) {
+        self.chunk_bytes = chunk_bytes;
     }
 
     /// Fetchers took `bytes` of what we sent.
@@ -225,6 +276,7 @@ impl Peer {
         // Smoothed as TCP smooths its round-trip time (RFC 6298).
         let smoothed = &mut self.slots.call_round_trip_ms;
         *smoothed = Some(smoothed.map_or(sample_ms, |s| s + (sample_ms - s) / 8.0));
+        self.slots.note_call_round_trip(sample_ms as u64);
     }
 
     /// `conn` gives up its slot: it goes to the next in line.
@@ -291,6 +343,7 @@ impl Peer {
         let refusals = self.slots.busy_refusals;
         let (serving, called) = self.slot_counts(now, Some(conn));
         let policy = self.config.serve;
+        let count = self.slots.count(&policy);
         let others = slots_in_use(&policy, serving, called);
         let uncalled_ok = self.may_take_uncalled(now, conn);
         let Some(Conn::In(i)) = self.conns.get_mut(&conn) else {
@@ -301,10 +354,8 @@ impl Peer {
             return !seat.turn_over(refusals, &policy);
         }
         let invited = seat.invited_until.take().is_some_and(|t| t > now);
-        // However many were called, no more than `upload_slots` are served at once.
-        if serving >= policy.upload_slots
-            || (!invited && (others >= policy.upload_slots || !uncalled_ok))
-        {
+        // However many were called, no more than `count` are served at once.
+        if serving >= count || (!invited && (others >= count || !uncalled_ok)) {
             // One whose turn ended may still be owed data, and is looked at until it is sent.
             if !i.promised_more() {
                 self.slots.conns.remove(&conn);
@@ -321,7 +372,7 @@ impl Peer {
         self.conns.slot_stall_due(now.plus_ms(SLOT_STALL_MS));
         self.slots.conns.insert(conn);
         self.slots.waiting.retain(|(c, _, _)| *c != conn);
-        if serving + 1 >= policy.upload_slots {
+        if serving + 1 >= count {
             self.recall_invitations(now);
         }
         true
@@ -433,7 +484,7 @@ impl Peer {
     /// A fetcher left: if that freed a slot (its own, or one kept for it), the next in
     /// line is called.
     pub(super) fn fetcher_left(&mut self, now: Timestamp) {
-        if self.slots_taken(now, None) < self.config.serve.upload_slots {
+        if self.slots_taken(now, None) < self.slots.count(&self.config.serve) {
             self.invite_waiting(now);
         }
     }
@@ -595,10 +646,7 @@ impl Peer {
         if !self.slots.waiting.is_empty() {
             return 0;
         }
-        self.config
-            .serve
-            .upload_slots
-            .saturating_sub(self.slots_taken(now, None))
+        (self.slots.count(&self.config.serve)).saturating_sub(self.slots_taken(now, None))
     }
 
     /// Reports idle slots to the tracker as soon as `idle_report_gap_ms` allows: a slot came
@@ -625,7 +673,7 @@ impl Peer {
     pub(super) fn check_free_slots(&mut self, now: Timestamp) {
         self.slots.check_at = None;
         if !self.slots.waiting.is_empty()
-            && self.slots_taken(now, None) < self.config.serve.upload_slots
+            && self.slots_taken(now, None) < self.slots.count(&self.config.serve)
         {
             return self.invite_waiting(now);
         }
