@@ -138,8 +138,8 @@ pub struct ServePolicy {
     /// Fetchers uploaded to at once on a short path (3); the others are told `Busy` and go
     /// elsewhere or wait, so the upload is not spread so thin that every copy arrives late.
     pub upload_slots: usize,
-    /// On a path whose one-way latency holds whole chunk transfers, one more slot for
-    /// each, up to this many (6): there a slot waits on round trips for most of a turn,
+    /// On a path whose round trip holds whole chunk transfers, one more slot for each,
+    /// up to this many (6): there a slot waits on round trips for most of a turn,
     /// and a chunk's every generation of spread is mostly latency, so more children per
     /// holder fill both (see `UploadSlots::count`).
     pub most_upload_slots: usize,

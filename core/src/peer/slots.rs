@@ -104,10 +104,11 @@ impl UploadSlots {
     }
 
     /// Upload slots to fill: `upload_slots`, and one more for each whole chunk's transfer
-    /// the one-way latency to fetchers holds (half the call's round trip), up to
-    /// `most_upload_slots`. Where a chunk lands long after it leaves, a slot spends most of a
-    /// turn waiting on round trips, and a chunk's spread is a tree whose every generation
-    /// is mostly latency: more children per holder fill both.
+    /// the round trip to fetchers holds, up to `most_upload_slots`. Where a chunk lands
+    /// long after it leaves, a slot spends most of a turn waiting on round trips, and a
+    /// chunk's spread is a tree whose every generation is mostly latency: more children
+    /// per holder fill both. (Counted in one-way latencies, the slots were too few at 20
+    /// ms in 256 KiB chunks: docs/swarm.md.)
     pub fn count(&self, policy: &ServePolicy) -> usize {
         let base = policy.upload_slots;
         let (Some(round_trip_ms), rate) = (self.path_round_trip_ms, self.uplink_bytes_per_ms)
@@ -118,7 +119,7 @@ impl UploadSlots {
             return base;
         }
         let chunk_ms = f64::from(self.chunk_bytes) / rate;
-        let extra = (round_trip_ms as f64 / 2.0 / chunk_ms) as usize;
+        let extra = (round_trip_ms as f64 / chunk_ms) as usize;
         (base + extra).min(policy.most_upload_slots.max(base))
     }
 
