@@ -146,9 +146,20 @@ fn downloading(
     manifest: Manifest,
     holders: Vec<drizzle_core::wire::LocatedHolder>,
 ) -> (Peer, ConnId, Drained) {
+    downloading_with(|_| {}, name, manifest, holders)
+}
+
+/// `downloading` at a peer whose fetch policy `tune` changed.
+fn downloading_with(
+    tune: impl FnOnce(&mut drizzle_core::FetchPolicy),
+    name: FileName,
+    manifest: Manifest,
+    holders: Vec<drizzle_core::wire::LocatedHolder>,
+) -> (Peer, ConnId, Drained) {
     let mut config = PeerConfig::new(addr(1), addr(2), 5);
     // These files come in 64-byte chunks: the shared depths count chunks of that size.
     config.fetch.shared_depth_chunk_bytes = 64;
+    tune(&mut config.fetch);
     let mut p = Peer::new(config);
     p.handle_timeout(Timestamp(0)); // connects to the tracker
     let get = drizzle_core::peer::DownloadRequest::whole(name.clone());
@@ -1353,7 +1364,11 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
     let holders = MAX_PEER_CONNECTIONS as u32 + 1;
     let (manifest, located) = one_chunk_each(holders, holders - 1);
     let root = manifest.root();
-    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
+    // A download stops opening connections once it waits in a few lines, but holders it is
+    // already connected to say `Busy` too: the table is filled here the quick way.
+    let unlimited = |f: &mut drizzle_core::FetchPolicy| f.most_lines_waiting = usize::MAX;
+    let name = FileName::new("f").unwrap();
+    let (mut p, tracker, d) = downloading_with(unlimited, name, manifest, located);
     let waited_longest = d.connects[0].0;
     let connects = answer_each_request(&mut p, &d, 2, 1, |chunk| Message::Busy { root, chunk });
     assert_eq!(connects.len(), MAX_PEER_CONNECTIONS);
@@ -1387,6 +1402,60 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
     };
     let d = send(&mut p, tracker, 101, &encode(&bad));
     assert!(d.connects.is_empty() && d.closed.is_empty(), "{d:?}");
+}
+
+/// A download waiting in `most_lines_waiting` holders' lines (each said `Busy`) opens no
+/// connection to another holder: it waits to be called, and asks at once a holder that
+/// calls it (`Ready`) or one the tracker introduces as having a free slot.
+#[test]
+fn a_download_waiting_in_enough_lines_opens_no_new_connection() {
+    let holders = 20;
+    let (manifest, located) = one_chunk_each(holders, holders - 1);
+    let root = manifest.root();
+    let most = drizzle_core::FetchPolicy::default().most_lines_waiting;
+    let (mut p, tracker, d) = downloading(FileName::new("f").unwrap(), manifest, located);
+    let first: Vec<ConnId> = d.connects.iter().map(|(c, _)| *c).collect();
+    assert!(first.len() > most, "{d:?}");
+    let mut opened = Vec::new();
+    for (i, conn) in first.iter().enumerate() {
+        let at = 2 + i as u64;
+        p.handle(Timestamp(at), Input::Connected { conn: *conn });
+        let chunk = chunks_sent(&d, *conn, |m| match m {
+            Message::GetChunk { chunk, .. } => Some(*chunk),
+            _ => None,
+        })[0];
+        let mut bytes = hello(Role::Peer);
+        bytes.extend(encode(&Message::Busy { root, chunk }));
+        opened.push(send(&mut p, *conn, at, &bytes).connects.len());
+    }
+    // Each of the first `Busy`s frees a request, asked of a holder not yet connected; from
+    // the last line on, nothing is opened.
+    let mut expected = vec![1; most - 1];
+    expected.resize(first.len(), 0);
+    assert_eq!(opened, expected);
+
+    // A holder in whose line we wait calls: it is asked on its connection at once.
+    let called = first[0];
+    let d = send(&mut p, called, 50, &encode(&Message::Ready { root }));
+    assert!(
+        d.sent
+            .iter()
+            .any(|(c, m)| *c == called && matches!(m, Message::GetChunk { .. })),
+        "{d:?}"
+    );
+    assert!(d.connects.is_empty(), "{d:?}");
+
+    // The tracker introduces a holder with a free slot: it is connected to and asked.
+    let newcomer = addr(20_000);
+    let introduce = Message::Introduce {
+        root,
+        holder: drizzle_core::wire::LocatedHolder {
+            addr: newcomer,
+            have: ChunkSet::from_indices(holders, [holders - 1]),
+        },
+    };
+    let d = send(&mut p, tracker, 60, &encode(&introduce));
+    assert!(d.connects.iter().any(|(_, a)| *a == newcomer), "{d:?}");
 }
 
 /// A holder sharing `data` as "f", registered with its tracker: the peer, the tracker

@@ -289,9 +289,15 @@ impl Active {
         self.cooldown.set(holder, now.plus_ms(wait_ms));
     }
 
-    /// Leaves `holder` alone until `until` at least (it said `Busy`).
+    /// Leaves `holder` alone until `until` at least (it said `Busy`: we wait in its line).
     pub fn cool_at_least(&mut self, holder: SocketAddr, until: Timestamp) {
-        self.cooldown.extend(holder, until);
+        self.cooldown.in_line(holder, until);
+    }
+
+    /// Whether the download may open a connection to another holder: not while it waits
+    /// in `most_lines_waiting` holders' lines (see `FetchPolicy::most_lines_waiting`).
+    pub fn may_connect(&self) -> bool {
+        self.cooldown.lines() < self.policy.most_lines_waiting
     }
 
     /// `holder` may be asked at once (it said `Ready`, or the tracker introduced it).

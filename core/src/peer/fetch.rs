@@ -212,9 +212,10 @@ impl Peer {
             }
             let (conns, ledger) = (&self.conns, &self.ledger);
             let holder_conns = conns.holders();
-            let room =
-                holder_conns.len() < MAX_PEER_CONNECTIONS || any_evictable(conns, ledger, now);
-            // Without room for a new connection only connected holders can take a request.
+            let room = active.may_connect()
+                && (holder_conns.len() < MAX_PEER_CONNECTIONS || any_evictable(conns, ledger, now));
+            // Without room for a new connection (or leave to open one) only connected
+            // holders can take a request.
             let mut connected = holder_conns.keys().copied();
             let only = (!room).then_some(&mut connected as &mut dyn Iterator<Item = SocketAddr>);
             let serving = |addr: &SocketAddr| {
