@@ -1373,13 +1373,11 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
     let connects = answer_each_request(&mut p, &d, 2, 1, |chunk| Message::Busy { root, chunk });
     assert_eq!(connects.len(), MAX_PEER_CONNECTIONS);
     let newcomer = addr(20_000);
-    let introduce = Message::Introduce {
+    let introduce = introduction(
         root,
-        holder: drizzle_core::wire::LocatedHolder {
-            addr: newcomer,
-            have: ChunkSet::from_indices(holders, [holders - 1]),
-        },
-    };
+        newcomer,
+        ChunkSet::from_indices(holders, [holders - 1]),
+    );
     let d = send(&mut p, tracker, 100, &encode(&introduce));
     assert_eq!(d.closed, vec![waited_longest], "{d:?}");
     let (conn, _) = *d
@@ -1393,15 +1391,15 @@ fn an_introduced_holder_is_asked_even_with_a_full_connection_table() {
         "{d:?}"
     );
     // A malformed introduction (a chunk set of the wrong size) is ignored.
-    let bad = Message::Introduce {
-        root,
-        holder: drizzle_core::wire::LocatedHolder {
-            addr: addr(20_001),
-            have: ChunkSet::full(3),
-        },
-    };
+    let bad = introduction(root, addr(20_001), ChunkSet::full(3));
     let d = send(&mut p, tracker, 101, &encode(&bad));
     assert!(d.connects.is_empty() && d.closed.is_empty(), "{d:?}");
+}
+
+/// The tracker's introduction of the holder at `addr`, which has `have` of `root`.
+fn introduction(root: Root, addr: SocketAddr, have: ChunkSet) -> Message {
+    let holder = drizzle_core::wire::LocatedHolder { addr, have };
+    Message::Introduce { root, holder }
 }
 
 /// A download waiting in `most_lines_waiting` holders' lines (each said `Busy`) opens no
@@ -1447,13 +1445,11 @@ fn a_download_waiting_in_enough_lines_opens_no_new_connection() {
 
     // The tracker introduces a holder with a free slot: it is connected to and asked.
     let newcomer = addr(20_000);
-    let introduce = Message::Introduce {
+    let introduce = introduction(
         root,
-        holder: drizzle_core::wire::LocatedHolder {
-            addr: newcomer,
-            have: ChunkSet::from_indices(holders, [holders - 1]),
-        },
-    };
+        newcomer,
+        ChunkSet::from_indices(holders, [holders - 1]),
+    );
     let d = send(&mut p, tracker, 60, &encode(&introduce));
     assert!(d.connects.iter().any(|(_, a)| *a == newcomer), "{d:?}");
 }
@@ -2843,13 +2839,7 @@ fn neighbours_watch_each_other_and_hear_of_chunks_as_they_arrive() {
     let (first, second) = (asked[0], asked[1]);
     // Introduced to a neighbour holding nothing: connected, and watched.
     let neighbour = addr(20_000);
-    let introduce = Message::Introduce {
-        root,
-        holder: drizzle_core::wire::LocatedHolder {
-            addr: neighbour,
-            have: ChunkSet::empty(32),
-        },
-    };
+    let introduce = introduction(root, neighbour, ChunkSet::empty(32));
     let d = send(&mut p, tracker, 2, &encode(&introduce));
     let (conn, _) = *d
         .connects
