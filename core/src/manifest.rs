@@ -179,17 +179,19 @@ impl Manifest {
 }
 
 /// A file in fewer chunks than this spreads slowly: few peers can exchange pieces at once.
-const MIN_SPREAD_CHUNKS: u64 = 64;
+const MIN_SPREAD_CHUNKS: u64 = 128;
 /// The smallest chunk a file gets unless asked: each chunk costs requests and round trips.
 const MIN_DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
 
 /// The chunk size a file of `size` bytes gets unless one is asked for: `DEFAULT_CHUNK_SIZE`,
-/// halved (down to 256 KiB) while the file would have fewer than 64 chunks, and doubled
+/// halved (down to 256 KiB) while the file would have fewer than 128 chunks, and doubled
 /// (up to `MAX_CHUNK_SIZE`) while it would have more than `MAX_CHUNKS_PER_FILE`. Smaller
 /// chunks relay faster, each generation of a chunk's spread taking a shorter transfer: 500
-/// simulated peers got a 50 MiB file in 512 KiB chunks at 1.21x the bound on 1 ms links,
-/// 1.36x in 1 MiB ones, and 20 MiB in 256 KiB chunks at 1.27x where 512 KiB took 1.46x —
-/// but, at 100 ms, 2.86x where 512 KiB took 2.74x (docs/swarm.md).
+/// simulated peers got 100 MiB in 512 KiB chunks at 1.11x the bound on 1 ms links and 1.15x
+/// on 20 ms ones, 1.20x and 1.22x in 1 MiB chunks, and 50 MiB in 256 KiB at 1.12x where 512
+/// KiB took 1.20x — but at 100 ms each generation is mostly round trips, which do not
+/// shrink with the chunk: 20 MiB in 256 KiB took 2.86x where 512 KiB took 2.74x, hence the
+/// floor (docs/swarm.md).
 pub fn default_chunk_size(size: u64) -> u32 {
     let chunks = |chunk: u32| size.div_ceil(u64::from(chunk));
     let mut chunk = DEFAULT_CHUNK_SIZE;
@@ -409,10 +411,12 @@ mod tests {
         assert_eq!(default_chunk_size(mib), 256 << 10);
         assert_eq!(default_chunk_size(10 * mib), 256 << 10);
         assert_eq!(default_chunk_size(20 * mib), 256 << 10);
-        assert_eq!(default_chunk_size(32 * mib), 512 << 10);
-        assert_eq!(default_chunk_size(63 * mib), 512 << 10);
-        assert_eq!(default_chunk_size(64 * mib), 1 << 20);
-        assert_eq!(default_chunk_size(100 * mib), 1 << 20);
+        assert_eq!(default_chunk_size(32 * mib), 256 << 10);
+        assert_eq!(default_chunk_size(63 * mib), 256 << 10);
+        assert_eq!(default_chunk_size(64 * mib), 512 << 10);
+        assert_eq!(default_chunk_size(100 * mib), 512 << 10);
+        assert_eq!(default_chunk_size(127 * mib), 512 << 10);
+        assert_eq!(default_chunk_size(128 * mib), 1 << 20);
         assert_eq!(default_chunk_size(256 << 30), 1 << 20);
         assert_eq!(default_chunk_size((256 << 30) + 1), 2 << 20);
         assert_eq!(default_chunk_size(u64::MAX), MAX_CHUNK_SIZE);
