@@ -72,7 +72,8 @@ pub struct ShareArgs {
     #[arg(long, value_parser = units::parse_addr)]
     pub advertise: Option<SocketAddr>,
     /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB). Default: 1 MiB, smaller for a file
-    /// under 64 MiB (64 chunks at least, of 256 KiB at least), larger past 256 GiB.
+    /// under 128 MiB (128 chunks at least, of 256 KiB at least), larger past 256 GiB. A
+    /// name the tracker holds for the same bytes in other chunks is refused, naming them.
     #[arg(long, value_parser = units::parse_chunk_size)]
     pub chunk_size: Option<u32>,
     /// Upload cap, e.g. 25MB/s (no cap when left out).

@@ -328,6 +328,39 @@ fn a_frame_cut_in_half_then_eof_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_name_held_by_other_content_is_refused_naming_how_that_was_cut() {
+    let mut t = Tracker::new(TrackerConfig::new(1));
+    let first = connect(&mut t, 1, 0);
+    register(&mut t, first, vec![file("model.bin", &[7; 640])]);
+    // The same bytes in other chunks (another `--chunk-size`, an older default) make
+    // another manifest: refused, and told the chunk size that would join the swarm.
+    let mut recut = file("model.bin", &[7; 640]);
+    recut.manifest = Manifest::from_bytes(&[7; 640], 128).unwrap();
+    recut.have = ChunkSet::full(recut.manifest.chunk_count());
+    let second = connect(&mut t, 2, 0);
+    let mut bytes = hello(Role::Peer);
+    bytes.extend(encode(&Message::Register {
+        peer_id: 2,
+        listen: addr(7001),
+        files: vec![recut],
+    }));
+    let d = send(&mut t, second, 1, &bytes);
+    let reason = d
+        .sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Registered { refused, .. } => refused.first().map(|r| r.reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        reason.contains("640 bytes in chunks of 64 bytes"),
+        "{reason:?}"
+    );
+    assert_eq!(t.files().len(), 1);
+}
+
+#[test]
 fn absurd_counts_are_refused() {
     let mut t = Tracker::new(TrackerConfig::new(1));
     let conn = connect(&mut t, 1, 0);

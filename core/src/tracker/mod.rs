@@ -374,11 +374,8 @@ impl Tracker {
         let pins = self.pins_per_ip.get(&ip).copied().unwrap_or(0);
         match self.names.get(&file.name) {
             Some(known) if *known != root => {
-                return Err(format!(
-                    "{} is already registered with a different manifest (root {})",
-                    file.name,
-                    known.short()
-                ))
+                let registered = self.swarms.get(known).map(Swarm::manifest);
+                return Err(registered_otherwise(&file.name, known, registered));
             }
             Some(_) => {}
             None if self.names.len() >= MAX_TRACKER_FILES => {
@@ -754,6 +751,20 @@ impl Tracker {
 
 /// A peer is reachable at the IP its session comes from, on the port it announces: taking
 /// the IP from the connection means nobody can register (or evict) another machine.
+/// Why `name` is refused for other content. The registered file's size and chunk size are
+/// named: the same bytes hashed in other chunks (another `--chunk-size`, an older default)
+/// make another manifest, and a sharer that knows the chunk size can join the swarm.
+fn registered_otherwise(name: &FileName, root: &Root, registered: Option<&Manifest>) -> String {
+    let what = match registered {
+        Some(m) => format!(": {} bytes in chunks of {} bytes", m.size, m.chunk_size),
+        None => String::new(),
+    };
+    format!(
+        "{name} is already registered with a different manifest (root {}{what})",
+        root.short()
+    )
+}
+
 fn public_listen(listen: SocketAddr, remote: SocketAddr) -> SocketAddr {
     SocketAddr::new(remote.ip(), listen.port())
 }
