@@ -11,10 +11,13 @@ use crate::out::{say, warn_user};
 use crate::units;
 use drizzle_core::peer::PeerCommand;
 use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
+use drizzle_core::{FileName, Manifest};
+use drizzle_mio::storage::hash_file;
 use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 pub fn tracker(
     listen: SocketAddr,
@@ -73,7 +76,8 @@ pub struct ShareArgs {
     pub advertise: Option<SocketAddr>,
     /// Chunk size, e.g. 1MiB or 65536 (64 B to 16 MiB). Default: 1 MiB, smaller for a file
     /// under 128 MiB (128 chunks at least, of 256 KiB at least), larger past 256 GiB. A
-    /// name the tracker holds for the same bytes in other chunks is refused, naming them.
+    /// file whose name the tracker holds for a file of its size in other chunks is hashed
+    /// again in those and offered once more (the same bytes join that swarm).
     #[arg(long, value_parser = units::parse_chunk_size)]
     pub chunk_size: Option<u32>,
     /// Upload cap, e.g. 25MB/s (no cap when left out).
@@ -153,7 +157,18 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
     let mut view = PeerHttp::start(http, false, &driver)?;
     let mut watch = TrackerWatch::new(args.tracker);
     let mut outcome = Ok(());
+    let mut recuts = Recuts::new(dir, &driver);
     driver.run(|peer, now, event| {
+        for (name, manifest) in recuts.done() {
+            let cmd = PeerCommand::Share {
+                name,
+                manifest,
+                have: None,
+            };
+            if let Err(e) = peer.command(now, cmd) {
+                warn_user!("drizzle: cannot share again: {e}");
+            }
+        }
         view.see(peer, now, event);
         if let Err(fail) = watch.see(event) {
             outcome = Err(fail);
@@ -162,6 +177,7 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
         match event {
             Some(Event::Shared { name }) => say!("shared {name}"),
             Some(Event::ShareRefused { name, reason }) => say!("refused {name}: {reason}"),
+            Some(Event::ShareRecut { name, chunk_size }) => recuts.start(name, *chunk_size),
             Some(Event::TrackerLost {
                 tracker,
                 retry_in_ms,
@@ -177,4 +193,51 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
         Flow::Continue
     })?;
     outcome
+}
+
+/// Files hashed again, off the event loop, in the chunks the tracker holds their names in
+/// (`Event::ShareRecut`): a large file takes a while, and the loop keeps serving meanwhile.
+/// Once per name: a tracker that names another cut each time cannot keep us hashing.
+struct Recuts {
+    dir: PathBuf,
+    started: std::collections::BTreeSet<FileName>,
+    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    sender: mpsc::Sender<(FileName, Manifest)>,
+    receiver: mpsc::Receiver<(FileName, Manifest)>,
+}
+
+impl Recuts {
+    fn new<M: drizzle_core::Machine>(dir: &Path, driver: &Driver<M>) -> Recuts {
+        let (sender, receiver) = mpsc::channel();
+        let waker = driver.waker();
+        Recuts {
+            dir: dir.to_path_buf(),
+            started: std::collections::BTreeSet::new(),
+            wake: std::sync::Arc::new(move || drop(waker.wake())),
+            sender,
+            receiver,
+        }
+    }
+
+    fn start(&mut self, name: &FileName, chunk_size: u32) {
+        if !self.started.insert(name.clone()) {
+            return log::warn!("{name}: hashed again once already; left refused");
+        }
+        say!("hashing {name} again in chunks of {chunk_size} bytes, as the tracker holds it");
+        let (name, path) = (name.clone(), self.dir.join(name.as_str()));
+        let (sender, wake) = (self.sender.clone(), self.wake.clone());
+        std::thread::spawn(move || match hash_file(&path, chunk_size) {
+            Ok(manifest) => {
+                // The loop gone, nobody wants the manifest.
+                if sender.send((name, manifest)).is_ok() {
+                    wake();
+                }
+            }
+            Err(e) => warn_user!("drizzle: cannot hash {name} again: {e}"),
+        });
+    }
+
+    fn done(&self) -> Vec<(FileName, Manifest)> {
+        self.receiver.try_iter().collect()
+    }
 }

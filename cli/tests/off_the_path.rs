@@ -154,6 +154,40 @@ fn a_second_get_into_the_same_place_is_refused_and_the_first_finishes_intact() {
     assert!(!d2.path().join("slow.part.lock").exists());
 }
 
+/// The same bytes shared in other chunks (another `--chunk-size`, an older build's default)
+/// are hashed again in the chunks the tracker holds the name in, and join that swarm; other
+/// bytes of the same size are hashed again once and stay refused.
+#[test]
+fn a_file_shared_in_other_chunks_joins_the_swarm_its_name_is_held_for() {
+    let (_t, tr) = tracker();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let bytes = data(10 * CHUNK, 4);
+    write(dirs[0].path(), "f", &bytes);
+    write(dirs[1].path(), "f", &bytes);
+    write(dirs[2].path(), "f", &data(10 * CHUNK, 9));
+    let (first, _) = share(dirs[0].path(), &tr, &["f"], &[]);
+    let again = "hashing f again in chunks of 65536 bytes, as the tracker holds it";
+    // In its default chunks, 256 KiB for 640 KiB.
+    let start = |dir: &tempfile::TempDir| {
+        let dir = dir.path().to_str().unwrap();
+        Proc::start(&["share", dir, "--tracker", &tr, "--listen", "127.0.0.1:0"])
+    };
+    let mut same = start(&dirs[1]);
+    same.wait_line("refused", |l| {
+        l.starts_with("refused f: ") && l.contains("chunks of 65536")
+    });
+    same.wait_line("hashed again", |l| l == again);
+    same.wait_line("shared", |l| l == "shared f");
+    let mut other = start(&dirs[2]);
+    other.wait_line("hashed again", |l| l == again);
+    other.wait_line("refused again", |l| l.starts_with("refused f: "));
+    // Only the one that joined can serve it now.
+    drop(first);
+    let out = get("f", &tr, dirs[3].path(), &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_same_file(dirs[0].path(), dirs[3].path(), "f");
+}
+
 #[test]
 fn a_holder_that_cannot_serve_ends_the_download_with_exit_4_naming_it() {
     let (_t, tr) = tracker();

@@ -70,6 +70,10 @@ pub enum Event {
     Shared { name: FileName },
     /// The tracker refused a shared file.
     ShareRefused { name: FileName, reason: String },
+    /// The tracker holds a shared file's name for a file of the same size cut in other
+    /// chunks (another `--chunk-size`, another version's default): hashed in
+    /// `chunk_size`-byte chunks and shared again, the same bytes join that swarm.
+    ShareRecut { name: FileName, chunk_size: u32 },
     /// A shared file could not be read as registered: it is no longer offered (the tracker
     /// was told) until shared again.
     Withdrawn { name: FileName, reason: String },
@@ -222,6 +226,9 @@ impl Event {
             }
             Event::Shared { name } => format!("shares {name}"),
             Event::ShareRefused { name, reason } => format!("tracker refused {name}: {reason}"),
+            Event::ShareRecut { name, chunk_size } => {
+                format!("tracker holds {name} in chunks of {chunk_size} bytes")
+            }
             Event::FileList { files, more } => {
                 let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
                 let cut = if *more { ", … (more follow)" } else { "" };

@@ -112,7 +112,7 @@ impl Peer {
         holders: Vec<LocatedHolder>,
     ) {
         let Some(download) = self.downloads.get(&name) else {
-            return;
+            return self.recut(name, &manifest);
         };
         if let Err(e) = manifest.validate() {
             let reason = format!("the tracker sent an invalid manifest: {e}");

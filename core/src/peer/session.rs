@@ -6,7 +6,7 @@ use super::{Conn, Peer};
 use crate::limits::{KEEPALIVE_MS, MAX_FILES_PER_REGISTER, MAX_FRAME_BYTES};
 use crate::link::{clip, Link};
 use crate::machine::{ConnId, Event, Output};
-use crate::manifest::FileName;
+use crate::manifest::{FileName, Manifest};
 use crate::time::Timestamp;
 use crate::wire::{Complaint, Message, Refusal, Role, SharedFile};
 use rand::Rng;
@@ -331,6 +331,23 @@ impl Peer {
         self.send_tracker(&Message::Locate { req, name, known });
     }
 
+    /// A file we share was refused and the tracker holds its name for `registered`: if that
+    /// is a file of our size cut in other chunks, the driver is asked to hash ours in those
+    /// and share it again (the tracker then compares roots). Other content, or the same
+    /// cut, is left refused; so a second refusal ends it.
+    pub(super) fn recut(&mut self, name: FileName, registered: &Manifest) {
+        let Some(ours) = self.files.get(&name).map(|f| f.manifest()) else {
+            return;
+        };
+        let recuttable = registered.validate().is_ok()
+            && registered.size == ours.size
+            && registered.chunk_size != ours.chunk_size;
+        if recuttable {
+            let chunk_size = registered.chunk_size;
+            self.emit(Event::ShareRecut { name, chunk_size });
+        }
+    }
+
     pub(super) fn handle_tracker_message(&mut self, now: Timestamp, conn: ConnId, msg: Message) {
         match msg {
             Message::Registered { accepted, refused } => {
@@ -344,9 +361,13 @@ impl Peer {
                 }
                 for Refusal { name, reason } in refused {
                     self.emit(Event::ShareRefused {
-                        name,
+                        name: name.clone(),
                         reason: clip(&reason),
                     });
+                    // The name may be held for these bytes in other chunks: see `recut`.
+                    if self.files.get(&name).is_some() && !self.downloads.contains_key(&name) {
+                        self.send_locate(name);
+                    }
                 }
             }
             Message::FileList { req, files, more } => {
