@@ -10,14 +10,14 @@ use crate::node::{bind_and_announce, log_event, os_seed, stop_on_signal, Tracker
 use crate::out::{say, warn_user};
 use crate::units;
 use drizzle_core::peer::PeerCommand;
-use drizzle_core::{Event, Peer, PeerConfig, Tracker, TrackerConfig};
-use drizzle_core::{FileName, Manifest};
+use drizzle_core::{Event, FileName, Manifest, Peer, PeerConfig, Tracker, TrackerConfig};
 use drizzle_mio::storage::hash_file;
 use drizzle_mio::{scan_dir, Driver, FileStore, Flow};
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 pub fn tracker(
     listen: SocketAddr,
@@ -200,8 +200,8 @@ pub fn share(args: ShareArgs) -> Result<(), Fail> {
 /// Once per name: a tracker that names another cut each time cannot keep us hashing.
 struct Recuts {
     dir: PathBuf,
-    started: std::collections::BTreeSet<FileName>,
-    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    started: BTreeSet<FileName>,
+    wake: Arc<dyn Fn() + Send + Sync>,
     sender: mpsc::Sender<(FileName, Manifest)>,
     receiver: mpsc::Receiver<(FileName, Manifest)>,
 }
@@ -212,8 +212,8 @@ impl Recuts {
         let waker = driver.waker();
         Recuts {
             dir: dir.to_path_buf(),
-            started: std::collections::BTreeSet::new(),
-            wake: std::sync::Arc::new(move || drop(waker.wake())),
+            started: BTreeSet::new(),
+            wake: Arc::new(move || drop(waker.wake())),
             sender,
             receiver,
         }

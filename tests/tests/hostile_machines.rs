@@ -91,10 +91,15 @@ fn send(m: &mut dyn Machine, conn: ConnId, now: u64, bytes: &[u8]) -> Drained {
 }
 
 fn register(t: &mut Tracker, conn: ConnId, files: Vec<SharedFile>) -> Drained {
+    register_as(t, conn, 1, files)
+}
+
+/// `register` for peer `peer_id` (a second id is a second peer, not its reconnection).
+fn register_as(t: &mut Tracker, conn: ConnId, peer_id: u64, files: Vec<SharedFile>) -> Drained {
     let mut bytes = hello(Role::Peer);
     bytes.extend(encode(&Message::Register {
-        peer_id: 1,
-        listen: addr(7000),
+        peer_id,
+        listen: addr(6999 + peer_id as u16),
         files,
     }));
     send(t, conn, 1, &bytes)
@@ -338,13 +343,7 @@ fn a_name_held_by_other_content_is_refused_naming_how_that_was_cut() {
     recut.manifest = Manifest::from_bytes(&[7; 640], 128).unwrap();
     recut.have = ChunkSet::full(recut.manifest.chunk_count());
     let second = connect(&mut t, 2, 0);
-    let mut bytes = hello(Role::Peer);
-    bytes.extend(encode(&Message::Register {
-        peer_id: 2,
-        listen: addr(7001),
-        files: vec![recut],
-    }));
-    let d = send(&mut t, second, 1, &bytes);
+    let d = register_as(&mut t, second, 2, vec![recut]);
     let reason = d
         .sent
         .iter()
