@@ -359,6 +359,65 @@ fn a_name_held_by_other_content_is_refused_naming_how_that_was_cut() {
     assert_eq!(t.files().len(), 1);
 }
 
+/// A sharer refused for a name asks what the tracker holds under it; only a file of its
+/// size in other chunks is hashed again (in those), so refusals cannot keep it hashing.
+#[test]
+fn a_refused_share_is_cut_again_only_for_the_same_size_in_other_chunks() {
+    let (name, data) = (FileName::new("f").unwrap(), [7u8; 640]);
+    let mut p = Peer::new(PeerConfig::new(addr(1), addr(2), 5));
+    let share = PeerCommand::Share {
+        name: name.clone(),
+        manifest: Manifest::from_bytes(&data, 64).unwrap(),
+        have: None,
+    };
+    p.command(Timestamp(0), share).unwrap();
+    p.handle_timeout(Timestamp(0)); // connects to the tracker
+    let (tracker, _) = drain(&mut p).connects[0];
+    p.handle(Timestamp(0), Input::Connected { conn: tracker });
+    drain(&mut p);
+    let mut greeted = false;
+    let mut recut_for = |registered: Manifest, now: u64| {
+        let refused = Message::Registered {
+            accepted: vec![],
+            refused: vec![drizzle_core::wire::Refusal {
+                name: name.clone(),
+                reason: "held for other content".into(),
+            }],
+        };
+        let mut bytes = if greeted {
+            vec![]
+        } else {
+            hello(Role::Tracker)
+        };
+        greeted = true;
+        bytes.extend(encode(&refused));
+        let d = send(&mut p, tracker, now, &bytes);
+        let req = d.sent.iter().find_map(|(_, m)| match m {
+            Message::Locate { req, .. } => Some(*req),
+            _ => None,
+        });
+        let located = Message::Located {
+            req: req.expect("a locate of the refused name"),
+            name: name.clone(),
+            manifest: registered,
+            holders: vec![],
+        };
+        let d = send(&mut p, tracker, now, &encode(&located));
+        d.events.iter().find_map(|e| match e {
+            Event::ShareRecut { chunk_size, .. } => Some(*chunk_size),
+            _ => None,
+        })
+    };
+    let cut = |bytes: &[u8], chunk: u32| Manifest::from_bytes(bytes, chunk).unwrap();
+    assert_eq!(recut_for(cut(&data, 128), 1), Some(128));
+    assert_eq!(
+        recut_for(cut(&[8; 640], 64), 2),
+        None,
+        "other bytes, our cut"
+    );
+    assert_eq!(recut_for(cut(&[7; 700], 128), 3), None, "another size");
+}
+
 #[test]
 fn absurd_counts_are_refused() {
     let mut t = Tracker::new(TrackerConfig::new(1));
