@@ -229,7 +229,7 @@ fn fake_server(greeting: &'static [u8]) -> String {
 }
 
 #[test]
-fn a_server_that_is_not_a_tracker_is_named_within_seconds() {
+fn a_server_that_is_not_a_tracker_is_named_within_seconds_and_once() {
     let banner = fake_server(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
     let http = fake_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
     let silent = fake_server(b"");
@@ -237,7 +237,12 @@ fn a_server_that_is_not_a_tracker_is_named_within_seconds() {
     let run = |args: Vec<String>| {
         std::thread::spawn(move || {
             let started = Instant::now();
-            let out = drizzle().args(&args).output().unwrap();
+            // At the default log level, as a user runs it.
+            let out = drizzle()
+                .args(&args)
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
             (args, out, started.elapsed())
         })
     };
@@ -272,6 +277,12 @@ fn a_server_that_is_not_a_tracker_is_named_within_seconds() {
             stderr(&out)
         );
         assert!(took < Duration::from_secs(17), "{args:?} took {took:?}");
+        // The cause is named once: no warning repeating the error line.
+        let lines = stderr(&out)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        assert_eq!(lines, 1, "{args:?}: {}", stderr(&out));
     }
 }
 

@@ -123,11 +123,22 @@ impl Outbox {
     }
 
     /// Closes `conn` for `reason`: logged, the remote told why (clipped), and a protocol
-    /// violation reported. The caller forgets the link.
-    pub fn close_for(&mut self, link: &mut Link, conn: ConnId, reason: CloseReason) {
+    /// violation reported. `user_told`: an event gives the user this cause already, so the
+    /// log says it only at `info` (a failure names its cause once). The caller forgets the
+    /// link.
+    pub fn close_for(
+        &mut self,
+        link: &mut Link,
+        conn: ConnId,
+        reason: CloseReason,
+        user_told: bool,
+    ) {
         let remote = link.remote;
         let text = reason.to_string();
         match reason {
+            CloseReason::Violation(_) if user_told => {
+                log::info!("closing {remote} ({conn}): {text}")
+            }
             CloseReason::Violation(_) => log::warn!("closing {remote} ({conn}): {text}"),
             CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
             // Whoever refused a stranger says so; whoever was refused tells its user.

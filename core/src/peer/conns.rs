@@ -326,23 +326,26 @@ impl Peer {
         if !self.conns.contains_key(&conn) {
             return;
         }
-        match &reason {
+        let user_told = match &reason {
             CloseReason::Unauthorised(why) => self.not_authorised(conn, why),
             reason => self.not_a_tracker(conn, &reason.to_string()),
-        }
+        };
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-            self.out.close_for(link, conn, reason);
+            self.out.close_for(link, conn, reason, user_told);
         }
         self.close_conn(now, conn);
     }
 
-    fn not_authorised(&mut self, conn: ConnId, reason: &str) {
-        if let Some(Conn::Tracker(_)) = self.conns.get(&conn) {
+    /// The tracker refused our key: the user is told (whether they were).
+    fn not_authorised(&mut self, conn: ConnId, reason: &str) -> bool {
+        let tracker = matches!(self.conns.get(&conn), Some(Conn::Tracker(_)));
+        if tracker {
             self.emit(Event::NotAuthorised {
                 tracker: self.config.tracker,
                 reason: reason.to_string(),
             });
         }
+        tracker
     }
 
     /// Opens connection `conn` on our side: our hello, and our handshake when closed.
@@ -407,11 +410,10 @@ impl Peer {
             }
         }
         for (conn, why) in expired {
-            if self.session.was_reached() {
-                self.not_a_tracker(conn, why);
-            }
+            let user_told = self.session.was_reached() && self.not_a_tracker(conn, why);
             if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-                self.out.close_for(link, conn, CloseReason::TimedOut(why));
+                self.out
+                    .close_for(link, conn, CloseReason::TimedOut(why), user_told);
             }
             self.close_conn(now, conn);
         }
@@ -436,16 +438,17 @@ impl Peer {
     }
 
     /// The tracker connection `conn` is being closed for `reason`: if the remote never
-    /// said a Drizzle hello, it is not a Drizzle tracker, and the user is told so.
-    pub(super) fn not_a_tracker(&mut self, conn: ConnId, reason: &str) {
-        if let Some(Conn::Tracker(link)) = self.conns.get(&conn) {
-            if !link.hello_done() {
-                self.emit(Event::NotATracker {
-                    tracker: self.config.tracker,
-                    reason: reason.to_string(),
-                });
-            }
+    /// said a Drizzle hello, it is not a Drizzle tracker, and the user is told so (whether
+    /// they were).
+    pub(super) fn not_a_tracker(&mut self, conn: ConnId, reason: &str) -> bool {
+        let told = matches!(self.conns.get(&conn), Some(Conn::Tracker(l)) if !l.hello_done());
+        if told {
+            self.emit(Event::NotATracker {
+                tracker: self.config.tracker,
+                reason: reason.to_string(),
+            });
         }
+        told
     }
 
     /// Whether a connection to one more holder may open now, leaving a holder we only wait
