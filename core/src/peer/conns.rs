@@ -336,7 +336,8 @@ impl Peer {
         self.close_conn(now, conn);
     }
 
-    /// The tracker refused our key: the user is told (whether they were).
+    /// A connection closes as unauthorised: if it is the tracker's, our key was refused and
+    /// the user is told so (whether they were).
     fn not_authorised(&mut self, conn: ConnId, reason: &str) -> bool {
         let tracker = matches!(self.conns.get(&conn), Some(Conn::Tracker(_)));
         if tracker {

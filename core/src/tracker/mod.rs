@@ -749,8 +749,6 @@ impl Tracker {
     }
 }
 
-/// A peer is reachable at the IP its session comes from, on the port it announces: taking
-/// the IP from the connection means nobody can register (or evict) another machine.
 /// Why `name` is refused for other content. The registered file's size and chunk size are
 /// named: the same bytes hashed in other chunks (another `--chunk-size`, an older default)
 /// make another manifest, and a sharer that knows the chunk size can join the swarm.
@@ -765,6 +763,8 @@ fn registered_otherwise(name: &FileName, root: &Root, registered: Option<&Manife
     )
 }
 
+/// A peer is reachable at the IP its session comes from, on the port it announces: taking
+/// the IP from the connection means nobody can register (or evict) another machine.
 fn public_listen(listen: SocketAddr, remote: SocketAddr) -> SocketAddr {
     SocketAddr::new(remote.ip(), listen.port())
 }
