@@ -424,3 +424,71 @@ fn a_flooding_host_leaves_the_tracker_to_everyone_else() {
     drop(sessions);
     let _ = tracker.child.kill();
 }
+
+/// Reads `conn` until the other side closes it (or 5 s pass): the server has dealt with it.
+fn until_closed(mut conn: TcpStream) {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = [0u8; 1024];
+    while let Ok(1..) = conn.read(&mut sink) {}
+}
+
+/// One address sends the tracker 200 connections of garbage, opens more connections than
+/// it may hold, and more to the status page than it may: the tracker's log says so once
+/// for each kind, not 200 times (a flood of bad input cannot flood the operator's log).
+#[test]
+fn a_flood_of_bad_connections_is_logged_once_per_address_not_once_each() {
+    use std::io::BufRead;
+    const MAX_CONNECTIONS_PER_ADDRESS: usize = 128; // the driver's
+    let mut tracker = drizzle()
+        .args(["tracker", "--listen", "127.0.0.1:0", "--open"])
+        .args(["--http", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(tracker.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    let addr: SocketAddr = line()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _swarm = line();
+    let http: SocketAddr = line().strip_prefix("http on ").unwrap().parse().unwrap();
+    let garbage = IpAddr::from([127, 0, 0, 5]);
+    for _ in 0..200 {
+        let mut conn = connect_from(garbage, addr).unwrap();
+        conn.write_all(&[0xff; 64]).unwrap();
+        until_closed(conn);
+    }
+    let crowd = IpAddr::from([127, 0, 0, 6]);
+    let held: Vec<TcpStream> = (0..MAX_CONNECTIONS_PER_ADDRESS)
+        .map(|_| connect_from(crowd, addr).unwrap())
+        .collect();
+    for _ in 0..20 {
+        until_closed(connect_from(crowd, addr).unwrap());
+    }
+    let page_crowd = IpAddr::from([127, 0, 0, 7]);
+    let held_pages: Vec<TcpStream> = (0..8)
+        .map(|_| connect_from(page_crowd, http).unwrap())
+        .collect();
+    for _ in 0..20 {
+        until_closed(connect_from(page_crowd, http).unwrap());
+    }
+    tracker.kill().unwrap();
+    tracker.wait().unwrap();
+    drop((held, held_pages));
+    let mut err = String::new();
+    let mut stderr = tracker.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).unwrap();
+    let warned = |what: &str| {
+        (err.lines())
+            .filter(|l| l.contains(" WARN ") && l.contains(what))
+            .count()
+    };
+    assert_eq!(warned("closing 127.0.0.5:"), 1, "{err}");
+    assert_eq!(warned("refusing 127.0.0.6:"), 1, "{err}");
+    assert_eq!(warned("http: refusing 127.0.0.7:"), 1, "{err}");
+    assert_eq!(err.lines().count(), 3, "{err}");
+}

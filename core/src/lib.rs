@@ -42,6 +42,7 @@ pub mod event;
 pub mod idmap;
 pub mod limits;
 mod link;
+pub mod log_gate;
 pub mod machine;
 pub mod manifest;
 mod outbox;

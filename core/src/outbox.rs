@@ -5,7 +5,9 @@
 
 use crate::bytes::Bytes;
 use crate::link::{clip, Link};
+use crate::log_gate::LogGate;
 use crate::machine::{ConnId, Event, Layout, Output};
+use crate::time::Timestamp;
 use crate::wire::{encode_with, Message, Role};
 use std::collections::VecDeque;
 use std::fmt;
@@ -39,6 +41,8 @@ pub(crate) struct Outbox {
     out: VecDeque<Output>,
     /// Where messages are encoded (see `encode_with`).
     scratch: Vec<u8>,
+    /// Warnings about remotes, once a minute per address.
+    gate: LogGate,
 }
 
 impl Outbox {
@@ -122,12 +126,13 @@ impl Outbox {
         self.out.push_back(Output::Close { conn });
     }
 
-    /// Closes `conn` for `reason`: logged, the remote told why (clipped), and a protocol
-    /// violation reported. `user_told`: an event gives the user this cause already, so the
-    /// log says it only at `info` (a failure names its cause once). The caller forgets the
-    /// link.
+    /// Closes `conn` for `reason` at `now`: logged, the remote told why (clipped), and a
+    /// protocol violation reported. `user_told`: an event gives the user this cause
+    /// already, so the log says it only at `info` (a failure names its cause once). The
+    /// caller forgets the link.
     pub fn close_for(
         &mut self,
+        now: Timestamp,
         link: &mut Link,
         conn: ConnId,
         reason: CloseReason,
@@ -139,11 +144,17 @@ impl Outbox {
             CloseReason::Violation(_) if user_told => {
                 log::info!("closing {remote} ({conn}): {text}")
             }
-            CloseReason::Violation(_) => log::warn!("closing {remote} ({conn}): {text}"),
+            CloseReason::Violation(_) => match self.gate.admit(remote.ip(), now) {
+                Some(held) => log::warn!("closing {remote} ({conn}): {text}{held}"),
+                None => log::debug!("closing {remote} ({conn}): {text}"),
+            },
             CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
             // Whoever refused a stranger says so; whoever was refused tells its user.
             CloseReason::Unauthorised(_) if matches!(conn, ConnId::Inbound(_)) => {
-                log::warn!("refusing {remote} ({conn}): {text}")
+                match self.gate.admit(remote.ip(), now) {
+                    Some(held) => log::warn!("refusing {remote} ({conn}): {text}{held}"),
+                    None => log::debug!("refusing {remote} ({conn}): {text}"),
+                }
             }
             CloseReason::Unauthorised(_) => log::info!("refused by {remote} ({conn}): {text}"),
         }

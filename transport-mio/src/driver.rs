@@ -8,6 +8,7 @@ use crate::rate::RateLimiter;
 use crate::stats::{DriverStats, Traffic};
 use crate::storage::FileStore;
 use crate::writer::{spawn_writer, Writer};
+use drizzle_core::log_gate::LogGate;
 use drizzle_core::machine::{Event, Input, IoId, Machine, Output, Received};
 use drizzle_core::manifest::sha256;
 use drizzle_core::BufferPool;
@@ -110,6 +111,8 @@ pub struct Driver<M: Machine> {
     local_ip: Option<IpAddr>,
     /// Open accepted connections per remote IP (see `MAX_CONNECTIONS_PER_ADDRESS`).
     accepted_per_ip: BTreeMap<IpAddr, usize>,
+    /// Warnings about remotes (refused, not reading), once a minute per address.
+    log_gate: LogGate,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
     read_buf: Vec<u8>,
@@ -167,6 +170,7 @@ impl<M: Machine> Driver<M> {
             rate_turn: None,
             local_ip: None,
             accepted_per_ip: BTreeMap::new(),
+            log_gate: LogGate::default(),
             deferred: BTreeMap::new(),
             epoch: Instant::now(),
             read_buf: vec![0; READ_BUF],
@@ -277,16 +281,17 @@ impl<M: Machine> Driver<M> {
         &mut self,
         app: &mut impl FnMut(&mut M, Timestamp, Option<&Event>) -> Flow,
     ) {
-        let stalled: Vec<ConnId> = self
+        let stalled: Vec<(ConnId, IpAddr)> = self
             .conns
             .iter()
             .filter(|(_, c)| {
                 c.unsent() > 0 && !c.connecting && c.last_write.elapsed() > WRITE_STALL
             })
-            .map(|(id, _)| *id)
+            .map(|(id, c)| (*id, c.remote_ip))
             .collect();
-        for conn in stalled {
-            log::warn!("dropping {conn}: the remote has not read for {WRITE_STALL:?}");
+        for (conn, ip) in stalled {
+            let text = format!("dropping {conn}: {ip} has not read for {WRITE_STALL:?}");
+            self.warn_about(ip, &text);
             self.drop_conn(conn, true);
         }
         self.drain(app);
@@ -514,17 +519,19 @@ impl<M: Machine> Driver<M> {
                 Ok((stream, remote)) => {
                     if self.conns.len() >= MAX_CONNECTIONS {
                         self.stats.refused(false);
-                        log::warn!("refusing {remote}: {MAX_CONNECTIONS} connections open");
+                        let text = format!("refusing {remote}: {MAX_CONNECTIONS} connections open");
+                        self.warn_about(remote.ip(), &text);
                         continue;
                     }
                     let from = self.accepted_per_ip.get(&remote.ip()).copied();
                     if from.unwrap_or(0) >= MAX_CONNECTIONS_PER_ADDRESS {
                         self.stats.refused(true);
-                        log::warn!(
+                        let ip = remote.ip();
+                        let text = format!(
                             "refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} connections open \
-                             from {}",
-                            remote.ip()
+                             from {ip}"
                         );
+                        self.warn_about(ip, &text);
                         continue;
                     }
                     self.next_inbound += 1;
@@ -544,6 +551,15 @@ impl<M: Machine> Driver<M> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Logs `text`, a warning a remote at `ip` caused: at most once a minute per address
+    /// (the rest at `debug`; the counters in `stats` miss none).
+    fn warn_about(&mut self, ip: IpAddr, text: &str) {
+        match self.log_gate.admit(ip, self.now()) {
+            Some(held) => log::warn!("{text}{held}"),
+            None => log::debug!("{text}"),
         }
     }
 

@@ -4,6 +4,8 @@
 
 use super::handoff::Handoff;
 use crate::exit::{Exit, Fail};
+use drizzle_core::log_gate::LogGate;
+use drizzle_core::Timestamp;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// Connections served at once; more are closed as they arrive.
@@ -70,6 +72,16 @@ async fn accept<V: View>(listener: TcpListener, handoff: Arc<Handoff<V>>) {
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_address = Arc::new(Mutex::new(BTreeMap::new()));
+    // Refusals are warned of once a minute per address: a flood of connections cannot
+    // flood the log.
+    let (mut gate, epoch) = (LogGate::default(), Instant::now());
+    let mut warn_about = |ip: IpAddr, text: String| {
+        let now = Timestamp::from_ms(epoch.elapsed().as_millis() as u64);
+        match gate.admit(ip, now) {
+            Some(held) => log::warn!("{text}{held}"),
+            None => log::debug!("{text}"),
+        }
+    };
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -81,11 +93,14 @@ async fn accept<V: View>(listener: TcpListener, handoff: Arc<Handoff<V>>) {
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!("http: refusing {remote}: {MAX_CONNECTIONS} connections open");
+            let text = format!("http: refusing {remote}: {MAX_CONNECTIONS} connections open");
+            warn_about(remote.ip(), text);
             continue;
         };
         let Some(turn) = AddressTurn::take(&per_address, remote.ip()) else {
-            log::warn!("http: refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} open from it");
+            let text =
+                format!("http: refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} open from it");
+            warn_about(remote.ip(), text);
             continue;
         };
         let handoff = handoff.clone();

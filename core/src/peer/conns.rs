@@ -331,7 +331,7 @@ impl Peer {
             reason => self.not_a_tracker(conn, &reason.to_string()),
         };
         if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-            self.out.close_for(link, conn, reason, user_told);
+            self.out.close_for(now, link, conn, reason, user_told);
         }
         self.close_conn(now, conn);
     }
@@ -413,8 +413,8 @@ impl Peer {
         for (conn, why) in expired {
             let user_told = self.session.was_reached() && self.not_a_tracker(conn, why);
             if let Some(link) = self.conns.get_mut(&conn).map(Conn::link_mut) {
-                self.out
-                    .close_for(link, conn, CloseReason::TimedOut(why), user_told);
+                let reason = CloseReason::TimedOut(why);
+                self.out.close_for(now, link, conn, reason, user_told);
             }
             self.close_conn(now, conn);
         }

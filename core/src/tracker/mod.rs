@@ -673,7 +673,7 @@ impl Tracker {
             CloseReason::Unauthorised(_) => &mut self.counters.closed_unauthorised,
         };
         *closed += 1;
-        self.out.close_for(link, conn, reason, false);
+        self.out.close_for(self.now, link, conn, reason, false);
         self.forget(conn);
     }
 
