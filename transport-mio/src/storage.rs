@@ -5,6 +5,7 @@
 //! cache (O_DIRECT) where the filesystem allows it.
 
 use crate::hasher::cores;
+use drizzle_core::limits::MAX_CHUNKS_PER_FILE;
 use drizzle_core::manifest::{default_chunk_size, sha256, ManifestBuilder};
 use drizzle_core::peer::OnDisk;
 use drizzle_core::secure::record_bodies;
@@ -503,6 +504,9 @@ pub fn scan_dir(
                         let chunk_size = chunk_size.unwrap_or(default_chunk_size(meta.len()));
                         match hash_file(&entry.path(), chunk_size) {
                             Ok(manifest) => scan.files.push((name, manifest)),
+                            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                                skip(e.to_string())
+                            }
                             Err(e) => skip(format!("cannot read: {e}")),
                         }
                     }
@@ -527,6 +531,16 @@ pub fn hash_file(path: &Path, chunk_size: u32) -> io::Result<Manifest> {
         return builder.finish().map_err(io::Error::other);
     }
     let chunk = u64::from(chunk_size);
+    let most = u64::from(MAX_CHUNKS_PER_FILE);
+    if size.div_ceil(chunk) > most {
+        // Said before hashing: the manifest would be refused after it.
+        let fits = size.div_ceil(most);
+        let why = format!(
+            "{size} bytes in chunks of {chunk_size} would be more than {most} chunks: \
+             use a --chunk-size of {fits} or more"
+        );
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
     let count = usize::try_from(size.div_ceil(chunk)).map_err(io::Error::other)?;
     let threads = cores().clamp(1, count);
     let mut hashes = vec![[0u8; 32]; count];
@@ -656,6 +670,29 @@ mod tests {
         assert!(
             hash_file(&path, 3).is_err(),
             "a chunk size below the minimum"
+        );
+    }
+
+    /// A chunk size too small for the file is named before anything is hashed, with the
+    /// smallest that fits.
+    #[test]
+    fn a_file_too_big_for_its_chunk_size_says_which_chunk_size_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let file = File::create(&path).unwrap();
+        file.set_len(u64::from(MAX_CHUNKS_PER_FILE) * 64 + 1)
+            .unwrap();
+        let e = hash_file(&path, 64).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().ends_with("use a --chunk-size of 65 or more"),
+            "{e}"
+        );
+        let scan = scan_dir(dir.path(), Some(64), &mut |_, _| {}).unwrap();
+        let (_, why) = scan.skipped.first().unwrap();
+        assert!(
+            why.starts_with("16777217 bytes in chunks of 64 would be"),
+            "{why}"
         );
     }
 
