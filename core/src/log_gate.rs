@@ -36,9 +36,19 @@ pub struct HeldBack {
 }
 
 impl LogGate {
+    /// Logs `text`, a warning about the remote at `ip`, under `target` (the caller's
+    /// `module_path!()`, so `RUST_LOG` filters it as before): at `warn` if the gate lets
+    /// it through at `now`, with how many were held back before it; else at `debug`.
+    pub fn warn(&mut self, target: &str, ip: IpAddr, now: Timestamp, text: fmt::Arguments<'_>) {
+        match self.admit(ip, now) {
+            Some(held) => log::warn!(target: target, "{text}{held}"),
+            None => log::debug!(target: target, "{text}"),
+        }
+    }
+
     /// Whether a warning about `ip` goes to the log at `now` (`Some`, with what to add to
-    /// it), or is only counted (`None`: log it at `debug`).
-    pub fn admit(&mut self, ip: IpAddr, now: Timestamp) -> Option<HeldBack> {
+    /// it), or is only counted (`None`).
+    fn admit(&mut self, ip: IpAddr, now: Timestamp) -> Option<HeldBack> {
         let until = now.plus_ms(QUIET_MS);
         if let Some(q) = self.quiet.get_mut(&ip) {
             if now < q.until {

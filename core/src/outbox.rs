@@ -144,17 +144,15 @@ impl Outbox {
             CloseReason::Violation(_) if user_told => {
                 log::info!("closing {remote} ({conn}): {text}")
             }
-            CloseReason::Violation(_) => match self.gate.admit(remote.ip(), now) {
-                Some(held) => log::warn!("closing {remote} ({conn}): {text}{held}"),
-                None => log::debug!("closing {remote} ({conn}): {text}"),
-            },
+            CloseReason::Violation(_) => {
+                let text = format_args!("closing {remote} ({conn}): {text}");
+                self.gate.warn(module_path!(), remote.ip(), now, text)
+            }
             CloseReason::TimedOut(_) => log::info!("closing {remote} ({conn}): {text}"),
             // Whoever refused a stranger says so; whoever was refused tells its user.
             CloseReason::Unauthorised(_) if matches!(conn, ConnId::Inbound(_)) => {
-                match self.gate.admit(remote.ip(), now) {
-                    Some(held) => log::warn!("refusing {remote} ({conn}): {text}{held}"),
-                    None => log::debug!("refusing {remote} ({conn}): {text}"),
-                }
+                let text = format_args!("refusing {remote} ({conn}): {text}");
+                self.gate.warn(module_path!(), remote.ip(), now, text)
             }
             CloseReason::Unauthorised(_) => log::info!("refused by {remote} ({conn}): {text}"),
         }

@@ -111,7 +111,8 @@ pub struct Driver<M: Machine> {
     local_ip: Option<IpAddr>,
     /// Open accepted connections per remote IP (see `MAX_CONNECTIONS_PER_ADDRESS`).
     accepted_per_ip: BTreeMap<IpAddr, usize>,
-    /// Warnings about remotes (refused, not reading), once a minute per address.
+    /// Warnings about remotes (refused, not reading), once a minute per address (the
+    /// counters in `stats` miss none).
     log_gate: LogGate,
     deferred: BTreeMap<ConnId, VecDeque<PendingLoad>>,
     epoch: Instant,
@@ -290,8 +291,9 @@ impl<M: Machine> Driver<M> {
             .map(|(id, c)| (*id, c.remote_ip))
             .collect();
         for (conn, ip) in stalled {
-            let text = format!("dropping {conn}: {ip} has not read for {WRITE_STALL:?}");
-            self.warn_about(ip, &text);
+            let now = self.now();
+            let text = format_args!("dropping {conn}: {ip} has not read for {WRITE_STALL:?}");
+            self.log_gate.warn(module_path!(), ip, now, text);
             self.drop_conn(conn, true);
         }
         self.drain(app);
@@ -519,19 +521,21 @@ impl<M: Machine> Driver<M> {
                 Ok((stream, remote)) => {
                     if self.conns.len() >= MAX_CONNECTIONS {
                         self.stats.refused(false);
-                        let text = format!("refusing {remote}: {MAX_CONNECTIONS} connections open");
-                        self.warn_about(remote.ip(), &text);
+                        let (ip, now) = (remote.ip(), self.now());
+                        let text =
+                            format_args!("refusing {remote}: {MAX_CONNECTIONS} connections open");
+                        self.log_gate.warn(module_path!(), ip, now, text);
                         continue;
                     }
                     let from = self.accepted_per_ip.get(&remote.ip()).copied();
                     if from.unwrap_or(0) >= MAX_CONNECTIONS_PER_ADDRESS {
                         self.stats.refused(true);
-                        let ip = remote.ip();
-                        let text = format!(
+                        let (ip, now) = (remote.ip(), self.now());
+                        let text = format_args!(
                             "refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} connections open \
                              from {ip}"
                         );
-                        self.warn_about(ip, &text);
+                        self.log_gate.warn(module_path!(), ip, now, text);
                         continue;
                     }
                     self.next_inbound += 1;
@@ -551,15 +555,6 @@ impl<M: Machine> Driver<M> {
                     return;
                 }
             }
-        }
-    }
-
-    /// Logs `text`, a warning a remote at `ip` caused: at most once a minute per address
-    /// (the rest at `debug`; the counters in `stats` miss none).
-    fn warn_about(&mut self, ip: IpAddr, text: &str) {
-        match self.log_gate.admit(ip, self.now()) {
-            Some(held) => log::warn!("{text}{held}"),
-            None => log::debug!("{text}"),
         }
     }
 

@@ -75,12 +75,10 @@ async fn accept<V: View>(listener: TcpListener, handoff: Arc<Handoff<V>>) {
     // Refusals are warned of once a minute per address: a flood of connections cannot
     // flood the log.
     let (mut gate, epoch) = (LogGate::default(), Instant::now());
-    let mut warn_about = |ip: IpAddr, text: String| {
+    let mut refusing = |remote: SocketAddr, why: std::fmt::Arguments<'_>| {
         let now = Timestamp::from_ms(epoch.elapsed().as_millis() as u64);
-        match gate.admit(ip, now) {
-            Some(held) => log::warn!("{text}{held}"),
-            None => log::debug!("{text}"),
-        }
+        let text = format_args!("http: refusing {remote}: {why}");
+        gate.warn(module_path!(), remote.ip(), now, text);
     };
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -93,14 +91,14 @@ async fn accept<V: View>(listener: TcpListener, handoff: Arc<Handoff<V>>) {
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let text = format!("http: refusing {remote}: {MAX_CONNECTIONS} connections open");
-            warn_about(remote.ip(), text);
+            refusing(remote, format_args!("{MAX_CONNECTIONS} connections open"));
             continue;
         };
         let Some(turn) = AddressTurn::take(&per_address, remote.ip()) else {
-            let text =
-                format!("http: refusing {remote}: {MAX_CONNECTIONS_PER_ADDRESS} open from it");
-            warn_about(remote.ip(), text);
+            refusing(
+                remote,
+                format_args!("{MAX_CONNECTIONS_PER_ADDRESS} open from it"),
+            );
             continue;
         };
         let handoff = handoff.clone();
