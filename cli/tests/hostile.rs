@@ -437,8 +437,8 @@ fn until_closed(mut conn: TcpStream) {
 /// for each kind, not 200 times (a flood of bad input cannot flood the operator's log).
 #[test]
 fn a_flood_of_bad_connections_is_logged_once_per_address_not_once_each() {
+    use drizzle_mio::driver::MAX_CONNECTIONS_PER_ADDRESS;
     use std::io::BufRead;
-    const MAX_CONNECTIONS_PER_ADDRESS: usize = 128; // the driver's
     let mut tracker = drizzle()
         .args(["tracker", "--listen", "127.0.0.1:0", "--open"])
         .args(["--http", "127.0.0.1:0"])

@@ -36,7 +36,7 @@ const MAX_CONNECTIONS: usize = 1024;
 /// Connections accepted from one IP address: one host cannot take every place. A getter
 /// holds one connection to each holder it fetches from, so even many peers behind one
 /// address stay far below it.
-const MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 /// A connection with bytes to send that takes none of them for this long is dropped
 /// (a remote that stops reading must not pin its buffers forever).
 const WRITE_STALL: Duration = Duration::from_secs(60);
