@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// How long after a warning about an address further ones about it are only counted.
-pub const QUIET_MS: u64 = 60_000;
+const QUIET_MS: u64 = 60_000;
 /// Addresses remembered at once; past them, warnings about new ones are only counted.
 const MAX_ADDRESSES: usize = 1024;
 
@@ -49,20 +49,16 @@ impl LogGate {
     /// Whether a warning about `ip` goes to the log at `now` (`Some`, with what to add to
     /// it), or is only counted (`None`).
     fn admit(&mut self, ip: IpAddr, now: Timestamp) -> Option<HeldBack> {
-        let until = now.plus_ms(QUIET_MS);
+        let fresh = Quiet {
+            until: now.plus_ms(QUIET_MS),
+            held_back: 0,
+        };
         if let Some(q) = self.quiet.get_mut(&ip) {
             if now < q.until {
                 q.held_back += 1;
                 return None;
             }
-            let same_address = std::mem::replace(
-                q,
-                Quiet {
-                    until,
-                    held_back: 0,
-                },
-            )
-            .held_back;
+            let same_address = std::mem::replace(q, fresh).held_back;
             return Some(self.let_through(ip, same_address));
         }
         if self.quiet.len() >= MAX_ADDRESSES {
@@ -72,13 +68,7 @@ impl LogGate {
             self.unlisted += 1;
             return None;
         }
-        self.quiet.insert(
-            ip,
-            Quiet {
-                until,
-                held_back: 0,
-            },
-        );
+        self.quiet.insert(ip, fresh);
         Some(self.let_through(ip, 0))
     }
 
